@@ -1,0 +1,991 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * client.c - libmqbus: the handshake, publishing, subscriptions and
+ * receiving, blocking or from the caller's own loop.
+ *
+ * The library keeps a small FIFO of messages that arrived while it waited
+ * for the answer to a request (subscribe, stats), so nothing delivered is
+ * lost to a request in flight.  Blocking waits are poll() on the rx queue
+ * in slices of at most a second; between slices the daemon's pid is
+ * checked, so a client notices a daemon that died without a goodbye.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <mqueue.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/mqbus.h"
+#include "proto/proto.h"
+
+#define MQBUS_EXPORT __attribute__((visibility("default")))
+
+#define DEFAULT_BUS "mqbus"
+#define DEFAULT_MAXMSG 10
+#define DEFAULT_MSGSIZE 2048
+#define DEFAULT_TIMEOUT_MS 5000
+#define BUS_NAME_MAX 200
+/* kernel bookkeeping per queued message on 64-bit Linux: struct msg_msg
+ * (48 bytes) and struct posix_msg_tree_node (48 bytes) */
+#define KERNEL_MSG_OVERHEAD 48
+#define KERNEL_PRIO_NODE 48
+
+struct mqbus_msg {
+	struct mqbus_msg *next;
+	struct proto_header h;
+	const char *topic;
+	const unsigned char *payload;
+	unsigned char data[]; /* topic, NUL, payload */
+};
+
+struct mqbus {
+	char bus[BUS_NAME_MAX + 1];
+	long maxmsg;
+	long msgsize;
+	int timeout_ms;
+	bool connected;
+	bool bye; /* the daemon said goodbye or died */
+	mqd_t tx;
+	mqd_t rx;
+	char tx_name[PROTO_QNAME_MAX + 1];
+	char rx_name[PROTO_QNAME_MAX + 1];
+	uint32_t client_id;
+	uint32_t next_token;
+	struct proto_welcome welcome;
+	unsigned char *buf; /* msgsize bytes */
+	struct mqbus_msg *head, *tail;
+	mqbus_handler handler;
+	void *userdata;
+	char error[512];
+};
+
+static unsigned queue_counter;
+
+static int set_error(mqbus *b, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int set_error(mqbus *b, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(b->error, sizeof(b->error), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+static long proc_long(const char *name, long dflt)
+{
+	char path[128];
+	FILE *f;
+	long v;
+
+	snprintf(path, sizeof(path), "/proc/sys/fs/mqueue/%s", name);
+	f = fopen(path, "re");
+	if (!f)
+		return dflt;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = dflt;
+	fclose(f);
+	return v;
+}
+
+static bool parse_env_long(const char *name, long *ret)
+{
+	const char *v = getenv(name);
+	char *end;
+	long n;
+
+	if (!v || !*v)
+		return false;
+	errno = 0;
+	n = strtol(v, &end, 10);
+	if (errno || *end || n <= 0)
+		return false;
+	*ret = n;
+	return true;
+}
+
+static bool bus_valid(const char *bus)
+{
+	char name[BUS_NAME_MAX + 2];
+	size_t len = strlen(bus);
+
+	if (len == 0 || len > BUS_NAME_MAX)
+		return false;
+	snprintf(name, sizeof(name), "/%s", bus);
+	return proto_qname_valid(name, len + 1);
+}
+
+MQBUS_EXPORT size_t mqbus_queue_bytes(long maxmsg, long msgsize)
+{
+	if (maxmsg <= 0 || msgsize <= 0)
+		return 0;
+	return (size_t)maxmsg * (size_t)msgsize +
+	       (size_t)maxmsg * (KERNEL_MSG_OVERHEAD + KERNEL_PRIO_NODE);
+}
+
+MQBUS_EXPORT int mqbus_new(mqbus **ret)
+{
+	const char *bus = getenv("MQBUS_BUS");
+	mqbus *b;
+
+	if (!ret)
+		return -EINVAL;
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->tx = b->rx = (mqd_t)-1;
+	b->maxmsg = DEFAULT_MAXMSG;
+	b->msgsize = DEFAULT_MSGSIZE;
+	b->timeout_ms = DEFAULT_TIMEOUT_MS;
+	parse_env_long("MQBUS_QUEUE_MAXMSG", &b->maxmsg);
+	parse_env_long("MQBUS_QUEUE_MSGSIZE", &b->msgsize);
+	snprintf(b->bus, sizeof(b->bus), "%s",
+		 bus && bus_valid(bus) ? bus : DEFAULT_BUS);
+	*ret = b;
+	return 0;
+}
+
+MQBUS_EXPORT int mqbus_set_bus(mqbus *b, const char *bus)
+{
+	if (!b || !bus)
+		return -EINVAL;
+	if (b->connected)
+		return -EISCONN;
+	if (!bus_valid(bus))
+		return set_error(b, -EINVAL,
+				 "invalid bus name '%s': use 1 to %d of "
+				 "A-Z a-z 0-9 . _ -",
+				 bus, BUS_NAME_MAX);
+	snprintf(b->bus, sizeof(b->bus), "%s", bus);
+	return 0;
+}
+
+MQBUS_EXPORT int mqbus_set_queue_size(mqbus *b, long maxmsg, long msgsize)
+{
+	if (!b || maxmsg <= 0 || msgsize <= 0)
+		return -EINVAL;
+	if (b->connected)
+		return -EISCONN;
+	b->maxmsg = maxmsg;
+	b->msgsize = msgsize;
+	return 0;
+}
+
+MQBUS_EXPORT int mqbus_get_queue_size(const mqbus *b, long *ret_maxmsg,
+				      long *ret_msgsize)
+{
+	if (!b)
+		return -EINVAL;
+	if (ret_maxmsg)
+		*ret_maxmsg = b->maxmsg;
+	if (ret_msgsize)
+		*ret_msgsize = b->msgsize;
+	return 0;
+}
+
+MQBUS_EXPORT int mqbus_set_timeout(mqbus *b, int timeout_ms)
+{
+	if (!b || timeout_ms < -1)
+		return -EINVAL;
+	b->timeout_ms = timeout_ms;
+	return 0;
+}
+
+MQBUS_EXPORT const char *mqbus_last_error(const mqbus *b)
+{
+	return b ? b->error : "";
+}
+
+MQBUS_EXPORT uint32_t mqbus_client_id(const mqbus *b)
+{
+	return b && b->connected ? b->client_id : 0;
+}
+
+MQBUS_EXPORT size_t mqbus_max_payload(const mqbus *b, const char *topic)
+{
+	size_t over;
+
+	if (!b)
+		return 0;
+	over = proto_size(topic ? strlen(topic) : 0, 0);
+	return (size_t)b->msgsize > over ? (size_t)b->msgsize - over : 0;
+}
+
+/* -------------------------------------------------------------------- */
+/* time                                                                  */
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t deadline_of(int timeout_ms)
+{
+	return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+}
+
+/* ms left until deadline (-1: none), never more than a second */
+static int slice_until(int64_t deadline)
+{
+	int64_t left;
+
+	if (deadline < 0)
+		return 1000;
+	left = deadline - now_ms();
+	if (left < 0)
+		return 0;
+	return left > 1000 ? 1000 : (int)left;
+}
+
+static bool daemon_gone(mqbus *b)
+{
+	if (b->welcome.daemon_pid == 0)
+		return false;
+	return kill((pid_t)b->welcome.daemon_pid, 0) < 0 && errno == ESRCH;
+}
+
+/* -------------------------------------------------------------------- */
+/* queues                                                                */
+
+/* The sentence for a failed mq_open of one of our queues. */
+static int queue_error(mqbus *b, int err, const char *name)
+{
+	struct rlimit rl = { 0 };
+	long msg_max = proc_long("msg_max", -1);
+	long msgsize_max = proc_long("msgsize_max", -1);
+
+	switch (err) {
+	case EMFILE:
+		getrlimit(RLIMIT_MSGQUEUE, &rl);
+		return set_error(
+			b, -EMFILE,
+			"cannot create queue %s: RLIMIT_MSGQUEUE is used up: "
+			"this user's queues may take %llu bytes and a client "
+			"of %ld x %ld bytes needs %zu; close other clients, "
+			"use smaller queues (MQBUS_QUEUE_MAXMSG, "
+			"MQBUS_QUEUE_MSGSIZE) or raise the limit (ulimit -q, "
+			"LimitMSGQUEUE=); or the process is out of file "
+			"descriptors (RLIMIT_NOFILE)",
+			name, (unsigned long long)rl.rlim_cur, b->maxmsg,
+			b->msgsize, 2 * mqbus_queue_bytes(b->maxmsg, b->msgsize));
+	case ENOSPC:
+		return set_error(b, -ENOSPC,
+				 "cannot create queue %s: the system-wide "
+				 "number of queues reached fs.mqueue.queues_max "
+				 "(%ld); remove unused queues or raise it "
+				 "(sysctl fs.mqueue.queues_max=N)",
+				 name, proc_long("queues_max", -1));
+	case EINVAL:
+		if (msg_max > 0 && b->maxmsg > msg_max)
+			return set_error(b, -EINVAL,
+					 "cannot create queue %s: %ld "
+					 "messages is above fs.mqueue.msg_max "
+					 "(%ld); set MQBUS_QUEUE_MAXMSG to at "
+					 "most %ld or raise the limit (sysctl "
+					 "fs.mqueue.msg_max=N)",
+					 name, b->maxmsg, msg_max, msg_max);
+		if (msgsize_max > 0 && b->msgsize > msgsize_max)
+			return set_error(b, -EINVAL,
+					 "cannot create queue %s: a message "
+					 "size of %ld is above "
+					 "fs.mqueue.msgsize_max (%ld); set "
+					 "MQBUS_QUEUE_MSGSIZE to at most %ld or "
+					 "raise the limit (sysctl "
+					 "fs.mqueue.msgsize_max=N)",
+					 name, b->msgsize, msgsize_max,
+					 msgsize_max);
+		return set_error(b, -EINVAL,
+				 "cannot create queue %s: invalid queue "
+				 "attributes %ld x %ld",
+				 name, b->maxmsg, b->msgsize);
+	default:
+		return set_error(b, -err, "cannot create queue %s: %s", name,
+				 strerror(err));
+	}
+}
+
+static void close_queues(mqbus *b)
+{
+	if (b->tx != (mqd_t)-1) {
+		mq_close(b->tx);
+		mq_unlink(b->tx_name);
+	}
+	if (b->rx != (mqd_t)-1) {
+		mq_close(b->rx);
+		mq_unlink(b->rx_name);
+	}
+	b->tx = b->rx = (mqd_t)-1;
+}
+
+static int create_queues(mqbus *b)
+{
+	struct mq_attr attr = { 0 };
+
+	attr.mq_maxmsg = b->maxmsg;
+	attr.mq_msgsize = b->msgsize;
+	for (int tries = 0; tries < 100; tries++) {
+		unsigned n = __atomic_add_fetch(&queue_counter, 1,
+						__ATOMIC_RELAXED);
+
+		snprintf(b->tx_name, sizeof(b->tx_name), "/%s.%d.%u.tx",
+			 b->bus, (int)getpid(), n);
+		snprintf(b->rx_name, sizeof(b->rx_name), "/%s.%d.%u.rx",
+			 b->bus, (int)getpid(), n);
+		/* tx blocks, so a full tx pushes back on the publisher */
+		b->tx = mq_open(b->tx_name, O_WRONLY | O_CREAT | O_EXCL, 0600,
+				&attr);
+		if (b->tx == (mqd_t)-1) {
+			if (errno == EEXIST)
+				continue;
+			return queue_error(b, errno, b->tx_name);
+		}
+		b->rx = mq_open(b->rx_name,
+				O_RDONLY | O_CREAT | O_EXCL | O_NONBLOCK, 0600,
+				&attr);
+		if (b->rx == (mqd_t)-1) {
+			int err = errno;
+
+			close_queues(b);
+			if (err == EEXIST)
+				continue;
+			return queue_error(b, err, b->rx_name);
+		}
+		return 0;
+	}
+	return set_error(b, -EEXIST, "cannot find a free queue name");
+}
+
+/* -------------------------------------------------------------------- */
+/* sending                                                               */
+
+static int send_tx(mqbus *b, const void *buf, size_t len, unsigned prio)
+{
+	int64_t deadline = deadline_of(b->timeout_ms);
+
+	for (;;) {
+		struct timespec ts;
+		int slice = slice_until(deadline);
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += slice / 1000;
+		ts.tv_nsec += (long)(slice % 1000) * 1000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		if (mq_timedsend(b->tx, buf, len, prio, &ts) == 0)
+			return 0;
+		if (errno == EINTR)
+			continue;
+		if (errno != ETIMEDOUT)
+			return set_error(b, -errno, "cannot write %s: %s",
+					 b->tx_name, strerror(errno));
+		if (daemon_gone(b)) {
+			b->bye = true;
+			return set_error(b, -ENOTCONN,
+					 "the daemon of bus %s is gone",
+					 b->bus);
+		}
+		if (deadline >= 0 && now_ms() >= deadline)
+			return set_error(b, -ETIMEDOUT,
+					 "the daemon of bus %s is not reading "
+					 "(tx queue %s full)",
+					 b->bus, b->tx_name);
+	}
+}
+
+static int send_msg(mqbus *b, const struct proto_header *h, const char *topic,
+		    const void *payload, size_t len, unsigned prio)
+{
+	int n = proto_encode(b->buf, (size_t)b->msgsize, h, topic, payload,
+			     len);
+
+	if (n < 0)
+		return set_error(b, -EMSGSIZE,
+				 "message of %zu bytes does not fit the "
+				 "queue's message size %ld (64-byte header, "
+				 "topic and payload); raise "
+				 "MQBUS_QUEUE_MSGSIZE up to "
+				 "fs.mqueue.msgsize_max",
+				 proto_size(topic ? strlen(topic) : 0, len),
+				 b->msgsize);
+	return send_tx(b, b->buf, (size_t)n, prio);
+}
+
+/* -------------------------------------------------------------------- */
+/* receiving                                                             */
+
+static void queue_push(mqbus *b, struct mqbus_msg *m)
+{
+	m->next = NULL;
+	if (b->tail)
+		b->tail->next = m;
+	else
+		b->head = m;
+	b->tail = m;
+}
+
+static struct mqbus_msg *queue_pop(mqbus *b)
+{
+	struct mqbus_msg *m = b->head;
+
+	if (m) {
+		b->head = m->next;
+		if (!b->head)
+			b->tail = NULL;
+		m->next = NULL;
+	}
+	return m;
+}
+
+static struct mqbus_msg *msg_from(const struct proto_msg *pm)
+{
+	size_t tlen = pm->h.topic_len, plen = pm->h.payload_len;
+	struct mqbus_msg *m = malloc(sizeof(*m) + tlen + 1 + plen + 1);
+
+	if (!m)
+		return NULL;
+	m->next = NULL;
+	m->h = pm->h;
+	memcpy(m->data, pm->topic, tlen + 1);
+	memcpy(m->data + tlen + 1, pm->payload, plen);
+	m->data[tlen + 1 + plen] = '\0'; /* text payloads print as-is */
+	m->topic = (const char *)m->data;
+	m->payload = m->data + tlen + 1;
+	return m;
+}
+
+/*
+ * Reads one message from rx without blocking.  A DELIVER is queued; a
+ * reply is copied into *reply if reply is not NULL and its token matches.
+ * Returns 1 if something was read, 0 if rx is empty, -errno.
+ */
+static int read_one(mqbus *b, uint32_t token, struct proto_msg *reply,
+		    bool *ret_replied)
+{
+	struct proto_msg pm;
+	ssize_t n;
+	int r;
+
+	n = mq_receive(b->rx, (char *)b->buf, (size_t)b->msgsize, NULL);
+	if (n < 0) {
+		if (errno == EAGAIN)
+			return 0;
+		if (errno == EINTR)
+			return 1;
+		return set_error(b, -errno, "cannot read %s: %s", b->rx_name,
+				 strerror(errno));
+	}
+	r = proto_decode(b->buf, (size_t)n, &pm);
+	if (r < 0)
+		return 1; /* not from our daemon: skip it */
+	switch (pm.h.type) {
+	case PROTO_DELIVER: {
+		struct mqbus_msg *m = msg_from(&pm);
+
+		if (!m)
+			return set_error(b, -ENOMEM, "out of memory");
+		queue_push(b, m);
+		break;
+	}
+	case PROTO_BYE:
+		b->bye = true;
+		break;
+	case PROTO_WELCOME:
+	case PROTO_ACK:
+	case PROTO_ERROR:
+	case PROTO_STATS:
+		if (reply && ret_replied && pm.h.token == token) {
+			*reply = pm; /* points into b->buf */
+			*ret_replied = true;
+		}
+		break;
+	default:
+		break;
+	}
+	return 1;
+}
+
+/*
+ * Waits for the reply with this token (token 0 with WELCOME).  The reply
+ * points into b->buf, valid until the next read.
+ */
+static int wait_reply(mqbus *b, uint32_t token, int timeout_ms,
+		      struct proto_msg *ret)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+	bool replied = false;
+
+	for (;;) {
+		struct pollfd p = { .fd = b->rx, .events = POLLIN };
+		int r = read_one(b, token, ret, &replied);
+
+		if (r < 0)
+			return r;
+		if (replied)
+			return 0;
+		if (b->bye)
+			return set_error(b, -ENOTCONN,
+					 "the daemon of bus %s closed the "
+					 "connection",
+					 b->bus);
+		if (r > 0)
+			continue;
+		if (deadline >= 0 && now_ms() >= deadline)
+			return set_error(b, -ETIMEDOUT,
+					 "the daemon of bus %s did not answer "
+					 "within %d ms",
+					 b->bus, timeout_ms);
+		if (daemon_gone(b)) {
+			b->bye = true;
+			return set_error(b, -ENOTCONN,
+					 "the daemon of bus %s is gone",
+					 b->bus);
+		}
+		if (poll(&p, 1, slice_until(deadline)) < 0 && errno != EINTR)
+			return set_error(b, -errno, "poll: %s",
+					 strerror(errno));
+	}
+}
+
+/* -------------------------------------------------------------------- */
+/* connect and close                                                     */
+
+static int announce(mqbus *b, int64_t deadline)
+{
+	char name[BUS_NAME_MAX + 2];
+	unsigned char buf[PROTO_HEADER_SIZE + PROTO_QNAME_MAX + 1];
+	struct proto_header h;
+	mqd_t a;
+	int n, r = 0;
+
+	snprintf(name, sizeof(name), "/%s", b->bus);
+	a = mq_open(name, O_WRONLY | O_NONBLOCK);
+	if (a == (mqd_t)-1) {
+		if (errno == ENOENT)
+			return set_error(b, -ENOENT,
+					 "no mqbus daemon serves bus '%s' "
+					 "(queue %s does not exist); start "
+					 "mqbusd -b %s",
+					 b->bus, name, b->bus);
+		return set_error(b, -errno, "cannot open %s: %s", name,
+				 strerror(errno));
+	}
+	proto_header_init(&h, PROTO_ANNOUNCE);
+	n = proto_encode(buf, sizeof(buf), &h, b->tx_name, NULL, 0);
+	while (mq_send(a, (const char *)buf, (size_t)n, 0) < 0) {
+		struct pollfd p = { .fd = a, .events = POLLOUT };
+
+		if (errno != EAGAIN && errno != EINTR) {
+			r = set_error(b, -errno, "cannot write %s: %s", name,
+				      strerror(errno));
+			break;
+		}
+		if (deadline >= 0 && now_ms() >= deadline) {
+			r = set_error(b, -ETIMEDOUT,
+				      "the announce queue %s stayed full", name);
+			break;
+		}
+		poll(&p, 1, slice_until(deadline));
+	}
+	mq_close(a);
+	return r;
+}
+
+MQBUS_EXPORT int mqbus_connect(mqbus *b)
+{
+	struct proto_header h;
+	struct proto_msg reply;
+	int64_t deadline;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	if (b->connected)
+		return -EISCONN;
+	b->error[0] = '\0';
+	deadline = deadline_of(b->timeout_ms);
+	free(b->buf);
+	b->buf = malloc((size_t)b->msgsize);
+	if (!b->buf)
+		return set_error(b, -ENOMEM, "out of memory");
+	if ((size_t)b->msgsize < proto_size(PROTO_QNAME_MAX, 0))
+		return set_error(b, -EINVAL,
+				 "queue message size %ld is too small; mqbus "
+				 "needs at least %zu",
+				 b->msgsize, proto_size(PROTO_QNAME_MAX, 0));
+	r = create_queues(b);
+	if (r < 0)
+		return r;
+
+	proto_header_init(&h, PROTO_HELLO);
+	h.sender_pid = (uint32_t)getpid();
+	r = send_msg(b, &h, b->rx_name, NULL, 0, 0);
+	if (r < 0)
+		goto fail;
+	r = announce(b, deadline);
+	if (r < 0)
+		goto fail;
+	r = wait_reply(b, 0, b->timeout_ms, &reply);
+	if (r < 0)
+		goto fail;
+	if (reply.h.type == PROTO_ERROR) {
+		r = set_error(b, -(int)reply.h.status,
+			      "the daemon refused the connection: %.*s",
+			      (int)reply.h.payload_len,
+			      (const char *)reply.payload);
+		goto fail;
+	}
+	if (reply.h.type != PROTO_WELCOME) {
+		r = set_error(b, -EPROTO, "unexpected answer from the daemon");
+		goto fail;
+	}
+	memcpy(&b->welcome, reply.payload, sizeof(b->welcome));
+	b->client_id = reply.h.client_id;
+	b->connected = true;
+	b->bye = false;
+	return 0;
+
+fail:
+	close_queues(b);
+	return r;
+}
+
+MQBUS_EXPORT int mqbus_open(mqbus **ret, const char *bus)
+{
+	mqbus *b;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	r = mqbus_new(&b);
+	if (r < 0)
+		return r;
+	if (bus)
+		r = mqbus_set_bus(b, bus);
+	if (r == 0)
+		r = mqbus_connect(b);
+	if (r < 0) {
+		mqbus_free(b);
+		return r;
+	}
+	*ret = b;
+	return 0;
+}
+
+MQBUS_EXPORT mqbus *mqbus_free(mqbus *b)
+{
+	struct mqbus_msg *m;
+
+	if (!b)
+		return NULL;
+	if (b->connected && !b->bye) {
+		unsigned char buf[PROTO_HEADER_SIZE + 1];
+		struct proto_header h;
+		struct timespec now;
+		int n;
+
+		/* best effort: if tx is full the pidfd tells the daemon */
+		proto_header_init(&h, PROTO_BYE);
+		n = proto_encode(buf, sizeof(buf), &h, NULL, NULL, 0);
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (n > 0)
+			mq_timedsend(b->tx, (const char *)buf, (size_t)n, 0,
+				     &now);
+	}
+	close_queues(b);
+	while ((m = queue_pop(b)))
+		free(m);
+	free(b->buf);
+	free(b);
+	return NULL;
+}
+
+/* -------------------------------------------------------------------- */
+/* publish, subscribe, stats                                             */
+
+static int check_connected(mqbus *b)
+{
+	if (!b->connected)
+		return set_error(b, -ENOTCONN, "not connected");
+	if (b->bye)
+		return set_error(b, -ENOTCONN,
+				 "the daemon of bus %s closed the connection",
+				 b->bus);
+	return 0;
+}
+
+MQBUS_EXPORT int mqbus_publish(mqbus *b, const char *topic, const void *data,
+			       size_t len, int priority)
+{
+	struct proto_header h;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	r = check_connected(b);
+	if (r < 0)
+		return r;
+	if (!topic || !proto_topic_valid(topic, strlen(topic), false))
+		return set_error(b, -EINVAL,
+				 "invalid topic '%s': '/'-separated levels "
+				 "of printable ASCII, no '+' or '#'",
+				 topic ? topic : "(null)");
+	if (priority != MQBUS_PRIORITY_DEFAULT &&
+	    (priority < 0 || priority > PROTO_PRIO_MAX))
+		return set_error(b, -EINVAL,
+				 "invalid priority %d: 0 to %d", priority,
+				 PROTO_PRIO_MAX);
+	if (len && !data)
+		return set_error(b, -EINVAL, "no data");
+	if (proto_size(strlen(topic), len) > (size_t)b->msgsize)
+		return set_error(b, -EMSGSIZE,
+				 "message of %zu bytes does not fit the "
+				 "queue's message size %ld: at most %zu "
+				 "bytes of payload on this topic; raise "
+				 "MQBUS_QUEUE_MSGSIZE up to "
+				 "fs.mqueue.msgsize_max (%ld)",
+				 proto_size(strlen(topic), len), b->msgsize,
+				 mqbus_max_payload(b, topic),
+				 proc_long("msgsize_max", -1));
+	proto_header_init(&h, PROTO_PUBLISH);
+	if (priority != MQBUS_PRIORITY_DEFAULT) {
+		h.flags = PROTO_F_PRIORITY;
+		h.priority = (uint32_t)priority;
+	}
+	return send_msg(b, &h, topic, data, len,
+			priority == MQBUS_PRIORITY_DEFAULT ? 0
+							   : (unsigned)priority);
+}
+
+/* Sends a request and waits for its ACK, ERROR or STATS. */
+static int request(mqbus *b, enum proto_type type, const char *topic,
+		   struct proto_msg *ret)
+{
+	struct proto_header h;
+	int r;
+
+	r = check_connected(b);
+	if (r < 0)
+		return r;
+	proto_header_init(&h, type);
+	if (++b->next_token == 0)
+		b->next_token = 1;
+	h.token = b->next_token;
+	/* requests overtake queued publishes, as replies do on rx */
+	r = send_msg(b, &h, topic, NULL, 0, PROTO_PRIO_MAX);
+	if (r < 0)
+		return r;
+	r = wait_reply(b, h.token, b->timeout_ms, ret);
+	if (r < 0)
+		return r;
+	if (ret->h.type == PROTO_ERROR)
+		return set_error(b, -(int)ret->h.status, "%.*s",
+				 (int)ret->h.payload_len,
+				 (const char *)ret->payload);
+	return 0;
+}
+
+static int subscription(mqbus *b, enum proto_type type, const char *pattern)
+{
+	struct proto_msg reply;
+
+	if (!b)
+		return -EINVAL;
+	if (!pattern || !proto_topic_valid(pattern, strlen(pattern), true))
+		return set_error(b, -EINVAL,
+				 "invalid pattern '%s': '/'-separated "
+				 "levels, '+' for one whole level, '#' as "
+				 "the whole last level",
+				 pattern ? pattern : "(null)");
+	return request(b, type, pattern, &reply);
+}
+
+MQBUS_EXPORT int mqbus_subscribe(mqbus *b, const char *pattern)
+{
+	return subscription(b, PROTO_SUBSCRIBE, pattern);
+}
+
+MQBUS_EXPORT int mqbus_unsubscribe(mqbus *b, const char *pattern)
+{
+	return subscription(b, PROTO_UNSUBSCRIBE, pattern);
+}
+
+MQBUS_EXPORT int mqbus_stats(mqbus *b, char **ret)
+{
+	struct proto_msg reply;
+	char *text;
+	int r;
+
+	if (!b || !ret)
+		return -EINVAL;
+	r = request(b, PROTO_STATS, NULL, &reply);
+	if (r < 0)
+		return r;
+	text = strndup(reply.payload, reply.h.payload_len);
+	if (!text)
+		return set_error(b, -ENOMEM, "out of memory");
+	*ret = text;
+	return 0;
+}
+
+/* -------------------------------------------------------------------- */
+/* receive and the caller's loop                                         */
+
+MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
+{
+	int64_t deadline = deadline_of(timeout_ms);
+
+	if (!b || !ret || timeout_ms < -1)
+		return -EINVAL;
+	if (!b->connected)
+		return set_error(b, -ENOTCONN, "not connected");
+	for (;;) {
+		struct pollfd p = { .fd = b->rx, .events = POLLIN };
+		int r;
+
+		if (b->head) {
+			*ret = queue_pop(b);
+			return 0;
+		}
+		r = read_one(b, 0, NULL, NULL);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			continue;
+		if (b->bye)
+			return set_error(b, -ENOTCONN,
+					 "the daemon of bus %s closed the "
+					 "connection",
+					 b->bus);
+		if (deadline >= 0 && now_ms() >= deadline)
+			return set_error(b, -ETIMEDOUT,
+					 "no message within %d ms", timeout_ms);
+		if (daemon_gone(b)) {
+			b->bye = true;
+			continue;
+		}
+		if (poll(&p, 1, slice_until(deadline)) < 0 && errno != EINTR)
+			return set_error(b, -errno, "poll: %s",
+					 strerror(errno));
+	}
+}
+
+MQBUS_EXPORT int mqbus_get_fd(const mqbus *b)
+{
+	if (!b || !b->connected)
+		return -ENOTCONN;
+	return (int)b->rx;
+}
+
+MQBUS_EXPORT void mqbus_set_handler(mqbus *b, mqbus_handler fn,
+				    void *userdata)
+{
+	if (!b)
+		return;
+	b->handler = fn;
+	b->userdata = userdata;
+}
+
+MQBUS_EXPORT int mqbus_process(mqbus *b)
+{
+	int handled = 0;
+
+	if (!b)
+		return -EINVAL;
+	if (!b->connected)
+		return set_error(b, -ENOTCONN, "not connected");
+	for (;;) {
+		struct mqbus_msg *m;
+		int r;
+
+		while (b->handler && (m = queue_pop(b))) {
+			b->handler(b, m, b->userdata);
+			free(m);
+			handled++;
+		}
+		r = read_one(b, 0, NULL, NULL);
+		if (r < 0)
+			return r;
+		if (r == 0)
+			break;
+	}
+	if (b->bye && handled == 0)
+		return set_error(b, -ENOTCONN,
+				 "the daemon of bus %s closed the connection",
+				 b->bus);
+	return handled;
+}
+
+/* -------------------------------------------------------------------- */
+/* messages                                                              */
+
+MQBUS_EXPORT mqbus_msg *mqbus_msg_free(mqbus_msg *m)
+{
+	free(m);
+	return NULL;
+}
+
+MQBUS_EXPORT const char *mqbus_msg_topic(const mqbus_msg *m)
+{
+	return m ? m->topic : NULL;
+}
+
+MQBUS_EXPORT const void *mqbus_msg_payload(const mqbus_msg *m,
+					   size_t *ret_len)
+{
+	if (!m)
+		return NULL;
+	if (ret_len)
+		*ret_len = m->h.payload_len;
+	return m->payload;
+}
+
+MQBUS_EXPORT unsigned mqbus_msg_priority(const mqbus_msg *m)
+{
+	return m ? m->h.priority : 0;
+}
+
+MQBUS_EXPORT uid_t mqbus_msg_sender_uid(const mqbus_msg *m)
+{
+	return m ? (uid_t)m->h.sender_uid : (uid_t)-1;
+}
+
+MQBUS_EXPORT pid_t mqbus_msg_sender_pid(const mqbus_msg *m)
+{
+	return m ? (pid_t)m->h.sender_pid : 0;
+}
+
+MQBUS_EXPORT uint32_t mqbus_msg_client_id(const mqbus_msg *m)
+{
+	return m ? m->h.client_id : 0;
+}
+
+MQBUS_EXPORT uint64_t mqbus_msg_seq(const mqbus_msg *m)
+{
+	return m ? m->h.seq : 0;
+}
+
+MQBUS_EXPORT uint64_t mqbus_msg_timestamp(const mqbus_msg *m)
+{
+	return m ? m->h.timestamp : 0;
+}
+
+MQBUS_EXPORT uint32_t mqbus_msg_dropped(const mqbus_msg *m)
+{
+	return m ? m->h.status : 0;
+}

@@ -1,0 +1,516 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * client.c - per-client state: reading tx, answering requests, writing rx.
+ *
+ * Everything a client sends is untrusted: a message that does not decode,
+ * or a type a client may not send, is answered with ERROR and counted;
+ * SERVER_MAX_BAD of them end the session.  Output never blocks the loop:
+ * what does not fit in rx waits in the pending list (bounded by the
+ * config's pending_max; beyond it the newest message is dropped and
+ * counted, and the count rides on the subscriber's next delivery).
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "daemon/client.h"
+#include "daemon/log.h"
+#include "daemon/msgbuf.h"
+#include "daemon/router.h"
+#include "daemon/server.h"
+#include "proto/proto.h"
+
+/* control replies may exceed pending_max by this much */
+#define CLIENT_CONTROL_SLACK 64
+
+static struct pending *pending_pool;
+
+static struct pending *pending_get(void)
+{
+	struct pending *p = pending_pool;
+
+	if (p) {
+		pending_pool = p->next;
+		return p;
+	}
+	return malloc(sizeof(*p));
+}
+
+static void pending_put(struct pending *p)
+{
+	p->next = pending_pool;
+	pending_pool = p;
+}
+
+static void client_on_wake(struct wake_src *src);
+static void client_rx_writable(evutil_socket_t fd, short what, void *arg);
+static void client_pid_exited(evutil_socket_t fd, short what, void *arg);
+
+int client_new(struct server *s, uint32_t id, uid_t uid, pid_t pid,
+	       const char *tx_name, const char *rx_name, mqd_t tx, mqd_t rx,
+	       int pidfd, struct client **ret)
+{
+	struct mq_attr txa, rxa;
+	struct client *c;
+	int r = -ENOMEM;
+
+	if (mq_getattr(tx, &txa) < 0 || mq_getattr(rx, &rxa) < 0) {
+		r = -errno;
+		mq_close(tx);
+		mq_close(rx);
+		close(pidfd);
+		return r;
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		mq_close(tx);
+		mq_close(rx);
+		close(pidfd);
+		return -ENOMEM;
+	}
+	c->server = s;
+	c->id = id;
+	c->uid = uid;
+	c->pid = pid;
+	c->tx = tx;
+	c->rx = rx;
+	c->pidfd = pidfd;
+	c->tx_msgsize = txa.mq_msgsize;
+	c->rx_msgsize = rxa.mq_msgsize;
+	c->tx_name = strdup(tx_name);
+	c->rx_name = strdup(rx_name);
+	if (!c->tx_name || !c->rx_name)
+		goto fail;
+	c->rx_ev = event_new(s->base, rx, EV_WRITE, client_rx_writable, c);
+	c->pid_ev = event_new(s->base, pidfd, EV_READ, client_pid_exited, c);
+	if (!c->rx_ev || !c->pid_ev || event_add(c->pid_ev, NULL) < 0)
+		goto fail;
+	c->src.mqd = tx;
+	c->src.on_wake = client_on_wake;
+	r = wake_add(s->wake, &c->src);
+	if (r < 0)
+		goto fail;
+	*ret = c;
+	return 0;
+
+fail:
+	client_free(c, false);
+	return r;
+}
+
+static void pending_clear(struct client *c)
+{
+	while (c->pending_head) {
+		struct pending *p = c->pending_head;
+
+		c->pending_head = p->next;
+		msgbuf_unref(p->m);
+		pending_put(p);
+	}
+	c->pending_tail = NULL;
+	c->n_pending = 0;
+}
+
+void client_free(struct client *c, bool unlink)
+{
+	struct server *s = c->server;
+
+	wake_del(&c->src);
+	for (size_t i = 0; i < c->n_patterns; i++) {
+		router_unsubscribe(s->router, c->patterns[i], c);
+		free(c->patterns[i]);
+	}
+	free(c->patterns);
+	pending_clear(c);
+	if (c->rx_ev)
+		event_free(c->rx_ev);
+	if (c->pid_ev)
+		event_free(c->pid_ev);
+	mq_close(c->tx);
+	mq_close(c->rx);
+	if (c->pidfd >= 0)
+		close(c->pidfd);
+	if (unlink) {
+		/* ENOENT: the client unlinked them itself */
+		if (c->tx_name)
+			mq_unlink(c->tx_name);
+		if (c->rx_name)
+			mq_unlink(c->rx_name);
+	}
+	free(c->tx_name);
+	free(c->rx_name);
+	free(c);
+}
+
+void client_close(struct client *c, bool bye, const char *why)
+{
+	if (c->closing)
+		return;
+	if (bye) {
+		unsigned char buf[PROTO_HEADER_SIZE + 1];
+		struct proto_header h;
+		int n;
+
+		proto_header_init(&h, PROTO_BYE);
+		n = proto_encode(buf, sizeof(buf), &h, NULL, NULL, 0);
+		if (n > 0 && mq_send(c->rx, (char *)buf, n, PROTO_PRIO_MAX) < 0)
+			log_debug("client %u: BYE not sent: %s", c->id,
+				  strerror(errno));
+	}
+	c->closing = true;
+	log_debug("client %u (pid %d, uid %u): %s", c->id, (int)c->pid,
+		  (unsigned)c->uid, why);
+	server_client_closing(c->server, c);
+}
+
+/*
+ * The process is gone, but what it sent before dying was promised to the
+ * bus: drain tx (it cannot grow any more) before letting the client go.
+ */
+static void client_pid_exited(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	while (client_read(c, SERVER_READ_BUDGET) > 0)
+		;
+	client_close(c, false, "process exited");
+}
+
+static void client_on_wake(struct wake_src *src)
+{
+	struct client *c = (struct client *)((char *)src -
+					     offsetof(struct client, src));
+
+	server_wake_ready(c->server, src);
+}
+
+/*
+ * Sends m now.  A DELIVER carries the subscriber's drop count, patched
+ * into the shared buffer just for this mq_send (the kernel copies it).
+ */
+static int client_send_now(struct client *c, struct msgbuf *m, unsigned prio)
+{
+	const size_t status_off = offsetof(struct proto_header, status);
+	bool deliver = m->data[offsetof(struct proto_header, type)] ==
+		       PROTO_DELIVER;
+	uint32_t zero = 0;
+	int r;
+
+	if (deliver)
+		memcpy(m->data + status_off, &c->dropped, sizeof(c->dropped));
+	r = mq_send(c->rx, (const char *)m->data, m->len, prio);
+	if (deliver)
+		memcpy(m->data + status_off, &zero, sizeof(zero));
+	if (r < 0)
+		return -errno;
+	if (deliver) {
+		c->dropped = 0;
+		c->delivered++;
+		c->server->stats.delivered++;
+	}
+	return 0;
+}
+
+static void client_drop(struct client *c, struct msgbuf *m, int err)
+{
+	if (m->data[offsetof(struct proto_header, type)] != PROTO_DELIVER) {
+		log_debug("client %u: control reply dropped: %s", c->id,
+			  strerror(-err));
+		return;
+	}
+	c->dropped++;
+	c->dropped_total++;
+	c->server->stats.dropped++;
+	if (err != -EAGAIN)
+		log_debug("client %u: message dropped: %s", c->id,
+			  strerror(-err));
+}
+
+/* Highest priority first; FIFO within a priority.  Appending is the
+ * common case, so the list is scanned only when priorities overtake. */
+static void pending_insert(struct client *c, struct pending *p)
+{
+	struct pending **at = &c->pending_head;
+
+	if (!c->pending_tail || c->pending_tail->prio >= p->prio) {
+		p->next = NULL;
+		if (c->pending_tail)
+			c->pending_tail->next = p;
+		else
+			c->pending_head = p;
+		c->pending_tail = p;
+	} else {
+		while ((*at)->prio >= p->prio)
+			at = &(*at)->next;
+		p->next = *at;
+		*at = p;
+	}
+	c->n_pending++;
+}
+
+/* Queues m behind what rx cannot take yet; false if over the bound. */
+static bool client_enqueue(struct client *c, struct msgbuf *m, unsigned prio,
+			   unsigned bound)
+{
+	struct pending *p;
+
+	if (c->n_pending >= bound)
+		return false;
+	p = pending_get();
+	if (!p)
+		return false;
+	p->m = msgbuf_ref(m);
+	p->prio = prio;
+	pending_insert(c, p);
+	if (c->n_pending == 1)
+		event_add(c->rx_ev, NULL);
+	return true;
+}
+
+static void client_output(struct client *c, struct msgbuf *m, unsigned prio,
+			  unsigned bound)
+{
+	int r = -EAGAIN;
+
+	if (c->closing)
+		return;
+	/* behind a backlog, keep order: queue instead of overtaking it */
+	if (c->n_pending == 0) {
+		r = client_send_now(c, m, prio);
+		if (r == 0)
+			return;
+	}
+	if (r != -EAGAIN || !client_enqueue(c, m, prio, bound))
+		client_drop(c, m, r);
+}
+
+void client_deliver(struct client *c, struct msgbuf *m, unsigned prio)
+{
+	client_output(c, m, prio, c->server->cfg.pending_max);
+}
+
+static void client_rx_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct client *c = arg;
+
+	while (c->pending_head && !c->closing) {
+		struct pending *p = c->pending_head;
+		int r = client_send_now(c, p->m, p->prio);
+
+		if (r == -EAGAIN) {
+			event_add(c->rx_ev, NULL);
+			return;
+		}
+		if (r < 0)
+			client_drop(c, p->m, r);
+		c->pending_head = p->next;
+		if (!c->pending_head)
+			c->pending_tail = NULL;
+		c->n_pending--;
+		msgbuf_unref(p->m);
+		pending_put(p);
+	}
+}
+
+int client_send_control(struct client *c, const void *buf, size_t len,
+			unsigned prio)
+{
+	struct msgbuf *m = msgbuf_get(len);
+
+	if (!m)
+		return -ENOMEM;
+	memcpy(m->data, buf, len);
+	m->len = len;
+	client_output(c, m, prio,
+		      c->server->cfg.pending_max + CLIENT_CONTROL_SLACK);
+	msgbuf_unref(m);
+	return 0;
+}
+
+/* Answers a request: ACK when err is 0, else ERROR with a sentence. */
+static void client_reply(struct client *c, uint32_t token, int err,
+			 const char *text)
+{
+	unsigned char buf[PROTO_HEADER_SIZE + 1 + 256];
+	struct proto_header h;
+	size_t tlen = text ? strlen(text) : 0;
+	int n;
+
+	proto_header_init(&h, err ? PROTO_ERROR : PROTO_ACK);
+	h.token = token;
+	h.status = (uint32_t)err;
+	if (!err)
+		tlen = 0;
+	if (tlen > 256)
+		tlen = 256;
+	n = proto_encode(buf, sizeof(buf), &h, NULL, text, tlen);
+	if (n > 0)
+		client_send_control(c, buf, n, PROTO_PRIO_MAX);
+}
+
+static void client_bad(struct client *c, uint32_t token, int err,
+		       const char *what)
+{
+	char text[200];
+
+	c->bad_messages++;
+	c->server->stats.bad_messages++;
+	snprintf(text, sizeof(text), "%s: %s", what, proto_strerror(err));
+	log_debug("client %u: %s", c->id, text);
+	if (c->bad_messages >= SERVER_MAX_BAD) {
+		client_close(c, true, "too many bad messages");
+		return;
+	}
+	client_reply(c, token, EBADMSG, text);
+}
+
+static void client_subscribe(struct client *c, const struct proto_msg *pm)
+{
+	struct server *s = c->server;
+	char text[128];
+	char *copy;
+	int r;
+
+	if (c->n_patterns >= s->cfg.max_subscriptions) {
+		snprintf(text, sizeof(text),
+			 "too many subscriptions: at most %u per client",
+			 s->cfg.max_subscriptions);
+		client_reply(c, pm->h.token, EDQUOT, text);
+		return;
+	}
+	if (c->n_patterns == c->cap_patterns) {
+		size_t cap = c->cap_patterns ? c->cap_patterns * 2 : 4;
+		char **p = realloc(c->patterns, cap * sizeof(*p));
+
+		if (!p) {
+			client_reply(c, pm->h.token, ENOMEM, "out of memory");
+			return;
+		}
+		c->patterns = p;
+		c->cap_patterns = cap;
+	}
+	copy = strdup(pm->topic);
+	if (!copy) {
+		client_reply(c, pm->h.token, ENOMEM, "out of memory");
+		return;
+	}
+	r = router_subscribe(s->router, pm->topic, c);
+	if (r < 0) {
+		free(copy);
+		client_reply(c, pm->h.token, -r,
+			     r == -EEXIST ? "already subscribed to this pattern"
+					  : "invalid pattern");
+		return;
+	}
+	c->patterns[c->n_patterns++] = copy;
+	client_reply(c, pm->h.token, 0, NULL);
+}
+
+static void client_unsubscribe(struct client *c, const struct proto_msg *pm)
+{
+	int r = router_unsubscribe(c->server->router, pm->topic, c);
+
+	if (r < 0) {
+		client_reply(c, pm->h.token, -r, "not subscribed to this pattern");
+		return;
+	}
+	for (size_t i = 0; i < c->n_patterns; i++) {
+		if (strcmp(c->patterns[i], pm->topic) == 0) {
+			free(c->patterns[i]);
+			c->patterns[i] = c->patterns[--c->n_patterns];
+			break;
+		}
+	}
+	client_reply(c, pm->h.token, 0, NULL);
+}
+
+static void client_stats(struct client *c, uint32_t token)
+{
+	unsigned char buf[4096];
+	char text[2048];
+	struct proto_header h;
+	int len, n;
+
+	len = server_stats_text(c->server, text, sizeof(text));
+	proto_header_init(&h, PROTO_STATS);
+	h.token = token;
+	/* never more than rx can take */
+	if ((long)proto_size(0, len) > c->rx_msgsize)
+		len = c->rx_msgsize - (long)proto_size(0, 0);
+	n = proto_encode(buf, sizeof(buf), &h, NULL, text, len < 0 ? 0 : len);
+	if (n > 0)
+		client_send_control(c, buf, n, PROTO_PRIO_MAX);
+}
+
+static void client_handle(struct client *c, struct msgbuf *m)
+{
+	struct proto_msg pm;
+	int r = proto_decode(m->data, m->len, &pm);
+
+	if (r < 0) {
+		client_bad(c, 0, r, "message rejected");
+		return;
+	}
+	switch (pm.h.type) {
+	case PROTO_PUBLISH:
+		c->published++;
+		server_route(c->server, c, m, pm.topic,
+			     pm.h.flags & PROTO_F_PRIORITY ? (int)pm.h.priority
+							   : -1);
+		break;
+	case PROTO_SUBSCRIBE:
+		client_subscribe(c, &pm);
+		break;
+	case PROTO_UNSUBSCRIBE:
+		client_unsubscribe(c, &pm);
+		break;
+	case PROTO_STATS:
+		client_stats(c, pm.h.token);
+		break;
+	case PROTO_BYE:
+		client_close(c, false, "said goodbye");
+		break;
+	default:
+		client_bad(c, pm.h.token, -PROTO_E_TYPE,
+			   proto_type_name(pm.h.type));
+		break;
+	}
+}
+
+int client_read(struct client *c, unsigned budget)
+{
+	struct msgbuf *m = NULL;
+	unsigned prio;
+
+	for (unsigned i = 0; i < budget && !c->closing; i++) {
+		ssize_t n;
+
+		/* reuse the buffer unless a pending list kept it */
+		if (m && m->refs > 1) {
+			msgbuf_unref(m);
+			m = NULL;
+		}
+		if (!m)
+			m = msgbuf_get(c->tx_msgsize);
+		if (!m)
+			return 1; /* out of memory: try again later */
+		n = mq_receive(c->tx, (char *)m->data, m->cap, &prio);
+		if (n < 0) {
+			msgbuf_unref(m);
+			if (errno == EAGAIN)
+				return 0;
+			log_warn("client %u: reading %s", c->id, c->tx_name);
+			client_close(c, true, "tx queue unreadable");
+			return -1;
+		}
+		m->len = (size_t)n;
+		client_handle(c, m);
+	}
+	msgbuf_unref(m);
+	return c->closing ? -1 : 1;
+}

@@ -1,0 +1,106 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * client.h - one connected client: its queues, subscriptions, pending
+ * output and counters.
+ *
+ * A client exists only after a successful handshake (server.c).  Its tx
+ * queue is read through a wake source; its rx queue is written without
+ * blocking, and what does not fit waits in the pending list, ordered by
+ * priority, until libevent says rx is writable.  Its pidfd tells the loop
+ * the moment the process dies.  A client is never freed inside its own
+ * callbacks: client_close() marks it and the server frees it from a
+ * deferred event.
+ */
+#ifndef MQBUS_CLIENT_H
+#define MQBUS_CLIENT_H
+
+#include <mqueue.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+
+#include "daemon/wake.h"
+
+struct event;
+struct msgbuf;
+struct server;
+
+struct pending {
+	struct pending *next;
+	struct msgbuf *m;
+	unsigned prio;
+};
+
+struct client {
+	struct server *server;
+	TAILQ_ENTRY(client) link;      /* server->clients */
+	TAILQ_ENTRY(client) reap_link; /* server->reap, once closing */
+	uint32_t id;
+	uid_t uid;
+	pid_t pid;
+	char *tx_name;
+	char *rx_name;
+	mqd_t tx;
+	mqd_t rx;
+	long tx_msgsize;
+	long rx_msgsize;
+	struct wake_src src; /* tx readable */
+	struct event *rx_ev; /* rx writable, while pending output */
+	int pidfd;
+	struct event *pid_ev;
+	bool closing;
+
+	/* subscriptions, kept to unsubscribe on close */
+	char **patterns;
+	size_t n_patterns;
+	size_t cap_patterns;
+
+	/* the messages waiting for room in rx, highest priority first */
+	struct pending *pending_head;
+	struct pending *pending_tail;
+	unsigned n_pending;
+
+	uint64_t route_seq; /* last message routed here: one copy each */
+	uint32_t dropped;   /* dropped since the last delivery */
+
+	/* counters */
+	uint64_t published;
+	uint64_t delivered;
+	uint64_t dropped_total;
+	uint64_t bad_messages;
+};
+
+/*
+ * A client on queues tx (read) and rx (write) that the handshake checked.
+ * Takes ownership of tx, rx and pidfd (closed on failure too).
+ */
+int client_new(struct server *s, uint32_t id, uid_t uid, pid_t pid,
+	       const char *tx_name, const char *rx_name, mqd_t tx, mqd_t rx,
+	       int pidfd, struct client **ret);
+
+/* Unlinks the client's queues (if unlink), unsubscribes, frees. */
+void client_free(struct client *c, bool unlink);
+
+/*
+ * Marks the client for freeing from a deferred event.  If bye, a BYE is
+ * tried first.  Safe to call more than once and from its own callbacks.
+ */
+void client_close(struct client *c, bool bye, const char *why);
+
+/* Reads up to budget messages from tx.  Returns 1 if more may wait, 0 if
+ * tx was drained to EAGAIN, -1 if the client is closing. */
+int client_read(struct client *c, unsigned budget);
+
+/*
+ * Sends m (a DELIVER) to c at mq priority prio, or queues it when rx is
+ * full.  Counts deliveries and drops.
+ */
+void client_deliver(struct client *c, struct msgbuf *m, unsigned prio);
+
+/* Sends a control message (ACK, ERROR, WELCOME, BYE, STATS reply) now,
+ * dropping it if rx is full.  Returns 0 or -errno. */
+int client_send_control(struct client *c, const void *buf, size_t len,
+			unsigned prio);
+
+#endif

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * config.h - mqbusd's configuration file.
+ *
+ * An INI file (parsed with inih).  The [bus] section holds bus-wide
+ * settings; each [topic "PATTERN"] section holds the settings of the topics
+ * PATTERN matches.  See mqbusd.conf(5).
+ *
+ *   [bus]
+ *   max_priority = 15        ; ceiling for topics no section matches
+ *   pending_max = 256        ; messages held per subscriber when its queue
+ *                            ; is full
+ *   max_clients = 1024
+ *   max_subscriptions = 1024 ; per client
+ *
+ *   [topic "alerts/#"]
+ *   priority = 10            ; default priority of these topics
+ *   ceiling = 20             ; highest priority a publisher may ask for
+ *
+ * When several sections match a topic the most specific wins: the one with
+ * more literal levels, then fewer wildcards, then the earlier in the file.
+ */
+#ifndef MQBUS_CONFIG_H
+#define MQBUS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct router;
+
+struct topic_rule {
+	char *pattern;
+	unsigned priority; /* default priority */
+	unsigned ceiling;  /* highest priority a publisher may ask for */
+	unsigned order;    /* position in the file */
+	unsigned literals; /* literal levels in pattern */
+	unsigned wildcards;
+};
+
+struct config {
+	unsigned max_priority;      /* default 15, at most 32767 */
+	unsigned pending_max;       /* default 256 */
+	unsigned max_clients;       /* default 1024 */
+	unsigned max_subscriptions; /* per client, default 1024 */
+	struct topic_rule *rules;
+	size_t n_rules;
+	struct router *rule_index; /* pattern -> struct topic_rule * */
+};
+
+/* Fill cfg with the defaults and no topic rules.  Returns 0 or -ENOMEM. */
+int config_init(struct config *cfg);
+
+/* Free what cfg holds and reset it to zero.  Accepts a zeroed cfg. */
+void config_deinit(struct config *cfg);
+
+/*
+ * Parse the file at path into a fresh config.  On success returns 0 and
+ * moves the result into *cfg (deinit the old one first).  On failure
+ * returns -errno (-ENOENT, -EACCES, -EINVAL for a bad file, ...), leaves
+ * *cfg untouched and, if ret_error is not NULL, sets *ret_error to a
+ * malloc'ed sentence naming file, line and problem ("/etc/mqbus.conf:7:
+ * ceiling: '99999' is above 32767").
+ */
+int config_load(struct config *cfg, const char *path, char **ret_error);
+
+/*
+ * The rule governing topic, or NULL when no section matches.
+ */
+const struct topic_rule *config_rule(const struct config *cfg,
+				     const char *topic);
+
+/*
+ * The delivery priority of a message on topic.  requested is the priority
+ * the publisher asked for, or -1 for none.  With a matching rule: the
+ * rule's priority if none was asked for, else requested clamped to the
+ * ceiling.  Without: requested (0 if none) clamped to max_priority.
+ */
+unsigned config_priority(const struct config *cfg, const char *topic,
+			 int requested);
+
+#endif

@@ -1,0 +1,23 @@
+# daemon/: mqbusd.  Everything but main.c is a convenience library that the
+# unit tests link too.
+noinst_LTLIBRARIES += daemon/libmqbusd.la
+daemon_libmqbusd_la_SOURCES = \
+	daemon/log.c daemon/log.h \
+	daemon/router.c daemon/router.h \
+	daemon/config.c daemon/config.h \
+	daemon/msgbuf.c daemon/msgbuf.h \
+	daemon/wake.c daemon/wake.h \
+	daemon/client.c daemon/client.h \
+	daemon/server.c daemon/server.h \
+	daemon/sweep.c daemon/sweep.h
+daemon_libmqbusd_la_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) \
+	$(LIBSYSTEMD_CFLAGS) $(INIH_CFLAGS)
+daemon_libmqbusd_la_LIBADD = proto/libproto.la $(LIBEVENT_LIBS) \
+	$(LIBSYSTEMD_LIBS) $(INIH_LIBS) -lpthread
+
+sbin_PROGRAMS += daemon/mqbusd
+daemon_mqbusd_SOURCES = daemon/main.c
+daemon_mqbusd_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS)
+daemon_mqbusd_LDADD = daemon/libmqbusd.la
+dist_man_MANS += daemon/mqbusd.8 daemon/mqbusd.conf.5
+EXTRA_DIST += daemon/mqbusd.conf.example

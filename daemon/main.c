@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * main.c - mqbusd's command line.
+ *
+ * mqbusd [-b BUS] [-c FILE] [--wake=notify|thread|poll] [-v]
+ *
+ * Runs in the foreground (systemd Type=notify).  Start-up failures are the
+ * only fatal errors: one line on stderr and exit 1.  Usage errors exit 2.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/log.h"
+#include "daemon/server.h"
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: mqbusd [OPTION]...\n"
+		"Serve an mqbus message bus on POSIX message queues.\n\n"
+		"  -b, --bus=BUS        bus name (default: $MQBUS_BUS or "
+		"mqbus)\n"
+		"  -c, --config=FILE    configuration file (mqbusd.conf(5))\n"
+		"  -w, --wake=METHOD    wake-ups: notify (default), thread, "
+		"poll\n"
+		"  -v, --verbose        log every connection and refusal\n"
+		"  -h, --help           show this help\n"
+		"      --version        show the version\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "bus", required_argument, NULL, 'b' },
+		{ "config", required_argument, NULL, 'c' },
+		{ "wake", required_argument, NULL, 'w' },
+		{ "verbose", no_argument, NULL, 'v' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct server_options opt = { .wake = WAKE_NOTIFY };
+	struct server s;
+	char *error = NULL;
+	bool verbose = false;
+	int c, r;
+
+	opt.bus = getenv("MQBUS_BUS");
+	if (!opt.bus || !*opt.bus)
+		opt.bus = "mqbus";
+	while ((c = getopt_long(argc, argv, "b:c:w:vh", longopts, NULL)) !=
+	       -1) {
+		switch (c) {
+		case 'b':
+			opt.bus = optarg;
+			break;
+		case 'c':
+			opt.config_path = optarg;
+			break;
+		case 'w':
+			if (wake_method_parse(optarg, &opt.wake) < 0) {
+				fprintf(stderr,
+					"mqbusd: unknown wake method '%s' "
+					"(notify, thread or poll)\n",
+					optarg);
+				return 2;
+			}
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		case 'V':
+			printf("mqbusd %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "mqbusd: unexpected argument '%s'\n",
+			argv[optind]);
+		return 2;
+	}
+
+	log_init(verbose);
+	r = server_init(&s, &opt, &error);
+	if (r < 0) {
+		log_errx("%s", error ? error : "start-up failed");
+		free(error);
+		server_deinit(&s);
+		return 1;
+	}
+	r = server_run(&s);
+	server_deinit(&s);
+	return r;
+}

@@ -1,0 +1,899 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * server.c - the bus: loop, announce queue, handshake, routing, signals.
+ *
+ * Where things happen:
+ *  - wake-ups: a source whose queue may be readable is put on the ready
+ *    list (server_wake_ready); server_drain() serves that list round-robin,
+ *    at most SERVER_READ_BUDGET messages per source per turn, then re-arms
+ *    the sources it drained.  One flooding client therefore cannot keep
+ *    the others waiting.
+ *  - handshake: server_handshake(), from an ANNOUNCE read on /BUS.
+ *  - routing: server_route(), called by client.c for each PUBLISH.
+ *  - lifetime: clients are freed in server_reap(), a deferred event, never
+ *    inside their own callbacks.
+ *  - signals: one signalfd carries SIGTERM/SIGINT (stop), SIGHUP (reload)
+ *    and the notify back-end's realtime signal.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <systemd/sd-daemon.h>
+
+#include "daemon/client.h"
+#include "daemon/log.h"
+#include "daemon/msgbuf.h"
+#include "daemon/router.h"
+#include "daemon/server.h"
+#include "daemon/sweep.h"
+#include "proto/proto.h"
+
+#define BUS_NAME_MAX 200
+
+static void server_drain(evutil_socket_t fd, short what, void *arg);
+static void server_reap(evutil_socket_t fd, short what, void *arg);
+static void server_signal(evutil_socket_t fd, short what, void *arg);
+static void server_rescue(evutil_socket_t fd, short what, void *arg);
+static void server_announce_wake(struct wake_src *src);
+
+static int set_error(char **ret_error, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int set_error(char **ret_error, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ret_error) {
+		va_start(ap, fmt);
+		if (vasprintf(ret_error, fmt, ap) < 0)
+			*ret_error = NULL;
+		va_end(ap);
+	}
+	return err;
+}
+
+static bool bus_name_valid(const char *bus)
+{
+	size_t len = strlen(bus);
+	char name[BUS_NAME_MAX + 2];
+
+	if (len == 0 || len > BUS_NAME_MAX)
+		return false;
+	snprintf(name, sizeof(name), "/%s", bus);
+	return proto_qname_valid(name, len + 1);
+}
+
+/*
+ * One daemon per bus: an abstract socket named after the bus and this IPC
+ * namespace is the lock.  The kernel drops it when the process dies, so a
+ * crashed daemon never blocks its successor.
+ */
+static int server_lock(struct server *s)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	char ns[64] = "";
+	ssize_t n;
+	int fd, len;
+
+	n = readlink("/proc/self/ns/ipc", ns, sizeof(ns) - 1);
+	if (n > 0)
+		ns[n] = '\0';
+	len = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1,
+		       "mqbusd/%s/%s", ns, s->bus);
+	if (len < 0 || (size_t)len >= sizeof(sa.sun_path) - 1)
+		return -ENAMETOOLONG;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (struct sockaddr *)&sa,
+		 offsetof(struct sockaddr_un, sun_path) + 1 + len) < 0) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	s->lock_fd = fd;
+	return 0;
+}
+
+static long read_proc_long(const char *path, long dflt)
+{
+	FILE *f = fopen(path, "re");
+	long v;
+
+	if (!f)
+		return dflt;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = dflt;
+	fclose(f);
+	return v;
+}
+
+static int server_open_announce(struct server *s, char **ret_error)
+{
+	struct mq_attr attr = { 0 };
+
+	attr.mq_maxmsg = read_proc_long("/proc/sys/fs/mqueue/msg_max", 10);
+	if (attr.mq_maxmsg > 64)
+		attr.mq_maxmsg = 64;
+	attr.mq_msgsize = SERVER_ANNOUNCE_MSGSIZE;
+	/* we hold the lock: a queue by this name is a dead daemon's */
+	if (mq_unlink(s->announce_name) == 0)
+		log_info("removed stale announce queue %s", s->announce_name);
+	s->announce = mq_open(s->announce_name,
+			      O_RDONLY | O_CREAT | O_EXCL | O_NONBLOCK, 0622,
+			      &attr);
+	if (s->announce == (mqd_t)-1) {
+		int err = -errno;
+
+		return set_error(ret_error, err,
+				 "cannot create announce queue %s: %s%s",
+				 s->announce_name, strerror(-err),
+				 err == -EMFILE ? " (RLIMIT_MSGQUEUE of this "
+						  "user exhausted)"
+				 : err == -ENOSPC ? " (fs.mqueue.queues_max "
+						    "reached)"
+						  : "");
+	}
+	/* anyone may announce, only we read: undo the umask */
+	if (fchmod(s->announce, 0622) < 0)
+		log_warn("cannot set mode 0622 on %s", s->announce_name);
+	s->announce_src.mqd = s->announce;
+	s->announce_src.on_wake = server_announce_wake;
+	return wake_add(s->wake, &s->announce_src);
+}
+
+static int server_setup_signals(struct server *s)
+{
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, s->wake_signo);
+	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return -errno;
+	s->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (s->sig_fd < 0)
+		return -errno;
+	s->sig_ev = event_new(s->base, s->sig_fd, EV_READ | EV_PERSIST,
+			      server_signal, s);
+	if (!s->sig_ev || event_add(s->sig_ev, NULL) < 0)
+		return -ENOMEM;
+	/* a client vanishing mid-write must not kill us */
+	signal(SIGPIPE, SIG_IGN);
+	return 0;
+}
+
+int server_init(struct server *s, const struct server_options *opt,
+		char **ret_error)
+{
+	struct timeval one_second = { 1, 0 };
+	char *cfg_error = NULL;
+	int r;
+
+	memset(s, 0, sizeof(*s));
+	s->lock_fd = -1;
+	s->sig_fd = -1;
+	s->announce = (mqd_t)-1;
+	TAILQ_INIT(&s->ready);
+	TAILQ_INIT(&s->clients);
+	TAILQ_INIT(&s->reap);
+	s->uid = getuid();
+	s->pid = getpid();
+	s->next_client_id = 1;
+	s->wake_signo = SIGRTMIN + 1;
+	clock_gettime(CLOCK_MONOTONIC, &s->started);
+
+	if (!bus_name_valid(opt->bus))
+		return set_error(ret_error, -EINVAL,
+				 "invalid bus name '%s': use 1 to %d of "
+				 "A-Z a-z 0-9 . _ -",
+				 opt->bus, BUS_NAME_MAX);
+	s->bus = strdup(opt->bus);
+	if (!s->bus || asprintf(&s->announce_name, "/%s", opt->bus) < 0)
+		return set_error(ret_error, -ENOMEM, "out of memory");
+
+	r = server_lock(s);
+	if (r == -EADDRINUSE)
+		return set_error(ret_error, r,
+				 "bus '%s' is already served by another "
+				 "mqbusd",
+				 s->bus);
+	if (r < 0)
+		return set_error(ret_error, r, "cannot take the lock of bus "
+				 "'%s': %s", s->bus, strerror(-r));
+
+	r = config_init(&s->cfg);
+	if (r < 0)
+		return set_error(ret_error, r, "out of memory");
+	if (opt->config_path) {
+		struct config loaded = { 0 };
+
+		s->config_path = strdup(opt->config_path);
+		r = config_load(&loaded, opt->config_path, &cfg_error);
+		if (r < 0) {
+			r = set_error(ret_error, r, "%s",
+				      cfg_error ? cfg_error : strerror(-r));
+			free(cfg_error);
+			return r;
+		}
+		config_deinit(&s->cfg);
+		s->cfg = loaded;
+	}
+
+	s->base = event_base_new();
+	s->router = router_new();
+	if (!s->base || !s->router)
+		return set_error(ret_error, -ENOMEM, "out of memory");
+	r = wake_new(s->base, opt->wake, s->wake_signo, &s->wake);
+	if (r < 0)
+		return set_error(ret_error, r, "cannot set up wake-ups: %s",
+				 strerror(-r));
+	r = server_setup_signals(s);
+	if (r < 0)
+		return set_error(ret_error, r, "cannot set up signals: %s",
+				 strerror(-r));
+	s->drain_ev = event_new(s->base, -1, 0, server_drain, s);
+	s->reap_ev = event_new(s->base, -1, 0, server_reap, s);
+	s->rescue_ev = event_new(s->base, -1, EV_PERSIST, server_rescue, s);
+	if (!s->drain_ev || !s->reap_ev || !s->rescue_ev ||
+	    event_add(s->rescue_ev, &one_second) < 0)
+		return set_error(ret_error, -ENOMEM, "out of memory");
+
+	r = sweep_stale(SWEEP_MQUEUE_DIR, s->bus);
+	if (r == -ENOTSUP || r == -ENOENT)
+		log_info("not sweeping stale queues: no mqueue filesystem on "
+			 "%s (mount -t mqueue none %s)",
+			 SWEEP_MQUEUE_DIR, SWEEP_MQUEUE_DIR);
+	else if (r < 0)
+		log_warnx("sweeping stale queues: %s", strerror(-r));
+
+	r = server_open_announce(s, ret_error);
+	if (r < 0)
+		return r;
+	return 0;
+}
+
+void server_notify_status(struct server *s)
+{
+	sd_notifyf(0,
+		   "STATUS=Serving bus %s: %u clients, %llu published, "
+		   "%llu delivered, %llu dropped",
+		   s->bus, s->n_clients,
+		   (unsigned long long)s->stats.published,
+		   (unsigned long long)s->stats.delivered,
+		   (unsigned long long)s->stats.dropped);
+}
+
+int server_stats_text(struct server *s, char *buf, size_t cap)
+{
+	struct timespec now;
+	int n;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	n = snprintf(buf, cap,
+		     "bus=%s\n"
+		     "pid=%d\n"
+		     "wake=%s\n"
+		     "uptime_s=%lld\n"
+		     "clients=%u\n"
+		     "subscriptions=%zu\n"
+		     "published=%llu\n"
+		     "delivered=%llu\n"
+		     "dropped=%llu\n"
+		     "bad_messages=%llu\n"
+		     "handshakes=%llu\n"
+		     "handshakes_failed=%llu\n"
+		     "clients_gone=%llu\n"
+		     "wakeups_rescued=%llu\n"
+		     "buffers_live=%zu\n",
+		     s->bus, (int)s->pid,
+		     wake_method_name(wake_method_of(s->wake)),
+		     (long long)(now.tv_sec - s->started.tv_sec), s->n_clients,
+		     router_count(s->router),
+		     (unsigned long long)s->stats.published,
+		     (unsigned long long)s->stats.delivered,
+		     (unsigned long long)s->stats.dropped,
+		     (unsigned long long)s->stats.bad_messages,
+		     (unsigned long long)s->stats.handshakes,
+		     (unsigned long long)s->stats.handshakes_failed,
+		     (unsigned long long)s->stats.clients_gone,
+		     (unsigned long long)s->stats.wakeups_rescued,
+		     msgbuf_live());
+	if (n < 0)
+		return 0;
+	return (size_t)n >= cap ? (int)cap - 1 : n;
+}
+
+/* -------------------------------------------------------------------- */
+/* wake-ups and the ready list                                           */
+
+void server_wake_ready(struct server *s, struct wake_src *src)
+{
+	if (src->on_ready)
+		return;
+	src->on_ready = true;
+	TAILQ_INSERT_TAIL(&s->ready, src, ready_link);
+	event_active(s->drain_ev, EV_TIMEOUT, 0);
+}
+
+static void server_announce_wake(struct wake_src *src)
+{
+	struct server *s = (struct server *)((char *)src -
+					     offsetof(struct server,
+						      announce_src));
+
+	server_wake_ready(s, src);
+}
+
+static int server_read_announce(struct server *s, unsigned budget);
+
+static int server_read_source(struct server *s, struct wake_src *src)
+{
+	if (src == &s->announce_src)
+		return server_read_announce(s, SERVER_READ_BUDGET);
+	return client_read((struct client *)((char *)src -
+					     offsetof(struct client, src)),
+			   SERVER_READ_BUDGET);
+}
+
+/*
+ * One round over the sources that were ready when it started.  A source
+ * with messages left goes to the back; a drained one is re-armed, and if
+ * messages slipped in while arming it stays on the list.
+ */
+static void server_drain(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	struct wake_src *last = TAILQ_LAST(&s->ready, wake_src_list);
+	struct wake_src *src;
+	bool done = false;
+
+	if (s->stopping)
+		return;
+	while (!done && (src = TAILQ_FIRST(&s->ready))) {
+		int r;
+
+		done = src == last;
+		TAILQ_REMOVE(&s->ready, src, ready_link);
+		src->on_ready = false;
+		r = server_read_source(s, src);
+		if (r < 0)
+			continue; /* closing */
+		if (r == 0) {
+			r = wake_arm(src);
+			if (r < 0)
+				log_warnx("cannot arm queue wake-up: %s",
+					  strerror(-r));
+			if (r == 0)
+				continue;
+		}
+		server_wake_ready(s, src);
+	}
+	if (!TAILQ_EMPTY(&s->ready))
+		event_active(s->drain_ev, EV_TIMEOUT, 0);
+}
+
+/*
+ * A safety net, once a second: an armed source whose queue holds messages
+ * missed its notification (a realtime signal lost to RLIMIT_SIGPENDING,
+ * say).  It should never trigger; stats show it if it does.
+ */
+static void server_rescue_src(struct server *s, struct wake_src *src)
+{
+	struct mq_attr attr;
+
+	if (!src->armed || src->polling || src->on_ready)
+		return;
+	if (mq_getattr(src->mqd, &attr) == 0 && attr.mq_curmsgs > 0) {
+		s->stats.wakeups_rescued++;
+		log_debug("rescued a missed wake-up (slot %u)", src->slot);
+		server_wake_ready(s, src);
+	}
+}
+
+static void server_rescue(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	struct client *c;
+
+	server_rescue_src(s, &s->announce_src);
+	TAILQ_FOREACH(c, &s->clients, link)
+		if (!c->closing)
+			server_rescue_src(s, &c->src);
+	server_notify_status(s);
+}
+
+/* -------------------------------------------------------------------- */
+/* client lifetime                                                       */
+
+void server_client_closing(struct server *s, struct client *c)
+{
+	TAILQ_INSERT_TAIL(&s->reap, c, reap_link);
+	event_active(s->reap_ev, EV_TIMEOUT, 0);
+}
+
+static void server_drop_client(struct server *s, struct client *c)
+{
+	TAILQ_REMOVE(&s->clients, c, link);
+	if (c->src.on_ready) {
+		TAILQ_REMOVE(&s->ready, &c->src, ready_link);
+		c->src.on_ready = false;
+	}
+	s->n_clients--;
+	s->stats.clients_gone++;
+	client_free(c, true);
+}
+
+static void server_reap(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	struct client *c;
+
+	if (TAILQ_EMPTY(&s->reap))
+		return;
+	while ((c = TAILQ_FIRST(&s->reap))) {
+		TAILQ_REMOVE(&s->reap, c, reap_link);
+		server_drop_client(s, c);
+	}
+	server_notify_status(s);
+}
+
+/* -------------------------------------------------------------------- */
+/* handshake                                                             */
+
+static int pidfd_open_compat(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* The fs uid of pid, the uid its queues are created with. */
+static int proc_fsuid(pid_t pid, uid_t *ret)
+{
+	char path[64], line[256];
+	unsigned long r, e, sv, fs;
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Uid: %lu %lu %lu %lu", &r, &e, &sv, &fs) ==
+		    4) {
+			found = true;
+			break;
+		}
+	}
+	fclose(f);
+	if (!found)
+		return -EIO;
+	*ret = (uid_t)fs;
+	return 0;
+}
+
+static bool pidfd_alive(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 0;
+}
+
+/* "/BUS.<pid>.<n>.tx" -> pid, and the stem length before ".tx" */
+static bool handshake_parse_tx(const struct server *s, const char *name,
+			       pid_t *ret_pid, size_t *ret_stem)
+{
+	size_t len = strlen(name);
+
+	if (len < 4 || strcmp(name + len - 3, ".tx") != 0)
+		return false;
+	if (!sweep_parse_name(s->bus, name + 1, ret_pid))
+		return false;
+	*ret_stem = len - 3;
+	return true;
+}
+
+static void handshake_refuse(struct server *s, const char *tx_name,
+			     const char *why)
+{
+	s->stats.handshakes_failed++;
+	log_debug("handshake of %s refused: %s", tx_name, why);
+}
+
+static struct client *server_find_tx(struct server *s, const char *tx_name)
+{
+	struct client *c;
+
+	TAILQ_FOREACH(c, &s->clients, link)
+		if (strcmp(c->tx_name, tx_name) == 0)
+			return c;
+	return NULL;
+}
+
+static void server_welcome(struct server *s, struct client *c)
+{
+	unsigned char buf[PROTO_HEADER_SIZE + 1 + sizeof(struct proto_welcome)];
+	struct proto_welcome w = { 0 };
+	struct proto_header h;
+	struct mq_attr a;
+	int n;
+
+	w.daemon_pid = (uint32_t)s->pid;
+	w.max_priority = s->cfg.max_priority;
+	w.max_subscriptions = s->cfg.max_subscriptions;
+	w.pending_max = s->cfg.pending_max;
+	if (mq_getattr(c->rx, &a) == 0) {
+		w.rx_maxmsg = a.mq_maxmsg;
+		w.rx_msgsize = a.mq_msgsize;
+	}
+	if (mq_getattr(c->tx, &a) == 0) {
+		w.tx_maxmsg = a.mq_maxmsg;
+		w.tx_msgsize = a.mq_msgsize;
+	}
+	proto_header_init(&h, PROTO_WELCOME);
+	h.client_id = c->id;
+	n = proto_encode(buf, sizeof(buf), &h, NULL, &w, sizeof(w));
+	if (n > 0)
+		client_send_control(c, buf, (size_t)n, PROTO_PRIO_MAX);
+}
+
+/* Tells a client we will not serve it, on its rx queue. */
+static void handshake_error(mqd_t rx, int err, const char *text)
+{
+	unsigned char buf[PROTO_HEADER_SIZE + 1 + 256];
+	struct proto_header h;
+	int n;
+
+	proto_header_init(&h, PROTO_ERROR);
+	h.status = (uint32_t)err;
+	n = proto_encode(buf, sizeof(buf), &h, NULL, text, strlen(text));
+	if (n > 0)
+		mq_send(rx, (const char *)buf, (size_t)n, PROTO_PRIO_MAX);
+}
+
+/*
+ * ANNOUNCE only says where to look.  What we trust is what the kernel
+ * says about the queues (owner, mode) and the process (alive, same uid),
+ * and the HELLO, which only the owner of the tx queue can have written.
+ */
+static void server_handshake(struct server *s, const char *tx_name)
+{
+	unsigned char buf[PROTO_HEADER_SIZE + 1 + PROTO_QNAME_MAX + 1];
+	char rx_name[PROTO_QNAME_MAX + 1];
+	struct proto_msg hello;
+	struct mq_attr attr;
+	struct stat st;
+	struct client *c;
+	mqd_t tx, rx = (mqd_t)-1;
+	int pidfd = -1, r;
+	size_t stem;
+	uid_t fsuid = (uid_t)-1;
+	pid_t pid;
+	ssize_t n;
+
+	if (!handshake_parse_tx(s, tx_name, &pid, &stem)) {
+		handshake_refuse(s, tx_name, "not a tx queue name of this bus");
+		return;
+	}
+	if (server_find_tx(s, tx_name)) {
+		handshake_refuse(s, tx_name, "already connected");
+		return;
+	}
+	tx = mq_open(tx_name, O_RDONLY | O_NONBLOCK);
+	if (tx == (mqd_t)-1) {
+		handshake_refuse(s, tx_name, strerror(errno));
+		return;
+	}
+	if (fstat(tx, &st) < 0 || (st.st_mode & (S_IWGRP | S_IWOTH))) {
+		handshake_refuse(s, tx_name, "tx queue writable by others");
+		goto fail;
+	}
+	if (mq_getattr(tx, &attr) < 0 || attr.mq_msgsize < (long)sizeof(buf)) {
+		handshake_refuse(s, tx_name, "tx queue too small");
+		goto fail;
+	}
+	/* HELLO was written before ANNOUNCE; read it with a big buffer */
+	{
+		struct msgbuf *m = msgbuf_get((size_t)attr.mq_msgsize);
+
+		if (!m)
+			goto fail;
+		n = mq_receive(tx, (char *)m->data, m->cap, NULL);
+		r = n < 0 ? -errno : proto_decode(m->data, (size_t)n, &hello);
+		if (r == 0 && hello.h.type == PROTO_HELLO)
+			memcpy(rx_name, hello.topic, hello.h.topic_len + 1);
+		msgbuf_unref(m);
+	}
+	if (r < 0 || hello.h.type != PROTO_HELLO) {
+		handshake_refuse(s, tx_name, r < 0 ? proto_strerror(r)
+						   : "first message not HELLO");
+		goto fail;
+	}
+	if ((pid_t)hello.h.sender_pid != pid) {
+		handshake_refuse(s, tx_name, "HELLO pid does not match name");
+		goto fail;
+	}
+	if (strlen(rx_name) != stem + 3 || strncmp(rx_name, tx_name, stem) ||
+	    strcmp(rx_name + stem, ".rx") != 0) {
+		handshake_refuse(s, tx_name, "rx queue name does not match");
+		goto fail;
+	}
+	pidfd = pidfd_open_compat(pid);
+	if (pidfd < 0 || proc_fsuid(pid, &fsuid) < 0 || fsuid != st.st_uid ||
+	    !pidfd_alive(pidfd)) {
+		handshake_refuse(s, tx_name, "process gone or of another uid");
+		goto fail;
+	}
+	rx = mq_open(rx_name, O_WRONLY | O_NONBLOCK);
+	if (rx == (mqd_t)-1) {
+		handshake_refuse(s, tx_name, "cannot open rx queue");
+		goto fail;
+	}
+	{
+		struct stat rst;
+
+		if (fstat(rx, &rst) < 0 || rst.st_uid != st.st_uid ||
+		    (rst.st_mode & (S_IRGRP | S_IROTH))) {
+			handshake_refuse(s, tx_name,
+					 "rx queue of another owner or "
+					 "readable by others");
+			goto fail;
+		}
+	}
+	if (s->n_clients >= s->cfg.max_clients) {
+		char text[128];
+
+		snprintf(text, sizeof(text),
+			 "the bus has reached max_clients (%u)",
+			 s->cfg.max_clients);
+		handshake_error(rx, EUSERS, text);
+		handshake_refuse(s, tx_name, text);
+		goto fail;
+	}
+	r = client_new(s, s->next_client_id, st.st_uid, pid, tx_name, rx_name,
+		       tx, rx, pidfd, &c);
+	if (r < 0) {
+		handshake_refuse(s, tx_name, strerror(-r));
+		return; /* client_new closed them */
+	}
+	if (++s->next_client_id == 0)
+		s->next_client_id = 1;
+	TAILQ_INSERT_TAIL(&s->clients, c, link);
+	s->n_clients++;
+	s->stats.handshakes++;
+	log_debug("client %u connected: pid %d uid %u %s", c->id, (int)pid,
+		  (unsigned)st.st_uid, tx_name);
+	server_welcome(s, c);
+	/* anything already queued behind HELLO */
+	server_wake_ready(s, &c->src);
+	server_notify_status(s);
+	return;
+
+fail:
+	mq_close(tx);
+	if (rx != (mqd_t)-1)
+		mq_close(rx);
+	if (pidfd >= 0)
+		close(pidfd);
+}
+
+static int server_read_announce(struct server *s, unsigned budget)
+{
+	for (unsigned i = 0; i < budget; i++) {
+		struct proto_msg pm;
+		ssize_t n;
+		int r;
+
+		n = mq_receive(s->announce, (char *)s->announce_buf,
+			       sizeof(s->announce_buf), NULL);
+		if (n < 0) {
+			if (errno == EAGAIN)
+				return 0;
+			log_warn("reading %s", s->announce_name);
+			return 1;
+		}
+		r = proto_decode(s->announce_buf, (size_t)n, &pm);
+		if (r < 0 || pm.h.type != PROTO_ANNOUNCE) {
+			s->stats.bad_messages++;
+			log_debug("bad message on %s: %s", s->announce_name,
+				  r < 0 ? proto_strerror(r)
+					: proto_type_name(pm.h.type));
+			continue;
+		}
+		server_handshake(s, pm.topic);
+	}
+	return 1;
+}
+
+/* -------------------------------------------------------------------- */
+/* routing                                                               */
+
+struct route_ctx {
+	struct msgbuf *m;
+	unsigned prio;
+	uint64_t seq;
+};
+
+static void route_one(void *subscriber, void *userdata)
+{
+	struct client *c = subscriber;
+	struct route_ctx *ctx = userdata;
+
+	/* several matching patterns, one copy */
+	if (c->route_seq == ctx->seq)
+		return;
+	c->route_seq = ctx->seq;
+	client_deliver(c, ctx->m, ctx->prio);
+}
+
+/*
+ * Turns the PUBLISH in m into a DELIVER in place, stamped with what the
+ * daemon knows of the sender, and hands the one buffer to every matching
+ * subscriber.
+ */
+void server_route(struct server *s, struct client *from, struct msgbuf *m,
+		  const char *topic, int requested_prio)
+{
+	struct route_ctx ctx;
+	struct proto_header h;
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	memcpy(&h, m->data, sizeof(h));
+	ctx.m = m;
+	ctx.prio = config_priority(&s->cfg, topic, requested_prio);
+	ctx.seq = ++s->seq;
+	h.type = PROTO_DELIVER;
+	h.flags = 0;
+	h.priority = ctx.prio;
+	h.token = 0;
+	h.status = 0;
+	h.sender_uid = (uint32_t)from->uid;
+	h.sender_pid = (uint32_t)from->pid;
+	h.client_id = from->id;
+	h.seq = ctx.seq;
+	h.timestamp = (uint64_t)now.tv_sec * 1000000000u +
+		      (uint64_t)now.tv_nsec;
+	memcpy(m->data, &h, sizeof(h));
+	s->stats.published++;
+	router_match(s->router, topic, route_one, &ctx);
+}
+
+/* -------------------------------------------------------------------- */
+/* signals, reload, run, shutdown                                        */
+
+static void server_reload(struct server *s)
+{
+	struct config loaded = { 0 };
+	char *err = NULL;
+	int r;
+
+	if (!s->config_path) {
+		log_info("SIGHUP: no config file to reload");
+		return;
+	}
+	sd_notify(0, "RELOADING=1");
+	r = config_load(&loaded, s->config_path, &err);
+	if (r < 0) {
+		log_warnx("reload failed, keeping the old config: %s",
+			  err ? err : strerror(-r));
+		free(err);
+	} else {
+		config_deinit(&s->cfg);
+		s->cfg = loaded;
+		log_info("reloaded %s", s->config_path);
+	}
+	sd_notify(0, "READY=1");
+}
+
+static void server_signal(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	struct signalfd_siginfo si;
+
+	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if ((int)si.ssi_signo == s->wake_signo) {
+			wake_signal(s->wake, &si);
+		} else if (si.ssi_signo == SIGHUP) {
+			server_reload(s);
+		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+			log_info("signal %u: shutting down", si.ssi_signo);
+			s->stopping = true;
+			event_base_loopbreak(s->base);
+			return;
+		}
+	}
+}
+
+int server_run(struct server *s)
+{
+	struct client *c, *next;
+	unsigned n;
+
+	/* start with a drain: it arms every source */
+	server_wake_ready(s, &s->announce_src);
+	log_info("serving bus %s (wake-ups: %s)", s->bus,
+		 wake_method_name(wake_method_of(s->wake)));
+	sd_notify(0, "READY=1");
+	server_notify_status(s);
+
+	if (event_base_dispatch(s->base) < 0) {
+		log_errx("event loop failed");
+		s->exit_code = 1;
+	}
+
+	sd_notify(0, "STOPPING=1");
+	/* no new clients; flush what fits, say goodbye, remove the queues */
+	mq_unlink(s->announce_name);
+	n = s->n_clients;
+	TAILQ_FOREACH(c, &s->clients, link) {
+		if (c->pending_head) {
+			event_del(c->rx_ev);
+			event_active(c->rx_ev, EV_WRITE, 0);
+		}
+	}
+	event_base_loop(s->base, EVLOOP_NONBLOCK);
+	for (c = TAILQ_FIRST(&s->clients); c; c = next) {
+		next = TAILQ_NEXT(c, link);
+		if (!c->closing)
+			client_close(c, true, "bus shutting down");
+	}
+	TAILQ_INIT(&s->reap);
+	while ((c = TAILQ_FIRST(&s->clients)))
+		server_drop_client(s, c);
+	log_info("stopped; %u clients told", n);
+	return s->exit_code;
+}
+
+void server_deinit(struct server *s)
+{
+	struct client *c;
+
+	while ((c = TAILQ_FIRST(&s->clients)))
+		server_drop_client(s, c);
+	wake_del(&s->announce_src);
+	if (s->announce != (mqd_t)-1) {
+		mq_close(s->announce);
+		mq_unlink(s->announce_name);
+	}
+	if (s->sig_ev)
+		event_free(s->sig_ev);
+	if (s->drain_ev)
+		event_free(s->drain_ev);
+	if (s->reap_ev)
+		event_free(s->reap_ev);
+	if (s->rescue_ev)
+		event_free(s->rescue_ev);
+	if (s->sig_fd >= 0)
+		close(s->sig_fd);
+	s->wake = wake_free(s->wake);
+	s->router = router_free(s->router);
+	if (s->base)
+		event_base_free(s->base);
+	config_deinit(&s->cfg);
+	if (s->lock_fd >= 0)
+		close(s->lock_fd);
+	free(s->bus);
+	free(s->announce_name);
+	free(s->config_path);
+	msgbuf_pool_drain();
+	memset(s, 0, sizeof(*s));
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * sweep.c - start-up removal of queues left by dead clients.
+ */
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <mqueue.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/vfs.h>
+
+#include "daemon/log.h"
+#include "daemon/sweep.h"
+
+#define MQUEUE_FS_MAGIC 0x19800202
+
+static bool parse_uint(const char **p, unsigned long *ret)
+{
+	const char *s = *p;
+	unsigned long v = 0;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	while (isdigit((unsigned char)*s)) {
+		if (v > (ULONG_MAX - 9) / 10)
+			return false;
+		v = v * 10 + (unsigned long)(*s++ - '0');
+	}
+	*p = s;
+	*ret = v;
+	return true;
+}
+
+bool sweep_parse_name(const char *bus, const char *name, pid_t *ret_pid)
+{
+	size_t blen = strlen(bus);
+	unsigned long pid, n;
+	const char *p;
+
+	if (strncmp(name, bus, blen) != 0 || name[blen] != '.')
+		return false;
+	p = name + blen + 1;
+	if (!parse_uint(&p, &pid) || *p++ != '.' || !parse_uint(&p, &n))
+		return false;
+	if (strcmp(p, ".tx") != 0 && strcmp(p, ".rx") != 0)
+		return false;
+	if (pid == 0 || pid > INT_MAX)
+		return false;
+	*ret_pid = (pid_t)pid;
+	return true;
+}
+
+int sweep_stale(const char *dir, const char *bus)
+{
+	struct statfs sfs;
+	struct dirent *de;
+	int removed = 0;
+	DIR *d;
+
+	if (statfs(dir, &sfs) < 0)
+		return -errno;
+	if (sfs.f_type != MQUEUE_FS_MAGIC)
+		return -ENOTSUP;
+	d = opendir(dir);
+	if (!d)
+		return -errno;
+	while ((de = readdir(d))) {
+		char path[NAME_MAX + 2];
+		pid_t pid;
+
+		if (!sweep_parse_name(bus, de->d_name, &pid))
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "/%s", de->d_name);
+		if (mq_unlink(path) == 0) {
+			log_info("removed stale queue %s of dead pid %d", path,
+				 (int)pid);
+			removed++;
+		} else if (errno != ENOENT) {
+			log_warn("cannot remove stale queue %s", path);
+		}
+	}
+	closedir(d);
+	return removed;
+}

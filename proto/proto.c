@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * proto.c - encoding, decoding and validation of mqbus wire messages.
+ *
+ * The daemon runs every byte it reads from a client queue through
+ * proto_decode() before looking at it, so this is the trust boundary of
+ * the bus: the decoder checks each length against the bytes actually
+ * received, never reads past them, and checks the rules of each message
+ * type, so that the rest of the code may rely on a decoded message being
+ * well formed.  PROTOCOL.md is the written spec of what is checked here.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+#include "proto/proto.h"
+
+void proto_header_init(struct proto_header *h, enum proto_type type)
+{
+	memset(h, 0, sizeof(*h));
+	h->magic = PROTO_MAGIC;
+	h->version = PROTO_VERSION;
+	h->type = (uint8_t)type;
+}
+
+int proto_encode(void *buf, size_t cap, const struct proto_header *h,
+		 const char *topic, const void *payload, size_t payload_len)
+{
+	struct proto_header wire;
+	unsigned char *p = buf;
+	size_t topic_len, total;
+
+	if (!h || (!payload && payload_len > 0))
+		return -EINVAL;
+	if (!topic)
+		topic = "";
+	/* Bounded, so a missing NUL in the caller's topic is not scanned
+	 * for ever: anything past the limit is too big anyway. */
+	topic_len = strnlen(topic, PROTO_TOPIC_MAX + 1);
+	if (topic_len > PROTO_TOPIC_MAX)
+		return -PROTO_E_TOOBIG;
+	/*
+	 * The total must fit the int we return, which also keeps payload_len
+	 * within its 32-bit field; real mq message sizes are far below.
+	 */
+	if (payload_len > (size_t)INT_MAX - proto_size(topic_len, 0))
+		return -EMSGSIZE;
+	total = proto_size(topic_len, payload_len);
+	if (!buf || cap < total)
+		return -PROTO_E_NOSPACE;
+
+	memcpy(&wire, h, sizeof(wire));
+	wire.topic_len = (uint16_t)topic_len;
+	wire.payload_len = (uint32_t)payload_len;
+	memcpy(p, &wire, sizeof(wire));
+	p += sizeof(wire);
+	memcpy(p, topic, topic_len);
+	p[topic_len] = '\0';
+	p += topic_len + 1;
+	if (payload_len > 0)
+		memcpy(p, payload, payload_len);
+	return (int)total;
+}
+
+/*
+ * Rules of the single message types, run once the framing (magic, version,
+ * lengths, the topic's NUL) is known to be sound.
+ */
+static int proto_check_type(const struct proto_header *h, const char *topic)
+{
+	switch (h->type) {
+	case PROTO_ANNOUNCE:
+		if (!proto_qname_valid(topic, h->topic_len))
+			return -PROTO_E_TOPIC;
+		if (h->payload_len != 0)
+			return -PROTO_E_FIELD;
+		return 0;
+	case PROTO_HELLO:
+		if (!proto_qname_valid(topic, h->topic_len))
+			return -PROTO_E_TOPIC;
+		/* The pid is only a claim, checked by the daemon against
+		 * the queue owner; 0 would not even name a process. */
+		if (h->payload_len != 0 || h->sender_pid == 0)
+			return -PROTO_E_FIELD;
+		return 0;
+	case PROTO_WELCOME:
+		if (h->topic_len != 0)
+			return -PROTO_E_TOPIC;
+		if (h->payload_len != sizeof(struct proto_welcome) ||
+		    h->client_id == 0)
+			return -PROTO_E_FIELD;
+		return 0;
+	case PROTO_PUBLISH:
+	case PROTO_DELIVER:
+		if (!proto_topic_valid(topic, h->topic_len, false))
+			return -PROTO_E_TOPIC;
+		/* mq_send() refuses priorities above the kernel's limit, so
+		 * one that could not be used is refused here already. */
+		if (h->priority > PROTO_PRIO_MAX)
+			return -PROTO_E_FIELD;
+		return 0;
+	case PROTO_SUBSCRIBE:
+	case PROTO_UNSUBSCRIBE:
+		if (!proto_topic_valid(topic, h->topic_len, true))
+			return -PROTO_E_TOPIC;
+		if (h->payload_len != 0)
+			return -PROTO_E_FIELD;
+		return 0;
+	case PROTO_ACK:
+		if (h->topic_len != 0)
+			return -PROTO_E_TOPIC;
+		if (h->payload_len != 0)
+			return -PROTO_E_FIELD;
+		return 0;
+	case PROTO_ERROR:
+		if (h->topic_len != 0)
+			return -PROTO_E_TOPIC;
+		/* An error that says "no error" is a broken sender. */
+		if (h->status == 0)
+			return -PROTO_E_FIELD;
+		return 0;
+	case PROTO_BYE:
+	case PROTO_STATS:
+		if (h->topic_len != 0)
+			return -PROTO_E_TOPIC;
+		return 0;
+	default:
+		/* proto_decode() has checked the type already. */
+		return -PROTO_E_TYPE;
+	}
+}
+
+int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
+{
+	const unsigned char *p = buf;
+	struct proto_header h;
+	const char *topic;
+	size_t body;
+	int r;
+
+	if (!buf || len < PROTO_HEADER_SIZE)
+		return -PROTO_E_SHORT;
+	/* The buffer may sit at any address: copy, never cast. */
+	memcpy(&h, p, sizeof(h));
+
+	if (h.magic != PROTO_MAGIC)
+		return -PROTO_E_MAGIC;
+	if (h.version != PROTO_VERSION)
+		return -PROTO_E_VERSION;
+	if (h.type == 0 || h.type > PROTO_TYPE_MAX)
+		return -PROTO_E_TYPE;
+	if ((h.flags & ~PROTO_F_ALL) != 0 || h.reserved0 != 0 ||
+	    h.reserved1 != 0 || h.reserved2 != 0)
+		return -PROTO_E_FLAGS;
+	if (h.topic_len > PROTO_TOPIC_MAX)
+		return -PROTO_E_TOOBIG;
+
+	/*
+	 * Compare by subtraction from what was received rather than by
+	 * adding up the header's lengths: payload_len is a 32-bit number
+	 * from the sender and the sum could wrap where size_t is 32 bits.
+	 */
+	body = len - PROTO_HEADER_SIZE;
+	if (body < (size_t)h.topic_len + 1 ||
+	    body - h.topic_len - 1 != h.payload_len)
+		return -PROTO_E_LENGTH;
+	topic = (const char *)p + PROTO_HEADER_SIZE;
+	if (topic[h.topic_len] != '\0')
+		return -PROTO_E_LENGTH;
+
+	r = proto_check_type(&h, topic);
+	if (r < 0)
+		return r;
+
+	if (ret) {
+		ret->h = h;
+		ret->topic = topic;
+		ret->payload = topic + h.topic_len + 1;
+	}
+	return 0;
+}
+
+bool proto_topic_valid(const char *topic, size_t len, bool pattern)
+{
+	size_t i, level = 0; /* start of the current level */
+
+	if (!topic || len == 0 || len > PROTO_TOPIC_MAX)
+		return false;
+
+	/* Walk one byte past the end: the end closes the last level. */
+	for (i = 0; i <= len; i++) {
+		unsigned char c = i < len ? (unsigned char)topic[i] : '/';
+
+		if (c == '/') {
+			if (i == level)
+				return false; /* empty level */
+			level = i + 1;
+			continue;
+		}
+		if (c < 0x21 || c > 0x7e)
+			return false;
+		if (c != '+' && c != '#')
+			continue;
+		/* A wildcard: only in patterns, and only as a whole level. */
+		if (!pattern || i != level)
+			return false;
+		if (c == '+' && i + 1 < len && topic[i + 1] != '/')
+			return false;
+		/* '#' stands for everything below, so nothing may follow. */
+		if (c == '#' && i + 1 != len)
+			return false;
+	}
+	return true;
+}
+
+bool proto_qname_valid(const char *name, size_t len)
+{
+	size_t i;
+
+	if (!name || len < 2 || len > PROTO_QNAME_MAX || name[0] != '/')
+		return false;
+	for (i = 1; i < len; i++) {
+		char c = name[i];
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		    (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')
+			continue;
+		return false;
+	}
+	return true;
+}
+
+const char *proto_strerror(int err)
+{
+	switch (err) {
+	case 0:
+		return "success";
+	case -PROTO_E_SHORT:
+		return "message truncated: shorter than the 64-byte header";
+	case -PROTO_E_MAGIC:
+		return "bad magic number: not an mqbus message";
+	case -PROTO_E_VERSION:
+		return "unsupported mqbus protocol version";
+	case -PROTO_E_TYPE:
+		return "unknown message type";
+	case -PROTO_E_FLAGS:
+		return "unknown flag bits or a reserved header field is set";
+	case -PROTO_E_LENGTH:
+		return "message length does not match the lengths in its "
+		       "header, or the topic is not NUL-terminated";
+	case -PROTO_E_TOOBIG:
+		return "topic longer than 255 bytes";
+	case -PROTO_E_TOPIC:
+		return "topic, pattern or queue name not valid for this "
+		       "message type";
+	case -PROTO_E_FIELD:
+		return "a header field or the payload size is out of range "
+		       "for this message type";
+	case -PROTO_E_NOSPACE:
+		return "buffer too small for the encoded message";
+	}
+	/* -INT_MIN cannot be negated; no errno is that large anyway. */
+	if (err < 0 && err != INT_MIN)
+		return strerror(-err);
+	return "unknown error";
+}
+
+const char *proto_type_name(unsigned type)
+{
+	static const char *const names[] = {
+		[PROTO_ANNOUNCE] = "ANNOUNCE",
+		[PROTO_HELLO] = "HELLO",
+		[PROTO_WELCOME] = "WELCOME",
+		[PROTO_PUBLISH] = "PUBLISH",
+		[PROTO_DELIVER] = "DELIVER",
+		[PROTO_SUBSCRIBE] = "SUBSCRIBE",
+		[PROTO_UNSUBSCRIBE] = "UNSUBSCRIBE",
+		[PROTO_ACK] = "ACK",
+		[PROTO_ERROR] = "ERROR",
+		[PROTO_BYE] = "BYE",
+		[PROTO_STATS] = "STATS",
+	};
+
+	if (type == 0 || type > PROTO_TYPE_MAX)
+		return "unknown";
+	return names[type];
+}

@@ -1,0 +1,167 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * proto.h - the mqbus wire format, shared by the daemon and libmqbus.
+ *
+ * Every message on every queue of a bus is one POSIX queue message: a fixed
+ * 64-byte header, then the topic (topic_len bytes and a NUL), then the
+ * payload (payload_len bytes).  Both ends are on the same host, so integers
+ * are in host byte order.  The decoder checks every length against the bytes
+ * actually received; nothing a client sends is trusted.  PROTOCOL.md is the
+ * written spec of this header.
+ */
+#ifndef MQBUS_PROTO_H
+#define MQBUS_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define PROTO_MAGIC 0x3142514du /* "MQB1" read as little-endian bytes */
+#define PROTO_VERSION 1
+#define PROTO_HEADER_SIZE 64
+#define PROTO_TOPIC_MAX 255 /* bytes, without the NUL */
+#define PROTO_QNAME_MAX 255 /* a queue name, "/..." */
+#define PROTO_PRIO_MAX 32767 /* highest mq priority on Linux */
+
+enum proto_type {
+	PROTO_ANNOUNCE = 1, /* client -> /BUS: topic = tx queue name */
+	PROTO_HELLO,        /* client -> tx: topic = rx queue name,
+			       sender_pid = claimed pid */
+	PROTO_WELCOME,      /* daemon -> rx: client_id, payload =
+			       struct proto_welcome */
+	PROTO_PUBLISH,      /* client -> tx: topic, payload, priority
+			       (PROTO_F_PRIORITY set if asked for) */
+	PROTO_DELIVER,      /* daemon -> rx: a published message with the
+			       verified sender, seq and timestamp */
+	PROTO_SUBSCRIBE,    /* client -> tx: topic = pattern, token */
+	PROTO_UNSUBSCRIBE,  /* client -> tx: topic = pattern, token */
+	PROTO_ACK,          /* daemon -> rx: token, status = 0 */
+	PROTO_ERROR,        /* daemon -> rx: token, status = errno,
+			       payload = text */
+	PROTO_BYE,          /* either way: the end of a session */
+	PROTO_STATS,        /* client -> tx: token; daemon -> rx: token,
+			       payload = "key=value\n" lines */
+	PROTO_TYPE_MAX = PROTO_STATS,
+};
+
+/* header flags */
+#define PROTO_F_PRIORITY 0x0001u /* PUBLISH: priority field is a request */
+#define PROTO_F_ALL 0x0001u
+
+/*
+ * The fixed header, exactly as it is on the wire.  Fields a message type
+ * does not use are zero.
+ */
+struct proto_header {
+	uint32_t magic;       /* PROTO_MAGIC */
+	uint8_t version;      /* PROTO_VERSION */
+	uint8_t type;         /* enum proto_type */
+	uint16_t flags;       /* PROTO_F_* */
+	uint16_t topic_len;   /* bytes of topic, without its NUL */
+	uint16_t reserved0;   /* zero */
+	uint32_t payload_len; /* bytes of payload */
+	uint32_t priority;    /* 0..PROTO_PRIO_MAX */
+	uint32_t token;       /* request token, echoed in ACK/ERROR/STATS */
+	uint32_t status;      /* ACK/ERROR: errno value (0 = ok);
+				 DELIVER: messages dropped for this
+				 subscriber since its last delivery */
+	uint32_t sender_uid;  /* DELIVER: verified uid of the publisher */
+	uint32_t sender_pid;  /* DELIVER: verified pid; HELLO: claimed pid */
+	uint32_t client_id;   /* DELIVER: publisher's id; WELCOME: yours */
+	uint32_t reserved1;   /* zero */
+	uint32_t reserved2;   /* zero; keeps seq 8-aligned on every ABI */
+	uint64_t seq;         /* DELIVER: bus sequence number */
+	uint64_t timestamp;   /* DELIVER: CLOCK_REALTIME ns at the daemon */
+};
+
+_Static_assert(sizeof(struct proto_header) == PROTO_HEADER_SIZE,
+	       "proto_header must be 64 bytes");
+
+/* WELCOME payload: what the daemon grants this client */
+struct proto_welcome {
+	uint32_t daemon_pid;
+	uint32_t max_priority;   /* bus-wide ceiling for unconfigured topics */
+	uint32_t max_subscriptions;
+	uint32_t pending_max;    /* messages held for you when rx is full */
+	int64_t rx_maxmsg;       /* attributes the daemon saw on your queues */
+	int64_t rx_msgsize;
+	int64_t tx_maxmsg;
+	int64_t tx_msgsize;
+};
+
+/*
+ * A decoded message.  topic and payload point into the buffer given to
+ * proto_decode(): they live as long as it does.  topic is NUL-terminated
+ * (the NUL is on the wire); it is "" when topic_len is 0.
+ */
+struct proto_msg {
+	struct proto_header h;
+	const char *topic;
+	const void *payload;
+};
+
+/* Decoder errors, returned negated.  proto_strerror() names each. */
+enum proto_error {
+	PROTO_E_SHORT = 1000, /* fewer bytes than a header */
+	PROTO_E_MAGIC,        /* wrong magic: not an mqbus message */
+	PROTO_E_VERSION,      /* a protocol version we do not speak */
+	PROTO_E_TYPE,         /* unknown message type */
+	PROTO_E_FLAGS,        /* unknown flag bits or reserved field set */
+	PROTO_E_LENGTH,       /* header lengths disagree with bytes received */
+	PROTO_E_TOOBIG,       /* topic longer than PROTO_TOPIC_MAX */
+	PROTO_E_TOPIC,        /* topic or pattern not valid for this type */
+	PROTO_E_FIELD,        /* a field out of range for this type
+				 (priority, missing payload, ...) */
+	PROTO_E_NOSPACE,      /* encode: the buffer is too small */
+};
+
+/* Total encoded size of a message with this topic and payload length. */
+static inline size_t proto_size(size_t topic_len, size_t payload_len)
+{
+	return PROTO_HEADER_SIZE + topic_len + 1 + payload_len;
+}
+
+/*
+ * Fill magic and version, zero the rest, set type.  Callers then set the
+ * fields their type uses.
+ */
+void proto_header_init(struct proto_header *h, enum proto_type type);
+
+/*
+ * Encode header h (topic_len and payload_len are taken from the arguments
+ * and written into the copy on the wire), topic (may be NULL for "") and
+ * payload into buf.  Returns the encoded length, or -PROTO_E_NOSPACE if buf
+ * is too small, -PROTO_E_TOOBIG if the topic is longer than PROTO_TOPIC_MAX.
+ * Does not validate the topic: the sender's checks do that.
+ */
+int proto_encode(void *buf, size_t cap, const struct proto_header *h,
+		 const char *topic, const void *payload, size_t payload_len);
+
+/*
+ * Decode and validate len bytes at buf into ret.  Every length is checked
+ * against len, the topic against the rules of its type (a concrete topic
+ * for PUBLISH/DELIVER, a pattern for SUBSCRIBE/UNSUBSCRIBE, a queue name
+ * for ANNOUNCE/HELLO).  Returns 0, or a negated enum proto_error; ret is
+ * untouched on failure.
+ */
+int proto_decode(const void *buf, size_t len, struct proto_msg *ret);
+
+/*
+ * Topic rules: 1..PROTO_TOPIC_MAX bytes of printable ASCII (0x21..0x7e),
+ * levels separated by '/', no empty level (so no leading, trailing or
+ * double '/').  A topic (pattern == false) contains no '+' or '#'.  A
+ * pattern may use '+' as a whole level (any one level) and '#' as the whole
+ * last level (that level and all below, including none: "a/#" matches "a").
+ */
+bool proto_topic_valid(const char *topic, size_t len, bool pattern);
+
+/* A queue name as mqbus makes them: "/" then 1..254 of [A-Za-z0-9._-]. */
+bool proto_qname_valid(const char *name, size_t len);
+
+/* A static English sentence for a negated proto_error (or errno). */
+const char *proto_strerror(int err);
+
+/* The name of a message type ("PUBLISH"), or "unknown". */
+const char *proto_type_name(unsigned type);
+
+#endif
