@@ -498,7 +498,7 @@ int client_read(struct client *c, unsigned budget)
 		if (!m)
 			m = msgbuf_get(c->tx_msgsize);
 		if (!m)
-			return 1; /* out of memory: try again later */
+			return 0; /* out of memory: the rescue timer retries */
 		n = mq_receive(c->tx, (char *)m->data, m->cap, &prio);
 		if (n < 0) {
 			msgbuf_unref(m);
