@@ -190,10 +190,12 @@ static void client_on_wake(struct wake_src *src)
 }
 
 /*
- * Sends m now.  A DELIVER carries the subscriber's drop count, patched
- * into the shared buffer just for this mq_send (the kernel copies it).
+ * Sends m now.  A DELIVER carries the number of messages dropped just
+ * before it, patched into the shared buffer only for this mq_send (the
+ * kernel copies it).
  */
-static int client_send_now(struct client *c, struct msgbuf *m, unsigned prio)
+static int client_send_now(struct client *c, struct msgbuf *m, unsigned prio,
+			   uint32_t dropped)
 {
 	const size_t status_off = offsetof(struct proto_header, status);
 	bool deliver = m->data[offsetof(struct proto_header, type)] ==
@@ -202,33 +204,34 @@ static int client_send_now(struct client *c, struct msgbuf *m, unsigned prio)
 	int r;
 
 	if (deliver)
-		memcpy(m->data + status_off, &c->dropped, sizeof(c->dropped));
+		memcpy(m->data + status_off, &dropped, sizeof(dropped));
 	r = mq_send(c->rx, (const char *)m->data, m->len, prio);
 	if (deliver)
 		memcpy(m->data + status_off, &zero, sizeof(zero));
 	if (r < 0)
 		return -errno;
 	if (deliver) {
-		c->dropped = 0;
 		c->delivered++;
 		c->server->stats.delivered++;
 	}
 	return 0;
 }
 
-static void client_drop(struct client *c, struct msgbuf *m, int err)
+/* Counts m as lost; returns 1 if it was a delivery (0 for a reply), so
+ * the caller can add it to the gap the next message reports. */
+static uint32_t client_drop(struct client *c, struct msgbuf *m, int err)
 {
 	if (m->data[offsetof(struct proto_header, type)] != PROTO_DELIVER) {
 		log_debug("client %u: control reply dropped: %s", c->id,
 			  strerror(-err));
-		return;
+		return 0;
 	}
-	c->dropped++;
 	c->dropped_total++;
 	c->server->stats.dropped++;
 	if (err != -EAGAIN)
 		log_debug("client %u: message dropped: %s", c->id,
 			  strerror(-err));
+	return 1;
 }
 
 /* Highest priority first; FIFO within a priority.  Appending is the
@@ -255,7 +258,7 @@ static void pending_insert(struct client *c, struct pending *p)
 
 /* Queues m behind what rx cannot take yet; false if over the bound. */
 static bool client_enqueue(struct client *c, struct msgbuf *m, unsigned prio,
-			   unsigned bound)
+			   uint32_t dropped, unsigned bound)
 {
 	struct pending *p;
 
@@ -266,6 +269,7 @@ static bool client_enqueue(struct client *c, struct msgbuf *m, unsigned prio,
 		return false;
 	p->m = msgbuf_ref(m);
 	p->prio = prio;
+	p->dropped = dropped;
 	pending_insert(c, p);
 	if (c->n_pending == 1)
 		event_add(c->rx_ev, NULL);
@@ -280,13 +284,18 @@ static void client_output(struct client *c, struct msgbuf *m, unsigned prio,
 	if (c->closing)
 		return;
 	/* behind a backlog, keep order: queue instead of overtaking it */
-	if (c->n_pending == 0) {
-		r = client_send_now(c, m, prio);
-		if (r == 0)
-			return;
+	if (c->n_pending == 0)
+		r = client_send_now(c, m, prio, c->dropped);
+	if (r == -EAGAIN && client_enqueue(c, m, prio, c->dropped, bound))
+		r = 0;
+	if (r == 0) {
+		/* the count went out with m: it marks the gap before m */
+		if (m->data[offsetof(struct proto_header, type)] ==
+		    PROTO_DELIVER)
+			c->dropped = 0;
+		return;
 	}
-	if (r != -EAGAIN || !client_enqueue(c, m, prio, bound))
-		client_drop(c, m, r);
+	c->dropped += client_drop(c, m, r);
 }
 
 void client_deliver(struct client *c, struct msgbuf *m, unsigned prio)
@@ -300,14 +309,21 @@ static void client_rx_writable(evutil_socket_t fd, short what, void *arg)
 
 	while (c->pending_head && !c->closing) {
 		struct pending *p = c->pending_head;
-		int r = client_send_now(c, p->m, p->prio);
+		int r = client_send_now(c, p->m, p->prio, p->dropped);
 
 		if (r == -EAGAIN) {
 			event_add(c->rx_ev, NULL);
 			return;
 		}
-		if (r < 0)
-			client_drop(c, p->m, r);
+		if (r < 0) {
+			/* lost too: the next in line reports the gap */
+			uint32_t gap = p->dropped + client_drop(c, p->m, r);
+
+			if (p->next)
+				p->next->dropped += gap;
+			else
+				c->dropped += gap;
+		}
 		c->pending_head = p->next;
 		if (!c->pending_head)
 			c->pending_tail = NULL;

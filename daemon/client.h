@@ -30,6 +30,7 @@ struct pending {
 	struct pending *next;
 	struct msgbuf *m;
 	unsigned prio;
+	uint32_t dropped; /* drops just before this message */
 };
 
 struct client {
@@ -62,7 +63,7 @@ struct client {
 	unsigned n_pending;
 
 	uint64_t route_seq; /* last message routed here: one copy each */
-	uint32_t dropped;   /* dropped since the last delivery */
+	uint32_t dropped;   /* dropped since the last message taken */
 
 	/* counters */
 	uint64_t published;

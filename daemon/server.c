@@ -158,8 +158,26 @@ static int server_open_announce(struct server *s, char **ret_error)
 	return wake_add(s->wake, &s->announce_src);
 }
 
+/*
+ * The signals we read from the signalfd are blocked in the loop's thread,
+ * but glibc's SIGEV_THREAD notification threads unblock every signal, and
+ * a process-directed SIGTERM may land in one of them.  This handler, which
+ * only runs there, hands the signal to the loop's thread, where it is
+ * blocked and so waits for the signalfd.
+ */
+static pid_t main_tid;
+
+static void server_forward_signal(int sig)
+{
+	int saved = errno;
+
+	syscall(SYS_tgkill, getpid(), main_tid, sig);
+	errno = saved;
+}
+
 static int server_setup_signals(struct server *s)
 {
+	struct sigaction sa = { .sa_handler = server_forward_signal };
 	sigset_t mask;
 
 	sigemptyset(&mask);
@@ -168,6 +186,13 @@ static int server_setup_signals(struct server *s)
 	sigaddset(&mask, SIGHUP);
 	sigaddset(&mask, s->wake_signo);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
+		return -errno;
+	main_tid = (pid_t)syscall(SYS_gettid);
+	sigfillset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	if (sigaction(SIGTERM, &sa, NULL) < 0 ||
+	    sigaction(SIGINT, &sa, NULL) < 0 ||
+	    sigaction(SIGHUP, &sa, NULL) < 0)
 		return -errno;
 	s->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (s->sig_fd < 0)

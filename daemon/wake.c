@@ -114,6 +114,11 @@ static void wake_thread_notify(union sigval v)
 {
 	uint64_t one = 1;
 	int efd = -1;
+	sigset_t all;
+
+	/* glibc unblocked every signal for us; the loop reads them */
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, NULL);
 
 	pthread_mutex_lock(&thread_lock);
 	if (thread_wake) {
