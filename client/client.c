@@ -54,6 +54,7 @@ struct mqbus {
 	int timeout_ms;
 	bool connected;
 	bool bye; /* the daemon said goodbye or died */
+	const char *bad_env; /* an environment variable we could not use */
 	mqd_t tx;
 	mqd_t rx;
 	char tx_name[PROTO_QNAME_MAX + 1];
@@ -99,6 +100,7 @@ static long proc_long(const char *name, long dflt)
 	return v;
 }
 
+/* false only for a value that is set but not a positive number */
 static bool parse_env_long(const char *name, long *ret)
 {
 	const char *v = getenv(name);
@@ -106,7 +108,7 @@ static bool parse_env_long(const char *name, long *ret)
 	long n;
 
 	if (!v || !*v)
-		return false;
+		return true;
 	errno = 0;
 	n = strtol(v, &end, 10);
 	if (errno || *end || n <= 0)
@@ -130,8 +132,10 @@ MQBUS_EXPORT size_t mqbus_queue_bytes(long maxmsg, long msgsize)
 {
 	if (maxmsg <= 0 || msgsize <= 0)
 		return 0;
-	return (size_t)maxmsg * (size_t)msgsize +
-	       (size_t)maxmsg * (KERNEL_MSG_OVERHEAD + KERNEL_PRIO_NODE);
+	/* the kernel keeps one tree node per priority in use, at most
+	 * min(maxmsg, MQ_PRIO_MAX) */
+	return (size_t)maxmsg * ((size_t)msgsize + KERNEL_MSG_OVERHEAD) +
+	       (size_t)(maxmsg < 32768 ? maxmsg : 32768) * KERNEL_PRIO_NODE;
 }
 
 MQBUS_EXPORT int mqbus_new(mqbus **ret)
@@ -148,8 +152,12 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 	b->maxmsg = DEFAULT_MAXMSG;
 	b->msgsize = DEFAULT_MSGSIZE;
 	b->timeout_ms = DEFAULT_TIMEOUT_MS;
-	parse_env_long("MQBUS_QUEUE_MAXMSG", &b->maxmsg);
-	parse_env_long("MQBUS_QUEUE_MSGSIZE", &b->msgsize);
+	if (!parse_env_long("MQBUS_QUEUE_MAXMSG", &b->maxmsg))
+		b->bad_env = "MQBUS_QUEUE_MAXMSG";
+	if (!parse_env_long("MQBUS_QUEUE_MSGSIZE", &b->msgsize))
+		b->bad_env = "MQBUS_QUEUE_MSGSIZE";
+	if (bus && *bus && !bus_valid(bus))
+		b->bad_env = "MQBUS_BUS";
 	snprintf(b->bus, sizeof(b->bus), "%s",
 		 bus && bus_valid(bus) ? bus : DEFAULT_BUS);
 	*ret = b;
@@ -168,17 +176,26 @@ MQBUS_EXPORT int mqbus_set_bus(mqbus *b, const char *bus)
 				 "A-Z a-z 0-9 . _ -",
 				 bus, BUS_NAME_MAX);
 	snprintf(b->bus, sizeof(b->bus), "%s", bus);
+	if (b->bad_env && strcmp(b->bad_env, "MQBUS_BUS") == 0)
+		b->bad_env = NULL;
 	return 0;
 }
 
 MQBUS_EXPORT int mqbus_set_queue_size(mqbus *b, long maxmsg, long msgsize)
 {
-	if (!b || maxmsg <= 0 || msgsize <= 0)
+	if (!b)
 		return -EINVAL;
 	if (b->connected)
 		return -EISCONN;
+	if (maxmsg <= 0 || msgsize <= 0)
+		return set_error(b, -EINVAL,
+				 "invalid queue size %ld x %ld: both must be "
+				 "positive",
+				 maxmsg, msgsize);
 	b->maxmsg = maxmsg;
 	b->msgsize = msgsize;
+	if (b->bad_env && strcmp(b->bad_env, "MQBUS_BUS") != 0)
+		b->bad_env = NULL;
 	return 0;
 }
 
@@ -618,6 +635,10 @@ MQBUS_EXPORT int mqbus_connect(mqbus *b)
 	if (b->connected)
 		return -EISCONN;
 	b->error[0] = '\0';
+	if (b->bad_env)
+		return set_error(b, -EINVAL,
+				 "invalid %s='%s' in the environment",
+				 b->bad_env, getenv(b->bad_env));
 	deadline = deadline_of(b->timeout_ms);
 	free(b->buf);
 	b->buf = malloc((size_t)b->msgsize);
@@ -737,6 +758,7 @@ MQBUS_EXPORT int mqbus_publish(mqbus *b, const char *topic, const void *data,
 
 	if (!b)
 		return -EINVAL;
+	b->error[0] = '\0';
 	r = check_connected(b);
 	if (r < 0)
 		return r;
@@ -806,6 +828,7 @@ static int subscription(mqbus *b, enum proto_type type, const char *pattern)
 
 	if (!b)
 		return -EINVAL;
+	b->error[0] = '\0';
 	if (!pattern || !proto_topic_valid(pattern, strlen(pattern), true))
 		return set_error(b, -EINVAL,
 				 "invalid pattern '%s': '/'-separated "
@@ -833,6 +856,7 @@ MQBUS_EXPORT int mqbus_stats(mqbus *b, char **ret)
 
 	if (!b || !ret)
 		return -EINVAL;
+	b->error[0] = '\0';
 	r = request(b, PROTO_STATS, NULL, &reply);
 	if (r < 0)
 		return r;
@@ -850,8 +874,11 @@ MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 {
 	int64_t deadline = deadline_of(timeout_ms);
 
-	if (!b || !ret || timeout_ms < -1)
+	if (!b)
 		return -EINVAL;
+	b->error[0] = '\0';
+	if (!ret || timeout_ms < -1)
+		return set_error(b, -EINVAL, "invalid arguments");
 	if (!b->connected)
 		return set_error(b, -ENOTCONN, "not connected");
 	for (;;) {
@@ -907,6 +934,7 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 
 	if (!b)
 		return -EINVAL;
+	b->error[0] = '\0';
 	if (!b->connected)
 		return set_error(b, -ENOTCONN, "not connected");
 	for (;;) {

@@ -1,0 +1,1164 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mqbusctl - the command-line client of mqbus.
+ *
+ * It publishes and subscribes from the shell, prints the daemon's counters
+ * and explains the kernel's POSIX queue limits as they apply to the calling
+ * user.  It uses nothing but the public API in mqbus.h, so it is also a
+ * working example of that API.  Commands live in one table that drives both
+ * dispatch and the help text: a new command is one function and one row.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <mqueue.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mqbus.h"
+
+#ifndef PACKAGE_VERSION
+#define PACKAGE_VERSION "unknown"
+#endif
+
+/* f_type of the mqueue file system (linux/magic.h) */
+#define MQUEUE_FS_MAGIC 0x19800202
+
+#define MQUEUE_DIR "/dev/mqueue"
+#define MQUEUE_PROC "/proc/sys/fs/mqueue/"
+
+/* Exit statuses, as documented in mqbusctl(1). */
+enum {
+	EXIT_OK = 0,
+	EXIT_ERROR = 1,
+	EXIT_USAGE = 2,
+	EXIT_TIMEOUT = 3,
+};
+
+/* Options that have no short letter. */
+enum {
+	OPT_JSON = 0x100,
+	OPT_VERSION,
+};
+
+/*
+ * Receive in slices this long, so that a stop signal that arrives just
+ * before a blocking receive is still noticed soon.
+ */
+#define RECEIVE_SLICE_MS 200
+
+/* stdin for pub is read whole; no queue message can be larger than this. */
+#define STDIN_MAX (64u << 20)
+
+/* What the global options decided, handed to every command. */
+struct ctl {
+	const char *bus; /* -b, or NULL for the library's default */
+};
+
+struct command {
+	const char *name;
+	int (*run)(const struct ctl *ctl, int argc, char **argv);
+	const char *args;    /* synopsis after the name */
+	const char *summary; /* one line for the command list */
+	const char *options; /* the command's own options, or NULL */
+};
+
+static const struct command *command_find(const char *name);
+static void usage_command(FILE *f, const struct command *cmd);
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+/*
+ * A long-running command must not die with its queues still linked: catch
+ * the usual ways of being told to stop and let the main loop free the
+ * handle.  No SA_RESTART, so a blocked receive returns at once.  SIGPIPE is
+ * ignored so that a closed stdout shows up as a write error, which also
+ * ends in a clean exit.
+ */
+static int install_stop_handlers(void)
+{
+	static const int sigs[] = { SIGINT, SIGTERM, SIGHUP };
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+	struct sigaction ign = { .sa_handler = SIG_IGN };
+
+	sigemptyset(&sa.sa_mask);
+	sigemptyset(&ign.sa_mask);
+	for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		if (sigaction(sigs[i], &sa, NULL) < 0)
+			return -errno;
+	if (sigaction(SIGPIPE, &ign, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/*
+ * Parses a decimal number in 0..max.  Strict on purpose: digits only, no
+ * sign, no blanks, no suffix, so that "-p 1O" or "-n -1" is a usage error
+ * rather than a surprise.
+ */
+static int parse_number(const char *s, unsigned long long max,
+			unsigned long long *ret)
+{
+	unsigned long long v = 0;
+
+	if (!s || !*s)
+		return -EINVAL;
+	for (; *s; s++) {
+		unsigned d;
+
+		if (*s < '0' || *s > '9')
+			return -EINVAL;
+		d = (unsigned)(*s - '0');
+		if (d > max || v > max / 10 || v * 10 > max - d)
+			return -ERANGE;
+		v = v * 10 + d;
+	}
+	*ret = v;
+	return 0;
+}
+
+/* Points at the help after a usage error, and gives its exit status. */
+static int usage_error(const char *cmd)
+{
+	if (cmd)
+		fprintf(stderr, "Try 'mqbusctl help %s'.\n", cmd);
+	else
+		fprintf(stderr, "Try 'mqbusctl help'.\n");
+	return EXIT_USAGE;
+}
+
+/* The usage error of an option value that parse_number() refused. */
+static int bad_number(const char *cmd, const char *what, const char *value,
+		      unsigned long long max)
+{
+	fprintf(stderr,
+		"mqbusctl: %s: %s must be a number from 0 to %llu, not '%s'\n",
+		cmd, what, max, value);
+	return usage_error(cmd);
+}
+
+static const char *bus_name(const struct ctl *ctl)
+{
+	const char *env;
+
+	if (ctl->bus)
+		return ctl->bus;
+	env = getenv("MQBUS_BUS");
+	return env && *env ? env : "mqbus";
+}
+
+/*
+ * The library's sentence is the better message when it has one (it names
+ * the limit that was hit and how to raise it); strerror is the fallback.
+ * Read it before any further call on b, which would replace it.
+ */
+static void print_error(const mqbus *b, int r, const char *what)
+{
+	const char *e = b ? mqbus_last_error(b) : NULL;
+
+	if (e && *e)
+		fprintf(stderr, "mqbusctl: %s\n", e);
+	else
+		fprintf(stderr, "mqbusctl: %s: %s\n", what, strerror(-r));
+}
+
+/* A new handle on the chosen bus, not connected. Returns an exit status. */
+static int ctl_new(const struct ctl *ctl, mqbus **ret)
+{
+	mqbus *b = NULL;
+	int r;
+
+	r = mqbus_new(&b);
+	if (r < 0) {
+		fprintf(stderr, "mqbusctl: %s\n", strerror(-r));
+		return EXIT_ERROR;
+	}
+	if (ctl->bus) {
+		r = mqbus_set_bus(b, ctl->bus);
+		if (r < 0) {
+			print_error(b, r, "bus name");
+			mqbus_free(b);
+			return r == -EINVAL ? EXIT_USAGE : EXIT_ERROR;
+		}
+	}
+	*ret = b;
+	return EXIT_OK;
+}
+
+/* A handle connected to the chosen bus.  Returns an exit status. */
+static int ctl_connect(const struct ctl *ctl, mqbus **ret)
+{
+	mqbus *b;
+	int r;
+
+	r = ctl_new(ctl, &b);
+	if (r != EXIT_OK)
+		return r;
+	r = mqbus_connect(b);
+	if (r < 0) {
+		const char *e = mqbus_last_error(b);
+		bool said = e && *e;
+
+		/* Told to stop while connecting: the failure is no news. */
+		if (!stop_signal && r == -ENOENT && !said)
+			fprintf(stderr, "mqbusctl: no daemon serves bus '%s'\n",
+				bus_name(ctl));
+		else if (!stop_signal)
+			print_error(b, r, "connect");
+		mqbus_free(b);
+		return EXIT_ERROR;
+	}
+	*ret = b;
+	return EXIT_OK;
+}
+
+/*
+ * Everything a command reads from its own options goes through this: a
+ * fresh getopt_long pass over the command's arguments.  argv[0] is the
+ * command's name, replaced by "mqbusctl CMD" so that getopt's own messages
+ * say who complains.  Options may follow operands (GNU permutation).
+ */
+static void command_argv0(char **argv, char *buf, size_t size)
+{
+	snprintf(buf, size, "mqbusctl %s", argv[0]);
+	argv[0] = buf;
+	optind = 0; /* glibc: start over, re-reading the option string */
+	opterr = 1;
+}
+
+/* Reads all of stdin into a malloc'ed buffer. */
+static int read_stdin(char **ret, size_t *ret_len)
+{
+	char *buf = NULL;
+	size_t len = 0, size = 0;
+
+	for (;;) {
+		ssize_t n;
+
+		if (len == size) {
+			size_t nsize = size ? size * 2 : 4096;
+			char *nbuf;
+
+			if (size >= STDIN_MAX) {
+				free(buf);
+				return -EMSGSIZE;
+			}
+			nbuf = realloc(buf, nsize);
+			if (!nbuf) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = nbuf;
+			size = nsize;
+		}
+		n = read(STDIN_FILENO, buf + len, size - len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			n = -errno;
+			free(buf);
+			return (int)n;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	*ret = buf;
+	*ret_len = len;
+	return 0;
+}
+
+static int cmd_pub(const struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "priority", required_argument, NULL, 'p' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	char name[64];
+	unsigned long long prio;
+	int priority = MQBUS_PRIORITY_DEFAULT;
+	const char *topic, *data = NULL;
+	char *input = NULL;
+	size_t len = 0;
+	mqbus *b;
+	int c, r;
+
+	command_argv0(argv, name, sizeof(name));
+	while ((c = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			if (parse_number(optarg, 32767, &prio) < 0)
+				return bad_number("pub", "the priority", optarg,
+						  32767);
+			priority = (int)prio;
+			break;
+		case 'h':
+			usage_command(stdout, command_find("pub"));
+			return EXIT_OK;
+		default:
+			return usage_error("pub");
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "mqbusctl: pub: no topic given\n");
+		return usage_error("pub");
+	}
+	topic = argv[optind++];
+	if (optind < argc)
+		data = argv[optind++];
+	if (optind < argc) {
+		fprintf(stderr, "mqbusctl: pub: unexpected argument '%s'\n",
+			argv[optind]);
+		return usage_error("pub");
+	}
+
+	/*
+	 * Read stdin before connecting: it may block for a long time, and a
+	 * process killed meanwhile then leaves no queues behind.
+	 */
+	if (data && strcmp(data, "-") == 0) {
+		r = read_stdin(&input, &len);
+		if (r < 0) {
+			fprintf(stderr, "mqbusctl: pub: reading stdin: %s\n",
+				strerror(-r));
+			return EXIT_ERROR;
+		}
+		data = input;
+	} else if (data) {
+		len = strlen(data);
+	}
+
+	r = ctl_connect(ctl, &b);
+	if (r != EXIT_OK) {
+		free(input);
+		return r;
+	}
+	r = mqbus_publish(b, topic, data ? data : "", len, priority);
+	if (r < 0)
+		print_error(b, r, "publish");
+	mqbus_free(b);
+	free(input);
+	return r < 0 ? EXIT_ERROR : EXIT_OK;
+}
+
+/*
+ * Plain output escapes what a terminal would act on, so that a payload can
+ * never move the cursor or change colours: \n, \t, \\ and \xNN for every
+ * other byte outside printable ASCII.  Topics also escape the space, which
+ * separates the topic from the payload on the line.
+ */
+static void put_escaped(FILE *f, const unsigned char *p, size_t len,
+			bool escape_space)
+{
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = p[i];
+
+		if (c == '\n')
+			fputs("\\n", f);
+		else if (c == '\t')
+			fputs("\\t", f);
+		else if (c == '\\')
+			fputs("\\\\", f);
+		else if (c < 0x20 || c >= 0x7f || (escape_space && c == ' '))
+			fprintf(f, "\\x%02x", c);
+		else
+			putc(c, f);
+	}
+}
+
+/*
+ * A JSON string of arbitrary bytes.  Payloads need not be UTF-8, so every
+ * byte >= 0x80 becomes the code point of the same value (\u0080..\u00ff):
+ * the output is plain ASCII, always valid JSON, and the bytes can be
+ * recovered exactly by taking each code point as a byte.
+ */
+static void put_json_string(FILE *f, const unsigned char *p, size_t len)
+{
+	putc('"', f);
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = p[i];
+
+		if (c == '"' || c == '\\') {
+			putc('\\', f);
+			putc(c, f);
+		} else if (c < 0x20 || c >= 0x7f) {
+			fprintf(f, "\\u%04x", c);
+		} else {
+			putc(c, f);
+		}
+	}
+	putc('"', f);
+}
+
+static void print_message(FILE *f, const mqbus_msg *m, bool json)
+{
+	const char *topic = mqbus_msg_topic(m);
+	const void *payload;
+	size_t len = 0;
+
+	payload = mqbus_msg_payload(m, &len);
+	if (!topic)
+		topic = "";
+	if (!payload)
+		len = 0;
+
+	if (json) {
+		fputs("{\"topic\":", f);
+		put_json_string(f, (const unsigned char *)topic, strlen(topic));
+		fputs(",\"payload\":", f);
+		put_json_string(f, payload, len);
+		fprintf(f,
+			",\"priority\":%u,\"sender_uid\":%lu"
+			",\"sender_pid\":%ld,\"client_id\":%" PRIu32
+			",\"seq\":%" PRIu64 ",\"timestamp\":%" PRIu64
+			",\"dropped\":%" PRIu32 "}\n",
+			mqbus_msg_priority(m),
+			(unsigned long)mqbus_msg_sender_uid(m),
+			(long)mqbus_msg_sender_pid(m), mqbus_msg_client_id(m),
+			mqbus_msg_seq(m), mqbus_msg_timestamp(m),
+			mqbus_msg_dropped(m));
+		return;
+	}
+	put_escaped(f, (const unsigned char *)topic, strlen(topic), true);
+	putc(' ', f);
+	put_escaped(f, payload, len, false);
+	if (mqbus_msg_dropped(m) > 0)
+		fprintf(f, " (dropped %" PRIu32 ")", mqbus_msg_dropped(m));
+	putc('\n', f);
+}
+
+struct sub_opts {
+	unsigned long long count; /* messages to print, if has_count */
+	bool has_count;
+	int timeout_ms; /* total deadline, if >= 0 */
+	bool json;
+};
+
+/*
+ * The receive loop of sub.  Returns an exit status; the caller frees b,
+ * which unlinks the queues whatever happened here.
+ */
+static int sub_loop(mqbus *b, const struct sub_opts *o)
+{
+	uint64_t deadline = 0;
+	unsigned long long seen = 0;
+
+	if (o->timeout_ms >= 0)
+		deadline = now_ns() + (uint64_t)o->timeout_ms * 1000000u;
+
+	for (;;) {
+		mqbus_msg *m = NULL;
+		int slice = RECEIVE_SLICE_MS;
+		int r;
+
+		if (stop_signal)
+			return EXIT_OK;
+		if (o->has_count && seen >= o->count)
+			return EXIT_OK;
+		if (o->timeout_ms >= 0) {
+			uint64_t now = now_ns();
+			uint64_t left_ms = 0;
+
+			/* Round up: a slice of 0 just before the deadline
+			 * would spin. */
+			if (now < deadline)
+				left_ms = (deadline - now + 999999u) / 1000000u;
+			if (left_ms < (uint64_t)slice)
+				slice = (int)left_ms;
+		}
+
+		r = mqbus_receive(b, &m, slice);
+		if (r == -ETIMEDOUT || r == -EINTR || r == -EAGAIN) {
+			if (o->timeout_ms >= 0 && now_ns() >= deadline) {
+				fprintf(stderr,
+					"mqbusctl: sub: timed out after %d ms "
+					"(%llu message%s)\n",
+					o->timeout_ms, seen,
+					seen == 1 ? "" : "s");
+				return EXIT_TIMEOUT;
+			}
+			continue;
+		}
+		if (r == -ENOTCONN) {
+			fprintf(stderr, "mqbusctl: the bus daemon closed the "
+					"connection\n");
+			return EXIT_ERROR;
+		}
+		if (r < 0) {
+			print_error(b, r, "receive");
+			return EXIT_ERROR;
+		}
+		if (!m)
+			continue;
+
+		print_message(stdout, m, o->json);
+		mqbus_msg_free(m);
+		seen++;
+		/*
+		 * Flush each line: a reader on a pipe must see a message when
+		 * it arrives, not when a buffer fills.  A reader that went
+		 * away (EPIPE) is an ordinary end, reported quietly.
+		 */
+		if (fflush(stdout) == EOF || ferror(stdout)) {
+			if (errno != EPIPE)
+				fprintf(stderr, "mqbusctl: sub: stdout: %s\n",
+					strerror(errno));
+			return EXIT_ERROR;
+		}
+	}
+}
+
+static int cmd_sub(const struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "count", required_argument, NULL, 'n' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct sub_opts o = { .timeout_ms = -1 };
+	char name[64];
+	unsigned long long v;
+	mqbus *b;
+	int c, r;
+
+	command_argv0(argv, name, sizeof(name));
+	while ((c = getopt_long(argc, argv, "n:t:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			if (parse_number(optarg, ULLONG_MAX, &v) < 0)
+				return bad_number("sub", "the count", optarg,
+						  ULLONG_MAX);
+			o.count = v;
+			o.has_count = true;
+			break;
+		case 't':
+			if (parse_number(optarg, INT_MAX, &v) < 0)
+				return bad_number("sub", "the timeout", optarg,
+						  INT_MAX);
+			o.timeout_ms = (int)v;
+			break;
+		case OPT_JSON:
+			o.json = true;
+			break;
+		case 'h':
+			usage_command(stdout, command_find("sub"));
+			return EXIT_OK;
+		default:
+			return usage_error("sub");
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "mqbusctl: sub: no pattern given\n");
+		return usage_error("sub");
+	}
+
+	/* Before connecting, so that no signal can leave the queues behind. */
+	r = install_stop_handlers();
+	if (r < 0) {
+		fprintf(stderr, "mqbusctl: sub: sigaction: %s\n", strerror(-r));
+		return EXIT_ERROR;
+	}
+	r = ctl_connect(ctl, &b);
+	if (r != EXIT_OK)
+		return stop_signal ? EXIT_OK : r;
+
+	for (int i = optind; i < argc; i++) {
+		if (stop_signal)
+			break;
+		r = mqbus_subscribe(b, argv[i]);
+		/* A pattern given twice is no reason to fail. */
+		if (r == -EEXIST)
+			continue;
+		if (r < 0) {
+			if (r == -ENOTCONN)
+				fprintf(stderr, "mqbusctl: the bus daemon "
+						"closed the connection\n");
+			else
+				print_error(b, r, "subscribe");
+			mqbus_free(b);
+			return stop_signal ? EXIT_OK : EXIT_ERROR;
+		}
+	}
+
+	r = sub_loop(b, &o);
+	mqbus_free(b);
+	return r;
+}
+
+static int cmd_stats(const struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	char name[64];
+	char *text = NULL;
+	size_t len;
+	mqbus *b;
+	int c, r;
+
+	command_argv0(argv, name, sizeof(name));
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'h') {
+			usage_command(stdout, command_find("stats"));
+			return EXIT_OK;
+		}
+		return usage_error("stats");
+	}
+	if (optind < argc) {
+		fprintf(stderr, "mqbusctl: stats: unexpected argument '%s'\n",
+			argv[optind]);
+		return usage_error("stats");
+	}
+
+	r = ctl_connect(ctl, &b);
+	if (r != EXIT_OK)
+		return r;
+	r = mqbus_stats(b, &text);
+	if (r < 0) {
+		print_error(b, r, "stats");
+		mqbus_free(b);
+		return EXIT_ERROR;
+	}
+	mqbus_free(b);
+
+	len = text ? strlen(text) : 0;
+	fputs(text ? text : "", stdout);
+	if (len > 0 && text[len - 1] != '\n')
+		putchar('\n');
+	free(text);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "mqbusctl: stats: stdout: %s\n",
+			strerror(errno));
+		return EXIT_ERROR;
+	}
+	return EXIT_OK;
+}
+
+/* --- limits ------------------------------------------------------------ */
+
+/* One line of the limits report: its text and its JSON value. */
+struct field {
+	const char *key;
+	char text[96];
+	char json[32];
+};
+
+#define LIMITS_FIELDS_MAX 24
+
+struct report {
+	struct field f[LIMITS_FIELDS_MAX];
+	size_t n;
+};
+
+static struct field *report_add(struct report *rep, const char *key)
+{
+	struct field *f;
+
+	if (rep->n >= LIMITS_FIELDS_MAX)
+		return NULL;
+	f = &rep->f[rep->n++];
+	f->key = key;
+	f->text[0] = '\0';
+	f->json[0] = '\0';
+	return f;
+}
+
+static void report_num(struct report *rep, const char *key,
+		       unsigned long long v)
+{
+	struct field *f = report_add(rep, key);
+
+	if (!f)
+		return;
+	snprintf(f->text, sizeof(f->text), "%llu", v);
+	snprintf(f->json, sizeof(f->json), "%llu", v);
+}
+
+/* A value that is not a number: text as given, JSON as given (raw). */
+static void report_raw(struct report *rep, const char *key, const char *text,
+		       const char *json)
+{
+	struct field *f = report_add(rep, key);
+
+	if (!f)
+		return;
+	snprintf(f->text, sizeof(f->text), "%s", text);
+	snprintf(f->json, sizeof(f->json), "%s", json);
+}
+
+static void report_print(const struct report *rep, bool json)
+{
+	size_t width = 0;
+
+	if (json) {
+		putchar('{');
+		for (size_t i = 0; i < rep->n; i++)
+			printf("%s\"%s\":%s", i ? "," : "", rep->f[i].key,
+			       rep->f[i].json);
+		puts("}");
+		return;
+	}
+	for (size_t i = 0; i < rep->n; i++)
+		if (strlen(rep->f[i].key) > width)
+			width = strlen(rep->f[i].key);
+	for (size_t i = 0; i < rep->n; i++)
+		printf("%s:%*s %s\n", rep->f[i].key,
+		       (int)(width - strlen(rep->f[i].key)), "",
+		       rep->f[i].text);
+}
+
+/* Reads one number from /proc/sys/fs/mqueue/NAME. */
+static int read_proc_number(const char *name, unsigned long long *ret)
+{
+	char path[128], buf[64];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), MQUEUE_PROC "%s", name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	if (n < 0) {
+		n = -errno;
+		close(fd);
+		return (int)n;
+	}
+	close(fd);
+	buf[n] = '\0';
+	buf[strcspn(buf, "\n")] = '\0';
+	return parse_number(buf, ULLONG_MAX, ret);
+}
+
+static void report_proc(struct report *rep, const char *name,
+			unsigned long long *ret)
+{
+	if (read_proc_number(name, ret) == 0) {
+		report_num(rep, name, *ret);
+	} else {
+		*ret = 0;
+		report_raw(rep, name, "unknown", "null");
+	}
+}
+
+static void report_rlimit(struct report *rep, const char *key, rlim_t v)
+{
+	if (v == RLIM_INFINITY)
+		report_raw(rep, key, "unlimited", "\"unlimited\"");
+	else
+		report_num(rep, key, (unsigned long long)v);
+}
+
+/* What /dev/mqueue shows about the queues in use. */
+struct mq_usage {
+	bool visible;              /* /dev/mqueue is an mqueue mount */
+	unsigned long long bytes;  /* RLIMIT_MSGQUEUE charge of ours */
+	unsigned long queues;      /* all queues, every user */
+	unsigned long mine;        /* queues owned by getuid() */
+	unsigned long unreadable;  /* of ours, not opened: not counted */
+};
+
+/*
+ * Sums what this uid's queues are charged.  The kernel shows neither the
+ * total nor a queue's attributes in the file system, so each queue of ours
+ * is opened read-only (which changes nothing about it) to ask mq_getattr.
+ */
+static void mq_usage_scan(struct mq_usage *u)
+{
+	struct statfs sfs;
+	struct dirent *de;
+	uid_t uid = getuid();
+	DIR *d;
+
+	*u = (struct mq_usage){ 0 };
+	if (statfs(MQUEUE_DIR, &sfs) < 0 ||
+	    (unsigned long)sfs.f_type != MQUEUE_FS_MAGIC)
+		return;
+	d = opendir(MQUEUE_DIR);
+	if (!d)
+		return;
+	u->visible = true;
+	while ((de = readdir(d))) {
+		char qname[NAME_MAX + 2];
+		struct mq_attr attr;
+		struct stat st;
+		mqd_t q;
+
+		if (de->d_name[0] == '.')
+			continue;
+		if (fstatat(dirfd(d), de->d_name, &st,
+			    AT_SYMLINK_NOFOLLOW) < 0)
+			continue;
+		u->queues++;
+		if (st.st_uid != uid)
+			continue;
+		u->mine++;
+		snprintf(qname, sizeof(qname), "/%s", de->d_name);
+		q = mq_open(qname, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		if (q == (mqd_t)-1) {
+			u->unreadable++;
+			continue;
+		}
+		if (mq_getattr(q, &attr) == 0)
+			u->bytes += mqbus_queue_bytes(attr.mq_maxmsg,
+						      attr.mq_msgsize);
+		else
+			u->unreadable++;
+		mq_close(q);
+	}
+	closedir(d);
+}
+
+static int cmd_limits(const struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	unsigned long long msg_max, msgsize_max, queues_max, msg_def, size_def;
+	unsigned long long client_bytes;
+	struct report rep = { .n = 0 };
+	struct mq_usage u;
+	struct rlimit rl;
+	bool json = false, have_rl;
+	long maxmsg = 0, msgsize = 0, prio_max;
+	char name[64], text[96], jv[32];
+	mqbus *b;
+	int c, r;
+
+	command_argv0(argv, name, sizeof(name));
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_JSON:
+			json = true;
+			break;
+		case 'h':
+			usage_command(stdout, command_find("limits"));
+			return EXIT_OK;
+		default:
+			return usage_error("limits");
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "mqbusctl: limits: unexpected argument '%s'\n",
+			argv[optind]);
+		return usage_error("limits");
+	}
+
+	/* The size a client will use, as the library decides it. */
+	r = ctl_new(ctl, &b);
+	if (r != EXIT_OK)
+		return r;
+	r = mqbus_get_queue_size(b, &maxmsg, &msgsize);
+	if (r < 0) {
+		print_error(b, r, "queue size");
+		mqbus_free(b);
+		return EXIT_ERROR;
+	}
+	mqbus_free(b);
+
+	report_proc(&rep, "msg_max", &msg_max);
+	report_proc(&rep, "msgsize_max", &msgsize_max);
+	report_proc(&rep, "queues_max", &queues_max);
+	report_proc(&rep, "msg_default", &msg_def);
+	report_proc(&rep, "msgsize_default", &size_def);
+
+	prio_max = sysconf(_SC_MQ_PRIO_MAX);
+	if (prio_max > 0)
+		report_num(&rep, "mq_prio_max", (unsigned long long)prio_max);
+	else
+		report_raw(&rep, "mq_prio_max", "unknown", "null");
+
+	have_rl = getrlimit(RLIMIT_MSGQUEUE, &rl) == 0;
+	if (have_rl) {
+		report_rlimit(&rep, "rlimit_msgqueue_soft", rl.rlim_cur);
+		report_rlimit(&rep, "rlimit_msgqueue_hard", rl.rlim_max);
+	} else {
+		report_raw(&rep, "rlimit_msgqueue_soft", "unknown", "null");
+		report_raw(&rep, "rlimit_msgqueue_hard", "unknown", "null");
+	}
+
+	mq_usage_scan(&u);
+	if (!u.visible) {
+		report_raw(&rep, "rlimit_msgqueue_used",
+			   "unknown (mount -t mqueue none " MQUEUE_DIR
+			   " to see it)",
+			   "null");
+		report_raw(&rep, "queues_in_use", "unknown", "null");
+	} else {
+		if (u.unreadable)
+			snprintf(text, sizeof(text),
+				 "%llu (and %lu queue%s not readable)", u.bytes,
+				 u.unreadable, u.unreadable == 1 ? "" : "s");
+		else
+			snprintf(text, sizeof(text), "%llu", u.bytes);
+		snprintf(jv, sizeof(jv), "%llu", u.bytes);
+		report_raw(&rep, "rlimit_msgqueue_used", text, jv);
+		report_num(&rep, "queues_owned", u.mine);
+		if (queues_max)
+			snprintf(text, sizeof(text), "%lu of %llu", u.queues,
+				 queues_max);
+		else
+			snprintf(text, sizeof(text), "%lu", u.queues);
+		snprintf(jv, sizeof(jv), "%lu", u.queues);
+		report_raw(&rep, "queues_in_use", text, jv);
+	}
+
+	report_num(&rep, "client_queue_maxmsg", (unsigned long long)maxmsg);
+	report_num(&rep, "client_queue_msgsize", (unsigned long long)msgsize);
+	client_bytes = 2 * (unsigned long long)mqbus_queue_bytes(maxmsg,
+								 msgsize);
+	report_num(&rep, "client_bytes", client_bytes);
+
+	if (!have_rl || client_bytes == 0) {
+		report_raw(&rep, "clients_fit_remaining", "unknown", "null");
+		report_raw(&rep, "clients_fit_total", "unknown", "null");
+	} else if (rl.rlim_cur == RLIM_INFINITY) {
+		report_raw(&rep, "clients_fit_remaining", "unlimited",
+			   "\"unlimited\"");
+		report_raw(&rep, "clients_fit_total", "unlimited",
+			   "\"unlimited\"");
+	} else {
+		unsigned long long soft = rl.rlim_cur;
+
+		if (u.visible)
+			report_num(&rep, "clients_fit_remaining",
+				   u.bytes >= soft ?
+					   0 : (soft - u.bytes) / client_bytes);
+		else
+			report_raw(&rep, "clients_fit_remaining", "unknown",
+				   "null");
+		report_num(&rep, "clients_fit_total", soft / client_bytes);
+	}
+
+	report_print(&rep, json);
+
+	/*
+	 * Point at the likely failure before it happens: an unprivileged
+	 * mq_open beyond these system limits fails with EINVAL.  On stderr,
+	 * so that stdout stays "name: value" lines.
+	 */
+	if ((msg_max && (unsigned long long)maxmsg > msg_max) ||
+	    (msgsize_max && (unsigned long long)msgsize > msgsize_max))
+		fprintf(stderr,
+			"mqbusctl: warning: the client queue size (%ld x %ld) "
+			"is above fs.mqueue.msg_max x fs.mqueue.msgsize_max "
+			"(%llu x %llu): clients without CAP_SYS_RESOURCE "
+			"will fail to connect; raise the limits with sysctl "
+			"or lower "
+			"MQBUS_QUEUE_MAXMSG / MQBUS_QUEUE_MSGSIZE\n",
+			maxmsg, msgsize, msg_max, msgsize_max);
+
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "mqbusctl: limits: stdout: %s\n",
+			strerror(errno));
+		return EXIT_ERROR;
+	}
+	return EXIT_OK;
+}
+
+static void usage(FILE *f);
+
+static int cmd_help(const struct ctl *ctl, int argc, char **argv)
+{
+	const struct command *cmd;
+
+	(void)ctl;
+	if (argc < 2) {
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (argc > 2) {
+		fprintf(stderr, "mqbusctl: help: unexpected argument '%s'\n",
+			argv[2]);
+		return usage_error("help");
+	}
+	cmd = command_find(argv[1]);
+	if (!cmd) {
+		fprintf(stderr, "mqbusctl: unknown command '%s'\n", argv[1]);
+		return usage_error(NULL);
+	}
+	usage_command(stdout, cmd);
+	return EXIT_OK;
+}
+
+/*
+ * The commands.  Later ones (call, serve, timer, monitor) go here too; the
+ * help text is made from this table, so it cannot forget one.
+ */
+static const struct command commands[] = {
+	{
+		.name = "pub",
+		.run = cmd_pub,
+		.args = "TOPIC [DATA|-] [-p PRIO]",
+		.summary = "Publish DATA on TOPIC ('-': stdin; none: an empty "
+			   "payload).",
+		.options = "  -p, --priority=PRIO   ask for priority PRIO "
+			   "(0..32767); the daemon clamps it\n"
+			   "                        to the topic's ceiling "
+			   "(default: the topic's default)\n",
+	},
+	{
+		.name = "sub",
+		.run = cmd_sub,
+		.args = "PATTERN... [-n COUNT] [-t MS] [--json]",
+		.summary = "Print the messages on topics matching a PATTERN "
+			   "('+', '#' wildcards).",
+		.options = "  -n, --count=COUNT     exit 0 after COUNT "
+			   "messages\n"
+			   "  -t, --timeout=MS      exit 3 if MS milliseconds "
+			   "pass first (counted from\n"
+			   "                        when the subscriptions are "
+			   "in place)\n"
+			   "      --json            one JSON object per line "
+			   "instead of 'TOPIC PAYLOAD'\n",
+	},
+	{
+		.name = "stats",
+		.run = cmd_stats,
+		.args = "",
+		.summary = "Print the daemon's counters.",
+		.options = NULL,
+	},
+	{
+		.name = "limits",
+		.run = cmd_limits,
+		.args = "[--json]",
+		.summary = "Print the kernel's queue limits and what a client "
+			   "costs.",
+		.options = "      --json            one JSON object instead of "
+			   "'name: value' lines\n",
+	},
+	{
+		.name = "help",
+		.run = cmd_help,
+		.args = "[COMMAND]",
+		.summary = "Print this text, or the options of COMMAND.",
+		.options = NULL,
+	},
+};
+
+#define N_COMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static const struct command *command_find(const char *name)
+{
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+static void usage_command(FILE *f, const struct command *cmd)
+{
+	if (!cmd)
+		return;
+	fprintf(f, "Usage: mqbusctl [-b BUS] %s%s%s\n\n%s\n", cmd->name,
+		*cmd->args ? " " : "", cmd->args, cmd->summary);
+	if (cmd->options && strcmp(cmd->name, "help") != 0)
+		fprintf(f, "\nOptions:\n%s", cmd->options);
+	if (strcmp(cmd->name, "help") != 0)
+		fprintf(f, "%s  -h, --help            print this text\n",
+			cmd->options ? "" : "\nOptions:\n");
+}
+
+static void usage(FILE *f)
+{
+	fputs("Usage: mqbusctl [-b BUS] COMMAND [ARG...]\n"
+	      "\n"
+	      "Publish and subscribe on an mqbus message bus, and show its "
+	      "state.\n"
+	      "\n"
+	      "Commands:\n",
+	      f);
+	for (size_t i = 0; i < N_COMMANDS; i++)
+		fprintf(f, "  %s%s%s\n        %s\n", commands[i].name,
+			*commands[i].args ? " " : "", commands[i].args,
+			commands[i].summary);
+	fputs("\n"
+	      "Options:\n"
+	      "  -b, --bus=BUS   the bus to use (default: $MQBUS_BUS, else "
+	      "\"mqbus\")\n"
+	      "  -h, --help      print this text\n"
+	      "      --version   print the version\n"
+	      "\n"
+	      "'mqbusctl help COMMAND' shows the options of COMMAND.\n"
+	      "Exit status: 0 success, 1 error, 2 usage error, 3 timeout.\n",
+	      f);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "bus", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, OPT_VERSION },
+		{ 0 },
+	};
+	static char progname[] = "mqbusctl";
+	struct ctl ctl = { .bus = NULL };
+	const struct command *cmd;
+	int c;
+
+	/* getopt's messages name argv[0]; say "mqbusctl" whatever the path. */
+	if (argc < 1)
+		return EXIT_USAGE;
+	argv[0] = progname;
+
+	/* '+': stop at the command; what follows belongs to it. */
+	while ((c = getopt_long(argc, argv, "+b:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'b':
+			ctl.bus = optarg;
+			break;
+		case 'h':
+			usage(stdout);
+			return EXIT_OK;
+		case OPT_VERSION:
+			printf("mqbusctl (mqbus) %s\n", PACKAGE_VERSION);
+			return EXIT_OK;
+		default:
+			return usage_error(NULL);
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "mqbusctl: no command given\n");
+		return usage_error(NULL);
+	}
+	cmd = command_find(argv[optind]);
+	if (!cmd) {
+		fprintf(stderr, "mqbusctl: unknown command '%s'\n",
+			argv[optind]);
+		return usage_error(NULL);
+	}
+	return cmd->run(&ctl, argc - optind, argv + optind);
+}
