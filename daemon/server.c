@@ -223,6 +223,7 @@ int server_init(struct server *s, const struct server_options *opt,
 	s->uid = getuid();
 	s->pid = getpid();
 	s->next_client_id = 1;
+	s->status_sum = UINT64_MAX; /* the first STATUS= always goes */
 	s->wake_signo = SIGRTMIN + 1;
 	clock_gettime(CLOCK_MONOTONIC, &s->started);
 
@@ -296,8 +297,19 @@ int server_init(struct server *s, const struct server_options *opt,
 	return 0;
 }
 
+/*
+ * STATUS= for systemctl status.  Sent from the once-a-second timer, and
+ * only when a figure changed: sd_notify's datagram can block the loop
+ * if the manager is slow to read, so we keep them few.
+ */
 void server_notify_status(struct server *s)
 {
+	uint64_t sum = s->n_clients + s->stats.published +
+		       s->stats.delivered + s->stats.dropped;
+
+	if (sum == s->status_sum)
+		return;
+	s->status_sum = sum;
 	sd_notifyf(0,
 		   "STATUS=Serving bus %s: %u clients, %llu published, "
 		   "%llu delivered, %llu dropped",
@@ -478,7 +490,6 @@ static void server_reap(evutil_socket_t fd, short what, void *arg)
 		TAILQ_REMOVE(&s->reap, c, reap_link);
 		server_drop_client(s, c);
 	}
-	server_notify_status(s);
 }
 
 /* -------------------------------------------------------------------- */
@@ -709,7 +720,6 @@ static void server_handshake(struct server *s, const char *tx_name)
 	server_welcome(s, c);
 	/* anything already queued behind HELLO */
 	server_wake_ready(s, &c->src);
-	server_notify_status(s);
 	return;
 
 fail:

@@ -77,6 +77,7 @@ struct server {
 	uint64_t seq;
 	bool stopping;
 	int exit_code;
+	uint64_t status_sum; /* figures in the last STATUS= */
 
 	struct server_stats stats;
 };

@@ -1,0 +1,1659 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * check_bus.c - integration tests of mqbusd and libmqbus together.
+ *
+ * Every test starts the real daemon on a bus of its own, with the wake-up
+ * back-end named by $MQBUS_TEST_WAKE (tests/bus-*.sh run this program once
+ * per back-end), talks to it through the client library and, for the
+ * untrusted-input tests, through raw queues.  Each test case ends by
+ * stopping the daemon and checking that nothing of its bus is left; the
+ * unchecked teardown (testbus_cleanup()) removes what a failed test leaves.
+ *
+ * Where the daemon's behaviour is only observable over time, the tests poll
+ * against a deadline (stats, queue listings, child exit); fixed timeouts are
+ * used only to show that something does NOT happen.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/mqbus.h"
+#include "proto/proto.h"
+#include "tests/testbus.h"
+
+/* Long enough for any one delivery on a loaded machine. */
+#define RECV_MS 2000
+/* How long a message that must not come is waited for. */
+#define QUIET_MS 200
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void make_pipe(int fds[2])
+{
+	ck_assert_msg(pipe2(fds, O_CLOEXEC) == 0, "pipe: %s",
+		      strerror(errno));
+}
+
+static void close_pipe(int fds[2])
+{
+	close(fds[0]);
+	close(fds[1]);
+}
+
+/* Payload bytes and topic arrive exactly as published. */
+START_TEST(test_roundtrip)
+{
+	static const char *const bad_topics[] = {
+		"rt/+", "rt/#", "", "a//b", "/a", "a/", "a b",
+	};
+	struct testbus tb = { 0 };
+	unsigned char data[300];
+	mqbus *sub, *pub;
+	const void *p;
+	mqbus_msg *m;
+	size_t len, i;
+
+	for (i = 0; i < sizeof(data); i++)
+		data[i] = i % 3 == 0 ? 0 : (unsigned char)(i * 7);
+	data[sizeof(data) - 1] = 0;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "rt/data");
+
+	ck_assert_int_eq(mqbus_publish(pub, "rt/data", data, sizeof(data),
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+	m = testbus_recv(sub, RECV_MS);
+	ck_assert_str_eq(mqbus_msg_topic(m), "rt/data");
+	p = mqbus_msg_payload(m, &len);
+	ck_assert_uint_eq(len, sizeof(data));
+	ck_assert_mem_eq(p, data, sizeof(data));
+	mqbus_msg_free(m);
+
+	/* An empty payload is a message too. */
+	ck_assert_int_eq(mqbus_publish(pub, "rt/data", NULL, 0,
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+	m = testbus_recv(sub, RECV_MS);
+	ck_assert_str_eq(mqbus_msg_topic(m), "rt/data");
+	mqbus_msg_payload(m, &len);
+	ck_assert_uint_eq(len, 0);
+	mqbus_msg_free(m);
+
+	for (i = 0; i < sizeof(bad_topics) / sizeof(bad_topics[0]); i++)
+		ck_assert_msg(mqbus_publish(pub, bad_topics[i], "x", 1,
+					    MQBUS_PRIORITY_DEFAULT) == -EINVAL,
+			      "publish on \"%s\" not refused with -EINVAL",
+			      bad_topics[i]);
+	ck_assert_int_eq(mqbus_publish(pub, NULL, "x", 1,
+				       MQBUS_PRIORITY_DEFAULT),
+			 -EINVAL);
+	testbus_expect_nothing(sub, QUIET_MS);
+
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * The daemon stamps each delivery with the publisher's verified uid, pid
+ * and client id, a bus sequence number and its clock.  The publisher is a
+ * forked child, so that its pid differs from the subscriber's.
+ */
+START_TEST(test_identity)
+{
+	struct testbus tb = { 0 };
+	int ready[2], go[2], i, status;
+	uint64_t seq = 0, now;
+	uint32_t child_id = 0;
+	mqbus *sub, *pub;
+	mqbus_msg *m;
+	pid_t child;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "id/#");
+	make_pipe(ready);
+	make_pipe(go);
+
+	child = testbus_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		uint32_t id = 0;
+		mqbus *b = NULL;
+		char c;
+		int r;
+
+		r = testbus_try_connect(tb.bus, 0, 0, &b, NULL, 0);
+		for (i = 0; r == 0 && i < 5; i++)
+			r = mqbus_publish(b, "id/child", &i, sizeof(uint32_t),
+					  MQBUS_PRIORITY_DEFAULT);
+		if (r == 0)
+			id = mqbus_client_id(b);
+		testbus_write_all(ready[1], &id, sizeof(id));
+		/* Stay connected until the parent has checked. */
+		testbus_read_all(go[0], &c, 1, 20000);
+		mqbus_free(b);
+		_exit(r == 0 ? 0 : 1);
+	}
+
+	ck_assert_int_eq(testbus_read_all(ready[0], &child_id,
+					  sizeof(child_id), 10000),
+			 0);
+	ck_assert_msg(child_id != 0, "the child could not connect/publish");
+	ck_assert_uint_ne(child_id, mqbus_client_id(sub));
+
+	for (i = 0; i < 5; i++) {
+		m = testbus_recv(sub, RECV_MS);
+		ck_assert_str_eq(mqbus_msg_topic(m), "id/child");
+		ck_assert_uint_eq(testbus_msg_index(m), (uint32_t)i);
+		ck_assert_uint_eq(mqbus_msg_sender_uid(m), getuid());
+		ck_assert_int_eq(mqbus_msg_sender_pid(m), child);
+		ck_assert_uint_eq(mqbus_msg_client_id(m), child_id);
+		if (i > 0)
+			ck_assert_msg(mqbus_msg_seq(m) > seq,
+				      "seq %llu after %llu",
+				      (unsigned long long)mqbus_msg_seq(m),
+				      (unsigned long long)seq);
+		seq = mqbus_msg_seq(m);
+		now = realtime_ns();
+		ck_assert_msg(mqbus_msg_timestamp(m) + 5000000000ull > now &&
+				      mqbus_msg_timestamp(m) <
+					      now + 5000000000ull,
+			      "timestamp %llu ns, now %llu ns",
+			      (unsigned long long)mqbus_msg_timestamp(m),
+			      (unsigned long long)now);
+		mqbus_msg_free(m);
+	}
+	ck_assert_int_eq(testbus_write_all(go[1], "g", 1), 0);
+	status = testbus_wait(child, 5000);
+	ck_assert_int_eq(status, 0);
+
+	/* And a publisher in this process. */
+	pub = testbus_connect(&tb, 0, 0);
+	ck_assert_uint_ne(mqbus_client_id(pub), 0);
+	ck_assert_uint_ne(mqbus_client_id(pub), mqbus_client_id(sub));
+	testbus_publish_index(pub, "id/parent", 7, MQBUS_PRIORITY_DEFAULT);
+	m = testbus_recv(sub, RECV_MS);
+	ck_assert_str_eq(mqbus_msg_topic(m), "id/parent");
+	ck_assert_int_eq(mqbus_msg_sender_pid(m), getpid());
+	ck_assert_uint_eq(mqbus_msg_sender_uid(m), getuid());
+	ck_assert_uint_eq(mqbus_msg_client_id(m), mqbus_client_id(pub));
+	ck_assert_msg(mqbus_msg_seq(m) > seq, "seq %llu after %llu",
+		      (unsigned long long)mqbus_msg_seq(m),
+		      (unsigned long long)seq);
+	mqbus_msg_free(m);
+
+	close_pipe(ready);
+	close_pipe(go);
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * A publisher that publishes and frees its handle at once (as a command
+ * line tool does) still has every message delivered, and its queues are
+ * gone when it has exited.
+ */
+START_TEST(test_publish_then_free)
+{
+	struct testbus tb = { 0 };
+	uint32_t i;
+	mqbus *sub;
+	pid_t child;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "bye/x");
+
+	child = testbus_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		mqbus *b;
+		int r;
+
+		r = testbus_try_connect(tb.bus, 0, 0, &b, NULL, 0);
+		for (i = 0; r == 0 && i < 8; i++)
+			r = mqbus_publish(b, "bye/x", &i, sizeof(i),
+					  MQBUS_PRIORITY_DEFAULT);
+		mqbus_free(b);
+		_exit(r == 0 ? 0 : 1);
+	}
+	ck_assert_int_eq(testbus_wait(child, 10000), 0);
+	ck_assert_int_eq(testbus_queues(tb.bus, child, NULL, 0), 0);
+
+	for (i = 0; i < 8; i++)
+		testbus_expect_index(sub, "bye/x", i, RECV_MS);
+	testbus_expect_nothing(sub, QUIET_MS);
+
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * '+' and '#' patterns.  Every client also subscribes "sync", published
+ * last: deliveries from one publisher at one priority keep their order, so
+ * once "sync" is read, whatever was to come has come.
+ */
+START_TEST(test_wildcards)
+{
+	static const char *const topics[] = {
+		"w/a/temp", "w/b/temp", "w",          "w/a",  "w/a/b/c",
+		"w/b/hum",  "x/a/temp", "w/a/temp/x", "solo", "sync",
+	};
+	static const struct {
+		const char *patterns[5];
+		int expect[11]; /* indexes into topics, -1 ends */
+	} clients[] = {
+		{ { "w/+/temp", "sync" }, { 0, 1, 9, -1 } },
+		{ { "w/a/#", "sync" }, { 0, 3, 4, 7, 9, -1 } },
+		/* overlapping patterns: each message once */
+		{ { "w/#", "w/+/temp", "w/a/temp", "+/a/#", "sync" },
+		  { 0, 1, 2, 3, 4, 5, 6, 7, 9, -1 } },
+		{ { "#", "sync" }, { 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, -1 } },
+		{ { "+", "sync" }, { 2, 8, 9, -1 } },
+	};
+	enum { N = sizeof(clients) / sizeof(clients[0]) };
+	struct testbus tb = { 0 };
+	mqbus *sub[N], *pub;
+	unsigned i, j;
+
+	testbus_start(&tb, NULL);
+	for (i = 0; i < N; i++) {
+		sub[i] = testbus_connect(&tb, 10, 1024);
+		for (j = 0; j < 5 && clients[i].patterns[j]; j++)
+			testbus_subscribe(sub[i], clients[i].patterns[j]);
+	}
+	pub = testbus_connect(&tb, 10, 1024);
+	for (i = 0; i < sizeof(topics) / sizeof(topics[0]); i++)
+		testbus_publish_index(pub, topics[i], i,
+				      MQBUS_PRIORITY_DEFAULT);
+
+	for (i = 0; i < N; i++) {
+		for (j = 0; clients[i].expect[j] >= 0; j++) {
+			int t = clients[i].expect[j];
+
+			testbus_expect_index(sub[i], topics[t], (uint32_t)t,
+					     RECV_MS);
+		}
+		/* "sync" was the last: nothing else may follow. */
+		testbus_expect_nothing(sub[i], QUIET_MS);
+	}
+
+	mqbus_free(pub);
+	for (i = 0; i < N; i++)
+		mqbus_free(sub[i]);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* Unsubscribing stops delivery; bad and duplicate subscriptions fail. */
+START_TEST(test_subscriptions)
+{
+	static const char *const bad[] = {
+		"a/#/b", "a+", "a/b#", "", "a//b", "/a", "a/", "sp ace", "#/a",
+	};
+	struct testbus tb = { 0 };
+	char long_pattern[300];
+	mqbus *sub, *pub;
+	unsigned i;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "u/x");
+	testbus_subscribe(sub, "u/keep");
+	ck_assert_int_eq(testbus_stat(pub, "subscriptions"), 2);
+
+	testbus_publish_index(pub, "u/x", 1, MQBUS_PRIORITY_DEFAULT);
+	testbus_expect_index(sub, "u/x", 1, RECV_MS);
+
+	ck_assert_int_eq(mqbus_unsubscribe(sub, "u/x"), 0);
+	ck_assert_int_eq(testbus_stat(pub, "subscriptions"), 1);
+	testbus_publish_index(pub, "u/x", 2, MQBUS_PRIORITY_DEFAULT);
+	testbus_publish_index(pub, "u/keep", 3, MQBUS_PRIORITY_DEFAULT);
+	/* In publish order, so u/x #2 would have come first. */
+	testbus_expect_index(sub, "u/keep", 3, RECV_MS);
+	testbus_expect_nothing(sub, QUIET_MS);
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		int r = mqbus_subscribe(sub, bad[i]);
+
+		ck_assert_msg(r == -EINVAL,
+			      "subscribe \"%s\": %d (%s), expected -EINVAL",
+			      bad[i], r, strerror(-r));
+	}
+	ck_assert_int_eq(mqbus_subscribe(sub, NULL), -EINVAL);
+	memset(long_pattern, 'a', sizeof(long_pattern) - 1);
+	long_pattern[sizeof(long_pattern) - 1] = '\0';
+	ck_assert_int_eq(mqbus_subscribe(sub, long_pattern), -EINVAL);
+	ck_assert_int_eq(mqbus_subscribe(sub, "u/keep"), -EEXIST);
+	ck_assert_int_lt(mqbus_unsubscribe(sub, "u/never"), 0);
+	ck_assert_int_eq(mqbus_unsubscribe(sub, "u/+/bad#"), -EINVAL);
+	ck_assert_int_eq(testbus_stat(pub, "subscriptions"), 1);
+
+	/* The refused requests changed nothing. */
+	testbus_publish_index(pub, "u/keep", 4, MQBUS_PRIORITY_DEFAULT);
+	testbus_expect_index(sub, "u/keep", 4, RECV_MS);
+	testbus_expect_nothing(sub, QUIET_MS);
+
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* Messages waiting in rx queues of this process, -1 if unknown. */
+static long rx_messages(const char *bus)
+{
+	char names[1024], *name, *save = NULL, path[300];
+	long total = 0;
+
+	if (testbus_queues_suffix(bus, getpid(), ".rx", names,
+				  sizeof(names)) <= 0)
+		return -1;
+	for (name = strtok_r(names, " ", &save); name;
+	     name = strtok_r(NULL, " ", &save)) {
+		struct mq_attr attr;
+		mqd_t q;
+
+		snprintf(path, sizeof(path), "/%s", name);
+		q = mq_open(path, O_RDONLY | O_CLOEXEC);
+		if (q == (mqd_t)-1)
+			return -1;
+		mq_getattr(q, &attr);
+		mq_close(q);
+		total += attr.mq_curmsgs;
+	}
+	return total;
+}
+
+/*
+ * A subscriber that does not read gets its full queue in priority order;
+ * and a backlog held in the daemon is overtaken by higher priorities.
+ */
+START_TEST(test_priority_order)
+{
+	struct testbus tb = { 0 };
+	int order[13], pos_h_last = -1, pos_l2 = -1, n_l = 0, n_h = 0;
+	long long base;
+	mqbus *sub, *pub;
+	uint64_t deadline;
+	uint32_t i;
+	long inq;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 10, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "prio/x");
+	base = testbus_stat(pub, "delivered");
+
+	for (i = 0; i < 5; i++)
+		testbus_publish_index(pub, "prio/x", i, 1);
+	for (i = 0; i < 5; i++)
+		testbus_publish_index(pub, "prio/x", 100 + i, 9);
+	testbus_wait_stat(pub, "delivered", base + 10, 5000);
+	/* All ten are in the subscriber's queue, not still in the daemon
+	 * (the publisher's own rx holds nothing between calls). */
+	deadline = testbus_now_ms() + 5000;
+	while ((inq = rx_messages(tb.bus)) >= 0 && inq < 10 &&
+	       testbus_now_ms() < deadline)
+		poll(NULL, 0, 2);
+	ck_assert_msg(inq < 0 || inq == 10,
+		      "%ld messages in the rx queues, expected 10", inq);
+
+	for (i = 0; i < 5; i++)
+		ck_assert_uint_eq(testbus_expect_index(sub, "prio/x", 100 + i,
+						       RECV_MS),
+				  9);
+	for (i = 0; i < 5; i++)
+		ck_assert_uint_eq(testbus_expect_index(sub, "prio/x", i,
+						       RECV_MS),
+				  1);
+	testbus_expect_nothing(sub, QUIET_MS);
+	mqbus_free(sub);
+
+	/*
+	 * Room for two: ten at priority 1 fill the queue and the daemon's
+	 * pending list (all routed before more come, so that the publisher's
+	 * own tx queue cannot reorder them), then three at priority 9 join
+	 * the list.  Whatever the timing of the reads, the list hands out
+	 * the three before the eight older low ones.
+	 */
+	sub = testbus_connect(&tb, 2, 0);
+	testbus_subscribe(sub, "prio/y");
+	base = testbus_stat(pub, "published");
+	for (i = 0; i < 10; i++)
+		testbus_publish_index(pub, "prio/y", i, 1);
+	testbus_wait_stat(pub, "published", base + 10, 5000);
+	for (i = 0; i < 3; i++)
+		testbus_publish_index(pub, "prio/y", 100 + i, 9);
+	testbus_wait_stat(pub, "published", base + 13, 5000);
+
+	for (i = 0; i < 13; i++) {
+		mqbus_msg *m = testbus_recv(sub, RECV_MS);
+		uint32_t idx = testbus_msg_index(m);
+
+		order[i] = (int)idx;
+		if (idx >= 100) {
+			ck_assert_uint_eq(idx, 100 + n_h);
+			ck_assert_uint_eq(mqbus_msg_priority(m), 9);
+			n_h++;
+			pos_h_last = (int)i;
+		} else {
+			ck_assert_uint_eq(idx, n_l);
+			ck_assert_uint_eq(mqbus_msg_priority(m), 1);
+			if (idx == 2)
+				pos_l2 = (int)i;
+			n_l++;
+		}
+		mqbus_msg_free(m);
+	}
+	ck_assert_msg(pos_h_last < pos_l2,
+		      "priority 9 came after the backlog: order %d %d %d %d "
+		      "%d %d %d %d %d %d %d %d %d",
+		      order[0], order[1], order[2], order[3], order[4],
+		      order[5], order[6], order[7], order[8], order[9],
+		      order[10], order[11], order[12]);
+	testbus_expect_nothing(sub, QUIET_MS);
+
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* [topic] priority and ceiling, and [bus] max_priority for the rest. */
+START_TEST(test_configured_priority)
+{
+	static const char config[] = "[bus]\n"
+				     "max_priority = 15\n"
+				     "\n"
+				     "[topic \"alerts/#\"]\n"
+				     "priority = 10\n"
+				     "ceiling = 20\n";
+	static const struct {
+		const char *topic;
+		int asked;
+		unsigned expect;
+	} cases[] = {
+		{ "alerts/x", MQBUS_PRIORITY_DEFAULT, 10 },
+		{ "alerts/x", 50, 20 },
+		{ "alerts/x", 12, 12 },
+		{ "alerts/x", 0, 0 },
+		{ "alerts", MQBUS_PRIORITY_DEFAULT, 10 },
+		{ "alerts/a/b", 20, 20 },
+		{ "other/x", 99, 15 },
+		{ "other/x", MQBUS_PRIORITY_DEFAULT, 0 },
+		{ "other/x", 7, 7 },
+		{ "other/x", 32767, 15 },
+	};
+	struct testbus tb = { 0 };
+	mqbus *sub, *pub;
+	unsigned i;
+
+	testbus_start(&tb, config);
+	sub = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "alerts/#");
+	testbus_subscribe(sub, "other/#");
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		unsigned prio;
+
+		testbus_publish_index(pub, cases[i].topic, i, cases[i].asked);
+		prio = testbus_expect_index(sub, cases[i].topic, i, RECV_MS);
+		ck_assert_msg(prio == cases[i].expect,
+			      "%s asking %d: priority %u, expected %u",
+			      cases[i].topic, cases[i].asked, prio,
+			      cases[i].expect);
+	}
+	ck_assert_int_eq(mqbus_publish(pub, "other/x", "x", 1, 32768),
+			 -EINVAL);
+	ck_assert_int_eq(mqbus_publish(pub, "other/x", "x", 1, -2), -EINVAL);
+	testbus_expect_nothing(sub, QUIET_MS);
+
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* Four subscribers each get all of 50 messages, in order. */
+START_TEST(test_fanout)
+{
+	enum { SUBS = 4, MSGS = 50 };
+	long long published, delivered;
+	struct testbus tb = { 0 };
+	uint64_t seqs[MSGS];
+	mqbus *sub[SUBS], *pub;
+	uint32_t i;
+	int s;
+
+	testbus_start(&tb, NULL);
+	for (s = 0; s < SUBS; s++) {
+		sub[s] = testbus_connect(&tb, 0, 0);
+		testbus_subscribe(sub[s], "fan/#");
+	}
+	pub = testbus_connect(&tb, 0, 0);
+	published = testbus_stat(pub, "published");
+	delivered = testbus_stat(pub, "delivered");
+
+	for (i = 0; i < MSGS; i++)
+		testbus_publish_index(pub, "fan/x", i, MQBUS_PRIORITY_DEFAULT);
+	for (s = 0; s < SUBS; s++) {
+		for (i = 0; i < MSGS; i++) {
+			mqbus_msg *m = testbus_recv(sub[s], RECV_MS);
+
+			ck_assert_str_eq(mqbus_msg_topic(m), "fan/x");
+			ck_assert_uint_eq(testbus_msg_index(m), i);
+			ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
+			if (s == 0)
+				seqs[i] = mqbus_msg_seq(m);
+			else
+				ck_assert_msg(mqbus_msg_seq(m) == seqs[i],
+					      "subscriber %d: #%u has seq "
+					      "%llu, subscriber 0 saw %llu",
+					      s, i,
+					      (unsigned long long)
+						      mqbus_msg_seq(m),
+					      (unsigned long long)seqs[i]);
+			mqbus_msg_free(m);
+		}
+		testbus_expect_nothing(sub[s], QUIET_MS);
+	}
+	ck_assert_int_eq(testbus_stat(pub, "published"), published + MSGS);
+	ck_assert_int_eq(testbus_stat(pub, "delivered"),
+			 delivered + SUBS * MSGS);
+	ck_assert_int_eq(testbus_stat(pub, "dropped"), 0);
+
+	mqbus_free(pub);
+	for (s = 0; s < SUBS; s++)
+		mqbus_free(sub[s]);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * Messages for a subscriber with a full queue wait in the daemon, up to
+ * pending_max; beyond it the newest are dropped and the count reaches the
+ * subscriber with its next message.
+ */
+START_TEST(test_pending)
+{
+	struct testbus tb = { 0 };
+	long long base;
+	mqbus *sub, *pub;
+	mqbus_msg *m;
+	uint32_t i;
+
+	/* Default pending_max (256): all of 20 wait for a queue of 2. */
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 2, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "pend/a");
+	base = testbus_stat(pub, "published");
+	for (i = 0; i < 20; i++)
+		testbus_publish_index(pub, "pend/a", i, MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(pub, "published", base + 20, 5000);
+	for (i = 0; i < 20; i++) {
+		m = testbus_recv(sub, RECV_MS);
+		ck_assert_uint_eq(testbus_msg_index(m), i);
+		ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
+		mqbus_msg_free(m);
+	}
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(pub, "dropped"), 0);
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+
+	/*
+	 * pending_max = 4: of 30, the queue takes 2 and the list 4; the
+	 * other 24 are dropped.  The next message after the six carries the
+	 * count.
+	 */
+	memset(&tb, 0, sizeof(tb));
+	testbus_start(&tb, "[bus]\npending_max = 4\n");
+	sub = testbus_connect(&tb, 2, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "pend/b");
+	for (i = 0; i < 30; i++)
+		testbus_publish_index(pub, "pend/b", i, MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(pub, "published", 30, 5000);
+	testbus_wait_stat(pub, "dropped", 24, 5000);
+	for (i = 0; i < 6; i++) {
+		m = testbus_recv(sub, RECV_MS);
+		ck_assert_uint_eq(testbus_msg_index(m), i);
+		ck_assert_msg(mqbus_msg_dropped(m) == 0,
+			      "#%u (kept) says %u dropped before it", i,
+			      mqbus_msg_dropped(m));
+		mqbus_msg_free(m);
+	}
+	testbus_expect_nothing(sub, QUIET_MS);
+	testbus_publish_index(pub, "pend/b", 30, MQBUS_PRIORITY_DEFAULT);
+	m = testbus_recv(sub, RECV_MS);
+	ck_assert_uint_eq(testbus_msg_index(m), 30);
+	ck_assert_msg(mqbus_msg_dropped(m) == 24,
+		      "the message after the drops says %u dropped, "
+		      "expected 24",
+		      mqbus_msg_dropped(m));
+	mqbus_msg_free(m);
+	testbus_publish_index(pub, "pend/b", 31, MQBUS_PRIORITY_DEFAULT);
+	m = testbus_recv(sub, RECV_MS);
+	ck_assert_uint_eq(testbus_msg_index(m), 31);
+	ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
+	mqbus_msg_free(m);
+	ck_assert_int_eq(testbus_stat(pub, "dropped"), 24);
+
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* A client killed with SIGKILL is cleaned up at once. */
+START_TEST(test_sigkill_client)
+{
+	struct testbus tb = { 0 };
+	char names[512];
+	mqbus *sub, *pub;
+	uint64_t deadline;
+	int ready[2], n;
+	uint32_t i;
+	char ok = 0;
+	pid_t child;
+
+	testbus_start(&tb, NULL);
+	make_pipe(ready);
+	child = testbus_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		mqbus *b = NULL;
+		int r;
+
+		r = testbus_try_connect(tb.bus, 0, 0, &b, NULL, 0);
+		if (r == 0)
+			r = mqbus_subscribe(b, "kill/x");
+		ok = r == 0;
+		testbus_write_all(ready[1], &ok, 1);
+		for (;;)
+			pause();
+	}
+	ck_assert_int_eq(testbus_read_all(ready[0], &ok, 1, 10000), 0);
+	ck_assert_msg(ok, "the child could not connect and subscribe");
+
+	sub = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "kill/x");
+	n = testbus_queues(tb.bus, child, names, sizeof(names));
+	ck_assert_msg(n == 2, "child's queues: \"%s\", expected tx and rx",
+		      names);
+	ck_assert_int_eq(testbus_stat(pub, "clients"), 3);
+	ck_assert_int_eq(testbus_stat(pub, "subscriptions"), 2);
+
+	/* More than the child's queue holds: some wait in the daemon. */
+	for (i = 0; i < 15; i++)
+		testbus_publish_index(pub, "kill/x", i, MQBUS_PRIORITY_DEFAULT);
+	for (i = 0; i < 15; i++)
+		testbus_expect_index(sub, "kill/x", i, RECV_MS);
+
+	ck_assert_int_eq(kill(child, SIGKILL), 0);
+	ck_assert_int_eq(testbus_wait(child, 5000), 128 + SIGKILL);
+	deadline = testbus_now_ms() + 2000;
+	while ((n = testbus_queues(tb.bus, child, names, sizeof(names))) > 0 &&
+	       testbus_now_ms() < deadline)
+		poll(NULL, 0, 5);
+	ck_assert_msg(n == 0, "2 s after SIGKILL the queues remain: %s",
+		      names);
+	ck_assert_int_eq(testbus_stat(pub, "clients"), 2);
+	ck_assert_int_eq(testbus_stat(pub, "subscriptions"), 1);
+
+	testbus_publish_index(pub, "kill/x", 99, MQBUS_PRIORITY_DEFAULT);
+	testbus_expect_index(sub, "kill/x", 99, 1000);
+
+	close_pipe(ready);
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * One client publishing as fast as it can does not hold up another: each
+ * of 20 pings reaches its subscriber within a second while the flood runs.
+ */
+START_TEST(test_flood_fairness)
+{
+	struct {
+		int r;
+		long count;
+	} res = { 0, 0 };
+	struct testbus tb = { 0 };
+	mqbus *ping_sub, *ping_pub, *flood_sub;
+	int ready[2], result[2], status;
+	uint64_t t0, lat, worst = 0;
+	long long base;
+	uint32_t i;
+	char ok = 0;
+	pid_t child;
+
+	testbus_start(&tb, NULL);
+	ping_sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(ping_sub, "ping");
+	/* Keeps the daemon routing (and, as it never reads, dropping). */
+	flood_sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(flood_sub, "flood/#");
+	ping_pub = testbus_connect(&tb, 0, 0);
+	base = testbus_stat(ping_pub, "published");
+	make_pipe(ready);
+	make_pipe(result);
+
+	child = testbus_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		char buf[100] = { 0 };
+		uint64_t end;
+		mqbus *b;
+
+		res.r = testbus_try_connect(tb.bus, 0, 0, &b, NULL, 0);
+		end = testbus_now_ms() + 2000;
+		while (res.r == 0 && testbus_now_ms() < end) {
+			res.r = mqbus_publish(b, "flood/x", buf, sizeof(buf),
+					      MQBUS_PRIORITY_DEFAULT);
+			if (res.r == 0 && ++res.count == 100) {
+				ok = 1;
+				testbus_write_all(ready[1], &ok, 1);
+			}
+		}
+		testbus_write_all(ready[1], &ok, 1);
+		testbus_write_all(result[1], &res, sizeof(res));
+		mqbus_free(b);
+		_exit(0);
+	}
+	ck_assert_int_eq(testbus_read_all(ready[0], &ok, 1, 10000), 0);
+	ck_assert_msg(ok, "the flooding child failed to start");
+
+	for (i = 0; i < 20; i++) {
+		t0 = testbus_now_ms();
+		testbus_publish_index(ping_pub, "ping", i,
+				      MQBUS_PRIORITY_DEFAULT);
+		testbus_expect_index(ping_sub, "ping", i, 1000);
+		lat = testbus_now_ms() - t0;
+		if (lat > worst)
+			worst = lat;
+	}
+	ck_assert_msg(testbus_wait(child, 0) == -ETIMEDOUT,
+		      "the flood ended before the 20 pings (worst %llu ms)",
+		      (unsigned long long)worst);
+	ck_assert_msg(worst < 1000, "a ping took %llu ms",
+		      (unsigned long long)worst);
+
+	status = testbus_wait(child, 15000);
+	ck_assert_int_eq(status, 0);
+	ck_assert_int_eq(testbus_read_all(result[0], &res, sizeof(res), 1000),
+			 0);
+	ck_assert_msg(res.r == 0, "flood publish failed: %s",
+		      strerror(-res.r));
+	ck_assert_msg(res.count > 100, "only %ld flood messages", res.count);
+
+	/* The subscriber that never read kept 10 + 256; the rest dropped. */
+	testbus_wait_stat(ping_pub, "published", base + res.count + 20, 10000);
+	if (res.count > 266)
+		ck_assert_int_eq(testbus_stat(ping_pub, "dropped"),
+				 res.count - 266);
+
+	close_pipe(ready);
+	close_pipe(result);
+	mqbus_free(ping_pub);
+	mqbus_free(flood_sub);
+	mqbus_free(ping_sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * SIGTERM: exit status 0, STOPPING=1, BYE to every client (a blocked
+ * receive returns -ENOTCONN), and the daemon unlinks /BUS and the queues
+ * of its clients.
+ */
+START_TEST(test_shutdown)
+{
+	struct testbus tb = { .keep_notify = true };
+	int ready[2], result[2], r = 0;
+	char names[512];
+	mqbus *c1;
+	mqbus_msg *m = NULL;
+	char ok = 0;
+	pid_t child;
+
+	testbus_start(&tb, NULL);
+	c1 = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(c1, "s/x");
+	make_pipe(ready);
+	make_pipe(result);
+
+	child = testbus_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		mqbus *b = NULL;
+
+		r = testbus_try_connect(tb.bus, 0, 0, &b, NULL, 0);
+		if (r == 0)
+			r = mqbus_subscribe(b, "s/x");
+		ok = r == 0;
+		testbus_write_all(ready[1], &ok, 1);
+		if (r == 0) {
+			r = mqbus_receive(b, &m, 10000);
+			mqbus_msg_free(m);
+		}
+		testbus_write_all(result[1], &r, sizeof(r));
+		mqbus_free(b);
+		_exit(0);
+	}
+	ck_assert_int_eq(testbus_read_all(ready[0], &ok, 1, 10000), 0);
+	ck_assert_msg(ok, "the child could not connect and subscribe");
+	ck_assert_int_eq(testbus_stat(c1, "clients"), 2);
+
+	ck_assert_int_eq(testbus_stop(&tb), 0);
+	ck_assert_msg(tb.stopping, "no STOPPING=1 on NOTIFY_SOCKET");
+	ck_assert_int_eq(testbus_read_all(result[0], &r, sizeof(r), 5000), 0);
+	ck_assert_msg(r == -ENOTCONN,
+		      "blocked receive returned %d (%s), expected -ENOTCONN",
+		      r, strerror(-r));
+	r = mqbus_receive(c1, &m, RECV_MS);
+	ck_assert_msg(r == -ENOTCONN,
+		      "receive after BYE returned %d (%s), expected "
+		      "-ENOTCONN",
+		      r, strerror(-r));
+	ck_assert_int_eq(mqbus_publish(c1, "s/x", "x", 1,
+				       MQBUS_PRIORITY_DEFAULT),
+			 -ENOTCONN);
+	ck_assert_msg(!testbus_announce_exists(tb.bus),
+		      "/%s remains after shutdown", tb.bus);
+	ck_assert_int_eq(testbus_queues(tb.bus, getpid(), names,
+					sizeof(names)),
+			 0);
+
+	mqbus_free(c1);
+	ck_assert_int_eq(testbus_wait(child, 5000), 0);
+	ck_assert_int_eq(testbus_queues(tb.bus, 0, names, sizeof(names)), 0);
+	close_pipe(ready);
+	close_pipe(result);
+}
+END_TEST
+
+/* A second daemon on a served bus exits non-zero, leaving the first be. */
+START_TEST(test_second_daemon)
+{
+	struct testbus tb = { 0 }, tb2 = { 0 };
+	char text[1024], *nl;
+	int errfd[2], r, status = -1, lines = 0;
+	mqbus *sub, *pub;
+	ssize_t n;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "two/x");
+
+	make_pipe(errfd);
+	r = testbus_spawn(&tb2, tb.bus, NULL, errfd[1], &status);
+	close(errfd[1]);
+	if (r == 0) {
+		testbus_kill(&tb2);
+		ck_abort_msg("a second daemon on bus %s became ready",
+			     tb.bus);
+	}
+	ck_assert_msg(r == -ECHILD, "second daemon: %s, expected it to exit",
+		      strerror(-r));
+	ck_assert_msg(status > 0 && status < 128,
+		      "second daemon's exit status %d, expected an error exit",
+		      status);
+	n = read(errfd[0], text, sizeof(text) - 1);
+	close(errfd[0]);
+	text[n > 0 ? n : 0] = '\0';
+	for (nl = text; (nl = strchr(nl, '\n')); nl++)
+		lines++;
+	ck_assert_msg(n > 0 && lines == 1,
+		      "second daemon wrote %d lines to stderr, expected one: "
+		      "\"%s\"",
+		      lines, text);
+
+	ck_assert(testbus_announce_exists(tb.bus));
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_publish_index(pub, "two/x", 1, MQBUS_PRIORITY_DEFAULT);
+	testbus_expect_index(sub, "two/x", 1, RECV_MS);
+	ck_assert_int_eq(testbus_stat(pub, "clients"), 2);
+
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+static mqd_t create_queue(const char *name, mode_t mode, long maxmsg,
+			  long msgsize)
+{
+	struct mq_attr attr = { .mq_maxmsg = maxmsg, .mq_msgsize = msgsize };
+	mode_t old = umask(0);
+	mqd_t q;
+
+	q = mq_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode, &attr);
+	umask(old);
+	ck_assert_msg(q != (mqd_t)-1, "mq_open %s: %s", name,
+		      strerror(errno));
+	return q;
+}
+
+/*
+ * At start-up the daemon removes queues of its bus whose owner is dead and
+ * keeps those of live processes; and after a crash (SIGKILL, /BUS left
+ * behind) a new daemon takes the bus over.
+ */
+START_TEST(test_restart_sweep)
+{
+	struct testbus tb = { 0 }, tb2 = { 0 };
+	char bus[TESTBUS_NAME_MAX], dead_tx[64], dead_rx[64], live[64];
+	mqbus *old, *sub, *pub;
+	int r, status = -1;
+	pid_t dead;
+
+	testbus_name(bus, sizeof(bus));
+	dead = testbus_fork();
+	ck_assert_int_ge(dead, 0);
+	if (dead == 0)
+		_exit(0);
+	ck_assert_int_eq(testbus_wait(dead, 5000), 0);
+	snprintf(dead_tx, sizeof(dead_tx), "/%s.%d.0.tx", bus, (int)dead);
+	snprintf(dead_rx, sizeof(dead_rx), "/%s.%d.0.rx", bus, (int)dead);
+	snprintf(live, sizeof(live), "/%s.%d.200.tx", bus, (int)getpid());
+	mq_close(create_queue(dead_tx, 0600, 4, 256));
+	mq_close(create_queue(dead_rx, 0600, 4, 256));
+	mq_close(create_queue(live, 0600, 4, 256));
+
+	r = testbus_spawn(&tb, bus, NULL, -1, &status);
+	ck_assert_msg(r == 0, "daemon not ready: %s (status %d)",
+		      strerror(-r), status);
+	/* Without an mqueue file system to list, no sweep can find them. */
+	if (testbus_count_all_queues() >= 0)
+		ck_assert_msg(testbus_queues(bus, dead, NULL, 0) == 0,
+			      "the start-up sweep left the dead pid's queues");
+	else
+		printf("restart_sweep: /dev/mqueue is not mounted, the "
+		       "sweep is not checked\n");
+	ck_assert_msg(testbus_queues(bus, getpid(), NULL, 0) == 1,
+		      "the start-up sweep removed a live process's queue");
+	mq_unlink(live);
+	mq_unlink(dead_tx);
+	mq_unlink(dead_rx);
+
+	old = testbus_connect(&tb, 0, 0);
+	testbus_kill(&tb);
+
+	r = testbus_spawn(&tb2, bus, NULL, -1, &status);
+	ck_assert_msg(r == 0,
+		      "no daemon could start after the previous one was "
+		      "killed: %s (exit status %d)",
+		      strerror(-r), status);
+	sub = testbus_connect(&tb2, 0, 0);
+	pub = testbus_connect(&tb2, 0, 0);
+	testbus_subscribe(sub, "again");
+	testbus_publish_index(pub, "again", 5, MQBUS_PRIORITY_DEFAULT);
+	testbus_expect_index(sub, "again", 5, RECV_MS);
+	ck_assert_int_eq(testbus_stat(pub, "clients"), 2);
+
+	mqbus_free(old);
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb2);
+}
+END_TEST
+
+/* Connecting to a bus no daemon serves fails at once, naming the bus. */
+START_TEST(test_no_daemon)
+{
+	char bus[TESTBUS_NAME_MAX];
+	uint64_t t0;
+	mqbus *b;
+	int r;
+
+	testbus_name(bus, sizeof(bus));
+	ck_assert_int_eq(mqbus_new(&b), 0);
+	ck_assert_int_eq(mqbus_set_bus(b, bus), 0);
+	ck_assert_int_eq(mqbus_get_fd(b), -ENOTCONN);
+	t0 = testbus_now_ms();
+	r = mqbus_connect(b);
+	ck_assert_msg(r == -ENOENT, "connect: %d (%s), expected -ENOENT", r,
+		      strerror(-r));
+	ck_assert_msg(testbus_now_ms() - t0 < 2000,
+		      "connect took %llu ms to find there is no daemon",
+		      (unsigned long long)(testbus_now_ms() - t0));
+	ck_assert_msg(strstr(mqbus_last_error(b), bus),
+		      "last error does not name bus %s: \"%s\"", bus,
+		      mqbus_last_error(b));
+	ck_assert_int_eq(testbus_queues(bus, getpid(), NULL, 0), 0);
+	ck_assert_int_eq(mqbus_publish(b, "a", "x", 1, MQBUS_PRIORITY_DEFAULT),
+			 -ENOTCONN);
+	ck_assert_ptr_null(mqbus_free(b));
+}
+END_TEST
+
+/* A queue pair made by hand, as the library makes it, and its HELLO. */
+struct forged {
+	char tx[96], rx[96];
+	mqd_t txq, rxq;
+};
+
+static void forge_pair(struct forged *f, const char *bus, unsigned n,
+		       mode_t mode)
+{
+	struct proto_header h;
+	char buf[512];
+	int len;
+
+	snprintf(f->tx, sizeof(f->tx), "/%s.%d.%u.tx", bus, (int)getpid(), n);
+	snprintf(f->rx, sizeof(f->rx), "/%s.%d.%u.rx", bus, (int)getpid(), n);
+	f->txq = create_queue(f->tx, mode, 10, 2048);
+	f->rxq = create_queue(f->rx, mode, 10, 2048);
+	proto_header_init(&h, PROTO_HELLO);
+	h.sender_pid = (uint32_t)getpid();
+	len = proto_encode(buf, sizeof(buf), &h, f->rx, NULL, 0);
+	ck_assert_int_gt(len, 0);
+	ck_assert_int_eq(mq_send(f->txq, buf, (size_t)len, 0), 0);
+}
+
+static void forged_free(struct forged *f)
+{
+	mq_close(f->txq);
+	mq_close(f->rxq);
+	mq_unlink(f->tx);
+	mq_unlink(f->rx);
+}
+
+static void send_raw(mqd_t q, const void *buf, size_t len)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	ck_assert_msg(mq_timedsend(q, buf, len, 0, &ts) == 0,
+		      "mq_timedsend of %zu bytes: %s", len, strerror(errno));
+}
+
+static void send_announce(mqd_t busq, const char *txname)
+{
+	struct proto_header h;
+	char buf[512];
+	int len;
+
+	proto_header_init(&h, PROTO_ANNOUNCE);
+	len = proto_encode(buf, sizeof(buf), &h, txname, NULL, 0);
+	ck_assert_int_gt(len, 0);
+	send_raw(busq, buf, (size_t)len);
+}
+
+/* Whether a WELCOME arrives in f's rx within timeout_ms. */
+static bool got_welcome(struct forged *f, int timeout_ms)
+{
+	struct proto_msg msg;
+	struct timespec ts;
+	char buf[2048];
+	ssize_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	n = mq_timedreceive(f->rxq, buf, sizeof(buf), NULL, &ts);
+	if (n < 0)
+		return false;
+	return proto_decode(buf, (size_t)n, &msg) == 0 &&
+	       msg.h.type == PROTO_WELCOME;
+}
+
+/* Random bytes, and a valid ANNOUNCE with one header field spoiled. */
+static void send_garbage(mqd_t q, long msgsize, const char *txname)
+{
+	struct proto_header h;
+	unsigned char buf[4096];
+	size_t len;
+	int i, n;
+
+	len = msgsize < (long)sizeof(buf) ? (size_t)msgsize : sizeof(buf);
+	for (i = 0; i < (int)len; i++)
+		buf[i] = (unsigned char)random();
+	send_raw(q, buf, len);
+	send_raw(q, buf, 1);
+	send_raw(q, buf, 0);
+	send_raw(q, buf, PROTO_HEADER_SIZE - 1);
+
+	proto_header_init(&h, PROTO_ANNOUNCE);
+	h.magic ^= 0x01010101u;
+	n = proto_encode(buf, sizeof(buf), &h, txname, NULL, 0);
+	ck_assert_int_gt(n, 0);
+	send_raw(q, buf, (size_t)n);
+
+	proto_header_init(&h, PROTO_ANNOUNCE);
+	h.version = PROTO_VERSION + 1;
+	n = proto_encode(buf, sizeof(buf), &h, txname, NULL, 0);
+	send_raw(q, buf, (size_t)n);
+
+	/* Lengths that disagree with the bytes: one short, one long. */
+	proto_header_init(&h, PROTO_PUBLISH);
+	n = proto_encode(buf, sizeof(buf), &h, "f/x", "abcdef", 6);
+	send_raw(q, buf, (size_t)n - 3);
+	memcpy(buf + n, "zzz", 3);
+	send_raw(q, buf, (size_t)n + 3);
+
+	/* Well formed, but not what this queue carries. */
+	proto_header_init(&h, PROTO_DELIVER);
+	h.sender_pid = 1;
+	n = proto_encode(buf, sizeof(buf), &h, "f/x", "forged", 6);
+	send_raw(q, buf, (size_t)n);
+	proto_header_init(&h, PROTO_WELCOME);
+	h.client_id = 1;
+	n = proto_encode(buf, sizeof(buf), &h, NULL, buf + 256,
+			 sizeof(struct proto_welcome));
+	send_raw(q, buf, (size_t)n);
+}
+
+/* pub -> sub works, with pub's verified identity. */
+static void check_pubsub(mqbus *pub, mqbus *sub, const char *topic,
+			 uint32_t first, uint32_t count)
+{
+	uint32_t i;
+
+	for (i = first; i < first + count; i++)
+		testbus_publish_index(pub, topic, i, MQBUS_PRIORITY_DEFAULT);
+	for (i = first; i < first + count; i++) {
+		mqbus_msg *m = testbus_recv(sub, RECV_MS);
+
+		ck_assert_str_eq(mqbus_msg_topic(m), topic);
+		ck_assert_uint_eq(testbus_msg_index(m), i);
+		ck_assert_uint_eq(mqbus_msg_client_id(m),
+				  mqbus_client_id(pub));
+		ck_assert_int_eq(mqbus_msg_sender_pid(m), getpid());
+		mqbus_msg_free(m);
+	}
+}
+
+/*
+ * Forged and garbage input on the announce queue and in a client's own tx
+ * queue: the daemon refuses what it must, stays up, and the legitimate
+ * clients keep working.
+ */
+START_TEST(test_forged_input)
+{
+	struct testbus tb = { 0 };
+	char victim_tx[96], busq_name[64], other_bus[TESTBUS_NAME_MAX + 2];
+	char tx_names[512], *name, *save = NULL, missing[96];
+	struct forged good, open_mode, other;
+	mqbus *victim, *sub, *pub, *late;
+	struct mq_attr attr;
+	uint64_t t0;
+	mqd_t busq, vq;
+	int n, quiet;
+
+	testbus_start(&tb, NULL);
+	/* The only client of this process so far: its tx is the one. */
+	victim = testbus_connect(&tb, 0, 0);
+	n = testbus_queues_suffix(tb.bus, getpid(), ".tx", victim_tx + 1,
+				  sizeof(victim_tx) - 1);
+	ck_assert_msg(n == 1, "%d tx queues for one client: %s", n,
+		      victim_tx + 1);
+	victim_tx[0] = '/';
+	sub = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "f/#");
+	testbus_subscribe(victim, "v/#");
+	ck_assert_int_eq(testbus_queues_suffix(tb.bus, getpid(), ".tx",
+					       tx_names, sizeof(tx_names)),
+			 3);
+
+	snprintf(busq_name, sizeof(busq_name), "/%s", tb.bus);
+	busq = mq_open(busq_name, O_WRONLY | O_CLOEXEC);
+	ck_assert_msg(busq != (mqd_t)-1, "mq_open %s: %s", busq_name,
+		      strerror(errno));
+	ck_assert_int_eq(mq_getattr(busq, &attr), 0);
+
+	/* Noise on the announce queue. */
+	send_garbage(busq, attr.mq_msgsize, victim_tx);
+	snprintf(missing, sizeof(missing), "/%s.%d.999.tx", tb.bus,
+		 (int)getpid());
+	send_announce(busq, missing);
+	send_announce(busq, "/not-a-bus-queue");
+
+	/* Queues others may write, and queues of another bus whose name
+	 * only starts like this one. */
+	forge_pair(&open_mode, tb.bus, 901, 0666);
+	send_announce(busq, open_mode.tx);
+	snprintf(other_bus, sizeof(other_bus), "%sx", tb.bus);
+	testbus_record_bus(other_bus);
+	forge_pair(&other, other_bus, 902, 0600);
+	send_announce(busq, other.tx);
+
+	/* Connected clients' tx queues announced again. */
+	for (name = strtok_r(tx_names, " ", &save); name;
+	     name = strtok_r(NULL, " ", &save)) {
+		char path[128];
+
+		snprintf(path, sizeof(path), "/%s", name);
+		send_announce(busq, path);
+	}
+
+	/* A proper handshake made by hand is welcomed: the refusals below
+	 * are the daemon's choice, not a broken test. */
+	forge_pair(&good, tb.bus, 903, 0600);
+	t0 = testbus_now_ms();
+	send_announce(busq, good.tx);
+	ck_assert_msg(got_welcome(&good, 5000),
+		      "no WELCOME for a correct hand-made handshake");
+	/* The refused ones were announced first: waiting as long again as
+	 * the welcome took, and more, gives them every chance. */
+	quiet = 500 + (int)(testbus_now_ms() - t0);
+	ck_assert_msg(!got_welcome(&open_mode, quiet),
+		      "the daemon welcomed a client with mode 0666 queues");
+	ck_assert_msg(!got_welcome(&other, QUIET_MS),
+		      "the daemon welcomed a client of bus %s", other_bus);
+	ck_assert_int_eq(testbus_stat(pub, "clients"), 4);
+	{
+		struct proto_header h;
+		char buf[128];
+		int len;
+
+		proto_header_init(&h, PROTO_BYE);
+		len = proto_encode(buf, sizeof(buf), &h, NULL, NULL, 0);
+		send_raw(good.txq, buf, (size_t)len);
+	}
+	testbus_wait_stat(pub, "clients", 3, 5000);
+	forged_free(&good);
+	forged_free(&open_mode);
+	forged_free(&other);
+
+	/* The legitimate clients are unaffected. */
+	check_pubsub(pub, sub, "f/a", 0, 5);
+	check_pubsub(victim, sub, "f/v", 10, 5);
+	check_pubsub(pub, victim, "v/x", 20, 5);
+	testbus_expect_nothing(sub, QUIET_MS);
+
+	/* Garbage in the victim's own tx queue. */
+	vq = mq_open(victim_tx, O_WRONLY | O_CLOEXEC);
+	ck_assert_msg(vq != (mqd_t)-1, "mq_open %s: %s", victim_tx,
+		      strerror(errno));
+	ck_assert_int_eq(mq_getattr(vq, &attr), 0);
+	send_garbage(vq, attr.mq_msgsize, victim_tx);
+	mq_close(vq);
+
+	/* The daemon is still there for everybody else. */
+	check_pubsub(pub, sub, "f/b", 30, 5);
+	late = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(late, "f/#");
+	check_pubsub(pub, late, "f/c", 40, 3);
+	ck_assert_int_ge(testbus_stat(pub, "clients"), 3);
+	mq_close(busq);
+
+	mqbus_free(victim);
+	mqbus_free(late);
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+struct limit_result {
+	int r;
+	int leftover; /* queues of the child right after the failure */
+	char err[400];
+};
+
+enum limit_kind { LIMIT_NONE, LIMIT_MSGSIZE, LIMIT_MSG, LIMIT_RLIMIT };
+
+/*
+ * Connects from a child without CAP_SYS_RESOURCE (so that the kernel holds
+ * it to the limits, as any user) and reports how it went.
+ */
+static struct limit_result try_limit(const char *bus, enum limit_kind kind)
+{
+	struct limit_result res = { 0 };
+	int fds[2];
+	pid_t child;
+
+	make_pipe(fds);
+	child = testbus_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		struct rlimit rl = { 30000, 30000 };
+		long msg_max = testbus_get_mqueue_sysctl("msg_max");
+		long size_max = testbus_get_mqueue_sysctl("msgsize_max");
+		char size[32];
+		mqbus *b = NULL;
+
+		res.r = testbus_drop_sys_resource();
+		if (kind == LIMIT_MSGSIZE) {
+			snprintf(size, sizeof(size), "%ld",
+				 size_max < 1048576 ? 1048576 : size_max + 1);
+			setenv("MQBUS_QUEUE_MSGSIZE", size, 1);
+		}
+		if (kind == LIMIT_RLIMIT && setrlimit(RLIMIT_MSGQUEUE, &rl))
+			res.r = -errno;
+		if (res.r == 0)
+			res.r = mqbus_new(&b);
+		if (res.r == 0)
+			res.r = mqbus_set_bus(b, bus);
+		if (res.r == 0 && kind == LIMIT_MSG)
+			res.r = mqbus_set_queue_size(b, msg_max + 1, 2048);
+		if (res.r == 0)
+			res.r = mqbus_connect(b);
+		snprintf(res.err, sizeof(res.err), "%s",
+			 b ? mqbus_last_error(b) : "(no handle)");
+		res.leftover = testbus_queues(bus, getpid(), NULL, 0);
+		testbus_write_all(fds[1], &res, sizeof(res));
+		mqbus_free(b);
+		_exit(0);
+	}
+	ck_assert_int_eq(testbus_read_all(fds[0], &res, sizeof(res), 10000),
+			 0);
+	ck_assert_int_eq(testbus_wait(child, 5000), 0);
+	close_pipe(fds);
+	return res;
+}
+
+static void expect_limit(const struct limit_result *res, int err,
+			 const char *limit, int connected_queues)
+{
+	ck_assert_msg(res->r == err, "connect: %d (%s), expected %d (%s): %s",
+		      res->r, strerror(-res->r), err, strerror(-err),
+		      res->err);
+	ck_assert_msg(!limit || strstr(res->err, limit),
+		      "the error does not name %s: \"%s\"", limit, res->err);
+	ck_assert_msg(res->leftover == connected_queues,
+		      "%d queues of the client after connect returned %d, "
+		      "expected %d",
+		      res->leftover, res->r, connected_queues);
+}
+
+/* Each kernel queue limit gives its errno and a sentence naming it. */
+START_TEST(test_kernel_limits)
+{
+	const char *priv = getenv("MQBUS_TEST_PRIVATE_IPC");
+	struct testbus tb = { 0 };
+	struct limit_result res;
+
+	testbus_start(&tb, NULL);
+
+	/* First without a limit in the way: it works. */
+	res = try_limit(tb.bus, LIMIT_NONE);
+	expect_limit(&res, 0, NULL, 2);
+
+	res = try_limit(tb.bus, LIMIT_MSGSIZE);
+	expect_limit(&res, -EINVAL, "msgsize_max", 0);
+	res = try_limit(tb.bus, LIMIT_MSG);
+	expect_limit(&res, -EINVAL, "msg_max", 0);
+	res = try_limit(tb.bus, LIMIT_RLIMIT);
+	expect_limit(&res, -EMFILE, "RLIMIT_MSGQUEUE", 0);
+
+	if (priv && strcmp(priv, "1") == 0) {
+		long old = testbus_get_mqueue_sysctl("queues_max");
+		int count = testbus_count_all_queues();
+
+		ck_assert_int_gt(old, 0);
+		ck_assert_int_gt(count, 0);
+		ck_assert_int_eq(testbus_set_mqueue_sysctl("queues_max",
+							   count + 1),
+				 0);
+		res = try_limit(tb.bus, LIMIT_NONE);
+		ck_assert_int_eq(testbus_set_mqueue_sysctl("queues_max", old),
+				 0);
+		ck_assert_int_eq(testbus_get_mqueue_sysctl("queues_max"), old);
+		expect_limit(&res, -ENOSPC, "queues_max", 0);
+	}
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* 16 default clients in one process, each publishing and receiving. */
+START_TEST(test_many_clients)
+{
+	enum { N = 16 };
+	struct testbus tb = { 0 };
+	uint32_t ids[N];
+	char topic[32];
+	mqbus *c[N];
+	int i;
+
+	testbus_start(&tb, NULL);
+	for (i = 0; i < N; i++) {
+		c[i] = testbus_connect(&tb, 0, 0);
+		ids[i] = mqbus_client_id(c[i]);
+		ck_assert_uint_ne(ids[i], 0);
+		snprintf(topic, sizeof(topic), "many/%d", i);
+		testbus_subscribe(c[i], topic);
+		testbus_subscribe(c[i], "many/all");
+	}
+	ck_assert_int_eq(testbus_stat(c[0], "clients"), N);
+
+	for (i = 0; i < N; i++) {
+		snprintf(topic, sizeof(topic), "many/%d", (i + 1) % N);
+		testbus_publish_index(c[i], topic, (uint32_t)i,
+				      MQBUS_PRIORITY_DEFAULT);
+	}
+	for (i = 0; i < N; i++) {
+		int from = (i + N - 1) % N;
+		mqbus_msg *m = testbus_recv(c[i], RECV_MS);
+
+		snprintf(topic, sizeof(topic), "many/%d", i);
+		ck_assert_str_eq(mqbus_msg_topic(m), topic);
+		ck_assert_uint_eq(testbus_msg_index(m), (uint32_t)from);
+		ck_assert_uint_eq(mqbus_msg_client_id(m), ids[from]);
+		mqbus_msg_free(m);
+	}
+	testbus_publish_index(c[3], "many/all", 99, MQBUS_PRIORITY_DEFAULT);
+	for (i = 0; i < N; i++) {
+		testbus_expect_index(c[i], "many/all", 99, RECV_MS);
+		testbus_expect_nothing(c[i], 0);
+	}
+
+	for (i = 0; i < N; i++)
+		mqbus_free(c[i]);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* The largest payload goes through; one byte more is refused. */
+START_TEST(test_too_big)
+{
+	struct testbus tb = { 0 };
+	unsigned char *data;
+	long maxmsg, msgsize;
+	mqbus *sub, *pub;
+	const void *p;
+	size_t max, len, i;
+	mqbus_msg *m;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "big/x");
+	ck_assert_int_eq(mqbus_get_queue_size(pub, &maxmsg, &msgsize), 0);
+	max = mqbus_max_payload(pub, "big/x");
+	ck_assert_uint_eq(max, (size_t)msgsize - proto_size(5, 0));
+	ck_assert_uint_eq(mqbus_max_payload(pub, "big/longer"), max - 5);
+
+	data = malloc(max + 1);
+	ck_assert_ptr_nonnull(data);
+	for (i = 0; i < max + 1; i++)
+		data[i] = (unsigned char)(i * 13 + 1);
+	ck_assert_int_eq(mqbus_publish(pub, "big/x", data, max + 1,
+				       MQBUS_PRIORITY_DEFAULT),
+			 -EMSGSIZE);
+	ck_assert_int_eq(mqbus_publish(pub, "big/x", data, max,
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+	m = testbus_recv(sub, RECV_MS);
+	p = mqbus_msg_payload(m, &len);
+	ck_assert_uint_eq(len, max);
+	ck_assert_mem_eq(p, data, max);
+	mqbus_msg_free(m);
+	testbus_expect_nothing(sub, QUIET_MS);
+	free(data);
+
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+struct loop_state {
+	uint32_t next;
+	int bad;
+	char why[200];
+};
+
+static void loop_handler(mqbus *b, const mqbus_msg *msg, void *userdata)
+{
+	struct loop_state *st = userdata;
+	const void *p;
+	uint32_t idx;
+	size_t len;
+
+	p = mqbus_msg_payload(msg, &len);
+	if (strcmp(mqbus_msg_topic(msg), "loop/x") != 0 ||
+	    len != sizeof(idx)) {
+		st->bad++;
+		snprintf(st->why, sizeof(st->why), "message on %s, %zu bytes",
+			 mqbus_msg_topic(msg), len);
+		return;
+	}
+	memcpy(&idx, p, sizeof(idx));
+	if (idx != st->next) {
+		st->bad++;
+		snprintf(st->why, sizeof(st->why), "#%u, expected #%u", idx,
+			 st->next);
+	}
+	st->next = idx + 1;
+}
+
+/* mqbus_get_fd() + poll() + mqbus_process() with a handler. */
+START_TEST(test_event_loop)
+{
+	enum { N = 30 };
+	struct loop_state st = { 0 };
+	struct testbus tb = { 0 };
+	int handled = 0, fd, r;
+	uint64_t deadline;
+	mqbus *sub, *pub;
+	uint32_t i;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	mqbus_set_handler(sub, loop_handler, &st);
+	testbus_subscribe(sub, "loop/x");
+	fd = mqbus_get_fd(sub);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(mqbus_process(sub), 0);
+
+	for (i = 0; i < N; i++)
+		testbus_publish_index(pub, "loop/x", i, MQBUS_PRIORITY_DEFAULT);
+	deadline = testbus_now_ms() + 5000;
+	while (handled < N && testbus_now_ms() < deadline) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+
+		r = poll(&pfd, 1, (int)(deadline - testbus_now_ms()));
+		if (r <= 0)
+			continue;
+		r = mqbus_process(sub);
+		ck_assert_msg(r >= 0, "mqbus_process: %s: %s", strerror(-r),
+			      mqbus_last_error(sub));
+		handled += r;
+	}
+	ck_assert_int_eq(handled, N);
+	ck_assert_msg(st.bad == 0, "%d bad messages, last: %s", st.bad,
+		      st.why);
+	ck_assert_uint_eq(st.next, N);
+	ck_assert_int_eq(mqbus_process(sub), 0);
+
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+static void add_case(Suite *s, const char *name, const TTest *test)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_unchecked_fixture(tc, testbus_reset, testbus_cleanup);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test);
+	suite_add_tcase(s, tc);
+}
+
+int main(void)
+{
+	const char *wake = getenv("MQBUS_TEST_WAKE");
+	Suite *s = suite_create("bus");
+	SRunner *sr;
+	int failed;
+
+	testbus_init();
+	add_case(s, "roundtrip", test_roundtrip);
+	add_case(s, "identity", test_identity);
+	add_case(s, "publish_then_free", test_publish_then_free);
+	add_case(s, "wildcards", test_wildcards);
+	add_case(s, "subscriptions", test_subscriptions);
+	add_case(s, "priority_order", test_priority_order);
+	add_case(s, "configured_priority", test_configured_priority);
+	add_case(s, "fanout", test_fanout);
+	add_case(s, "pending", test_pending);
+	add_case(s, "sigkill_client", test_sigkill_client);
+	add_case(s, "flood_fairness", test_flood_fairness);
+	add_case(s, "shutdown", test_shutdown);
+	add_case(s, "second_daemon", test_second_daemon);
+	add_case(s, "restart_sweep", test_restart_sweep);
+	add_case(s, "no_daemon", test_no_daemon);
+	add_case(s, "forged_input", test_forged_input);
+	add_case(s, "kernel_limits", test_kernel_limits);
+	add_case(s, "many_clients", test_many_clients);
+	add_case(s, "too_big", test_too_big);
+	add_case(s, "event_loop", test_event_loop);
+
+	printf("check_bus: wake back-end %s\n", wake && *wake ? wake
+							     : "notify");
+	/* Not to be flushed again by every forked test. */
+	fflush(stdout);
+	sr = srunner_create(s);
+	/* Fork mode is what the cleanup relies on; CK_FORK=no still wins
+	 * for debugging under gdb. */
+	if (!getenv("CK_FORK"))
+		srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,189 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * testbus.h - helpers for the integration suites that run the real mqbusd.
+ *
+ * A test makes its own bus (a unique name), starts the daemon on it with
+ * the wake-up back-end named by $MQBUS_TEST_WAKE and waits for its READY=1
+ * on a notification socket the test owns, connects clients, and at the end
+ * stops the daemon and checks that no queue of the bus is left.
+ *
+ * Cleanup does not depend on the test getting that far.  Every bus name,
+ * process and temporary file a test makes is recorded in a page shared with
+ * the check runner, and testbus_cleanup(), run by the runner as the unchecked
+ * teardown of each test case, kills what is left of those processes (by pid)
+ * and unlinks every queue of those buses, also after a failed assertion.
+ *
+ * The functions that fail the test (ck_assert) may only be called from the
+ * test process itself.  A helper process that a test forks with
+ * testbus_fork() reports to its parent through a pipe or its exit status and
+ * uses only the testbus_try_*() and listing helpers.
+ */
+#ifndef MQBUS_TESTBUS_H
+#define MQBUS_TESTBUS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "client/mqbus.h"
+
+#define TESTBUS_NAME_MAX 32
+
+struct testbus {
+	char bus[TESTBUS_NAME_MAX];
+	pid_t pid;        /* the daemon, 0 when not running */
+	int notify_fd;    /* our end of NOTIFY_SOCKET, -1 once closed */
+	char notify_path[108];
+	bool keep_notify; /* set before start: keep reading NOTIFY_SOCKET */
+	bool stopping;    /* STOPPING=1 seen (with keep_notify) */
+	char config_path[64];
+};
+
+/*
+ * Once, in main() before the runner starts: maps the shared record, makes
+ * the runner the reaper of orphaned helpers and clears MQBUS_* variables
+ * of the caller's environment that would change the library's defaults.
+ */
+void testbus_init(void);
+
+/* Unchecked setup and teardown of every test case (see above). */
+void testbus_reset(void);
+void testbus_cleanup(void);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+uint64_t testbus_now_ms(void);
+
+/* A bus name no other test uses ("t<pid>x<n>"), recorded for cleanup. */
+void testbus_name(char *buf, size_t size);
+
+/* Records another bus name whose queues the test makes, for cleanup. */
+void testbus_record_bus(const char *bus);
+
+/*
+ * Forks and execs the daemon on bus with config (the text of a config file,
+ * or NULL for none) and waits up to 5 s for READY=1.  stderr_fd, if not -1,
+ * becomes the daemon's stderr.  Returns 0 when it is ready; -ECHILD when it
+ * exited first (its exit status in *ret_status, as testbus_stop() gives
+ * it); -ETIMEDOUT; or another -errno.  Does not fail the test.
+ */
+int testbus_spawn(struct testbus *tb, const char *bus, const char *config,
+		  int stderr_fd, int *ret_status);
+
+/* A new bus, its daemon started and ready; fails the test otherwise. */
+void testbus_start(struct testbus *tb, const char *config);
+
+/*
+ * SIGTERM, then waits up to 5 s.  Returns the exit status, or 128 + the
+ * signal that ended it; fails the test if it does not exit.
+ */
+int testbus_stop(struct testbus *tb);
+
+/* SIGKILL and reap.  Accepts a daemon that is not running. */
+void testbus_kill(struct testbus *tb);
+
+/*
+ * testbus_stop() expecting exit status 0, then checks that no queue of the
+ * bus remains.  The end of every test that stops its daemon normally.
+ */
+void testbus_finish(struct testbus *tb);
+
+/*
+ * Forks a helper process, recorded so that it is killed if the test ends
+ * first.  Returns as fork() does.
+ */
+pid_t testbus_fork(void);
+
+/*
+ * Waits up to timeout_ms for child pid to end.  Returns its exit status (or
+ * 128 + signal), or -ETIMEDOUT while it still runs.
+ */
+int testbus_wait(pid_t pid, int timeout_ms);
+
+/*
+ * Counts the queues of bus: those of process pid ("/BUS.<pid>.*"), or with
+ * pid 0 all client queues ("/BUS.*").  When names is not NULL it receives
+ * them, space separated.  Reads /dev/mqueue where an mqueue file system is
+ * mounted; otherwise probes the names the library makes for pid (and for
+ * pid 0, for this process and every recorded helper).
+ */
+int testbus_queues(const char *bus, pid_t pid, char *names, size_t size);
+
+/* Like testbus_queues(), only the names ending in suffix (".tx"). */
+int testbus_queues_suffix(const char *bus, pid_t pid, const char *suffix,
+			  char *names, size_t size);
+
+/* Whether the announce queue "/BUS" exists. */
+bool testbus_announce_exists(const char *bus);
+
+/* Number of queues of this IPC namespace, -ENOENT without /dev/mqueue. */
+int testbus_count_all_queues(void);
+
+/* Unlinks "/BUS" and every client queue of bus.  Never fails. */
+void testbus_unlink_all(const char *bus);
+
+/*
+ * Connects a client to bus with queues of maxmsg x msgsize (0: the
+ * library's default).  Returns 0 or the -errno of the failing call; err
+ * (if not NULL) receives mqbus_last_error().  Does not fail the test.
+ */
+int testbus_try_connect(const char *bus, long maxmsg, long msgsize,
+			mqbus **ret, char *err, size_t errsize);
+
+/* testbus_try_connect() to tb's bus, failing the test with the reason. */
+mqbus *testbus_connect(const struct testbus *tb, long maxmsg, long msgsize);
+
+/* Subscribes, failing the test with mqbus_last_error() on error. */
+void testbus_subscribe(mqbus *b, const char *pattern);
+
+/* Publishes a 4-byte index, failing the test on error. */
+void testbus_publish_index(mqbus *b, const char *topic, uint32_t index,
+			   int priority);
+
+/* Receives a message within timeout_ms, failing the test otherwise. */
+mqbus_msg *testbus_recv(mqbus *b, int timeout_ms);
+
+/* The 4-byte index of a message from testbus_publish_index(). */
+uint32_t testbus_msg_index(const mqbus_msg *m);
+
+/*
+ * Receives a message and checks that it has topic and index, then frees
+ * it.  Returns its priority.
+ */
+unsigned testbus_expect_index(mqbus *b, const char *topic, uint32_t index,
+			      int timeout_ms);
+
+/* Checks that no message arrives within timeout_ms. */
+void testbus_expect_nothing(mqbus *b, int timeout_ms);
+
+/* The value of key in the daemon's stats; fails the test without it. */
+long long testbus_stat(mqbus *b, const char *key);
+
+/*
+ * Polls the daemon's stats until key has value, for up to timeout_ms;
+ * fails the test with the last value otherwise.
+ */
+void testbus_wait_stat(mqbus *b, const char *key, long long value,
+		       int timeout_ms);
+
+/* Writes all of len bytes to fd / reads exactly len bytes within
+ * timeout_ms.  Return 0 or -errno (-ETIMEDOUT, -EPIPE at end of file). */
+int testbus_write_all(int fd, const void *buf, size_t len);
+int testbus_read_all(int fd, void *buf, size_t len, int timeout_ms);
+
+/*
+ * Lowers CAP_SYS_RESOURCE from the effective set, so that the kernel
+ * enforces msg_max, msgsize_max and queues_max for this process as for
+ * an ordinary user.  Returns 0 or -errno.
+ */
+int testbus_drop_sys_resource(void);
+
+/*
+ * Reads / writes /proc/sys/fs/mqueue/NAME.  testbus_set_mqueue_sysctl()
+ * records the first old value so that testbus_cleanup() restores it if
+ * the test does not.  Return the value or 0, or -errno.
+ */
+long testbus_get_mqueue_sysctl(const char *name);
+int testbus_set_mqueue_sysctl(const char *name, long value);
+
+#endif
