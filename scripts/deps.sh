@@ -1,0 +1,67 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# deps.sh - installs what building and testing mqbus needs on Debian 12
+# (or a Debian-like system): compiler, autotools, the libraries, and the
+# tools the tests use.  Does nothing when everything is there already, so
+# it is safe offline and cheap to run every time.
+#
+#   scripts/deps.sh          install what is missing (needs root)
+#   scripts/deps.sh --check  only say what is missing (exit 1 if anything)
+
+set -euo pipefail
+
+PACKAGES=(
+	build-essential autoconf automake libtool pkg-config make
+	libevent-dev libsystemd-dev check libinih-dev
+	systemd      # systemd-analyze, for tests/systemd.sh
+	python3      # JSON checks in the tests
+	util-linux   # unshare, setpriv, flock, prlimit
+	passwd       # useradd, for tests/multiuser.sh
+	procps       # /bin/kill, used by the unit's ExecReload
+	coreutils gzip tar
+)
+
+missing=()
+if command -v dpkg-query >/dev/null 2>&1; then
+	for p in "${PACKAGES[@]}"; do
+		if ! dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null |
+			grep -q '^install ok installed$'; then
+			missing+=("$p")
+		fi
+	done
+else
+	# Not Debian: check the commands and leave the installing to the user.
+	for c in cc make autoreconf libtoolize pkg-config python3 unshare \
+		setpriv useradd systemd-analyze; do
+		command -v "$c" >/dev/null 2>&1 || missing+=("$c")
+	done
+	for m in libevent libevent_pthreads libsystemd check inih; do
+		pkg-config --exists "$m" 2>/dev/null || missing+=("$m (pkg-config)")
+	done
+	if [ ${#missing[@]} -gt 0 ]; then
+		echo "deps.sh: not a Debian system; please install: ${missing[*]}" >&2
+		exit 1
+	fi
+	echo "deps.sh: everything needed is installed"
+	exit 0
+fi
+
+if [ ${#missing[@]} -eq 0 ]; then
+	echo "deps.sh: everything needed is installed"
+	exit 0
+fi
+if [ "${1:-}" = --check ]; then
+	echo "deps.sh: missing: ${missing[*]}"
+	exit 1
+fi
+if [ "$(id -u)" != 0 ]; then
+	echo "deps.sh: missing: ${missing[*]}" >&2
+	echo "deps.sh: run as root, or: sudo apt-get install ${missing[*]}" >&2
+	exit 1
+fi
+
+echo "deps.sh: installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+apt-get install -y --no-install-recommends "${missing[@]}"

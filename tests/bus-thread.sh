@@ -1,0 +1,10 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+#
+# bus-thread.sh - the C integration suite tests/check_bus against mqbusd with
+# the "thread" wake-up back-end (mqbusd --wake=thread).
+: "${top_builddir:=$(cd "$(dirname "$0")/.." && pwd)}"
+MQBUS_TEST_WAKE=thread
+MQBUS_TEST_DAEMON=$top_builddir/daemon/mqbusd
+export MQBUS_TEST_WAKE MQBUS_TEST_DAEMON
+exec "$top_builddir/tests/check_bus" "$@"

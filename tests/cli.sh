@@ -1,0 +1,394 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# cli.sh - integration tests of mqbusctl against the real mqbusd: pub/sub
+# round trips (plain and JSON), wildcards, -n, -t, stdin, priorities,
+# one daemon per bus, shutdown, dead clients, the start-up sweep, garbage
+# in the announce queue, `limits` and usage errors.
+#
+# MQBUS_CLI_WAKE=notify|thread|poll picks the daemon's wake-up back-end
+# (default notify).
+
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+
+mqb_init
+WAKE=${MQBUS_CLI_WAKE:-notify}
+ME=$(id -u)
+
+command -v python3 >/dev/null 2>&1 || mqb_bail "python3 is installed" \
+	"the JSON checks need python3"
+
+if ! mqb_daemon_start "$WAKE"; then
+	mqb_bail "mqbusd --wake=$WAKE starts and sends READY=1"
+fi
+mqb_ok "mqbusd --wake=$WAKE starts and sends READY=1"
+DPID=$MQB_DPID
+
+[ -e "/dev/mqueue/$BUS" ]
+mqb_true "the announce queue /$BUS exists" $? \
+	"queues: $(mqb_queues "$BUS" | tr '\n' ' ')"
+
+# ------------------------------------------------------------ round trips
+
+# sub_run NAME: waits for the subscriber started by mqb_sub_start to exit
+# and checks that it exited 0.  Its output stays in $OUT.
+sub_finish() {
+	local name=$1 st
+	mqb_wait_pid "$MQB_SPID" 10000
+	st=$?
+	if [ "$st" = 0 ]; then
+		mqb_ok "$name: subscriber exits 0"
+	else
+		mqb_notok "$name: subscriber exits 0" "exit status $st" \
+			"timed out: $MQB_TIMED_OUT" \
+			"stdout: $(cat "$OUT")" "stderr: $(cat "$OUT.err")"
+	fi
+}
+
+OUT=$MQB_TMP/sub.out
+
+mqb_sub_start "$OUT" cli/plain -n 1 -t 10000 ||
+	mqb_notok "plain subscriber subscribed" "$(cat "$OUT.err")"
+mqb_check_status "pub plain message" 0 "$MQBUSCTL" pub cli/plain 'hello world'
+sub_finish "plain round trip"
+mqb_is "plain line is 'TOPIC PAYLOAD'" "$(cat "$OUT")" "cli/plain hello world"
+
+# JSON, and the sender pid/uid that the daemon vouches for
+mqb_sub_start "$OUT" cli/json -n 1 -t 10000 --json ||
+	mqb_notok "JSON subscriber subscribed" "$(cat "$OUT.err")"
+"$MQBUSCTL" pub cli/json 'quote " and \ back' -p 3 &
+PUBPID=$!
+mqb_wait_pid "$PUBPID" 10000
+mqb_is "pub for JSON exits 0" "$?" 0
+sub_finish "JSON round trip"
+JSON_CHECK=$(python3 -c '
+import json, sys
+want_pid, want_uid = int(sys.argv[1]), int(sys.argv[2])
+lines = open(sys.argv[3]).read().splitlines()
+assert len(lines) == 1, "want 1 line, got %d" % len(lines)
+m = json.loads(lines[0])
+keys = ["topic", "payload", "priority", "sender_uid", "sender_pid",
+        "client_id", "seq", "timestamp", "dropped"]
+missing = [k for k in keys if k not in m]
+assert not missing, "missing keys %s" % missing
+assert m["topic"] == "cli/json", m["topic"]
+assert m["payload"] == "quote \" and \\ back", m["payload"]
+assert m["priority"] == 3, m["priority"]
+assert m["sender_pid"] == want_pid, (m["sender_pid"], want_pid)
+assert m["sender_uid"] == want_uid, (m["sender_uid"], want_uid)
+assert m["client_id"] > 0 and m["seq"] > 0 and m["dropped"] == 0
+import time
+assert abs(m["timestamp"] / 1e9 - time.time()) < 600, m["timestamp"]
+print("ok")
+' "$PUBPID" "$ME" "$OUT" 2>&1)
+mqb_is "JSON line is valid with every field, right sender pid and uid" \
+	"$JSON_CHECK" ok
+
+# ------------------------------------------------------------ wildcards
+
+mqb_sub_start "$OUT" 'wc/+/temp' -n 2 -t 10000 ||
+	mqb_notok "'+' subscriber subscribed"
+for t in wc/temp wc/a/b/temp wc/a/temp2 other/a/temp wc/a/temp wc/b/temp; do
+	"$MQBUSCTL" pub "$t" "$t" || mqb_notok "pub $t"
+done
+sub_finish "'+' wildcard"
+mqb_is "'+' matches exactly one level" "$(cat "$OUT")" \
+	"$(printf 'wc/a/temp wc/a/temp\nwc/b/temp wc/b/temp')"
+
+mqb_sub_start "$OUT" 'hash/a/#' -n 3 -t 10000 ||
+	mqb_notok "'#' subscriber subscribed"
+for t in hash/b hash/ab/c other/hash/a hash/a/x hash/a/x/y/z hash/a/q; do
+	"$MQBUSCTL" pub "$t" "$t" || mqb_notok "pub $t"
+done
+sub_finish "'#' wildcard"
+mqb_is "'#' matches every level below" "$(cut -d' ' -f1 "$OUT")" \
+	"$(printf 'hash/a/x\nhash/a/x/y/z\nhash/a/q')"
+
+# two patterns matching the same message: delivered once
+mqb_sub_start "$OUT" 'dup/#' 'dup/+' -n 2 -t 10000 ||
+	mqb_notok "two-pattern subscriber subscribed"
+"$MQBUSCTL" pub dup/x one && "$MQBUSCTL" pub dup/y two
+sub_finish "overlapping patterns"
+mqb_is "a message matching two patterns arrives once" "$(cat "$OUT")" \
+	"$(printf 'dup/x one\ndup/y two')"
+
+# one-shot publishers: each connects, publishes, says goodbye and exits at
+# once; the daemon must deliver what they sent before they died
+mqb_sub_start "$OUT" burst/x -n 20 -t 10000 || mqb_notok "burst subscriber"
+for i in $(seq 20); do
+	"$MQBUSCTL" pub burst/x "m$i" || mqb_notok "pub m$i"
+done
+sub_finish "20 one-shot publishers"
+mqb_is "every message of 20 one-shot publishers arrives, in order" \
+	"$(cut -d' ' -f2 "$OUT" | tr '\n' ' ')" "$(seq -f 'm%g' 20 | tr '\n' ' ')"
+
+# ------------------------------------------------------------ -n and -t
+
+mqb_sub_start "$OUT" cnt/x -n 2 -t 10000 || mqb_notok "-n subscriber"
+for i in 1 2 3; do
+	"$MQBUSCTL" pub cnt/x "m$i"
+done
+sub_finish "-n 2"
+mqb_is "-n 2 prints exactly the first 2 messages" "$(cat "$OUT")" \
+	"$(printf 'cnt/x m1\ncnt/x m2')"
+
+T0=$(mqb_now_ms)
+mqb_check_status "-t 300 with no message exits 3" 3 \
+	"$MQBUSCTL" sub nothing/here -t 300
+T1=$(mqb_now_ms)
+[ $((T1 - T0)) -ge 300 ]
+mqb_true "-t 300 waits at least 300 ms" $? "waited $((T1 - T0)) ms"
+mqb_is "-t timeout prints no message" "$MQB_OUT" ""
+
+# ------------------------------------------------------------ stdin
+
+mqb_sub_start "$OUT" stdin/x -n 1 -t 10000 --json ||
+	mqb_notok "stdin subscriber"
+printf 'line one\n\tline two\n' | "$MQBUSCTL" pub stdin/x -
+mqb_is "pub - exits 0" "$?" 0
+sub_finish "pub from stdin"
+mqb_is "pub - sends all of stdin, byte for byte" \
+	"$(python3 -c 'import json,sys; print(repr(json.loads(open(sys.argv[1]).read())["payload"]))' "$OUT" 2>&1)" \
+	"'line one\\n\\tline two\\n'"
+
+# ------------------------------------------------------------ priority
+
+# A subscriber with 2-message queues is stopped; 4 low messages then 1
+# high one are published.  2 lows fill its rx queue, the rest wait in the
+# daemon.  After SIGCONT the high one must overtake the lows still waiting.
+before=$(mqb_stat published)
+MQBUS_QUEUE_MAXMSG=2 mqb_sub_start "$OUT" prio/x -n 5 -t 15000 --json ||
+	mqb_notok "priority subscriber"
+kill -STOP "$MQB_SPID"
+for i in 1 2 3 4; do
+	"$MQBUSCTL" pub prio/x "low$i" -p 1 || mqb_notok "pub low$i"
+done
+"$MQBUSCTL" pub prio/x high -p 9 || mqb_notok "pub high"
+mqb_wait_for 10000 mqb_stat_ge published $((before + 5))
+mqb_true "the daemon took all 5 messages while the subscriber slept" $? \
+	"published=$(mqb_stat published), before=$before"
+kill -CONT "$MQB_SPID"
+sub_finish "priority"
+ORDER=$(python3 -c '
+import json, sys
+print(" ".join("%s:%d" % (m["payload"], m["priority"]) for m in
+      map(json.loads, open(sys.argv[1]).read().splitlines())))
+' "$OUT" 2>&1)
+mqb_is "all 5 arrive once, with the priority asked for" \
+	"$(printf '%s\n' $ORDER | sort | tr '\n' ' ')" \
+	"high:9 low1:1 low2:1 low3:1 low4:1 "
+python3 -c '
+import sys
+order = [w.split(":")[0] for w in sys.argv[1].split()]
+assert order.index("high") < order.index("low3"), order
+lows = [w for w in order if w != "high"]
+assert lows == ["low1", "low2", "low3", "low4"], lows
+' "$ORDER" 2>/dev/null
+mqb_true "high priority overtakes the waiting lows, lows keep their order" \
+	$? "order: $ORDER"
+
+# ------------------------------------------------------------ one daemon
+
+timeout 10 "$MQBUSD" -b "$BUS" --wake="$WAKE" >"$MQB_TMP/second.out" \
+	2>"$MQB_TMP/second.err"
+st=$?
+[ "$st" != 0 ] && [ "$st" != 124 ]
+mqb_true "a second mqbusd on the same bus exits non-zero at once" $? \
+	"exit status $st"
+mqb_is "... with exactly one line on stderr" \
+	"$(wc -l <"$MQB_TMP/second.err")" 1
+mqb_diag "second daemon said: $(cat "$MQB_TMP/second.err")"
+[ -e "/dev/mqueue/$BUS" ] && mqb_alive "$DPID"
+mqb_true "... and the first one still runs with its announce queue" $?
+
+# ------------------------------------------------------------ garbage
+
+before=$(mqb_stat bad_messages)
+GARBAGE=$MQB_TMP/garbage
+"$MQTOOL" send "/$BUS" "garbage" >/dev/null
+g1=$?
+head -c 300 /dev/urandom >"$GARBAGE"
+"$MQTOOL" sendfile "/$BUS" "$GARBAGE" >/dev/null
+g2=$?
+# a header with the right magic and version but lengths that lie
+printf 'MQB1\001\001\000\000\377\377\000\000\377\377\377\377' >"$GARBAGE"
+head -c 48 /dev/zero >>"$GARBAGE"
+"$MQTOOL" sendfile "/$BUS" "$GARBAGE" >/dev/null
+g3=$?
+# an empty message
+: >"$GARBAGE.empty"
+"$MQTOOL" sendfile "/$BUS" "$GARBAGE.empty" >/dev/null
+g4=$?
+[ "$g1$g2$g3$g4" = 0000 ]
+mqb_true "garbage can be written into /$BUS" $? "mqtool: $g1 $g2 $g3 $g4"
+mqb_wait_for 5000 mqb_stat_ge bad_messages $((${before:-0} + 1))
+mqb_true "the daemon counts the garbage as bad messages" $? \
+	"bad_messages=$(mqb_stat bad_messages), before=$before"
+mqb_sub_start "$OUT" after/garbage -n 1 -t 10000 ||
+	mqb_notok "subscriber after garbage"
+"$MQBUSCTL" pub after/garbage still-here
+sub_finish "after garbage"
+mqb_is "the daemon still routes after garbage" "$(cat "$OUT")" \
+	"after/garbage still-here"
+
+# ------------------------------------------------------------ dead client
+
+"$MQBUSCTL" sub dead/x >"$MQB_TMP/dead.out" 2>&1 &
+SPID=$!
+mqb_track "$SPID"
+mqb_wait_for 10000 mqb_has_client_queues "$BUS" "$SPID"
+mqb_true "a subscriber's queues appear as $BUS.$SPID.N.tx/rx" $? \
+	"queues: $(mqb_queues "$BUS" | tr '\n' ' ')"
+gone_before=$(mqb_stat clients_gone)
+{ kill -KILL "$SPID"; wait "$SPID"; } 2>/dev/null
+T0=$(mqb_now_ms)
+mqb_wait_for 5000 mqb_no_client_queues "$BUS" "$SPID"
+mqb_true "a SIGKILLed subscriber's queues are gone at once" $? \
+	"left: $(mqb_client_queues "$BUS" "$SPID" | tr '\n' ' ')"
+mqb_diag "queues were removed $(($(mqb_now_ms) - T0)) ms after the kill"
+mqb_wait_for 5000 mqb_stat_ge clients_gone $((${gone_before:-0} + 1))
+mqb_true "the daemon counts the dead client" $?
+mqb_sub_start "$OUT" after/kill -n 1 -t 10000 ||
+	mqb_notok "subscriber after kill"
+"$MQBUSCTL" pub after/kill alive
+sub_finish "after a dead client"
+mqb_is "the daemon keeps serving after a client died" "$(cat "$OUT")" \
+	"after/kill alive"
+
+# ------------------------------------------------------------ limits
+
+LIM=$("$MQBUSCTL" limits 2>"$MQB_TMP/limits.err")
+mqb_is "mqbusctl limits exits 0" "$?" 0
+missing=
+for k in msg_max msgsize_max queues_max msg_default msgsize_default \
+	mq_prio_max rlimit_msgqueue_soft rlimit_msgqueue_hard \
+	rlimit_msgqueue_used queues_owned queues_in_use client_queue_maxmsg \
+	client_queue_msgsize client_bytes clients_fit_remaining \
+	clients_fit_total; do
+	printf '%s\n' "$LIM" | grep -Eq "^$k: +[^ ]" || missing="$missing $k"
+done
+mqb_is "limits prints every field" "${missing# }" ""
+lim() { printf '%s\n' "$LIM" | sed -n "s/^$1: *//p"; }
+mqb_is "limits: msg_max is the kernel's" "$(lim msg_max)" \
+	"$(cat /proc/sys/fs/mqueue/msg_max)"
+mqb_is "limits: msgsize_max is the kernel's" "$(lim msgsize_max)" \
+	"$(cat /proc/sys/fs/mqueue/msgsize_max)"
+mqb_is "limits: rlimit_msgqueue_soft is ulimit -q" \
+	"$(lim rlimit_msgqueue_soft)" "$(ulimit -q)"
+mqb_like "limits: queues_in_use counts the daemon's queue" \
+	"$(lim queues_in_use)" '^[1-9][0-9]*( of [0-9]+)?$'
+LIMQ=$(MQBUS_QUEUE_MAXMSG=3 MQBUS_QUEUE_MSGSIZE=1024 "$MQBUSCTL" limits)
+mqb_is "limits follows MQBUS_QUEUE_MAXMSG" \
+	"$(printf '%s\n' "$LIMQ" | sed -n 's/^client_queue_maxmsg: *//p')" 3
+mqb_is "limits follows MQBUS_QUEUE_MSGSIZE" \
+	"$(printf '%s\n' "$LIMQ" | sed -n 's/^client_queue_msgsize: *//p')" 1024
+mqb_is "limits --json is valid JSON with the same msg_max" \
+	"$("$MQBUSCTL" limits --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["msg_max"])' 2>&1)" \
+	"$(lim msg_max)"
+if [ "${MQBUS_TEST_PRIVATE_IPC:-}" = 1 ]; then
+	# our own IPC namespace: its sysctl values are ours to change
+	old=$(cat /proc/sys/fs/mqueue/msg_max)
+	echo 7 >/proc/sys/fs/mqueue/msg_max
+	mqb_is "limits shows a changed fs.mqueue.msg_max" \
+		"$("$MQBUSCTL" limits | sed -n 's/^msg_max: *//p')" 7
+	echo "$old" >/proc/sys/fs/mqueue/msg_max
+else
+	mqb_skip "limits shows a changed fs.mqueue.msg_max" \
+		"needs a private IPC namespace"
+fi
+
+# ------------------------------------------------------------ stats
+
+STATS=$("$MQBUSCTL" stats)
+mqb_is "mqbusctl stats exits 0" "$?" 0
+mqb_is "stats prints only key=value lines" \
+	"$(printf '%s\n' "$STATS" | grep -Evc '^[a-z_]+=')" 0
+mqb_is "stats names the bus" "$(printf '%s\n' "$STATS" | sed -n 's/^bus=//p')" \
+	"$BUS"
+mqb_is "stats names the wake-up back-end" \
+	"$(printf '%s\n' "$STATS" | sed -n 's/^wake=//p')" "$WAKE"
+mqb_is "stats gives the daemon's pid" \
+	"$(printf '%s\n' "$STATS" | sed -n 's/^pid=//p')" "$DPID"
+
+# ------------------------------------------------------------ usage errors
+
+mqb_check_status "no command: exit 2" 2 "$MQBUSCTL"
+mqb_check_status "unknown command: exit 2" 2 "$MQBUSCTL" frobnicate
+mqb_check_status "pub without topic: exit 2" 2 "$MQBUSCTL" pub
+mqb_check_status "pub with a bad priority: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x -p high
+mqb_check_status "pub with a priority above 32767: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x -p 40000
+mqb_check_status "pub with an extra argument: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x y
+mqb_check_status "sub without pattern: exit 2" 2 "$MQBUSCTL" sub
+mqb_check_status "sub with a negative count: exit 2" 2 \
+	"$MQBUSCTL" sub a/b -n -1
+mqb_check_status "sub with a bad timeout: exit 2" 2 \
+	"$MQBUSCTL" sub a/b -t soon
+mqb_check_status "sub with an unknown option: exit 2" 2 \
+	"$MQBUSCTL" sub a/b --frob
+mqb_check_status "stats with an argument: exit 2" 2 "$MQBUSCTL" stats x
+mqb_check_status "limits with an argument: exit 2" 2 "$MQBUSCTL" limits x
+mqb_check_status "pub on a wildcard topic fails (exit 1)" 1 \
+	"$MQBUSCTL" pub 'a/+/b' x
+mqb_check_status "sub to a bad pattern fails (exit 1)" 1 \
+	"$MQBUSCTL" sub 'a/#/b' -t 1000
+mqb_check_status "pub to a bus nobody serves: exit 1" 1 \
+	env MQBUS_BUS="$(mqb_new_bus nobody)" "$MQBUSCTL" pub a/b x
+mqb_like "... saying that no daemon serves it" "$MQB_ERR" 'no (mqbus )?daemon serves'
+
+# ------------------------------------------------------------ shutdown
+
+"$MQBUSCTL" sub shut/x >"$MQB_TMP/shut.out" 2>&1 &
+SPID=$!
+mqb_track "$SPID"
+mqb_wait_for 10000 mqb_has_client_queues "$BUS" "$SPID"
+mqb_true "a subscriber is connected before shutdown" $?
+mqb_daemon_stop TERM 10000
+mqb_is "SIGTERM: mqbusd exits 0" "$MQB_DSTATUS" 0
+grep -qx 'STOPPING=1' "$MQB_DNOTIFY"
+mqb_true "SIGTERM: mqbusd sends STOPPING=1" $? "$(cat "$MQB_DNOTIFY")"
+mqb_is "SIGTERM: no queue of the bus is left" \
+	"$(mqb_queues "$BUS" | tr '\n' ' ')" ""
+mqb_wait_pid "$SPID" 10000
+st=$?
+[ "$MQB_TIMED_OUT" = 0 ] && [ "$st" != 0 ]
+mqb_true "the subscriber is told (BYE) and exits with an error" $? \
+	"exit status $st, timed out $MQB_TIMED_OUT: $(cat "$MQB_TMP/shut.out")"
+
+# ------------------------------------------------------------ sweep
+
+# Queues of a dead client, planted while no daemon runs, are removed when
+# the daemon starts; those of a live process and of another bus are not.
+DEAD=$(mqb_dead_pid)
+LIVE=$$
+OTHER=$(mqb_new_bus other)
+planted=0
+for q in "$BUS.$DEAD.1.tx" "$BUS.$DEAD.1.rx" "$BUS.$LIVE.9.tx" \
+	"$BUS.$LIVE.9.rx" "$OTHER.$DEAD.1.tx"; do
+	"$MQTOOL" create "/$q" -m 2 -s 128 >/dev/null && planted=$((planted + 1))
+done
+mqb_is "stale queues planted" "$planted" 5
+if mqb_daemon_start "$WAKE"; then
+	mqb_ok "mqbusd starts again on the bus"
+else
+	mqb_notok "mqbusd starts again on the bus"
+fi
+left=$(mqb_queues "$BUS" | tr '\n' ' ')
+mqb_is "start-up sweep removed the dead pid's queues" \
+	"$(mqb_client_queues "$BUS" "$DEAD" | tr '\n' ' ')" ""
+mqb_is "start-up sweep kept a live pid's queues" \
+	"$(mqb_client_queues "$BUS" "$LIVE" | tr '\n' ' ')" \
+	"$BUS.$LIVE.9.rx $BUS.$LIVE.9.tx "
+[ -e "/dev/mqueue/$OTHER.$DEAD.1.tx" ]
+mqb_true "start-up sweep kept another bus's queue" $? "left: $left"
+rm -f "/dev/mqueue/$BUS.$LIVE.9.tx" "/dev/mqueue/$BUS.$LIVE.9.rx" \
+	"/dev/mqueue/$OTHER.$DEAD.1.tx"
+
+mqb_daemon_stop INT 10000
+mqb_is "SIGINT: mqbusd exits 0" "$MQB_DSTATUS" 0
+mqb_is "SIGINT: no queue of the bus is left" \
+	"$(mqb_queues "$BUS" | tr '\n' ' ')" ""
+
+mqb_done

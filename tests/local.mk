@@ -1,0 +1,47 @@
+# tests/: unit suites (check, fork mode), integration suites against the
+# real daemon, and the benchmark.  Every test runs under tests/harness.sh
+# (a private IPC namespace with its own mqueue mount when possible).
+TEST_CHECK_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(LIBEVENT_CFLAGS) \
+	$(LIBSYSTEMD_CFLAGS)
+TEST_CHECK_LIBS = daemon/libmqbusd.la $(CHECK_LIBS)
+
+check_PROGRAMS += tests/check_proto tests/check_router tests/check_config \
+	tests/check_bus
+tests_check_proto_SOURCES = tests/check_proto.c
+tests_check_proto_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_proto_LDADD = proto/libproto.la $(CHECK_LIBS)
+tests_check_router_SOURCES = tests/check_router.c
+tests_check_router_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_router_LDADD = $(TEST_CHECK_LIBS)
+tests_check_config_SOURCES = tests/check_config.c
+tests_check_config_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_config_LDADD = $(TEST_CHECK_LIBS)
+tests_check_bus_SOURCES = tests/check_bus.c tests/testbus.c tests/testbus.h
+tests_check_bus_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_bus_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
+
+# Helpers of the shell tests.  mqtool and notify-listen link no libtool
+# library, so they are plain binaries.  mqbusctl-test is mqbusctl built
+# with -no-install: a real binary, not a libtool wrapper script, that
+# tests/multiuser.sh can copy (with client/.libs/libmqbus.so*) to a place
+# another user can read and run it from.
+check_PROGRAMS += tests/helpers/mqtool tests/helpers/notify-listen \
+	tests/helpers/mqbusctl-test
+tests_helpers_mqtool_SOURCES = tests/helpers/mqtool.c
+tests_helpers_notify_listen_SOURCES = tests/helpers/notify-listen.c
+tests_helpers_mqbusctl_test_SOURCES = client/mqbusctl.c
+tests_helpers_mqbusctl_test_CFLAGS = $(AM_CFLAGS)
+tests_helpers_mqbusctl_test_LDADD = client/libmqbus.la
+tests_helpers_mqbusctl_test_LDFLAGS = $(AM_LDFLAGS) -no-install
+
+TESTS += tests/check_proto tests/check_router tests/check_config \
+	tests/bus-notify.sh tests/bus-thread.sh tests/bus-poll.sh \
+	tests/cli.sh tests/multiuser.sh tests/systemd.sh
+EXTRA_DIST += tests/harness.sh tests/lib.sh tests/bus-notify.sh \
+	tests/bus-thread.sh tests/bus-poll.sh tests/cli.sh tests/multiuser.sh \
+	tests/systemd.sh tests/run-tests.sh scripts/deps.sh scripts/demo.sh
+LOG_COMPILER = $(SHELL) $(top_srcdir)/tests/harness.sh
+AM_TESTS_ENVIRONMENT = \
+	top_builddir='$(abs_top_builddir)'; export top_builddir; \
+	top_srcdir='$(abs_top_srcdir)'; export top_srcdir; \
+	CK_FORK=yes; export CK_FORK;

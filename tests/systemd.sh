@@ -1,0 +1,159 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# systemd.sh - the unit and the sd_notify protocol.
+#
+# systemd is not PID 1 here and must not be started: the unit is checked
+# offline with systemd-analyze, and sd_notify by running mqbusd with
+# NOTIFY_SOCKET pointing at a datagram socket this test listens on.
+
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+
+mqb_init
+UNIT=$top_builddir/systemd/mqbusd.service
+
+# ------------------------------------------------------------ the unit
+
+if [ -f "$UNIT" ]; then
+	mqb_ok "make generated systemd/mqbusd.service"
+else
+	mqb_bail "make generated systemd/mqbusd.service" "missing: $UNIT"
+fi
+mqb_is "no @placeholder@ is left in the unit" \
+	"$(grep -c '@[a-zA-Z_]*@' "$UNIT")" 0
+mqb_like "ExecStart= is an absolute path to mqbusd" \
+	"$(sed -n 's/^ExecStart=//p' "$UNIT")" '^/[^ ]*/mqbusd( |$)'
+
+# unit_value KEY: the values of KEY= in the unit, one line each
+unit_value() {
+	sed -n "s/^$1=//p" "$UNIT"
+}
+mqb_is "Type=notify" "$(unit_value Type)" notify
+mqb_is "NotifyAccess=main" "$(unit_value NotifyAccess)" main
+mqb_is "ExecReload sends SIGHUP" "$(unit_value ExecReload)" \
+	'/bin/kill -HUP $MAINPID'
+mqb_is "Restart=on-failure" "$(unit_value Restart)" on-failure
+mqb_like "LimitMSGQUEUE= is set" "$(unit_value LimitMSGQUEUE)" '^[0-9]+[KMG]?$'
+mqb_like "CAP_DAC_OVERRIDE is an ambient capability" \
+	"$(unit_value AmbientCapabilities)" 'CAP_DAC_OVERRIDE'
+mqb_like "... and in the bounding set" \
+	"$(unit_value CapabilityBoundingSet)" 'CAP_DAC_OVERRIDE'
+mqb_is "no PrivateIPC= (it would hide the clients' queues)" \
+	"$(unit_value PrivateIPC)" ""
+mqb_like "MQBUS_BUS has a default" "$(unit_value Environment)" \
+	'^MQBUS_BUS=[a-z]'
+mqb_is "hardening: NoNewPrivileges" "$(unit_value NoNewPrivileges)" yes
+mqb_is "hardening: ProtectSystem=strict" "$(unit_value ProtectSystem)" strict
+
+if command -v systemd-analyze >/dev/null 2>&1; then
+	# A copy whose ExecStart is the mqbusd just built, so that verify
+	# can check the executable too.
+	VDIR=$MQB_TMP/units
+	mkdir -p "$VDIR"
+	sed "s|^ExecStart=[^ ]*|ExecStart=$(cd "$(dirname "$MQBUSD")" && pwd)/mqbusd|" \
+		"$UNIT" >"$VDIR/mqbusd.service"
+	systemd-analyze verify --man=no "$VDIR/mqbusd.service" \
+		>"$MQB_TMP/verify.out" 2>&1
+	st=$?
+	mqb_is "systemd-analyze verify passes" "$st" 0
+	mqb_is "systemd-analyze verify says nothing about our unit" \
+		"$(grep -i mqbusd "$MQB_TMP/verify.out")" ""
+	mqb_diag_file "systemd-analyze verify" "$MQB_TMP/verify.out"
+
+	# Exposure as systemd-analyze security rates it: 0 (locked down)
+	# to 10 (wide open).  Keep the unit well below "MEDIUM".
+	if systemd-analyze security --help 2>/dev/null | grep -q -- --offline; then
+		systemd-analyze security --offline=yes --no-pager \
+			"$VDIR/mqbusd.service" >"$MQB_TMP/security.out" 2>&1
+		EXPO=$(sed -n 's/.*Overall exposure level for mqbusd.service: \([0-9.]*\).*/\1/p' \
+			"$MQB_TMP/security.out")
+		awk -v e="$EXPO" 'BEGIN { exit !(e != "" && e + 0 < 4.0) }'
+		mqb_true "systemd-analyze security: exposure below 4.0" $? \
+			"exposure: '$EXPO'" \
+			"$(tail -n 3 "$MQB_TMP/security.out")"
+		mqb_diag "exposure level: $EXPO"
+	else
+		mqb_skip "systemd-analyze security: exposure below 4.0" \
+			"this systemd-analyze has no --offline"
+	fi
+else
+	mqb_notok "systemd-analyze is installed" \
+		"install the systemd package (scripts/deps.sh does)"
+fi
+
+# ------------------------------------------------------------ sd_notify
+
+CONF=$MQB_TMP/mqbusd.conf
+printf '[bus]\nmax_priority = 15\n' >"$CONF"
+
+if mqb_daemon_start notify -c "$CONF"; then
+	mqb_ok "mqbusd sends READY=1 to NOTIFY_SOCKET"
+else
+	mqb_bail "mqbusd sends READY=1 to NOTIFY_SOCKET"
+fi
+DPID=$MQB_DPID
+NLOG=$MQB_DNOTIFY
+
+# sender_of LINE: the pid that sent the datagram holding LINE (first one)
+sender_of() {
+	awk -v want="$1" '/^# pid=/ { pid = substr($0, 7) }
+		$0 == want { print pid; exit }' "$NLOG"
+}
+mqb_is "READY=1 comes from the main pid (NotifyAccess=main)" \
+	"$(sender_of READY=1)" "$DPID"
+mqb_wait_line 5000 "$NLOG" '^STATUS=.+'
+mqb_true "a STATUS= line arrives" $? "$(cat "$NLOG")"
+mqb_like "STATUS= names the bus" "$(grep -m1 '^STATUS=' "$NLOG")" "$BUS"
+
+# STATUS follows the number of clients
+"$MQBUSCTL" sub status/x >"$MQB_TMP/sub.out" 2>&1 &
+SPID=$!
+mqb_track "$SPID"
+mqb_wait_line 5000 "$NLOG" '^STATUS=.*[^0-9]1 client'
+mqb_true "STATUS= is updated when a client connects" $? \
+	"$(grep '^STATUS=' "$NLOG" | tail -n 3)"
+kill -TERM "$SPID"
+mqb_wait_pid "$SPID" 10000
+mqb_is "the subscriber exits 0 on SIGTERM" "$?" 0
+
+# SIGHUP: reload (RELOADING=1 then READY=1 again), keep running
+ready_before=$(grep -cx 'READY=1' "$NLOG")
+kill -HUP "$DPID"
+mqb_wait_for 5000 eval \
+	"[ \$(grep -cx 'READY=1' '$NLOG') -gt $ready_before ]"
+mqb_true "SIGHUP: READY=1 again after the reload" $? "$(cat "$NLOG")"
+grep -qx 'RELOADING=1' "$NLOG"
+mqb_true "SIGHUP: RELOADING=1 before it" $?
+mqb_alive "$DPID"
+mqb_true "SIGHUP: the daemon keeps running" $?
+
+# a broken config on reload keeps the old one and the daemon
+echo 'this is not ini' >"$CONF"
+ready_before=$(grep -cx 'READY=1' "$NLOG")
+kill -HUP "$DPID"
+mqb_wait_for 5000 eval \
+	"[ \$(grep -cx 'READY=1' '$NLOG') -gt $ready_before ]"
+mqb_true "SIGHUP with a broken config: READY=1 again" $?
+mqb_check "SIGHUP with a broken config: still serving" "$MQBUSCTL" stats
+
+# SIGTERM: STOPPING=1, exit 0
+mqb_daemon_stop TERM 10000
+mqb_is "SIGTERM: exit status 0" "$MQB_DSTATUS" 0
+grep -qx 'STOPPING=1' "$NLOG"
+mqb_true "SIGTERM: STOPPING=1 arrives" $? "$(cat "$NLOG")"
+mqb_is "SIGTERM: STOPPING=1 comes from the main pid" \
+	"$(sender_of STOPPING=1)" "$DPID"
+mqb_is "SIGTERM: no queue of the bus is left" \
+	"$(mqb_queues "$BUS" | tr '\n' ' ')" ""
+
+# a start-up failure: exit 1, one line, and no READY=1
+mqb_daemon_start notify -c "$MQB_TMP/does-not-exist.conf"
+st=$?
+mqb_wait_pid "$MQB_DPID" 10000
+dst=$?
+[ "$st" != 0 ] && [ "$dst" = 1 ]
+mqb_true "a missing config file: exit 1 without READY=1" $? \
+	"start: $st, exit status: $dst"
+mqb_is "... with one line on stderr" "$(wc -l <"$MQB_DERR")" 1
+
+mqb_done
