@@ -98,12 +98,31 @@ static int proto_check_type(const struct proto_header *h, const char *topic)
 		 * one that could not be used is refused here already. */
 		if (h->priority > PROTO_PRIO_MAX)
 			return -PROTO_E_FIELD;
+		/* only a delivered request carries (and needs) its id */
+		if ((h->flags & PROTO_F_REQUEST) &&
+		    (h->type != PROTO_DELIVER || h->token == 0))
+			return -PROTO_E_FIELD;
 		return 0;
 	case PROTO_SUBSCRIBE:
 	case PROTO_UNSUBSCRIBE:
 		if (!proto_topic_valid(topic, h->topic_len, true))
 			return -PROTO_E_TOPIC;
-		if (h->payload_len != 0)
+		/* the payload, if any, names a queue group */
+		if (h->payload_len != 0 &&
+		    !proto_group_valid(topic + h->topic_len + 1,
+				       h->payload_len))
+			return -PROTO_E_FIELD;
+		return 0;
+	case PROTO_REQUEST:
+		if (!proto_topic_valid(topic, h->topic_len, false))
+			return -PROTO_E_TOPIC;
+		if (h->priority > PROTO_PRIO_MAX || h->token == 0)
+			return -PROTO_E_FIELD;
+		return 0;
+	case PROTO_REPLY:
+		if (h->topic_len != 0)
+			return -PROTO_E_TOPIC;
+		if (h->token == 0)
 			return -PROTO_E_FIELD;
 		return 0;
 	case PROTO_ACK:
@@ -213,13 +232,10 @@ bool proto_topic_valid(const char *topic, size_t len, bool pattern)
 	return true;
 }
 
-bool proto_qname_valid(const char *name, size_t len)
+/* len bytes of [A-Za-z0-9._-], the characters of queue and group names */
+static bool proto_name_chars(const char *name, size_t len)
 {
-	size_t i;
-
-	if (!name || len < 2 || len > PROTO_QNAME_MAX || name[0] != '/')
-		return false;
-	for (i = 1; i < len; i++) {
+	for (size_t i = 0; i < len; i++) {
 		char c = name[i];
 
 		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
@@ -228,6 +244,20 @@ bool proto_qname_valid(const char *name, size_t len)
 		return false;
 	}
 	return true;
+}
+
+bool proto_qname_valid(const char *name, size_t len)
+{
+	if (!name || len < 2 || len > PROTO_QNAME_MAX || name[0] != '/')
+		return false;
+	return proto_name_chars(name + 1, len - 1);
+}
+
+bool proto_group_valid(const char *name, size_t len)
+{
+	if (!name || len < 1 || len > PROTO_GROUP_MAX)
+		return false;
+	return proto_name_chars(name, len);
 }
 
 const char *proto_strerror(int err)
@@ -279,6 +309,8 @@ const char *proto_type_name(unsigned type)
 		[PROTO_ERROR] = "ERROR",
 		[PROTO_BYE] = "BYE",
 		[PROTO_STATS] = "STATS",
+		[PROTO_REQUEST] = "REQUEST",
+		[PROTO_REPLY] = "REPLY",
 	};
 
 	if (type == 0 || type > PROTO_TYPE_MAX)

@@ -33,20 +33,33 @@ enum proto_type {
 			       (PROTO_F_PRIORITY set if asked for) */
 	PROTO_DELIVER,      /* daemon -> rx: a published message with the
 			       verified sender, seq and timestamp */
-	PROTO_SUBSCRIBE,    /* client -> tx: topic = pattern, token */
-	PROTO_UNSUBSCRIBE,  /* client -> tx: topic = pattern, token */
+	PROTO_SUBSCRIBE,    /* client -> tx: topic = pattern, token,
+			       payload = queue group name or empty */
+	PROTO_UNSUBSCRIBE,  /* client -> tx: topic = pattern, token,
+			       payload = queue group name or empty */
 	PROTO_ACK,          /* daemon -> rx: token, status = 0 */
 	PROTO_ERROR,        /* daemon -> rx: token, status = errno,
 			       payload = text */
 	PROTO_BYE,          /* either way: the end of a session */
 	PROTO_STATS,        /* client -> tx: token; daemon -> rx: token,
 			       payload = "key=value\n" lines */
-	PROTO_TYPE_MAX = PROTO_STATS,
+	PROTO_REQUEST,      /* client -> tx: like PUBLISH, token = the
+			       client's correlation id, status = timeout
+			       in ms (0: the daemon's default) */
+	PROTO_REPLY,        /* responder -> tx: token = the request id of
+			       the DELIVER it answers, payload;
+			       daemon -> requester's rx: token = its
+			       correlation id, sender fields stamped */
+	PROTO_TYPE_MAX = PROTO_REPLY,
 };
 
 /* header flags */
-#define PROTO_F_PRIORITY 0x0001u /* PUBLISH: priority field is a request */
-#define PROTO_F_ALL 0x0001u
+#define PROTO_F_PRIORITY 0x0001u /* PUBLISH/REQUEST: priority is asked for */
+#define PROTO_F_REQUEST 0x0002u  /* DELIVER: a request; token = request id */
+#define PROTO_F_ALL 0x0003u
+
+/* a queue group name: 1..PROTO_GROUP_MAX of [A-Za-z0-9._-] */
+#define PROTO_GROUP_MAX 64
 
 /*
  * The fixed header, exactly as it is on the wire.  Fields a message type
@@ -61,7 +74,9 @@ struct proto_header {
 	uint16_t reserved0;   /* zero */
 	uint32_t payload_len; /* bytes of payload */
 	uint32_t priority;    /* 0..PROTO_PRIO_MAX */
-	uint32_t token;       /* request token, echoed in ACK/ERROR/STATS */
+	uint32_t token;       /* request token, echoed in ACK/ERROR/STATS;
+				 request ids and correlation ids (REQUEST,
+				 REPLY, DELIVER with PROTO_F_REQUEST) */
 	uint32_t status;      /* ACK/ERROR: errno value (0 = ok);
 				 DELIVER: messages dropped for this
 				 subscriber since its last delivery */
@@ -154,6 +169,9 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret);
  * last level (that level and all below, including none: "a/#" matches "a").
  */
 bool proto_topic_valid(const char *topic, size_t len, bool pattern);
+
+/* A queue group name (see PROTO_GROUP_MAX); len bytes at name. */
+bool proto_group_valid(const char *name, size_t len);
 
 /* A queue name as mqbus makes them: "/" then 1..254 of [A-Za-z0-9._-]. */
 bool proto_qname_valid(const char *name, size_t len);

@@ -120,6 +120,23 @@ static void check_proto_sample_get(unsigned type, struct check_proto_sample *s)
 		s->payload = check_proto_stats;
 		s->payload_len = strlen(check_proto_stats);
 		break;
+	case PROTO_REQUEST:
+		s->topic = "svc/time";
+		s->h.flags = PROTO_F_PRIORITY;
+		s->h.priority = 9;
+		s->h.token = 6;
+		s->h.status = 2500;
+		s->payload = check_proto_blob;
+		s->payload_len = sizeof(check_proto_blob);
+		break;
+	case PROTO_REPLY:
+		s->h.token = 7;
+		s->h.sender_uid = 1000;
+		s->h.sender_pid = 4321;
+		s->h.client_id = 5;
+		s->payload = check_proto_blob;
+		s->payload_len = sizeof(check_proto_blob);
+		break;
 	default:
 		ck_abort_msg("no sample for type %u", type);
 	}
@@ -150,7 +167,8 @@ static size_t check_proto_raw(unsigned char *buf, struct proto_header h,
 	h.topic_len = (uint16_t)topic_len;
 	h.payload_len = (uint32_t)payload_len;
 	memcpy(buf, &h, sizeof(h));
-	memcpy(buf + PROTO_HEADER_SIZE, topic, topic_len);
+	if (topic_len > 0)
+		memcpy(buf + PROTO_HEADER_SIZE, topic, topic_len);
 	buf[PROTO_HEADER_SIZE + topic_len] = '\0';
 	if (payload_len > 0)
 		memcpy(buf + PROTO_HEADER_SIZE + topic_len + 1, payload,
@@ -621,7 +639,7 @@ END_TEST
 START_TEST(check_proto_bad_flags)
 {
 	unsigned char buf[CHECK_PROTO_BUF];
-	static const uint16_t bad[] = { 0x0002, 0x8000, 0xffff,
+	static const uint16_t bad[] = { 0x0004, 0x8000, 0xffff,
 					PROTO_F_PRIORITY | 0x0100 };
 	struct check_proto_sample s;
 	size_t n, i;
@@ -921,12 +939,48 @@ START_TEST(check_proto_control_rules)
 	static const char long_text[1000] = "x";
 	struct check_proto_sample s;
 
-	/* SUBSCRIBE / UNSUBSCRIBE carry no payload. */
+	/* SUBSCRIBE / UNSUBSCRIBE carry nothing or a queue group name. */
 	check_proto_sample_get(PROTO_SUBSCRIBE, &s);
-	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, "x", 1),
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, "workers", 7),
+			 0);
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, "a b", 3),
+			 -PROTO_E_FIELD);
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, long_text,
+						PROTO_GROUP_MAX + 1),
 			 -PROTO_E_FIELD);
 	check_proto_sample_get(PROTO_UNSUBSCRIBE, &s);
-	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, "x", 1),
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, "x/y", 3),
+			 -PROTO_E_FIELD);
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, "x", 1), 0);
+
+	/* REQUEST needs a concrete topic and a correlation id. */
+	check_proto_sample_get(PROTO_REQUEST, &s);
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a/+", 3, NULL, 0),
+			 -PROTO_E_TOPIC);
+	s.h.token = 0;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0),
+			 -PROTO_E_FIELD);
+
+	/* REPLY: no topic, and the id of what it answers. */
+	check_proto_sample_get(PROTO_REPLY, &s);
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0),
+			 -PROTO_E_TOPIC);
+	s.h.token = 0;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, NULL, 0, "x", 1),
+			 -PROTO_E_FIELD);
+
+	/* Only a DELIVER may be marked as a request, and with its id. */
+	check_proto_sample_get(PROTO_DELIVER, &s);
+	s.h.flags = PROTO_F_REQUEST;
+	s.h.token = 0;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0),
+			 -PROTO_E_FIELD);
+	s.h.token = 77;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0), 0);
+	check_proto_sample_get(PROTO_PUBLISH, &s);
+	s.h.flags = PROTO_F_REQUEST;
+	s.h.token = 77;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0),
 			 -PROTO_E_FIELD);
 
 	/* ACK: nothing but the header. */
@@ -1089,7 +1143,7 @@ START_TEST(check_proto_type_names)
 	static const char *const names[] = {
 		NULL, "ANNOUNCE", "HELLO", "WELCOME", "PUBLISH",
 		"DELIVER", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "ERROR",
-		"BYE", "STATS",
+		"BYE", "STATS", "REQUEST", "REPLY",
 	};
 	unsigned t;
 
