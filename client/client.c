@@ -47,6 +47,15 @@ struct mqbus_msg {
 	unsigned char data[]; /* topic, NUL, payload */
 };
 
+/* an asynchronous request waiting for its reply */
+struct async_req {
+	struct async_req *next;
+	uint32_t token;
+	int64_t deadline; /* CLOCK_MONOTONIC ms */
+	mqbus_reply_handler fn;
+	void *userdata;
+};
+
 struct mqbus {
 	char bus[BUS_NAME_MAX + 1];
 	long maxmsg;
@@ -64,6 +73,9 @@ struct mqbus {
 	struct proto_welcome welcome;
 	unsigned char *buf; /* msgsize bytes */
 	struct mqbus_msg *head, *tail;
+	/* answers to asynchronous requests, for mqbus_process() */
+	struct mqbus_msg *replies_head, *replies_tail;
+	struct async_req *async;
 	mqbus_handler handler;
 	void *userdata;
 	char error[512];
@@ -446,27 +458,59 @@ static int send_msg(mqbus *b, const struct proto_header *h, const char *topic,
 /* -------------------------------------------------------------------- */
 /* receiving                                                             */
 
-static void queue_push(mqbus *b, struct mqbus_msg *m)
+static void fifo_push(struct mqbus_msg **head, struct mqbus_msg **tail,
+		      struct mqbus_msg *m)
 {
 	m->next = NULL;
-	if (b->tail)
-		b->tail->next = m;
+	if (*tail)
+		(*tail)->next = m;
 	else
-		b->head = m;
-	b->tail = m;
+		*head = m;
+	*tail = m;
+}
+
+static struct mqbus_msg *fifo_pop(struct mqbus_msg **head,
+				  struct mqbus_msg **tail)
+{
+	struct mqbus_msg *m = *head;
+
+	if (m) {
+		*head = m->next;
+		if (!*head)
+			*tail = NULL;
+		m->next = NULL;
+	}
+	return m;
+}
+
+static void queue_push(mqbus *b, struct mqbus_msg *m)
+{
+	fifo_push(&b->head, &b->tail, m);
 }
 
 static struct mqbus_msg *queue_pop(mqbus *b)
 {
-	struct mqbus_msg *m = b->head;
+	return fifo_pop(&b->head, &b->tail);
+}
 
-	if (m) {
-		b->head = m->next;
-		if (!b->head)
-			b->tail = NULL;
-		m->next = NULL;
-	}
-	return m;
+static struct async_req *async_find(mqbus *b, uint32_t token)
+{
+	struct async_req *a;
+
+	for (a = b->async; a; a = a->next)
+		if (a->token == token)
+			return a;
+	return NULL;
+}
+
+static void async_remove(mqbus *b, struct async_req *a)
+{
+	struct async_req **p = &b->async;
+
+	while (*p != a)
+		p = &(*p)->next;
+	*p = a->next;
+	free(a);
 }
 
 static struct mqbus_msg *msg_from(const struct proto_msg *pm)
@@ -526,9 +570,19 @@ static int read_one(mqbus *b, uint32_t token, struct proto_msg *reply,
 	case PROTO_ACK:
 	case PROTO_ERROR:
 	case PROTO_STATS:
+	case PROTO_REPLY:
 		if (reply && ret_replied && pm.h.token == token) {
 			*reply = pm; /* points into b->buf */
 			*ret_replied = true;
+		} else if ((pm.h.type == PROTO_REPLY ||
+			    pm.h.type == PROTO_ERROR) &&
+			   pm.h.token && async_find(b, pm.h.token)) {
+			/* for mqbus_process() to hand to its callback */
+			struct mqbus_msg *m = msg_from(&pm);
+
+			if (!m)
+				return set_error(b, -ENOMEM, "out of memory");
+			fifo_push(&b->replies_head, &b->replies_tail, m);
 		}
 		break;
 	default:
@@ -547,35 +601,40 @@ static int wait_reply(mqbus *b, uint32_t token, int timeout_ms,
 	int64_t deadline = deadline_of(timeout_ms);
 	bool replied = false;
 
+	/* poll first: an answer takes at least a trip through the daemon */
 	for (;;) {
 		struct pollfd p = { .fd = b->rx, .events = POLLIN };
-		int r = read_one(b, token, ret, &replied);
+		int r = poll(&p, 1, slice_until(deadline));
 
-		if (r < 0)
-			return r;
-		if (replied)
-			return 0;
+		if (r < 0 && errno != EINTR)
+			return set_error(b, -errno, "poll: %s",
+					 strerror(errno));
+		if (r > 0) {
+			while ((r = read_one(b, token, ret, &replied)) > 0 &&
+			       !replied)
+				;
+			if (r < 0)
+				return r;
+			if (replied)
+				return 0;
+		}
 		if (b->bye)
 			return set_error(b, -ENOTCONN,
 					 "the daemon of bus %s closed the "
 					 "connection",
 					 b->bus);
-		if (r > 0)
-			continue;
 		if (deadline >= 0 && now_ms() >= deadline)
 			return set_error(b, -ETIMEDOUT,
 					 "the daemon of bus %s did not answer "
 					 "within %d ms",
 					 b->bus, timeout_ms);
-		if (daemon_gone(b)) {
+		/* a quiet slice: is the daemon still there? */
+		if (r == 0 && daemon_gone(b)) {
 			b->bye = true;
 			return set_error(b, -ENOTCONN,
 					 "the daemon of bus %s is gone",
 					 b->bus);
 		}
-		if (poll(&p, 1, slice_until(deadline)) < 0 && errno != EINTR)
-			return set_error(b, -errno, "poll: %s",
-					 strerror(errno));
 	}
 }
 
@@ -731,6 +790,10 @@ MQBUS_EXPORT mqbus *mqbus_free(mqbus *b)
 	close_queues(b);
 	while ((m = queue_pop(b)))
 		free(m);
+	while ((m = fifo_pop(&b->replies_head, &b->replies_tail)))
+		free(m);
+	while (b->async)
+		async_remove(b, b->async);
 	free(b->buf);
 	free(b);
 	return NULL;
@@ -794,10 +857,18 @@ MQBUS_EXPORT int mqbus_publish(mqbus *b, const char *topic, const void *data,
 							   : (unsigned)priority);
 }
 
-/* Sends a request and waits for its ACK, ERROR or STATS. */
-static int request(mqbus *b, enum proto_type type, const char *topic,
-		   struct proto_msg *ret)
+static uint32_t new_token(mqbus *b)
 {
+	if (++b->next_token == 0)
+		b->next_token = 1;
+	return b->next_token;
+}
+
+/* Sends a control request and waits for its ACK, ERROR or STATS. */
+static int request(mqbus *b, enum proto_type type, const char *topic,
+		   const char *payload, struct proto_msg *ret)
+{
+	size_t plen = payload ? strlen(payload) : 0;
 	struct proto_header h;
 	int r;
 
@@ -805,11 +876,9 @@ static int request(mqbus *b, enum proto_type type, const char *topic,
 	if (r < 0)
 		return r;
 	proto_header_init(&h, type);
-	if (++b->next_token == 0)
-		b->next_token = 1;
-	h.token = b->next_token;
+	h.token = new_token(b);
 	/* requests overtake queued publishes, as replies do on rx */
-	r = send_msg(b, &h, topic, NULL, 0, PROTO_PRIO_MAX);
+	r = send_msg(b, &h, topic, payload, plen, PROTO_PRIO_MAX);
 	if (r < 0)
 		return r;
 	r = wait_reply(b, h.token, b->timeout_ms, ret);
@@ -822,7 +891,8 @@ static int request(mqbus *b, enum proto_type type, const char *topic,
 	return 0;
 }
 
-static int subscription(mqbus *b, enum proto_type type, const char *pattern)
+static int subscription(mqbus *b, enum proto_type type, const char *pattern,
+			const char *group)
 {
 	struct proto_msg reply;
 
@@ -835,17 +905,221 @@ static int subscription(mqbus *b, enum proto_type type, const char *pattern)
 				 "levels, '+' for one whole level, '#' as "
 				 "the whole last level",
 				 pattern ? pattern : "(null)");
-	return request(b, type, pattern, &reply);
+	if (group && !proto_group_valid(group, strlen(group)))
+		return set_error(b, -EINVAL,
+				 "invalid group name '%s': 1 to %d of "
+				 "A-Z a-z 0-9 . _ -",
+				 group, PROTO_GROUP_MAX);
+	return request(b, type, pattern, group, &reply);
 }
 
 MQBUS_EXPORT int mqbus_subscribe(mqbus *b, const char *pattern)
 {
-	return subscription(b, PROTO_SUBSCRIBE, pattern);
+	return subscription(b, PROTO_SUBSCRIBE, pattern, NULL);
 }
 
 MQBUS_EXPORT int mqbus_unsubscribe(mqbus *b, const char *pattern)
 {
-	return subscription(b, PROTO_UNSUBSCRIBE, pattern);
+	return subscription(b, PROTO_UNSUBSCRIBE, pattern, NULL);
+}
+
+MQBUS_EXPORT int mqbus_subscribe_group(mqbus *b, const char *pattern,
+				       const char *group)
+{
+	if (!group)
+		return -EINVAL;
+	return subscription(b, PROTO_SUBSCRIBE, pattern, group);
+}
+
+MQBUS_EXPORT int mqbus_unsubscribe_group(mqbus *b, const char *pattern,
+					 const char *group)
+{
+	if (!group)
+		return -EINVAL;
+	return subscription(b, PROTO_UNSUBSCRIBE, pattern, group);
+}
+
+/* -------------------------------------------------------------------- */
+/* request/reply                                                         */
+
+/* The sentence and code for an ERROR answering a request on topic. */
+static int request_error(mqbus *b, const char *topic, uint32_t status)
+{
+	if (status == EHOSTUNREACH)
+		return set_error(b, -EHOSTUNREACH,
+				 "no responders on topic %s", topic);
+	if (status == ETIMEDOUT)
+		return set_error(b, -ETIMEDOUT,
+				 "no reply on topic %s before the timeout",
+				 topic);
+	return set_error(b, -(int)status, "request on topic %s failed: %s",
+			 topic, strerror((int)status));
+}
+
+/* Checks the arguments and sends a REQUEST with token. */
+static int send_request(mqbus *b, const char *topic, const void *data,
+			size_t len, int timeout_ms, uint32_t token)
+{
+	struct proto_header h;
+	int r;
+
+	r = check_connected(b);
+	if (r < 0)
+		return r;
+	if (!topic || !proto_topic_valid(topic, strlen(topic), false))
+		return set_error(b, -EINVAL,
+				 "invalid topic '%s': '/'-separated levels "
+				 "of printable ASCII, no '+' or '#'",
+				 topic ? topic : "(null)");
+	if ((len && !data) || timeout_ms < -1)
+		return set_error(b, -EINVAL, "invalid arguments");
+	proto_header_init(&h, PROTO_REQUEST);
+	h.token = token;
+	h.status = (uint32_t)(timeout_ms < 0 ? b->timeout_ms : timeout_ms);
+	if (timeout_ms < 0 && b->timeout_ms < 0)
+		h.status = 0; /* the daemon's default */
+	return send_msg(b, &h, topic, data, len, 0);
+}
+
+MQBUS_EXPORT int mqbus_request(mqbus *b, const char *topic, const void *data,
+			       size_t len, int timeout_ms,
+			       mqbus_msg **ret_reply)
+{
+	struct proto_msg reply;
+	uint32_t token;
+	int r;
+
+	if (!b || !ret_reply)
+		return -EINVAL;
+	b->error[0] = '\0';
+	token = new_token(b);
+	r = send_request(b, topic, data, len, timeout_ms, token);
+	if (r < 0)
+		return r;
+	r = wait_reply(b, token, timeout_ms < 0 ? b->timeout_ms : timeout_ms,
+		       &reply);
+	if (r == -ETIMEDOUT)
+		return set_error(b, r, "no reply on topic %s within %d ms",
+				 topic, timeout_ms < 0 ? b->timeout_ms
+						       : timeout_ms);
+	if (r < 0)
+		return r;
+	if (reply.h.type == PROTO_ERROR)
+		return request_error(b, topic, reply.h.status);
+	if (reply.h.type != PROTO_REPLY)
+		return set_error(b, -EPROTO, "unexpected answer to a request");
+	*ret_reply = msg_from(&reply);
+	if (!*ret_reply)
+		return set_error(b, -ENOMEM, "out of memory");
+	return 0;
+}
+
+MQBUS_EXPORT int mqbus_request_async(mqbus *b, const char *topic,
+				     const void *data, size_t len,
+				     int timeout_ms, mqbus_reply_handler fn,
+				     void *userdata)
+{
+	struct async_req *a;
+	int r;
+
+	if (!b || !fn)
+		return -EINVAL;
+	b->error[0] = '\0';
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return set_error(b, -ENOMEM, "out of memory");
+	a->token = new_token(b);
+	a->fn = fn;
+	a->userdata = userdata;
+	a->deadline = deadline_of(timeout_ms < 0 ? b->timeout_ms : timeout_ms);
+	r = send_request(b, topic, data, len, timeout_ms, a->token);
+	if (r < 0) {
+		free(a);
+		return r;
+	}
+	a->next = b->async;
+	b->async = a;
+	return 0;
+}
+
+MQBUS_EXPORT int mqbus_get_timeout(const mqbus *b)
+{
+	int64_t first = -1, now;
+	const struct async_req *a;
+
+	if (!b)
+		return -1;
+	if (b->replies_head)
+		return 0;
+	for (a = b->async; a; a = a->next)
+		if (a->deadline >= 0 && (first < 0 || a->deadline < first))
+			first = a->deadline;
+	if (first < 0)
+		return -1;
+	now = now_ms();
+	return first <= now ? 0 : (int)(first - now > INT_MAX ? INT_MAX
+							      : first - now);
+}
+
+MQBUS_EXPORT int mqbus_reply(mqbus *b, const mqbus_msg *request,
+			     const void *data, size_t len)
+{
+	struct proto_header h;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	b->error[0] = '\0';
+	if (!mqbus_msg_is_request(request))
+		return set_error(b, -EINVAL, "not a request");
+	if (len && !data)
+		return set_error(b, -EINVAL, "no data");
+	r = check_connected(b);
+	if (r < 0)
+		return r;
+	proto_header_init(&h, PROTO_REPLY);
+	h.token = request->h.token;
+	/* answers overtake our own queued publishes */
+	return send_msg(b, &h, NULL, data, len, PROTO_PRIO_MAX);
+}
+
+/* Runs the callbacks of answered and timed-out asynchronous requests. */
+static int dispatch_async(mqbus *b)
+{
+	struct mqbus_msg *m;
+	struct async_req *a, *next;
+	int handled = 0;
+
+	while ((m = fifo_pop(&b->replies_head, &b->replies_tail))) {
+		a = async_find(b, m->h.token);
+		if (a) {
+			mqbus_reply_handler fn = a->fn;
+			void *userdata = a->userdata;
+
+			async_remove(b, a);
+			if (m->h.type == PROTO_REPLY)
+				fn(b, 0, m, userdata);
+			else
+				fn(b, request_error(b, "(async)",
+						    m->h.status),
+				   NULL, userdata);
+			handled++;
+		}
+		free(m);
+	}
+	for (a = b->async; a; a = next) {
+		next = a->next;
+		if (a->deadline >= 0 && now_ms() >= a->deadline) {
+			mqbus_reply_handler fn = a->fn;
+			void *userdata = a->userdata;
+
+			async_remove(b, a);
+			set_error(b, -ETIMEDOUT, "no reply before the timeout");
+			fn(b, -ETIMEDOUT, NULL, userdata);
+			handled++;
+		}
+	}
+	return handled;
 }
 
 MQBUS_EXPORT int mqbus_stats(mqbus *b, char **ret)
@@ -857,7 +1131,7 @@ MQBUS_EXPORT int mqbus_stats(mqbus *b, char **ret)
 	if (!b || !ret)
 		return -EINVAL;
 	b->error[0] = '\0';
-	r = request(b, PROTO_STATS, NULL, &reply);
+	r = request(b, PROTO_STATS, NULL, NULL, &reply);
 	if (r < 0)
 		return r;
 	text = strndup(reply.payload, reply.h.payload_len);
@@ -873,6 +1147,7 @@ MQBUS_EXPORT int mqbus_stats(mqbus *b, char **ret)
 MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 {
 	int64_t deadline = deadline_of(timeout_ms);
+	int polled = 1;
 
 	if (!b)
 		return -EINVAL;
@@ -881,6 +1156,7 @@ MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 		return set_error(b, -EINVAL, "invalid arguments");
 	if (!b->connected)
 		return set_error(b, -ENOTCONN, "not connected");
+	/* read first: under load the next message is already there */
 	for (;;) {
 		struct pollfd p = { .fd = b->rx, .events = POLLIN };
 		int r;
@@ -902,11 +1178,13 @@ MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 		if (deadline >= 0 && now_ms() >= deadline)
 			return set_error(b, -ETIMEDOUT,
 					 "no message within %d ms", timeout_ms);
-		if (daemon_gone(b)) {
+		/* a quiet slice: is the daemon still there? */
+		if (polled == 0 && daemon_gone(b)) {
 			b->bye = true;
 			continue;
 		}
-		if (poll(&p, 1, slice_until(deadline)) < 0 && errno != EINTR)
+		polled = poll(&p, 1, slice_until(deadline));
+		if (polled < 0 && errno != EINTR)
 			return set_error(b, -errno, "poll: %s",
 					 strerror(errno));
 	}
@@ -952,6 +1230,7 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 		if (r == 0)
 			break;
 	}
+	handled += dispatch_async(b);
 	if (b->bye && handled == 0)
 		return set_error(b, -ENOTCONN,
 				 "the daemon of bus %s closed the connection",
@@ -1015,5 +1294,11 @@ MQBUS_EXPORT uint64_t mqbus_msg_timestamp(const mqbus_msg *m)
 
 MQBUS_EXPORT uint32_t mqbus_msg_dropped(const mqbus_msg *m)
 {
-	return m ? m->h.status : 0;
+	return m && m->h.type == PROTO_DELIVER ? m->h.status : 0;
+}
+
+MQBUS_EXPORT int mqbus_msg_is_request(const mqbus_msg *m)
+{
+	return m && m->h.type == PROTO_DELIVER &&
+	       (m->h.flags & PROTO_F_REQUEST) && m->h.token != 0;
 }

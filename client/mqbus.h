@@ -96,6 +96,48 @@ int mqbus_subscribe(mqbus *b, const char *pattern);
 int mqbus_unsubscribe(mqbus *b, const char *pattern);
 
 /*
+ * Queue groups: the subscribers of pattern under one group name share its
+ * messages, each message going to one member, spread evenly.
+ */
+int mqbus_subscribe_group(mqbus *b, const char *pattern, const char *group);
+int mqbus_unsubscribe_group(mqbus *b, const char *pattern,
+			    const char *group);
+
+/*
+ * Request/reply.  mqbus_request() sends data on topic as a request and
+ * waits up to timeout_ms (-1: the handle's timeout) for the first reply,
+ * returned in *ret_reply (free it with mqbus_msg_free()).
+ * -EHOSTUNREACH: no subscriber takes requests on that topic ("no
+ * responders", known at once); -ETIMEDOUT: no reply in time.  Messages
+ * that arrive meanwhile are kept for mqbus_receive()/mqbus_process().
+ */
+int mqbus_request(mqbus *b, const char *topic, const void *data, size_t len,
+		  int timeout_ms, mqbus_msg **ret_reply);
+
+/*
+ * The asynchronous form: returns at once (0, or -errno if it could not be
+ * sent); fn is called later from inside mqbus_process() with error 0 and
+ * the reply (valid during the call only), or with -EHOSTUNREACH or
+ * -ETIMEDOUT and NULL.  Any number may be in flight; call mqbus_process()
+ * when the fd is readable or mqbus_get_timeout() has passed.
+ */
+typedef void (*mqbus_reply_handler)(mqbus *b, int error,
+				    const mqbus_msg *reply, void *userdata);
+int mqbus_request_async(mqbus *b, const char *topic, const void *data,
+			size_t len, int timeout_ms, mqbus_reply_handler fn,
+			void *userdata);
+
+/* Milliseconds until mqbus_process() must run to time out an
+ * asynchronous request, or -1 if none is in flight. */
+int mqbus_get_timeout(const mqbus *b);
+
+/* Answers a received request (mqbus_msg_is_request()).  The daemon
+ * refuses replies to requests this client did not receive, and all but
+ * the first reply to one request. */
+int mqbus_reply(mqbus *b, const mqbus_msg *request, const void *data,
+		size_t len);
+
+/*
  * Waits up to timeout_ms (-1: forever, 0: don't wait) for the next message
  * and returns it in *ret, which the caller frees with mqbus_msg_free().
  * -ETIMEDOUT when none came; -ENOTCONN when the daemon said goodbye.
@@ -135,6 +177,8 @@ uint64_t mqbus_msg_seq(const mqbus_msg *m);
 uint64_t mqbus_msg_timestamp(const mqbus_msg *m);
 /* Messages dropped for this subscriber just before this one. */
 uint32_t mqbus_msg_dropped(const mqbus_msg *m);
+/* 1 if the message is a request to answer with mqbus_reply(), else 0. */
+int mqbus_msg_is_request(const mqbus_msg *m);
 
 #ifdef __cplusplus
 }

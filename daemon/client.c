@@ -73,7 +73,9 @@ int client_new(struct server *s, uint32_t id, uid_t uid, pid_t pid,
 		close(pidfd);
 		return -ENOMEM;
 	}
+	c->kind = SUB_CLIENT;
 	c->server = s;
+	TAILQ_INIT(&c->requests);
 	c->id = id;
 	c->uid = uid;
 	c->pid = pid;
@@ -121,11 +123,19 @@ void client_free(struct client *c, bool unlink)
 	struct server *s = c->server;
 
 	wake_del(&c->src);
-	for (size_t i = 0; i < c->n_patterns; i++) {
-		router_unsubscribe(s->router, c->patterns[i], c);
-		free(c->patterns[i]);
+	for (size_t i = 0; i < c->n_subs; i++) {
+		struct client_sub *sub = &c->subs[i];
+
+		if (sub->group)
+			group_leave(s, sub->pattern, sub->group, c);
+		else
+			router_unsubscribe(s->router, sub->pattern, c);
+		free(sub->pattern);
+		free(sub->group);
 	}
-	free(c->patterns);
+	free(c->subs);
+	while (!TAILQ_EMPTY(&c->requests))
+		request_free(TAILQ_FIRST(&c->requests));
 	pending_clear(c);
 	if (c->rx_ev)
 		event_free(c->rx_ev);
@@ -276,13 +286,13 @@ static bool client_enqueue(struct client *c, struct msgbuf *m, unsigned prio,
 	return true;
 }
 
-static void client_output(struct client *c, struct msgbuf *m, unsigned prio,
-			  unsigned bound)
+static int client_output(struct client *c, struct msgbuf *m, unsigned prio,
+			 unsigned bound)
 {
 	int r = -EAGAIN;
 
 	if (c->closing)
-		return;
+		return -EPIPE;
 	/* behind a backlog, keep order: queue instead of overtaking it */
 	if (c->n_pending == 0)
 		r = client_send_now(c, m, prio, c->dropped);
@@ -293,26 +303,49 @@ static void client_output(struct client *c, struct msgbuf *m, unsigned prio,
 		if (m->data[offsetof(struct proto_header, type)] ==
 		    PROTO_DELIVER)
 			c->dropped = 0;
-		return;
+		return 0;
 	}
 	c->dropped += client_drop(c, m, r);
+	return r;
 }
 
-void client_deliver(struct client *c, struct msgbuf *m, unsigned prio)
+int client_deliver(struct client *c, struct msgbuf *m, unsigned prio)
 {
-	client_output(c, m, prio, c->server->cfg.pending_max);
+	return client_output(c, m, prio, c->server->cfg.pending_max);
+}
+
+int client_try_deliver(struct client *c, struct msgbuf *m, unsigned prio)
+{
+	int r;
+
+	if (c->closing || c->n_pending > 0)
+		return -EAGAIN;
+	r = client_send_now(c, m, prio, c->dropped);
+	if (r == 0)
+		c->dropped = 0;
+	return r;
+}
+
+void client_send_buf(struct client *c, struct msgbuf *m, unsigned prio)
+{
+	client_output(c, m, prio,
+		      c->server->cfg.pending_max + CLIENT_CONTROL_SLACK);
 }
 
 static void client_rx_writable(evutil_socket_t fd, short what, void *arg)
 {
-	struct client *c = arg;
+	client_flush(arg);
+}
 
+void client_flush(struct client *c)
+{
 	while (c->pending_head && !c->closing) {
 		struct pending *p = c->pending_head;
 		int r = client_send_now(c, p->m, p->prio, p->dropped);
 
 		if (r == -EAGAIN) {
-			event_add(c->rx_ev, NULL);
+			if (!event_pending(c->rx_ev, EV_WRITE, NULL))
+				event_add(c->rx_ev, NULL);
 			return;
 		}
 		if (r < 0) {
@@ -342,15 +375,13 @@ int client_send_control(struct client *c, const void *buf, size_t len,
 		return -ENOMEM;
 	memcpy(m->data, buf, len);
 	m->len = len;
-	client_output(c, m, prio,
-		      c->server->cfg.pending_max + CLIENT_CONTROL_SLACK);
+	client_send_buf(c, m, prio);
 	msgbuf_unref(m);
 	return 0;
 }
 
-/* Answers a request: ACK when err is 0, else ERROR with a sentence. */
-static void client_reply(struct client *c, uint32_t token, int err,
-			 const char *text)
+void client_reply(struct client *c, uint32_t token, int err,
+		  const char *text)
 {
 	unsigned char buf[PROTO_HEADER_SIZE + 1 + 256];
 	struct proto_header h;
@@ -369,8 +400,7 @@ static void client_reply(struct client *c, uint32_t token, int err,
 		client_send_control(c, buf, n, PROTO_PRIO_MAX);
 }
 
-static void client_bad(struct client *c, uint32_t token, int err,
-		       const char *what)
+void client_bad(struct client *c, uint32_t token, int err, const char *what)
 {
 	char text[200];
 
@@ -382,66 +412,107 @@ static void client_bad(struct client *c, uint32_t token, int err,
 		client_close(c, true, "too many bad messages");
 		return;
 	}
-	client_reply(c, token, EBADMSG, text);
+	/* a message that does not decode is EBADMSG; others keep theirs */
+	client_reply(c, token, -err >= PROTO_E_SHORT ? EBADMSG : -err, text);
+}
+
+static struct client_sub *client_find_sub(struct client *c,
+					  const char *pattern,
+					  const char *group)
+{
+	for (size_t i = 0; i < c->n_subs; i++) {
+		struct client_sub *sub = &c->subs[i];
+
+		if (strcmp(sub->pattern, pattern) == 0 &&
+		    (sub->group ? group && strcmp(sub->group, group) == 0
+				: !group))
+			return sub;
+	}
+	return NULL;
+}
+
+/* The group name a SUBSCRIBE/UNSUBSCRIBE carries, or NULL. */
+static const char *client_group_of(const struct proto_msg *pm, char *buf)
+{
+	if (pm->h.payload_len == 0)
+		return NULL;
+	memcpy(buf, pm->payload, pm->h.payload_len);
+	buf[pm->h.payload_len] = '\0';
+	return buf;
 }
 
 static void client_subscribe(struct client *c, const struct proto_msg *pm)
 {
 	struct server *s = c->server;
-	char text[128];
-	char *copy;
+	char gbuf[PROTO_GROUP_MAX + 1], text[128];
+	const char *group = client_group_of(pm, gbuf);
+	struct client_sub *sub;
 	int r;
 
-	if (c->n_patterns >= s->cfg.max_subscriptions) {
+	if (c->n_subs >= s->cfg.max_subscriptions) {
 		snprintf(text, sizeof(text),
 			 "too many subscriptions: at most %u per client",
 			 s->cfg.max_subscriptions);
 		client_reply(c, pm->h.token, EDQUOT, text);
 		return;
 	}
-	if (c->n_patterns == c->cap_patterns) {
-		size_t cap = c->cap_patterns ? c->cap_patterns * 2 : 4;
-		char **p = realloc(c->patterns, cap * sizeof(*p));
+	if (client_find_sub(c, pm->topic, group)) {
+		client_reply(c, pm->h.token, EEXIST,
+			     "already subscribed to this pattern");
+		return;
+	}
+	if (c->n_subs == c->cap_subs) {
+		size_t cap = c->cap_subs ? c->cap_subs * 2 : 4;
+		struct client_sub *p = realloc(c->subs, cap * sizeof(*p));
 
 		if (!p) {
 			client_reply(c, pm->h.token, ENOMEM, "out of memory");
 			return;
 		}
-		c->patterns = p;
-		c->cap_patterns = cap;
+		c->subs = p;
+		c->cap_subs = cap;
 	}
-	copy = strdup(pm->topic);
-	if (!copy) {
+	sub = &c->subs[c->n_subs];
+	sub->pattern = strdup(pm->topic);
+	sub->group = group ? strdup(group) : NULL;
+	if (!sub->pattern || (group && !sub->group)) {
+		free(sub->pattern);
+		free(sub->group);
 		client_reply(c, pm->h.token, ENOMEM, "out of memory");
 		return;
 	}
-	r = router_subscribe(s->router, pm->topic, c);
+	r = group ? group_join(s, pm->topic, group, c)
+		  : router_subscribe(s->router, pm->topic, c);
 	if (r < 0) {
-		free(copy);
+		free(sub->pattern);
+		free(sub->group);
 		client_reply(c, pm->h.token, -r,
 			     r == -EEXIST ? "already subscribed to this pattern"
 					  : "invalid pattern");
 		return;
 	}
-	c->patterns[c->n_patterns++] = copy;
+	c->n_subs++;
 	client_reply(c, pm->h.token, 0, NULL);
 }
 
 static void client_unsubscribe(struct client *c, const struct proto_msg *pm)
 {
-	int r = router_unsubscribe(c->server->router, pm->topic, c);
+	char gbuf[PROTO_GROUP_MAX + 1];
+	const char *group = client_group_of(pm, gbuf);
+	struct client_sub *sub = client_find_sub(c, pm->topic, group);
 
-	if (r < 0) {
-		client_reply(c, pm->h.token, -r, "not subscribed to this pattern");
+	if (!sub) {
+		client_reply(c, pm->h.token, ENOENT,
+			     "not subscribed to this pattern");
 		return;
 	}
-	for (size_t i = 0; i < c->n_patterns; i++) {
-		if (strcmp(c->patterns[i], pm->topic) == 0) {
-			free(c->patterns[i]);
-			c->patterns[i] = c->patterns[--c->n_patterns];
-			break;
-		}
-	}
+	if (group)
+		group_leave(c->server, pm->topic, group, c);
+	else
+		router_unsubscribe(c->server->router, pm->topic, c);
+	free(sub->pattern);
+	free(sub->group);
+	*sub = c->subs[--c->n_subs];
 	client_reply(c, pm->h.token, 0, NULL);
 }
 
@@ -487,6 +558,13 @@ static void client_handle(struct client *c, struct msgbuf *m)
 		break;
 	case PROTO_STATS:
 		client_stats(c, pm.h.token);
+		break;
+	case PROTO_REQUEST:
+		c->published++;
+		server_request(c->server, c, m, &pm);
+		break;
+	case PROTO_REPLY:
+		server_reply(c->server, c, m, &pm);
 		break;
 	case PROTO_BYE:
 		client_close(c, false, "said goodbye");

@@ -20,6 +20,8 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 
+#include "daemon/group.h"
+#include "daemon/request.h"
 #include "daemon/wake.h"
 
 struct event;
@@ -33,7 +35,14 @@ struct pending {
 	uint32_t dropped; /* drops just before this message */
 };
 
+/* one subscription: a pattern, alone or in a queue group */
+struct client_sub {
+	char *pattern;
+	char *group; /* NULL: a plain subscription */
+};
+
 struct client {
+	enum sub_kind kind; /* SUB_CLIENT: first, as in struct group */
 	struct server *server;
 	TAILQ_ENTRY(client) link;      /* server->clients */
 	TAILQ_ENTRY(client) reap_link; /* server->reap, once closing */
@@ -53,9 +62,13 @@ struct client {
 	bool closing;
 
 	/* subscriptions, kept to unsubscribe on close */
-	char **patterns;
-	size_t n_patterns;
-	size_t cap_patterns;
+	struct client_sub *subs;
+	size_t n_subs;
+	size_t cap_subs;
+
+	/* requests this client made that await an answer */
+	struct request_list requests;
+	unsigned n_requests;
 
 	/* the messages waiting for room in rx, highest priority first */
 	struct pending *pending_head;
@@ -95,9 +108,28 @@ int client_read(struct client *c, unsigned budget);
 
 /*
  * Sends m (a DELIVER) to c at mq priority prio, or queues it when rx is
- * full.  Counts deliveries and drops.
+ * full.  Counts deliveries and drops.  Returns 0 when sent or queued,
+ * -errno when dropped.
  */
-void client_deliver(struct client *c, struct msgbuf *m, unsigned prio);
+int client_deliver(struct client *c, struct msgbuf *m, unsigned prio);
+
+/* Sends m now if rx has room and nothing waits before it; -EAGAIN (and
+ * nothing done) otherwise. */
+int client_try_deliver(struct client *c, struct msgbuf *m, unsigned prio);
+
+/* Sends m, a REPLY or control message, or queues it like a reply. */
+void client_send_buf(struct client *c, struct msgbuf *m, unsigned prio);
+
+/* Sends what waits in the pending list until rx is full again. */
+void client_flush(struct client *c);
+
+/* Answers a request: ACK when err is 0, else ERROR with text. */
+void client_reply(struct client *c, uint32_t token, int err,
+		  const char *text);
+
+/* Counts a bad message (err: a negated proto_error or -errno) and
+ * answers ERROR; too many of them close the client. */
+void client_bad(struct client *c, uint32_t token, int err, const char *what);
 
 /* Sends a control message (ACK, ERROR, WELCOME, BYE, STATS reply) now,
  * dropping it if rx is full.  Returns 0 or -errno. */

@@ -8,6 +8,8 @@ daemon_libmqbusd_la_SOURCES = \
 	daemon/msgbuf.c daemon/msgbuf.h \
 	daemon/wake.c daemon/wake.h \
 	daemon/client.c daemon/client.h \
+	daemon/group.c daemon/group.h \
+	daemon/request.c daemon/request.h \
 	daemon/server.c daemon/server.h \
 	daemon/sweep.c daemon/sweep.h
 daemon_libmqbusd_la_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) \

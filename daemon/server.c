@@ -218,6 +218,8 @@ int server_init(struct server *s, const struct server_options *opt,
 	s->sig_fd = -1;
 	s->announce = (mqd_t)-1;
 	TAILQ_INIT(&s->ready);
+	TAILQ_INIT(&s->groups);
+	request_table_init(&s->requests);
 	TAILQ_INIT(&s->clients);
 	TAILQ_INIT(&s->reap);
 	s->uid = getuid();
@@ -340,6 +342,12 @@ int server_stats_text(struct server *s, char *buf, size_t cap)
 		     "handshakes_failed=%llu\n"
 		     "clients_gone=%llu\n"
 		     "wakeups_rescued=%llu\n"
+		     "requests=%llu\n"
+		     "replies=%llu\n"
+		     "no_responders=%llu\n"
+		     "requests_expired=%llu\n"
+		     "replies_refused=%llu\n"
+		     "requests_in_flight=%u\n"
 		     "buffers_live=%zu\n",
 		     s->bus, (int)s->pid,
 		     wake_method_name(wake_method_of(s->wake)),
@@ -353,7 +361,12 @@ int server_stats_text(struct server *s, char *buf, size_t cap)
 		     (unsigned long long)s->stats.handshakes_failed,
 		     (unsigned long long)s->stats.clients_gone,
 		     (unsigned long long)s->stats.wakeups_rescued,
-		     msgbuf_live());
+		     (unsigned long long)s->stats.requests,
+		     (unsigned long long)s->stats.replies,
+		     (unsigned long long)s->stats.no_responders,
+		     (unsigned long long)s->stats.requests_expired,
+		     (unsigned long long)s->stats.replies_refused,
+		     s->requests.count, msgbuf_live());
 	if (n < 0)
 		return 0;
 	return (size_t)n >= cap ? (int)cap - 1 : n;
@@ -765,51 +778,166 @@ struct route_ctx {
 	struct msgbuf *m;
 	unsigned prio;
 	uint64_t seq;
+	struct request *req; /* routing a request: who received it */
+	unsigned accepted;   /* subscribers that took it */
 };
 
 static void route_one(void *subscriber, void *userdata)
 {
-	struct client *c = subscriber;
 	struct route_ctx *ctx = userdata;
+	struct client *c;
 
 	/* several matching patterns, one copy */
-	if (c->route_seq == ctx->seq)
-		return;
-	c->route_seq = ctx->seq;
-	client_deliver(c, ctx->m, ctx->prio);
+	if (*(enum sub_kind *)subscriber == SUB_GROUP) {
+		struct group *g = subscriber;
+
+		if (g->route_seq == ctx->seq)
+			return;
+		g->route_seq = ctx->seq;
+		c = group_deliver(g, ctx->m, ctx->prio);
+		if (!c)
+			return;
+	} else {
+		c = subscriber;
+		if (c->route_seq == ctx->seq)
+			return;
+		c->route_seq = ctx->seq;
+		if (client_deliver(c, ctx->m, ctx->prio) < 0)
+			return;
+	}
+	ctx->accepted++;
+	if (ctx->req && request_add_recipient(ctx->req, c->id) < 0)
+		log_warnx("out of memory: client %u will not be allowed to "
+			  "answer request %u",
+			  c->id, ctx->req->id);
 }
 
 /*
- * Turns the PUBLISH in m into a DELIVER in place, stamped with what the
- * daemon knows of the sender, and hands the one buffer to every matching
- * subscriber.
+ * Rewrites the message in m in place as what the daemon sends on: its
+ * type, flags and token, the priority, and what the daemon knows of the
+ * sender.  Returns the bus sequence number given to it.
  */
-void server_route(struct server *s, struct client *from, struct msgbuf *m,
-		  const char *topic, int requested_prio)
+static uint64_t server_stamp(struct server *s, struct client *from,
+			     struct msgbuf *m, enum proto_type type,
+			     uint16_t flags, uint32_t token, unsigned prio)
 {
-	struct route_ctx ctx;
 	struct proto_header h;
 	struct timespec now;
 
 	clock_gettime(CLOCK_REALTIME, &now);
 	memcpy(&h, m->data, sizeof(h));
-	ctx.m = m;
-	ctx.prio = config_priority(&s->cfg, topic, requested_prio);
-	ctx.seq = ++s->seq;
-	h.type = PROTO_DELIVER;
-	h.flags = 0;
-	h.priority = ctx.prio;
-	h.token = 0;
+	h.type = (uint8_t)type;
+	h.flags = flags;
+	h.priority = prio;
+	h.token = token;
 	h.status = 0;
 	h.sender_uid = (uint32_t)from->uid;
 	h.sender_pid = (uint32_t)from->pid;
 	h.client_id = from->id;
-	h.seq = ctx.seq;
+	h.seq = ++s->seq;
 	h.timestamp = (uint64_t)now.tv_sec * 1000000000u +
 		      (uint64_t)now.tv_nsec;
 	memcpy(m->data, &h, sizeof(h));
+	return h.seq;
+}
+
+/*
+ * Turns the PUBLISH in m into a DELIVER in place and hands the one buffer
+ * to every matching subscriber.
+ */
+void server_route(struct server *s, struct client *from, struct msgbuf *m,
+		  const char *topic, int requested_prio)
+{
+	struct route_ctx ctx = { .m = m };
+
+	ctx.prio = config_priority(&s->cfg, topic, requested_prio);
+	ctx.seq = server_stamp(s, from, m, PROTO_DELIVER, 0, 0, ctx.prio);
 	s->stats.published++;
 	router_match(s->router, topic, route_one, &ctx);
+}
+
+/*
+ * A REQUEST goes out like a PUBLISH, marked as a request with a fresh
+ * request id; with nobody to take it the requester hears so at once.
+ */
+void server_request(struct server *s, struct client *from, struct msgbuf *m,
+		    const struct proto_msg *pm)
+{
+	struct route_ctx ctx = { .m = m };
+	char text[PROTO_TOPIC_MAX + 64];
+	uint32_t token = pm->h.token;
+	const char *topic = pm->topic;
+	struct request *req;
+
+	if (from->n_requests >= REQUEST_MAX_PER_CLIENT) {
+		snprintf(text, sizeof(text),
+			 "too many requests in flight: at most %d",
+			 REQUEST_MAX_PER_CLIENT);
+		client_reply(from, token, EBUSY, text);
+		return;
+	}
+	req = request_new(s, from, token, pm->h.status);
+	if (!req) {
+		client_reply(from, token, ENOMEM, "out of memory");
+		return;
+	}
+	ctx.req = req;
+	ctx.prio = config_priority(&s->cfg, topic,
+				   pm->h.flags & PROTO_F_PRIORITY
+					   ? (int)pm->h.priority
+					   : -1);
+	/* the topic stays where it is; stamping touches the header only */
+	ctx.seq = server_stamp(s, from, m, PROTO_DELIVER, PROTO_F_REQUEST,
+			       req->id, ctx.prio);
+	s->stats.requests++;
+	router_match(s->router, topic, route_one, &ctx);
+	if (ctx.accepted == 0) {
+		request_free(req);
+		s->stats.no_responders++;
+		snprintf(text, sizeof(text), "no responders on topic %s",
+			 topic);
+		client_reply(from, token, EHOSTUNREACH, text);
+	}
+}
+
+/*
+ * A REPLY counts only from a client that received the request, and only
+ * once; it goes to the requester alone, with the requester's own token.
+ */
+void server_reply(struct server *s, struct client *from, struct msgbuf *m,
+		  const struct proto_msg *pm)
+{
+	struct request *req = request_find(&s->requests, pm->h.token);
+	struct client *to;
+
+	if (!req || !request_has_recipient(req, from->id)) {
+		s->stats.replies_refused++;
+		if (req) {
+			/* a request it never saw: a forgery */
+			client_bad(from, pm->h.token, -EPERM,
+				   "reply to a request you did not receive");
+		} else {
+			log_debug("client %u: reply to unknown request %u "
+				  "(answered or expired)",
+				  from->id, pm->h.token);
+		}
+		return;
+	}
+	to = req->requester;
+	server_stamp(s, from, m, PROTO_REPLY, 0, req->token, 0);
+	request_free(req);
+	s->stats.replies++;
+	client_send_buf(to, m, PROTO_PRIO_MAX);
+}
+
+void server_request_expired(struct server *s, struct request *r)
+{
+	struct client *to = r->requester;
+	uint32_t token = r->token;
+
+	request_free(r);
+	s->stats.requests_expired++;
+	client_reply(to, token, ETIMEDOUT, "no reply before the timeout");
 }
 
 /* -------------------------------------------------------------------- */
@@ -839,23 +967,34 @@ static void server_reload(struct server *s)
 	sd_notify(0, "READY=1");
 }
 
+/*
+ * Reads the signals in batches; only a full batch is followed by another
+ * read, so the usual wake-up costs one read, not a second one that says
+ * EAGAIN.
+ */
 static void server_signal(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
-	struct signalfd_siginfo si;
+	struct signalfd_siginfo si[16];
+	ssize_t n;
 
-	while (read(fd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
-		if ((int)si.ssi_signo == s->wake_signo) {
-			wake_signal(s->wake, &si);
-		} else if (si.ssi_signo == SIGHUP) {
-			server_reload(s);
-		} else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-			log_info("signal %u: shutting down", si.ssi_signo);
-			s->stopping = true;
-			event_base_loopbreak(s->base);
-			return;
+	do {
+		n = read(fd, si, sizeof(si));
+		for (ssize_t i = 0; i < n / (ssize_t)sizeof(si[0]); i++) {
+			unsigned signo = si[i].ssi_signo;
+
+			if ((int)signo == s->wake_signo) {
+				wake_signal(s->wake, &si[i]);
+			} else if (signo == SIGHUP) {
+				server_reload(s);
+			} else if (signo == SIGTERM || signo == SIGINT) {
+				log_info("signal %u: shutting down", signo);
+				s->stopping = true;
+				event_base_loopbreak(s->base);
+				return;
+			}
 		}
-	}
+	} while (n == (ssize_t)sizeof(si));
 }
 
 int server_run(struct server *s)
@@ -879,13 +1018,8 @@ int server_run(struct server *s)
 	/* no new clients; flush what fits, say goodbye, remove the queues */
 	mq_unlink(s->announce_name);
 	n = s->n_clients;
-	TAILQ_FOREACH(c, &s->clients, link) {
-		if (c->pending_head) {
-			event_del(c->rx_ev);
-			event_active(c->rx_ev, EV_WRITE, 0);
-		}
-	}
-	event_base_loop(s->base, EVLOOP_NONBLOCK);
+	TAILQ_FOREACH(c, &s->clients, link)
+		client_flush(c);
 	for (c = TAILQ_FIRST(&s->clients); c; c = next) {
 		next = TAILQ_NEXT(c, link);
 		if (!c->closing)
@@ -904,6 +1038,7 @@ void server_deinit(struct server *s)
 
 	while ((c = TAILQ_FIRST(&s->clients)))
 		server_drop_client(s, c);
+	request_table_deinit(&s->requests);
 	wake_del(&s->announce_src);
 	if (s->announce != (mqd_t)-1) {
 		mq_close(s->announce);

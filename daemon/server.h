@@ -13,6 +13,8 @@
 #include <time.h>
 
 #include "daemon/config.h"
+#include "daemon/group.h"
+#include "daemon/request.h"
 #include "daemon/wake.h"
 
 struct event;
@@ -37,6 +39,11 @@ struct server_stats {
 	uint64_t handshakes_failed;
 	uint64_t clients_gone;
 	uint64_t wakeups_rescued;
+	uint64_t requests;
+	uint64_t replies;
+	uint64_t no_responders;
+	uint64_t requests_expired;
+	uint64_t replies_refused;
 };
 
 struct server_options {
@@ -70,6 +77,8 @@ struct server {
 	TAILQ_HEAD(wake_src_list, wake_src) ready;
 
 	struct router *router;
+	struct group_list groups;
+	struct request_table requests;
 	TAILQ_HEAD(, client) clients;
 	TAILQ_HEAD(, client) reap;
 	unsigned n_clients;
@@ -98,6 +107,13 @@ void server_wake_ready(struct server *s, struct wake_src *src);
 void server_route(struct server *s, struct client *from, struct msgbuf *m,
 		  const char *topic, int requested_prio);
 void server_client_closing(struct server *s, struct client *c);
+struct proto_msg;
+void server_request(struct server *s, struct client *from, struct msgbuf *m,
+		    const struct proto_msg *pm);
+void server_reply(struct server *s, struct client *from, struct msgbuf *m,
+		  const struct proto_msg *pm);
+/* used by request.c */
+void server_request_expired(struct server *s, struct request *r);
 int server_stats_text(struct server *s, char *buf, size_t cap);
 void server_notify_status(struct server *s);
 

@@ -40,6 +40,8 @@ struct wake {
 	/* thread back-end */
 	int efd;
 	struct event *efd_ev;
+	uint64_t *spare; /* swapped with thread_cookies: no malloc per batch */
+	size_t spare_cap;
 };
 
 /*
@@ -147,25 +149,28 @@ static void wake_thread_ready(evutil_socket_t fd, short what, void *arg)
 {
 	struct wake *w = arg;
 	uint64_t count, *cookies;
-	size_t n;
+	size_t n, cap;
 	bool overflow;
 
 	if (read(fd, &count, sizeof(count)) < 0 && errno != EAGAIN)
 		log_warn("eventfd read");
 
-	/* take the batch, then run callbacks without the lock */
+	/* take the batch, leave the spare array, run callbacks unlocked */
 	pthread_mutex_lock(&thread_lock);
 	cookies = thread_cookies;
+	cap = thread_cap;
 	n = thread_n;
 	overflow = thread_overflow;
-	thread_cookies = NULL;
-	thread_n = thread_cap = 0;
+	thread_cookies = w->spare;
+	thread_cap = w->spare_cap;
+	thread_n = 0;
 	thread_overflow = false;
 	pthread_mutex_unlock(&thread_lock);
 
 	for (size_t i = 0; i < n; i++)
 		wake_fire(w, cookies[i]);
-	free(cookies);
+	w->spare = cookies;
+	w->spare_cap = cap;
 	if (overflow) {
 		for (uint32_t i = 0; i < w->n_slots; i++) {
 			struct wake_src *src = w->slots[i];
@@ -230,6 +235,7 @@ struct wake *wake_free(struct wake *w)
 		thread_n = thread_cap = 0;
 		pthread_mutex_unlock(&thread_lock);
 	}
+	free(w->spare);
 	if (w->efd_ev)
 		event_free(w->efd_ev);
 	if (w->efd >= 0)
@@ -244,15 +250,19 @@ static void wake_poll_ready(evutil_socket_t fd, short what, void *arg)
 {
 	struct wake_src *src = arg;
 
-	src->armed = false;
 	src->on_wake(src);
 }
 
+/*
+ * A polled source keeps one persistent, level-triggered event: it costs
+ * no epoll_ctl per wake-up, and while the source waits on the ready list
+ * a repeated wake-up is a no-op.
+ */
 static int wake_start_polling(struct wake_src *src)
 {
 	src->polling = true;
-	src->ev = event_new(src->w->base, src->mqd, EV_READ, wake_poll_ready,
-			    src);
+	src->ev = event_new(src->w->base, src->mqd, EV_READ | EV_PERSIST,
+			    wake_poll_ready, src);
 	return src->ev ? 0 : -ENOMEM;
 }
 
@@ -329,7 +339,7 @@ int wake_arm(struct wake_src *src)
 	struct sigevent sev;
 
 	if (src->polling) {
-		/* level-triggered: no race to close */
+		/* level-triggered and persistent: added once, no race */
 		if (!src->armed && event_add(src->ev, NULL) < 0)
 			return -ENOMEM;
 		src->armed = true;

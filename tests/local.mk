@@ -45,3 +45,5 @@ AM_TESTS_ENVIRONMENT = \
 	top_builddir='$(abs_top_builddir)'; export top_builddir; \
 	top_srcdir='$(abs_top_srcdir)'; export top_srcdir; \
 	CK_FORK=yes; export CK_FORK;
+TESTS += tests/alloc.sh
+EXTRA_DIST += tests/alloc.sh

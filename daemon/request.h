@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * request.h - requests in flight: who asked, who may answer, until when.
+ *
+ * A REQUEST is routed like a PUBLISH, marked as a request and stamped with
+ * a daemon-wide request id.  The daemon remembers which clients received
+ * it; only one of them may answer, once, before the deadline, and the
+ * answer goes only to the requester, tagged with the requester's own
+ * correlation id.  So a client cannot inject a reply nobody asked it for,
+ * nor answer on another's behalf.
+ */
+#ifndef MQBUS_REQUEST_H
+#define MQBUS_REQUEST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <event2/event_struct.h>
+
+struct client;
+struct server;
+
+/* in-flight requests one client may have */
+#define REQUEST_MAX_PER_CLIENT 1024
+#define REQUEST_DEFAULT_TIMEOUT_MS 30000
+#define REQUEST_MAX_TIMEOUT_MS 3600000
+#define REQUEST_INLINE_RECIPIENTS 4
+
+struct request {
+	uint32_t id;
+	uint32_t token; /* the requester's correlation id */
+	struct client *requester;
+	struct server *server;
+	TAILQ_ENTRY(request) client_link; /* requester->requests */
+	struct request *hash_next;
+	struct event timeout_ev;
+	uint32_t n_recipients;
+	uint32_t cap_recipients;
+	uint32_t *recipients; /* client ids; inline storage when few */
+	uint32_t inline_recipients[REQUEST_INLINE_RECIPIENTS];
+};
+
+TAILQ_HEAD(request_list, request);
+
+struct request_table {
+	struct request **buckets;
+	uint32_t n_buckets; /* a power of two */
+	uint32_t count;
+	uint32_t next_id;
+	struct request *free_list;
+};
+
+void request_table_init(struct request_table *t);
+void request_table_deinit(struct request_table *t);
+
+/*
+ * A new request of requester with its correlation token, expiring after
+ * timeout_ms (0: the default).  Returns NULL when out of memory.
+ */
+struct request *request_new(struct server *s, struct client *requester,
+			    uint32_t token, uint32_t timeout_ms);
+/* Records that client id received the request.  -ENOMEM on failure. */
+int request_add_recipient(struct request *r, uint32_t client_id);
+bool request_has_recipient(const struct request *r, uint32_t client_id);
+struct request *request_find(struct request_table *t, uint32_t id);
+/* Forgets the request (answered, expired or its requester gone). */
+void request_free(struct request *r);
+
+#endif

@@ -1,0 +1,902 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * bench-work.c - the processes of a benchmark row.
+ *
+ * Each worker is forked by the orchestrator with one struct bench_job,
+ * sets itself up (opens queues, connects to mqbusd, subscribes), says it
+ * is ready, waits for the go, does its part and waits for the quit before
+ * it tears down, so that neither set-up nor tear-down falls into the
+ * measured window.
+ *
+ * Sources stamp every payload with their stream, a sequence number and
+ * the send time; sinks check every payload (sequence, size, content) and
+ * fail the row on the first lost, reordered or damaged message.  A sink
+ * acknowledges through the control block, which is what keeps a source
+ * within its window (bench.h says why there is one).
+ *
+ * The relay is the yardstick for mqbusd: the smallest process that does
+ * what a daemon hop must do, receive and forward, woken the way mqbusd is
+ * woken, and following the same discipline (drain to EAGAIN, arm, look
+ * once more), and nothing else.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <mqueue.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "client/mqbus.h"
+#include "tests/bench/bench.h"
+
+/* the relay's notification signal, the one mqbusd uses */
+#define RELAY_SIGNAL (SIGRTMIN + 1)
+
+static const struct bench_job *job;
+
+static void die(const char *fmt, ...) __attribute__((noreturn))
+__attribute__((format(printf, 1, 2)));
+
+static void die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	bench_vfail(job->ctl, fmt, ap);
+	va_end(ap);
+	_exit(1);
+}
+
+/* ---------------------------------------------------------------- phases */
+
+static void phase_ready(void)
+{
+	struct bench_ctl *ctl = job->ctl;
+
+	atomic_fetch_add(&ctl->ready, 1);
+	futex_wake(&ctl->ready);
+	while (atomic_load(&ctl->go) == 0) {
+		if (atomic_load(&ctl->failed))
+			_exit(1);
+		futex_wait(&ctl->go, 0, 1000);
+	}
+}
+
+static void phase_done(void)
+{
+	atomic_fetch_add(&job->ctl->done, 1);
+	futex_wake(&job->ctl->done);
+}
+
+static void phase_quit(void)
+{
+	struct bench_ctl *ctl = job->ctl;
+
+	while (atomic_load(&ctl->quit) == 0) {
+		if (atomic_load(&ctl->failed))
+			_exit(1);
+		futex_wait(&ctl->quit, 0, 1000);
+	}
+}
+
+/* ---------------------------------------------------------------- window */
+
+static uint64_t window_low(unsigned stream)
+{
+	uint64_t low = UINT64_MAX;
+
+	for (unsigned i = 0; i < job->n_sinks; i++) {
+		uint64_t a = atomic_load(&job->ctl->sink[i].acked[stream]);
+
+		if (a < low)
+			low = a;
+	}
+	return low;
+}
+
+/*
+ * Waits until message seq of this stream is within the window of every
+ * sink.  The waiting flag is set before the last look, and sinks look at
+ * it after acknowledging, so a wake-up cannot fall between the two.
+ */
+static void window_wait(unsigned stream, uint64_t seq)
+{
+	struct bench_stream *st = &job->ctl->stream[stream];
+
+	while (seq - window_low(stream) >= job->window) {
+		uint32_t w = atomic_load(&st->wake);
+
+		atomic_store(&st->waiting, 1);
+		if (seq - window_low(stream) < job->window) {
+			/* no sink needs to wake us after all */
+			atomic_store(&st->waiting, 0);
+			break;
+		}
+		futex_wait(&st->wake, w, 1000);
+		if (atomic_load(&job->ctl->failed))
+			_exit(1);
+	}
+	atomic_store(&st->sent, seq);
+}
+
+static void window_ack(unsigned sink, unsigned stream, uint64_t seq)
+{
+	struct bench_stream *st = &job->ctl->stream[stream];
+
+	atomic_store(&job->ctl->sink[sink].acked[stream], seq + 1);
+	if (atomic_load(&st->waiting) && atomic_exchange(&st->waiting, 0)) {
+		atomic_fetch_add(&st->wake, 1);
+		futex_wake(&st->wake);
+	}
+}
+
+/* ---------------------------------------------------------------- sinks */
+
+/*
+ * What a sink knows of each stream: the next sequence number it expects
+ * and whether the last message was seen.
+ */
+struct sink_state {
+	uint64_t next[BENCH_MAX_STREAMS];
+	unsigned finished;
+	uint64_t received;
+};
+
+/* Checks one payload; returns true when every stream has finished. */
+static bool sink_take(struct sink_state *s, const void *buf, size_t len)
+{
+	struct bench_payload p;
+	uint64_t now = now_ns();
+	char err[200];
+
+	if (payload_check(buf, len, job->size, &p, err, sizeof(err)) < 0)
+		die("subscriber %u: %s", job->index, err);
+	if (p.stream >= job->n_streams)
+		die("subscriber %u: message of unknown stream %u", job->index,
+		    p.stream);
+	if (p.seq != s->next[p.stream])
+		die("subscriber %u: stream %u: got seq %llu, expected %llu "
+		    "(%s)",
+		    job->index, p.stream, (unsigned long long)p.seq,
+		    (unsigned long long)s->next[p.stream],
+		    p.seq > s->next[p.stream] ? "messages lost"
+					      : "reordered or duplicated");
+	s->next[p.stream]++;
+	s->received++;
+	hist_add(&job->ctl->hist[job->index], now - p.sent_ns);
+	window_ack(job->index, p.stream, p.seq);
+	if (p.flags & BENCH_F_LAST)
+		s->finished++;
+	if (s->finished < job->n_streams)
+		return false;
+	job->ctl->sink[job->index].t_last = now;
+	job->ctl->sink[job->index].received = s->received;
+	return true;
+}
+
+/* ---------------------------------------------------------------- sources */
+
+static bool source_last(uint64_t seq, uint64_t t0, uint64_t now)
+{
+	if (job->count)
+		return seq + 1 >= job->count;
+	return now - t0 >= job->duration_ns;
+}
+
+typedef void (*send_fn)(void *ctx, const void *buf, size_t len);
+
+static void source_run(send_fn send, void *ctx, unsigned char *buf, size_t pad)
+{
+	struct bench_stream *st = &job->ctl->stream[job->index];
+	uint64_t t0 = now_ns(), seq;
+
+	st->t_first = t0;
+	for (seq = 0;; seq++) {
+		uint64_t now;
+		bool last;
+
+		window_wait(job->index, seq);
+		now = now_ns();
+		last = source_last(seq, t0, now);
+		payload_fill(buf + pad, job->size, job->index, seq, now, last);
+		send(ctx, buf, pad + job->size);
+		if (last)
+			break;
+	}
+	st->count = seq + 1;
+}
+
+/* ---------------------------------------------------------------- raw */
+
+static mqd_t raw_open(const char *name, int flags)
+{
+	mqd_t q = mq_open(name, flags);
+
+	if (q == (mqd_t)-1)
+		die("cannot open queue %s: %s", name, strerror(errno));
+	return q;
+}
+
+static void raw_send(void *ctx, const void *buf, size_t len)
+{
+	mqd_t q = *(mqd_t *)ctx;
+
+	while (mq_send(q, buf, len, 0) < 0)
+		if (errno != EINTR)
+			die("mq_send: %s", strerror(errno));
+}
+
+static size_t raw_receive(mqd_t q, unsigned char *buf)
+{
+	ssize_t n;
+
+	while ((n = mq_receive(q, (char *)buf, BENCH_MSGSIZE, NULL)) < 0)
+		if (errno != EINTR)
+			die("mq_receive: %s", strerror(errno));
+	if ((size_t)n < bench_raw_pad())
+		die("raw message of %zd bytes is too short", n);
+	return (size_t)n;
+}
+
+static void raw_source(void)
+{
+	static unsigned char buf[BENCH_MSGSIZE];
+	mqd_t q = raw_open(job->q[0], O_WRONLY);
+
+	memset(buf, 0, sizeof(buf));
+	phase_ready();
+	source_run(raw_send, &q, buf, bench_raw_pad());
+	phase_done();
+	phase_quit();
+}
+
+static void raw_sink(void)
+{
+	static unsigned char buf[BENCH_MSGSIZE];
+	struct sink_state s;
+	mqd_t q = raw_open(job->q[0], O_RDONLY);
+	size_t pad = bench_raw_pad();
+
+	memset(&s, 0, sizeof(s));
+	phase_ready();
+	for (;;) {
+		size_t n = raw_receive(q, buf);
+
+		if (sink_take(&s, buf + pad, n - pad))
+			break;
+	}
+	phase_done();
+	phase_quit();
+}
+
+/* Forwards until the last message of the pinger went through. */
+static void raw_echo(void)
+{
+	static unsigned char buf[BENCH_MSGSIZE];
+	mqd_t in = raw_open(job->q[0], O_RDONLY);
+	mqd_t out = raw_open(job->q[1], O_WRONLY);
+	size_t pad = bench_raw_pad();
+
+	phase_ready();
+	for (;;) {
+		size_t n = raw_receive(in, buf);
+		struct bench_payload p;
+
+		raw_send(&out, buf, n);
+		memcpy(&p, buf + pad, sizeof(p));
+		if (p.flags & BENCH_F_LAST)
+			break;
+	}
+	phase_done();
+	phase_quit();
+}
+
+/* ---------------------------------------------------------------- pinger */
+
+struct pinger_ops {
+	void (*send)(void *ctx, const void *buf, size_t len);
+	/* the payload of the next answer and its length */
+	const void *(*receive)(void *ctx, size_t *ret_len);
+	void *ctx;
+	size_t pad;
+};
+
+/*
+ * One message in flight at a time: send, wait for the echo, check that it
+ * is the very message sent, record the round trip.
+ */
+static void pinger_run(const struct pinger_ops *ops, unsigned char *buf)
+{
+	struct bench_stream *st = &job->ctl->stream[0];
+	struct bench_sink *sk = &job->ctl->sink[0];
+	uint64_t t0 = now_ns(), seq, now;
+
+	st->t_first = t0;
+	for (seq = 0;; seq++) {
+		struct bench_payload p;
+		const void *answer;
+		char err[200];
+		bool last;
+		size_t n;
+
+		now = now_ns();
+		last = source_last(seq, t0, now);
+		payload_fill(buf + ops->pad, job->size, 0, seq, now, last);
+		ops->send(ops->ctx, buf, ops->pad + job->size);
+		answer = ops->receive(ops->ctx, &n);
+		now = now_ns();
+		if (payload_check(answer, n, job->size, &p, err, sizeof(err)) <
+		    0)
+			die("round trip client: %s", err);
+		if (p.seq != seq)
+			die("round trip client: got seq %llu back, sent %llu",
+			    (unsigned long long)p.seq, (unsigned long long)seq);
+		hist_add(&job->ctl->hist[0], now - p.sent_ns);
+		atomic_store(&sk->acked[0], seq + 1);
+		if (last)
+			break;
+	}
+	st->count = seq + 1;
+	sk->received = seq + 1;
+	sk->t_last = now;
+}
+
+struct raw_pinger {
+	mqd_t out, in;
+	unsigned char in_buf[BENCH_MSGSIZE];
+};
+
+static void raw_pinger_send(void *ctx, const void *buf, size_t len)
+{
+	struct raw_pinger *rp = ctx;
+
+	raw_send(&rp->out, buf, len);
+}
+
+static const void *raw_pinger_receive(void *ctx, size_t *ret_len)
+{
+	struct raw_pinger *rp = ctx;
+	size_t n = raw_receive(rp->in, rp->in_buf);
+
+	*ret_len = n - bench_raw_pad();
+	return rp->in_buf + bench_raw_pad();
+}
+
+static void raw_pinger(void)
+{
+	static unsigned char buf[BENCH_MSGSIZE];
+	static struct raw_pinger rp;
+	struct pinger_ops ops = {
+	    .send = raw_pinger_send,
+	    .receive = raw_pinger_receive,
+	    .ctx = &rp,
+	    .pad = bench_raw_pad(),
+	};
+
+	rp.out = raw_open(job->q[0], O_WRONLY);
+	rp.in = raw_open(job->q[1], O_RDONLY);
+	memset(buf, 0, sizeof(buf));
+	phase_ready();
+	pinger_run(&ops, buf);
+	phase_done();
+	phase_quit();
+}
+
+/* ---------------------------------------------------------------- relay */
+
+/*
+ * Messages the relay holds for an output queue that is full: as many as
+ * mqbusd holds per subscriber (pending_max).  Like mqbusd it never blocks
+ * on output, so it goes on draining its input while the consumer catches
+ * up, and it receives straight into the slot a held message keeps, so a
+ * message is never copied in user space.
+ */
+#define RELAY_HOLD 256
+
+struct relay_out {
+	mqd_t q;
+	unsigned head, n;
+	size_t len[RELAY_HOLD];
+	unsigned prio[RELAY_HOLD];
+	unsigned char (*slot)[BENCH_MSGSIZE];
+};
+
+struct relay {
+	unsigned n;
+	mqd_t in[BENCH_MAX_RELAY];
+	struct relay_out out[BENCH_MAX_RELAY];
+	bool armed[BENCH_MAX_RELAY];
+	bool ready[BENCH_MAX_RELAY];
+	int fd; /* signalfd or eventfd; -1 polling */
+};
+
+static _Atomic unsigned relay_pending;
+static int relay_efd = -1;
+
+/* SIGEV_THREAD: runs on a thread glibc starts for the notification */
+static void relay_thread_notify(union sigval v)
+{
+	uint64_t one = 1;
+
+	atomic_fetch_or(&relay_pending, 1u << v.sival_int);
+	if (write(relay_efd, &one, sizeof(one)) < 0) {
+		/* saturated: the relay is awake anyway */
+	}
+}
+
+/* Sends what is held, oldest first, until the queue is full. */
+static void relay_flush(struct relay_out *o)
+{
+	while (o->n > 0) {
+		if (mq_send(o->q, (char *)o->slot[o->head], o->len[o->head],
+			    o->prio[o->head]) < 0) {
+			if (errno == EAGAIN)
+				return;
+			die("relay: mq_send: %s", strerror(errno));
+		}
+		o->head = (o->head + 1) % RELAY_HOLD;
+		o->n--;
+	}
+}
+
+/*
+ * Receives and forwards until the input is empty (true) or the hold is
+ * full (false).  A message goes out at once unless older ones are held.
+ */
+static bool relay_drain(struct relay *r, unsigned i)
+{
+	struct relay_out *o = &r->out[i];
+
+	while (o->n < RELAY_HOLD) {
+		unsigned tail = (o->head + o->n) % RELAY_HOLD;
+		ssize_t len;
+
+		len = mq_receive(r->in[i], (char *)o->slot[tail], BENCH_MSGSIZE,
+				 &o->prio[tail]);
+		if (len < 0) {
+			if (errno == EAGAIN)
+				return true;
+			die("relay: mq_receive: %s", strerror(errno));
+		}
+		o->len[tail] = (size_t)len;
+		if (o->n == 0 && mq_send(o->q, (char *)o->slot[tail],
+					 (size_t)len, o->prio[tail]) == 0)
+			continue;
+		if (o->n == 0 && errno != EAGAIN)
+			die("relay: mq_send: %s", strerror(errno));
+		o->n++;
+	}
+	return false;
+}
+
+static bool relay_has_messages(mqd_t q)
+{
+	struct mq_attr a;
+
+	return mq_getattr(q, &a) == 0 && a.mq_curmsgs > 0;
+}
+
+/*
+ * mq_notify is one-shot and fires only when an empty queue gets a message:
+ * arm only after draining to EAGAIN, never arm what is armed (EBUSY), and
+ * look once more after arming for what came in between.
+ */
+static void relay_arm(struct relay *r, unsigned i)
+{
+	struct sigevent sev;
+
+	if (!r->armed[i]) {
+		memset(&sev, 0, sizeof(sev));
+		sev.sigev_value.sival_int = (int)i;
+		if (job->wake == BENCH_WAKE_NOTIFY) {
+			sev.sigev_notify = SIGEV_SIGNAL;
+			sev.sigev_signo = RELAY_SIGNAL;
+		} else {
+			sev.sigev_notify = SIGEV_THREAD;
+			sev.sigev_notify_function = relay_thread_notify;
+		}
+		if (mq_notify(r->in[i], &sev) < 0)
+			die("relay: mq_notify: %s", strerror(errno));
+		r->armed[i] = true;
+	}
+	if (relay_has_messages(r->in[i]))
+		r->ready[i] = true;
+}
+
+/* The notifications read from the signalfd or the eventfd. */
+static void relay_read_wake(struct relay *r)
+{
+	if (job->wake == BENCH_WAKE_NOTIFY) {
+		struct signalfd_siginfo si[8];
+		ssize_t n = read(r->fd, si, sizeof(si));
+
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			die("relay: signalfd: %s", strerror(errno));
+		for (ssize_t k = 0; k < n / (ssize_t)sizeof(si[0]); k++) {
+			unsigned i = (unsigned)si[k].ssi_int;
+
+			if (i < r->n) {
+				r->armed[i] = false;
+				r->ready[i] = true;
+			}
+		}
+	} else {
+		uint64_t count;
+		unsigned bits;
+
+		if (read(r->fd, &count, sizeof(count)) < 0 && errno != EAGAIN &&
+		    errno != EINTR)
+			die("relay: eventfd: %s", strerror(errno));
+		bits = atomic_exchange(&relay_pending, 0);
+		for (unsigned i = 0; i < r->n; i++) {
+			if (bits & 1u << i) {
+				r->armed[i] = false;
+				r->ready[i] = true;
+			}
+		}
+	}
+}
+
+/*
+ * Blocks until there is something to do: a notification (or, polling, a
+ * readable input whose hold has room), or room in an output that holds
+ * messages.
+ */
+static void pollfd_add(struct pollfd *p, unsigned *n, int fd, short events)
+{
+	p[*n].fd = fd;
+	p[*n].events = events;
+	p[*n].revents = 0;
+	(*n)++;
+}
+
+static void relay_wait(struct relay *r)
+{
+	struct pollfd p[2 * BENCH_MAX_RELAY + 1];
+	unsigned n = 0;
+
+	if (r->fd >= 0)
+		pollfd_add(p, &n, r->fd, POLLIN);
+	for (unsigned i = 0; i < r->n; i++) {
+		if (r->fd < 0 && r->out[i].n < RELAY_HOLD)
+			pollfd_add(p, &n, r->in[i], POLLIN);
+		if (r->out[i].n > 0)
+			pollfd_add(p, &n, r->out[i].q, POLLOUT);
+	}
+	if (poll(p, n, -1) < 0) {
+		if (errno == EINTR)
+			return;
+		die("relay: poll: %s", strerror(errno));
+	}
+	for (unsigned k = 0; k < n; k++) {
+		if (!p[k].revents)
+			continue;
+		if (p[k].fd == r->fd) {
+			relay_read_wake(r);
+			continue;
+		}
+		for (unsigned i = 0; i < r->n; i++)
+			if (p[k].fd == r->in[i])
+				r->ready[i] = true;
+	}
+}
+
+static void relay_setup(struct relay *r)
+{
+	r->n = job->n_relay;
+	r->fd = -1;
+	for (unsigned i = 0; i < r->n; i++) {
+		r->in[i] = raw_open(job->q[2 * i], O_RDONLY | O_NONBLOCK);
+		r->out[i].q =
+		    raw_open(job->q[2 * i + 1], O_WRONLY | O_NONBLOCK);
+		r->out[i].slot = malloc(RELAY_HOLD * sizeof(*r->out[i].slot));
+		if (!r->out[i].slot)
+			die("relay: out of memory");
+		/* fault the hold in now, not while measuring */
+		memset(r->out[i].slot, 0, RELAY_HOLD * sizeof(*r->out[i].slot));
+		r->ready[i] = true;
+	}
+	if (job->wake == BENCH_WAKE_NOTIFY) {
+		sigset_t set;
+
+		sigemptyset(&set);
+		sigaddset(&set, RELAY_SIGNAL);
+		if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+			die("relay: sigprocmask: %s", strerror(errno));
+		r->fd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	} else if (job->wake == BENCH_WAKE_THREAD) {
+		r->fd = relay_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	}
+	if (job->wake != BENCH_WAKE_POLL && r->fd < 0)
+		die("relay: cannot create its wake-up fd: %s", strerror(errno));
+}
+
+/* Runs until the orchestrator kills it. */
+static void relay_run(void)
+{
+	static struct relay r;
+
+	relay_setup(&r);
+	/*
+	 * Arm before the go, as mqbusd arms at start: the first SIGEV_THREAD
+	 * registration makes glibc start its helper thread.
+	 */
+	for (unsigned i = 0; i < r.n; i++) {
+		r.ready[i] = false;
+		if (relay_drain(&r, i) && job->wake != BENCH_WAKE_POLL)
+			relay_arm(&r, i);
+	}
+	phase_ready();
+	for (;;) {
+		bool busy = false;
+
+		for (unsigned i = 0; i < r.n; i++) {
+			relay_flush(&r.out[i]);
+			if (!r.ready[i] || r.out[i].n == RELAY_HOLD)
+				continue;
+			r.ready[i] = false;
+			if (!relay_drain(&r, i)) {
+				/* hold full: wait for room, not for input */
+				r.ready[i] = true;
+				continue;
+			}
+			if (job->wake != BENCH_WAKE_POLL)
+				relay_arm(&r, i);
+			busy |= r.ready[i];
+		}
+		if (!busy)
+			relay_wait(&r);
+	}
+}
+
+/* ---------------------------------------------------------------- mqbus */
+
+static mqbus *bus_connect(void)
+{
+	mqbus *b;
+	int r;
+
+	r = mqbus_new(&b);
+	if (r < 0)
+		die("mqbus_new: %s", strerror(-r));
+	if (mqbus_set_bus(b, job->bus) < 0 ||
+	    mqbus_set_queue_size(b, BENCH_MAXMSG, BENCH_MSGSIZE) < 0 ||
+	    mqbus_set_timeout(b, 30000) < 0)
+		die("cannot set up the mqbus handle: %s", mqbus_last_error(b));
+	r = mqbus_connect(b);
+	if (r < 0)
+		die("cannot connect to bus %s: %s", job->bus,
+		    mqbus_last_error(b));
+	return b;
+}
+
+static void bus_subscribe(mqbus *b, const char *pattern)
+{
+	int r = mqbus_subscribe(b, pattern);
+
+	if (r < 0)
+		die("cannot subscribe to %s: %s", pattern, mqbus_last_error(b));
+}
+
+static mqbus_msg *bus_receive(mqbus *b)
+{
+	mqbus_msg *m;
+	int r = mqbus_receive(b, &m, -1);
+
+	if (r < 0)
+		die("mqbus_receive: %s", mqbus_last_error(b));
+	return m;
+}
+
+static void bus_send(void *ctx, const void *buf, size_t len)
+{
+	mqbus *b = ctx;
+	int r = mqbus_publish(b, BENCH_TOPIC, buf, len, MQBUS_PRIORITY_DEFAULT);
+
+	if (r < 0)
+		die("mqbus_publish: %s", mqbus_last_error(b));
+}
+
+static void bus_end(mqbus *b)
+{
+	phase_done();
+	phase_quit();
+	mqbus_free(b);
+}
+
+static void bus_source(void)
+{
+	static unsigned char buf[BENCH_MSGSIZE];
+	mqbus *b = bus_connect();
+
+	phase_ready();
+	source_run(bus_send, b, buf, 0);
+	bus_end(b);
+}
+
+static void bus_sink(void)
+{
+	struct sink_state s;
+	mqbus *b = bus_connect();
+	bool finished = false;
+
+	memset(&s, 0, sizeof(s));
+	bus_subscribe(b, BENCH_TOPIC);
+	phase_ready();
+	while (!finished) {
+		mqbus_msg *m = bus_receive(b);
+		const void *p;
+		size_t n;
+
+		if (strcmp(mqbus_msg_topic(m), BENCH_TOPIC) != 0)
+			die("subscriber %u: message on topic %s", job->index,
+			    mqbus_msg_topic(m));
+		if (mqbus_msg_dropped(m))
+			die("subscriber %u: the daemon dropped %u messages",
+			    job->index, mqbus_msg_dropped(m));
+		p = mqbus_msg_payload(m, &n);
+		finished = sink_take(&s, p, n);
+		mqbus_msg_free(m);
+	}
+	bus_end(b);
+}
+
+static void bus_echo(void)
+{
+	mqbus *b = bus_connect();
+	bool last = false;
+
+	bus_subscribe(b, BENCH_PING);
+	phase_ready();
+	while (!last) {
+		mqbus_msg *m = bus_receive(b);
+		struct bench_payload p;
+		const void *data;
+		size_t n;
+		int r;
+
+		data = mqbus_msg_payload(m, &n);
+		if (n < sizeof(p))
+			die("echo: payload of %zu bytes", n);
+		memcpy(&p, data, sizeof(p));
+		last = p.flags & BENCH_F_LAST;
+		r = mqbus_publish(b, BENCH_PONG, data, n,
+				  MQBUS_PRIORITY_DEFAULT);
+		if (r < 0)
+			die("echo: mqbus_publish: %s", mqbus_last_error(b));
+		mqbus_msg_free(m);
+	}
+	bus_end(b);
+}
+
+struct bus_pinger {
+	mqbus *b;
+	mqbus_msg *m;
+};
+
+static void bus_pinger_send(void *ctx, const void *buf, size_t len)
+{
+	struct bus_pinger *bp = ctx;
+	int r =
+	    mqbus_publish(bp->b, BENCH_PING, buf, len, MQBUS_PRIORITY_DEFAULT);
+
+	if (r < 0)
+		die("mqbus_publish: %s", mqbus_last_error(bp->b));
+}
+
+static const void *bus_pinger_receive(void *ctx, size_t *ret_len)
+{
+	struct bus_pinger *bp = ctx;
+
+	bp->m = mqbus_msg_free(bp->m);
+	bp->m = bus_receive(bp->b);
+	if (strcmp(mqbus_msg_topic(bp->m), BENCH_PONG) != 0)
+		die("round trip client: message on topic %s",
+		    mqbus_msg_topic(bp->m));
+	return mqbus_msg_payload(bp->m, ret_len);
+}
+
+static void bus_pinger(void)
+{
+	static unsigned char buf[BENCH_MSGSIZE];
+	struct bus_pinger bp = { .b = bus_connect() };
+	struct pinger_ops ops = {
+	    .send = bus_pinger_send,
+	    .receive = bus_pinger_receive,
+	    .ctx = &bp,
+	    .pad = 0,
+	};
+
+	bus_subscribe(bp.b, BENCH_PONG);
+	phase_ready();
+	pinger_run(&ops, buf);
+	mqbus_msg_free(bp.m);
+	bus_end(bp.b);
+}
+
+/*
+ * Patterns that match nothing the bench publishes but share the levels it
+ * uses, so they sit in the same tables the router looks at for
+ * "bench/data": siblings, children, other roots with the same second
+ * level, and '+' patterns that every lookup has to follow.
+ */
+static void holder_pattern(char *buf, size_t len, unsigned i)
+{
+	switch (i % 4) {
+	case 0:
+		snprintf(buf, len, "bench/n%u", i);
+		break;
+	case 1:
+		snprintf(buf, len, "bench/data/n%u", i);
+		break;
+	case 2:
+		snprintf(buf, len, "n%u/data", i);
+		break;
+	default:
+		snprintf(buf, len, "+/n%u", i);
+		break;
+	}
+}
+
+static void bus_holder(void)
+{
+	mqbus *b = bus_connect();
+	uint64_t t0 = now_ns();
+	char pattern[64];
+
+	for (unsigned i = 0; i < job->n_patterns; i++) {
+		holder_pattern(pattern, sizeof(pattern), i);
+		bus_subscribe(b, pattern);
+	}
+	job->ctl->setup_ns = now_ns() - t0;
+	atomic_fetch_add(&job->ctl->ready, 1);
+	futex_wake(&job->ctl->ready);
+	phase_quit();
+	mqbus_free(b);
+}
+
+/* ---------------------------------------------------------------- entry */
+
+void bench_work(const struct bench_job *j)
+{
+	job = j;
+	payload_init_pattern();
+	switch (j->kind) {
+	case JOB_RAW_SOURCE:
+		raw_source();
+		break;
+	case JOB_RAW_SINK:
+		raw_sink();
+		break;
+	case JOB_RAW_ECHO:
+		raw_echo();
+		break;
+	case JOB_RAW_PINGER:
+		raw_pinger();
+		break;
+	case JOB_RELAY:
+		relay_run();
+		break;
+	case JOB_BUS_SOURCE:
+		bus_source();
+		break;
+	case JOB_BUS_SINK:
+		bus_sink();
+		break;
+	case JOB_BUS_ECHO:
+		bus_echo();
+		break;
+	case JOB_BUS_PINGER:
+		bus_pinger();
+		break;
+	case JOB_BUS_HOLDER:
+		bus_holder();
+		break;
+	}
+	_exit(0);
+}

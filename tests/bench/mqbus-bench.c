@@ -1,0 +1,2032 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * mqbus-bench - what mqbusd costs, compared with what the kernel's queues
+ * cost without it.
+ *
+ * One run measures, for payloads of 64, 1024 and 4000 bytes:
+ *
+ *   direct    producer -> queue -> consumer: the limit;
+ *   relay     producer -> queue -> relay -> queue -> consumer, where the
+ *             relay is the leanest possible daemon hop, for each wake-up
+ *             method mqbusd has (notify, thread, poll);
+ *   pubsub    publisher -> mqbusd -> subscriber through libmqbus, for each
+ *             wake-up method;
+ *   rtt-*     round trips: raw queues, through a relay (both ways through
+ *             one relay), and through mqbusd (publish "bench/ping", an
+ *             echo client answers on "bench/pong");
+ *   fanout    one publisher to 1, 4 and 16 subscribers;
+ *   topics    pubsub with 10, 10000 and 100000 unrelated subscriptions;
+ *   clients   1, 8 and 32 publishers to one subscriber;
+ *   memory    mqbusd's resident memory with 32 publishers and 100000
+ *             subscriptions;
+ *
+ * and prints msgs/s, latency percentiles, the CPU time the daemon (or the
+ * relay) spent per message, and each row's ratio to direct and to the
+ * relay of the same wake-up method, with the project's targets marked
+ * PASS or MISS.  Every message is checked (bench-work.c); the exit status
+ * is 1 only when messages were lost, reordered or damaged or the run could
+ * not be done, never for a missed target.
+ *
+ * This file is the orchestrator: options, processes, the rows, and the
+ * report.  README.md next to it says how to read the figures.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <limits.h>
+#include <math.h>
+#include <mqueue.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/mqbus.h"
+#include "tests/bench/bench.h"
+
+#define DEFAULT_DURATION_MS 1000
+#define DEFAULT_UID_BASE 1990000000u
+#define SETUP_TIMEOUT_MS 120000 /* 100000 subscriptions take a while */
+#define STALL_MS 10000
+#define MAX_JOBS 40
+#define MAX_ROWS 128
+#define MAX_TARGETS 64
+#define MAX_CHILDREN 64
+#define MAX_QUEUES 8
+#define REPEAT_MAX 9
+#define DEFAULT_REPEAT 3
+#define QUICK_DURATION_MS 500
+
+enum mode {
+	MODE_DIRECT,
+	MODE_RELAY,
+	MODE_PUBSUB,
+	MODE_RTT_DIRECT,
+	MODE_RTT_RELAY,
+	MODE_RTT,
+	MODE_FANOUT,
+	MODE_TOPICS,
+	MODE_CLIENTS,
+	MODE_MEMORY,
+	MODE_COUNT,
+};
+
+static const char *const mode_names[] = {
+	[MODE_DIRECT] = "direct",
+	[MODE_RELAY] = "relay",
+	[MODE_PUBSUB] = "pubsub",
+	[MODE_RTT_DIRECT] = "rtt-direct",
+	[MODE_RTT_RELAY] = "rtt-relay",
+	[MODE_RTT] = "rtt",
+	[MODE_FANOUT] = "fanout",
+	[MODE_TOPICS] = "topics",
+	[MODE_CLIENTS] = "clients",
+	[MODE_MEMORY] = "memory",
+};
+
+/* --only names a group: "rtt" selects the three round-trip modes */
+static const char *const group_names[] = {
+	"direct", "relay", "pubsub", "rtt", "fanout", "topics", "clients",
+	"memory",
+};
+
+static struct {
+	bool quick;
+	bool json;
+	int pin;
+	uint64_t duration_ms;
+	uint64_t count;
+	unsigned repeat;
+	const char *daemon;
+	enum bench_wake wakes[BENCH_WAKE_COUNT];
+	unsigned n_wakes;
+	unsigned only; /* bit per group; 0: all */
+	bool use_uids;
+	uid_t uid_base;
+} opt = { .pin = -1, .repeat = DEFAULT_REPEAT };
+
+/* One line of the report. */
+struct row {
+	enum mode mode;
+	int wake; /* -1: none */
+	size_t size;
+	unsigned publishers;
+	unsigned subscribers;
+	long subscriptions; /* unrelated ones held; -1: no daemon */
+	uint64_t messages;  /* published (round trips for rtt rows) */
+	double seconds;
+	double msgs_per_s;
+	double deliveries_per_s;
+	double p50_us, p99_us; /* one-way, or the round trip */
+	double cpu_us_per_msg, cpu_us_per_delivery;
+	long rss_kib, hwm_kib;
+	double ratio_direct, ratio_relay;
+	unsigned repeats;
+	char targets[160];
+};
+
+struct target {
+	bool pass;
+	char text[200];
+};
+
+static struct row rows[MAX_ROWS];
+static unsigned n_rows;
+static struct target targets[MAX_TARGETS];
+static unsigned n_targets;
+
+static struct bench_ctl *ctl_row, *ctl_hold;
+static pid_t self_pid;
+static char tmp_dir[64];
+static char cfg_path[128];
+/* of every queue and bus this run makes: "mqbench<pid>-" */
+static char prefix[32];
+static unsigned n_made;
+static FILE *out;  /* the table or the JSON rows */
+static FILE *info; /* everything else */
+static volatile sig_atomic_t interrupted;
+
+/* ---------------------------------------------------------------- children */
+
+struct child {
+	pid_t pid;
+	bool is_daemon;
+};
+
+static struct child children[MAX_CHILDREN];
+static unsigned n_children;
+static char queues[MAX_QUEUES][64];
+static unsigned n_queues;
+
+static void child_track(pid_t pid, bool is_daemon)
+{
+	if (n_children < MAX_CHILDREN)
+		children[n_children++] = (struct child){ pid, is_daemon };
+}
+
+static void child_forget(pid_t pid)
+{
+	for (unsigned i = 0; i < n_children; i++) {
+		if (children[i].pid == pid) {
+			children[i] = children[--n_children];
+			return;
+		}
+	}
+}
+
+/*
+ * Waits up to ms for child pid; returns its wait status, or -1 if it is
+ * still running.  A reaped child is forgotten.
+ */
+static int child_wait(pid_t pid, int ms)
+{
+	uint64_t end = now_ns() + (uint64_t)ms * 1000000;
+	int st;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+
+		if (r == pid || (r < 0 && errno == ECHILD)) {
+			child_forget(pid);
+			return r == pid ? st : 0;
+		}
+		if (now_ns() >= end)
+			return -1;
+		usleep(2000);
+	}
+}
+
+/* Ends a child of ours by its pid: a daemon politely first. */
+static void child_end(pid_t pid, bool polite)
+{
+	if (polite) {
+		kill(pid, SIGTERM);
+		if (child_wait(pid, 10000) != -1)
+			return;
+	}
+	kill(pid, SIGKILL);
+	child_wait(pid, 10000);
+}
+
+/* Removes every queue whose name starts with what, if /dev/mqueue shows
+ * them; the names we know are removed in any case. */
+static void queues_sweep(const char *what)
+{
+	size_t len = strlen(what);
+	struct dirent *d;
+	char name[300];
+	DIR *dir;
+
+	dir = opendir("/dev/mqueue");
+	if (!dir)
+		return;
+	while ((d = readdir(dir))) {
+		if (strncmp(d->d_name, what, len) != 0)
+			continue;
+		snprintf(name, sizeof(name), "/%s", d->d_name);
+		mq_unlink(name);
+	}
+	closedir(dir);
+}
+
+static void mq_unlink_name(const char *bus)
+{
+	char name[80];
+
+	snprintf(name, sizeof(name), "/%s", bus);
+	mq_unlink(name);
+}
+
+static void cleanup(void)
+{
+	char path[340];
+
+	if (getpid() != self_pid)
+		return;
+	/* workers first, so that daemons see them go */
+	for (unsigned i = n_children; i-- > 0;)
+		if (!children[i].is_daemon)
+			child_end(children[i].pid, false);
+	while (n_children > 0)
+		child_end(children[0].pid, children[0].is_daemon);
+	for (unsigned i = 0; i < n_queues; i++)
+		mq_unlink(queues[i]);
+	n_queues = 0;
+	if (prefix[0])
+		queues_sweep(prefix);
+	if (tmp_dir[0]) {
+		DIR *dir = opendir(tmp_dir);
+		struct dirent *d;
+
+		while (dir && (d = readdir(dir))) {
+			if (d->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "%s/%s", tmp_dir,
+				 d->d_name);
+			unlink(path);
+		}
+		if (dir)
+			closedir(dir);
+		rmdir(tmp_dir);
+		tmp_dir[0] = '\0';
+	}
+}
+
+static void fatal(const char *fmt, ...) __attribute__((noreturn))
+__attribute__((format(printf, 1, 2)));
+
+static void fatal(const char *fmt, ...)
+{
+	va_list ap;
+
+	fflush(out);
+	fprintf(stderr, "mqbus-bench: FAILED: ");
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static void on_signal(int sig)
+{
+	interrupted = sig;
+}
+
+static void check_interrupted(void)
+{
+	if (interrupted) {
+		fprintf(stderr, "mqbus-bench: interrupted by signal %d\n",
+			(int)interrupted);
+		exit(130);
+	}
+}
+
+/*
+ * What every forked process does first: default signals, its own uid
+ * when we run as root (each process's queues are then charged to its
+ * own RLIMIT_MSGQUEUE budget, and none to root's, which the machine's
+ * other tests share), and death with the orchestrator.
+ */
+static void child_setup(struct bench_ctl *ctl, uid_t uid, bool switch_uid)
+{
+	struct sigaction sa = { .sa_handler = SIG_DFL };
+	sigset_t none;
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	if (switch_uid && opt.use_uids) {
+		if (setgroups(0, NULL) < 0 || setresgid(uid, uid, uid) < 0 ||
+		    setresuid(uid, uid, uid) < 0) {
+			bench_fail(ctl, "cannot switch to uid %u: %s",
+				   (unsigned)uid, strerror(errno));
+			_exit(1);
+		}
+	}
+	/* after the uid change, which clears it */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != self_pid)
+		_exit(1);
+}
+
+static pid_t spawn_job(const struct bench_job *job, uid_t uid)
+{
+	pid_t pid;
+
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid == 0) {
+		child_setup(job->ctl, uid, true);
+		bench_work(job);
+	}
+	child_track(pid, false);
+	return pid;
+}
+
+/* ---------------------------------------------------------------- /proc */
+
+/* utime + stime of pid, in clock ticks, all threads, dead ones too */
+static long long proc_cpu_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, st;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	/* after the name: state and 10 more fields, then utime, stime */
+	if (!p || sscanf(p + 2,
+			 "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu "
+			 "%llu",
+			 &ut, &st) != 2)
+		return -1;
+	return (long long)(ut + st);
+}
+
+/* A "Vm...:   N kB" line of /proc/pid/status, in KiB; -1 if absent. */
+static long proc_status_kib(pid_t pid, const char *key)
+{
+	char path[64], line[256];
+	size_t klen = strlen(key);
+	long v = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+			v = strtol(line + klen + 1, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+static long read_long_file(const char *path, long dflt)
+{
+	FILE *f = fopen(path, "re");
+	long v;
+
+	if (!f)
+		return dflt;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = dflt;
+	fclose(f);
+	return v;
+}
+
+/* ---------------------------------------------------------------- queues */
+
+static uid_t raw_uid(void)
+{
+	return opt.uid_base;
+}
+
+/*
+ * Creates the raw queues of a row.  They are made by a child running as
+ * the row's uid, so they are charged to it and the workers of that uid
+ * may open them (mode 0600).
+ */
+static void raw_queues_make(char names[][64], unsigned n)
+{
+	pid_t pid;
+	int st;
+
+	n_queues = 0;
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(names[i], 64, "/%sr%u-%u", prefix, ++n_made, i);
+		snprintf(queues[n_queues++], sizeof(queues[0]), "%s", names[i]);
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid == 0) {
+		struct mq_attr a = {
+			.mq_maxmsg = BENCH_MAXMSG,
+			.mq_msgsize = BENCH_MSGSIZE,
+		};
+
+		child_setup(ctl_row, raw_uid(), true);
+		for (unsigned i = 0; i < n; i++) {
+			mqd_t q = mq_open(names[i],
+					  O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+					  0600, &a);
+
+			if (q == (mqd_t)-1)
+				_exit(errno);
+			mq_close(q);
+		}
+		_exit(0);
+	}
+	child_track(pid, false);
+	st = child_wait(pid, 10000);
+	if (st == -1 || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+		int err = st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : 0;
+
+		fatal("cannot create queues of %d x %d bytes: %s%s",
+		      BENCH_MAXMSG, BENCH_MSGSIZE,
+		      err ? strerror(err) : "helper failed",
+		      err == EMFILE ? " (RLIMIT_MSGQUEUE of this uid used up: "
+				      "other processes of the uid hold queues;"
+				      " run as root, or raise ulimit -q)"
+				    : "");
+	}
+}
+
+static void raw_queues_remove(void)
+{
+	for (unsigned i = 0; i < n_queues; i++)
+		mq_unlink(queues[i]);
+	n_queues = 0;
+}
+
+/*
+ * Whether a row of n_queues queues fits RLIMIT_MSGQUEUE.  Running as root,
+ * every worker has its own uid and budget; otherwise everything shares
+ * ours.
+ */
+static bool row_fits(unsigned n_queues_needed, char *why, size_t len)
+{
+	struct rlimit rl;
+	size_t need;
+
+	if (opt.use_uids)
+		return true;
+	if (getrlimit(RLIMIT_MSGQUEUE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY)
+		return true;
+	need =
+	    n_queues_needed * mqbus_queue_bytes(BENCH_MAXMSG, BENCH_MSGSIZE) +
+	    mqbus_queue_bytes(10, 512);
+	if (need <= rl.rlim_cur)
+		return true;
+	snprintf(why, len,
+		 "skipped: needs %zu KiB of queues, RLIMIT_MSGQUEUE is %llu "
+		 "KiB (run as root, which gives each process its own uid, or "
+		 "raise ulimit -q)",
+		 need / 1024, (unsigned long long)rl.rlim_cur / 1024);
+	return false;
+}
+
+/* ---------------------------------------------------------------- daemon */
+
+struct daemon {
+	pid_t pid;
+	char bus[48];
+	enum bench_wake wake;
+	char log[128];
+};
+
+static void daemon_print_log(const struct daemon *d)
+{
+	char line[512];
+	FILE *f = fopen(d->log, "re");
+
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f))
+		fprintf(stderr, "  mqbusd: %s", line);
+	fclose(f);
+}
+
+/* Starts mqbusd on a bus of its own and waits until it serves it. */
+static void daemon_start(struct daemon *d, enum bench_wake wake)
+{
+	char name[64], wake_arg[32];
+	uint64_t end;
+	pid_t pid;
+
+	snprintf(d->bus, sizeof(d->bus), "%sd%u", prefix, ++n_made);
+	snprintf(d->log, sizeof(d->log), "%s/mqbusd.%u.log", tmp_dir, n_made);
+	snprintf(wake_arg, sizeof(wake_arg), "--wake=%s",
+		 bench_wake_name(wake));
+	d->wake = wake;
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int fd = open(d->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int nul = open("/dev/null", O_RDWR);
+
+		child_setup(ctl_row, 0, false);
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 ||
+		    dup2(fd, 2) < 0)
+			_exit(126);
+		/* nothing of a service manager around us applies to it */
+		unsetenv("NOTIFY_SOCKET");
+		unsetenv("JOURNAL_STREAM");
+		unsetenv("WATCHDOG_USEC");
+		execl(opt.daemon, "mqbusd", "-b", d->bus, wake_arg, "-c",
+		      cfg_path, (char *)NULL);
+		fprintf(stderr, "cannot run %s: %s\n", opt.daemon,
+			strerror(errno));
+		_exit(127);
+	}
+	child_track(pid, true);
+	d->pid = pid;
+
+	/* it serves the bus once the announce queue exists */
+	snprintf(name, sizeof(name), "/%s", d->bus);
+	end = now_ns() + 10000000000ull;
+	for (;;) {
+		mqd_t q = mq_open(name, O_WRONLY | O_CLOEXEC);
+		int st;
+
+		if (q != (mqd_t)-1) {
+			mq_close(q);
+			return;
+		}
+		st = child_wait(pid, 0);
+		if (st != -1) {
+			daemon_print_log(d);
+			fatal("mqbusd (%s) exited at start with status %d",
+			      opt.daemon, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+		}
+		if (now_ns() > end) {
+			daemon_print_log(d);
+			fatal("mqbusd did not create %s within 10 s", name);
+		}
+		check_interrupted();
+		usleep(5000);
+	}
+}
+
+static void daemon_stop(struct daemon *d)
+{
+	char what[64];
+
+	child_end(d->pid, true);
+	/* what a client or the daemon left behind: "BUS" and "BUS.*" */
+	mq_unlink_name(d->bus);
+	snprintf(what, sizeof(what), "%s.", d->bus);
+	queues_sweep(what);
+	d->pid = 0;
+}
+
+/* ---------------------------------------------------------------- a row */
+
+/* What one row measures. */
+struct spec {
+	enum mode mode;
+	int wake;
+	size_t size;
+	unsigned pubs, subs;
+	long held;
+	const struct daemon *d; /* bus rows */
+};
+
+struct plan {
+	struct bench_job jobs[MAX_JOBS];
+	uid_t uids[MAX_JOBS];
+	bool finite[MAX_JOBS];
+	unsigned n;
+	unsigned n_streams, n_sinks;
+	int relay;    /* index of the relay job, or -1 */
+	pid_t daemon; /* mqbusd, or 0 */
+	char what[96]; /* the row, for messages */
+};
+
+struct meas {
+	uint64_t messages;
+	uint64_t deliveries;
+	double seconds;
+	struct hist h;
+	double cpu_s; /* of the middle process; NAN if none */
+	long rss_kib, hwm_kib;
+};
+
+static void plan_init(struct plan *p, const struct spec *sp)
+{
+	memset(p, 0, sizeof(*p));
+	p->relay = -1;
+	snprintf(p->what, sizeof(p->what), "%s %s %zu B, %u to %u",
+		 mode_names[sp->mode],
+		 sp->wake >= 0 ? bench_wake_name(sp->wake) : "-", sp->size,
+		 sp->pubs, sp->subs);
+}
+
+static uint64_t row_duration_ns(void)
+{
+	return opt.duration_ms * 1000000ull;
+}
+
+/* Adds a process to the row, to run as uid (when we are root). */
+static struct bench_job *plan_add(struct plan *p, enum job_kind kind, uid_t uid)
+{
+	struct bench_job *j = &p->jobs[p->n];
+
+	if (p->n == MAX_JOBS)
+		fatal("too many processes in one row");
+	memset(j, 0, sizeof(*j));
+	j->kind = kind;
+	j->ctl = ctl_row;
+	j->duration_ns = row_duration_ns();
+	p->uids[p->n] = uid;
+	p->finite[p->n] = kind != JOB_RELAY;
+	if (kind == JOB_RELAY)
+		p->relay = (int)p->n;
+	p->n++;
+	return j;
+}
+
+static uint64_t row_progress(const struct plan *p)
+{
+	uint64_t sum = 0;
+
+	for (unsigned s = 0; s < p->n_streams; s++)
+		sum += atomic_load(&ctl_row->stream[s].sent);
+	for (unsigned k = 0; k < p->n_sinks; k++)
+		for (unsigned s = 0; s < p->n_streams; s++)
+			sum += atomic_load(&ctl_row->sink[k].acked[s]);
+	return sum;
+}
+
+static void row_failed(const struct plan *p, const char *why)
+{
+	if (atomic_load(&ctl_row->failed) == 2)
+		fatal("%s: %s", p->what, ctl_row->error);
+	fatal("%s: %s", p->what, why);
+}
+
+/*
+ * Looks at everything that can go wrong while a row waits: a worker's
+ * failure, a process that died, no progress, a signal.
+ */
+static void row_watch(const struct plan *p, const pid_t *pids, bool *gone)
+{
+	char why[200];
+
+	check_interrupted();
+	if (atomic_load(&ctl_row->failed) == 2)
+		row_failed(p, "");
+	for (unsigned i = 0; i < p->n; i++) {
+		int st;
+
+		if (gone[i])
+			continue;
+		st = child_wait(pids[i], 0);
+		if (st == -1)
+			continue;
+		gone[i] = true;
+		usleep(10000); /* its last words may be on their way */
+		if (atomic_load(&ctl_row->failed) == 2)
+			row_failed(p, "");
+		if (WIFSIGNALED(st))
+			snprintf(why, sizeof(why), "a worker died of signal %d",
+				 WTERMSIG(st));
+		else
+			snprintf(why, sizeof(why),
+				 "a worker exited early with status %d",
+				 WEXITSTATUS(st));
+		row_failed(p, why);
+	}
+	if (p->daemon && child_wait(p->daemon, 0) != -1)
+		row_failed(p, "mqbusd died");
+}
+
+/*
+ * Runs a row: forks its processes, waits until they are set up, reads the
+ * middle process's CPU time, lets them go, waits until every message has
+ * arrived, reads the CPU time again, and lets them tear down.
+ */
+static void plan_run(struct plan *p, struct meas *m)
+{
+	pid_t pids[MAX_JOBS];
+	bool gone[MAX_JOBS] = {false};
+	unsigned n_finite = 0;
+	uint64_t start, last_change, progress = 0, t_first = UINT64_MAX,
+				     t_last = 0;
+	pid_t middle = 0;
+	long long cpu0 = -1, cpu1 = -1;
+
+	memset(ctl_row, 0, sizeof(*ctl_row));
+	memset(m, 0, sizeof(*m));
+	for (unsigned i = 0; i < p->n; i++) {
+		p->jobs[i].ctl = ctl_row;
+		pids[i] = spawn_job(&p->jobs[i], p->uids[i]);
+		if (p->finite[i])
+			n_finite++;
+	}
+	middle = p->relay >= 0 ? pids[p->relay] : p->daemon;
+
+	start = now_ns();
+	while (atomic_load(&ctl_row->ready) < p->n) {
+		uint32_t v = atomic_load(&ctl_row->ready);
+
+		row_watch(p, pids, gone);
+		if (now_ns() - start > SETUP_TIMEOUT_MS * 1000000ull)
+			row_failed(p, "workers not set up in time");
+		if (v < p->n)
+			futex_wait(&ctl_row->ready, v, 100);
+	}
+
+	if (middle)
+		cpu0 = proc_cpu_ticks(middle);
+	atomic_store(&ctl_row->go, 1);
+	futex_wake(&ctl_row->go);
+
+	last_change = now_ns();
+	while (atomic_load(&ctl_row->done) < n_finite) {
+		uint32_t v = atomic_load(&ctl_row->done);
+		uint64_t now = now_ns(), pr;
+
+		row_watch(p, pids, gone);
+		pr = row_progress(p);
+		if (pr != progress) {
+			progress = pr;
+			last_change = now;
+		} else if (now - last_change > STALL_MS * 1000000ull) {
+			char why[300];
+			int len;
+
+			len = snprintf(why, sizeof(why),
+				       "no message moved for %d s (lost?):",
+				       STALL_MS / 1000);
+			for (unsigned s = 0; s < p->n_streams && s < 4; s++)
+				len += snprintf(
+				    why + len, sizeof(why) - len,
+				    " stream %u sent %llu, sink 0 has %llu;", s,
+				    (unsigned long long)ctl_row->stream[s].sent,
+				    (unsigned long long)ctl_row->sink[0]
+					.acked[s]);
+			row_failed(p, why);
+		}
+		if (v < n_finite)
+			futex_wait(&ctl_row->done, v, 100);
+	}
+	if (middle) {
+		cpu1 = proc_cpu_ticks(middle);
+		m->rss_kib = proc_status_kib(middle, "VmRSS");
+		m->hwm_kib = proc_status_kib(middle, "VmHWM");
+	}
+	if (atomic_load(&ctl_row->failed))
+		row_failed(p, "");
+
+	atomic_store(&ctl_row->quit, 1);
+	futex_wake(&ctl_row->quit);
+	for (unsigned i = 0; i < p->n; i++) {
+		int st;
+
+		if (gone[i])
+			continue;
+		if (!p->finite[i]) {
+			child_end(pids[i], false);
+			continue;
+		}
+		st = child_wait(pids[i], 10000);
+		if (st == -1) {
+			child_end(pids[i], false);
+			row_failed(p, "a worker did not exit");
+		}
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			row_failed(p, "a worker failed while closing");
+	}
+
+	for (unsigned s = 0; s < p->n_streams; s++) {
+		m->messages += ctl_row->stream[s].count;
+		if (ctl_row->stream[s].t_first < t_first)
+			t_first = ctl_row->stream[s].t_first;
+	}
+	for (unsigned k = 0; k < p->n_sinks; k++) {
+		m->deliveries += ctl_row->sink[k].received;
+		if (ctl_row->sink[k].t_last > t_last)
+			t_last = ctl_row->sink[k].t_last;
+		hist_merge(&m->h, &ctl_row->hist[k]);
+	}
+	m->seconds = t_last > t_first ? (double)(t_last - t_first) / 1e9 : 0;
+	m->cpu_s = NAN;
+	if (middle && cpu0 >= 0 && cpu1 >= cpu0)
+		m->cpu_s = (double)(cpu1 - cpu0) / (double)sysconf(_SC_CLK_TCK);
+	if (m->seconds <= 0 || m->messages == 0)
+		row_failed(p, "nothing was measured");
+}
+
+/* The unrelated subscriptions, held by one more client of the daemon. */
+static pid_t holder_start(const struct daemon *d, unsigned n, uint64_t *ns)
+{
+	struct bench_job j = {
+	    .kind = JOB_BUS_HOLDER, .ctl = ctl_hold, .n_patterns = n};
+	uint64_t start = now_ns();
+	pid_t pid;
+
+	memset(ctl_hold, 0, sizeof(*ctl_hold));
+	snprintf(j.bus, sizeof(j.bus), "%s", d->bus);
+	pid = spawn_job(&j, opt.uid_base + MAX_JOBS);
+	while (atomic_load(&ctl_hold->ready) == 0) {
+		check_interrupted();
+		if (atomic_load(&ctl_hold->failed) == 2)
+			fatal("subscriptions holder: %s", ctl_hold->error);
+		if (child_wait(pid, 0) != -1)
+			fatal("subscriptions holder died");
+		if (child_wait(d->pid, 0) != -1)
+			fatal("mqbusd died while the holder subscribed");
+		if (now_ns() - start > SETUP_TIMEOUT_MS * 1000000ull)
+			fatal("%u subscriptions not made in %d s", n,
+			      SETUP_TIMEOUT_MS / 1000);
+		futex_wait(&ctl_hold->ready, 0, 100);
+	}
+	*ns = ctl_hold->setup_ns;
+	return pid;
+}
+
+static void holder_stop(pid_t pid)
+{
+	atomic_store(&ctl_hold->quit, 1);
+	futex_wake(&ctl_hold->quit);
+	if (child_wait(pid, 30000) == -1)
+		child_end(pid, false);
+}
+
+/* ---------------------------------------------------------------- report */
+
+static bool group_on(enum mode m)
+{
+	/* the bit of each mode in opt.only: its place in group_names */
+	static const unsigned group_of[] = {
+		[MODE_DIRECT] = 0,
+		[MODE_RELAY] = 1,
+		[MODE_PUBSUB] = 2,
+		[MODE_RTT_DIRECT] = 3,
+		[MODE_RTT_RELAY] = 3,
+		[MODE_RTT] = 3,
+		[MODE_FANOUT] = 4,
+		[MODE_TOPICS] = 5,
+		[MODE_CLIENTS] = 6,
+		[MODE_MEMORY] = 7,
+	};
+
+	return opt.only == 0 || (opt.only & 1u << group_of[m]);
+}
+
+static const struct row *row_find(enum mode mode, int wake, size_t size,
+				  unsigned subscribers, long subscriptions)
+{
+	for (unsigned i = 0; i < n_rows; i++) {
+		const struct row *r = &rows[i];
+
+		if (r->mode == mode && r->wake == wake && r->size == size &&
+		    r->subscribers == subscribers &&
+		    r->subscriptions == subscriptions)
+			return r;
+	}
+	return NULL;
+}
+
+static bool row_is_rtt(const struct row *r)
+{
+	return r->mode == MODE_RTT_DIRECT || r->mode == MODE_RTT_RELAY ||
+	       r->mode == MODE_RTT;
+}
+
+/* Speed relative to a reference row: throughput, or for round trips the
+ * reference's p50 over ours (so that 1.0 is "as fast" either way). */
+static double row_speed_ratio(const struct row *r, const struct row *ref)
+{
+	if (!ref)
+		return NAN;
+	if (row_is_rtt(r))
+		return r->p50_us > 0 ? ref->p50_us / r->p50_us : NAN;
+	return ref->msgs_per_s > 0 ? r->msgs_per_s / ref->msgs_per_s : NAN;
+}
+
+static void target_add(struct row *r, const char *tag, bool pass,
+		       const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static void target_add(struct row *r, const char *tag, bool pass,
+		       const char *fmt, ...)
+{
+	size_t len = strlen(r->targets);
+	struct target *t;
+	va_list ap;
+	int n;
+
+	snprintf(r->targets + len, sizeof(r->targets) - len, "%s%s %s",
+		 len ? ", " : "", tag, pass ? "PASS" : "MISS");
+	if (n_targets == MAX_TARGETS)
+		return;
+	t = &targets[n_targets++];
+	t->pass = pass;
+	n = snprintf(t->text, sizeof(t->text), "%s", mode_names[r->mode]);
+	if (r->wake >= 0)
+		n += snprintf(t->text + n, sizeof(t->text) - n, " %s",
+			      bench_wake_name(r->wake));
+	n += snprintf(t->text + n, sizeof(t->text) - n, " %zu B: ", r->size);
+	va_start(ap, fmt);
+	vsnprintf(t->text + n, sizeof(t->text) - n, fmt, ap);
+	va_end(ap);
+}
+
+/* The ratios and targets of a row, from the rows measured before it. */
+static void row_judge(struct row *r)
+{
+	enum bench_wake scale = opt.wakes[0];
+	const struct row *direct, *relay, *ref;
+	int wake = r->wake >= 0 ? r->wake : (int)scale;
+
+	if (row_is_rtt(r)) {
+		direct = row_find(MODE_RTT_DIRECT, -1, r->size, 1, -1);
+		relay = row_find(MODE_RTT_RELAY, wake, r->size, 1, -1);
+	} else {
+		direct = row_find(MODE_DIRECT, -1, r->size, 1, -1);
+		relay = row_find(MODE_RELAY, wake, r->size, 1, -1);
+	}
+	r->ratio_direct = row_speed_ratio(r, direct);
+	r->ratio_relay = r->mode == MODE_DIRECT || r->mode == MODE_RTT_DIRECT
+			     ? NAN
+			     : row_speed_ratio(r, relay);
+
+	switch (r->mode) {
+	case MODE_PUBSUB:
+		if (relay) {
+			double cpu = r->cpu_us_per_msg / relay->cpu_us_per_msg;
+
+			target_add(r, "tput", r->ratio_relay >= 0.85,
+				   "throughput %.0f msgs/s = %.2fx relay "
+				   "(%.0f); target >= 0.85x",
+				   r->msgs_per_s, r->ratio_relay,
+				   relay->msgs_per_s);
+			target_add(r, "cpu", cpu <= 1.25,
+				   "daemon CPU %.2f us/msg = %.2fx relay's "
+				   "(%.2f); target <= 1.25x",
+				   r->cpu_us_per_msg, cpu,
+				   relay->cpu_us_per_msg);
+		}
+		break;
+	case MODE_RTT:
+		if (relay) {
+			double x = r->p50_us / relay->p50_us;
+
+			target_add(r, "p50", x <= 1.2,
+				   "round trip p50 %.1f us = %.2fx relay's "
+				   "(%.1f us); target <= 1.2x",
+				   r->p50_us, x, relay->p50_us);
+		}
+		break;
+	case MODE_FANOUT:
+		ref = row_find(MODE_FANOUT, r->wake, r->size, 1, 0);
+		if (r->subscribers == 16 && ref) {
+			double x = r->cpu_us_per_delivery / ref->cpu_us_per_msg;
+
+			target_add(r, "cpu", x <= 0.6,
+				   "16 subscribers: daemon CPU %.2f us per "
+				   "delivery = %.2fx its %.2f us/msg with 1; "
+				   "target <= 0.6x",
+				   r->cpu_us_per_delivery, x,
+				   ref->cpu_us_per_msg);
+		}
+		break;
+	case MODE_TOPICS:
+		ref = row_find(MODE_TOPICS, r->wake, r->size, 1, 10);
+		if (r->subscriptions == 100000 && ref) {
+			double x = r->msgs_per_s / ref->msgs_per_s;
+
+			target_add(r, "tput", x >= 0.9,
+				   "100000 subscriptions: %.0f msgs/s = %.2fx "
+				   "the %.0f with 10; target >= 0.9x",
+				   r->msgs_per_s, x, ref->msgs_per_s);
+		}
+		break;
+	case MODE_MEMORY:
+		target_add(r, "rss", r->rss_kib >= 0 && r->rss_kib <= 32768,
+			   "%u clients, %ld subscriptions: daemon VmRSS %.1f "
+			   "MiB (peak %.1f); target <= 32 MiB",
+			   r->publishers + r->subscribers + 1, r->subscriptions,
+			   r->rss_kib / 1024.0, r->hwm_kib / 1024.0);
+		break;
+	default:
+		break;
+	}
+}
+
+static void json_num(const char *key, double v, int decimals)
+{
+	fprintf(out, ",\"%s\":", key);
+	if (isnan(v) || isinf(v))
+		fputs("null", out);
+	else
+		fprintf(out, "%.*f", decimals, v);
+}
+
+static void row_print_json(const struct row *r)
+{
+	fprintf(out, "{\"mode\":\"%s\",\"wake\":", mode_names[r->mode]);
+	if (r->wake >= 0)
+		fprintf(out, "\"%s\"", bench_wake_name(r->wake));
+	else
+		fputs("null", out);
+	fprintf(out, ",\"size\":%zu,\"publishers\":%u,\"subscribers\":%u",
+		r->size, r->publishers, r->subscribers);
+	fputs(",\"subscriptions\":", out);
+	if (r->subscriptions >= 0)
+		fprintf(out, "%ld", r->subscriptions);
+	else
+		fputs("null", out);
+	fprintf(out, ",\"messages\":%llu", (unsigned long long)r->messages);
+	json_num("seconds", r->seconds, 4);
+	json_num("msgs_per_s", r->msgs_per_s, 1);
+	json_num("deliveries_per_s", r->deliveries_per_s, 1);
+	json_num("lat_p50_us", row_is_rtt(r) ? NAN : r->p50_us, 2);
+	json_num("lat_p99_us", row_is_rtt(r) ? NAN : r->p99_us, 2);
+	json_num("rtt_p50_us", row_is_rtt(r) ? r->p50_us : NAN, 2);
+	json_num("rtt_p99_us", row_is_rtt(r) ? r->p99_us : NAN, 2);
+	json_num("daemon_cpu_us_per_msg", r->cpu_us_per_msg, 3);
+	json_num("daemon_cpu_us_per_delivery", r->cpu_us_per_delivery, 3);
+	json_num("daemon_rss_kib", r->rss_kib >= 0 ? r->rss_kib : NAN, 0);
+	json_num("daemon_hwm_kib", r->hwm_kib >= 0 ? r->hwm_kib : NAN, 0);
+	json_num("ratio_direct", r->ratio_direct, 3);
+	json_num("ratio_relay", r->ratio_relay, 3);
+	fprintf(out, ",\"repeats\":%u,\"queue_maxmsg\":%d,\"queue_msgsize\":%d",
+		r->repeats, BENCH_MAXMSG, BENCH_MSGSIZE);
+	fprintf(out, ",\"targets\":\"%s\"}\n", r->targets);
+	fflush(out);
+}
+
+static void cell(char *buf, size_t len, double v, int decimals)
+{
+	if (isnan(v) || isinf(v))
+		snprintf(buf, len, "-");
+	else
+		snprintf(buf, len, "%.*f", decimals, v);
+}
+
+#define TABLE_FMT                                                              \
+	"%-10s %-6s %4s %3s %3s %6s %9s %8s %8s %7s %7s %7s %7s %6s  %s\n"
+
+static void table_header(void)
+{
+	fprintf(out, TABLE_FMT, "mode", "wake", "size", "pub", "sub", "held",
+		"msgs/s", "p50 us", "p99 us", "us/msg", "us/dlv", "RSS MiB",
+		"xdirect", "xrelay", "targets");
+	fflush(out);
+}
+
+static void row_print_table(const struct row *r)
+{
+	char size[24], pub[16], sub[16], held[24], rate[24], p50[16], p99[16],
+	    cpu[16], dlv[16], rss[16], xd[16], xr[16];
+
+	snprintf(size, sizeof(size), "%zu", r->size);
+	snprintf(pub, sizeof(pub), "%u", r->publishers);
+	snprintf(sub, sizeof(sub), "%u", r->subscribers);
+	if (r->subscriptions >= 0)
+		snprintf(held, sizeof(held), "%ld", r->subscriptions);
+	else
+		snprintf(held, sizeof(held), "-");
+	cell(rate, sizeof(rate), r->msgs_per_s, 0);
+	cell(p50, sizeof(p50), r->p50_us, 1);
+	cell(p99, sizeof(p99), r->p99_us, 1);
+	cell(cpu, sizeof(cpu), r->cpu_us_per_msg, 2);
+	cell(dlv, sizeof(dlv), r->cpu_us_per_delivery, 2);
+	cell(rss, sizeof(rss), r->rss_kib >= 0 ? r->rss_kib / 1024.0 : NAN, 1);
+	cell(xd, sizeof(xd), r->ratio_direct, 2);
+	cell(xr, sizeof(xr), r->ratio_relay, 2);
+	fprintf(out, TABLE_FMT, mode_names[r->mode],
+		r->wake >= 0 ? bench_wake_name(r->wake) : "-", size, pub, sub,
+		held, rate, p50, p99, cpu, dlv, rss, xd, xr, r->targets);
+	fflush(out);
+}
+
+static void note(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void note(const char *fmt, ...)
+{
+	FILE *f = opt.json ? info : out;
+	va_list ap;
+
+	fputs("# ", f);
+	va_start(ap, fmt);
+	vfprintf(f, fmt, ap);
+	va_end(ap);
+	fputc('\n', f);
+	fflush(f);
+}
+
+/* A measurement as a row (not yet judged). */
+static void row_fill(struct row *r, enum mode mode, int wake, size_t size,
+		     unsigned pubs, unsigned subs, long subscriptions,
+		     const struct meas *m)
+{
+	double msgs;
+
+	memset(r, 0, sizeof(*r));
+	r->mode = mode;
+	r->wake = wake;
+	r->size = size;
+	r->publishers = pubs;
+	r->subscribers = subs;
+	r->subscriptions = subscriptions;
+	r->messages = m->messages;
+	r->seconds = m->seconds;
+	r->msgs_per_s = (double)m->messages / m->seconds;
+	r->deliveries_per_s = (double)m->deliveries / m->seconds;
+	r->p50_us = hist_quantile(&m->h, 0.50) / 1000;
+	r->p99_us = hist_quantile(&m->h, 0.99) / 1000;
+	/* a round trip is two messages through the middle */
+	msgs = (double)m->messages * (row_is_rtt(r) ? 2 : 1);
+	r->cpu_us_per_msg = m->cpu_s * 1e6 / msgs;
+	r->cpu_us_per_delivery = row_is_rtt(r)
+				     ? r->cpu_us_per_msg
+				     : m->cpu_s * 1e6 / (double)m->deliveries;
+	r->rss_kib = isnan(m->cpu_s) ? -1 : m->rss_kib;
+	r->hwm_kib = isnan(m->cpu_s) ? -1 : m->hwm_kib;
+	r->ratio_direct = r->ratio_relay = NAN;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	/* NAN last */
+	if (isnan(x) || isnan(y))
+		return isnan(x) - isnan(y);
+	return x < y ? -1 : x > y;
+}
+
+/* The median of one field over n samples. */
+static double median_of(const struct row *s, unsigned n, size_t off)
+{
+	double v[REPEAT_MAX];
+	unsigned k = 0;
+
+	for (unsigned i = 0; i < n; i++) {
+		double x = *(const double *)((const char *)&s[i] + off);
+
+		if (!isnan(x))
+			v[k++] = x;
+	}
+	if (k == 0)
+		return NAN;
+	qsort(v, k, sizeof(v[0]), cmp_double);
+	return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+}
+
+/*
+ * Each figure of a row is the median of its repetitions, so one disturbed
+ * run (the machine is shared) does not make the row.
+ */
+static void row_commit(const struct row *s, unsigned n)
+{
+	static const size_t fields[] = {
+	    offsetof(struct row, seconds),
+	    offsetof(struct row, msgs_per_s),
+	    offsetof(struct row, deliveries_per_s),
+	    offsetof(struct row, p50_us),
+	    offsetof(struct row, p99_us),
+	    offsetof(struct row, cpu_us_per_msg),
+	    offsetof(struct row, cpu_us_per_delivery),
+	};
+	struct row *r;
+	uint64_t msgs = 0;
+	long rss = -1, hwm = -1;
+
+	if (n_rows == MAX_ROWS)
+		fatal("too many rows");
+	r = &rows[n_rows++];
+	*r = s[0];
+	for (size_t f = 0; f < sizeof(fields) / sizeof(fields[0]); f++)
+		*(double *)((char *)r + fields[f]) = median_of(s, n, fields[f]);
+	for (unsigned i = 0; i < n; i++) {
+		msgs += s[i].messages;
+		if (s[i].rss_kib > rss)
+			rss = s[i].rss_kib;
+		if (s[i].hwm_kib > hwm)
+			hwm = s[i].hwm_kib;
+	}
+	r->messages = msgs;
+	/* memory only grows: the largest seen is the figure */
+	r->rss_kib = rss;
+	r->hwm_kib = hwm;
+	r->repeats = n;
+	row_judge(r);
+	if (opt.json)
+		row_print_json(r);
+	else
+		row_print_table(r);
+}
+
+/* ---------------------------------------------------------------- rows */
+
+static uint64_t row_count(unsigned parts)
+{
+	if (!opt.count)
+		return 0;
+	return opt.count / parts > 0 ? opt.count / parts : 1;
+}
+
+static void run_direct(const struct spec *sp, struct row *r)
+{
+	char q[1][64];
+	struct plan p;
+	struct meas m;
+	struct bench_job *j;
+
+	plan_init(&p, sp);
+	raw_queues_make(q, 1);
+	j = plan_add(&p, JOB_RAW_SINK, raw_uid());
+	snprintf(j->q[0], sizeof(j->q[0]), "%s", q[0]);
+	j->size = sp->size;
+	j->n_streams = 1;
+	j = plan_add(&p, JOB_RAW_SOURCE, raw_uid());
+	snprintf(j->q[0], sizeof(j->q[0]), "%s", q[0]);
+	j->size = sp->size;
+	j->n_sinks = 1;
+	j->window = BENCH_WINDOW;
+	j->count = row_count(1);
+	p.n_streams = p.n_sinks = 1;
+	plan_run(&p, &m);
+	raw_queues_remove();
+	row_fill(r, MODE_DIRECT, -1, sp->size, 1, 1, -1, &m);
+}
+
+/* producer -> q0 -> relay -> q1 -> consumer */
+static void run_relay(const struct spec *sp, struct row *r)
+{
+	char q[2][64];
+	struct plan p;
+	struct meas m;
+	struct bench_job *j;
+
+	plan_init(&p, sp);
+	raw_queues_make(q, 2);
+	j = plan_add(&p, JOB_RELAY, raw_uid());
+	j->wake = (enum bench_wake)sp->wake;
+	j->n_relay = 1;
+	memcpy(j->q, q, sizeof(q));
+	j = plan_add(&p, JOB_RAW_SINK, raw_uid());
+	snprintf(j->q[0], sizeof(j->q[0]), "%s", q[1]);
+	j->size = sp->size;
+	j->n_streams = 1;
+	j = plan_add(&p, JOB_RAW_SOURCE, raw_uid());
+	snprintf(j->q[0], sizeof(j->q[0]), "%s", q[0]);
+	j->size = sp->size;
+	j->n_sinks = 1;
+	j->window = BENCH_WINDOW;
+	j->count = row_count(1);
+	p.n_streams = p.n_sinks = 1;
+	plan_run(&p, &m);
+	raw_queues_remove();
+	row_fill(r, MODE_RELAY, sp->wake, sp->size, 1, 1, -1, &m);
+}
+
+/* pinger -> q0 -> echo -> q1 -> pinger */
+static void run_rtt_direct(const struct spec *sp, struct row *r)
+{
+	char q[2][64];
+	struct plan p;
+	struct meas m;
+	struct bench_job *j;
+
+	plan_init(&p, sp);
+	raw_queues_make(q, 2);
+	j = plan_add(&p, JOB_RAW_ECHO, raw_uid());
+	memcpy(j->q, q, sizeof(q));
+	j = plan_add(&p, JOB_RAW_PINGER, raw_uid());
+	memcpy(j->q, q, sizeof(q));
+	j->size = sp->size;
+	j->count = row_count(1);
+	p.n_streams = p.n_sinks = 1;
+	plan_run(&p, &m);
+	raw_queues_remove();
+	row_fill(r, MODE_RTT_DIRECT, -1, sp->size, 1, 1, -1, &m);
+}
+
+/*
+ * pinger -> q0 -> relay -> q1 -> echo -> q2 -> relay -> q3 -> pinger: one
+ * relay forwarding both ways, as mqbusd forwards the ping and the pong.
+ */
+static void run_rtt_relay(const struct spec *sp, struct row *r)
+{
+	char q[4][64];
+	struct plan p;
+	struct meas m;
+	struct bench_job *j;
+
+	plan_init(&p, sp);
+	raw_queues_make(q, 4);
+	j = plan_add(&p, JOB_RELAY, raw_uid());
+	j->wake = (enum bench_wake)sp->wake;
+	j->n_relay = 2;
+	memcpy(j->q, q, sizeof(q));
+	j = plan_add(&p, JOB_RAW_ECHO, raw_uid());
+	snprintf(j->q[0], sizeof(j->q[0]), "%s", q[1]);
+	snprintf(j->q[1], sizeof(j->q[1]), "%s", q[2]);
+	j = plan_add(&p, JOB_RAW_PINGER, raw_uid());
+	snprintf(j->q[0], sizeof(j->q[0]), "%s", q[0]);
+	snprintf(j->q[1], sizeof(j->q[1]), "%s", q[3]);
+	j->size = sp->size;
+	j->count = row_count(1);
+	p.n_streams = p.n_sinks = 1;
+	plan_run(&p, &m);
+	raw_queues_remove();
+	row_fill(r, MODE_RTT_RELAY, sp->wake, sp->size, 1, 1, -1, &m);
+}
+
+/*
+ * pubs publishers to subs subscribers through the daemon.  Each client
+ * process has a uid of its own (when we are root).
+ */
+static void run_bus(const struct spec *sp, struct row *r)
+{
+	unsigned window = BENCH_WINDOW;
+	struct bench_job *j;
+	struct plan p;
+	struct meas m;
+
+	if (sp->pubs * window > BENCH_WINDOW_TOTAL)
+		window = BENCH_WINDOW_TOTAL / sp->pubs;
+	plan_init(&p, sp);
+	p.daemon = sp->d->pid;
+	for (unsigned k = 0; k < sp->subs; k++) {
+		j = plan_add(&p, JOB_BUS_SINK, opt.uid_base + p.n);
+		snprintf(j->bus, sizeof(j->bus), "%s", sp->d->bus);
+		j->index = k;
+		j->size = sp->size;
+		j->n_streams = sp->pubs;
+	}
+	for (unsigned s = 0; s < sp->pubs; s++) {
+		j = plan_add(&p, JOB_BUS_SOURCE, opt.uid_base + p.n);
+		snprintf(j->bus, sizeof(j->bus), "%s", sp->d->bus);
+		j->index = s;
+		j->size = sp->size;
+		j->n_sinks = sp->subs;
+		j->window = window;
+		j->count = row_count(sp->pubs);
+	}
+	p.n_streams = sp->pubs;
+	p.n_sinks = sp->subs;
+	plan_run(&p, &m);
+	row_fill(r, sp->mode, (int)sp->d->wake, sp->size, sp->pubs, sp->subs,
+		 sp->held, &m);
+}
+
+/* pinger -> mqbusd -> echo -> mqbusd -> pinger */
+static void run_bus_rtt(const struct spec *sp, struct row *r)
+{
+	struct bench_job *j;
+	struct plan p;
+	struct meas m;
+
+	plan_init(&p, sp);
+	p.daemon = sp->d->pid;
+	j = plan_add(&p, JOB_BUS_ECHO, opt.uid_base + p.n);
+	snprintf(j->bus, sizeof(j->bus), "%s", sp->d->bus);
+	j = plan_add(&p, JOB_BUS_PINGER, opt.uid_base + p.n);
+	snprintf(j->bus, sizeof(j->bus), "%s", sp->d->bus);
+	j->size = sp->size;
+	j->count = row_count(1);
+	p.n_streams = p.n_sinks = 1;
+	plan_run(&p, &m);
+	row_fill(r, MODE_RTT, (int)sp->d->wake, sp->size, 1, 1, 0, &m);
+}
+
+static void spec_run(const struct spec *sp, struct row *r)
+{
+	switch (sp->mode) {
+	case MODE_DIRECT:
+		run_direct(sp, r);
+		break;
+	case MODE_RELAY:
+		run_relay(sp, r);
+		break;
+	case MODE_RTT_DIRECT:
+		run_rtt_direct(sp, r);
+		break;
+	case MODE_RTT_RELAY:
+		run_rtt_relay(sp, r);
+		break;
+	case MODE_RTT:
+		run_bus_rtt(sp, r);
+		break;
+	default:
+		run_bus(sp, r);
+		break;
+	}
+}
+
+/* Queues a row needs: two per client, the holder's, the raw ones. */
+static unsigned spec_queues(const struct spec *sp)
+{
+	switch (sp->mode) {
+	case MODE_DIRECT:
+		return 1;
+	case MODE_RELAY:
+	case MODE_RTT_DIRECT:
+	case MODE_RTT:
+		return sp->mode == MODE_RTT ? 4 : 2;
+	case MODE_RTT_RELAY:
+		return 4;
+	default:
+		return 2 * (sp->pubs + sp->subs) + (sp->held > 0 ? 2 : 0);
+	}
+}
+
+/*
+ * Measures rows together: repetition k of every row before repetition
+ * k + 1 of any, so that rows compared with each other (a relay and the
+ * pubsub row of the same wake-up method) see the same machine.
+ */
+static void measure(const struct spec *specs, unsigned n)
+{
+	static struct row samples[8][REPEAT_MAX];
+	const struct spec *run[8];
+	unsigned n_run = 0;
+	char why[300];
+
+	for (unsigned i = 0; i < n && n_run < 8; i++) {
+		if (!row_fits(spec_queues(&specs[i]), why, sizeof(why))) {
+			note("%s %s %zu B: %s", mode_names[specs[i].mode],
+			     specs[i].wake >= 0 ? bench_wake_name(specs[i].wake)
+						: "-",
+			     specs[i].size, why);
+			continue;
+		}
+		run[n_run++] = &specs[i];
+	}
+	for (unsigned k = 0; k < opt.repeat; k++)
+		for (unsigned i = 0; i < n_run; i++)
+			spec_run(run[i], &samples[i][k]);
+	for (unsigned i = 0; i < n_run; i++)
+		row_commit(samples[i], opt.repeat);
+}
+
+static void measure1(struct spec sp)
+{
+	measure(&sp, 1);
+}
+
+/* ---------------------------------------------------------------- the run */
+
+static const size_t sizes[] = { 64, 1024, 4000 };
+
+static struct spec spec_of(enum mode mode, int wake, size_t size,
+			   unsigned pubs, unsigned subs, long held,
+			   const struct daemon *d)
+{
+	struct spec sp = {
+		.mode = mode,
+		.wake = wake,
+		.size = size,
+		.pubs = pubs,
+		.subs = subs,
+		.held = held,
+		.d = d,
+	};
+
+	return sp;
+}
+
+static size_t n_sizes(void)
+{
+	return opt.quick ? 2 : 3;
+}
+
+/* the round trips of --quick are at 64 bytes only */
+static size_t n_rtt_sizes(void)
+{
+	return opt.quick ? 1 : 3;
+}
+
+static void run_raw(void)
+{
+	for (size_t i = 0; i < n_sizes() && group_on(MODE_DIRECT); i++)
+		measure1(spec_of(MODE_DIRECT, -1, sizes[i], 1, 1, -1, NULL));
+	for (size_t i = 0; i < n_rtt_sizes() && group_on(MODE_RTT); i++)
+		measure1(spec_of(MODE_RTT_DIRECT, -1, sizes[i], 1, 1, -1,
+				 NULL));
+}
+
+/* Each relay row next to the mqbusd row of the same wake-up method. */
+static void run_wake(enum bench_wake wake)
+{
+	bool bus = group_on(MODE_PUBSUB) || group_on(MODE_RTT);
+	struct spec pair[2];
+	struct daemon d;
+	unsigned n;
+
+	if (bus)
+		daemon_start(&d, wake);
+	for (size_t i = 0; i < n_sizes(); i++) {
+		n = 0;
+		if (group_on(MODE_RELAY))
+			pair[n++] = spec_of(MODE_RELAY, (int)wake, sizes[i], 1,
+					    1, -1, NULL);
+		if (group_on(MODE_PUBSUB))
+			pair[n++] = spec_of(MODE_PUBSUB, (int)wake, sizes[i], 1,
+					    1, 0, &d);
+		measure(pair, n);
+	}
+	for (size_t i = 0; i < n_rtt_sizes() && group_on(MODE_RTT); i++) {
+		pair[0] = spec_of(MODE_RTT_RELAY, (int)wake, sizes[i], 1, 1,
+				  -1, NULL);
+		pair[1] = spec_of(MODE_RTT, (int)wake, sizes[i], 1, 1, 0, &d);
+		measure(pair, 2);
+	}
+	if (bus)
+		daemon_stop(&d);
+}
+
+static void run_fanout_clients(enum bench_wake wake)
+{
+	static const unsigned fanout[] = { 1, 4, 16 };
+	static const unsigned clients[] = { 1, 8, 32 };
+	bool do_fanout = group_on(MODE_FANOUT);
+	bool do_clients = group_on(MODE_CLIENTS) && !opt.quick;
+	struct daemon d;
+
+	if (!do_fanout && !do_clients)
+		return;
+	daemon_start(&d, wake);
+	/* --quick: fanout 1 and 16 at 64 bytes */
+	for (size_t i = 0; i < (opt.quick ? 1 : n_sizes()) && do_fanout; i++)
+		for (size_t k = 0; k < 3; k++)
+			if (!opt.quick || fanout[k] != 4)
+				measure1(spec_of(MODE_FANOUT, (int)wake,
+						 sizes[i], 1, fanout[k], 0,
+						 &d));
+	for (size_t i = 0; i < n_sizes() && do_clients; i++)
+		for (size_t k = 0; k < 3; k++)
+			measure1(spec_of(MODE_CLIENTS, (int)wake, sizes[i],
+					 clients[k], 1, 0, &d));
+	daemon_stop(&d);
+}
+
+/*
+ * One daemon for the growing sets of unrelated subscriptions; the memory
+ * row runs while the largest is in place.
+ */
+static void run_topics(enum bench_wake wake)
+{
+	static const unsigned held[] = { 10, 10000, 100000 };
+	bool do_topics = group_on(MODE_TOPICS);
+	struct daemon d;
+
+	if (opt.quick || (!do_topics && !group_on(MODE_MEMORY)))
+		return;
+	daemon_start(&d, wake);
+	for (size_t k = 0; k < 3; k++) {
+		bool mem = held[k] == 100000 && group_on(MODE_MEMORY);
+		uint64_t ns;
+		pid_t holder;
+
+		if (!do_topics && !mem)
+			continue;
+		holder = holder_start(&d, held[k], &ns);
+		note("%u unrelated subscriptions made in %.2f s (%.1f us each)",
+		     held[k], ns / 1e9, ns / 1e3 / held[k]);
+		for (size_t i = 0; i < n_sizes() && do_topics; i++)
+			measure1(spec_of(MODE_TOPICS, (int)wake, sizes[i], 1, 1,
+					 held[k], &d));
+		if (mem)
+			measure1(spec_of(MODE_MEMORY, (int)wake, 4000, 32, 1,
+					 held[k], &d));
+		holder_stop(holder);
+	}
+	daemon_stop(&d);
+}
+
+static void run_all(void)
+{
+	run_raw();
+	for (unsigned w = 0; w < opt.n_wakes; w++)
+		run_wake(opt.wakes[w]);
+	run_fanout_clients(opt.wakes[0]);
+	run_topics(opt.wakes[0]);
+}
+
+/* ---------------------------------------------------------------- start */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"Usage: mqbus-bench [OPTION]...\n"
+		"Measure mqbusd against raw POSIX queues and a bare relay.\n\n"
+		"  -q, --quick            the headline rows only (under a "
+		"minute)\n"
+		"  -j, --json             one JSON object per row on stdout\n"
+		"  -p, --pin=CPU          run every process on CPU\n"
+		"  -d, --duration-ms=MS   measure each row for MS ms "
+		"(default %d,\n"
+		"                         %d with --quick)\n"
+		"  -n, --count=N          send N messages (round trips) per "
+		"row instead\n"
+		"  -r, --repeat=N         measure each row N times, report "
+		"medians\n"
+		"                         (default %d)\n"
+		"      --daemon=PATH      mqbusd to run (default "
+		"$MQBUS_BENCH_DAEMON,\n"
+		"                         else ../../daemon/mqbusd from this "
+		"program)\n"
+		"      --wake=LIST        wake-up methods, comma-separated "
+		"(default\n"
+		"                         notify,thread,poll; the first one "
+		"serves the\n"
+		"                         fanout, clients, topics and memory "
+		"rows)\n"
+		"      --only=LIST        rows: direct,relay,pubsub,rtt,fanout,"
+		"topics,\n"
+		"                         clients,memory (default all)\n"
+		"      --uid-base=UID     as root, run the processes of a row "
+		"as UID,\n"
+		"                         UID+1, ... (default %u)\n"
+		"      --no-uids          as root, run everything as root\n"
+		"  -h, --help             show this help\n\n"
+		"Exit status: 0 when every message arrived intact and in "
+		"order (missed\ntargets do not count), 1 when not or when the "
+		"run failed, 2 for usage\nerrors.\n",
+		DEFAULT_DURATION_MS, QUICK_DURATION_MS, DEFAULT_REPEAT,
+		DEFAULT_UID_BASE);
+}
+
+static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
+{
+	unsigned long long v;
+	char *end;
+
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || end == s || *end || s[0] == '-' || v < min || v > max)
+		return false;
+	*ret = v;
+	return true;
+}
+
+/* Parses a comma-separated list of names; returns a bit per name. */
+static bool parse_list(const char *arg, const char *const *names, size_t n,
+		       unsigned *ret_mask, unsigned *order, unsigned *n_order)
+{
+	char buf[256], *save = NULL, *tok;
+	unsigned mask = 0;
+
+	snprintf(buf, sizeof(buf), "%s", arg);
+	for (tok = strtok_r(buf, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		size_t i;
+
+		for (i = 0; i < n; i++)
+			if (strcmp(tok, names[i]) == 0)
+				break;
+		if (i == n)
+			return false;
+		if (!(mask & 1u << i) && order)
+			order[(*n_order)++] = (unsigned)i;
+		mask |= 1u << i;
+	}
+	*ret_mask = mask;
+	return mask != 0;
+}
+
+/* ../../daemon/mqbusd from the directory of this program. */
+static const char *default_daemon(void)
+{
+	static char path[PATH_MAX + 32];
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	char *slash;
+
+	if (n <= 0)
+		return "../../daemon/mqbusd";
+	exe[n] = '\0';
+	slash = strrchr(exe, '/');
+	if (slash)
+		*slash = '\0';
+	/* a libtool-built program may run from .libs/ */
+	if (strlen(exe) >= 6 && strcmp(exe + strlen(exe) - 6, "/.libs") == 0)
+		exe[strlen(exe) - 6] = '\0';
+	snprintf(path, sizeof(path), "%s/../../daemon/mqbusd", exe);
+	return path;
+}
+
+static void parse_options(int argc, char **argv)
+{
+	enum {
+		OPT_DAEMON = 0x100,
+		OPT_WAKE,
+		OPT_ONLY,
+		OPT_UID_BASE,
+		OPT_NO_UIDS
+	};
+	static const struct option longopts[] = {
+	    {"quick", no_argument, NULL, 'q'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"pin", required_argument, NULL, 'p'},
+	    {"duration-ms", required_argument, NULL, 'd'},
+	    {"count", required_argument, NULL, 'n'},
+	    {"repeat", required_argument, NULL, 'r'},
+	    {"daemon", required_argument, NULL, OPT_DAEMON},
+	    {"wake", required_argument, NULL, OPT_WAKE},
+	    {"only", required_argument, NULL, OPT_ONLY},
+	    {"uid-base", required_argument, NULL, OPT_UID_BASE},
+	    {"no-uids", no_argument, NULL, OPT_NO_UIDS},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	static const char *const wake_names[] = {"notify", "thread", "poll"};
+	bool no_uids = false;
+	unsigned order[BENCH_WAKE_COUNT], n_order = 0, mask;
+	uint64_t v;
+	int c;
+
+	opt.daemon = getenv("MQBUS_BENCH_DAEMON");
+	opt.uid_base = DEFAULT_UID_BASE;
+	while ((c = getopt_long(argc, argv, "qjp:d:n:r:h", longopts, NULL)) !=
+	       -1) {
+		switch (c) {
+		case 'q':
+			opt.quick = true;
+			break;
+		case 'j':
+			opt.json = true;
+			break;
+		case 'p':
+			if (!parse_u64(optarg, 0, CPU_SETSIZE - 1, &v))
+				goto bad;
+			opt.pin = (int)v;
+			break;
+		case 'd':
+			if (!parse_u64(optarg, 10, 3600000, &opt.duration_ms))
+				goto bad;
+			break;
+		case 'n':
+			if (!parse_u64(optarg, 1, 1000000000, &opt.count))
+				goto bad;
+			break;
+		case 'r':
+			if (!parse_u64(optarg, 1, REPEAT_MAX, &v))
+				goto bad;
+			opt.repeat = (unsigned)v;
+			break;
+		case OPT_DAEMON:
+			opt.daemon = optarg;
+			break;
+		case OPT_WAKE:
+			n_order = 0;
+			if (!parse_list(optarg, wake_names, 3, &mask, order,
+					&n_order))
+				goto bad;
+			break;
+		case OPT_ONLY:
+			if (!parse_list(optarg, group_names, 8, &opt.only, NULL,
+					NULL))
+				goto bad;
+			break;
+		case OPT_UID_BASE:
+			if (!parse_u64(optarg, 1, 4000000000u, &v))
+				goto bad;
+			opt.uid_base = (uid_t)v;
+			break;
+		case OPT_NO_UIDS:
+			no_uids = true;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			exit(2);
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "mqbus-bench: unexpected argument '%s'\n",
+			argv[optind]);
+		exit(2);
+	}
+	if (n_order == 0)
+		for (unsigned i = 0; i < BENCH_WAKE_COUNT; i++)
+			order[n_order++] = i;
+	for (unsigned i = 0; i < n_order; i++)
+		opt.wakes[i] = (enum bench_wake)order[i];
+	opt.n_wakes = n_order;
+	if (!opt.daemon || !*opt.daemon)
+		opt.daemon = default_daemon();
+	if (!opt.duration_ms)
+		opt.duration_ms =
+		    opt.quick ? QUICK_DURATION_MS : DEFAULT_DURATION_MS;
+	opt.use_uids = geteuid() == 0 && !no_uids;
+	if (!opt.use_uids)
+		opt.uid_base = getuid();
+	return;
+
+bad:
+	fprintf(stderr, "mqbus-bench: invalid argument '%s'\n", optarg);
+	usage(stderr);
+	exit(2);
+}
+
+static void setup(void)
+{
+	struct sigaction sa = { .sa_handler = on_signal };
+	long msgsize_max =
+	    read_long_file("/proc/sys/fs/mqueue/msgsize_max", -1);
+	long msg_max = read_long_file("/proc/sys/fs/mqueue/msg_max", -1);
+	struct rlimit rl;
+	FILE *f;
+
+	self_pid = getpid();
+	out = stdout;
+	info = opt.json ? stderr : stdout;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	if (access(opt.daemon, X_OK) < 0) {
+		fprintf(
+		    stderr,
+		    "mqbus-bench: cannot run mqbusd at %s: %s (build it, or "
+		    "use --daemon / $MQBUS_BENCH_DAEMON)\n",
+		    opt.daemon, strerror(errno));
+		exit(1);
+	}
+	if ((msgsize_max > 0 && msgsize_max < BENCH_MSGSIZE) ||
+	    (msg_max > 0 && msg_max < BENCH_MAXMSG)) {
+		fprintf(stderr,
+			"mqbus-bench: queues of %d x %d bytes exceed "
+			"fs.mqueue.msg_max (%ld) or msgsize_max (%ld); raise "
+			"them with sysctl\n",
+			BENCH_MAXMSG, BENCH_MSGSIZE, msg_max, msgsize_max);
+		exit(1);
+	}
+	/* a hard limit above the soft one is ours to use */
+	if (getrlimit(RLIMIT_MSGQUEUE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_MSGQUEUE, &rl);
+	}
+	if (opt.pin >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(opt.pin, &set);
+		if (sched_setaffinity(0, sizeof(set), &set) < 0) {
+			fprintf(stderr,
+				"mqbus-bench: cannot pin to CPU %d: %s\n",
+				opt.pin, strerror(errno));
+			exit(2);
+		}
+	}
+
+	ctl_row =
+	    mmap(NULL, 2 * sizeof(struct bench_ctl), PROT_READ | PROT_WRITE,
+		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (ctl_row == MAP_FAILED) {
+		fprintf(stderr, "mqbus-bench: mmap: %s\n", strerror(errno));
+		exit(1);
+	}
+	ctl_hold = ctl_row + 1;
+
+	snprintf(prefix, sizeof(prefix), "mqbench%d-", (int)self_pid);
+	snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/mqbus-bench.XXXXXX");
+	if (!mkdtemp(tmp_dir)) {
+		fprintf(stderr, "mqbus-bench: mkdtemp: %s\n", strerror(errno));
+		tmp_dir[0] = '\0';
+		exit(1);
+	}
+	atexit(cleanup);
+	snprintf(cfg_path, sizeof(cfg_path), "%s/mqbusd.conf", tmp_dir);
+	f = fopen(cfg_path, "we");
+	if (!f || fprintf(f, "[bus]\nmax_subscriptions = 200000\n") < 0 ||
+	    fclose(f) != 0)
+		fatal("cannot write %s", cfg_path);
+}
+
+static void print_header(void)
+{
+	char date[64], host[128] = "?", model[128] = "?", line[256];
+	long msgsize_max =
+	    read_long_file("/proc/sys/fs/mqueue/msgsize_max", -1);
+	time_t t = time(NULL);
+	struct utsname u;
+	FILE *f;
+
+	strftime(date, sizeof(date), "%Y-%m-%d %H:%M:%S %Z", localtime(&t));
+	gethostname(host, sizeof(host) - 1);
+	if (uname(&u) < 0)
+		snprintf(u.release, sizeof(u.release), "?");
+	f = fopen("/proc/cpuinfo", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':');
+
+		if (strncmp(line, "model name", 10) == 0 && colon) {
+			snprintf(model, sizeof(model), "%s", colon + 2);
+			model[strcspn(model, "\n")] = '\0';
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+
+	note("mqbus-bench %s, %s, Linux %s, %s, %ld CPUs online%s", date, host,
+	     u.release, model, sysconf(_SC_NPROCESSORS_ONLN),
+	     opt.quick ? ", quick" : "");
+	if (opt.pin >= 0)
+		note("every process pinned to CPU %d", opt.pin);
+	else
+		note("processes not pinned");
+	note("queues: maxmsg %d, msgsize %d (fs.mqueue.msgsize_max %ld) for "
+	     "every queue of every row",
+	     BENCH_MAXMSG, BENCH_MSGSIZE, msgsize_max);
+	if (opt.count)
+		note("%llu messages (round trips) per run; each row is the "
+		     "median of %u runs; window %d messages per publisher",
+		     (unsigned long long)opt.count, opt.repeat, BENCH_WINDOW);
+	else
+		note("%llu ms per run; each row is the median of %u runs; "
+		     "window %d messages per publisher",
+		     (unsigned long long)opt.duration_ms, opt.repeat,
+		     BENCH_WINDOW);
+	if (opt.use_uids)
+		note(
+		    "each process of a row runs as its own uid from %u; mqbusd "
+		    "as root",
+		    (unsigned)opt.uid_base);
+	else
+		note("every process runs as uid %u", (unsigned)getuid());
+	note("mqbusd: %s", opt.daemon);
+	note("msgs/s: published messages (round trips for rtt rows); p50/p99: "
+	     "one-way latency under load, the round trip for rtt rows;");
+	note("us/msg, us/dlv: CPU time of mqbusd or the relay per message and "
+	     "per delivery; xdirect, xrelay: speed relative to the reference "
+	     "row (>1 faster)");
+	if (!opt.json)
+		table_header();
+}
+
+static int print_summary(void)
+{
+	unsigned pass = 0;
+	FILE *f = opt.json ? info : out;
+
+	fprintf(f, "\nTargets (the exit status reflects only correctness):\n");
+	for (unsigned i = 0; i < n_targets; i++) {
+		fprintf(f, "  %s  %s\n", targets[i].pass ? "PASS" : "MISS",
+			targets[i].text);
+		pass += targets[i].pass;
+	}
+	fprintf(f,
+		"%u of %u targets met; every message arrived intact and in "
+		"order.\n",
+		pass, n_targets);
+	fflush(f);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	parse_options(argc, argv);
+	setup();
+	payload_init_pattern();
+	print_header();
+	run_all();
+	return print_summary();
+}
