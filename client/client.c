@@ -571,6 +571,7 @@ static int read_one(mqbus *b, uint32_t token, struct proto_msg *reply,
 	case PROTO_ERROR:
 	case PROTO_STATS:
 	case PROTO_REPLY:
+	case PROTO_TIMER_LIST:
 		if (reply && ret_replied && pm.h.token == token) {
 			*reply = pm; /* points into b->buf */
 			*ret_replied = true;
@@ -937,6 +938,112 @@ MQBUS_EXPORT int mqbus_unsubscribe_group(mqbus *b, const char *pattern,
 	if (!group)
 		return -EINVAL;
 	return subscription(b, PROTO_UNSUBSCRIBE, pattern, group);
+}
+
+/* -------------------------------------------------------------------- */
+/* timers                                                                */
+
+MQBUS_EXPORT int mqbus_timer_add(mqbus *b, const char *topic,
+				 const void *data, size_t len, int priority,
+				 uint64_t when, uint64_t period_ms,
+				 unsigned flags, uint64_t *ret_id)
+{
+	struct proto_header h;
+	struct proto_msg reply;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	b->error[0] = '\0';
+	r = check_connected(b);
+	if (r < 0)
+		return r;
+	if (!topic || !proto_topic_valid(topic, strlen(topic), false))
+		return set_error(b, -EINVAL,
+				 "invalid topic '%s': '/'-separated levels "
+				 "of printable ASCII, no '+' or '#'",
+				 topic ? topic : "(null)");
+	if ((len && !data) ||
+	    (flags & ~(MQBUS_TIMER_DETACHED | MQBUS_TIMER_ABSOLUTE)) ||
+	    (priority != MQBUS_PRIORITY_DEFAULT &&
+	     (priority < 0 || priority > PROTO_PRIO_MAX)))
+		return set_error(b, -EINVAL, "invalid arguments");
+	proto_header_init(&h, PROTO_TIMER_ADD);
+	h.token = new_token(b);
+	h.seq = when;
+	h.timestamp = period_ms;
+	if (flags & MQBUS_TIMER_DETACHED)
+		h.flags |= PROTO_F_DETACHED;
+	if (flags & MQBUS_TIMER_ABSOLUTE)
+		h.flags |= PROTO_F_ABSOLUTE;
+	if (priority != MQBUS_PRIORITY_DEFAULT) {
+		h.flags |= PROTO_F_PRIORITY;
+		h.priority = (uint32_t)priority;
+	}
+	r = send_msg(b, &h, topic, data, len, PROTO_PRIO_MAX);
+	if (r < 0)
+		return r;
+	r = wait_reply(b, h.token, b->timeout_ms, &reply);
+	if (r < 0)
+		return r;
+	if (reply.h.type == PROTO_ERROR)
+		return set_error(b, -(int)reply.h.status, "timer refused: %.*s",
+				 (int)reply.h.payload_len,
+				 (const char *)reply.payload);
+	if (ret_id)
+		*ret_id = reply.h.seq;
+	return 0;
+}
+
+MQBUS_EXPORT int mqbus_timer_cancel(mqbus *b, uint64_t id)
+{
+	struct proto_header h;
+	struct proto_msg reply;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	b->error[0] = '\0';
+	if (id == 0)
+		return set_error(b, -ENOENT, "no such timer");
+	r = check_connected(b);
+	if (r < 0)
+		return r;
+	proto_header_init(&h, PROTO_TIMER_CANCEL);
+	h.token = new_token(b);
+	h.seq = id;
+	r = send_msg(b, &h, NULL, NULL, 0, PROTO_PRIO_MAX);
+	if (r < 0)
+		return r;
+	r = wait_reply(b, h.token, b->timeout_ms, &reply);
+	if (r < 0)
+		return r;
+	if (reply.h.type == PROTO_ERROR)
+		return set_error(b, -(int)reply.h.status,
+				 "cannot cancel timer %llu: %.*s",
+				 (unsigned long long)id,
+				 (int)reply.h.payload_len,
+				 (const char *)reply.payload);
+	return 0;
+}
+
+MQBUS_EXPORT int mqbus_timer_list(mqbus *b, char **ret)
+{
+	struct proto_msg reply;
+	char *text;
+	int r;
+
+	if (!b || !ret)
+		return -EINVAL;
+	b->error[0] = '\0';
+	r = request(b, PROTO_TIMER_LIST, NULL, NULL, &reply);
+	if (r < 0)
+		return r;
+	text = strndup(reply.payload, reply.h.payload_len);
+	if (!text)
+		return set_error(b, -ENOMEM, "out of memory");
+	*ret = text;
+	return 0;
 }
 
 /* -------------------------------------------------------------------- */

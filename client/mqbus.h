@@ -138,6 +138,25 @@ int mqbus_reply(mqbus *b, const mqbus_msg *request, const void *data,
 		size_t len);
 
 /*
+ * Timers: the daemon publishes data on topic after a delay, or at a time,
+ * once or every period_ms, as if this client had published it.  when is a
+ * delay in ms, or with MQBUS_TIMER_ABSOLUTE a CLOCK_REALTIME time in ms
+ * since the epoch.  A timer ends with its client unless
+ * MQBUS_TIMER_DETACHED: then it lives until a client of the same uid
+ * cancels it.  The timer's id is returned in *ret_id.
+ */
+#define MQBUS_TIMER_DETACHED 0x1u
+#define MQBUS_TIMER_ABSOLUTE 0x2u
+int mqbus_timer_add(mqbus *b, const char *topic, const void *data,
+		    size_t len, int priority, uint64_t when,
+		    uint64_t period_ms, unsigned flags, uint64_t *ret_id);
+/* -ENOENT: no such timer; -EPERM: not this client's (or uid's). */
+int mqbus_timer_cancel(mqbus *b, uint64_t id);
+/* The timers this client may see, one "key=value ..." line each, in a
+ * malloc'ed text freed by the caller. */
+int mqbus_timer_list(mqbus *b, char **ret);
+
+/*
  * Waits up to timeout_ms (-1: forever, 0: don't wait) for the next message
  * and returns it in *ret, which the caller frees with mqbus_msg_free().
  * -ETIMEDOUT when none came; -ENOTCONN when the daemon said goodbye.

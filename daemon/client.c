@@ -76,6 +76,7 @@ int client_new(struct server *s, uint32_t id, uid_t uid, pid_t pid,
 	c->kind = SUB_CLIENT;
 	c->server = s;
 	TAILQ_INIT(&c->requests);
+	TAILQ_INIT(&c->timers);
 	c->id = id;
 	c->uid = uid;
 	c->pid = pid;
@@ -136,6 +137,8 @@ void client_free(struct client *c, bool unlink)
 	free(c->subs);
 	while (!TAILQ_EMPTY(&c->requests))
 		request_free(TAILQ_FIRST(&c->requests));
+	while (!TAILQ_EMPTY(&c->timers))
+		timer_free(TAILQ_FIRST(&c->timers));
 	pending_clear(c);
 	if (c->rx_ev)
 		event_free(c->rx_ev);
@@ -383,6 +386,12 @@ int client_send_control(struct client *c, const void *buf, size_t len,
 void client_reply(struct client *c, uint32_t token, int err,
 		  const char *text)
 {
+	client_reply_seq(c, token, err, text, 0);
+}
+
+void client_reply_seq(struct client *c, uint32_t token, int err,
+		      const char *text, uint64_t seq)
+{
 	unsigned char buf[PROTO_HEADER_SIZE + 1 + 256];
 	struct proto_header h;
 	size_t tlen = text ? strlen(text) : 0;
@@ -391,6 +400,7 @@ void client_reply(struct client *c, uint32_t token, int err,
 	proto_header_init(&h, err ? PROTO_ERROR : PROTO_ACK);
 	h.token = token;
 	h.status = (uint32_t)err;
+	h.seq = seq;
 	if (!err)
 		tlen = 0;
 	if (tlen > 256)
@@ -534,6 +544,42 @@ static void client_stats(struct client *c, uint32_t token)
 		client_send_control(c, buf, n, PROTO_PRIO_MAX);
 }
 
+static void client_timer(struct client *c, const struct proto_msg *pm)
+{
+	struct server *s = c->server;
+	const char *why = NULL;
+	uint64_t id = 0;
+	int r;
+
+	switch (pm->h.type) {
+	case PROTO_TIMER_ADD:
+		r = timer_add(s, c, pm, &id, &why);
+		client_reply_seq(c, pm->h.token, -r, why, id);
+		break;
+	case PROTO_TIMER_CANCEL:
+		r = timer_cancel(s, c, pm->h.seq);
+		client_reply(c, pm->h.token, -r,
+			     r == -EPERM ? "not your timer" : "no such timer");
+		break;
+	default: {
+		unsigned char buf[4096];
+		char text[3072];
+		struct proto_header h;
+		int len = timer_list_text(s, c, text, sizeof(text)), n;
+
+		if ((long)proto_size(0, len) > c->rx_msgsize)
+			len = c->rx_msgsize - (long)proto_size(0, 0);
+		proto_header_init(&h, PROTO_TIMER_LIST);
+		h.token = pm->h.token;
+		n = proto_encode(buf, sizeof(buf), &h, NULL, text,
+				 len < 0 ? 0 : len);
+		if (n > 0)
+			client_send_control(c, buf, n, PROTO_PRIO_MAX);
+		break;
+	}
+	}
+}
+
 static void client_handle(struct client *c, struct msgbuf *m)
 {
 	struct proto_msg pm;
@@ -565,6 +611,11 @@ static void client_handle(struct client *c, struct msgbuf *m)
 		break;
 	case PROTO_REPLY:
 		server_reply(c->server, c, m, &pm);
+		break;
+	case PROTO_TIMER_ADD:
+	case PROTO_TIMER_CANCEL:
+	case PROTO_TIMER_LIST:
+		client_timer(c, &pm);
 		break;
 	case PROTO_BYE:
 		client_close(c, false, "said goodbye");

@@ -22,6 +22,7 @@
 
 #include "daemon/group.h"
 #include "daemon/request.h"
+#include "daemon/timer.h"
 #include "daemon/wake.h"
 
 struct event;
@@ -69,6 +70,9 @@ struct client {
 	/* requests this client made that await an answer */
 	struct request_list requests;
 	unsigned n_requests;
+
+	/* timers this client owns (detached ones are the server's alone) */
+	struct timer_list timers;
 
 	/* the messages waiting for room in rx, highest priority first */
 	struct pending *pending_head;
@@ -126,6 +130,10 @@ void client_flush(struct client *c);
 /* Answers a request: ACK when err is 0, else ERROR with text. */
 void client_reply(struct client *c, uint32_t token, int err,
 		  const char *text);
+
+/* client_reply with seq set in the ACK (a new timer's id). */
+void client_reply_seq(struct client *c, uint32_t token, int err,
+		      const char *text, uint64_t seq);
 
 /* Counts a bad message (err: a negated proto_error or -errno) and
  * answers ERROR; too many of them close the client. */

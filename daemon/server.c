@@ -219,6 +219,7 @@ int server_init(struct server *s, const struct server_options *opt,
 	s->announce = (mqd_t)-1;
 	TAILQ_INIT(&s->ready);
 	TAILQ_INIT(&s->groups);
+	TAILQ_INIT(&s->timers);
 	request_table_init(&s->requests);
 	TAILQ_INIT(&s->clients);
 	TAILQ_INIT(&s->reap);
@@ -266,7 +267,17 @@ int server_init(struct server *s, const struct server_options *opt,
 		s->cfg = loaded;
 	}
 
-	s->base = event_base_new();
+	{
+		/* timers fire on a timerfd, to the microsecond */
+		struct event_config *ec = event_config_new();
+
+		if (ec) {
+			event_config_set_flag(ec,
+					      EVENT_BASE_FLAG_PRECISE_TIMER);
+			s->base = event_base_new_with_config(ec);
+			event_config_free(ec);
+		}
+	}
 	s->router = router_new();
 	if (!s->base || !s->router)
 		return set_error(ret_error, -ENOMEM, "out of memory");
@@ -348,6 +359,7 @@ int server_stats_text(struct server *s, char *buf, size_t cap)
 		     "requests_expired=%llu\n"
 		     "replies_refused=%llu\n"
 		     "requests_in_flight=%u\n"
+		     "timers_fired=%llu\n"
 		     "buffers_live=%zu\n",
 		     s->bus, (int)s->pid,
 		     wake_method_name(wake_method_of(s->wake)),
@@ -366,7 +378,8 @@ int server_stats_text(struct server *s, char *buf, size_t cap)
 		     (unsigned long long)s->stats.no_responders,
 		     (unsigned long long)s->stats.requests_expired,
 		     (unsigned long long)s->stats.replies_refused,
-		     s->requests.count, msgbuf_live());
+		     s->requests.count,
+		     (unsigned long long)s->stats.timers_fired, msgbuf_live());
 	if (n < 0)
 		return 0;
 	return (size_t)n >= cap ? (int)cap - 1 : n;
@@ -817,9 +830,10 @@ static void route_one(void *subscriber, void *userdata)
  * type, flags and token, the priority, and what the daemon knows of the
  * sender.  Returns the bus sequence number given to it.
  */
-static uint64_t server_stamp(struct server *s, struct client *from,
-			     struct msgbuf *m, enum proto_type type,
-			     uint16_t flags, uint32_t token, unsigned prio)
+static uint64_t server_stamp(struct server *s, uid_t uid, pid_t pid,
+			     uint32_t id, struct msgbuf *m,
+			     enum proto_type type, uint16_t flags,
+			     uint32_t token, unsigned prio)
 {
 	struct proto_header h;
 	struct timespec now;
@@ -831,9 +845,9 @@ static uint64_t server_stamp(struct server *s, struct client *from,
 	h.priority = prio;
 	h.token = token;
 	h.status = 0;
-	h.sender_uid = (uint32_t)from->uid;
-	h.sender_pid = (uint32_t)from->pid;
-	h.client_id = from->id;
+	h.sender_uid = (uint32_t)uid;
+	h.sender_pid = (uint32_t)pid;
+	h.client_id = id;
 	h.seq = ++s->seq;
 	h.timestamp = (uint64_t)now.tv_sec * 1000000000u +
 		      (uint64_t)now.tv_nsec;
@@ -845,15 +859,23 @@ static uint64_t server_stamp(struct server *s, struct client *from,
  * Turns the PUBLISH in m into a DELIVER in place and hands the one buffer
  * to every matching subscriber.
  */
-void server_route(struct server *s, struct client *from, struct msgbuf *m,
-		  const char *topic, int requested_prio)
+void server_route_as(struct server *s, uid_t uid, pid_t pid, uint32_t id,
+		     struct msgbuf *m, const char *topic, int requested_prio)
 {
 	struct route_ctx ctx = { .m = m };
 
 	ctx.prio = config_priority(&s->cfg, topic, requested_prio);
-	ctx.seq = server_stamp(s, from, m, PROTO_DELIVER, 0, 0, ctx.prio);
+	ctx.seq = server_stamp(s, uid, pid, id, m, PROTO_DELIVER, 0, 0,
+			       ctx.prio);
 	s->stats.published++;
 	router_match(s->router, topic, route_one, &ctx);
+}
+
+void server_route(struct server *s, struct client *from, struct msgbuf *m,
+		  const char *topic, int requested_prio)
+{
+	server_route_as(s, from->uid, from->pid, from->id, m, topic,
+			requested_prio);
 }
 
 /*
@@ -887,8 +909,9 @@ void server_request(struct server *s, struct client *from, struct msgbuf *m,
 					   ? (int)pm->h.priority
 					   : -1);
 	/* the topic stays where it is; stamping touches the header only */
-	ctx.seq = server_stamp(s, from, m, PROTO_DELIVER, PROTO_F_REQUEST,
-			       req->id, ctx.prio);
+	ctx.seq = server_stamp(s, from->uid, from->pid, from->id, m,
+			       PROTO_DELIVER, PROTO_F_REQUEST, req->id,
+			       ctx.prio);
 	s->stats.requests++;
 	router_match(s->router, topic, route_one, &ctx);
 	if (ctx.accepted == 0) {
@@ -924,7 +947,8 @@ void server_reply(struct server *s, struct client *from, struct msgbuf *m,
 		return;
 	}
 	to = req->requester;
-	server_stamp(s, from, m, PROTO_REPLY, 0, req->token, 0);
+	server_stamp(s, from->uid, from->pid, from->id, m, PROTO_REPLY, 0,
+		     req->token, 0);
 	request_free(req);
 	s->stats.replies++;
 	client_send_buf(to, m, PROTO_PRIO_MAX);
@@ -1039,6 +1063,8 @@ void server_deinit(struct server *s)
 	while ((c = TAILQ_FIRST(&s->clients)))
 		server_drop_client(s, c);
 	request_table_deinit(&s->requests);
+	while (!TAILQ_EMPTY(&s->timers))
+		timer_free(TAILQ_FIRST(&s->timers));
 	wake_del(&s->announce_src);
 	if (s->announce != (mqd_t)-1) {
 		mq_close(s->announce);

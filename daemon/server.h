@@ -15,6 +15,7 @@
 #include "daemon/config.h"
 #include "daemon/group.h"
 #include "daemon/request.h"
+#include "daemon/timer.h"
 #include "daemon/wake.h"
 
 struct event;
@@ -44,6 +45,7 @@ struct server_stats {
 	uint64_t no_responders;
 	uint64_t requests_expired;
 	uint64_t replies_refused;
+	uint64_t timers_fired;
 };
 
 struct server_options {
@@ -79,6 +81,8 @@ struct server {
 	struct router *router;
 	struct group_list groups;
 	struct request_table requests;
+	struct timer_list timers;
+	uint64_t next_timer_id;
 	TAILQ_HEAD(, client) clients;
 	TAILQ_HEAD(, client) reap;
 	unsigned n_clients;
@@ -106,6 +110,9 @@ void server_deinit(struct server *s);
 void server_wake_ready(struct server *s, struct wake_src *src);
 void server_route(struct server *s, struct client *from, struct msgbuf *m,
 		  const char *topic, int requested_prio);
+/* server_route for a sender that may be gone (a detached timer's) */
+void server_route_as(struct server *s, uid_t uid, pid_t pid, uint32_t id,
+		     struct msgbuf *m, const char *topic, int requested_prio);
 void server_client_closing(struct server *s, struct client *c);
 struct proto_msg;
 void server_request(struct server *s, struct client *from, struct msgbuf *m,

@@ -125,6 +125,22 @@ static int proto_check_type(const struct proto_header *h, const char *topic)
 		if (h->token == 0)
 			return -PROTO_E_FIELD;
 		return 0;
+	case PROTO_TIMER_ADD:
+		if (!proto_topic_valid(topic, h->topic_len, false))
+			return -PROTO_E_TOPIC;
+		if (h->priority > PROTO_PRIO_MAX)
+			return -PROTO_E_FIELD;
+		return 0;
+	case PROTO_TIMER_CANCEL:
+		if (h->topic_len != 0)
+			return -PROTO_E_TOPIC;
+		if (h->seq == 0 || h->payload_len != 0)
+			return -PROTO_E_FIELD;
+		return 0;
+	case PROTO_TIMER_LIST:
+		if (h->topic_len != 0)
+			return -PROTO_E_TOPIC;
+		return 0;
 	case PROTO_ACK:
 		if (h->topic_len != 0)
 			return -PROTO_E_TOPIC;
@@ -311,6 +327,9 @@ const char *proto_type_name(unsigned type)
 		[PROTO_STATS] = "STATS",
 		[PROTO_REQUEST] = "REQUEST",
 		[PROTO_REPLY] = "REPLY",
+		[PROTO_TIMER_ADD] = "TIMER_ADD",
+		[PROTO_TIMER_CANCEL] = "TIMER_CANCEL",
+		[PROTO_TIMER_LIST] = "TIMER_LIST",
 	};
 
 	if (type == 0 || type > PROTO_TYPE_MAX)

@@ -50,13 +50,23 @@ enum proto_type {
 			       the DELIVER it answers, payload;
 			       daemon -> requester's rx: token = its
 			       correlation id, sender fields stamped */
-	PROTO_TYPE_MAX = PROTO_REPLY,
+	PROTO_TIMER_ADD,    /* client -> tx: topic, payload, priority and
+			       token as for a PUBLISH; seq = delay in ms,
+			       or with PROTO_F_ABSOLUTE the CLOCK_REALTIME
+			       time in ms; timestamp = period in ms (0:
+			       once).  Answered by ACK with seq = timer id */
+	PROTO_TIMER_CANCEL, /* client -> tx: token, seq = timer id */
+	PROTO_TIMER_LIST,   /* client -> tx: token; daemon -> rx: token,
+			       payload = one line per timer */
+	PROTO_TYPE_MAX = PROTO_TIMER_LIST,
 };
 
 /* header flags */
 #define PROTO_F_PRIORITY 0x0001u /* PUBLISH/REQUEST: priority is asked for */
 #define PROTO_F_REQUEST 0x0002u  /* DELIVER: a request; token = request id */
-#define PROTO_F_ALL 0x0003u
+#define PROTO_F_DETACHED 0x0004u /* TIMER_ADD: outlives its client */
+#define PROTO_F_ABSOLUTE 0x0008u /* TIMER_ADD: seq is a wall-clock time */
+#define PROTO_F_ALL 0x000fu
 
 /* a queue group name: 1..PROTO_GROUP_MAX of [A-Za-z0-9._-] */
 #define PROTO_GROUP_MAX 64

@@ -129,6 +129,25 @@ static void check_proto_sample_get(unsigned type, struct check_proto_sample *s)
 		s->payload = check_proto_blob;
 		s->payload_len = sizeof(check_proto_blob);
 		break;
+	case PROTO_TIMER_ADD:
+		s->topic = "clock/tick";
+		s->h.flags = PROTO_F_DETACHED | PROTO_F_PRIORITY;
+		s->h.priority = 3;
+		s->h.token = 8;
+		s->h.seq = 250;
+		s->h.timestamp = 1000;
+		s->payload = check_proto_blob;
+		s->payload_len = sizeof(check_proto_blob);
+		break;
+	case PROTO_TIMER_CANCEL:
+		s->h.token = 9;
+		s->h.seq = 42;
+		break;
+	case PROTO_TIMER_LIST:
+		s->h.token = 10;
+		s->payload = check_proto_stats;
+		s->payload_len = strlen(check_proto_stats);
+		break;
 	case PROTO_REPLY:
 		s->h.token = 7;
 		s->h.sender_uid = 1000;
@@ -639,7 +658,7 @@ END_TEST
 START_TEST(check_proto_bad_flags)
 {
 	unsigned char buf[CHECK_PROTO_BUF];
-	static const uint16_t bad[] = { 0x0004, 0x8000, 0xffff,
+	static const uint16_t bad[] = { 0x0010, 0x8000, 0xffff,
 					PROTO_F_PRIORITY | 0x0100 };
 	struct check_proto_sample s;
 	size_t n, i;
@@ -969,6 +988,21 @@ START_TEST(check_proto_control_rules)
 	ck_assert_int_eq(check_proto_decode_raw(&s.h, NULL, 0, "x", 1),
 			 -PROTO_E_FIELD);
 
+	/* TIMER_CANCEL names a timer, and nothing else. */
+	check_proto_sample_get(PROTO_TIMER_CANCEL, &s);
+	s.h.seq = 0;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, NULL, 0, NULL, 0),
+			 -PROTO_E_FIELD);
+	s.h.seq = 5;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "t", 1, NULL, 0),
+			 -PROTO_E_TOPIC);
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, NULL, 0, "x", 1),
+			 -PROTO_E_FIELD);
+	/* TIMER_ADD publishes later: a concrete topic. */
+	check_proto_sample_get(PROTO_TIMER_ADD, &s);
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a/#", 3, NULL, 0),
+			 -PROTO_E_TOPIC);
+
 	/* Only a DELIVER may be marked as a request, and with its id. */
 	check_proto_sample_get(PROTO_DELIVER, &s);
 	s.h.flags = PROTO_F_REQUEST;
@@ -1143,7 +1177,8 @@ START_TEST(check_proto_type_names)
 	static const char *const names[] = {
 		NULL, "ANNOUNCE", "HELLO", "WELCOME", "PUBLISH",
 		"DELIVER", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "ERROR",
-		"BYE", "STATS", "REQUEST", "REPLY",
+		"BYE", "STATS", "REQUEST", "REPLY", "TIMER_ADD",
+		"TIMER_CANCEL", "TIMER_LIST",
 	};
 	unsigned t;
 

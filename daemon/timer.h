@@ -1,0 +1,69 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * timer.h - timed messages: publish later, once or every period.
+ *
+ * A client asks the daemon to publish a message after a delay or at a
+ * wall-clock time, and optionally again every period.  The daemon's loop
+ * keeps the timer (a libevent timer on a timerfd-precise base), so no
+ * client sleeps or spins.  A timer belongs to its client and ends with
+ * it, unless made detached: then it lives until a client of the same uid
+ * cancels it.  The message goes out as from the timer's creator (its uid,
+ * pid and client id).
+ */
+#ifndef MQBUS_TIMER_H
+#define MQBUS_TIMER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/types.h>
+#include <time.h>
+
+#include <event2/event_struct.h>
+
+struct client;
+struct server;
+struct proto_msg;
+
+/* timers one uid may hold at once */
+#define TIMER_MAX_PER_UID 1024
+/* the shortest period: a faster timer would be a flood */
+#define TIMER_MIN_PERIOD_MS 1
+
+struct timer {
+	uint64_t id;
+	struct server *server;
+	struct client *owner; /* NULL for a detached timer */
+	uid_t uid;
+	pid_t pid;
+	uint32_t client_id;
+	int priority; /* as asked, -1 for the topic's default */
+	char *topic;
+	unsigned char *payload;
+	size_t payload_len;
+	uint64_t period_ms;
+	struct timespec next; /* CLOCK_MONOTONIC */
+	uint64_t fired;
+	struct event ev;
+	TAILQ_ENTRY(timer) link;       /* server->timers */
+	TAILQ_ENTRY(timer) owner_link; /* owner->timers */
+};
+
+TAILQ_HEAD(timer_list, timer);
+
+/*
+ * Makes a timer from a TIMER_ADD of client c.  Returns 0 and its id in
+ * *ret_id, or -errno with *ret_why saying why in a sentence.
+ */
+int timer_add(struct server *s, struct client *c, const struct proto_msg *pm,
+	      uint64_t *ret_id, const char **ret_why);
+/* Cancels timer id for client c: -ENOENT if there is none it may see,
+ * -EPERM if it belongs to another uid or is another client's own. */
+int timer_cancel(struct server *s, struct client *c, uint64_t id);
+/* One line per timer c may see, into buf; returns the length. */
+int timer_list_text(struct server *s, struct client *c, char *buf, size_t cap);
+void timer_free(struct timer *t);
+/* Timers of this uid, for the per-uid limit. */
+unsigned timer_count_uid(struct server *s, uid_t uid);
+
+#endif
