@@ -817,6 +817,13 @@ static int check_connected(mqbus *b)
 MQBUS_EXPORT int mqbus_publish(mqbus *b, const char *topic, const void *data,
 			       size_t len, int priority)
 {
+	return mqbus_publish_flags(b, topic, data, len, priority, 0);
+}
+
+MQBUS_EXPORT int mqbus_publish_flags(mqbus *b, const char *topic,
+				     const void *data, size_t len,
+				     int priority, unsigned flags)
+{
 	struct proto_header h;
 	int r;
 
@@ -848,9 +855,14 @@ MQBUS_EXPORT int mqbus_publish(mqbus *b, const char *topic, const void *data,
 				 proto_size(strlen(topic), len), b->msgsize,
 				 mqbus_max_payload(b, topic),
 				 proc_long("msgsize_max", -1));
+	if (flags & ~MQBUS_PUBLISH_RETAIN)
+		return set_error(b, -EINVAL, "unknown publish flags 0x%x",
+				 flags);
 	proto_header_init(&h, PROTO_PUBLISH);
+	if (flags & MQBUS_PUBLISH_RETAIN)
+		h.flags |= PROTO_F_RETAIN;
 	if (priority != MQBUS_PRIORITY_DEFAULT) {
-		h.flags = PROTO_F_PRIORITY;
+		h.flags |= PROTO_F_PRIORITY;
 		h.priority = (uint32_t)priority;
 	}
 	return send_msg(b, &h, topic, data, len,
@@ -1402,6 +1414,12 @@ MQBUS_EXPORT uint64_t mqbus_msg_timestamp(const mqbus_msg *m)
 MQBUS_EXPORT uint32_t mqbus_msg_dropped(const mqbus_msg *m)
 {
 	return m && m->h.type == PROTO_DELIVER ? m->h.status : 0;
+}
+
+MQBUS_EXPORT int mqbus_msg_retained(const mqbus_msg *m)
+{
+	return m && m->h.type == PROTO_DELIVER &&
+	       (m->h.flags & PROTO_F_RETAINED) != 0;
 }
 
 MQBUS_EXPORT int mqbus_msg_is_request(const mqbus_msg *m)

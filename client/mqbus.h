@@ -87,6 +87,16 @@ int mqbus_publish(mqbus *b, const char *topic, const void *data, size_t len,
 		  int priority);
 
 /*
+ * mqbus_publish with flags: MQBUS_PUBLISH_RETAIN keeps the message as the
+ * topic's value, delivered at once to every later subscriber of a
+ * matching pattern (mqbus_msg_retained() is 1 there); an empty retained
+ * message clears the value.
+ */
+#define MQBUS_PUBLISH_RETAIN 0x1u
+int mqbus_publish_flags(mqbus *b, const char *topic, const void *data,
+			size_t len, int priority, unsigned flags);
+
+/*
  * Subscribes to pattern ('+' one level, '#' the rest, as in MQTT) and waits
  * for the daemon to confirm.  -EINVAL: bad pattern; -EEXIST: already;
  * -EDQUOT: too many subscriptions.  Messages that arrive meanwhile are kept
@@ -196,6 +206,8 @@ uint64_t mqbus_msg_seq(const mqbus_msg *m);
 uint64_t mqbus_msg_timestamp(const mqbus_msg *m);
 /* Messages dropped for this subscriber just before this one. */
 uint32_t mqbus_msg_dropped(const mqbus_msg *m);
+/* 1 if the message is a retained value sent because of a subscription. */
+int mqbus_msg_retained(const mqbus_msg *m);
 /* 1 if the message is a request to answer with mqbus_reply(), else 0. */
 int mqbus_msg_is_request(const mqbus_msg *m);
 

@@ -503,6 +503,9 @@ static void client_subscribe(struct client *c, const struct proto_msg *pm)
 	}
 	c->n_subs++;
 	client_reply(c, pm->h.token, 0, NULL);
+	/* the kept values come after the ACK (it overtakes them anyway) */
+	if (!group)
+		retain_deliver(&s->retained, pm->topic, c);
 }
 
 static void client_unsubscribe(struct client *c, const struct proto_msg *pm)
@@ -592,9 +595,7 @@ static void client_handle(struct client *c, struct msgbuf *m)
 	switch (pm.h.type) {
 	case PROTO_PUBLISH:
 		c->published++;
-		server_route(c->server, c, m, pm.topic,
-			     pm.h.flags & PROTO_F_PRIORITY ? (int)pm.h.priority
-							   : -1);
+		server_publish(c->server, c, m, &pm);
 		break;
 	case PROTO_SUBSCRIBE:
 		client_subscribe(c, &pm);

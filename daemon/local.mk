@@ -11,6 +11,7 @@ daemon_libmqbusd_la_SOURCES = \
 	daemon/group.c daemon/group.h \
 	daemon/request.c daemon/request.h \
 	daemon/timer.c daemon/timer.h \
+	daemon/retain.c daemon/retain.h \
 	daemon/server.c daemon/server.h \
 	daemon/sweep.c daemon/sweep.h
 daemon_libmqbusd_la_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) \

@@ -279,7 +279,7 @@ int server_init(struct server *s, const struct server_options *opt,
 		}
 	}
 	s->router = router_new();
-	if (!s->base || !s->router)
+	if (!s->base || !s->router || retain_init(&s->retained) < 0)
 		return set_error(ret_error, -ENOMEM, "out of memory");
 	r = wake_new(s->base, opt->wake, s->wake_signo, &s->wake);
 	if (r < 0)
@@ -360,6 +360,7 @@ int server_stats_text(struct server *s, char *buf, size_t cap)
 		     "replies_refused=%llu\n"
 		     "requests_in_flight=%u\n"
 		     "timers_fired=%llu\n"
+		     "retained=%zu\n"
 		     "buffers_live=%zu\n",
 		     s->bus, (int)s->pid,
 		     wake_method_name(wake_method_of(s->wake)),
@@ -379,7 +380,8 @@ int server_stats_text(struct server *s, char *buf, size_t cap)
 		     (unsigned long long)s->stats.requests_expired,
 		     (unsigned long long)s->stats.replies_refused,
 		     s->requests.count,
-		     (unsigned long long)s->stats.timers_fired, msgbuf_live());
+		     (unsigned long long)s->stats.timers_fired,
+		     s->retained.count, msgbuf_live());
 	if (n < 0)
 		return 0;
 	return (size_t)n >= cap ? (int)cap - 1 : n;
@@ -878,6 +880,28 @@ void server_route(struct server *s, struct client *from, struct msgbuf *m,
 			requested_prio);
 }
 
+void server_publish(struct server *s, struct client *from, struct msgbuf *m,
+		    const struct proto_msg *pm)
+{
+	bool retain = pm->h.flags & PROTO_F_RETAIN;
+	size_t payload_len = pm->h.payload_len;
+	const char *topic = pm->topic;
+	struct proto_header h;
+	int r;
+
+	server_route(s, from, m, topic,
+		     pm->h.flags & PROTO_F_PRIORITY ? (int)pm->h.priority : -1);
+	if (!retain)
+		return;
+	memcpy(&h, m->data, sizeof(h));
+	r = retain_set(&s->retained, topic, m, payload_len, h.priority);
+	if (r < 0)
+		log_warnx("client %u: value of %s not retained: %s", from->id,
+			  topic,
+			  r == -ENOSPC ? "too many retained values"
+				       : strerror(-r));
+}
+
 /*
  * A REQUEST goes out like a PUBLISH, marked as a request with a fresh
  * request id; with nobody to take it the requester hears so at once.
@@ -1065,6 +1089,8 @@ void server_deinit(struct server *s)
 	request_table_deinit(&s->requests);
 	while (!TAILQ_EMPTY(&s->timers))
 		timer_free(TAILQ_FIRST(&s->timers));
+	if (s->retained.index)
+		retain_deinit(&s->retained);
 	wake_del(&s->announce_src);
 	if (s->announce != (mqd_t)-1) {
 		mq_close(s->announce);

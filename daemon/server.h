@@ -15,6 +15,7 @@
 #include "daemon/config.h"
 #include "daemon/group.h"
 #include "daemon/request.h"
+#include "daemon/retain.h"
 #include "daemon/timer.h"
 #include "daemon/wake.h"
 
@@ -83,6 +84,7 @@ struct server {
 	struct request_table requests;
 	struct timer_list timers;
 	uint64_t next_timer_id;
+	struct retain_store retained;
 	TAILQ_HEAD(, client) clients;
 	TAILQ_HEAD(, client) reap;
 	unsigned n_clients;
@@ -115,6 +117,9 @@ void server_route_as(struct server *s, uid_t uid, pid_t pid, uint32_t id,
 		     struct msgbuf *m, const char *topic, int requested_prio);
 void server_client_closing(struct server *s, struct client *c);
 struct proto_msg;
+/* A PUBLISH from a client: routed, and kept if marked retain. */
+void server_publish(struct server *s, struct client *from, struct msgbuf *m,
+		    const struct proto_msg *pm);
 void server_request(struct server *s, struct client *from, struct msgbuf *m,
 		    const struct proto_msg *pm);
 void server_reply(struct server *s, struct client *from, struct msgbuf *m,

@@ -66,7 +66,11 @@ enum proto_type {
 #define PROTO_F_REQUEST 0x0002u  /* DELIVER: a request; token = request id */
 #define PROTO_F_DETACHED 0x0004u /* TIMER_ADD: outlives its client */
 #define PROTO_F_ABSOLUTE 0x0008u /* TIMER_ADD: seq is a wall-clock time */
-#define PROTO_F_ALL 0x000fu
+#define PROTO_F_RETAIN 0x0010u   /* PUBLISH: keep as the topic's last value;
+				    an empty payload clears it */
+#define PROTO_F_RETAINED 0x0020u /* DELIVER: a kept value, sent because
+				    you subscribed */
+#define PROTO_F_ALL 0x003fu
 
 /* a queue group name: 1..PROTO_GROUP_MAX of [A-Za-z0-9._-] */
 #define PROTO_GROUP_MAX 64

@@ -658,7 +658,7 @@ END_TEST
 START_TEST(check_proto_bad_flags)
 {
 	unsigned char buf[CHECK_PROTO_BUF];
-	static const uint16_t bad[] = { 0x0010, 0x8000, 0xffff,
+	static const uint16_t bad[] = { 0x0040, 0x8000, 0xffff,
 					PROTO_F_PRIORITY | 0x0100 };
 	struct check_proto_sample s;
 	size_t n, i;

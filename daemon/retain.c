@@ -1,0 +1,136 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * retain.c - the retained values of a bus.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon/client.h"
+#include "daemon/msgbuf.h"
+#include "daemon/retain.h"
+#include "daemon/router.h"
+#include "proto/proto.h"
+
+int retain_init(struct retain_store *st)
+{
+	TAILQ_INIT(&st->values);
+	st->count = 0;
+	st->index = router_new();
+	return st->index ? 0 : -ENOMEM;
+}
+
+static void retained_free(struct retain_store *st, struct retained *v)
+{
+	router_unsubscribe(st->index, v->topic, v);
+	TAILQ_REMOVE(&st->values, v, link);
+	st->count--;
+	msgbuf_unref(v->m);
+	free(v->topic);
+	free(v);
+}
+
+void retain_deinit(struct retain_store *st)
+{
+	while (!TAILQ_EMPTY(&st->values))
+		retained_free(st, TAILQ_FIRST(&st->values));
+	st->index = router_free(st->index);
+}
+
+static void retain_found(void *entry, void *userdata)
+{
+	*(struct retained **)userdata = entry;
+}
+
+static struct retained *retain_find(struct retain_store *st,
+				    const char *topic)
+{
+	struct retained *v = NULL;
+
+	/* every key is a concrete topic: only the exact one matches */
+	router_match(st->index, topic, retain_found, &v);
+	return v;
+}
+
+int retain_set(struct retain_store *st, const char *topic,
+	       const struct msgbuf *m, size_t payload_len, unsigned prio)
+{
+	struct retained *v = retain_find(st, topic);
+	struct proto_header h;
+	struct msgbuf *copy;
+
+	if (payload_len == 0) {
+		if (v)
+			retained_free(st, v);
+		return 0;
+	}
+	copy = msgbuf_get(m->len);
+	if (!copy)
+		return -ENOMEM;
+	memcpy(copy->data, m->data, m->len);
+	copy->len = m->len;
+	memcpy(&h, copy->data, sizeof(h));
+	h.flags |= PROTO_F_RETAINED;
+	memcpy(copy->data, &h, sizeof(h));
+	if (v) {
+		msgbuf_unref(v->m);
+		v->m = copy;
+		v->prio = prio;
+		return 0;
+	}
+	if (st->count >= RETAIN_MAX)
+		goto nospace;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		goto nomem;
+	v->topic = strdup(topic);
+	if (!v->topic || router_subscribe(st->index, topic, v) < 0) {
+		free(v->topic);
+		free(v);
+		goto nomem;
+	}
+	v->m = copy;
+	v->prio = prio;
+	TAILQ_INSERT_TAIL(&st->values, v, link);
+	st->count++;
+	return 0;
+
+nospace:
+	msgbuf_unref(copy);
+	return -ENOSPC;
+nomem:
+	msgbuf_unref(copy);
+	return -ENOMEM;
+}
+
+bool retain_match(const char *pattern, const char *topic)
+{
+	for (;;) {
+		const char *pe = strchrnul(pattern, '/');
+		const char *te = strchrnul(topic, '/');
+
+		if (pe - pattern == 1 && *pattern == '#')
+			return true; /* this level and all below */
+		if (!(pe - pattern == 1 && *pattern == '+') &&
+		    (pe - pattern != te - topic ||
+		     memcmp(pattern, topic, (size_t)(pe - pattern)) != 0))
+			return false;
+		if (!*pe || !*te) {
+			/* "a/#" also matches "a" */
+			return !*pe && !*te ? true
+					    : !*te && strcmp(pe, "/#") == 0;
+		}
+		pattern = pe + 1;
+		topic = te + 1;
+	}
+}
+
+void retain_deliver(struct retain_store *st, const char *pattern,
+		    struct client *c)
+{
+	struct retained *v;
+
+	TAILQ_FOREACH(v, &st->values, link)
+		if (retain_match(pattern, v->topic))
+			client_deliver(c, v->m, v->prio);
+}
