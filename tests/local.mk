@@ -6,6 +6,7 @@ TEST_CHECK_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(LIBEVENT_CFLAGS) \
 TEST_CHECK_LIBS = daemon/libmqbusd.la $(CHECK_LIBS)
 
 check_PROGRAMS += tests/check_proto tests/check_router tests/check_config \
+	tests/check_retain \
 	tests/check_bus
 tests_check_proto_SOURCES = tests/check_proto.c
 tests_check_proto_CFLAGS = $(TEST_CHECK_CFLAGS)
@@ -13,6 +14,9 @@ tests_check_proto_LDADD = proto/libproto.la $(CHECK_LIBS)
 tests_check_router_SOURCES = tests/check_router.c
 tests_check_router_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_router_LDADD = $(TEST_CHECK_LIBS)
+tests_check_retain_SOURCES = tests/check_retain.c
+tests_check_retain_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_retain_LDADD = $(TEST_CHECK_LIBS)
 tests_check_config_SOURCES = tests/check_config.c
 tests_check_config_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_config_LDADD = $(TEST_CHECK_LIBS)
@@ -35,6 +39,7 @@ tests_helpers_mqbusctl_test_LDADD = client/libmqbus.la
 tests_helpers_mqbusctl_test_LDFLAGS = $(AM_LDFLAGS) -no-install
 
 TESTS += tests/check_proto tests/check_router tests/check_config \
+	tests/check_retain \
 	tests/bus-notify.sh tests/bus-thread.sh tests/bus-poll.sh \
 	tests/cli.sh tests/multiuser.sh tests/systemd.sh
 EXTRA_DIST += tests/harness.sh tests/lib.sh tests/bus-notify.sh \
