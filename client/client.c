@@ -280,11 +280,24 @@ static int slice_until(int64_t deadline)
 	return left > 1000 ? 1000 : (int)left;
 }
 
+/*
+ * Whether the session is over without a goodbye we could read: the daemon
+ * died, or it dropped us (a slow subscriber under overflow = disconnect,
+ * whose full rx had no room for BYE) and unlinked our queues.
+ */
 static bool daemon_gone(mqbus *b)
 {
+	mqd_t q;
+
 	if (b->welcome.daemon_pid == 0)
 		return false;
-	return kill((pid_t)b->welcome.daemon_pid, 0) < 0 && errno == ESRCH;
+	if (kill((pid_t)b->welcome.daemon_pid, 0) < 0 && errno == ESRCH)
+		return true;
+	q = mq_open(b->rx_name, O_RDONLY | O_NONBLOCK);
+	if (q == (mqd_t)-1)
+		return errno == ENOENT;
+	mq_close(q);
+	return false;
 }
 
 /* -------------------------------------------------------------------- */

@@ -106,17 +106,14 @@ fail:
 	return r;
 }
 
+static void pending_unlink(struct client *c, struct pending *prev,
+			   struct pending *p);
+static void client_release_publishers(struct client *c);
+
 static void pending_clear(struct client *c)
 {
-	while (c->pending_head) {
-		struct pending *p = c->pending_head;
-
-		c->pending_head = p->next;
-		msgbuf_unref(p->m);
-		pending_put(p);
-	}
-	c->pending_tail = NULL;
-	c->n_pending = 0;
+	while (c->pending_head)
+		pending_unlink(c, NULL, c->pending_head);
 }
 
 void client_free(struct client *c, bool unlink)
@@ -135,6 +132,8 @@ void client_free(struct client *c, bool unlink)
 		free(sub->group);
 	}
 	free(c->subs);
+	client_release_publishers(c);
+	free(c->blocked);
 	while (!TAILQ_EMPTY(&c->requests))
 		request_free(TAILQ_FIRST(&c->requests));
 	while (!TAILQ_EMPTY(&c->timers))
@@ -189,6 +188,8 @@ static void client_pid_exited(evutil_socket_t fd, short what, void *arg)
 {
 	struct client *c = arg;
 
+	/* even if a slow subscriber held it up: nothing more will come */
+	c->blocked_by = 0;
 	while (client_read(c, SERVER_READ_BUDGET) > 0)
 		;
 	client_close(c, false, "process exited");
@@ -269,28 +270,200 @@ static void pending_insert(struct client *c, struct pending *p)
 	c->n_pending++;
 }
 
-/* Queues m behind what rx cannot take yet; false if over the bound. */
-static bool client_enqueue(struct client *c, struct msgbuf *m, unsigned prio,
-			   uint32_t dropped, unsigned bound)
+static bool msg_is_deliver(const struct msgbuf *m)
 {
-	struct pending *p;
+	return m->data[offsetof(struct proto_header, type)] == PROTO_DELIVER;
+}
 
-	if (c->n_pending >= bound)
-		return false;
-	p = pending_get();
+/* Queues m behind what rx cannot take yet.  false: out of memory. */
+static bool client_enqueue(struct client *c, struct msgbuf *m, unsigned prio,
+			   uint32_t dropped)
+{
+	struct pending *p = pending_get();
+
 	if (!p)
 		return false;
 	p->m = msgbuf_ref(m);
 	p->prio = prio;
 	p->dropped = dropped;
 	pending_insert(c, p);
+	c->pending_bytes += m->len;
+	c->server->pending_bytes += m->len;
 	if (c->n_pending == 1)
 		event_add(c->rx_ev, NULL);
 	return true;
 }
 
-static int client_output(struct client *c, struct msgbuf *m, unsigned prio,
-			 unsigned bound)
+/* Takes p (after prev, NULL for the head) out of the pending list. */
+static void pending_unlink(struct client *c, struct pending *prev,
+			   struct pending *p)
+{
+	if (prev)
+		prev->next = p->next;
+	else
+		c->pending_head = p->next;
+	if (c->pending_tail == p)
+		c->pending_tail = prev;
+	c->n_pending--;
+	c->pending_bytes -= p->m->len;
+	c->server->pending_bytes -= p->m->len;
+	msgbuf_unref(p->m);
+	pending_put(p);
+}
+
+/* Drops p from the pending list; the next message reports the gap. */
+static void pending_drop(struct client *c, struct pending *prev,
+			 struct pending *p)
+{
+	uint32_t gap = p->dropped + client_drop(c, p->m, -ENOBUFS);
+
+	if (p->next)
+		p->next->dropped += gap;
+	else
+		c->dropped += gap;
+	pending_unlink(c, prev, p);
+}
+
+/* The oldest waiting delivery of the lowest priority, and what is before
+ * it, or NULL if every waiting delivery outranks prio. */
+static struct pending *pending_victim(struct client *c, unsigned prio,
+				      struct pending **ret_prev)
+{
+	struct pending *p, *prev = NULL, *best = NULL, *best_prev = NULL;
+
+	for (p = c->pending_head; p; prev = p, p = p->next) {
+		if (!msg_is_deliver(p->m) || p->prio > prio)
+			continue;
+		if (!best || p->prio < best->prio) {
+			best = p;
+			best_prev = prev;
+		}
+	}
+	*ret_prev = best_prev;
+	return best;
+}
+
+/* A waiting delivery on the same topic as m, for coalescing. */
+static struct pending *pending_same_topic(struct client *c,
+					  const struct msgbuf *m,
+					  struct pending **ret_prev)
+{
+	const size_t tl_off = offsetof(struct proto_header, topic_len);
+	struct pending *p, *prev = NULL;
+	uint16_t tl, ptl;
+
+	memcpy(&tl, m->data + tl_off, sizeof(tl));
+	for (p = c->pending_head; p; prev = p, p = p->next) {
+		if (!msg_is_deliver(p->m))
+			continue;
+		memcpy(&ptl, p->m->data + tl_off, sizeof(ptl));
+		if (ptl == tl && memcmp(p->m->data + PROTO_HEADER_SIZE,
+					m->data + PROTO_HEADER_SIZE, tl) == 0) {
+			*ret_prev = prev;
+			return p;
+		}
+	}
+	return NULL;
+}
+
+static bool client_backlog_full(const struct client *c, size_t len,
+				const struct delivery_policy *pol)
+{
+	const struct server *s = c->server;
+
+	return c->n_pending >= pol->backlog ||
+	       c->pending_bytes + len > pol->backlog_bytes ||
+	       s->pending_bytes + len > s->cfg.pending_budget;
+}
+
+/*
+ * Pauses the publisher until c has room: its tx queue is not read, so it
+ * fills and the kernel makes the publisher wait.  c remembers whom it
+ * holds up, to let them go in client_flush().
+ */
+static void client_block_publisher(struct client *c, struct client *pub)
+{
+	if (pub == c || pub->closing)
+		return;
+	for (size_t i = 0; i < c->n_blocked; i++)
+		if (c->blocked[i] == pub->id)
+			return;
+	if (c->n_blocked == c->cap_blocked) {
+		size_t cap = c->cap_blocked ? c->cap_blocked * 2 : 4;
+		uint32_t *b = realloc(c->blocked, cap * sizeof(*b));
+
+		if (!b)
+			return; /* not paused: the backlog grows a little */
+		c->blocked = b;
+		c->cap_blocked = cap;
+	}
+	c->blocked[c->n_blocked++] = pub->id;
+	c->release_at = c->n_pending / 2;
+	pub->blocked_by++;
+	c->server->stats.publishers_blocked++;
+}
+
+/* Lets go the publishers c held up. */
+static void client_release_publishers(struct client *c)
+{
+	for (size_t i = 0; i < c->n_blocked; i++) {
+		struct client *pub = server_find_client(c->server,
+							c->blocked[i]);
+
+		if (pub && pub->blocked_by > 0 && --pub->blocked_by == 0 &&
+		    !pub->closing)
+			server_wake_ready(c->server, &pub->src);
+	}
+	c->n_blocked = 0;
+}
+
+/*
+ * rx is full and a delivery must wait: within the backlog it queues;
+ * beyond it the topic's overflow policy decides.
+ */
+static int client_overflow(struct client *c, struct msgbuf *m, unsigned prio,
+			   const struct delivery_policy *pol,
+			   struct client *from)
+{
+	struct pending *victim, *prev;
+
+	/* a newer value of a topic replaces one still waiting, full or not */
+	if (pol->overflow == OVERFLOW_COALESCE &&
+	    (victim = pending_same_topic(c, m, &prev))) {
+		c->server->stats.coalesced++;
+		pending_drop(c, prev, victim);
+	}
+	if (!client_backlog_full(c, m->len, pol))
+		return client_enqueue(c, m, prio, c->dropped) ? 0 : -ENOMEM;
+
+	switch (pol->overflow) {
+	case OVERFLOW_COALESCE:
+		/* nothing to replace: make room as drop-old does */
+	case OVERFLOW_DROP_OLD:
+		while (client_backlog_full(c, m->len, pol) &&
+		       (victim = pending_victim(c, prio, &prev)))
+			pending_drop(c, prev, victim);
+		if (client_backlog_full(c, m->len, pol))
+			return -ENOBUFS;
+		return client_enqueue(c, m, prio, c->dropped) ? 0 : -ENOMEM;
+	case OVERFLOW_BLOCK:
+		/* nothing is lost: m waits beyond the bound, one message per
+		 * publisher at most, and the publisher stops */
+		if (from)
+			client_block_publisher(c, from);
+		return client_enqueue(c, m, prio, c->dropped) ? 0 : -ENOMEM;
+	case OVERFLOW_DISCONNECT:
+		c->server->stats.slow_disconnects++;
+		client_close(c, true, "too slow: its backlog is full");
+		return -ENOBUFS;
+	case OVERFLOW_DROP_NEW:
+	default:
+		return -ENOBUFS;
+	}
+}
+
+int client_deliver(struct client *c, struct msgbuf *m, unsigned prio,
+		   const struct delivery_policy *pol, struct client *from)
 {
 	int r = -EAGAIN;
 
@@ -299,22 +472,16 @@ static int client_output(struct client *c, struct msgbuf *m, unsigned prio,
 	/* behind a backlog, keep order: queue instead of overtaking it */
 	if (c->n_pending == 0)
 		r = client_send_now(c, m, prio, c->dropped);
-	if (r == -EAGAIN && client_enqueue(c, m, prio, c->dropped, bound))
-		r = 0;
+	if (r == -EAGAIN)
+		r = client_overflow(c, m, prio, pol, from);
 	if (r == 0) {
 		/* the count went out with m: it marks the gap before m */
-		if (m->data[offsetof(struct proto_header, type)] ==
-		    PROTO_DELIVER)
-			c->dropped = 0;
+		c->dropped = 0;
 		return 0;
 	}
-	c->dropped += client_drop(c, m, r);
+	if (!c->closing)
+		c->dropped += client_drop(c, m, r);
 	return r;
-}
-
-int client_deliver(struct client *c, struct msgbuf *m, unsigned prio)
-{
-	return client_output(c, m, prio, c->server->cfg.pending_max);
 }
 
 int client_try_deliver(struct client *c, struct msgbuf *m, unsigned prio)
@@ -331,8 +498,20 @@ int client_try_deliver(struct client *c, struct msgbuf *m, unsigned prio)
 
 void client_send_buf(struct client *c, struct msgbuf *m, unsigned prio)
 {
-	client_output(c, m, prio,
-		      c->server->cfg.pending_max + CLIENT_CONTROL_SLACK);
+	int r = -EAGAIN;
+
+	if (c->closing)
+		return;
+	if (c->n_pending == 0)
+		r = client_send_now(c, m, prio, 0);
+	/* replies are bounded by the requests a client makes; the slack
+	 * stops one that never reads its answers */
+	if (r == -EAGAIN &&
+	    c->n_pending < c->server->cfg.pending_max + CLIENT_CONTROL_SLACK &&
+	    client_enqueue(c, m, prio, 0))
+		r = 0;
+	if (r < 0)
+		client_drop(c, m, r);
 }
 
 static void client_rx_writable(evutil_socket_t fd, short what, void *arg)
@@ -349,24 +528,16 @@ void client_flush(struct client *c)
 		if (r == -EAGAIN) {
 			if (!event_pending(c->rx_ev, EV_WRITE, NULL))
 				event_add(c->rx_ev, NULL);
-			return;
+			break;
 		}
-		if (r < 0) {
-			/* lost too: the next in line reports the gap */
-			uint32_t gap = p->dropped + client_drop(c, p->m, r);
-
-			if (p->next)
-				p->next->dropped += gap;
-			else
-				c->dropped += gap;
-		}
-		c->pending_head = p->next;
-		if (!c->pending_head)
-			c->pending_tail = NULL;
-		c->n_pending--;
-		msgbuf_unref(p->m);
-		pending_put(p);
+		if (r < 0)
+			pending_drop(c, NULL, p); /* the next reports the gap */
+		else
+			pending_unlink(c, NULL, p);
 	}
+	/* room again: the publishers held up may go on */
+	if (c->n_blocked && c->n_pending <= c->release_at)
+		client_release_publishers(c);
 }
 
 int client_send_control(struct client *c, const void *buf, size_t len,
@@ -505,7 +676,7 @@ static void client_subscribe(struct client *c, const struct proto_msg *pm)
 	client_reply(c, pm->h.token, 0, NULL);
 	/* the kept values come after the ACK (it overtakes them anyway) */
 	if (!group)
-		retain_deliver(&s->retained, pm->topic, c);
+		retain_deliver(&s->retained, pm->topic, c, &s->cfg);
 }
 
 static void client_unsubscribe(struct client *c, const struct proto_msg *pm)
@@ -636,6 +807,11 @@ int client_read(struct client *c, unsigned budget)
 	for (unsigned i = 0; i < budget && !c->closing; i++) {
 		ssize_t n;
 
+		/* held up by a slow subscriber: leave tx to fill */
+		if (c->blocked_by > 0) {
+			msgbuf_unref(m);
+			return -1;
+		}
 		/* reuse the buffer unless a pending list kept it */
 		if (m && m->refs > 1) {
 			msgbuf_unref(m);

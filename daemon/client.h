@@ -78,6 +78,15 @@ struct client {
 	struct pending *pending_head;
 	struct pending *pending_tail;
 	unsigned n_pending;
+	size_t pending_bytes;
+
+	/* overflow = block: publishers this client holds up (ids), and as
+	 * a publisher, how many subscribers hold it up */
+	uint32_t *blocked;
+	size_t n_blocked;
+	size_t cap_blocked;
+	unsigned release_at; /* let them go when the backlog is this low */
+	unsigned blocked_by;
 
 	uint64_t route_seq; /* last message routed here: one copy each */
 	uint32_t dropped;   /* dropped since the last message taken */
@@ -107,15 +116,19 @@ void client_free(struct client *c, bool unlink);
 void client_close(struct client *c, bool bye, const char *why);
 
 /* Reads up to budget messages from tx.  Returns 1 if more may wait, 0 if
- * tx was drained to EAGAIN, -1 if the client is closing. */
+ * tx was drained to EAGAIN, -1 if the client is closing or held up by a
+ * slow subscriber (then it is woken when that one has room). */
 int client_read(struct client *c, unsigned budget);
 
 /*
  * Sends m (a DELIVER) to c at mq priority prio, or queues it when rx is
- * full.  Counts deliveries and drops.  Returns 0 when sent or queued,
- * -errno when dropped.
+ * full, within the topic's backlog; beyond it pol->overflow decides.  from
+ * is the publisher (NULL for a timer or a retained value), which the
+ * block policy pauses.  Counts deliveries and drops.  Returns 0 when sent
+ * or queued, -errno when dropped.
  */
-int client_deliver(struct client *c, struct msgbuf *m, unsigned prio);
+int client_deliver(struct client *c, struct msgbuf *m, unsigned prio,
+		   const struct delivery_policy *pol, struct client *from);
 
 /* Sends m now if rx has room and nothing waits before it; -EAGAIN (and
  * nothing done) otherwise. */

@@ -32,31 +32,67 @@
  * default depends on [bus] max_priority, which may come later. */
 #define CONFIG_CEILING_UNSET UINT_MAX
 
+/* A policy value while parsing when the file does not set it: the
+ * default is the [bus] one, which may come later. */
+#define CONFIG_UNSET UINT_MAX
+
 struct config_key {
 	const char *name;
 	unsigned min;
 	unsigned max;
 	size_t offset; /* of the unsigned it sets, in its struct */
+	const char *const *names; /* a word key: its words, NULL-ended */
+};
+
+static const char *const config_overflow_names[] = {
+	[OVERFLOW_DROP_NEW] = "drop-new",
+	[OVERFLOW_DROP_OLD] = "drop-old",
+	[OVERFLOW_COALESCE] = "coalesce",
+	[OVERFLOW_BLOCK] = "block",
+	[OVERFLOW_DISCONNECT] = "disconnect",
+	NULL,
 };
 
 #define CONFIG_BUS_KEY(field, lo, hi)                                      \
-	{ #field, lo, hi, offsetof(struct config, field) }
+	{ #field, lo, hi, offsetof(struct config, field), NULL }
 #define CONFIG_TOPIC_KEY(field, lo, hi)                                    \
-	{ #field, lo, hi, offsetof(struct topic_rule, field) }
+	{ #field, lo, hi, offsetof(struct topic_rule, field), NULL }
+#define CONFIG_OVERFLOW_KEY(type, field)                                   \
+	{ "overflow", 0, OVERFLOW_DISCONNECT, offsetof(type, field),        \
+	  config_overflow_names }
 
 static const struct config_key config_bus_keys[] = {
 	CONFIG_BUS_KEY(max_priority, 0, PROTO_PRIO_MAX),
 	CONFIG_BUS_KEY(pending_max, 1, 1000000),
 	CONFIG_BUS_KEY(max_clients, 1, 65535),
 	CONFIG_BUS_KEY(max_subscriptions, 1, 1000000),
+	CONFIG_BUS_KEY(pending_bytes, 1, INT_MAX),
+	CONFIG_BUS_KEY(pending_budget, 1, INT_MAX),
+	CONFIG_OVERFLOW_KEY(struct config, overflow),
 };
 #define CONFIG_N_BUS_KEYS (sizeof(config_bus_keys) / sizeof(config_bus_keys[0]))
 
 /* Named indexes: the priority > ceiling check looks at both keys. */
-enum { CONFIG_KEY_PRIORITY, CONFIG_KEY_CEILING, CONFIG_N_TOPIC_KEYS };
+enum {
+	CONFIG_KEY_PRIORITY,
+	CONFIG_KEY_CEILING,
+	CONFIG_KEY_BACKLOG,
+	CONFIG_KEY_BACKLOG_BYTES,
+	CONFIG_KEY_OVERFLOW,
+	CONFIG_N_TOPIC_KEYS
+};
 static const struct config_key config_topic_keys[CONFIG_N_TOPIC_KEYS] = {
 	[CONFIG_KEY_PRIORITY] = CONFIG_TOPIC_KEY(priority, 0, PROTO_PRIO_MAX),
 	[CONFIG_KEY_CEILING] = CONFIG_TOPIC_KEY(ceiling, 0, PROTO_PRIO_MAX),
+	[CONFIG_KEY_BACKLOG] = { "backlog", 1, 1000000,
+				 offsetof(struct topic_rule, policy.backlog),
+				 NULL },
+	[CONFIG_KEY_BACKLOG_BYTES] = { "backlog_bytes", 1, INT_MAX,
+				       offsetof(struct topic_rule,
+						policy.backlog_bytes),
+				       NULL },
+	[CONFIG_KEY_OVERFLOW] = CONFIG_OVERFLOW_KEY(struct topic_rule,
+						    policy.overflow),
 };
 
 enum config_section {
@@ -85,6 +121,14 @@ struct config_parser {
 	char *err_msg;
 };
 
+/* The [bus] backlog keys as the policy of topics no section matches. */
+static void config_set_bus_policy(struct config *cfg)
+{
+	cfg->bus_policy.backlog = cfg->pending_max;
+	cfg->bus_policy.backlog_bytes = cfg->pending_bytes;
+	cfg->bus_policy.overflow = cfg->overflow;
+}
+
 int config_init(struct config *cfg)
 {
 	struct router *index;
@@ -97,6 +141,10 @@ int config_init(struct config *cfg)
 	memset(cfg, 0, sizeof(*cfg));
 	cfg->max_priority = 15;
 	cfg->pending_max = 256;
+	cfg->pending_bytes = 1024 * 1024;
+	cfg->overflow = OVERFLOW_DROP_NEW;
+	cfg->pending_budget = 64 * 1024 * 1024;
+	config_set_bus_policy(cfg);
 	cfg->max_clients = 1024;
 	cfg->max_subscriptions = 1024;
 	cfg->rule_index = index;
@@ -279,6 +327,9 @@ static void config_begin_topic(struct config_parser *p, const char *pattern,
 		goto nomem;
 	rule->priority = 0;
 	rule->ceiling = CONFIG_CEILING_UNSET;
+	rule->policy.backlog = CONFIG_UNSET;
+	rule->policy.backlog_bytes = CONFIG_UNSET;
+	rule->policy.overflow = CONFIG_UNSET;
 	rule->order = (unsigned)cfg->n_rules;
 	config_count_levels(rule->pattern, &rule->literals, &rule->wildcards);
 	p->rule_line[cfg->n_rules] = p->lineno;
@@ -418,6 +469,19 @@ static int config_parse_value(struct config_parser *p,
 {
 	unsigned long v;
 
+	if (key->names) {
+		for (unsigned i = 0; key->names[i]; i++) {
+			if (value && strcmp(value, key->names[i]) == 0) {
+				*ret_value = i;
+				return 0;
+			}
+		}
+		config_fail(p, -EINVAL, p->lineno,
+			    "%s: '%s' is not one of drop-new, drop-old, "
+			    "coalesce, block, disconnect",
+			    key->name, value ? value : "");
+		return -EINVAL;
+	}
 	if (!value || !*value ||
 	    strspn(value, "0123456789") != strlen(value)) {
 		config_fail(p, -EINVAL, p->lineno,
@@ -532,6 +596,7 @@ static int config_finish(struct config_parser *p)
 	size_t i;
 	int r;
 
+	config_set_bus_policy(cfg);
 	for (i = 0; i < cfg->n_rules; i++) {
 		struct topic_rule *rule = &cfg->rules[i];
 
@@ -539,6 +604,12 @@ static int config_finish(struct config_parser *p)
 			rule->ceiling = rule->priority > cfg->max_priority ?
 						rule->priority :
 						cfg->max_priority;
+		if (rule->policy.backlog == CONFIG_UNSET)
+			rule->policy.backlog = cfg->pending_max;
+		if (rule->policy.backlog_bytes == CONFIG_UNSET)
+			rule->policy.backlog_bytes = cfg->pending_bytes;
+		if (rule->policy.overflow == CONFIG_UNSET)
+			rule->policy.overflow = cfg->overflow;
 	}
 	/* Only now: rules is not reallocated any more, so the pointers the
 	 * index holds stay valid. */
@@ -648,14 +719,30 @@ const struct topic_rule *config_rule(const struct config *cfg,
 	return best.rule;
 }
 
-unsigned config_priority(const struct config *cfg, const char *topic,
-			 int requested)
+unsigned config_rule_priority(const struct config *cfg,
+			      const struct topic_rule *rule, int requested)
 {
-	const struct topic_rule *rule = config_rule(cfg, topic);
 	unsigned ceiling = rule ? rule->ceiling : cfg->max_priority;
 
-	/* Anything negative is "none asked for", not a huge unsigned. */
 	if (requested < 0)
 		return rule ? rule->priority : 0;
 	return (unsigned)requested < ceiling ? (unsigned)requested : ceiling;
+}
+
+unsigned config_priority(const struct config *cfg, const char *topic,
+			 int requested)
+{
+	return config_rule_priority(cfg, config_rule(cfg, topic), requested);
+}
+
+const struct delivery_policy *config_rule_policy(const struct config *cfg,
+						 const struct topic_rule *rule)
+{
+	return rule ? &rule->policy : &cfg->bus_policy;
+}
+
+const char *config_overflow_name(unsigned overflow)
+{
+	return overflow <= OVERFLOW_DISCONNECT ? config_overflow_names[overflow]
+					       : "unknown";
 }

@@ -12,10 +12,17 @@
  *                            ; is full
  *   max_clients = 1024
  *   max_subscriptions = 1024 ; per client
+ *   pending_bytes = 1048576  ; bytes held per subscriber
+ *   overflow = drop-new      ; drop-new, drop-old, coalesce, block or
+ *                            ; disconnect
+ *   pending_budget = 67108864 ; bytes held for all subscribers together
  *
  *   [topic "alerts/#"]
  *   priority = 10            ; default priority of these topics
  *   ceiling = 20             ; highest priority a publisher may ask for
+ *   backlog = 64             ; messages held per subscriber (default:
+ *                            ; pending_max), backlog_bytes likewise
+ *   overflow = drop-old      ; default: the [bus] overflow
  *
  * When several sections match a topic the most specific wins: the one with
  * more literal levels, then fewer wildcards, then the earlier in the file.
@@ -28,10 +35,31 @@
 
 struct router;
 
+/* What happens to a message for a subscriber whose backlog is full. */
+enum overflow {
+	OVERFLOW_DROP_NEW,   /* the new message is dropped (the default) */
+	OVERFLOW_DROP_OLD,   /* the oldest waiting one of the lowest
+				priority is dropped to make room */
+	OVERFLOW_COALESCE,   /* a waiting message of the same topic is
+				replaced; else as drop-old */
+	OVERFLOW_BLOCK,      /* the publisher's queue is not read until
+				the subscriber has room: the kernel pushes
+				back on the publisher, nothing is lost */
+	OVERFLOW_DISCONNECT, /* the slow subscriber is disconnected */
+};
+
+/* The backlog bound and overflow policy of a topic. */
+struct delivery_policy {
+	unsigned backlog;       /* messages waiting per subscriber */
+	unsigned backlog_bytes; /* their bytes */
+	unsigned overflow;      /* enum overflow */
+};
+
 struct topic_rule {
 	char *pattern;
 	unsigned priority; /* default priority */
 	unsigned ceiling;  /* highest priority a publisher may ask for */
+	struct delivery_policy policy;
 	unsigned order;    /* position in the file */
 	unsigned literals; /* literal levels in pattern */
 	unsigned wildcards;
@@ -39,7 +67,14 @@ struct topic_rule {
 
 struct config {
 	unsigned max_priority;      /* default 15, at most 32767 */
-	unsigned pending_max;       /* default 256 */
+	unsigned pending_max;       /* default 256: the default backlog */
+	unsigned pending_bytes;     /* default 1 MiB: the default backlog
+				       in bytes */
+	unsigned overflow;          /* default drop-new */
+	unsigned pending_budget;    /* default 64 MiB: all backlogs of all
+				       subscribers together */
+	struct delivery_policy bus_policy; /* the three above, for topics
+					      no section matches */
 	unsigned max_clients;       /* default 1024 */
 	unsigned max_subscriptions; /* per client, default 1024 */
 	struct topic_rule *rules;
@@ -68,6 +103,17 @@ int config_load(struct config *cfg, const char *path, char **ret_error);
  */
 const struct topic_rule *config_rule(const struct config *cfg,
 				     const char *topic);
+
+/* The priority (as config_priority) under rule, NULL for none. */
+unsigned config_rule_priority(const struct config *cfg,
+			      const struct topic_rule *rule, int requested);
+
+/* The backlog and overflow policy under rule, NULL for none. */
+const struct delivery_policy *config_rule_policy(const struct config *cfg,
+						 const struct topic_rule *rule);
+
+/* The name of an enum overflow ("drop-new"). */
+const char *config_overflow_name(unsigned overflow);
 
 /*
  * The delivery priority of a message on topic.  requested is the priority

@@ -121,7 +121,8 @@ int group_leave(struct server *s, const char *pattern, const char *name,
 }
 
 struct client *group_deliver(struct group *g, struct msgbuf *m,
-			     unsigned prio)
+			     unsigned prio, const struct delivery_policy *pol,
+			     struct client *from)
 {
 	size_t n = g->n_members;
 
@@ -140,6 +141,6 @@ struct client *group_deliver(struct group *g, struct msgbuf *m,
 		struct client *c = g->members[g->next];
 
 		g->next = (g->next + 1) % n;
-		return client_deliver(c, m, prio) == 0 ? c : NULL;
+		return client_deliver(c, m, prio, pol, from) == 0 ? c : NULL;
 	}
 }

@@ -53,7 +53,9 @@ int group_leave(struct server *s, const char *pattern, const char *name,
  * Hands m to one member.  Returns the member it went to (sent or queued),
  * or NULL if it was dropped.
  */
+struct delivery_policy;
 struct client *group_deliver(struct group *g, struct msgbuf *m,
-			     unsigned prio);
+			     unsigned prio, const struct delivery_policy *pol,
+			     struct client *from);
 
 #endif

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "daemon/client.h"
+#include "daemon/config.h"
 #include "daemon/msgbuf.h"
 #include "daemon/retain.h"
 #include "daemon/router.h"
@@ -126,11 +127,16 @@ bool retain_match(const char *pattern, const char *topic)
 }
 
 void retain_deliver(struct retain_store *st, const char *pattern,
-		    struct client *c)
+		    struct client *c, const struct config *cfg)
 {
 	struct retained *v;
 
-	TAILQ_FOREACH(v, &st->values, link)
-		if (retain_match(pattern, v->topic))
-			client_deliver(c, v->m, v->prio);
+	TAILQ_FOREACH(v, &st->values, link) {
+		if (!retain_match(pattern, v->topic))
+			continue;
+		client_deliver(c, v->m, v->prio,
+			       config_rule_policy(cfg,
+						  config_rule(cfg, v->topic)),
+			       NULL);
+	}
 }

@@ -46,9 +46,11 @@ void retain_deinit(struct retain_store *st);
 int retain_set(struct retain_store *st, const char *topic,
 	       const struct msgbuf *m, size_t payload_len, unsigned prio);
 
-/* Sends c every kept value whose topic pattern matches. */
+struct config;
+/* Sends c every kept value whose topic pattern matches, under each
+ * topic's delivery policy in cfg. */
 void retain_deliver(struct retain_store *st, const char *pattern,
-		    struct client *c);
+		    struct client *c, const struct config *cfg);
 
 /* Whether concrete topic matches pattern ('+', '#' as in MQTT). */
 bool retain_match(const char *pattern, const char *topic);

@@ -361,6 +361,10 @@ int server_stats_text(struct server *s, char *buf, size_t cap)
 		     "requests_in_flight=%u\n"
 		     "timers_fired=%llu\n"
 		     "retained=%zu\n"
+		     "coalesced=%llu\n"
+		     "publishers_blocked=%llu\n"
+		     "slow_disconnects=%llu\n"
+		     "pending_bytes=%zu\n"
 		     "buffers_live=%zu\n",
 		     s->bus, (int)s->pid,
 		     wake_method_name(wake_method_of(s->wake)),
@@ -381,7 +385,11 @@ int server_stats_text(struct server *s, char *buf, size_t cap)
 		     (unsigned long long)s->stats.replies_refused,
 		     s->requests.count,
 		     (unsigned long long)s->stats.timers_fired,
-		     s->retained.count, msgbuf_live());
+		     s->retained.count,
+		     (unsigned long long)s->stats.coalesced,
+		     (unsigned long long)s->stats.publishers_blocked,
+		     (unsigned long long)s->stats.slow_disconnects,
+		     s->pending_bytes, msgbuf_live());
 	if (n < 0)
 		return 0;
 	return (size_t)n >= cap ? (int)cap - 1 : n;
@@ -580,6 +588,16 @@ static void handshake_refuse(struct server *s, const char *tx_name,
 {
 	s->stats.handshakes_failed++;
 	log_debug("handshake of %s refused: %s", tx_name, why);
+}
+
+struct client *server_find_client(struct server *s, uint32_t id)
+{
+	struct client *c;
+
+	TAILQ_FOREACH(c, &s->clients, link)
+		if (c->id == id)
+			return c;
+	return NULL;
 }
 
 static struct client *server_find_tx(struct server *s, const char *tx_name)
@@ -792,6 +810,8 @@ static int server_read_announce(struct server *s, unsigned budget)
 struct route_ctx {
 	struct msgbuf *m;
 	unsigned prio;
+	const struct delivery_policy *pol;
+	struct client *from; /* NULL for a timer */
 	uint64_t seq;
 	struct request *req; /* routing a request: who received it */
 	unsigned accepted;   /* subscribers that took it */
@@ -809,7 +829,7 @@ static void route_one(void *subscriber, void *userdata)
 		if (g->route_seq == ctx->seq)
 			return;
 		g->route_seq = ctx->seq;
-		c = group_deliver(g, ctx->m, ctx->prio);
+		c = group_deliver(g, ctx->m, ctx->prio, ctx->pol, ctx->from);
 		if (!c)
 			return;
 	} else {
@@ -817,7 +837,8 @@ static void route_one(void *subscriber, void *userdata)
 		if (c->route_seq == ctx->seq)
 			return;
 		c->route_seq = ctx->seq;
-		if (client_deliver(c, ctx->m, ctx->prio) < 0)
+		if (client_deliver(c, ctx->m, ctx->prio, ctx->pol, ctx->from) <
+		    0)
 			return;
 	}
 	ctx->accepted++;
@@ -864,9 +885,12 @@ static uint64_t server_stamp(struct server *s, uid_t uid, pid_t pid,
 void server_route_as(struct server *s, uid_t uid, pid_t pid, uint32_t id,
 		     struct msgbuf *m, const char *topic, int requested_prio)
 {
+	const struct topic_rule *rule = config_rule(&s->cfg, topic);
 	struct route_ctx ctx = { .m = m };
 
-	ctx.prio = config_priority(&s->cfg, topic, requested_prio);
+	ctx.prio = config_rule_priority(&s->cfg, rule, requested_prio);
+	ctx.pol = config_rule_policy(&s->cfg, rule);
+	ctx.from = server_find_client(s, id);
 	ctx.seq = server_stamp(s, uid, pid, id, m, PROTO_DELIVER, 0, 0,
 			       ctx.prio);
 	s->stats.published++;
@@ -928,10 +952,16 @@ void server_request(struct server *s, struct client *from, struct msgbuf *m,
 		return;
 	}
 	ctx.req = req;
-	ctx.prio = config_priority(&s->cfg, topic,
-				   pm->h.flags & PROTO_F_PRIORITY
-					   ? (int)pm->h.priority
-					   : -1);
+	ctx.from = from;
+	{
+		const struct topic_rule *rule = config_rule(&s->cfg, topic);
+
+		ctx.prio = config_rule_priority(&s->cfg, rule,
+						pm->h.flags & PROTO_F_PRIORITY
+							? (int)pm->h.priority
+							: -1);
+		ctx.pol = config_rule_policy(&s->cfg, rule);
+	}
 	/* the topic stays where it is; stamping touches the header only */
 	ctx.seq = server_stamp(s, from->uid, from->pid, from->id, m,
 			       PROTO_DELIVER, PROTO_F_REQUEST, req->id,

@@ -47,6 +47,9 @@ struct server_stats {
 	uint64_t requests_expired;
 	uint64_t replies_refused;
 	uint64_t timers_fired;
+	uint64_t coalesced;
+	uint64_t publishers_blocked;
+	uint64_t slow_disconnects;
 };
 
 struct server_options {
@@ -88,6 +91,7 @@ struct server {
 	TAILQ_HEAD(, client) clients;
 	TAILQ_HEAD(, client) reap;
 	unsigned n_clients;
+	size_t pending_bytes; /* held in all pending lists */
 	uint32_t next_client_id;
 	uint64_t seq;
 	bool stopping;
@@ -116,6 +120,7 @@ void server_route(struct server *s, struct client *from, struct msgbuf *m,
 void server_route_as(struct server *s, uid_t uid, pid_t pid, uint32_t id,
 		     struct msgbuf *m, const char *topic, int requested_prio);
 void server_client_closing(struct server *s, struct client *c);
+struct client *server_find_client(struct server *s, uint32_t id);
 struct proto_msg;
 /* A PUBLISH from a client: routed, and kept if marked retain. */
 void server_publish(struct server *s, struct client *from, struct msgbuf *m,
