@@ -384,6 +384,17 @@ struct bad_conf {
 };
 
 static const struct bad_conf bad_confs[] = {
+	/* overflow policies and backlogs */
+	{ "[bus]\noverflow = drop\n", 2,
+	  "overflow: 'drop' is not one of drop-new, drop-old, coalesce, "
+	  "block, disconnect" },
+	{ "[topic \"a\"]\noverflow = 1\n", 2,
+	  "overflow: '1' is not one of drop-new, drop-old, coalesce, block, "
+	  "disconnect" },
+	{ "[topic \"a\"]\nbacklog = 0\n", 2,
+	  "backlog: '0' is below 1 (allowed 1..1000000)" },
+	{ "[bus]\npending_budget = x\n", 2,
+	  "pending_budget: 'x' is not a number (allowed 1..2147483647)" },
 	/* sections */
 	{ "[bus]\nmax_clients = 5\n\n[queue]\nx = 1\n", 4,
 	  "unknown section 'queue' (expected [bus] or [topic \"PATTERN\"])" },
@@ -748,6 +759,50 @@ START_TEST(test_example)
 }
 END_TEST
 
+/* Backlogs and overflow: a section's own, else the [bus] ones, whichever
+ * order the file gives them in. */
+START_TEST(test_policy)
+{
+	struct config cfg = { 0 };
+	const struct delivery_policy *pol;
+
+	conf_load_ok(&cfg, "[topic \"a/#\"]\n"
+			   "overflow = block\n"
+			   "backlog = 8\n"
+			   "[topic \"b/#\"]\n"
+			   "backlog_bytes = 4096\n"
+			   "[bus]\n"
+			   "pending_max = 40\n"
+			   "pending_bytes = 100000\n"
+			   "overflow = drop-old\n"
+			   "pending_budget = 5000000\n");
+	ck_assert_uint_eq(cfg.pending_budget, 5000000);
+	pol = config_rule_policy(&cfg, config_rule(&cfg, "a/x"));
+	ck_assert_uint_eq(pol->backlog, 8);
+	ck_assert_uint_eq(pol->backlog_bytes, 100000);
+	ck_assert_uint_eq(pol->overflow, OVERFLOW_BLOCK);
+	pol = config_rule_policy(&cfg, config_rule(&cfg, "b/x"));
+	ck_assert_uint_eq(pol->backlog, 40);
+	ck_assert_uint_eq(pol->backlog_bytes, 4096);
+	ck_assert_uint_eq(pol->overflow, OVERFLOW_DROP_OLD);
+	pol = config_rule_policy(&cfg, config_rule(&cfg, "c"));
+	ck_assert_uint_eq(pol->backlog, 40);
+	ck_assert_uint_eq(pol->backlog_bytes, 100000);
+	ck_assert_uint_eq(pol->overflow, OVERFLOW_DROP_OLD);
+	config_deinit(&cfg);
+
+	/* the defaults: drop the newest beyond 256 messages or 1 MiB */
+	ck_assert_int_eq(config_init(&cfg), 0);
+	pol = config_rule_policy(&cfg, NULL);
+	ck_assert_uint_eq(pol->backlog, 256);
+	ck_assert_uint_eq(pol->backlog_bytes, 1024 * 1024);
+	ck_assert_uint_eq(pol->overflow, OVERFLOW_DROP_NEW);
+	ck_assert_str_eq(config_overflow_name(OVERFLOW_COALESCE), "coalesce");
+	ck_assert_str_eq(config_overflow_name(99), "unknown");
+	config_deinit(&cfg);
+}
+END_TEST
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -779,6 +834,7 @@ static Suite *config_suite(void)
 	tc = tcase_create("priority");
 	tcase_add_test(tc, test_priority);
 	tcase_add_test(tc, test_most_specific);
+	tcase_add_test(tc, test_policy);
 	suite_add_tcase(s, tc);
 
 	return s;
