@@ -917,6 +917,26 @@ static int request(mqbus *b, enum proto_type type, const char *topic,
 	return 0;
 }
 
+/* A request whose answer is a text (STATS, TIMER_LIST), malloc'ed. */
+static int request_text(mqbus *b, enum proto_type type, char **ret)
+{
+	struct proto_msg reply;
+	char *text;
+	int r;
+
+	if (!b || !ret)
+		return -EINVAL;
+	b->error[0] = '\0';
+	r = request(b, type, NULL, NULL, &reply);
+	if (r < 0)
+		return r;
+	text = strndup(reply.payload, reply.h.payload_len);
+	if (!text)
+		return set_error(b, -ENOMEM, "out of memory");
+	*ret = text;
+	return 0;
+}
+
 static int subscription(mqbus *b, enum proto_type type, const char *pattern,
 			const char *group)
 {
@@ -1054,21 +1074,7 @@ MQBUS_EXPORT int mqbus_timer_cancel(mqbus *b, uint64_t id)
 
 MQBUS_EXPORT int mqbus_timer_list(mqbus *b, char **ret)
 {
-	struct proto_msg reply;
-	char *text;
-	int r;
-
-	if (!b || !ret)
-		return -EINVAL;
-	b->error[0] = '\0';
-	r = request(b, PROTO_TIMER_LIST, NULL, NULL, &reply);
-	if (r < 0)
-		return r;
-	text = strndup(reply.payload, reply.h.payload_len);
-	if (!text)
-		return set_error(b, -ENOMEM, "out of memory");
-	*ret = text;
-	return 0;
+	return request_text(b, PROTO_TIMER_LIST, ret);
 }
 
 /* -------------------------------------------------------------------- */
@@ -1256,21 +1262,7 @@ static int dispatch_async(mqbus *b)
 
 MQBUS_EXPORT int mqbus_stats(mqbus *b, char **ret)
 {
-	struct proto_msg reply;
-	char *text;
-	int r;
-
-	if (!b || !ret)
-		return -EINVAL;
-	b->error[0] = '\0';
-	r = request(b, PROTO_STATS, NULL, NULL, &reply);
-	if (r < 0)
-		return r;
-	text = strndup(reply.payload, reply.h.payload_len);
-	if (!text)
-		return set_error(b, -ENOMEM, "out of memory");
-	*ret = text;
-	return 0;
+	return request_text(b, PROTO_STATS, ret);
 }
 
 /* -------------------------------------------------------------------- */

@@ -50,6 +50,7 @@ static void server_reap(evutil_socket_t fd, short what, void *arg);
 static void server_signal(evutil_socket_t fd, short what, void *arg);
 static void server_rescue(evutil_socket_t fd, short what, void *arg);
 static void server_announce_wake(struct wake_src *src);
+static size_t server_count_timers(struct server *s);
 
 static int set_error(char **ret_error, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -332,9 +333,28 @@ void server_notify_status(struct server *s)
 		   (unsigned long long)s->stats.dropped);
 }
 
+/* The counters of struct server_stats, by name, for the STATS text. */
+#define STAT(name) { #name, offsetof(struct server_stats, name) }
+static const struct {
+	const char *name;
+	size_t offset;
+} server_stat_fields[] = {
+	STAT(published),	  STAT(delivered),
+	STAT(dropped),		  STAT(bad_messages),
+	STAT(handshakes),	  STAT(handshakes_failed),
+	STAT(clients_gone),	  STAT(wakeups_rescued),
+	STAT(requests),		  STAT(replies),
+	STAT(no_responders),	  STAT(requests_expired),
+	STAT(replies_refused),	  STAT(timers_fired),
+	STAT(coalesced),	  STAT(publishers_blocked),
+	STAT(slow_disconnects),
+};
+#undef STAT
+
 int server_stats_text(struct server *s, char *buf, size_t cap)
 {
 	struct timespec now;
+	size_t len;
 	int n;
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
@@ -345,54 +365,47 @@ int server_stats_text(struct server *s, char *buf, size_t cap)
 		     "uptime_s=%lld\n"
 		     "clients=%u\n"
 		     "subscriptions=%zu\n"
-		     "published=%llu\n"
-		     "delivered=%llu\n"
-		     "dropped=%llu\n"
-		     "bad_messages=%llu\n"
-		     "handshakes=%llu\n"
-		     "handshakes_failed=%llu\n"
-		     "clients_gone=%llu\n"
-		     "wakeups_rescued=%llu\n"
-		     "requests=%llu\n"
-		     "replies=%llu\n"
-		     "no_responders=%llu\n"
-		     "requests_expired=%llu\n"
-		     "replies_refused=%llu\n"
 		     "requests_in_flight=%u\n"
-		     "timers_fired=%llu\n"
+		     "timers=%zu\n"
 		     "retained=%zu\n"
-		     "coalesced=%llu\n"
-		     "publishers_blocked=%llu\n"
-		     "slow_disconnects=%llu\n"
 		     "pending_bytes=%zu\n"
 		     "buffers_live=%zu\n",
 		     s->bus, (int)s->pid,
 		     wake_method_name(wake_method_of(s->wake)),
 		     (long long)(now.tv_sec - s->started.tv_sec), s->n_clients,
-		     router_count(s->router),
-		     (unsigned long long)s->stats.published,
-		     (unsigned long long)s->stats.delivered,
-		     (unsigned long long)s->stats.dropped,
-		     (unsigned long long)s->stats.bad_messages,
-		     (unsigned long long)s->stats.handshakes,
-		     (unsigned long long)s->stats.handshakes_failed,
-		     (unsigned long long)s->stats.clients_gone,
-		     (unsigned long long)s->stats.wakeups_rescued,
-		     (unsigned long long)s->stats.requests,
-		     (unsigned long long)s->stats.replies,
-		     (unsigned long long)s->stats.no_responders,
-		     (unsigned long long)s->stats.requests_expired,
-		     (unsigned long long)s->stats.replies_refused,
-		     s->requests.count,
-		     (unsigned long long)s->stats.timers_fired,
-		     s->retained.count,
-		     (unsigned long long)s->stats.coalesced,
-		     (unsigned long long)s->stats.publishers_blocked,
-		     (unsigned long long)s->stats.slow_disconnects,
+		     router_count(s->router), s->requests.count,
+		     server_count_timers(s), s->retained.count,
 		     s->pending_bytes, msgbuf_live());
 	if (n < 0)
 		return 0;
-	return (size_t)n >= cap ? (int)cap - 1 : n;
+	len = (size_t)n;
+	for (size_t i = 0; i < sizeof(server_stat_fields) /
+				       sizeof(server_stat_fields[0]) &&
+			   len < cap;
+	     i++) {
+		uint64_t v;
+
+		memcpy(&v, (const char *)&s->stats +
+				   server_stat_fields[i].offset,
+		       sizeof(v));
+		n = snprintf(buf + len, cap - len, "%s=%llu\n",
+			     server_stat_fields[i].name,
+			     (unsigned long long)v);
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	return len >= cap ? (int)cap - 1 : (int)len;
+}
+
+static size_t server_count_timers(struct server *s)
+{
+	struct timer *t;
+	size_t n = 0;
+
+	TAILQ_FOREACH(t, &s->timers, link)
+		n++;
+	return n;
 }
 
 /* -------------------------------------------------------------------- */
