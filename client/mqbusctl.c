@@ -2,11 +2,12 @@
 /*
  * mqbusctl - the command-line client of mqbus.
  *
- * It publishes and subscribes from the shell, prints the daemon's counters
- * and explains the kernel's POSIX queue limits as they apply to the calling
- * user.  It uses nothing but the public API in mqbus.h, so it is also a
- * working example of that API.  Commands live in one table that drives both
- * dispatch and the help text: a new command is one function and one row.
+ * It publishes and subscribes from the shell, sends requests and answers
+ * them, prints the daemon's counters and explains the kernel's POSIX queue
+ * limits as they apply to the calling user.  It uses nothing but the public
+ * API in mqbus.h, so it is also a working example of that API.  Commands
+ * live in one table that drives both dispatch and the help text: a new
+ * command is one function and one row.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -15,6 +16,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <mqueue.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -23,7 +25,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/vfs.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -45,13 +49,20 @@ enum {
 	EXIT_ERROR = 1,
 	EXIT_USAGE = 2,
 	EXIT_TIMEOUT = 3,
+	EXIT_NO_RESPONDERS = 4,
 };
 
 /* Options that have no short letter. */
 enum {
 	OPT_JSON = 0x100,
 	OPT_VERSION,
+	OPT_GROUP,
+	OPT_ECHO,
+	OPT_EXEC,
 };
+
+/* A queue group name: 1 to 64 of [A-Za-z0-9._-] (see PROTOCOL.md). */
+#define GROUP_NAME_MAX 64
 
 /*
  * Receive in slices this long, so that a stop signal that arrives just
@@ -159,6 +170,33 @@ static int bad_number(const char *cmd, const char *what, const char *value,
 	fprintf(stderr,
 		"mqbusctl: %s: %s must be a number from 0 to %llu, not '%s'\n",
 		cmd, what, max, value);
+	return usage_error(cmd);
+}
+
+/*
+ * Checks a --group value here rather than leaving it to the library, so
+ * that a misspelt name is a usage error (exit 2) like any bad option value,
+ * and is reported before anything is connected.
+ */
+static int check_group(const char *cmd, const char *name)
+{
+	size_t len = strlen(name);
+	bool ok = len >= 1 && len <= GROUP_NAME_MAX;
+
+	/* ASCII ranges, not isalnum(): the locale must not widen them */
+	for (size_t i = 0; ok && i < len; i++) {
+		char c = name[i];
+
+		ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') ||
+		     (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+		     c == '-';
+	}
+	if (ok)
+		return 0;
+	fprintf(stderr,
+		"mqbusctl: %s: invalid group name '%s': 1 to %d of A-Z a-z "
+		"0-9 . _ -\n",
+		cmd, name, GROUP_NAME_MAX);
 	return usage_error(cmd);
 }
 
@@ -534,16 +572,48 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 	}
 }
 
+/*
+ * Subscribes to each pattern, in the queue group if one is given.  Returns
+ * an exit status; stops early, with EXIT_OK, when told to stop.
+ */
+static int subscribe_all(mqbus *b, char **patterns, int n, const char *group)
+{
+	for (int i = 0; i < n; i++) {
+		int r;
+
+		if (stop_signal)
+			return EXIT_OK;
+		if (group)
+			r = mqbus_subscribe_group(b, patterns[i], group);
+		else
+			r = mqbus_subscribe(b, patterns[i]);
+		/* A pattern given twice is no reason to fail. */
+		if (r == -EEXIST)
+			continue;
+		if (r < 0) {
+			if (r == -ENOTCONN)
+				fprintf(stderr, "mqbusctl: the bus daemon "
+						"closed the connection\n");
+			else
+				print_error(b, r, "subscribe");
+			return EXIT_ERROR;
+		}
+	}
+	return EXIT_OK;
+}
+
 static int cmd_sub(const struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "count", required_argument, NULL, 'n' },
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, OPT_JSON },
+		{ "group", required_argument, NULL, OPT_GROUP },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct sub_opts o = { .timeout_ms = -1 };
+	const char *group = NULL;
 	char name[64];
 	unsigned long long v;
 	mqbus *b;
@@ -568,6 +638,11 @@ static int cmd_sub(const struct ctl *ctl, int argc, char **argv)
 		case OPT_JSON:
 			o.json = true;
 			break;
+		case OPT_GROUP:
+			if (check_group("sub", optarg) != 0)
+				return EXIT_USAGE;
+			group = optarg;
+			break;
 		case 'h':
 			usage_command(stdout, command_find("sub"));
 			return EXIT_OK;
@@ -590,27 +665,554 @@ static int cmd_sub(const struct ctl *ctl, int argc, char **argv)
 	if (r != EXIT_OK)
 		return stop_signal ? EXIT_OK : r;
 
-	for (int i = optind; i < argc; i++) {
-		if (stop_signal)
-			break;
-		r = mqbus_subscribe(b, argv[i]);
-		/* A pattern given twice is no reason to fail. */
-		if (r == -EEXIST)
-			continue;
-		if (r < 0) {
-			if (r == -ENOTCONN)
-				fprintf(stderr, "mqbusctl: the bus daemon "
-						"closed the connection\n");
-			else
-				print_error(b, r, "subscribe");
-			mqbus_free(b);
-			return stop_signal ? EXIT_OK : EXIT_ERROR;
-		}
+	r = subscribe_all(b, argv + optind, argc - optind, group);
+	if (r != EXIT_OK) {
+		mqbus_free(b);
+		return stop_signal ? EXIT_OK : r;
 	}
 
 	r = sub_loop(b, &o);
 	mqbus_free(b);
 	return r;
+}
+
+/* --- call ------------------------------------------------------------- */
+
+/*
+ * Writes a reply's payload as it came, bytes and all: call is meant for
+ * scripts that capture its output (x=$(mqbusctl call ...)), where escaping
+ * would get in the way.  A newline is added only when the payload does not
+ * end with one, so that the shell prompt or the next line starts afresh
+ * and $(...) strips exactly what was added.
+ */
+static int put_reply(const mqbus_msg *m)
+{
+	const unsigned char *p;
+	size_t len = 0;
+
+	p = mqbus_msg_payload(m, &len);
+	if (!p)
+		len = 0;
+	if (len > 0 && fwrite(p, 1, len, stdout) != len)
+		return -EIO;
+	if (len == 0 || p[len - 1] != '\n')
+		putchar('\n');
+	if (fflush(stdout) == EOF || ferror(stdout))
+		return -EIO;
+	return 0;
+}
+
+static int cmd_call(const struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "timeout", required_argument, NULL, 't' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	char name[64];
+	unsigned long long v;
+	int timeout_ms = -1; /* the handle's timeout */
+	const char *topic, *data = NULL;
+	char *input = NULL;
+	mqbus_msg *reply = NULL;
+	size_t len = 0;
+	mqbus *b;
+	int c, r, status;
+
+	command_argv0(argv, name, sizeof(name));
+	while ((c = getopt_long(argc, argv, "t:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case 't':
+			/* 0 would expire before the daemon even saw it */
+			if (parse_number(optarg, INT_MAX, &v) < 0 || v == 0) {
+				fprintf(stderr,
+					"mqbusctl: call: the timeout must be a "
+					"number from 1 to %d, not '%s'\n",
+					INT_MAX, optarg);
+				return usage_error("call");
+			}
+			timeout_ms = (int)v;
+			break;
+		case 'h':
+			usage_command(stdout, command_find("call"));
+			return EXIT_OK;
+		default:
+			return usage_error("call");
+		}
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "mqbusctl: call: no topic given\n");
+		return usage_error("call");
+	}
+	topic = argv[optind++];
+	if (optind < argc)
+		data = argv[optind++];
+	if (optind < argc) {
+		fprintf(stderr, "mqbusctl: call: unexpected argument '%s'\n",
+			argv[optind]);
+		return usage_error("call");
+	}
+
+	/* As for pub: stdin first, so that no wait holds queues open. */
+	if (data && strcmp(data, "-") == 0) {
+		r = read_stdin(&input, &len);
+		if (r < 0) {
+			fprintf(stderr, "mqbusctl: call: reading stdin: %s\n",
+				strerror(-r));
+			return EXIT_ERROR;
+		}
+		data = input;
+	} else if (data) {
+		len = strlen(data);
+	}
+
+	r = ctl_connect(ctl, &b);
+	if (r != EXIT_OK) {
+		free(input);
+		return r;
+	}
+	r = mqbus_request(b, topic, data ? data : "", len, timeout_ms, &reply);
+	free(input);
+	if (r < 0) {
+		print_error(b, r, "call");
+		mqbus_free(b);
+		if (r == -ETIMEDOUT)
+			return EXIT_TIMEOUT;
+		if (r == -EHOSTUNREACH)
+			return EXIT_NO_RESPONDERS;
+		return EXIT_ERROR;
+	}
+	/* Our queues go before the output, which may block on a pipe. */
+	mqbus_free(b);
+
+	status = EXIT_OK;
+	if (put_reply(reply) < 0) {
+		if (errno != EPIPE)
+			fprintf(stderr, "mqbusctl: call: stdout: %s\n",
+				strerror(errno));
+		status = EXIT_ERROR;
+	}
+	mqbus_msg_free(reply);
+	return status;
+}
+
+/* --- serve ------------------------------------------------------------ */
+
+struct serve_opts {
+	const char *exec;  /* the command of --exec, NULL for --echo */
+	const char *group; /* --group, or NULL */
+	unsigned long long count;
+	bool has_count;
+};
+
+/* The output of one run of the --exec command, and how it ended. */
+struct exec_result {
+	unsigned char *out;
+	size_t len;     /* bytes kept in out, at most the size given */
+	bool truncated; /* it wrote more than that */
+	int status;     /* as from waitpid() */
+};
+
+static int set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+/*
+ * The child side of --exec: the request on stdin, stdout to the pipe,
+ * stderr shared with serve so that the command's complaints are seen.
+ * Nothing else of ours may leak into the command: the library's queue
+ * descriptors in particular would keep the queues' memory charged after
+ * serve is gone, for as long as the command ran.
+ */
+static __attribute__((noreturn)) void exec_child(const char *cmd, int in_fd,
+						 int out_fd)
+{
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	unsigned long max_fd;
+
+	/* serve ignores SIGPIPE; the command should not inherit that */
+	sigemptyset(&dfl.sa_mask);
+	sigaction(SIGPIPE, &dfl, NULL);
+	/*
+	 * Above 2 first: when serve was started with stdin or stdout
+	 * closed, a pipe end may itself be 0 or 1, and one dup2() would
+	 * clobber the other.  The copies lose O_CLOEXEC and are closed
+	 * with the rest below.
+	 */
+	in_fd = fcntl(in_fd, F_DUPFD, 3);
+	out_fd = fcntl(out_fd, F_DUPFD, 3);
+	if (in_fd < 0 || out_fd < 0 || dup2(in_fd, STDIN_FILENO) < 0 ||
+	    dup2(out_fd, STDOUT_FILENO) < 0)
+		_exit(127);
+#ifdef SYS_close_range
+	if (syscall(SYS_close_range, 3u, ~0u, 0u) == 0)
+		goto run;
+#endif
+	max_fd = (unsigned long)sysconf(_SC_OPEN_MAX);
+	if (max_fd > 65536)
+		max_fd = 65536;
+	for (unsigned long fd = 3; fd < max_fd; fd++)
+		close((int)fd);
+#ifdef SYS_close_range
+run:
+#endif
+	execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+	fprintf(stderr, "mqbusctl: serve: cannot run /bin/sh: %s\n",
+		strerror(errno));
+	_exit(127);
+}
+
+/* Ends a command that serve no longer waits for, and reaps it. */
+static void exec_abandon(pid_t pid)
+{
+	int status;
+
+	kill(pid, SIGTERM);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+}
+
+/*
+ * Runs cmd with /bin/sh -c, in on its stdin, and collects up to max bytes
+ * of its stdout in res.  Both pipes are served from one poll() loop, so a
+ * command that writes a lot before it has read all of its input cannot
+ * deadlock against us; what it writes beyond max is read and thrown away
+ * so that it still runs to its end.  Returns 0, -EINTR when a stop signal
+ * came first (the command is then ended), or -errno.
+ */
+static int exec_run(const char *cmd, const void *in, size_t in_len,
+		    size_t max, struct exec_result *res)
+{
+	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 };
+	const unsigned char *inp = in;
+	size_t written = 0;
+	pid_t pid;
+	int r = 0;
+
+	res->len = 0;
+	res->truncated = false;
+	res->status = 0;
+	if (pipe2(in_pipe, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(out_pipe, O_CLOEXEC) < 0) {
+		r = -errno;
+		close(in_pipe[0]);
+		close(in_pipe[1]);
+		return r;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		close(in_pipe[0]);
+		close(in_pipe[1]);
+		close(out_pipe[0]);
+		close(out_pipe[1]);
+		return r;
+	}
+	if (pid == 0)
+		exec_child(cmd, in_pipe[0], out_pipe[1]);
+	close(in_pipe[0]);
+	close(out_pipe[1]);
+	if (set_nonblock(in_pipe[1]) < 0 || set_nonblock(out_pipe[0]) < 0) {
+		r = -errno;
+		goto out;
+	}
+	if (in_len == 0) {
+		close(in_pipe[1]);
+		in_pipe[1] = -1;
+	}
+
+	while (out_pipe[0] >= 0) {
+		struct pollfd pfd[2] = {
+			{ .fd = out_pipe[0], .events = POLLIN },
+			{ .fd = in_pipe[1], .events = POLLOUT },
+		};
+		unsigned char scratch[4096];
+
+		if (stop_signal) {
+			r = -EINTR;
+			goto out;
+		}
+		/* A slice, so that a stop signal is noticed soon. */
+		if (poll(pfd, in_pipe[1] >= 0 ? 2 : 1, RECEIVE_SLICE_MS) < 0) {
+			if (errno == EINTR)
+				continue;
+			r = -errno;
+			goto out;
+		}
+		if (in_pipe[1] >= 0 && pfd[1].revents) {
+			ssize_t n = write(in_pipe[1], inp + written,
+					  in_len - written);
+
+			if (n > 0)
+				written += (size_t)n;
+			/* EPIPE: it does not want (the rest of) its input */
+			if ((n < 0 && errno != EAGAIN && errno != EINTR) ||
+			    written == in_len) {
+				close(in_pipe[1]);
+				in_pipe[1] = -1;
+			}
+		}
+		if (pfd[0].revents) {
+			bool keep = res->len < max;
+			ssize_t n;
+
+			if (keep)
+				n = read(out_pipe[0], res->out + res->len,
+					 max - res->len);
+			else
+				n = read(out_pipe[0], scratch, sizeof(scratch));
+			if (n < 0 && (errno == EAGAIN || errno == EINTR))
+				continue;
+			if (n < 0) {
+				r = -errno;
+				goto out;
+			}
+			if (n == 0) {
+				close(out_pipe[0]);
+				out_pipe[0] = -1;
+			} else if (keep) {
+				res->len += (size_t)n;
+			} else {
+				res->truncated = true;
+			}
+		}
+	}
+	/* Its stdout is closed; what is left of its stdin goes unread. */
+	if (in_pipe[1] >= 0) {
+		close(in_pipe[1]);
+		in_pipe[1] = -1;
+	}
+	for (;;) {
+		pid_t w = waitpid(pid, &res->status, WNOHANG);
+
+		if (w == pid)
+			return 0;
+		if (w < 0 && errno != EINTR) {
+			r = -errno;
+			break;
+		}
+		if (stop_signal) {
+			r = -EINTR;
+			break;
+		}
+		poll(NULL, 0, 10);
+	}
+out:
+	if (in_pipe[1] >= 0)
+		close(in_pipe[1]);
+	if (out_pipe[0] >= 0)
+		close(out_pipe[0]);
+	exec_abandon(pid);
+	return r;
+}
+
+/* Says on stderr what went wrong with a run that is answered anyway. */
+static void exec_warn(const char *cmd, const struct exec_result *res,
+		      size_t max)
+{
+	if (WIFEXITED(res->status) && WEXITSTATUS(res->status) != 0)
+		fprintf(stderr,
+			"mqbusctl: serve: warning: '%s' exited with status "
+			"%d; replying with its output anyway\n",
+			cmd, WEXITSTATUS(res->status));
+	else if (WIFSIGNALED(res->status))
+		fprintf(stderr,
+			"mqbusctl: serve: warning: '%s' was killed by signal "
+			"%d; replying with its output anyway\n",
+			cmd, WTERMSIG(res->status));
+	if (res->truncated)
+		fprintf(stderr,
+			"mqbusctl: serve: warning: the output of '%s' was cut "
+			"to %zu bytes, the largest reply that fits the "
+			"queues\n",
+			cmd, max);
+}
+
+/*
+ * Answers requests until the count is reached or a stop signal comes.
+ * Returns an exit status; the caller frees b.
+ */
+static int serve_loop(mqbus *b, const struct serve_opts *o)
+{
+	/* A reply carries no topic: all of a message but the header. */
+	size_t max = mqbus_max_payload(b, "");
+	struct exec_result res = { 0 };
+	unsigned long long answered = 0;
+	int status = EXIT_OK;
+
+	if (o->exec) {
+		/* max + 1, so that malloc(0) never happens */
+		res.out = malloc(max + 1);
+		if (!res.out) {
+			fprintf(stderr, "mqbusctl: serve: out of memory\n");
+			return EXIT_ERROR;
+		}
+	}
+	for (;;) {
+		const void *data;
+		mqbus_msg *m = NULL;
+		size_t len = 0;
+		int r;
+
+		if (stop_signal)
+			break;
+		if (o->has_count && answered >= o->count)
+			break;
+		r = mqbus_receive(b, &m, RECEIVE_SLICE_MS);
+		if (r == -ETIMEDOUT || r == -EINTR || r == -EAGAIN)
+			continue;
+		if (r == -ENOTCONN) {
+			fprintf(stderr, "mqbusctl: the bus daemon closed the "
+					"connection\n");
+			status = EXIT_ERROR;
+			break;
+		}
+		if (r < 0) {
+			print_error(b, r, "receive");
+			status = EXIT_ERROR;
+			break;
+		}
+		/* Plain messages on the pattern are no business of ours. */
+		if (!m || !mqbus_msg_is_request(m)) {
+			mqbus_msg_free(m);
+			continue;
+		}
+
+		data = mqbus_msg_payload(m, &len);
+		if (o->exec) {
+			r = exec_run(o->exec, data, len, max, &res);
+			if (r == -EINTR) {
+				mqbus_msg_free(m);
+				break;
+			}
+			if (r < 0) {
+				/* Maybe passing (EAGAIN, ENOMEM): the
+				 * requester times out, we go on. */
+				fprintf(stderr,
+					"mqbusctl: serve: cannot run '%s': %s; "
+					"request not answered\n",
+					o->exec, strerror(-r));
+				mqbus_msg_free(m);
+				continue;
+			}
+			exec_warn(o->exec, &res, max);
+			data = res.out;
+			len = res.len;
+		}
+		r = mqbus_reply(b, m, data, len);
+		mqbus_msg_free(m);
+		if (r == -ENOTCONN) {
+			fprintf(stderr, "mqbusctl: the bus daemon closed the "
+					"connection\n");
+			status = EXIT_ERROR;
+			break;
+		}
+		/*
+		 * One request we cannot answer (an echo too big for our
+		 * queues, a tx queue that stayed full) is no reason to stop
+		 * serving the others; its requester times out.
+		 */
+		if (r < 0) {
+			print_error(b, r, "reply");
+			fprintf(stderr, "mqbusctl: serve: request not "
+					"answered\n");
+			continue;
+		}
+		answered++;
+	}
+	free(res.out);
+	return status;
+}
+
+static int cmd_serve(const struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "echo", no_argument, NULL, OPT_ECHO },
+		{ "exec", required_argument, NULL, OPT_EXEC },
+		{ "count", required_argument, NULL, 'n' },
+		{ "group", required_argument, NULL, OPT_GROUP },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	struct serve_opts o = { 0 };
+	unsigned long long v;
+	bool echo = false;
+	char name[64];
+	mqbus *b;
+	int c, r;
+
+	command_argv0(argv, name, sizeof(name));
+	while ((c = getopt_long(argc, argv, "n:h", longopts, NULL)) != -1) {
+		switch (c) {
+		case OPT_ECHO:
+			echo = true;
+			break;
+		case OPT_EXEC:
+			o.exec = optarg;
+			break;
+		case 'n':
+			if (parse_number(optarg, ULLONG_MAX, &v) < 0)
+				return bad_number("serve", "the count", optarg,
+						  ULLONG_MAX);
+			o.count = v;
+			o.has_count = true;
+			break;
+		case OPT_GROUP:
+			if (check_group("serve", optarg) != 0)
+				return EXIT_USAGE;
+			o.group = optarg;
+			break;
+		case 'h':
+			usage_command(stdout, command_find("serve"));
+			return EXIT_OK;
+		default:
+			return usage_error("serve");
+		}
+	}
+	if (echo == !!o.exec) {
+		fprintf(stderr, "mqbusctl: serve: give one of --echo and "
+				"--exec CMD\n");
+		return usage_error("serve");
+	}
+	if (o.exec && !*o.exec) {
+		fprintf(stderr, "mqbusctl: serve: --exec needs a command\n");
+		return usage_error("serve");
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "mqbusctl: serve: no pattern given\n");
+		return usage_error("serve");
+	}
+
+	/* Before connecting, so that no signal can leave the queues behind. */
+	r = install_stop_handlers();
+	if (r < 0) {
+		fprintf(stderr, "mqbusctl: serve: sigaction: %s\n",
+			strerror(-r));
+		return EXIT_ERROR;
+	}
+	/* waitpid() needs SIGCHLD not ignored, whatever our parent set. */
+	if (o.exec) {
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+
+		sigemptyset(&dfl.sa_mask);
+		sigaction(SIGCHLD, &dfl, NULL);
+	}
+	r = ctl_connect(ctl, &b);
+	if (r != EXIT_OK)
+		return stop_signal ? EXIT_OK : r;
+	r = subscribe_all(b, argv + optind, argc - optind, o.group);
+	if (r == EXIT_OK)
+		r = serve_loop(b, &o);
+	mqbus_free(b);
+	return stop_signal && r != EXIT_OK ? EXIT_OK : r;
 }
 
 static int cmd_stats(const struct ctl *ctl, int argc, char **argv)
@@ -1013,8 +1615,8 @@ static int cmd_help(const struct ctl *ctl, int argc, char **argv)
 }
 
 /*
- * The commands.  Later ones (call, serve, timer, monitor) go here too; the
- * help text is made from this table, so it cannot forget one.
+ * The commands.  Later ones (timer, monitor) go here too; the help text is
+ * made from this table, so it cannot forget one.
  */
 static const struct command commands[] = {
 	{
@@ -1031,7 +1633,7 @@ static const struct command commands[] = {
 	{
 		.name = "sub",
 		.run = cmd_sub,
-		.args = "PATTERN... [-n COUNT] [-t MS] [--json]",
+		.args = "PATTERN... [-n COUNT] [-t MS] [--json] [--group NAME]",
 		.summary = "Print the messages on topics matching a PATTERN "
 			   "('+', '#' wildcards).",
 		.options = "  -n, --count=COUNT     exit 0 after COUNT "
@@ -1041,7 +1643,42 @@ static const struct command commands[] = {
 			   "                        when the subscriptions are "
 			   "in place)\n"
 			   "      --json            one JSON object per line "
-			   "instead of 'TOPIC PAYLOAD'\n",
+			   "instead of 'TOPIC PAYLOAD'\n"
+			   "      --group=NAME      subscribe in queue group "
+			   "NAME: each message goes to\n"
+			   "                        one subscriber of the "
+			   "group, in turn\n",
+	},
+	{
+		.name = "call",
+		.run = cmd_call,
+		.args = "TOPIC [DATA|-] [-t MS]",
+		.summary = "Send DATA as a request on TOPIC and print the "
+			   "reply.",
+		.options = "  -t, --timeout=MS      wait at most MS "
+			   "milliseconds for the reply (default\n"
+			   "                        5000); exit 3 if none "
+			   "came, 4 if nobody takes\n"
+			   "                        requests on TOPIC\n",
+	},
+	{
+		.name = "serve",
+		.run = cmd_serve,
+		.args = "PATTERN... (--echo | --exec CMD) [-n COUNT] "
+			"[--group NAME]",
+		.summary = "Answer the requests on topics matching a "
+			   "PATTERN.",
+		.options = "      --echo            reply with the request's "
+			   "payload\n"
+			   "      --exec=CMD        run CMD with /bin/sh -c, "
+			   "the request on its stdin;\n"
+			   "                        reply with its stdout\n"
+			   "  -n, --count=COUNT     exit 0 after answering "
+			   "COUNT requests\n"
+			   "      --group=NAME      share the requests with "
+			   "the other servers of queue\n"
+			   "                        group NAME: each goes to "
+			   "one of them\n",
 	},
 	{
 		.name = "stats",
@@ -1095,8 +1732,8 @@ static void usage(FILE *f)
 {
 	fputs("Usage: mqbusctl [-b BUS] COMMAND [ARG...]\n"
 	      "\n"
-	      "Publish and subscribe on an mqbus message bus, and show its "
-	      "state.\n"
+	      "Publish and subscribe, send and answer requests on an mqbus "
+	      "message bus,\nand show its state.\n"
 	      "\n"
 	      "Commands:\n",
 	      f);
@@ -1112,7 +1749,8 @@ static void usage(FILE *f)
 	      "      --version   print the version\n"
 	      "\n"
 	      "'mqbusctl help COMMAND' shows the options of COMMAND.\n"
-	      "Exit status: 0 success, 1 error, 2 usage error, 3 timeout.\n",
+	      "Exit status: 0 success, 1 error, 2 usage error, 3 timeout,\n"
+	      "4 no responders (call).\n",
 	      f);
 }
 

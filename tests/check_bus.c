@@ -5,9 +5,11 @@
  * Every test starts the real daemon on a bus of its own, with the wake-up
  * back-end named by $MQBUS_TEST_WAKE (tests/bus-*.sh run this program once
  * per back-end), talks to it through the client library and, for the
- * untrusted-input tests, through raw queues.  Each test case ends by
- * stopping the daemon and checking that nothing of its bus is left; the
- * unchecked teardown (testbus_cleanup()) removes what a failed test leaves.
+ * untrusted-input tests (forged handshakes, forged replies), through raw
+ * queues.  Publish/subscribe, request/reply and queue groups each have
+ * their cases.  Each test case ends by stopping the daemon and checking
+ * that nothing of its bus is left; the unchecked teardown
+ * (testbus_cleanup()) removes what a failed test leaves.
  *
  * Where the daemon's behaviour is only observable over time, the tests poll
  * against a deadline (stats, queue listings, child exit); fixed timeouts are
@@ -1604,6 +1606,1056 @@ START_TEST(test_event_loop)
 }
 END_TEST
 
+/* -------------------------------------------------------------------- */
+/* request/reply                                                         */
+
+/* How a responder child ended; its exit status says which. */
+enum {
+	RESP_OK = 0,
+	RESP_CONNECT = 2,     /* could not connect or subscribe */
+	RESP_RECEIVE = 3,     /* no request came in time */
+	RESP_NOT_REQUEST = 4, /* got a message that is not a request */
+	RESP_SENDER = 5,      /* the request's sender was not the parent */
+	RESP_REPLY = 6,       /* mqbus_reply() failed */
+};
+
+static const char *responder_status(int status)
+{
+	switch (status) {
+	case RESP_OK:
+		return "ok";
+	case RESP_CONNECT:
+		return "could not connect and subscribe";
+	case RESP_RECEIVE:
+		return "no request arrived";
+	case RESP_NOT_REQUEST:
+		return "received a message that is not a request";
+	case RESP_SENDER:
+		return "the request's sender uid/pid is not the test's";
+	case RESP_REPLY:
+		return "mqbus_reply failed";
+	default:
+		return "died";
+	}
+}
+
+/*
+ * A responder in a child process, so that its pid differs from the
+ * requester's: subscribes to topic, sends its client id through ready
+ * (0 if it failed), then answers count requests, with the payload
+ * reversed if reverse, else as it came, and exits with a RESP_* status.
+ */
+static pid_t fork_responder(const struct testbus *tb, const char *topic,
+			    unsigned count, bool reverse, int ready[2])
+{
+	pid_t child = testbus_fork();
+
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		unsigned char out[2048];
+		uint32_t id = 0;
+		mqbus *b = NULL;
+		int r, status = RESP_OK;
+
+		r = testbus_try_connect(tb->bus, 0, 0, &b, NULL, 0);
+		if (r == 0)
+			r = mqbus_subscribe(b, topic);
+		if (r == 0)
+			id = mqbus_client_id(b);
+		testbus_write_all(ready[1], &id, sizeof(id));
+		if (r < 0)
+			_exit(RESP_CONNECT);
+		for (unsigned n = 0; n < count && status == RESP_OK; n++) {
+			const unsigned char *p;
+			mqbus_msg *m = NULL;
+			size_t len, i;
+
+			if (mqbus_receive(b, &m, 20000) < 0) {
+				status = RESP_RECEIVE;
+				break;
+			}
+			p = mqbus_msg_payload(m, &len);
+			if (!mqbus_msg_is_request(m) || len > sizeof(out))
+				status = RESP_NOT_REQUEST;
+			else if (mqbus_msg_sender_pid(m) != getppid() ||
+				 mqbus_msg_sender_uid(m) != getuid())
+				status = RESP_SENDER;
+			for (i = 0; status == RESP_OK && i < len; i++)
+				out[i] = reverse ? p[len - 1 - i] : p[i];
+			if (status == RESP_OK &&
+			    mqbus_reply(b, m, out, len) < 0)
+				status = RESP_REPLY;
+			mqbus_msg_free(m);
+		}
+		mqbus_free(b);
+		_exit(status);
+	}
+	return child;
+}
+
+/* Waits for a responder child and checks that it answered them all. */
+static void responder_done(pid_t child)
+{
+	int status = testbus_wait(child, 10000);
+
+	ck_assert_msg(status == RESP_OK, "responder child: exit status %d: %s",
+		      status, responder_status(status));
+}
+
+/* Receives a message that must be a request on topic. */
+static mqbus_msg *recv_request(mqbus *b, const char *topic)
+{
+	mqbus_msg *m = testbus_recv(b, RECV_MS);
+
+	ck_assert_str_eq(mqbus_msg_topic(m), topic);
+	ck_assert_msg(mqbus_msg_is_request(m), "message on %s is not a request",
+		      topic);
+	return m;
+}
+
+/*
+ * A blocking request and its reply: the payload makes the round trip
+ * intact (NUL bytes and all, and empty), and the reply names the
+ * responder as the daemon verified it.
+ */
+START_TEST(test_request_reply)
+{
+	struct testbus tb = { 0 };
+	unsigned char data[300];
+	uint32_t responder_id = 0;
+	mqbus_msg *reply, *m;
+	mqbus *req, *pub;
+	const unsigned char *p;
+	int ready[2];
+	pid_t child;
+	size_t len, i;
+
+	for (i = 0; i < sizeof(data); i++)
+		data[i] = i % 5 == 0 ? 0 : (unsigned char)(i * 31 + 7);
+
+	testbus_start(&tb, NULL);
+	make_pipe(ready);
+	child = fork_responder(&tb, "rpc/echo", 2, true, ready);
+	ck_assert_int_eq(testbus_read_all(ready[0], &responder_id,
+					  sizeof(responder_id), 10000),
+			 0);
+	ck_assert_msg(responder_id != 0, "the responder could not subscribe");
+	req = testbus_connect(&tb, 0, 0);
+	ck_assert_int_eq(mqbus_get_timeout(req), -1);
+
+	ck_assert_int_eq(mqbus_request(req, "rpc/echo", data, sizeof(data),
+				       5000, &reply),
+			 0);
+	p = mqbus_msg_payload(reply, &len);
+	ck_assert_uint_eq(len, sizeof(data));
+	for (i = 0; i < len; i++)
+		ck_assert_msg(p[i] == data[len - 1 - i],
+			      "reply byte %zu is 0x%02x, expected 0x%02x", i,
+			      p[i], data[len - 1 - i]);
+	ck_assert_int_eq(mqbus_msg_sender_pid(reply), child);
+	ck_assert_uint_eq(mqbus_msg_sender_uid(reply), getuid());
+	ck_assert_uint_eq(mqbus_msg_client_id(reply), responder_id);
+	ck_assert_int_eq(mqbus_msg_is_request(reply), 0);
+	ck_assert_str_eq(mqbus_msg_topic(reply), "");
+	/* A reply is not a request: it cannot be answered. */
+	ck_assert_int_eq(mqbus_reply(req, reply, "x", 1), -EINVAL);
+	ck_assert_int_eq(mqbus_reply(req, NULL, "x", 1), -EINVAL);
+	mqbus_msg_free(reply);
+
+	/* An empty request, and an empty reply. */
+	ck_assert_int_eq(mqbus_request(req, "rpc/echo", NULL, 0, 5000, &reply),
+			 0);
+	mqbus_msg_payload(reply, &len);
+	ck_assert_uint_eq(len, 0);
+	ck_assert_int_eq(mqbus_msg_sender_pid(reply), child);
+	mqbus_msg_free(reply);
+	responder_done(child);
+
+	ck_assert_int_eq(testbus_stat(req, "requests"), 2);
+	ck_assert_int_eq(testbus_stat(req, "replies"), 2);
+	ck_assert_int_eq(testbus_stat(req, "replies_refused"), 0);
+	ck_assert_int_eq(testbus_stat(req, "requests_in_flight"), 0);
+
+	/* A plain message is not a request, and cannot be answered. */
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(req, "rpc/plain");
+	testbus_publish_index(pub, "rpc/plain", 1, MQBUS_PRIORITY_DEFAULT);
+	m = testbus_recv(req, RECV_MS);
+	ck_assert_int_eq(mqbus_msg_is_request(m), 0);
+	ck_assert_int_eq(mqbus_reply(req, m, "x", 1), -EINVAL);
+	mqbus_msg_free(m);
+	ck_assert_int_eq(mqbus_request(req, "rpc/+", "x", 1, 1000, &reply),
+			 -EINVAL);
+	ck_assert_int_eq(mqbus_request(req, "rpc/echo", "x", 1, 1000, NULL),
+			 -EINVAL);
+
+	close_pipe(ready);
+	mqbus_free(pub);
+	mqbus_free(req);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* Calls of reply handlers of asynchronous requests. */
+struct async_slot {
+	uint32_t index;
+	int calls;
+	int error;
+	bool payload_ok;
+	uint32_t client_id;
+	pid_t pid;
+	char text[64];
+};
+
+static unsigned async_calls;
+
+/* The payload of asynchronous request index: its index, then a tail of
+ * a length and bytes that depend on it. */
+static size_t async_payload(uint32_t index, unsigned char *buf)
+{
+	size_t len = sizeof(index) + index % 61;
+
+	memcpy(buf, &index, sizeof(index));
+	for (size_t i = sizeof(index); i < len; i++)
+		buf[i] = (unsigned char)(index * 7 + i);
+	return len;
+}
+
+static void async_handler(mqbus *b, int error, const mqbus_msg *reply,
+			  void *userdata)
+{
+	struct async_slot *s = userdata;
+	unsigned char want[128];
+	const void *p;
+	size_t len, wlen;
+
+	async_calls++;
+	s->calls++;
+	s->error = error;
+	if (!reply)
+		return;
+	p = mqbus_msg_payload(reply, &len);
+	wlen = async_payload(s->index, want);
+	s->payload_ok = len == wlen && memcmp(p, want, len) == 0;
+	snprintf(s->text, sizeof(s->text), "%.*s",
+		 (int)(len < sizeof(s->text) ? len : sizeof(s->text) - 1),
+		 (const char *)p);
+	s->client_id = mqbus_msg_client_id(reply);
+	s->pid = mqbus_msg_sender_pid(reply);
+}
+
+/*
+ * Runs b's event loop (poll on its fd, with mqbus_get_timeout() as the
+ * timeout, then mqbus_process()) until async_calls reaches want or
+ * timeout_ms passes.
+ */
+static void async_pump(mqbus *b, unsigned want, int timeout_ms)
+{
+	uint64_t deadline = testbus_now_ms() + (uint64_t)timeout_ms;
+	int fd = mqbus_get_fd(b);
+
+	ck_assert_int_ge(fd, 0);
+	while (async_calls < want) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		uint64_t now = testbus_now_ms();
+		int wait, r;
+
+		if (now >= deadline)
+			break;
+		wait = (int)(deadline - now);
+		r = mqbus_get_timeout(b);
+		if (r >= 0 && r < wait)
+			wait = r;
+		poll(&pfd, 1, wait);
+		r = mqbus_process(b);
+		ck_assert_msg(r >= 0, "mqbus_process: %s: %s", strerror(-r),
+			      mqbus_last_error(b));
+	}
+}
+
+/* Runs the loop for ms and checks that no handler is called. */
+static void async_quiet(mqbus *b, int ms)
+{
+	unsigned before = async_calls;
+
+	async_pump(b, before + 1, ms);
+	ck_assert_msg(async_calls == before,
+		      "%u reply handler(s) called, expected none",
+		      async_calls - before);
+}
+
+/* Nobody subscribed: -EHOSTUNREACH at once, blocking and asynchronous. */
+START_TEST(test_request_no_responders)
+{
+	struct async_slot slot = { .index = 0 };
+	struct testbus tb = { 0 };
+	mqbus *req, *other;
+	mqbus_msg *reply = NULL;
+	uint64_t t0, took;
+	int r;
+
+	async_calls = 0;
+	testbus_start(&tb, NULL);
+	req = testbus_connect(&tb, 0, 0);
+	/* Subscribers of other topics do not count. */
+	other = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(other, "rpc/other");
+	ck_assert_int_eq(mqbus_subscribe_group(other, "rpc/else", "g"), 0);
+
+	t0 = testbus_now_ms();
+	r = mqbus_request(req, "rpc/nobody", "x", 1, 5000, &reply);
+	took = testbus_now_ms() - t0;
+	ck_assert_msg(r == -EHOSTUNREACH,
+		      "request with no responders: %d (%s), expected "
+		      "-EHOSTUNREACH",
+		      r, strerror(-r));
+	ck_assert_ptr_null(reply);
+	ck_assert_msg(took < 1000,
+		      "no responders took %llu ms to be known (timeout 5000)",
+		      (unsigned long long)took);
+	ck_assert_msg(strstr(mqbus_last_error(req), "no responders"),
+		      "last error: \"%s\"", mqbus_last_error(req));
+	ck_assert_int_eq(testbus_stat(req, "no_responders"), 1);
+	ck_assert_int_eq(testbus_stat(req, "requests"), 1);
+	ck_assert_int_eq(testbus_stat(req, "requests_in_flight"), 0);
+
+	/* The same, asynchronously: the handler gets the error once. */
+	t0 = testbus_now_ms();
+	ck_assert_int_eq(mqbus_request_async(req, "rpc/nobody", "x", 1, 5000,
+					     async_handler, &slot),
+			 0);
+	ck_assert_int_gt(mqbus_get_timeout(req), 0);
+	async_pump(req, 1, 5000);
+	took = testbus_now_ms() - t0;
+	ck_assert_int_eq(slot.calls, 1);
+	ck_assert_int_eq(slot.error, -EHOSTUNREACH);
+	ck_assert_msg(took < 1000, "async no responders took %llu ms",
+		      (unsigned long long)took);
+	ck_assert_int_eq(mqbus_get_timeout(req), -1);
+	async_quiet(req, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(req, "no_responders"), 2);
+
+	/* Once the only subscriber has gone, nobody responds again. */
+	testbus_subscribe(other, "rpc/gone");
+	ck_assert_int_eq(mqbus_unsubscribe(other, "rpc/gone"), 0);
+	ck_assert_int_eq(mqbus_request(req, "rpc/gone", NULL, 0, 5000, &reply),
+			 -EHOSTUNREACH);
+	ck_assert_int_eq(testbus_stat(req, "no_responders"), 3);
+	testbus_expect_nothing(other, QUIET_MS);
+
+	ck_assert_int_eq(mqbus_request_async(req, "rpc/x", "x", 1, 1000, NULL,
+					     NULL),
+			 -EINVAL);
+	ck_assert_int_eq(mqbus_request_async(req, "rpc/#", "x", 1, 1000,
+					     async_handler, &slot),
+			 -EINVAL);
+	ck_assert_int_eq(mqbus_get_timeout(req), -1);
+
+	mqbus_free(other);
+	mqbus_free(req);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * A responder that never answers: -ETIMEDOUT after the timeout, the
+ * daemon forgets the request, and a late reply is refused, not taken for
+ * the answer to a later request.
+ */
+START_TEST(test_request_timeout)
+{
+	struct async_slot slot = { .index = 0 }, slot2 = { .index = 1 };
+	struct testbus tb = { 0 };
+	mqbus_msg *reply = NULL, *m, *m2;
+	mqbus *req, *resp;
+	uint64_t t0, took;
+	int r;
+
+	async_calls = 0;
+	testbus_start(&tb, NULL);
+	req = testbus_connect(&tb, 0, 0);
+	resp = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(resp, "rpc/slow");
+
+	t0 = testbus_now_ms();
+	r = mqbus_request(req, "rpc/slow", "first", 5, 300, &reply);
+	took = testbus_now_ms() - t0;
+	ck_assert_msg(r == -ETIMEDOUT,
+		      "request nobody answers: %d (%s), expected -ETIMEDOUT",
+		      r, strerror(-r));
+	ck_assert_ptr_null(reply);
+	ck_assert_msg(took >= 290 && took < 3000,
+		      "a 300 ms request timed out after %llu ms",
+		      (unsigned long long)took);
+	m = recv_request(resp, "rpc/slow");
+	ck_assert_int_eq(mqbus_msg_sender_pid(m), getpid());
+	testbus_wait_stat(req, "requests_expired", 1, 5000);
+	ck_assert_int_eq(testbus_stat(req, "requests_in_flight"), 0);
+
+	/* Too late: refused by the daemon. */
+	ck_assert_int_eq(mqbus_reply(resp, m, "late", 4), 0);
+	testbus_wait_stat(req, "replies_refused", 1, 5000);
+	ck_assert_int_eq(testbus_stat(req, "replies"), 0);
+	mqbus_msg_free(m);
+
+	/* The next request gets its own answer, not the late one. */
+	ck_assert_int_eq(mqbus_request_async(req, "rpc/slow", "second", 6,
+					     5000, async_handler, &slot),
+			 0);
+	m = recv_request(resp, "rpc/slow");
+	ck_assert_int_eq(mqbus_reply(resp, m, "answer-2", 8), 0);
+	mqbus_msg_free(m);
+	async_pump(req, 1, 5000);
+	ck_assert_int_eq(slot.calls, 1);
+	ck_assert_int_eq(slot.error, 0);
+	ck_assert_str_eq(slot.text, "answer-2");
+	ck_assert_uint_eq(slot.client_id, mqbus_client_id(resp));
+
+	/*
+	 * An asynchronous request that times out: mqbus_get_timeout() says
+	 * when, and the handler runs once with -ETIMEDOUT.  A second one
+	 * answered meanwhile is not disturbed by it.
+	 */
+	t0 = testbus_now_ms();
+	ck_assert_int_eq(mqbus_request_async(req, "rpc/slow", "third", 5, 200,
+					     async_handler, &slot2),
+			 0);
+	r = mqbus_get_timeout(req);
+	ck_assert_msg(r > 0 && r <= 200, "mqbus_get_timeout: %d, expected "
+					 "1..200", r);
+	m = recv_request(resp, "rpc/slow");
+	async_pump(req, 2, 5000);
+	took = testbus_now_ms() - t0;
+	ck_assert_int_eq(slot2.calls, 1);
+	ck_assert_int_eq(slot2.error, -ETIMEDOUT);
+	ck_assert_msg(took >= 190 && took < 3000,
+		      "a 200 ms async request timed out after %llu ms",
+		      (unsigned long long)took);
+	ck_assert_int_eq(mqbus_get_timeout(req), -1);
+	ck_assert_int_eq(mqbus_reply(resp, m, "late", 4), 0);
+	mqbus_msg_free(m);
+	testbus_wait_stat(req, "replies_refused", 2, 5000);
+	async_quiet(req, QUIET_MS);
+	ck_assert_int_eq(slot.calls, 1);
+	ck_assert_int_eq(slot2.calls, 1);
+
+	/* A request still in flight when its handle is freed is dropped
+	 * without a call, and the daemon lets it go with its client. */
+	ck_assert_int_eq(mqbus_request_async(req, "rpc/slow", "fourth", 6,
+					     60000, async_handler, &slot),
+			 0);
+	m2 = recv_request(resp, "rpc/slow");
+	ck_assert_int_eq(testbus_stat(resp, "requests_in_flight"), 1);
+	mqbus_free(req);
+	ck_assert_int_eq(slot.calls, 1);
+	testbus_wait_stat(resp, "requests_in_flight", 0, 5000);
+	mqbus_msg_free(m2);
+
+	mqbus_free(resp);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * 200 requests in flight at once from one client to a responder in
+ * another process: every handler runs exactly once, with its own reply.
+ */
+START_TEST(test_request_async_many)
+{
+	enum { N = 200 };
+	struct async_slot *slots;
+	struct testbus tb = { 0 };
+	unsigned char buf[128];
+	uint32_t responder_id = 0, i;
+	int ready[2];
+	pid_t child;
+	mqbus *req;
+
+	async_calls = 0;
+	slots = calloc(N, sizeof(*slots));
+	ck_assert_ptr_nonnull(slots);
+	testbus_start(&tb, NULL);
+	make_pipe(ready);
+	child = fork_responder(&tb, "rpc/many", N, false, ready);
+	ck_assert_int_eq(testbus_read_all(ready[0], &responder_id,
+					  sizeof(responder_id), 10000),
+			 0);
+	ck_assert_msg(responder_id != 0, "the responder could not subscribe");
+	req = testbus_connect(&tb, 0, 0);
+
+	for (i = 0; i < N; i++) {
+		size_t len = async_payload(i, buf);
+		int r;
+
+		slots[i].index = i;
+		r = mqbus_request_async(req, "rpc/many", buf, len, 20000,
+					async_handler, &slots[i]);
+		ck_assert_msg(r == 0, "request_async #%u: %s: %s", i,
+			      strerror(-r), mqbus_last_error(req));
+	}
+	ck_assert_int_gt(mqbus_get_timeout(req), 0);
+	async_pump(req, N, 30000);
+	ck_assert_msg(async_calls == N, "%u of %d handlers called",
+		      async_calls, N);
+	for (i = 0; i < N; i++)
+		ck_assert_msg(slots[i].calls == 1 && slots[i].error == 0 &&
+				      slots[i].payload_ok &&
+				      slots[i].pid == child &&
+				      slots[i].client_id == responder_id,
+			      "request #%u: %d calls, error %d, payload %s, "
+			      "from pid %d client %u",
+			      i, slots[i].calls, slots[i].error,
+			      slots[i].payload_ok ? "ok" : "wrong",
+			      (int)slots[i].pid, slots[i].client_id);
+	responder_done(child);
+	async_quiet(req, QUIET_MS);
+	ck_assert_int_eq(mqbus_get_timeout(req), -1);
+	ck_assert_int_eq(testbus_stat(req, "replies"), N);
+	ck_assert_int_eq(testbus_stat(req, "requests_in_flight"), 0);
+	ck_assert_int_eq(testbus_stat(req, "replies_refused"), 0);
+
+	free(slots);
+	close_pipe(ready);
+	mqbus_free(req);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * Two responders receive a request and both answer: the requester gets
+ * one reply, the first, and the daemon refuses the second.
+ */
+START_TEST(test_request_first_reply_wins)
+{
+	struct testbus tb = { 0 };
+	mqbus *req, *r1, *r2;
+	unsigned round;
+
+	async_calls = 0;
+	testbus_start(&tb, NULL);
+	req = testbus_connect(&tb, 0, 0);
+	r1 = testbus_connect(&tb, 0, 0);
+	r2 = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(r1, "rpc/two");
+	testbus_subscribe(r2, "rpc/+");
+
+	for (round = 0; round < 4; round++) {
+		struct async_slot slot = { .index = round };
+		mqbus *first = round % 2 ? r2 : r1;
+		mqbus *second = round % 2 ? r1 : r2;
+		char a[32], b[32];
+		mqbus_msg *m1, *m2;
+		unsigned before = async_calls;
+
+		ck_assert_int_eq(mqbus_request_async(req, "rpc/two", "q", 1,
+						     5000, async_handler,
+						     &slot),
+				 0);
+		m1 = recv_request(first, "rpc/two");
+		m2 = recv_request(second, "rpc/two");
+		snprintf(a, sizeof(a), "from-%u", mqbus_client_id(first));
+		snprintf(b, sizeof(b), "from-%u", mqbus_client_id(second));
+		ck_assert_int_eq(mqbus_reply(first, m1, a, strlen(a)), 0);
+		ck_assert_int_eq(mqbus_reply(second, m2, b, strlen(b)), 0);
+		mqbus_msg_free(m1);
+		mqbus_msg_free(m2);
+
+		async_pump(req, before + 1, 5000);
+		ck_assert_int_eq(slot.calls, 1);
+		ck_assert_int_eq(slot.error, 0);
+		/* whichever won, the reply is consistent with its sender */
+		snprintf(a, sizeof(a), "from-%u", slot.client_id);
+		ck_assert_str_eq(slot.text, a);
+		ck_assert_msg(slot.client_id == mqbus_client_id(r1) ||
+				      slot.client_id == mqbus_client_id(r2),
+			      "reply from client %u, not a responder",
+			      slot.client_id);
+		testbus_wait_stat(req, "replies_refused", round + 1, 5000);
+		ck_assert_int_eq(testbus_stat(req, "replies"), round + 1);
+		async_quiet(req, QUIET_MS);
+		ck_assert_int_eq(slot.calls, 1);
+	}
+	/* The refused replies were no bad messages: they were allowed to
+	 * answer, just not first. */
+	ck_assert_int_eq(testbus_stat(req, "bad_messages"), 0);
+	ck_assert_int_eq(testbus_stat(req, "requests_in_flight"), 0);
+
+	mqbus_free(r2);
+	mqbus_free(r1);
+	mqbus_free(req);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* The name ("/...") of a tx queue in after that is not in before. */
+static void new_tx_queue(const char *before, const char *after, char *out,
+			 size_t size)
+{
+	char copy[1024], *name, *save = NULL;
+
+	snprintf(copy, sizeof(copy), "%s", after);
+	out[0] = '\0';
+	for (name = strtok_r(copy, " ", &save); name;
+	     name = strtok_r(NULL, " ", &save)) {
+		const char *p = strstr(before, name);
+		size_t n = strlen(name);
+
+		/* a whole word of before, not a part of one */
+		while (p && ((p > before && p[-1] != ' ') ||
+			     (p[n] != ' ' && p[n] != '\0')))
+			p = strstr(p + 1, name);
+		if (!p) {
+			snprintf(out, size, "/%s", name);
+			return;
+		}
+	}
+	ck_abort_msg("no new tx queue: before \"%s\", after \"%s\"", before,
+		     after);
+}
+
+/*
+ * A client that did not receive a request cannot answer it: REPLY frames
+ * written by hand into its own tx queue, naming every request id that can
+ * be in flight, are refused (the one in flight as a forgery), and the
+ * requester gets only the legitimate reply.  Nor can a client publish a
+ * message marked as a request.
+ */
+START_TEST(test_request_forged_reply)
+{
+	struct async_slot slot = { .index = 0 };
+	struct testbus tb = { 0 };
+	char before[1024], after[1024], attacker_tx[300];
+	long long refused, bad, replies;
+	struct proto_header h;
+	unsigned char buf[256];
+	mqbus *req, *resp, *attacker;
+	mqbus_msg *m;
+	uint32_t id;
+	mqd_t q;
+	int n;
+
+	async_calls = 0;
+	testbus_start(&tb, NULL);
+	req = testbus_connect(&tb, 0, 0);
+	resp = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(resp, "rpc/f");
+	testbus_queues_suffix(tb.bus, getpid(), ".tx", before, sizeof(before));
+	attacker = testbus_connect(&tb, 0, 0);
+	testbus_queues_suffix(tb.bus, getpid(), ".tx", after, sizeof(after));
+	new_tx_queue(before, after, attacker_tx, sizeof(attacker_tx));
+	testbus_subscribe(attacker, "rpc/decoy");
+
+	ck_assert_int_eq(mqbus_request_async(req, "rpc/f", "question", 8,
+					     10000, async_handler, &slot),
+			 0);
+	/* In flight now: the responder has it. */
+	m = recv_request(resp, "rpc/f");
+	refused = testbus_stat(req, "replies_refused");
+	bad = testbus_stat(req, "bad_messages");
+	replies = testbus_stat(req, "replies");
+
+	q = mq_open(attacker_tx, O_WRONLY | O_CLOEXEC);
+	ck_assert_msg(q != (mqd_t)-1, "mq_open %s: %s", attacker_tx,
+		      strerror(errno));
+	for (id = 1; id <= 50; id++) {
+		proto_header_init(&h, PROTO_REPLY);
+		h.token = id;
+		/* claims to be the responder: the daemon must not care */
+		h.client_id = mqbus_client_id(resp);
+		n = proto_encode(buf, sizeof(buf), &h, NULL, "forged", 6);
+		ck_assert_int_gt(n, 0);
+		send_raw(q, buf, (size_t)n);
+	}
+	testbus_wait_stat(req, "replies_refused", refused + 50, 5000);
+	/* Exactly one of the ids was in flight: that one is a forgery. */
+	ck_assert_int_eq(testbus_stat(req, "bad_messages"), bad + 1);
+	ck_assert_int_eq(testbus_stat(req, "replies"), replies);
+	ck_assert_int_eq(testbus_stat(req, "requests_in_flight"), 1);
+	async_quiet(req, QUIET_MS);
+	ck_assert_int_eq(slot.calls, 0);
+
+	/* A PUBLISH marked as a request is refused before routing. */
+	proto_header_init(&h, PROTO_PUBLISH);
+	h.flags = PROTO_F_REQUEST;
+	h.token = 1;
+	n = proto_encode(buf, sizeof(buf), &h, "rpc/f", "fake", 4);
+	ck_assert_int_gt(n, 0);
+	send_raw(q, buf, (size_t)n);
+	testbus_wait_stat(req, "bad_messages", bad + 2, 5000);
+	testbus_expect_nothing(resp, QUIET_MS);
+	mq_close(q);
+
+	/* The attacker is still a client in good standing... */
+	ck_assert_int_eq(testbus_stat(attacker, "clients"), 3);
+	/* ...and the legitimate reply goes through, unchanged. */
+	ck_assert_int_eq(mqbus_reply(resp, m, "legit", 5), 0);
+	mqbus_msg_free(m);
+	async_pump(req, 1, 5000);
+	ck_assert_int_eq(slot.calls, 1);
+	ck_assert_int_eq(slot.error, 0);
+	ck_assert_str_eq(slot.text, "legit");
+	ck_assert_uint_eq(slot.client_id, mqbus_client_id(resp));
+	ck_assert_int_eq(testbus_stat(req, "replies"), replies + 1);
+	ck_assert_int_eq(testbus_stat(req, "requests_in_flight"), 0);
+	async_quiet(req, QUIET_MS);
+
+	mqbus_free(attacker);
+	mqbus_free(resp);
+	mqbus_free(req);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* -------------------------------------------------------------------- */
+/* queue groups                                                          */
+
+/*
+ * Receives exactly count messages on b (indexes into got[]), then checks
+ * that nothing more comes.
+ */
+static void recv_indexes(mqbus *b, uint32_t *got, unsigned count)
+{
+	for (unsigned i = 0; i < count; i++) {
+		mqbus_msg *m = testbus_recv(b, RECV_MS);
+
+		got[i] = testbus_msg_index(m);
+		mqbus_msg_free(m);
+	}
+	testbus_expect_nothing(b, QUIET_MS);
+}
+
+static void expect_indexes(const char *who, const uint32_t *got,
+			   const uint32_t *want, unsigned count)
+{
+	for (unsigned i = 0; i < count; i++)
+		ck_assert_msg(got[i] == want[i],
+			      "%s: message %u is #%u, expected #%u", who, i,
+			      got[i], want[i]);
+}
+
+/*
+ * Three members of group "w" share 30 messages: 10 each, in turn, none
+ * twice; a plain subscriber of the same pattern gets all 30.
+ */
+START_TEST(test_group_share)
+{
+	enum { M = 3, N = 30 };
+	static const char *const topics[] = { "job/a", "job/b/c", "job" };
+	struct testbus tb = { 0 };
+	uint32_t got[M][N / M], all[N], i;
+	int owner[N];
+	mqbus *member[M], *plain, *pub;
+	long long base;
+	int k;
+
+	testbus_start(&tb, NULL);
+	for (k = 0; k < M; k++) {
+		member[k] = testbus_connect(&tb, 10, 0);
+		ck_assert_int_eq(mqbus_subscribe_group(member[k], "job/#", "w"),
+				 0);
+	}
+	plain = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(plain, "job/#");
+	pub = testbus_connect(&tb, 0, 0);
+	/* One group counts as one subscription, however many members. */
+	ck_assert_int_eq(testbus_stat(pub, "subscriptions"), 2);
+	base = testbus_stat(pub, "delivered");
+
+	for (i = 0; i < N; i++)
+		testbus_publish_index(pub, topics[i % 3], i,
+				      MQBUS_PRIORITY_DEFAULT);
+	for (i = 0; i < N; i++)
+		owner[i] = -1;
+	for (k = 0; k < M; k++) {
+		char who[32];
+
+		recv_indexes(member[k], got[k], N / M);
+		snprintf(who, sizeof(who), "member %d", k);
+		for (i = 0; i < N / M; i++) {
+			uint32_t idx = got[k][i];
+
+			ck_assert_uint_lt(idx, N);
+			ck_assert_msg(owner[idx] < 0,
+				      "#%u reached members %d and %d", idx,
+				      owner[idx], k);
+			owner[idx] = k;
+			/* strict round-robin, in the order they joined */
+			ck_assert_msg(idx == (uint32_t)k + i * M,
+				      "%s got #%u as its message %u, "
+				      "expected #%u",
+				      who, idx, i, k + i * M);
+		}
+	}
+	for (i = 0; i < N; i++)
+		ck_assert_msg(owner[i] >= 0, "#%u reached no member", i);
+	recv_indexes(plain, all, N);
+	for (i = 0; i < N; i++)
+		ck_assert_msg(all[i] == i,
+			      "plain subscriber: message %u is #%u", i, all[i]);
+	ck_assert_int_eq(testbus_stat(pub, "delivered"), base + 2 * N);
+	ck_assert_int_eq(testbus_stat(pub, "dropped"), 0);
+
+	mqbus_free(pub);
+	mqbus_free(plain);
+	for (k = 0; k < M; k++)
+		mqbus_free(member[k]);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * A member with a full queue is passed over while others have room; only
+ * when all are full does a message wait, for the member whose turn it
+ * was.
+ */
+START_TEST(test_group_full)
+{
+	static const uint32_t want_a[] = { 0, 3 };
+	static const uint32_t want_b[] = { 1, 4, 6, 8, 10 };
+	static const uint32_t want_c[] = { 2, 5, 7, 9, 11 };
+	static const uint32_t want_d[] = { 0, 2, 4 };
+	static const uint32_t want_e[] = { 1, 3, 5 };
+	struct testbus tb = { 0 };
+	mqbus *a, *b, *c, *d, *e, *pub;
+	uint32_t got[8], i;
+	long long base;
+
+	testbus_start(&tb, NULL);
+	/*
+	 * a holds 2 and does not read; b and c hold 10.  Round-robin a, b,
+	 * c: a takes #0 and #3 and is full; from #6 on each of its turns
+	 * passes to b.  Nothing waits for a: the others had room.
+	 */
+	a = testbus_connect(&tb, 2, 0);
+	b = testbus_connect(&tb, 10, 0);
+	c = testbus_connect(&tb, 10, 0);
+	ck_assert_int_eq(mqbus_subscribe_group(a, "full/x", "g"), 0);
+	ck_assert_int_eq(mqbus_subscribe_group(b, "full/x", "g"), 0);
+	ck_assert_int_eq(mqbus_subscribe_group(c, "full/x", "g"), 0);
+	pub = testbus_connect(&tb, 0, 0);
+	base = testbus_stat(pub, "published");
+	for (i = 0; i < 12; i++)
+		testbus_publish_index(pub, "full/x", i, MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(pub, "published", base + 12, 5000);
+	recv_indexes(b, got, 5);
+	expect_indexes("b", got, want_b, 5);
+	recv_indexes(c, got, 5);
+	expect_indexes("c", got, want_c, 5);
+	recv_indexes(a, got, 2);
+	expect_indexes("a (full)", got, want_a, 2);
+	ck_assert_int_eq(testbus_stat(pub, "dropped"), 0);
+
+	/*
+	 * d and e hold 2 each and do not read.  #0..#3 fill them; #4 finds
+	 * both full and waits for d, whose turn it was; #5 waits for e
+	 * (d has a backlog now, so it counts as full).  Each gets what was
+	 * its own, once, in order.
+	 */
+	d = testbus_connect(&tb, 2, 0);
+	e = testbus_connect(&tb, 2, 0);
+	ck_assert_int_eq(mqbus_subscribe_group(d, "full/y", "h"), 0);
+	ck_assert_int_eq(mqbus_subscribe_group(e, "full/y", "h"), 0);
+	base = testbus_stat(pub, "published");
+	for (i = 0; i < 6; i++)
+		testbus_publish_index(pub, "full/y", i, MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(pub, "published", base + 6, 5000);
+	recv_indexes(d, got, 3);
+	expect_indexes("d", got, want_d, 3);
+	recv_indexes(e, got, 3);
+	expect_indexes("e", got, want_e, 3);
+	/* With room again, the turns go on where they were: d, then e. */
+	testbus_publish_index(pub, "full/y", 6, MQBUS_PRIORITY_DEFAULT);
+	testbus_publish_index(pub, "full/y", 7, MQBUS_PRIORITY_DEFAULT);
+	testbus_expect_index(d, "full/y", 6, RECV_MS);
+	testbus_expect_index(e, "full/y", 7, RECV_MS);
+	testbus_expect_nothing(d, QUIET_MS);
+	testbus_expect_nothing(e, 0);
+	ck_assert_int_eq(testbus_stat(pub, "dropped"), 0);
+
+	mqbus_free(pub);
+	mqbus_free(e);
+	mqbus_free(d);
+	mqbus_free(c);
+	mqbus_free(b);
+	mqbus_free(a);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* Leaving a group; the group's name rules; groups and plain subscriptions
+ * are distinct. */
+START_TEST(test_group_unsubscribe)
+{
+	static const char *const bad_names[] = {
+		"", "two words", "a/b", "x#", "caf\xc3\xa9",
+	};
+	struct testbus tb = { 0 };
+	char long_name[66];
+	mqbus *a, *b, *pub;
+	long long subs;
+	uint32_t got[4];
+	unsigned i;
+
+	testbus_start(&tb, NULL);
+	a = testbus_connect(&tb, 0, 0);
+	b = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	subs = testbus_stat(pub, "subscriptions");
+	ck_assert_int_eq(mqbus_subscribe_group(a, "ug/#", "u"), 0);
+	ck_assert_int_eq(mqbus_subscribe_group(b, "ug/#", "u"), 0);
+	ck_assert_int_eq(mqbus_subscribe_group(b, "ug/#", "u"), -EEXIST);
+	ck_assert_int_eq(testbus_stat(pub, "subscriptions"), subs + 1);
+
+	for (i = 0; i < 4; i++)
+		testbus_publish_index(pub, "ug/x", i, MQBUS_PRIORITY_DEFAULT);
+	recv_indexes(a, got, 2);
+	ck_assert_uint_eq(got[0], 0);
+	ck_assert_uint_eq(got[1], 2);
+	recv_indexes(b, got, 2);
+	ck_assert_uint_eq(got[0], 1);
+	ck_assert_uint_eq(got[1], 3);
+
+	/* a leaves: b gets everything. */
+	ck_assert_int_eq(mqbus_unsubscribe_group(a, "ug/#", "u"), 0);
+	ck_assert_int_eq(mqbus_unsubscribe_group(a, "ug/#", "u"), -ENOENT);
+	for (i = 4; i < 8; i++)
+		testbus_publish_index(pub, "ug/x", i, MQBUS_PRIORITY_DEFAULT);
+	recv_indexes(b, got, 4);
+	for (i = 0; i < 4; i++)
+		ck_assert_uint_eq(got[i], 4 + i);
+	testbus_expect_nothing(a, 0);
+
+	/* A membership is not a plain subscription, nor the reverse. */
+	ck_assert_int_eq(mqbus_unsubscribe(b, "ug/#"), -ENOENT);
+	ck_assert_int_eq(mqbus_unsubscribe_group(b, "ug/#", "other"),
+			 -ENOENT);
+	testbus_subscribe(a, "ug/#");
+	ck_assert_int_eq(mqbus_unsubscribe_group(a, "ug/#", "u"), -ENOENT);
+	testbus_publish_index(pub, "ug/x", 8, MQBUS_PRIORITY_DEFAULT);
+	testbus_expect_index(a, "ug/x", 8, RECV_MS);
+	testbus_expect_index(b, "ug/x", 8, RECV_MS);
+	ck_assert_int_eq(mqbus_unsubscribe(a, "ug/#"), 0);
+
+	/* The last member's leaving ends the group. */
+	ck_assert_int_eq(mqbus_unsubscribe_group(b, "ug/#", "u"), 0);
+	ck_assert_int_eq(testbus_stat(pub, "subscriptions"), subs);
+	testbus_publish_index(pub, "ug/x", 9, MQBUS_PRIORITY_DEFAULT);
+	testbus_expect_nothing(a, QUIET_MS);
+	testbus_expect_nothing(b, 0);
+
+	for (i = 0; i < sizeof(bad_names) / sizeof(bad_names[0]); i++) {
+		int r = mqbus_subscribe_group(a, "ug/#", bad_names[i]);
+
+		ck_assert_msg(r == -EINVAL,
+			      "group name \"%s\": %d (%s), expected -EINVAL",
+			      bad_names[i], r, strerror(-r));
+	}
+	memset(long_name, 'n', 65);
+	long_name[65] = '\0';
+	ck_assert_int_eq(mqbus_subscribe_group(a, "ug/#", long_name), -EINVAL);
+	long_name[64] = '\0';
+	ck_assert_int_eq(mqbus_subscribe_group(a, "ug/#", long_name), 0);
+	ck_assert_int_eq(mqbus_subscribe_group(a, "ug/#", NULL), -EINVAL);
+	ck_assert_int_eq(mqbus_subscribe_group(a, "ug/#/x", "u"), -EINVAL);
+	ck_assert_int_eq(mqbus_unsubscribe_group(a, "ug/#", long_name), 0);
+	ck_assert_int_eq(testbus_stat(pub, "subscriptions"), subs);
+
+	mqbus_free(pub);
+	mqbus_free(b);
+	mqbus_free(a);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * Requests to a group go to one member each, in turn; every request gets
+ * exactly one reply.  A plain subscriber of the topic sees every request
+ * too.
+ */
+START_TEST(test_group_request)
+{
+	enum { M = 3, N = 6 };
+	struct async_slot slots[N];
+	struct testbus tb = { 0 };
+	mqbus *member[M], *watcher, *req;
+	unsigned char buf[128];
+	uint32_t i;
+	int k;
+
+	async_calls = 0;
+	memset(slots, 0, sizeof(slots));
+	testbus_start(&tb, NULL);
+	for (k = 0; k < M; k++) {
+		member[k] = testbus_connect(&tb, 0, 0);
+		ck_assert_int_eq(mqbus_subscribe_group(member[k], "rpc/g",
+						       "svc"),
+				 0);
+	}
+	watcher = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(watcher, "rpc/#");
+	req = testbus_connect(&tb, 0, 0);
+
+	for (i = 0; i < N; i++) {
+		size_t len = async_payload(i, buf);
+
+		slots[i].index = i;
+		ck_assert_int_eq(mqbus_request_async(req, "rpc/g", buf, len,
+						     5000, async_handler,
+						     &slots[i]),
+				 0);
+	}
+	/* Each member gets 2 of the 6, round-robin, and echoes them. */
+	for (k = 0; k < M; k++) {
+		for (i = 0; i < N / M; i++) {
+			mqbus_msg *m = recv_request(member[k], "rpc/g");
+			const void *p;
+			size_t len;
+			uint32_t idx;
+
+			p = mqbus_msg_payload(m, &len);
+			ck_assert_uint_ge(len, sizeof(idx));
+			memcpy(&idx, p, sizeof(idx));
+			ck_assert_msg(idx == (uint32_t)k + i * M,
+				      "member %d got request #%u, expected "
+				      "#%u",
+				      k, idx, k + i * M);
+			ck_assert_int_eq(mqbus_reply(member[k], m, p, len), 0);
+			mqbus_msg_free(m);
+		}
+		testbus_expect_nothing(member[k], 0);
+	}
+	async_pump(req, N, 5000);
+	for (i = 0; i < N; i++) {
+		ck_assert_msg(slots[i].calls == 1 && slots[i].error == 0 &&
+				      slots[i].payload_ok,
+			      "request #%u: %d calls, error %d, payload %s", i,
+			      slots[i].calls, slots[i].error,
+			      slots[i].payload_ok ? "ok" : "wrong");
+		ck_assert_uint_eq(slots[i].client_id,
+				  mqbus_client_id(member[i % M]));
+	}
+
+	/* The watcher saw all six as requests; its answers come too late. */
+	for (i = 0; i < N; i++) {
+		mqbus_msg *m = recv_request(watcher, "rpc/g");
+
+		ck_assert_int_eq(mqbus_reply(watcher, m, "late", 4), 0);
+		mqbus_msg_free(m);
+	}
+	testbus_wait_stat(req, "replies_refused", N, 5000);
+	ck_assert_int_eq(testbus_stat(req, "replies"), N);
+	ck_assert_int_eq(testbus_stat(req, "requests_in_flight"), 0);
+	async_quiet(req, QUIET_MS);
+	ck_assert_uint_eq(async_calls, N);
+
+	mqbus_free(req);
+	mqbus_free(watcher);
+	for (k = 0; k < M; k++)
+		mqbus_free(member[k]);
+	testbus_finish(&tb);
+}
+END_TEST
+
 static void add_case(Suite *s, const char *name, const TTest *test)
 {
 	TCase *tc = tcase_create(name);
@@ -1642,6 +2694,17 @@ int main(void)
 	add_case(s, "many_clients", test_many_clients);
 	add_case(s, "too_big", test_too_big);
 	add_case(s, "event_loop", test_event_loop);
+	add_case(s, "request_reply", test_request_reply);
+	add_case(s, "request_no_responders", test_request_no_responders);
+	add_case(s, "request_timeout", test_request_timeout);
+	add_case(s, "request_async_many", test_request_async_many);
+	add_case(s, "request_first_reply_wins",
+		 test_request_first_reply_wins);
+	add_case(s, "request_forged_reply", test_request_forged_reply);
+	add_case(s, "group_share", test_group_share);
+	add_case(s, "group_full", test_group_full);
+	add_case(s, "group_unsubscribe", test_group_unsubscribe);
+	add_case(s, "group_request", test_group_request);
 
 	printf("check_bus: wake back-end %s\n", wake && *wake ? wake
 							     : "notify");

@@ -4,7 +4,8 @@
 # cli.sh - integration tests of mqbusctl against the real mqbusd: pub/sub
 # round trips (plain and JSON), wildcards, -n, -t, stdin, priorities,
 # one daemon per bus, shutdown, dead clients, the start-up sweep, garbage
-# in the announce queue, `limits` and usage errors.
+# in the announce queue, call and serve (echo, exec, no responders,
+# timeouts), queue groups, `limits` and usage errors.
 #
 # MQBUS_CLI_WAKE=notify|thread|poll picks the daemon's wake-up back-end
 # (default notify).
@@ -255,6 +256,191 @@ sub_finish "after a dead client"
 mqb_is "the daemon keeps serving after a client died" "$(cat "$OUT")" \
 	"after/kill alive"
 
+# ------------------------------------------------------------ call and serve
+
+# serve_start OUT [SERVE-ARGS...]: starts `mqbusctl serve SERVE-ARGS` in the
+# background, stdout to OUT and stderr to OUT.err, sets SRV_PID, and waits
+# until the daemon counts its subscription (or it has exited).  Not for the
+# second member of a queue group, which the daemon does not count.
+serve_start() {
+	local out=$1 before
+	shift
+	mqb_wait_for 5000 mqb_settled "$BUS"
+	before=$(mqb_stat subscriptions)
+	"$MQBUSCTL" serve "$@" >"$out" 2>"$out.err" &
+	SRV_PID=$!
+	mqb_track "$SRV_PID"
+	mqb_wait_for 10000 srv_subscribed_or_gone "$((${before:-0} + 1))"
+}
+
+srv_subscribed_or_gone() {
+	mqb_stat_ge subscriptions "$1" || mqb_dead "$SRV_PID"
+}
+
+# srv_finish NAME PID WANT: waits for a server or member to exit and checks
+# its exit status.
+srv_finish() {
+	local name=$1 pid=$2 want=$3 st
+	mqb_wait_pid "$pid" 10000
+	st=$?
+	if [ "$st" = "$want" ]; then
+		mqb_ok "$name"
+	else
+		mqb_notok "$name" "exit status $st, wanted $want" \
+			"timed out: $MQB_TIMED_OUT"
+	fi
+}
+
+SRV=$MQB_TMP/serve.out
+
+# --echo, and a plain message on the topic is no request: it is ignored,
+# and does not count towards -n
+serve_start "$SRV" rr/echo --echo -n 3 ||
+	mqb_notok "serve --echo subscribed" "$(cat "$SRV.err")"
+ECHO_PID=$SRV_PID
+"$MQBUSCTL" pub rr/echo 'not a request' || mqb_notok "pub to a server"
+mqb_check_status "call to serve --echo exits 0" 0 \
+	"$MQBUSCTL" call rr/echo 'hello there'
+mqb_is "call prints the echoed payload" "$MQB_OUT" "hello there"
+printf 'two\nlines\n' >"$MQB_TMP/payload"
+"$MQBUSCTL" call rr/echo - <"$MQB_TMP/payload" >"$MQB_TMP/reply"
+mqb_is "call - sends stdin and exits 0" "$?" 0
+cmp -s "$MQB_TMP/payload" "$MQB_TMP/reply"
+mqb_true "a reply ending in a newline is printed as it is, byte for byte" \
+	$? "got: $(od -c "$MQB_TMP/reply" | head -3)"
+"$MQBUSCTL" call rr/echo x >"$MQB_TMP/reply"
+mqb_is "a reply without a final newline gets one" \
+	"$(od -An -c "$MQB_TMP/reply" | tr -s ' ')" " x \\n"
+srv_finish "serve -n 3 exits 0 after 3 requests (the plain message ignored)" \
+	"$ECHO_PID" 0
+mqb_is "serve prints nothing on stdout" "$(cat "$SRV")" ""
+
+# no responders: at once, exit 4
+before=$(mqb_stat no_responders)
+T0=$(mqb_now_ms)
+mqb_check_status "call with nobody serving the topic exits 4" 4 \
+	"$MQBUSCTL" call rr/nobody hello
+T1=$(mqb_now_ms)
+[ $((T1 - T0)) -lt 2000 ]
+mqb_true "... at once, not after the 5 s timeout" $? "took $((T1 - T0)) ms"
+mqb_like "... saying there are no responders" "$MQB_ERR" 'no responders'
+mqb_is "... printing no reply" "$MQB_OUT" ""
+mqb_is "the daemon counts it in no_responders" "$(mqb_stat no_responders)" \
+	"$((${before:-0} + 1))"
+
+# a subscriber receives the request but never answers: exit 3
+mqb_sub_start "$OUT" rr/ignored -n 1 -t 10000 ||
+	mqb_notok "ignoring subscriber subscribed" "$(cat "$OUT.err")"
+T0=$(mqb_now_ms)
+mqb_check_status "call -t 300 that nobody answers exits 3" 3 \
+	"$MQBUSCTL" call rr/ignored data -t 300
+T1=$(mqb_now_ms)
+[ $((T1 - T0)) -ge 300 ] && [ $((T1 - T0)) -lt 5000 ]
+mqb_true "... after 300 ms, not the default 5 s" $? "took $((T1 - T0)) ms"
+mqb_like "... saying no reply came" "$MQB_ERR" 'no reply'
+sub_finish "subscriber of an unanswered request"
+mqb_is "the subscriber saw the request as a message" "$(cat "$OUT")" \
+	"rr/ignored data"
+
+# --exec: the request on stdin, the reply from stdout
+serve_start "$SRV" 'rr/exec/#' --exec 'tr a-z A-Z' ||
+	mqb_notok "serve --exec subscribed" "$(cat "$SRV.err")"
+EXEC_PID=$SRV_PID
+mqb_check_status "call to serve --exec 'tr a-z A-Z' exits 0" 0 \
+	"$MQBUSCTL" call rr/exec/up 'Hello, World'
+mqb_is "serve --exec upper-cases" "$MQB_OUT" "HELLO, WORLD"
+kill -TERM "$EXEC_PID"
+srv_finish "serve without -n exits 0 on SIGTERM" "$EXEC_PID" 0
+mqb_wait_for 5000 mqb_no_client_queues "$BUS" "$EXEC_PID"
+mqb_true "... and its queues are gone" $? \
+	"left: $(mqb_client_queues "$BUS" "$EXEC_PID" | tr '\n' ' ')"
+
+# a command that writes far more than a reply holds, before it reads its
+# input, and fails: no deadlock, the reply is cut to what fits, and both
+# are warned about
+head -c 1900 /dev/zero | tr '\0' i >"$MQB_TMP/input"
+serve_start "$SRV" rr/big -n 1 \
+	--exec 'head -c 300000 /dev/zero | tr "\0" x; cat >/dev/null; exit 3' ||
+	mqb_notok "serve --exec (big) subscribed" "$(cat "$SRV.err")"
+BIG_PID=$SRV_PID
+mqb_check_status "call to a command that writes 300000 bytes exits 0" 0 \
+	"$MQBUSCTL" call rr/big - -t 10000 <"$MQB_TMP/input"
+# a reply carries no topic: all of a message but its 65-byte header
+MSGSIZE=$("$MQBUSCTL" limits | sed -n 's/^client_queue_msgsize: *//p')
+MAXREPLY=$((${MSGSIZE:-2048} - 65))
+mqb_is "the reply is cut to the largest that fits ($MAXREPLY bytes)" \
+	"${#MQB_OUT} $(printf '%s' "$MQB_OUT" | tr -d x | wc -c)" "$MAXREPLY 0"
+srv_finish "serve --exec -n 1 exits 0" "$BIG_PID" 0
+mqb_like "serve warns that the command failed" "$(cat "$SRV.err")" \
+	'exited with status 3'
+mqb_like "serve warns that the output was cut" "$(cat "$SRV.err")" \
+	"cut to $MAXREPLY bytes"
+
+# sub --group: two members split the messages of a pattern, in turn
+G1=$MQB_TMP/group1.out
+G2=$MQB_TMP/group2.out
+mqb_sub_start "$G1" 'grp/#' --group=g ||
+	mqb_notok "first group member subscribed" "$(cat "$G1.err")"
+GPID1=$MQB_SPID
+"$MQBUSCTL" sub 'grp/#' --group g >"$G2" 2>"$G2.err" &
+GPID2=$!
+mqb_track "$GPID2"
+# a group counts once in the stats: probe until the second member gets
+# messages too (the turns alternate, so it gets every other one)
+probe_group() {
+	"$MQBUSCTL" pub grp/probe p || return 1
+	grep -q '^grp/probe ' "$G1" && grep -q '^grp/probe ' "$G2"
+}
+mqb_wait_for 10000 probe_group
+mqb_true "both group members receive" $? \
+	"member 1: $(grep -c . "$G1"), member 2: $(grep -c . "$G2")" \
+	"$(cat "$G1.err" "$G2.err")"
+for i in $(seq 10); do
+	"$MQBUSCTL" pub grp/x "m$i" || mqb_notok "pub grp/x m$i"
+done
+group_count() {
+	[ "$(cat "$G1" "$G2" | grep -c '^grp/x ')" -ge 10 ]
+}
+mqb_wait_for 10000 group_count
+kill -TERM "$GPID1" "$GPID2"
+srv_finish "group member 1 exits 0 on SIGTERM" "$GPID1" 0
+srv_finish "group member 2 exits 0 on SIGTERM" "$GPID2" 0
+mqb_is "two group members split 10 messages 5/5" \
+	"$(grep -c '^grp/x ' "$G1")/$(grep -c '^grp/x ' "$G2")" "5/5"
+mqb_is "... each message reaching exactly one of them" \
+	"$(cat "$G1" "$G2" | sed -n 's/^grp\/x m//p' | sort -n | tr '\n' ' ')" \
+	"$(seq 10 | tr '\n' ' ')"
+
+# serve --group: a pool of two servers shares the requests
+P1=$MQB_TMP/pool1.out
+P2=$MQB_TMP/pool2.out
+serve_start "$P1" rr/pool --group=pool --exec 'echo one' ||
+	mqb_notok "first pool server subscribed" "$(cat "$P1.err")"
+PPID1=$SRV_PID
+"$MQBUSCTL" serve rr/pool --group=pool --exec 'echo two' >"$P2" \
+	2>"$P2.err" &
+PPID2=$!
+mqb_track "$PPID2"
+POOL_SEEN=
+probe_pool() {
+	POOL_SEEN="$POOL_SEEN $("$MQBUSCTL" call rr/pool -t 5000)"
+	case $POOL_SEEN in *one*two* | *two*one*) return 0 ;; esac
+	return 1
+}
+mqb_wait_for 10000 probe_pool
+mqb_true "both servers of a pool answer" $? "answers:$POOL_SEEN" \
+	"$(cat "$P1.err" "$P2.err")"
+ANSWERS=()
+for i in 1 2 3 4; do
+	ANSWERS+=("$("$MQBUSCTL" call rr/pool -t 5000)")
+done
+mqb_is "a pool of two answers 4 calls 2/2, one reply each" \
+	"$(printf '%s\n' "${ANSWERS[@]}" | sort | uniq -c | tr -s ' \n' ' ')" \
+	" 2 one 2 two "
+kill -TERM "$PPID1" "$PPID2"
+srv_finish "pool server 1 exits 0 on SIGTERM" "$PPID1" 0
+srv_finish "pool server 2 exits 0 on SIGTERM" "$PPID2" 0
+
 # ------------------------------------------------------------ limits
 
 LIM=$("$MQBUSCTL" limits 2>"$MQB_TMP/limits.err")
@@ -334,6 +520,22 @@ mqb_check_status "pub on a wildcard topic fails (exit 1)" 1 \
 	"$MQBUSCTL" pub 'a/+/b' x
 mqb_check_status "sub to a bad pattern fails (exit 1)" 1 \
 	"$MQBUSCTL" sub 'a/#/b' -t 1000
+mqb_check_status "call without topic: exit 2" 2 "$MQBUSCTL" call
+mqb_check_status "call with an extra argument: exit 2" 2 \
+	"$MQBUSCTL" call a/b x y
+mqb_check_status "call with a zero timeout: exit 2" 2 \
+	"$MQBUSCTL" call a/b x -t 0
+mqb_check_status "serve with neither --echo nor --exec: exit 2" 2 \
+	"$MQBUSCTL" serve a/b
+mqb_check_status "serve with both --echo and --exec: exit 2" 2 \
+	"$MQBUSCTL" serve a/b --echo --exec cat
+mqb_check_status "serve without pattern: exit 2" 2 "$MQBUSCTL" serve --echo
+mqb_check_status "sub with a bad group name: exit 2" 2 \
+	"$MQBUSCTL" sub a/b --group 'two words'
+mqb_check_status "serve with an empty group name: exit 2" 2 \
+	"$MQBUSCTL" serve a/b --echo --group ''
+mqb_check_status "call on a wildcard topic fails (exit 1)" 1 \
+	"$MQBUSCTL" call 'a/#' x
 mqb_check_status "pub to a bus nobody serves: exit 1" 1 \
 	env MQBUS_BUS="$(mqb_new_bus nobody)" "$MQBUSCTL" pub a/b x
 mqb_like "... saying that no daemon serves it" "$MQB_ERR" 'no (mqbus )?daemon serves'
