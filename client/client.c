@@ -50,6 +50,7 @@ struct mqbus_msg {
 /* an asynchronous request waiting for its reply */
 struct async_req {
 	struct async_req *next;
+	char *topic; /* for the error sentence */
 	uint32_t token;
 	int64_t deadline; /* CLOCK_MONOTONIC ms */
 	mqbus_reply_handler fn;
@@ -523,6 +524,7 @@ static void async_remove(mqbus *b, struct async_req *a)
 	while (*p != a)
 		p = &(*p)->next;
 	*p = a->next;
+	free(a->topic);
 	free(a);
 }
 
@@ -1116,6 +1118,8 @@ static int send_request(mqbus *b, const char *topic, const void *data,
 	h.status = (uint32_t)(timeout_ms < 0 ? b->timeout_ms : timeout_ms);
 	if (timeout_ms < 0 && b->timeout_ms < 0)
 		h.status = 0; /* the daemon's default */
+	else if (h.status == 0)
+		h.status = 1; /* "don't wait": not the daemon's default */
 	return send_msg(b, &h, topic, data, len, 0);
 }
 
@@ -1166,12 +1170,18 @@ MQBUS_EXPORT int mqbus_request_async(mqbus *b, const char *topic,
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return set_error(b, -ENOMEM, "out of memory");
+	a->topic = strdup(topic ? topic : "");
+	if (!a->topic) {
+		free(a);
+		return set_error(b, -ENOMEM, "out of memory");
+	}
 	a->token = new_token(b);
 	a->fn = fn;
 	a->userdata = userdata;
 	a->deadline = deadline_of(timeout_ms < 0 ? b->timeout_ms : timeout_ms);
 	r = send_request(b, topic, data, len, timeout_ms, a->token);
 	if (r < 0) {
+		free(a->topic);
 		free(a);
 		return r;
 	}
@@ -1233,14 +1243,12 @@ static int dispatch_async(mqbus *b)
 		if (a) {
 			mqbus_reply_handler fn = a->fn;
 			void *userdata = a->userdata;
+			int err = 0;
 
+			if (m->h.type != PROTO_REPLY)
+				err = request_error(b, a->topic, m->h.status);
 			async_remove(b, a);
-			if (m->h.type == PROTO_REPLY)
-				fn(b, 0, m, userdata);
-			else
-				fn(b, request_error(b, "(async)",
-						    m->h.status),
-				   NULL, userdata);
+			fn(b, err, err ? NULL : m, userdata);
 			handled++;
 		}
 		free(m);
@@ -1251,8 +1259,8 @@ static int dispatch_async(mqbus *b)
 			mqbus_reply_handler fn = a->fn;
 			void *userdata = a->userdata;
 
+			request_error(b, a->topic, ETIMEDOUT);
 			async_remove(b, a);
-			set_error(b, -ETIMEDOUT, "no reply before the timeout");
 			fn(b, -ETIMEDOUT, NULL, userdata);
 			handled++;
 		}
