@@ -3,11 +3,12 @@
  * mqbusctl - the command-line client of mqbus.
  *
  * It publishes and subscribes from the shell, sends requests and answers
- * them, prints the daemon's counters and explains the kernel's POSIX queue
- * limits as they apply to the calling user.  It uses nothing but the public
- * API in mqbus.h, so it is also a working example of that API.  Commands
- * live in one table that drives both dispatch and the help text: a new
- * command is one function and one row.
+ * them, keeps retained values, sets and cancels timers, prints the daemon's
+ * counters and explains the kernel's POSIX queue limits as they apply to
+ * the calling user.  It uses nothing but the public API in mqbus.h, so it
+ * is also a working example of that API.  Commands live in one table that
+ * drives both dispatch and the help text: a new command is one function
+ * and one row.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -59,6 +60,10 @@ enum {
 	OPT_GROUP,
 	OPT_ECHO,
 	OPT_EXEC,
+	OPT_RETAIN,
+	OPT_DELAY,
+	OPT_AT,
+	OPT_EVERY,
 };
 
 /* A queue group name: 1 to 64 of [A-Za-z0-9._-] (see PROTOCOL.md). */
@@ -72,6 +77,13 @@ enum {
 
 /* stdin for pub is read whole; no queue message can be larger than this. */
 #define STDIN_MAX (64u << 20)
+
+/*
+ * The largest --delay, --every and --at, in milliseconds: the most the
+ * daemon can take in nanoseconds without overflow (INT64_MAX / 2000000,
+ * some 146 years; as an --at, early in the year 2116).
+ */
+#define TIMER_MS_MAX 4611686018427ULL
 
 /* What the global options decided, handed to every command. */
 struct ctl {
@@ -331,30 +343,66 @@ static int read_stdin(char **ret, size_t *ret_len)
 	return 0;
 }
 
-static int cmd_pub(const struct ctl *ctl, int argc, char **argv)
+/* What pub was asked to do, from its options. */
+struct pub_opts {
+	int priority;
+	bool retain;
+	bool has_delay, has_at, has_every;
+	unsigned long long delay, at, every; /* milliseconds */
+};
+
+/*
+ * Parses the options of pub into o.  Returns -1 when they are all valid,
+ * else the exit status (help printed, or a usage error reported).
+ */
+static int pub_parse(int argc, char **argv, struct pub_opts *o)
 {
 	static const struct option longopts[] = {
 		{ "priority", required_argument, NULL, 'p' },
+		{ "retain", no_argument, NULL, OPT_RETAIN },
+		{ "delay", required_argument, NULL, OPT_DELAY },
+		{ "at", required_argument, NULL, OPT_AT },
+		{ "every", required_argument, NULL, OPT_EVERY },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
-	char name[64];
-	unsigned long long prio;
-	int priority = MQBUS_PRIORITY_DEFAULT;
-	const char *topic, *data = NULL;
-	char *input = NULL;
-	size_t len = 0;
-	mqbus *b;
-	int c, r;
+	unsigned long long v;
+	int c;
 
-	command_argv0(argv, name, sizeof(name));
 	while ((c = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
-			if (parse_number(optarg, 32767, &prio) < 0)
+			if (parse_number(optarg, 32767, &v) < 0)
 				return bad_number("pub", "the priority", optarg,
 						  32767);
-			priority = (int)prio;
+			o->priority = (int)v;
+			break;
+		case OPT_RETAIN:
+			o->retain = true;
+			break;
+		case OPT_DELAY:
+			if (parse_number(optarg, TIMER_MS_MAX, &o->delay) < 0)
+				return bad_number("pub", "the delay", optarg,
+						  TIMER_MS_MAX);
+			o->has_delay = true;
+			break;
+		case OPT_AT:
+			if (parse_number(optarg, TIMER_MS_MAX, &o->at) < 0)
+				return bad_number("pub", "the time", optarg,
+						  TIMER_MS_MAX);
+			o->has_at = true;
+			break;
+		case OPT_EVERY:
+			/* 0 would be no period at all: say so, not once */
+			if (parse_number(optarg, TIMER_MS_MAX, &o->every) < 0 ||
+			    o->every == 0) {
+				fprintf(stderr,
+					"mqbusctl: pub: the period must be a "
+					"number from 1 to %llu, not '%s'\n",
+					TIMER_MS_MAX, optarg);
+				return usage_error("pub");
+			}
+			o->has_every = true;
 			break;
 		case 'h':
 			usage_command(stdout, command_find("pub"));
@@ -363,6 +411,72 @@ static int cmd_pub(const struct ctl *ctl, int argc, char **argv)
 			return usage_error("pub");
 		}
 	}
+	if (o->has_delay && o->has_at) {
+		fprintf(stderr,
+			"mqbusctl: pub: give one of --delay and --at\n");
+		return usage_error("pub");
+	}
+	if (o->has_every && !o->has_delay && !o->has_at) {
+		fprintf(stderr,
+			"mqbusctl: pub: --every needs --delay or --at\n");
+		return usage_error("pub");
+	}
+	if (o->retain && (o->has_delay || o->has_at)) {
+		fprintf(stderr,
+			"mqbusctl: pub: --retain does not go with --delay or "
+			"--at: a timer's messages are not retained\n");
+		return usage_error("pub");
+	}
+	return -1;
+}
+
+/*
+ * Hands the message to the daemon as a detached timer, so that it is sent
+ * after mqbusctl has gone, and prints the timer's id.  Frees b.
+ */
+static int pub_timer(mqbus *b, const struct pub_opts *o, const char *topic,
+		     const void *data, size_t len)
+{
+	unsigned flags = MQBUS_TIMER_DETACHED;
+	uint64_t when = o->delay, id = 0;
+	int r;
+
+	if (o->has_at) {
+		flags |= MQBUS_TIMER_ABSOLUTE;
+		when = o->at;
+	}
+	r = mqbus_timer_add(b, topic, data, len, o->priority, when,
+			    o->has_every ? o->every : 0, flags, &id);
+	if (r < 0)
+		print_error(b, r, "timer");
+	/* Our queues go before the output, which may block on a pipe. */
+	mqbus_free(b);
+	if (r < 0)
+		return EXIT_ERROR;
+	printf("%" PRIu64 "\n", id);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		if (errno != EPIPE)
+			fprintf(stderr, "mqbusctl: pub: stdout: %s\n",
+				strerror(errno));
+		return EXIT_ERROR;
+	}
+	return EXIT_OK;
+}
+
+static int cmd_pub(const struct ctl *ctl, int argc, char **argv)
+{
+	struct pub_opts o = { .priority = MQBUS_PRIORITY_DEFAULT };
+	char name[64];
+	const char *topic, *data = NULL;
+	char *input = NULL;
+	size_t len = 0;
+	mqbus *b;
+	int r;
+
+	command_argv0(argv, name, sizeof(name));
+	r = pub_parse(argc, argv, &o);
+	if (r >= 0)
+		return r;
 	if (optind >= argc) {
 		fprintf(stderr, "mqbusctl: pub: no topic given\n");
 		return usage_error("pub");
@@ -391,13 +505,21 @@ static int cmd_pub(const struct ctl *ctl, int argc, char **argv)
 	} else if (data) {
 		len = strlen(data);
 	}
+	if (!data)
+		data = "";
 
 	r = ctl_connect(ctl, &b);
 	if (r != EXIT_OK) {
 		free(input);
 		return r;
 	}
-	r = mqbus_publish(b, topic, data ? data : "", len, priority);
+	if (o.has_delay || o.has_at) {
+		r = pub_timer(b, &o, topic, data, len);
+		free(input);
+		return r;
+	}
+	r = mqbus_publish_flags(b, topic, data, len, o.priority,
+				o.retain ? MQBUS_PUBLISH_RETAIN : 0);
 	if (r < 0)
 		print_error(b, r, "publish");
 	mqbus_free(b);
@@ -475,12 +597,13 @@ static void print_message(FILE *f, const mqbus_msg *m, bool json)
 			",\"priority\":%u,\"sender_uid\":%lu"
 			",\"sender_pid\":%ld,\"client_id\":%" PRIu32
 			",\"seq\":%" PRIu64 ",\"timestamp\":%" PRIu64
-			",\"dropped\":%" PRIu32 "}\n",
+			",\"dropped\":%" PRIu32 ",\"retained\":%s}\n",
 			mqbus_msg_priority(m),
 			(unsigned long)mqbus_msg_sender_uid(m),
 			(long)mqbus_msg_sender_pid(m), mqbus_msg_client_id(m),
 			mqbus_msg_seq(m), mqbus_msg_timestamp(m),
-			mqbus_msg_dropped(m));
+			mqbus_msg_dropped(m),
+			mqbus_msg_retained(m) ? "true" : "false");
 		return;
 	}
 	put_escaped(f, (const unsigned char *)topic, strlen(topic), true);
@@ -488,6 +611,8 @@ static void print_message(FILE *f, const mqbus_msg *m, bool json)
 	put_escaped(f, payload, len, false);
 	if (mqbus_msg_dropped(m) > 0)
 		fprintf(f, " (dropped %" PRIu32 ")", mqbus_msg_dropped(m));
+	if (mqbus_msg_retained(m))
+		fputs(" (retained)", f);
 	putc('\n', f);
 }
 
@@ -1215,6 +1340,27 @@ static int cmd_serve(const struct ctl *ctl, int argc, char **argv)
 	return stop_signal && r != EXIT_OK ? EXIT_OK : r;
 }
 
+/*
+ * Writes a text the daemon sent, as it is, ending it with a newline if it
+ * lacks one (an empty text stays empty).  Frees text.  Returns an exit
+ * status.
+ */
+static int put_text(const char *cmd, char *text)
+{
+	size_t len = text ? strlen(text) : 0;
+
+	fputs(text ? text : "", stdout);
+	if (len > 0 && text[len - 1] != '\n')
+		putchar('\n');
+	free(text);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		fprintf(stderr, "mqbusctl: %s: stdout: %s\n", cmd,
+			strerror(errno));
+		return EXIT_ERROR;
+	}
+	return EXIT_OK;
+}
+
 static int cmd_stats(const struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -1223,7 +1369,6 @@ static int cmd_stats(const struct ctl *ctl, int argc, char **argv)
 	};
 	char name[64];
 	char *text = NULL;
-	size_t len;
 	mqbus *b;
 	int c, r;
 
@@ -1251,18 +1396,98 @@ static int cmd_stats(const struct ctl *ctl, int argc, char **argv)
 		return EXIT_ERROR;
 	}
 	mqbus_free(b);
+	return put_text("stats", text);
+}
 
-	len = text ? strlen(text) : 0;
-	fputs(text ? text : "", stdout);
-	if (len > 0 && text[len - 1] != '\n')
-		putchar('\n');
-	free(text);
-	if (fflush(stdout) == EOF || ferror(stdout)) {
-		fprintf(stderr, "mqbusctl: stats: stdout: %s\n",
-			strerror(errno));
+/* --- timer ------------------------------------------------------------ */
+
+static int timer_list(const struct ctl *ctl)
+{
+	char *text = NULL;
+	mqbus *b;
+	int r;
+
+	r = ctl_connect(ctl, &b);
+	if (r != EXIT_OK)
+		return r;
+	r = mqbus_timer_list(b, &text);
+	if (r < 0) {
+		print_error(b, r, "timer list");
+		mqbus_free(b);
 		return EXIT_ERROR;
 	}
-	return EXIT_OK;
+	mqbus_free(b);
+	return put_text("timer", text);
+}
+
+static int timer_cancel(const struct ctl *ctl, uint64_t id)
+{
+	mqbus *b;
+	int r;
+
+	r = ctl_connect(ctl, &b);
+	if (r != EXIT_OK)
+		return r;
+	r = mqbus_timer_cancel(b, id);
+	if (r < 0)
+		print_error(b, r, "timer cancel");
+	mqbus_free(b);
+	return r < 0 ? EXIT_ERROR : EXIT_OK;
+}
+
+/* "timer list" and "timer cancel ID": one command, two actions. */
+static int cmd_timer(const struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	unsigned long long id;
+	const char *action;
+	char name[64];
+	int c;
+
+	command_argv0(argv, name, sizeof(name));
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'h') {
+			usage_command(stdout, command_find("timer"));
+			return EXIT_OK;
+		}
+		return usage_error("timer");
+	}
+	if (optind >= argc) {
+		fprintf(stderr,
+			"mqbusctl: timer: give 'list' or 'cancel ID'\n");
+		return usage_error("timer");
+	}
+	action = argv[optind++];
+	if (strcmp(action, "list") == 0) {
+		if (optind < argc) {
+			fprintf(stderr,
+				"mqbusctl: timer: unexpected argument '%s'\n",
+				argv[optind]);
+			return usage_error("timer");
+		}
+		return timer_list(ctl);
+	}
+	if (strcmp(action, "cancel") != 0) {
+		fprintf(stderr, "mqbusctl: timer: unknown action '%s'\n",
+			action);
+		return usage_error("timer");
+	}
+	if (optind >= argc) {
+		fprintf(stderr, "mqbusctl: timer: cancel: no timer id given\n");
+		return usage_error("timer");
+	}
+	if (optind + 1 < argc) {
+		fprintf(stderr, "mqbusctl: timer: unexpected argument '%s'\n",
+			argv[optind + 1]);
+		return usage_error("timer");
+	}
+	if (parse_number(argv[optind], UINT64_MAX, &id) < 0)
+		return bad_number("timer", "the timer id", argv[optind],
+				  UINT64_MAX);
+	return timer_cancel(ctl, id);
 }
 
 /* --- limits ------------------------------------------------------------ */
@@ -1615,20 +1840,34 @@ static int cmd_help(const struct ctl *ctl, int argc, char **argv)
 }
 
 /*
- * The commands.  Later ones (timer, monitor) go here too; the help text is
- * made from this table, so it cannot forget one.
+ * The commands.  Later ones (monitor) go here too; the help text is made
+ * from this table, so it cannot forget one.
  */
 static const struct command commands[] = {
 	{
 		.name = "pub",
 		.run = cmd_pub,
-		.args = "TOPIC [DATA|-] [-p PRIO]",
-		.summary = "Publish DATA on TOPIC ('-': stdin; none: an empty "
-			   "payload).",
+		.args = "TOPIC [DATA|-] [-p PRIO] [--retain] "
+			"[(--delay|--at) MS [--every MS]]",
+		.summary = "Publish DATA ('-': stdin; none: empty) on TOPIC, "
+			   "now or by a timer.",
 		.options = "  -p, --priority=PRIO   ask for priority PRIO "
 			   "(0..32767); the daemon clamps it\n"
 			   "                        to the topic's ceiling "
-			   "(default: the topic's default)\n",
+			   "(default: the topic's default)\n"
+			   "      --retain          keep it as TOPIC's value "
+			   "for later subscribers (an\n"
+			   "                        empty DATA clears the "
+			   "value)\n"
+			   "      --delay=MS        have the daemon publish it "
+			   "MS milliseconds from now;\n"
+			   "                        print the timer's id\n"
+			   "      --at=EPOCH_MS     have the daemon publish it "
+			   "at this wall-clock time\n"
+			   "                        (milliseconds since the "
+			   "epoch); print the timer's id\n"
+			   "      --every=MS        then again every MS "
+			   "milliseconds, until cancelled\n",
 	},
 	{
 		.name = "sub",
@@ -1679,6 +1918,13 @@ static const struct command commands[] = {
 			   "the other servers of queue\n"
 			   "                        group NAME: each goes to "
 			   "one of them\n",
+	},
+	{
+		.name = "timer",
+		.run = cmd_timer,
+		.args = "list | cancel ID",
+		.summary = "List the timers of your uid, or cancel timer ID.",
+		.options = NULL,
 	},
 	{
 		.name = "stats",

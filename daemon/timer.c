@@ -116,8 +116,11 @@ int timer_add(struct server *s, struct client *c, const struct proto_msg *pm,
 		*ret_why = "too many timers for this uid";
 		return -EDQUOT;
 	}
-	if (pm->h.timestamp != 0 && pm->h.timestamp < TIMER_MIN_PERIOD_MS) {
-		*ret_why = "period too short";
+	/* bounds that keep every sum below in range of int64_t ns */
+	if (pm->h.timestamp > TIMER_MAX_DELAY_MS ||
+	    pm->h.seq > (pm->h.flags & PROTO_F_ABSOLUTE ? TIMER_MAX_AT_MS
+							: TIMER_MAX_DELAY_MS)) {
+		*ret_why = "time or period out of range";
 		return -EINVAL;
 	}
 	clock_gettime(CLOCK_MONOTONIC, &mono);
@@ -129,10 +132,6 @@ int timer_add(struct server *s, struct client *c, const struct proto_msg *pm,
 		if (first < ts_ns(&mono))
 			first = ts_ns(&mono);
 	} else {
-		if (pm->h.seq > (uint64_t)INT64_MAX / 2000000) {
-			*ret_why = "delay too long";
-			return -EINVAL;
-		}
 		first = ts_ns(&mono) + (int64_t)pm->h.seq * 1000000;
 	}
 	t = calloc(1, sizeof(*t));

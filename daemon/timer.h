@@ -27,8 +27,10 @@ struct proto_msg;
 
 /* timers one uid may hold at once */
 #define TIMER_MAX_PER_UID 1024
-/* the shortest period: a faster timer would be a flood */
-#define TIMER_MIN_PERIOD_MS 1
+/* the longest delay or period (about 31 years) and the latest absolute
+ * time (the year 2255), in ms: every sum of them in ns fits an int64_t */
+#define TIMER_MAX_DELAY_MS 1000000000000ull
+#define TIMER_MAX_AT_MS 9000000000000ull
 
 struct timer {
 	uint64_t id;

@@ -5,7 +5,8 @@
 # round trips (plain and JSON), wildcards, -n, -t, stdin, priorities,
 # one daemon per bus, shutdown, dead clients, the start-up sweep, garbage
 # in the announce queue, call and serve (echo, exec, no responders,
-# timeouts), queue groups, `limits` and usage errors.
+# timeouts), queue groups, retained values, timers (pub --delay/--at/--every,
+# timer list/cancel), `limits` and usage errors.
 #
 # MQBUS_CLI_WAKE=notify|thread|poll picks the daemon's wake-up back-end
 # (default notify).
@@ -69,7 +70,7 @@ lines = open(sys.argv[3]).read().splitlines()
 assert len(lines) == 1, "want 1 line, got %d" % len(lines)
 m = json.loads(lines[0])
 keys = ["topic", "payload", "priority", "sender_uid", "sender_pid",
-        "client_id", "seq", "timestamp", "dropped"]
+        "client_id", "seq", "timestamp", "dropped", "retained"]
 missing = [k for k in keys if k not in m]
 assert not missing, "missing keys %s" % missing
 assert m["topic"] == "cli/json", m["topic"]
@@ -78,6 +79,7 @@ assert m["priority"] == 3, m["priority"]
 assert m["sender_pid"] == want_pid, (m["sender_pid"], want_pid)
 assert m["sender_uid"] == want_uid, (m["sender_uid"], want_uid)
 assert m["client_id"] > 0 and m["seq"] > 0 and m["dropped"] == 0
+assert m["retained"] is False, m["retained"]
 import time
 assert abs(m["timestamp"] / 1e9 - time.time()) < 600, m["timestamp"]
 print("ok")
@@ -441,6 +443,155 @@ kill -TERM "$PPID1" "$PPID2"
 srv_finish "pool server 1 exits 0 on SIGTERM" "$PPID1" 0
 srv_finish "pool server 2 exits 0 on SIGTERM" "$PPID2" 0
 
+# ------------------------------------------------------------ retained values
+
+# json_field FILE KEY...: the values of KEYs in the one JSON line of FILE,
+# space-separated (Python's repr, so True/False and quoted strings), or a
+# one-line complaint.
+json_field() {
+	python3 -c '
+import json, sys
+try:
+    lines = open(sys.argv[1]).read().splitlines()
+    assert len(lines) == 1, "want 1 line, got %d" % len(lines)
+    m = json.loads(lines[0])
+    print(" ".join(repr(m[k]) for k in sys.argv[2:]))
+except Exception as e:
+    print("bad output: %r" % e)
+' "$@" 2>&1
+}
+
+# json_time FILE: the timestamp of the one JSON line of FILE, or 0.
+json_time() {
+	local t
+	t=$(json_field "$1" timestamp)
+	case $t in
+	'' | *[!0-9]*) echo 0 ;;
+	*) echo "$t" ;;
+	esac
+}
+
+retained_is() {
+	[ "$(mqb_stat retained)" = "$1" ]
+}
+
+# a subscriber already there gets a retained publish as a plain message
+mqb_sub_start "$OUT" ret/live -n 1 -t 10000 --json ||
+	mqb_notok "live subscriber of a retained topic" "$(cat "$OUT.err")"
+mqb_check_status "pub --retain exits 0" 0 \
+	"$MQBUSCTL" pub ret/live 'live value' --retain
+sub_finish "retained publish to a live subscriber"
+mqb_is "a live subscriber gets it marked \"retained\":false" \
+	"$(json_field "$OUT" topic payload retained)" \
+	"'ret/live' 'live value' False"
+
+mqb_check_status "pub --retain with -p exits 0" 0 \
+	"$MQBUSCTL" pub ret/x 'kept value' --retain -p 2
+mqb_wait_for 5000 retained_is 2
+mqb_true "the daemon keeps both values" $? "retained=$(mqb_stat retained)"
+mqb_check_status "a later sub -n 1 --json gets the value at once" 0 \
+	"$MQBUSCTL" sub ret/x -n 1 -t 5000 --json
+printf '%s\n' "$MQB_OUT" >"$MQB_TMP/retained.json"
+mqb_is "... marked \"retained\":true, from the publisher, at its priority" \
+	"$(json_field "$MQB_TMP/retained.json" topic payload retained \
+		priority sender_uid dropped)" \
+	"'ret/x' 'kept value' True 2 $ME 0"
+mqb_check_status "a later plain sub gets every value of its pattern" 0 \
+	"$MQBUSCTL" sub 'ret/#' -n 2 -t 5000
+mqb_is "... each line ending in ' (retained)'" \
+	"$(printf '%s\n' "$MQB_OUT" | sort)" \
+	"$(printf '%s\n' 'ret/live live value (retained)' \
+		'ret/x kept value (retained)')"
+
+# an empty retained publish clears the value, with DATA absent or empty
+mqb_check_status "pub --retain without DATA exits 0" 0 \
+	"$MQBUSCTL" pub ret/x --retain
+mqb_check_status "pub --retain '' exits 0" 0 \
+	"$MQBUSCTL" pub ret/live '' --retain
+mqb_wait_for 5000 retained_is 0
+mqb_true "empty retained publishes clear the values" $? \
+	"retained=$(mqb_stat retained)"
+mqb_check_status "after clearing, sub -t 300 gets nothing and exits 3" 3 \
+	"$MQBUSCTL" sub 'ret/#' -t 300
+mqb_is "... printing nothing" "$MQB_OUT" ""
+
+# ------------------------------------------------------------ timers
+
+# pub --delay: a detached timer, so the message comes after pub has gone
+mqb_sub_start "$OUT" tmr/once -n 1 -t 10000 --json ||
+	mqb_notok "subscriber of a delayed message" "$(cat "$OUT.err")"
+T0=$(date +%s%N)
+"$MQBUSCTL" pub tmr/once later --delay 200 >"$MQB_TMP/tid" \
+	2>"$MQB_TMP/tid.err" &
+PUBPID=$!
+mqb_track "$PUBPID"
+mqb_wait_pid "$PUBPID" 10000
+st=$?
+[ "$st" = 0 ]
+mqb_true "pub --delay 200 exits 0" $? "exit status $st" \
+	"stderr: $(cat "$MQB_TMP/tid.err")"
+TID=$(cat "$MQB_TMP/tid")
+mqb_like "... and prints the timer's id, a number, alone on its line" \
+	"$(od -An -c "$MQB_TMP/tid" | tr -s ' ')" '^ [1-9]( [0-9])* \\n$'
+sub_finish "delayed message"
+T1=$(date +%s%N)
+mqb_is "the delayed message arrives, as from the pub that set it" \
+	"$(json_field "$OUT" topic payload sender_pid retained)" \
+	"'tmr/once' 'later' $PUBPID False"
+# the daemon stamps the message when the timer fires
+FIRED=$(json_time "$OUT")
+[ "$FIRED" -ge $((T0 + 180000000)) ] && [ "$FIRED" -le "$T1" ]
+mqb_true "... no earlier than 200 ms after pub started" $? \
+	"fired $(((FIRED - T0) / 1000000)) ms after pub started," \
+	"sub exited after $(((T1 - T0) / 1000000)) ms"
+mqb_check_status "timer list exits 0 after the timer fired" 0 \
+	"$MQBUSCTL" timer list
+mqb_is "... and prints nothing: a one-shot timer is gone" "$MQB_OUT" ""
+
+# pub --at: a wall-clock time
+mqb_sub_start "$OUT" tmr/at -n 1 -t 10000 --json ||
+	mqb_notok "subscriber of a message --at a time" "$(cat "$OUT.err")"
+AT=$(($(date +%s%3N) + 300))
+mqb_check_status "pub --at (now + 300 ms) exits 0" 0 \
+	"$MQBUSCTL" pub tmr/at on-time --at "$AT"
+mqb_like "... printing the timer's id" "$MQB_OUT" '^[1-9][0-9]*$'
+sub_finish "message --at a time"
+FIRED=$(json_time "$OUT")
+[ "$FIRED" -ge $(((AT - 20) * 1000000)) ]
+mqb_true "... fired no earlier than that time" $? \
+	"fired $((FIRED / 1000000 - AT)) ms after it"
+
+# pub --delay --every: periodic until cancelled
+mqb_sub_start "$OUT" tmr/tick -n 3 -t 10000 ||
+	mqb_notok "subscriber of a periodic timer" "$(cat "$OUT.err")"
+mqb_check_status "pub --delay 100 --every 100 exits 0" 0 \
+	"$MQBUSCTL" pub tmr/tick tock --delay 100 --every 100
+TID=$MQB_OUT
+mqb_like "... printing the timer's id" "$TID" '^[1-9][0-9]*$'
+sub_finish "periodic timer"
+mqb_is "a periodic timer's subscriber gets 3 messages" "$(cat "$OUT")" \
+	"$(printf 'tmr/tick tock\ntmr/tick tock\ntmr/tick tock')"
+mqb_check_status "timer list exits 0" 0 "$MQBUSCTL" timer list
+TLINE="^id=$TID topic=tmr/tick next_ms=[0-9]+ period_ms=100"
+TLINE="$TLINE fired=([3-9]|[1-9][0-9]+) detached=1 uid=$ME pid=[0-9]+\$"
+mqb_like "timer list shows the periodic timer, detached, of our uid" \
+	"$MQB_OUT" "$TLINE"
+mqb_is "... on its only line" "$(printf '%s\n' "$MQB_OUT" | grep -c .)" 1
+mqb_check_status "timer cancel ID exits 0" 0 "$MQBUSCTL" timer cancel "$TID"
+mqb_is "... printing nothing" "$MQB_OUT" ""
+mqb_check_status "timer list is empty after the cancel" 0 \
+	"$MQBUSCTL" timer list
+mqb_is "... printing nothing" "$MQB_OUT" ""
+mqb_check_status "a cancelled timer sends no more: sub -t 400 exits 3" 3 \
+	"$MQBUSCTL" sub tmr/tick -t 400
+mqb_check_status "cancelling it again exits 1" 1 \
+	"$MQBUSCTL" timer cancel "$TID"
+mqb_like "... saying there is no such timer" "$MQB_ERR" \
+	"timer $TID: no such timer"
+mqb_check_status "timer cancel 999999 exits 1" 1 \
+	"$MQBUSCTL" timer cancel 999999
+mqb_like "... saying there is no such timer" "$MQB_ERR" 'no such timer'
+
 # ------------------------------------------------------------ limits
 
 LIM=$("$MQBUSCTL" limits 2>"$MQB_TMP/limits.err")
@@ -536,6 +687,42 @@ mqb_check_status "serve with an empty group name: exit 2" 2 \
 	"$MQBUSCTL" serve a/b --echo --group ''
 mqb_check_status "call on a wildcard topic fails (exit 1)" 1 \
 	"$MQBUSCTL" call 'a/#' x
+mqb_check_status "pub --every without --delay or --at: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x --every 100
+mqb_check_status "pub --retain --delay: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x --retain --delay 100
+mqb_check_status "pub --retain --at: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x --retain --at 100
+mqb_check_status "pub with both --delay and --at: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x --delay 100 --at 100
+mqb_check_status "pub with a bad delay: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x --delay 1s
+mqb_check_status "pub with a negative delay: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x --delay -5
+mqb_check_status "pub with an empty delay: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x --delay ''
+mqb_check_status "pub with a delay that overflows: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x --delay 99999999999999999999999
+mqb_check_status "pub with a period of 0: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x --delay 100 --every 0
+mqb_check_status "pub with a bad period: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x --delay 100 --every 1e3
+mqb_check_status "pub with a time too far ahead: exit 2" 2 \
+	"$MQBUSCTL" pub a/b x --at 99999999999999999
+mqb_check_status "timer without an action: exit 2" 2 "$MQBUSCTL" timer
+mqb_check_status "timer with an unknown action: exit 2" 2 \
+	"$MQBUSCTL" timer stop 1
+mqb_check_status "timer list with an argument: exit 2" 2 \
+	"$MQBUSCTL" timer list x
+mqb_check_status "timer cancel without an id: exit 2" 2 \
+	"$MQBUSCTL" timer cancel
+mqb_check_status "timer cancel with a bad id: exit 2" 2 \
+	"$MQBUSCTL" timer cancel 12x
+mqb_check_status "timer cancel with two ids: exit 2" 2 \
+	"$MQBUSCTL" timer cancel 1 2
+mqb_check_status "after the usage errors, timer list exits 0" 0 \
+	"$MQBUSCTL" timer list
+mqb_is "... and shows that none of them set a timer" "$MQB_OUT" ""
 mqb_check_status "pub to a bus nobody serves: exit 1" 1 \
 	env MQBUS_BUS="$(mqb_new_bus nobody)" "$MQBUSCTL" pub a/b x
 mqb_like "... saying that no daemon serves it" "$MQB_ERR" 'no (mqbus )?daemon serves'

@@ -6,7 +6,7 @@ TEST_CHECK_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(LIBEVENT_CFLAGS) \
 TEST_CHECK_LIBS = daemon/libmqbusd.la $(CHECK_LIBS)
 
 check_PROGRAMS += tests/check_proto tests/check_router tests/check_config \
-	tests/check_retain \
+	tests/check_retain tests/check_delivery \
 	tests/check_bus
 tests_check_proto_SOURCES = tests/check_proto.c
 tests_check_proto_CFLAGS = $(TEST_CHECK_CFLAGS)
@@ -20,6 +20,10 @@ tests_check_retain_LDADD = $(TEST_CHECK_LIBS)
 tests_check_config_SOURCES = tests/check_config.c
 tests_check_config_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_config_LDADD = $(TEST_CHECK_LIBS)
+tests_check_delivery_SOURCES = tests/check_delivery.c tests/testbus.c \
+	tests/testbus.h
+tests_check_delivery_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_delivery_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
 tests_check_bus_SOURCES = tests/check_bus.c tests/testbus.c tests/testbus.h
 tests_check_bus_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_bus_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
@@ -41,8 +45,10 @@ tests_helpers_mqbusctl_test_LDFLAGS = $(AM_LDFLAGS) -no-install
 TESTS += tests/check_proto tests/check_router tests/check_config \
 	tests/check_retain \
 	tests/bus-notify.sh tests/bus-thread.sh tests/bus-poll.sh \
+	tests/delivery.sh \
 	tests/cli.sh tests/multiuser.sh tests/systemd.sh
 EXTRA_DIST += tests/harness.sh tests/lib.sh tests/bus-notify.sh \
+	tests/delivery.sh \
 	tests/bus-thread.sh tests/bus-poll.sh tests/cli.sh tests/multiuser.sh \
 	tests/systemd.sh tests/run-tests.sh scripts/deps.sh scripts/demo.sh
 LOG_COMPILER = $(SHELL) $(top_srcdir)/tests/harness.sh

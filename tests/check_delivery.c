@@ -1,0 +1,1358 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * check_delivery.c - integration tests of what the daemon does with a
+ * message besides passing it on: timers (it publishes later, once or
+ * periodically, to within a few milliseconds), retained values (it keeps
+ * a topic's last value for later subscribers) and slow consumers (it
+ * bounds what waits for a subscriber whose queue is full, per topic, and
+ * applies the topic's overflow policy).
+ *
+ * Every test starts the real daemon on a bus of its own (tests/delivery.sh
+ * names the daemon and the wake-up back-end), mostly with a config file of
+ * its own, and ends by stopping it and checking that no queue of the bus
+ * is left; the unchecked teardown (testbus_cleanup()) removes what a
+ * failed test leaves.  Where the daemon's state is only observable over
+ * time the tests poll its stats against a deadline, through a client that
+ * publishes nothing (a stats request would overtake the publishes waiting
+ * in the publisher's own queue); fixed waits are used only to show that
+ * something does NOT happen.
+ */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client/mqbus.h"
+#include "tests/testbus.h"
+
+/* Long enough for any one delivery on a loaded machine. */
+#define RECV_MS 2000
+/* How long a message that must not come is waited for. */
+#define QUIET_MS 300
+/* How far a timer may fire from its time: "a few milliseconds". */
+#define TIMER_SLACK_NS 5000000LL
+/* A uid nobody uses, for the client of another user. */
+#define OTHER_UID 1990001234u
+
+static uint64_t realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void make_pipe(int fds[2])
+{
+	ck_assert_msg(pipe2(fds, O_CLOEXEC) == 0, "pipe: %s",
+		      strerror(errno));
+}
+
+static void close_pipe(int fds[2])
+{
+	close(fds[0]);
+	close(fds[1]);
+}
+
+static double ms_of(int64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+/* -------------------------------------------------------------------- */
+/* helpers                                                               */
+
+/* Receives a message on topic, failing the test otherwise. */
+static mqbus_msg *recv_on(mqbus *b, const char *topic, int timeout_ms)
+{
+	mqbus_msg *m = testbus_recv(b, timeout_ms);
+
+	ck_assert_msg(strcmp(mqbus_msg_topic(m), topic) == 0,
+		      "got a message on %s, expected one on %s",
+		      mqbus_msg_topic(m), topic);
+	return m;
+}
+
+/*
+ * Receives the message with index on topic and checks how many drops it
+ * reports before it.  Returns its priority.
+ */
+static unsigned expect_msg(mqbus *b, const char *topic, uint32_t index,
+			   uint32_t dropped)
+{
+	mqbus_msg *m = recv_on(b, topic, RECV_MS);
+	uint32_t got = testbus_msg_index(m);
+	unsigned prio = mqbus_msg_priority(m);
+
+	ck_assert_msg(got == index, "got %s #%u, expected #%u", topic, got,
+		      index);
+	ck_assert_msg(mqbus_msg_dropped(m) == dropped,
+		      "%s #%u says %u dropped before it, expected %u", topic,
+		      index, mqbus_msg_dropped(m), dropped);
+	mqbus_msg_free(m);
+	return prio;
+}
+
+static void publish_range(mqbus *b, const char *topic, uint32_t from,
+			  uint32_t to, int prio)
+{
+	uint32_t i;
+
+	for (i = from; i < to; i++)
+		testbus_publish_index(b, topic, i, prio);
+}
+
+/*
+ * Takes what is already in b's queue (no waiting), all on topic and, when
+ * before_ns is not 0, stamped no later than before_ns.  Returns how many.
+ */
+static unsigned drain_now(mqbus *b, const char *topic, uint64_t before_ns)
+{
+	unsigned n = 0;
+	mqbus_msg *m;
+
+	while (mqbus_receive(b, &m, 0) == 0) {
+		ck_assert_msg(strcmp(mqbus_msg_topic(m), topic) == 0,
+			      "got a message on %s, expected only %s",
+			      mqbus_msg_topic(m), topic);
+		ck_assert_msg(before_ns == 0 ||
+				      mqbus_msg_timestamp(m) <= before_ns,
+			      "a message on %s stamped %.3f ms after it "
+			      "should have stopped",
+			      topic,
+			      ms_of((int64_t)(mqbus_msg_timestamp(m) -
+					      before_ns)));
+		mqbus_msg_free(m);
+		n++;
+	}
+	return n;
+}
+
+/* Whether the timer list has a line for timer id on topic. */
+static bool timer_listed(mqbus *b, uint64_t id, const char *topic,
+			 const char *also)
+{
+	char *text = NULL, want[320];
+	const char *line;
+	bool found = false;
+	int r;
+
+	r = mqbus_timer_list(b, &text);
+	ck_assert_msg(r == 0 && text, "timer list: %s: %s", strerror(-r),
+		      mqbus_last_error(b));
+	snprintf(want, sizeof(want), "id=%" PRIu64 " topic=%s ", id, topic);
+	for (line = text; *line && !found;) {
+		const char *end = strchrnul(line, '\n');
+
+		if (strncmp(line, want, strlen(want)) == 0 &&
+		    (!also || (strstr(line, also) &&
+			       strstr(line, also) < end)))
+			found = true;
+		line = *end ? end + 1 : end;
+	}
+	free(text);
+	return found;
+}
+
+static uint64_t timer_add(mqbus *b, const char *topic, const void *data,
+			  size_t len, uint64_t when, uint64_t period_ms,
+			  unsigned flags)
+{
+	uint64_t id = 0;
+	int r;
+
+	r = mqbus_timer_add(b, topic, data, len, MQBUS_PRIORITY_DEFAULT, when,
+			    period_ms, flags, &id);
+	ck_assert_msg(r == 0, "timer on %s: %s: %s", topic, strerror(-r),
+		      mqbus_last_error(b));
+	ck_assert_msg(id != 0, "timer on %s has id 0", topic);
+	return id;
+}
+
+/*
+ * Checks payload and sender of a timer's firing (the creator: this
+ * process, client creator_id); returns how far (ns, signed) from want_ns
+ * the daemon stamped it.
+ */
+static int64_t check_firing(const mqbus_msg *m, const void *data, size_t len,
+			    uint32_t creator_id, uint64_t want_ns)
+{
+	const void *p;
+	size_t got_len;
+
+	p = mqbus_msg_payload(m, &got_len);
+	ck_assert_uint_eq(got_len, len);
+	ck_assert_mem_eq(p, data, len);
+	ck_assert_uint_eq(mqbus_msg_sender_uid(m), getuid());
+	ck_assert_int_eq(mqbus_msg_sender_pid(m), getpid());
+	ck_assert_uint_eq(mqbus_msg_client_id(m), creator_id);
+	ck_assert_int_eq(mqbus_msg_retained(m), 0);
+	return (int64_t)(mqbus_msg_timestamp(m) - want_ns);
+}
+
+static void assert_on_time(int64_t delta, const char *what, unsigned i)
+{
+	ck_assert_msg(delta >= -TIMER_SLACK_NS && delta <= TIMER_SLACK_NS,
+		      "%s: firing %u at %+.3f ms from its time (allowed "
+		      "+-%.0f ms)",
+		      what, i, ms_of(delta), ms_of(TIMER_SLACK_NS));
+}
+
+/* -------------------------------------------------------------------- */
+/* timers                                                                */
+
+static const unsigned char tick[] = { 't', 'i', 'c', 'k', 0, 1, 0xff };
+
+/*
+ * A one-shot timer fires once, on time, with its payload, as if its
+ * creator had published; the list shows it until then.
+ */
+START_TEST(test_timer_oneshot)
+{
+	struct testbus tb = { 0 };
+	mqbus *sub, *creator;
+	uint64_t t0, id;
+	int64_t delta;
+	mqbus_msg *m;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	creator = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "tm/#");
+
+	t0 = realtime_ns();
+	id = timer_add(creator, "tm/once", tick, sizeof(tick), 200, 0, 0);
+	ck_assert_msg(timer_listed(creator, id, "tm/once", "detached=0"),
+		      "timer %" PRIu64 " not in its creator's list", id);
+
+	m = recv_on(sub, "tm/once", RECV_MS);
+	delta = check_firing(m, tick, sizeof(tick), mqbus_client_id(creator),
+			     t0 + 200 * 1000000ull);
+	mqbus_msg_free(m);
+	printf("timer_oneshot: fired %+.3f ms from its time\n", ms_of(delta));
+	assert_on_time(delta, "one-shot, 200 ms", 0);
+
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(creator, "timers_fired"), 1);
+	ck_assert_msg(!timer_listed(creator, id, "tm/once", NULL),
+		      "one-shot timer %" PRIu64 " still listed after firing",
+		      id);
+	/* gone: its id is unknown now */
+	ck_assert_int_eq(mqbus_timer_cancel(creator, id), -ENOENT);
+
+	mqbus_free(creator);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+struct load_result {
+	int error;
+	unsigned published, received;
+};
+
+/*
+ * A child that publishes on load/x as fast as it can (and takes its own
+ * copies back, so that the daemon delivers too) until stop is readable.
+ * It writes one byte to ready after its first 100 messages and a struct
+ * load_result to result at the end.
+ */
+static pid_t start_load(const char *bus, int ready, int stop, int result)
+{
+	pid_t child = testbus_fork();
+	struct load_result res = { 0 };
+	char payload[64] = { 0 };
+	mqbus *b = NULL;
+	mqbus_msg *m;
+	int r;
+
+	ck_assert_int_ge(child, 0);
+	if (child != 0)
+		return child;
+
+	r = testbus_try_connect(bus, 0, 0, &b, NULL, 0);
+	if (r == 0)
+		r = mqbus_subscribe(b, "load/#");
+	while (r == 0) {
+		struct pollfd p = { .fd = stop, .events = POLLIN };
+
+		r = mqbus_publish(b, "load/x", payload, sizeof(payload),
+				  MQBUS_PRIORITY_DEFAULT);
+		if (r < 0)
+			break;
+		res.published++;
+		while (mqbus_receive(b, &m, 0) == 0) {
+			mqbus_msg_free(m);
+			res.received++;
+		}
+		if (res.published == 100)
+			testbus_write_all(ready, "r", 1);
+		if (res.published % 16 == 0 && poll(&p, 1, 0) > 0)
+			break;
+	}
+	res.error = r;
+	if (res.published < 100)
+		testbus_write_all(ready, "e", 1);
+	testbus_write_all(result, &res, sizeof(res));
+	mqbus_free(b);
+	_exit(r == 0 ? 0 : 1);
+}
+
+/*
+ * A periodic timer fires every period on its schedule, each firing within
+ * TIMER_SLACK_NS of (time of the add) + delay + i * period, not drifting;
+ * and it stops when cancelled.  With load set, a child floods the bus on
+ * another topic all the while.
+ */
+static void periodic(bool load)
+{
+	enum { FIRINGS = 10, DELAY = 100, PERIOD = 50 };
+	const char *what = load ? "periodic under load" : "periodic";
+	int64_t delta, worst = 0, lo = 0, hi = 0;
+	int ready[2], stop[2], result[2];
+	struct load_result res = { 0 };
+	struct testbus tb = { 0 };
+	mqbus *sub, *creator;
+	uint64_t t0, id, cancelled, want;
+	long long fired;
+	pid_t child = 0;
+	unsigned i, late;
+	mqbus_msg *m;
+	char c;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	creator = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "tm/#");
+
+	if (load) {
+		make_pipe(ready);
+		make_pipe(stop);
+		make_pipe(result);
+		child = start_load(tb.bus, ready[1], stop[0], result[1]);
+		ck_assert_int_eq(testbus_read_all(ready[0], &c, 1, 10000), 0);
+		ck_assert_msg(c == 'r', "the load child could not publish");
+	}
+
+	t0 = realtime_ns();
+	id = timer_add(creator, "tm/tick", tick, sizeof(tick), DELAY, PERIOD,
+		       0);
+	ck_assert_msg(timer_listed(creator, id, "tm/tick", "period_ms=50 "),
+		      "periodic timer %" PRIu64 " not listed", id);
+	/* all of them first, then the verdict with the figures */
+	for (i = 0; i < FIRINGS; i++) {
+		m = recv_on(sub, "tm/tick", RECV_MS);
+		want = t0 + (DELAY + (uint64_t)PERIOD * i) * 1000000ull;
+		delta = check_firing(m, tick, sizeof(tick),
+				     mqbus_client_id(creator), want);
+		mqbus_msg_free(m);
+		if (i == 0 || delta < lo)
+			lo = delta;
+		if (i == 0 || delta > hi)
+			hi = delta;
+		if (llabs(delta) > llabs(worst))
+			worst = delta;
+	}
+
+	ck_assert_int_eq(mqbus_timer_cancel(creator, id), 0);
+	cancelled = realtime_ns();
+
+	if (load) {
+		ck_assert_int_eq(testbus_write_all(stop[1], "s", 1), 0);
+		ck_assert_int_eq(testbus_read_all(result[0], &res, sizeof(res),
+						  10000),
+				 0);
+		ck_assert_int_eq(testbus_wait(child, 10000), 0);
+		close_pipe(ready);
+		close_pipe(stop);
+		close_pipe(result);
+	}
+	printf("timer_%s: %u firings, from %+.3f to %+.3f ms of their "
+	       "times, worst %+.3f ms",
+	       load ? "periodic_load" : "periodic", FIRINGS, ms_of(lo),
+	       ms_of(hi), ms_of(worst));
+	if (load)
+		printf("; the load child published %u and received %u",
+		       res.published, res.received);
+	printf("\n");
+	fflush(stdout);
+	ck_assert_msg(llabs(worst) <= TIMER_SLACK_NS,
+		      "%s: a firing was %+.3f ms from its time (range %+.3f "
+		      "to %+.3f ms; allowed +-%.0f ms)",
+		      what, ms_of(worst), ms_of(lo), ms_of(hi),
+		      ms_of(TIMER_SLACK_NS));
+	if (load) {
+		ck_assert_int_eq(res.error, 0);
+		/* it was really busy: thousands while the timer ran */
+		ck_assert_msg(res.published >= 1000,
+			      "the load child published only %u messages",
+			      res.published);
+	}
+
+	/* cancelled: what fired before the cancel is all there is */
+	late = drain_now(sub, "tm/tick", cancelled);
+	testbus_expect_nothing(sub, QUIET_MS);
+	fired = testbus_stat(creator, "timers_fired");
+	ck_assert_msg(fired == FIRINGS + late,
+		      "timers_fired=%lld, the subscriber saw %u", fired,
+		      FIRINGS + late);
+	ck_assert_msg(!timer_listed(creator, id, "tm/tick", NULL),
+		      "cancelled timer %" PRIu64 " still listed", id);
+	ck_assert_int_eq(mqbus_timer_cancel(creator, id), -ENOENT);
+
+	mqbus_free(creator);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+
+START_TEST(test_timer_periodic)
+{
+	periodic(false);
+}
+END_TEST
+
+START_TEST(test_timer_periodic_load)
+{
+	periodic(true);
+}
+END_TEST
+
+/* An absolute CLOCK_REALTIME time, in ms since the epoch. */
+START_TEST(test_timer_absolute)
+{
+	struct testbus tb = { 0 };
+	mqbus *sub, *creator;
+	uint64_t at_ms, id;
+	int64_t delta;
+	mqbus_msg *m;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	creator = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "tm/#");
+
+	at_ms = realtime_ns() / 1000000 + 200;
+	id = timer_add(creator, "tm/at", tick, sizeof(tick), at_ms, 0,
+		       MQBUS_TIMER_ABSOLUTE);
+	ck_assert_msg(timer_listed(creator, id, "tm/at", NULL),
+		      "absolute timer %" PRIu64 " not listed", id);
+	m = recv_on(sub, "tm/at", RECV_MS);
+	delta = check_firing(m, tick, sizeof(tick), mqbus_client_id(creator),
+			     at_ms * 1000000ull);
+	mqbus_msg_free(m);
+	printf("timer_absolute: fired %+.3f ms from its time\n",
+	       ms_of(delta));
+	assert_on_time(delta, "absolute", 0);
+	testbus_expect_nothing(sub, QUIET_MS);
+
+	mqbus_free(creator);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* Cancelling what does not exist, and bad arguments. */
+START_TEST(test_timer_cancel_unknown)
+{
+	struct testbus tb = { 0 };
+	uint64_t id = 0;
+	mqbus *b;
+
+	testbus_start(&tb, NULL);
+	b = testbus_connect(&tb, 0, 0);
+	ck_assert_int_eq(mqbus_timer_cancel(b, 0xdeadbeefull), -ENOENT);
+	ck_assert_int_eq(mqbus_timer_cancel(b, 0), -ENOENT);
+	ck_assert_int_eq(mqbus_timer_add(b, "tm/#", "x", 1,
+					 MQBUS_PRIORITY_DEFAULT, 100, 0, 0,
+					 &id),
+			 -EINVAL);
+	ck_assert_int_eq(mqbus_timer_add(b, "tm/x", "x", 1,
+					 MQBUS_PRIORITY_DEFAULT, 100, 0, 0x80,
+					 &id),
+			 -EINVAL);
+	/* a real one, cancelled before it fires, then unknown */
+	id = timer_add(b, "tm/x", "x", 1, 10000, 0, 0);
+	ck_assert_int_eq(mqbus_timer_cancel(b, id + 1000), -ENOENT);
+	ck_assert_int_eq(mqbus_timer_cancel(b, id), 0);
+	ck_assert_int_eq(mqbus_timer_cancel(b, id), -ENOENT);
+	ck_assert_int_eq(testbus_stat(b, "timers_fired"), 0);
+
+	mqbus_free(b);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * A timer ends with its client: when the client closes, and when its
+ * process is killed.
+ */
+START_TEST(test_timer_owner_gone)
+{
+	struct testbus tb = { 0 };
+	int ready[2], go[2];
+	mqbus *sub, *creator;
+	uint64_t id, gone;
+	mqbus_msg *m;
+	pid_t child;
+	char c = 0;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "tm/#");
+
+	/* closed with mqbus_free() */
+	creator = testbus_connect(&tb, 0, 0);
+	id = timer_add(creator, "tm/own", tick, sizeof(tick), 20, 20, 0);
+	m = recv_on(sub, "tm/own", RECV_MS);
+	mqbus_msg_free(m);
+	m = recv_on(sub, "tm/own", RECV_MS);
+	mqbus_msg_free(m);
+	mqbus_free(creator);
+	testbus_wait_stat(sub, "clients", 1, 5000);
+	gone = realtime_ns();
+	drain_now(sub, "tm/own", gone);
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_msg(!timer_listed(sub, id, "tm/own", NULL),
+		      "timer %" PRIu64 " of a closed client still listed", id);
+
+	/* killed */
+	make_pipe(ready);
+	make_pipe(go);
+	child = testbus_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		uint64_t cid = 0;
+		mqbus *b = NULL;
+
+		if (testbus_try_connect(tb.bus, 0, 0, &b, NULL, 0) < 0 ||
+		    mqbus_timer_add(b, "tm/killed", "k", 1,
+				    MQBUS_PRIORITY_DEFAULT, 20, 20, 0,
+				    &cid) < 0)
+			cid = 0;
+		testbus_write_all(ready[1], &cid, sizeof(cid));
+		testbus_read_all(go[0], &c, 1, 20000);
+		_exit(0);
+	}
+	ck_assert_int_eq(testbus_read_all(ready[0], &id, sizeof(id), 10000),
+			 0);
+	ck_assert_msg(id != 0, "the child could not connect or add a timer");
+	m = recv_on(sub, "tm/killed", RECV_MS);
+	ck_assert_int_eq(mqbus_msg_sender_pid(m), child);
+	mqbus_msg_free(m);
+	ck_assert_int_eq(kill(child, SIGKILL), 0);
+	ck_assert_int_eq(testbus_wait(child, 5000), 128 + SIGKILL);
+	testbus_wait_stat(sub, "clients", 1, 5000);
+	gone = realtime_ns();
+	drain_now(sub, "tm/killed", gone);
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_msg(!timer_listed(sub, id, "tm/killed", NULL),
+		      "timer %" PRIu64 " of a killed client still listed", id);
+	close_pipe(ready);
+	close_pipe(go);
+
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+struct other_result {
+	int step;   /* 0 done; 1 setgroups/setresgid/setresuid; 2 connect */
+	int error;  /* -errno of that step */
+	int cancel; /* what mqbus_timer_cancel() gave */
+	int listed; /* whether its timer list showed the timer */
+};
+
+/* A client of OTHER_UID tries to cancel timer id. */
+static void other_uid_cancel(const char *bus, uint64_t id,
+			     struct other_result *ret)
+{
+	struct other_result res = { 0 };
+	int result[2];
+	pid_t child;
+
+	make_pipe(result);
+	child = testbus_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		char want[64], *text = NULL;
+		mqbus *b = NULL;
+
+		if (setgroups(0, NULL) < 0 ||
+		    setresgid(OTHER_UID, OTHER_UID, OTHER_UID) < 0 ||
+		    setresuid(OTHER_UID, OTHER_UID, OTHER_UID) < 0) {
+			res.step = 1;
+			res.error = -errno;
+		} else if ((res.error = testbus_try_connect(bus, 2, 0, &b,
+							    NULL, 0)) < 0) {
+			res.step = 2;
+		} else {
+			res.cancel = mqbus_timer_cancel(b, id);
+			snprintf(want, sizeof(want), "id=%" PRIu64 " ", id);
+			if (mqbus_timer_list(b, &text) == 0 && text &&
+			    strstr(text, want))
+				res.listed = 1;
+			free(text);
+		}
+		testbus_write_all(result[1], &res, sizeof(res));
+		mqbus_free(b);
+		_exit(0);
+	}
+	ck_assert_int_eq(testbus_read_all(result[0], ret, sizeof(*ret),
+					  10000),
+			 0);
+	ck_assert_int_eq(testbus_wait(child, 10000), 0);
+	close_pipe(result);
+}
+
+/*
+ * A detached timer outlives its creator, is seen and may be cancelled by
+ * another client of the same uid, but not by a client of another uid.
+ */
+START_TEST(test_timer_detached)
+{
+	struct other_result other;
+	struct testbus tb = { 0 };
+	uint32_t creator_id;
+	uint64_t id, gone, t;
+	mqbus *sub, *creator;
+	mqbus_msg *m;
+	int i;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "tm/#");
+
+	creator = testbus_connect(&tb, 0, 0);
+	creator_id = mqbus_client_id(creator);
+	id = timer_add(creator, "tm/det", tick, sizeof(tick), 50, 50,
+		       MQBUS_TIMER_DETACHED);
+	ck_assert_msg(timer_listed(creator, id, "tm/det", "detached=1"),
+		      "detached timer %" PRIu64 " not listed as detached", id);
+	mqbus_free(creator);
+	testbus_wait_stat(sub, "clients", 1, 5000);
+	gone = realtime_ns();
+
+	/* it goes on firing, still in its creator's name */
+	drain_now(sub, "tm/det", 0);
+	for (i = 0; i < 3; i++) {
+		m = recv_on(sub, "tm/det", RECV_MS);
+		ck_assert_msg(mqbus_msg_timestamp(m) > gone,
+			      "firing stamped before the creator left");
+		check_firing(m, tick, sizeof(tick), creator_id, 0);
+		mqbus_msg_free(m);
+	}
+	ck_assert_msg(timer_listed(sub, id, "tm/det", "detached=1"),
+		      "detached timer %" PRIu64 " not listed for another "
+		      "client of its uid",
+		      id);
+
+	/* another uid may neither cancel nor see it */
+	if (geteuid() == 0) {
+		other_uid_cancel(tb.bus, id, &other);
+		printf("timer_detached: a client of uid %u cancelling it got "
+		       "%d (%s)\n",
+		       OTHER_UID, other.cancel, strerror(-other.cancel));
+		ck_assert_msg(other.step == 0,
+			      "client of uid %u: step %d failed: %s",
+			      OTHER_UID, other.step, strerror(-other.error));
+		ck_assert_msg(other.cancel == -EPERM ||
+				      other.cancel == -ENOENT,
+			      "a client of uid %u cancelling a detached timer "
+			      "of uid %u got %d (%s), expected -EPERM or "
+			      "-ENOENT",
+			      OTHER_UID, (unsigned)getuid(), other.cancel,
+			      strerror(-other.cancel));
+		ck_assert_msg(!other.listed,
+			      "a client of uid %u sees timer %" PRIu64
+			      " of uid %u",
+			      OTHER_UID, id, (unsigned)getuid());
+		/* and the timer still runs */
+		testbus_wait_stat(sub, "clients", 1, 5000);
+		t = realtime_ns();
+		drain_now(sub, "tm/det", 0);
+		m = recv_on(sub, "tm/det", RECV_MS);
+		ck_assert_msg(mqbus_msg_timestamp(m) > t,
+			      "no firing after the other uid's attempt");
+		mqbus_msg_free(m);
+	} else {
+		printf("timer_detached: not root, the part with a client of "
+		       "another uid is skipped\n");
+	}
+
+	/* another client of the uid cancels it */
+	ck_assert_int_eq(mqbus_timer_cancel(sub, id), 0);
+	drain_now(sub, "tm/det", realtime_ns());
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_msg(!timer_listed(sub, id, "tm/det", NULL),
+		      "cancelled timer %" PRIu64 " still listed", id);
+	ck_assert_int_eq(mqbus_timer_cancel(sub, id), -ENOENT);
+
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* -------------------------------------------------------------------- */
+/* retained values                                                       */
+
+static void publish_text(mqbus *b, const char *topic, const char *text,
+			 unsigned flags)
+{
+	int r = mqbus_publish_flags(b, topic, text, strlen(text),
+				    MQBUS_PRIORITY_DEFAULT, flags);
+
+	ck_assert_msg(r == 0, "publish %s \"%s\": %s: %s", topic, text,
+		      strerror(-r), mqbus_last_error(b));
+}
+
+/* Receives a message and checks topic, payload text and the mark. */
+static void expect_text(mqbus *b, const char *topic, const char *text,
+			int retained)
+{
+	mqbus_msg *m = recv_on(b, topic, RECV_MS);
+	const void *p;
+	size_t len;
+
+	p = mqbus_msg_payload(m, &len);
+	ck_assert_msg(len == strlen(text) && memcmp(p, text, len) == 0,
+		      "%s: got \"%.*s\", expected \"%s\"", topic, (int)len,
+		      (const char *)p, text);
+	ck_assert_msg(mqbus_msg_retained(m) == retained,
+		      "%s \"%s\": retained mark %d, expected %d", topic, text,
+		      mqbus_msg_retained(m), retained);
+	mqbus_msg_free(m);
+}
+
+struct value {
+	const char *topic, *text;
+	bool seen;
+};
+
+/*
+ * Receives exactly the n retained values (in any order) and nothing more.
+ */
+static void expect_values(mqbus *b, struct value *v, size_t n)
+{
+	size_t i, k;
+
+	for (i = 0; i < n; i++)
+		v[i].seen = false;
+	for (i = 0; i < n; i++) {
+		mqbus_msg *m = testbus_recv(b, RECV_MS);
+		const void *p;
+		size_t len;
+
+		p = mqbus_msg_payload(m, &len);
+		for (k = 0; k < n; k++)
+			if (strcmp(mqbus_msg_topic(m), v[k].topic) == 0)
+				break;
+		ck_assert_msg(k < n, "got a value of %s, not expected",
+			      mqbus_msg_topic(m));
+		ck_assert_msg(!v[k].seen, "got the value of %s twice",
+			      v[k].topic);
+		ck_assert_msg(len == strlen(v[k].text) &&
+				      memcmp(p, v[k].text, len) == 0,
+			      "value of %s is \"%.*s\", expected \"%s\"",
+			      v[k].topic, (int)len, (const char *)p,
+			      v[k].text);
+		ck_assert_msg(mqbus_msg_retained(m) == 1,
+			      "value of %s on subscribing not marked "
+			      "retained",
+			      v[k].topic);
+		v[k].seen = true;
+		mqbus_msg_free(m);
+	}
+	testbus_expect_nothing(b, QUIET_MS);
+}
+
+START_TEST(test_retain)
+{
+	struct value all[] = {
+		{ .topic = "st/a", .text = "a2" },
+		{ .topic = "st/b", .text = "b1" },
+		{ .topic = "st/deep/x", .text = "x1" },
+	};
+	struct value one_level[] = {
+		{ .topic = "st/a", .text = "a2" },
+		{ .topic = "st/b", .text = "b1" },
+	};
+	struct value after_clear[] = {
+		{ .topic = "st/b", .text = "b2" },
+		{ .topic = "st/deep/x", .text = "x1" },
+	};
+	struct testbus tb = { 0 };
+	mqbus *pub, *live, *late;
+
+	testbus_start(&tb, NULL);
+	pub = testbus_connect(&tb, 0, 0);
+	/* subscribed before: gets everything live, nothing marked */
+	live = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(live, "st/#");
+
+	publish_text(pub, "st/a", "a1", MQBUS_PUBLISH_RETAIN);
+	publish_text(pub, "st/a", "a2", MQBUS_PUBLISH_RETAIN);
+	publish_text(pub, "st/b", "b1", MQBUS_PUBLISH_RETAIN);
+	publish_text(pub, "st/c", "c1", 0);
+	publish_text(pub, "st/deep/x", "x1", MQBUS_PUBLISH_RETAIN);
+	expect_text(live, "st/a", "a1", 0);
+	expect_text(live, "st/a", "a2", 0);
+	expect_text(live, "st/b", "b1", 0);
+	expect_text(live, "st/c", "c1", 0);
+	expect_text(live, "st/deep/x", "x1", 0);
+	/* the newest per topic; st/c was not kept */
+	ck_assert_int_eq(testbus_stat(live, "retained"), 3);
+
+	late = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(late, "st/#");
+	expect_values(late, all, 3);
+	testbus_subscribe(late, "st/+");
+	expect_values(late, one_level, 2);
+	testbus_subscribe(late, "other/#");
+	testbus_expect_nothing(late, QUIET_MS);
+	testbus_subscribe(late, "st/c");
+	testbus_expect_nothing(late, QUIET_MS);
+	mqbus_free(late);
+
+	/* live delivery of a retained publish is not marked retained */
+	publish_text(pub, "st/b", "b2", MQBUS_PUBLISH_RETAIN);
+	expect_text(live, "st/b", "b2", 0);
+
+	/* an empty retained publish clears the value */
+	publish_text(pub, "st/a", "", MQBUS_PUBLISH_RETAIN);
+	expect_text(live, "st/a", "", 0);
+	ck_assert_int_eq(testbus_stat(live, "retained"), 2);
+	late = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(late, "st/a");
+	testbus_expect_nothing(late, QUIET_MS);
+	testbus_subscribe(late, "st/#");
+	expect_values(late, after_clear, 2);
+	mqbus_free(late);
+
+	/* clearing what is not kept changes nothing; a new topic counts */
+	publish_text(pub, "st/none", "", MQBUS_PUBLISH_RETAIN);
+	expect_text(live, "st/none", "", 0);
+	ck_assert_int_eq(testbus_stat(live, "retained"), 2);
+	publish_text(pub, "st/new", "n1", MQBUS_PUBLISH_RETAIN);
+	expect_text(live, "st/new", "n1", 0);
+	ck_assert_int_eq(testbus_stat(live, "retained"), 3);
+	testbus_expect_nothing(live, QUIET_MS);
+
+	mqbus_free(live);
+	mqbus_free(pub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* -------------------------------------------------------------------- */
+/* slow consumers                                                        */
+
+/*
+ * The clients of a slow-consumer test: a publisher, a subscriber with
+ * room for 2 messages in its queue that does not read until told, and a
+ * monitor that only asks for stats.
+ */
+struct slow {
+	struct testbus tb;
+	mqbus *pub, *sub, *mon;
+};
+
+static void slow_start(struct slow *s, const char *config,
+		       const char *pattern)
+{
+	memset(s, 0, sizeof(*s));
+	testbus_start(&s->tb, config);
+	s->pub = testbus_connect(&s->tb, 0, 0);
+	s->sub = testbus_connect(&s->tb, 2, 0);
+	s->mon = testbus_connect(&s->tb, 0, 0);
+	testbus_subscribe(s->sub, pattern);
+}
+
+static void slow_finish(struct slow *s)
+{
+	mqbus_free(s->mon);
+	mqbus_free(s->sub);
+	mqbus_free(s->pub);
+	testbus_finish(&s->tb);
+}
+
+/* drop-new, the default: the first 2 + backlog arrive, the rest are
+ * counted on the next message. */
+START_TEST(test_slow_drop_new)
+{
+	enum { N = 20, BACKLOG = 4 };
+	struct slow s;
+	uint32_t i;
+
+	slow_start(&s, "[topic \"dn/#\"]\nbacklog = 4\n", "dn/#");
+	publish_range(s.pub, "dn/x", 0, N, MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(s.mon, "published", N, 5000);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), N - 2 - BACKLOG);
+	ck_assert_int_eq(testbus_stat(s.mon, "delivered"), 2);
+
+	for (i = 0; i < 2 + BACKLOG; i++)
+		expect_msg(s.sub, "dn/x", i, 0);
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	testbus_wait_stat(s.mon, "pending_bytes", 0, 5000);
+
+	testbus_publish_index(s.pub, "dn/x", N, MQBUS_PRIORITY_DEFAULT);
+	expect_msg(s.sub, "dn/x", N, N - 2 - BACKLOG);
+	testbus_publish_index(s.pub, "dn/x", N + 1, MQBUS_PRIORITY_DEFAULT);
+	expect_msg(s.sub, "dn/x", N + 1, 0);
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), N - 2 - BACKLOG);
+	ck_assert_int_eq(testbus_stat(s.mon, "delivered"), 2 + BACKLOG + 2);
+	slow_finish(&s);
+}
+END_TEST
+
+/* drop-old: the 2 in the queue, then the newest `backlog`; the first of
+ * those counts the ones dropped before it. */
+START_TEST(test_slow_drop_old)
+{
+	enum { N = 20, BACKLOG = 4 };
+	struct slow s;
+	uint32_t i;
+
+	slow_start(&s, "[topic \"do/#\"]\nbacklog = 4\noverflow = drop-old\n",
+		   "do/#");
+	publish_range(s.pub, "do/x", 0, N, MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(s.mon, "published", N, 5000);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), N - 2 - BACKLOG);
+
+	expect_msg(s.sub, "do/x", 0, 0);
+	expect_msg(s.sub, "do/x", 1, 0);
+	expect_msg(s.sub, "do/x", N - BACKLOG, N - 2 - BACKLOG);
+	for (i = N - BACKLOG + 1; i < N; i++)
+		expect_msg(s.sub, "do/x", i, 0);
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	testbus_publish_index(s.pub, "do/x", N, MQBUS_PRIORITY_DEFAULT);
+	expect_msg(s.sub, "do/x", N, 0);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), N - 2 - BACKLOG);
+	slow_finish(&s);
+}
+END_TEST
+
+/* coalesce: of each topic only the latest waits. */
+START_TEST(test_slow_coalesce)
+{
+	enum { N = 20 };
+	uint32_t i, dropped = 0, idx;
+	bool got_a = false, got_b = false;
+	long long coalesced;
+	const char *topic;
+	struct slow s;
+	mqbus_msg *m;
+
+	slow_start(&s, "[topic \"co/#\"]\nbacklog = 4\noverflow = coalesce\n",
+		   "co/#");
+	for (i = 0; i < N; i++)
+		testbus_publish_index(s.pub, i % 2 ? "co/b" : "co/a", i,
+				      MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(s.mon, "published", N, 5000);
+	coalesced = testbus_stat(s.mon, "coalesced");
+	printf("slow_coalesce: coalesced=%lld\n", coalesced);
+	ck_assert_msg(coalesced > 0, "coalesced=0 after %d messages", N);
+	/* each message from the 5th on replaces the one of its topic */
+	ck_assert_int_eq(coalesced, N - 4);
+
+	expect_msg(s.sub, "co/a", 0, 0);
+	expect_msg(s.sub, "co/b", 1, 0);
+	for (i = 0; i < 2; i++) {
+		m = testbus_recv(s.sub, RECV_MS);
+		topic = mqbus_msg_topic(m);
+		idx = testbus_msg_index(m);
+		dropped += mqbus_msg_dropped(m);
+		if (strcmp(topic, "co/a") == 0) {
+			ck_assert_msg(!got_a, "two messages of co/a waited");
+			ck_assert_msg(idx == N - 2,
+				      "co/a #%u, expected the latest, #%u",
+				      idx, N - 2);
+			got_a = true;
+		} else {
+			ck_assert_str_eq(topic, "co/b");
+			ck_assert_msg(!got_b, "two messages of co/b waited");
+			ck_assert_msg(idx == N - 1,
+				      "co/b #%u, expected the latest, #%u",
+				      idx, N - 1);
+			got_b = true;
+		}
+		mqbus_msg_free(m);
+	}
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	/* the replaced ones were lost, and said so */
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), N - 4);
+	ck_assert_msg(dropped == N - 4,
+		      "the kept messages report %u dropped, expected %d",
+		      dropped, N - 4);
+	slow_finish(&s);
+}
+END_TEST
+
+/*
+ * block: the publisher is held up (its tx queue fills and publish times
+ * out) and nothing is lost; once the subscriber drained, it goes on.
+ */
+START_TEST(test_slow_block)
+{
+	enum { BACKLOG = 4, LIMIT = 100 };
+	long maxmsg = 0, msgsize = 0;
+	uint32_t sent, i;
+	struct slow s;
+	int r = 0;
+
+	slow_start(&s, "[topic \"bl/#\"]\nbacklog = 4\noverflow = block\n",
+		   "bl/#");
+	ck_assert_int_eq(mqbus_set_timeout(s.pub, 500), 0);
+	ck_assert_int_eq(mqbus_get_queue_size(s.pub, &maxmsg, &msgsize), 0);
+
+	for (sent = 0; sent < LIMIT; sent++) {
+		r = mqbus_publish(s.pub, "bl/x", &sent, sizeof(sent),
+				  MQBUS_PRIORITY_DEFAULT);
+		if (r < 0)
+			break;
+	}
+	printf("slow_block: the publisher sent %u before it was held up\n",
+	       sent);
+	ck_assert_msg(r == -ETIMEDOUT,
+		      "publish #%u: %d (%s), expected -ETIMEDOUT: %s", sent, r,
+		      strerror(-r), mqbus_last_error(s.pub));
+	/* 2 in rx, the backlog, the one over it, and a full tx queue */
+	ck_assert_msg(sent >= 2 + BACKLOG + 1 &&
+			      sent <= 2 + BACKLOG + 1 + (uint32_t)maxmsg,
+		      "%u sent before the timeout, expected %d to %ld", sent,
+		      2 + BACKLOG + 1, 2 + BACKLOG + 1 + maxmsg);
+	ck_assert_int_ge(testbus_stat(s.mon, "publishers_blocked"), 1);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), 0);
+
+	for (i = 0; i < sent; i++)
+		expect_msg(s.sub, "bl/x", i, 0);
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	testbus_wait_stat(s.mon, "published", sent, 5000);
+
+	/* it may publish again */
+	testbus_publish_index(s.pub, "bl/x", sent, MQBUS_PRIORITY_DEFAULT);
+	expect_msg(s.sub, "bl/x", sent, 0);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), 0);
+	ck_assert_int_eq(testbus_stat(s.mon, "delivered"), sent + 1);
+	slow_finish(&s);
+}
+END_TEST
+
+/*
+ * disconnect: the slow subscriber reads what its queue held and then
+ * learns that it was dropped; another subscriber gets everything.
+ */
+START_TEST(test_slow_disconnect)
+{
+	enum { N = 12, BACKLOG = 4 };
+	uint64_t start, took = 0;
+	uint32_t got = 0;
+	struct slow s;
+	mqbus *fast;
+	mqbus_msg *m;
+	uint32_t i;
+	int r;
+
+	slow_start(&s, "[topic \"dc/#\"]\nbacklog = 4\noverflow = disconnect\n",
+		   "dc/#");
+	/* room for all N: 10 in its queue and 2 waiting */
+	fast = testbus_connect(&s.tb, 10, 0);
+	testbus_subscribe(fast, "dc/#");
+
+	publish_range(s.pub, "dc/x", 0, N, MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(s.mon, "published", N, 5000);
+	testbus_wait_stat(s.mon, "slow_disconnects", 1, 5000);
+	testbus_wait_stat(s.mon, "clients", 3, 5000);
+
+	for (i = 0; i < N; i++)
+		expect_msg(fast, "dc/x", i, 0);
+
+	for (;;) {
+		start = testbus_now_ms();
+		r = mqbus_receive(s.sub, &m, 5000);
+		took = testbus_now_ms() - start;
+		if (r < 0)
+			break;
+		ck_assert_uint_eq(testbus_msg_index(m), got);
+		ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
+		mqbus_msg_free(m);
+		got++;
+		ck_assert_msg(got <= 2 + BACKLOG,
+			      "the slow subscriber got %u messages", got);
+	}
+	printf("slow_disconnect: the slow subscriber read %u, then %d after "
+	       "%llu ms\n",
+	       got, r, (unsigned long long)took);
+	ck_assert_msg(got >= 2,
+		      "the slow subscriber read %u, expected at least the 2 "
+		      "in its queue",
+		      got);
+	ck_assert_msg(r == -ENOTCONN,
+		      "the slow subscriber's receive gave %d (%s), expected "
+		      "-ENOTCONN: %s",
+		      r, strerror(-r), mqbus_last_error(s.sub));
+	ck_assert_msg(took <= 2500,
+		      "the slow subscriber learned of the disconnect after "
+		      "%llu ms",
+		      (unsigned long long)took);
+	ck_assert_int_eq(mqbus_receive(s.sub, &m, 0), -ENOTCONN);
+
+	/* the bus goes on for the others */
+	testbus_publish_index(s.pub, "dc/x", N, MQBUS_PRIORITY_DEFAULT);
+	expect_msg(fast, "dc/x", N, 0);
+	testbus_expect_nothing(fast, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(s.mon, "slow_disconnects"), 1);
+	mqbus_free(fast);
+	slow_finish(&s);
+}
+END_TEST
+
+/*
+ * A slow subscriber over its backlog does not hold up a fast one on the
+ * same topic: the fast one reads as the messages come and gets them all.
+ */
+START_TEST(test_slow_others_unaffected)
+{
+	enum { N = 96, BURST = 8, BACKLOG = 4 };
+	struct slow s;
+	mqbus *fast;
+	uint32_t i, k;
+
+	slow_start(&s, "[topic \"ou/#\"]\nbacklog = 4\n", "ou/#");
+	fast = testbus_connect(&s.tb, 0, 0);
+	testbus_subscribe(fast, "ou/#");
+
+	for (i = 0; i < N; i += BURST) {
+		publish_range(s.pub, "ou/x", i, i + BURST,
+			      MQBUS_PRIORITY_DEFAULT);
+		for (k = i; k < i + BURST; k++)
+			expect_msg(fast, "ou/x", k, 0);
+	}
+	testbus_expect_nothing(fast, QUIET_MS);
+	testbus_wait_stat(s.mon, "published", N, 5000);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), N - 2 - BACKLOG);
+
+	for (i = 0; i < 2 + BACKLOG; i++)
+		expect_msg(s.sub, "ou/x", i, 0);
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	testbus_publish_index(s.pub, "ou/x", N, MQBUS_PRIORITY_DEFAULT);
+	expect_msg(fast, "ou/x", N, 0);
+	expect_msg(s.sub, "ou/x", N, N - 2 - BACKLOG);
+	mqbus_free(fast);
+	slow_finish(&s);
+}
+END_TEST
+
+/*
+ * pending_budget bounds what waits for all subscribers together: four
+ * that do not read, 2000 messages of 1000 bytes.
+ */
+START_TEST(test_slow_memory_bound)
+{
+	enum { SUBS = 4, N = 2000, SIZE = 1000, BUDGET = 65536 };
+	long long pending, max_pending = 0, dropped, want_dropped = 0;
+	static unsigned char payload[SIZE];
+	uint32_t got[SUBS], told[SUBS], i, last;
+	struct testbus tb = { 0 };
+	mqbus *sub[SUBS], *pub, *mon;
+	long maxmsg, msgsize;
+	const void *p;
+	mqbus_msg *m;
+	size_t len;
+	int k, r;
+
+	testbus_start(&tb, "[bus]\npending_budget = 65536\n");
+	for (k = 0; k < SUBS; k++) {
+		sub[k] = testbus_connect(&tb, 2, 0);
+		testbus_subscribe(sub[k], "mb/#");
+	}
+	pub = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 0, 0);
+	ck_assert_int_eq(mqbus_get_queue_size(sub[0], &maxmsg, &msgsize), 0);
+
+	for (i = 0; i < N; i++) {
+		memcpy(payload, &i, sizeof(i));
+		r = mqbus_publish(pub, "mb/x", payload, sizeof(payload),
+				  MQBUS_PRIORITY_DEFAULT);
+		ck_assert_msg(r == 0, "publish #%u: %s: %s", i, strerror(-r),
+			      mqbus_last_error(pub));
+		if (i % 100 == 99) {
+			pending = testbus_stat(mon, "pending_bytes");
+			if (pending > max_pending)
+				max_pending = pending;
+		}
+	}
+	testbus_wait_stat(mon, "published", N, 10000);
+	pending = testbus_stat(mon, "pending_bytes");
+	if (pending > max_pending)
+		max_pending = pending;
+	dropped = testbus_stat(mon, "dropped");
+	printf("slow_memory_bound: pending_bytes at most %lld (budget %d), "
+	       "%lld dropped\n",
+	       max_pending, BUDGET, dropped);
+	/* one message (of at most the queues' message size) may be over */
+	ck_assert_msg(max_pending <= BUDGET + msgsize,
+		      "pending_bytes=%lld, budget %d", max_pending, BUDGET);
+	ck_assert_msg(pending > 0, "nothing waits for 4 stopped readers");
+	ck_assert_msg(dropped > 0, "nothing dropped for 4 stopped readers");
+
+	/*
+	 * Each reader gets some, in order; each one it lost is counted on
+	 * a message it gets, at the latest on one more sent afterwards.
+	 */
+	for (k = 0; k < SUBS; k++) {
+		got[k] = told[k] = last = 0;
+		while ((r = mqbus_receive(sub[k], &m, QUIET_MS)) == 0) {
+			p = mqbus_msg_payload(m, &len);
+			ck_assert_uint_eq(len, SIZE);
+			memcpy(&i, p, sizeof(i));
+			ck_assert_msg(got[k] == 0 || i > last,
+				      "reader %d: #%u after #%u", k, i, last);
+			last = i;
+			told[k] += mqbus_msg_dropped(m);
+			mqbus_msg_free(m);
+			got[k]++;
+		}
+		ck_assert_int_eq(r, -ETIMEDOUT);
+		printf("slow_memory_bound: reader %d got %u\n", k, got[k]);
+		ck_assert_msg(got[k] >= 2 && got[k] < N,
+			      "reader %d got %u of %d", k, got[k], N);
+		want_dropped += N - got[k];
+	}
+	testbus_wait_stat(mon, "pending_bytes", 0, 5000);
+	ck_assert_int_eq(testbus_stat(mon, "dropped"), want_dropped);
+
+	i = N;
+	memcpy(payload, &i, sizeof(i));
+	r = mqbus_publish(pub, "mb/x", payload, sizeof(payload),
+			  MQBUS_PRIORITY_DEFAULT);
+	ck_assert_int_eq(r, 0);
+	for (k = 0; k < SUBS; k++) {
+		m = recv_on(sub[k], "mb/x", RECV_MS);
+		p = mqbus_msg_payload(m, &len);
+		ck_assert_uint_eq(len, SIZE);
+		memcpy(&i, p, sizeof(i));
+		ck_assert_uint_eq(i, N);
+		told[k] += mqbus_msg_dropped(m);
+		mqbus_msg_free(m);
+		ck_assert_msg(told[k] == N - got[k],
+			      "reader %d got %u and was told of %u dropped, "
+			      "expected %u",
+			      k, got[k], told[k], N - got[k]);
+	}
+
+	mqbus_free(mon);
+	mqbus_free(pub);
+	for (k = 0; k < SUBS; k++)
+		mqbus_free(sub[k]);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * drop-old drops the oldest waiting message of the LOWEST priority: a
+ * waiting message of a higher priority stays.
+ */
+START_TEST(test_slow_priority)
+{
+	enum { N = 12, HIGH = 5, BACKLOG = 4 };
+	/* 0 and 1 in the queue; 5 and the newest 3 of priority 1 */
+	static const uint32_t want[] = { 0, 1, HIGH, N - 3, N - 2, N - 1 };
+	bool seen[N] = { false };
+	uint32_t idx, dropped = 0;
+	struct slow s;
+	mqbus_msg *m;
+	size_t k;
+
+	slow_start(&s, "[topic \"pp/#\"]\nbacklog = 4\noverflow = drop-old\n",
+		   "pp/#");
+	/*
+	 * The daemon reads the publisher's queue in priority order too:
+	 * each step is routed before the next is sent, so that #5 cannot
+	 * overtake #0..#4 on the way in.
+	 */
+	publish_range(s.pub, "pp/x", 0, HIGH, 1);
+	testbus_wait_stat(s.mon, "published", HIGH, 5000);
+	testbus_publish_index(s.pub, "pp/x", HIGH, 9);
+	testbus_wait_stat(s.mon, "published", HIGH + 1, 5000);
+	publish_range(s.pub, "pp/x", HIGH + 1, N, 1);
+	testbus_wait_stat(s.mon, "published", N, 5000);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), N - 2 - BACKLOG);
+
+	for (k = 0; k < sizeof(want) / sizeof(want[0]); k++) {
+		m = recv_on(s.sub, "pp/x", RECV_MS);
+		idx = testbus_msg_index(m);
+		ck_assert_msg(idx < N && !seen[idx], "got #%u (again?)", idx);
+		seen[idx] = true;
+		ck_assert_uint_eq(mqbus_msg_priority(m), idx == HIGH ? 9 : 1);
+		dropped += mqbus_msg_dropped(m);
+		mqbus_msg_free(m);
+	}
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	for (k = 0; k < sizeof(want) / sizeof(want[0]); k++)
+		ck_assert_msg(seen[want[k]], "#%u (priority %d) was dropped",
+			      want[k], want[k] == HIGH ? 9 : 1);
+	ck_assert_msg(dropped == N - 2 - BACKLOG,
+		      "the kept messages report %u dropped, expected %d",
+		      dropped, N - 2 - BACKLOG);
+	slow_finish(&s);
+}
+END_TEST
+
+static void add_case(Suite *s, const char *name, const TTest *test)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_unchecked_fixture(tc, testbus_reset, testbus_cleanup);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test);
+	suite_add_tcase(s, tc);
+}
+
+int main(void)
+{
+	const char *wake = getenv("MQBUS_TEST_WAKE");
+	Suite *s = suite_create("delivery");
+	SRunner *sr;
+	int failed;
+
+	testbus_init();
+	add_case(s, "timer_oneshot", test_timer_oneshot);
+	add_case(s, "timer_periodic", test_timer_periodic);
+	add_case(s, "timer_periodic_load", test_timer_periodic_load);
+	add_case(s, "timer_absolute", test_timer_absolute);
+	add_case(s, "timer_cancel_unknown", test_timer_cancel_unknown);
+	add_case(s, "timer_owner_gone", test_timer_owner_gone);
+	add_case(s, "timer_detached", test_timer_detached);
+	add_case(s, "retain", test_retain);
+	add_case(s, "slow_drop_new", test_slow_drop_new);
+	add_case(s, "slow_drop_old", test_slow_drop_old);
+	add_case(s, "slow_coalesce", test_slow_coalesce);
+	add_case(s, "slow_block", test_slow_block);
+	add_case(s, "slow_disconnect", test_slow_disconnect);
+	add_case(s, "slow_others_unaffected", test_slow_others_unaffected);
+	add_case(s, "slow_memory_bound", test_slow_memory_bound);
+	add_case(s, "slow_priority", test_slow_priority);
+
+	printf("check_delivery: wake back-end %s\n",
+	       wake && *wake ? wake : "notify");
+	/* Not to be flushed again by every forked test. */
+	fflush(stdout);
+	sr = srunner_create(s);
+	/* Fork mode is what the cleanup relies on; CK_FORK=no still wins
+	 * for debugging under gdb. */
+	if (!getenv("CK_FORK"))
+		srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
