@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -243,6 +244,41 @@ static size_t raw_receive(mqd_t q, unsigned char *buf)
 	return (size_t)n;
 }
 
+/*
+ * With --raw-wait=poll the raw round-trip clients wait the way libmqbus
+ * does, on a non-blocking queue: poll() and then mq_receive() (the
+ * requester, as mqbus_request() waits for its reply), or first an
+ * mq_receive() that may find nothing, then poll() and mq_receive() (the
+ * responder, as mqbus_receive() does).  This tells what the clients' way
+ * of waiting costs apart from what the daemon costs.
+ */
+static size_t raw_receive_polled(mqd_t q, unsigned char *buf, bool try_first)
+{
+	struct pollfd p = { .fd = q, .events = POLLIN };
+	ssize_t n;
+
+	if (try_first) {
+		n = mq_receive(q, (char *)buf, BENCH_MSGSIZE, NULL);
+		if (n >= 0)
+			goto got;
+		if (errno != EAGAIN && errno != EINTR)
+			die("mq_receive: %s", strerror(errno));
+	}
+	for (;;) {
+		if (poll(&p, 1, 1000) < 0 && errno != EINTR)
+			die("poll: %s", strerror(errno));
+		n = mq_receive(q, (char *)buf, BENCH_MSGSIZE, NULL);
+		if (n >= 0)
+			goto got;
+		if (errno != EAGAIN && errno != EINTR)
+			die("mq_receive: %s", strerror(errno));
+	}
+got:
+	if ((size_t)n < bench_raw_pad())
+		die("raw message of %zd bytes is too short", n);
+	return (size_t)n;
+}
+
 static void raw_source(void)
 {
 	static unsigned char buf[BENCH_MSGSIZE];
@@ -274,23 +310,51 @@ static void raw_sink(void)
 	phase_quit();
 }
 
+/*
+ * What an echo checks of each request before it answers: the header of
+ * the payload (magic, stream, size) and that its sequence number is the
+ * next one, so a lost, repeated or reordered request is noticed where it
+ * happens.  The filler is left to the pinger, which checks every byte of
+ * the answer; both echoes do the same, so the raw and mqbus round trips
+ * stay comparable.  Returns true for the last request.
+ */
+static bool echo_take(const void *buf, size_t len, uint64_t *next)
+{
+	struct bench_payload p;
+
+	if (len != job->size || len < sizeof(p))
+		die("echo: request of %zu bytes, expected %zu", len, job->size);
+	memcpy(&p, buf, sizeof(p));
+	if (p.magic != BENCH_MAGIC || p.stream != 0 || p.size != job->size)
+		die("echo: request %llu is not a bench payload",
+		    (unsigned long long)*next);
+	if (p.seq != *next)
+		die("echo: got request seq %llu, expected %llu (%s)",
+		    (unsigned long long)p.seq, (unsigned long long)*next,
+		    p.seq > *next ? "requests lost"
+				  : "reordered or duplicated");
+	(*next)++;
+	return p.flags & BENCH_F_LAST;
+}
+
 /* Forwards until the last message of the pinger went through. */
 static void raw_echo(void)
 {
 	static unsigned char buf[BENCH_MSGSIZE];
-	mqd_t in = raw_open(job->q[0], O_RDONLY);
+	mqd_t in = raw_open(job->q[0],
+			    O_RDONLY | (job->raw_poll ? O_NONBLOCK : 0));
 	mqd_t out = raw_open(job->q[1], O_WRONLY);
 	size_t pad = bench_raw_pad();
+	uint64_t next = 0;
+	bool last = false;
 
 	phase_ready();
-	for (;;) {
-		size_t n = raw_receive(in, buf);
-		struct bench_payload p;
+	while (!last) {
+		size_t n = job->raw_poll ? raw_receive_polled(in, buf, true)
+					 : raw_receive(in, buf);
 
+		last = echo_take(buf + pad, n - pad, &next);
 		raw_send(&out, buf, n);
-		memcpy(&p, buf + pad, sizeof(p));
-		if (p.flags & BENCH_F_LAST)
-			break;
 	}
 	phase_done();
 	phase_quit();
@@ -299,16 +363,17 @@ static void raw_echo(void)
 /* ---------------------------------------------------------------- pinger */
 
 struct pinger_ops {
-	void (*send)(void *ctx, const void *buf, size_t len);
-	/* the payload of the next answer and its length */
-	const void *(*receive)(void *ctx, size_t *ret_len);
+	/* sends len bytes of buf and returns the payload of the answer */
+	const void *(*exchange)(void *ctx, const void *buf, size_t len,
+				size_t *ret_len);
 	void *ctx;
 	size_t pad;
 };
 
 /*
  * One message in flight at a time: send, wait for the echo, check that it
- * is the very message sent, record the round trip.
+ * is the very message sent (its sequence number and every byte), record
+ * the round trip.
  */
 static void pinger_run(const struct pinger_ops *ops, unsigned char *buf)
 {
@@ -327,8 +392,7 @@ static void pinger_run(const struct pinger_ops *ops, unsigned char *buf)
 		now = now_ns();
 		last = source_last(seq, t0, now);
 		payload_fill(buf + ops->pad, job->size, 0, seq, now, last);
-		ops->send(ops->ctx, buf, ops->pad + job->size);
-		answer = ops->receive(ops->ctx, &n);
+		answer = ops->exchange(ops->ctx, buf, ops->pad + job->size, &n);
 		now = now_ns();
 		if (payload_check(answer, n, job->size, &p, err, sizeof(err)) <
 		    0)
@@ -351,18 +415,15 @@ struct raw_pinger {
 	unsigned char in_buf[BENCH_MSGSIZE];
 };
 
-static void raw_pinger_send(void *ctx, const void *buf, size_t len)
+static const void *raw_pinger_exchange(void *ctx, const void *buf,
+				       size_t len, size_t *ret_len)
 {
 	struct raw_pinger *rp = ctx;
+	size_t n;
 
 	raw_send(&rp->out, buf, len);
-}
-
-static const void *raw_pinger_receive(void *ctx, size_t *ret_len)
-{
-	struct raw_pinger *rp = ctx;
-	size_t n = raw_receive(rp->in, rp->in_buf);
-
+	n = job->raw_poll ? raw_receive_polled(rp->in, rp->in_buf, false)
+			  : raw_receive(rp->in, rp->in_buf);
 	*ret_len = n - bench_raw_pad();
 	return rp->in_buf + bench_raw_pad();
 }
@@ -372,14 +433,14 @@ static void raw_pinger(void)
 	static unsigned char buf[BENCH_MSGSIZE];
 	static struct raw_pinger rp;
 	struct pinger_ops ops = {
-	    .send = raw_pinger_send,
-	    .receive = raw_pinger_receive,
+	    .exchange = raw_pinger_exchange,
 	    .ctx = &rp,
 	    .pad = bench_raw_pad(),
 	};
 
 	rp.out = raw_open(job->q[0], O_WRONLY);
-	rp.in = raw_open(job->q[1], O_RDONLY);
+	rp.in = raw_open(job->q[1],
+			 O_RDONLY | (job->raw_poll ? O_NONBLOCK : 0));
 	memset(buf, 0, sizeof(buf));
 	phase_ready();
 	pinger_run(&ops, buf);
@@ -746,58 +807,59 @@ static void bus_sink(void)
 	bus_end(b);
 }
 
+/*
+ * The responder: takes the requests on BENCH_PING and answers each with
+ * its own payload through mqbus_reply().
+ */
 static void bus_echo(void)
 {
 	mqbus *b = bus_connect();
+	uint64_t next = 0;
 	bool last = false;
 
 	bus_subscribe(b, BENCH_PING);
 	phase_ready();
 	while (!last) {
 		mqbus_msg *m = bus_receive(b);
-		struct bench_payload p;
 		const void *data;
 		size_t n;
 		int r;
 
+		if (!mqbus_msg_is_request(m))
+			die("echo: message %llu on %s is not a request",
+			    (unsigned long long)next, mqbus_msg_topic(m));
+		if (strcmp(mqbus_msg_topic(m), BENCH_PING) != 0)
+			die("echo: request on topic %s", mqbus_msg_topic(m));
+		if (mqbus_msg_dropped(m))
+			die("echo: the daemon dropped %u requests",
+			    mqbus_msg_dropped(m));
 		data = mqbus_msg_payload(m, &n);
-		if (n < sizeof(p))
-			die("echo: payload of %zu bytes", n);
-		memcpy(&p, data, sizeof(p));
-		last = p.flags & BENCH_F_LAST;
-		r = mqbus_publish(b, BENCH_PONG, data, n,
-				  MQBUS_PRIORITY_DEFAULT);
+		last = echo_take(data, n, &next);
+		r = mqbus_reply(b, m, data, n);
 		if (r < 0)
-			die("echo: mqbus_publish: %s", mqbus_last_error(b));
+			die("echo: mqbus_reply: %s", mqbus_last_error(b));
 		mqbus_msg_free(m);
 	}
 	bus_end(b);
 }
 
+/* The requester: mqbus_request() on BENCH_PING, one at a time. */
 struct bus_pinger {
 	mqbus *b;
-	mqbus_msg *m;
+	mqbus_msg *m; /* the last reply, until the next request */
 };
 
-static void bus_pinger_send(void *ctx, const void *buf, size_t len)
+static const void *bus_pinger_exchange(void *ctx, const void *buf,
+				       size_t len, size_t *ret_len)
 {
 	struct bus_pinger *bp = ctx;
-	int r =
-	    mqbus_publish(bp->b, BENCH_PING, buf, len, MQBUS_PRIORITY_DEFAULT);
-
-	if (r < 0)
-		die("mqbus_publish: %s", mqbus_last_error(bp->b));
-}
-
-static const void *bus_pinger_receive(void *ctx, size_t *ret_len)
-{
-	struct bus_pinger *bp = ctx;
+	int r;
 
 	bp->m = mqbus_msg_free(bp->m);
-	bp->m = bus_receive(bp->b);
-	if (strcmp(mqbus_msg_topic(bp->m), BENCH_PONG) != 0)
-		die("round trip client: message on topic %s",
-		    mqbus_msg_topic(bp->m));
+	r = mqbus_request(bp->b, BENCH_PING, buf, len, -1, &bp->m);
+	if (r < 0)
+		die("round trip client: mqbus_request: %s",
+		    mqbus_last_error(bp->b));
 	return mqbus_msg_payload(bp->m, ret_len);
 }
 
@@ -806,13 +868,11 @@ static void bus_pinger(void)
 	static unsigned char buf[BENCH_MSGSIZE];
 	struct bus_pinger bp = { .b = bus_connect() };
 	struct pinger_ops ops = {
-	    .send = bus_pinger_send,
-	    .receive = bus_pinger_receive,
+	    .exchange = bus_pinger_exchange,
 	    .ctx = &bp,
 	    .pad = 0,
 	};
 
-	bus_subscribe(bp.b, BENCH_PONG);
 	phase_ready();
 	pinger_run(&ops, buf);
 	mqbus_msg_free(bp.m);
@@ -862,9 +922,24 @@ static void bus_holder(void)
 
 /* ---------------------------------------------------------------- entry */
 
+/* Process names, so that perf, top and ps tell the roles apart. */
+static const char *const job_names[] = {
+	[JOB_RAW_SOURCE] = "mqb-raw-source",
+	[JOB_RAW_SINK] = "mqb-raw-sink",
+	[JOB_RAW_ECHO] = "mqb-raw-echo",
+	[JOB_RAW_PINGER] = "mqb-raw-pinger",
+	[JOB_RELAY] = "mqb-relay",
+	[JOB_BUS_SOURCE] = "mqb-publisher",
+	[JOB_BUS_SINK] = "mqb-subscriber",
+	[JOB_BUS_ECHO] = "mqb-responder",
+	[JOB_BUS_PINGER] = "mqb-requester",
+	[JOB_BUS_HOLDER] = "mqb-holder",
+};
+
 void bench_work(const struct bench_job *j)
 {
 	job = j;
+	prctl(PR_SET_NAME, job_names[j->kind]);
 	payload_init_pattern();
 	switch (j->kind) {
 	case JOB_RAW_SOURCE:

@@ -28,8 +28,7 @@
 #define BENCH_MSGSIZE 4200
 
 #define BENCH_TOPIC "bench/data"
-#define BENCH_PING "bench/ping"
-#define BENCH_PONG "bench/pong"
+#define BENCH_PING "bench/ping" /* the round trips' requests */
 
 /* Limits of one row. */
 #define BENCH_MAX_STREAMS 32 /* publishers */
@@ -119,13 +118,13 @@ struct bench_ctl {
 enum job_kind {
 	JOB_RAW_SOURCE, /* sends on q[0] */
 	JOB_RAW_SINK,	/* receives from q[0] */
-	JOB_RAW_ECHO,	/* q[0] -> q[1] */
+	JOB_RAW_ECHO,	/* q[0] -> q[1], checking the sequence */
 	JOB_RAW_PINGER, /* sends on q[0], waits for the echo on q[1] */
 	JOB_RELAY,	/* q[2i] -> q[2i+1] for i < n_relay */
 	JOB_BUS_SOURCE, /* publishes on BENCH_TOPIC */
 	JOB_BUS_SINK,	/* subscribes to BENCH_TOPIC */
-	JOB_BUS_ECHO,	/* BENCH_PING -> BENCH_PONG */
-	JOB_BUS_PINGER, /* publishes BENCH_PING, waits for BENCH_PONG */
+	JOB_BUS_ECHO,	/* answers requests on BENCH_PING (mqbus_reply) */
+	JOB_BUS_PINGER, /* mqbus_request on BENCH_PING, one at a time */
 	JOB_BUS_HOLDER, /* holds n_patterns unrelated subscriptions */
 };
 
@@ -139,6 +138,7 @@ struct bench_job {
 	size_t size;	/* payload bytes */
 	uint64_t count; /* messages or round trips; 0: use duration */
 	uint64_t duration_ns;
+	bool raw_poll; /* raw pinger and echo: wait as libmqbus does */
 	enum bench_wake wake; /* relay */
 	unsigned n_relay;
 	char q[2 * BENCH_MAX_RELAY][64]; /* raw queue names */

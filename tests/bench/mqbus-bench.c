@@ -12,8 +12,8 @@
  *   pubsub    publisher -> mqbusd -> subscriber through libmqbus, for each
  *             wake-up method;
  *   rtt-*     round trips: raw queues, through a relay (both ways through
- *             one relay), and through mqbusd (publish "bench/ping", an
- *             echo client answers on "bench/pong");
+ *             one relay), and through mqbusd (mqbus_request on
+ *             "bench/ping", a responder answers with mqbus_reply);
  *   fanout    one publisher to 1, 4 and 16 subscribers;
  *   topics    pubsub with 10, 10000 and 100000 unrelated subscriptions;
  *   clients   1, 8 and 32 publishers to one subscriber;
@@ -114,6 +114,7 @@ static struct {
 	unsigned only; /* bit per group; 0: all */
 	bool use_uids;
 	uid_t uid_base;
+	bool raw_poll; /* --raw-wait=poll */
 } opt = { .pin = -1, .repeat = DEFAULT_REPEAT };
 
 /* One line of the report. */
@@ -1331,9 +1332,12 @@ static void run_rtt_direct(const struct spec *sp, struct row *r)
 	raw_queues_make(q, 2);
 	j = plan_add(&p, JOB_RAW_ECHO, raw_uid());
 	memcpy(j->q, q, sizeof(q));
+	j->size = sp->size;
+	j->raw_poll = opt.raw_poll;
 	j = plan_add(&p, JOB_RAW_PINGER, raw_uid());
 	memcpy(j->q, q, sizeof(q));
 	j->size = sp->size;
+	j->raw_poll = opt.raw_poll;
 	j->count = row_count(1);
 	p.n_streams = p.n_sinks = 1;
 	plan_run(&p, &m);
@@ -1343,7 +1347,8 @@ static void run_rtt_direct(const struct spec *sp, struct row *r)
 
 /*
  * pinger -> q0 -> relay -> q1 -> echo -> q2 -> relay -> q3 -> pinger: one
- * relay forwarding both ways, as mqbusd forwards the ping and the pong.
+ * relay forwarding both ways, as mqbusd forwards the request and the
+ * reply.
  */
 static void run_rtt_relay(const struct spec *sp, struct row *r)
 {
@@ -1361,10 +1366,13 @@ static void run_rtt_relay(const struct spec *sp, struct row *r)
 	j = plan_add(&p, JOB_RAW_ECHO, raw_uid());
 	snprintf(j->q[0], sizeof(j->q[0]), "%s", q[1]);
 	snprintf(j->q[1], sizeof(j->q[1]), "%s", q[2]);
+	j->size = sp->size;
+	j->raw_poll = opt.raw_poll;
 	j = plan_add(&p, JOB_RAW_PINGER, raw_uid());
 	snprintf(j->q[0], sizeof(j->q[0]), "%s", q[0]);
 	snprintf(j->q[1], sizeof(j->q[1]), "%s", q[3]);
 	j->size = sp->size;
+	j->raw_poll = opt.raw_poll;
 	j->count = row_count(1);
 	p.n_streams = p.n_sinks = 1;
 	plan_run(&p, &m);
@@ -1410,7 +1418,10 @@ static void run_bus(const struct spec *sp, struct row *r)
 		 sp->held, &m);
 }
 
-/* pinger -> mqbusd -> echo -> mqbusd -> pinger */
+/*
+ * pinger -> mqbusd -> echo -> mqbusd -> pinger: mqbus_request() on
+ * "bench/ping", answered by a responder with mqbus_reply().
+ */
 static void run_bus_rtt(const struct spec *sp, struct row *r)
 {
 	struct bench_job *j;
@@ -1421,6 +1432,7 @@ static void run_bus_rtt(const struct spec *sp, struct row *r)
 	p.daemon = sp->d->pid;
 	j = plan_add(&p, JOB_BUS_ECHO, opt.uid_base + p.n);
 	snprintf(j->bus, sizeof(j->bus), "%s", sp->d->bus);
+	j->size = sp->size;
 	j = plan_add(&p, JOB_BUS_PINGER, opt.uid_base + p.n);
 	snprintf(j->bus, sizeof(j->bus), "%s", sp->d->bus);
 	j->size = sp->size;
@@ -1680,6 +1692,12 @@ static void usage(FILE *f)
 		"as UID,\n"
 		"                         UID+1, ... (default %u)\n"
 		"      --no-uids          as root, run everything as root\n"
+		"      --raw-wait=HOW     how the raw round-trip clients wait:"
+		" block\n"
+		"                         (blocking mq_receive, the default) "
+		"or poll\n"
+		"                         (poll, then mq_receive, as libmqbus "
+		"does)\n"
 		"  -h, --help             show this help\n\n"
 		"Exit status: 0 when every message arrived intact and in "
 		"order (missed\ntargets do not count), 1 when not or when the "
@@ -1754,7 +1772,8 @@ static void parse_options(int argc, char **argv)
 		OPT_WAKE,
 		OPT_ONLY,
 		OPT_UID_BASE,
-		OPT_NO_UIDS
+		OPT_NO_UIDS,
+		OPT_RAW_WAIT
 	};
 	static const struct option longopts[] = {
 	    {"quick", no_argument, NULL, 'q'},
@@ -1768,6 +1787,7 @@ static void parse_options(int argc, char **argv)
 	    {"only", required_argument, NULL, OPT_ONLY},
 	    {"uid-base", required_argument, NULL, OPT_UID_BASE},
 	    {"no-uids", no_argument, NULL, OPT_NO_UIDS},
+	    {"raw-wait", required_argument, NULL, OPT_RAW_WAIT},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -1827,6 +1847,14 @@ static void parse_options(int argc, char **argv)
 			break;
 		case OPT_NO_UIDS:
 			no_uids = true;
+			break;
+		case OPT_RAW_WAIT:
+			if (strcmp(optarg, "poll") == 0)
+				opt.raw_poll = true;
+			else if (strcmp(optarg, "block") == 0)
+				opt.raw_poll = false;
+			else
+				goto bad;
 			break;
 		case 'h':
 			usage(stdout);
@@ -1993,6 +2021,9 @@ static void print_header(void)
 	else
 		note("every process runs as uid %u", (unsigned)getuid());
 	note("mqbusd: %s", opt.daemon);
+	if (opt.raw_poll)
+		note("raw round-trip clients wait as libmqbus does: poll, then "
+		     "mq_receive (--raw-wait=poll)");
 	note("msgs/s: published messages (round trips for rtt rows); p50/p99: "
 	     "one-way latency under load, the round trip for rtt rows;");
 	note("us/msg, us/dlv: CPU time of mqbusd or the relay per message and "
