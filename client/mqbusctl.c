@@ -463,6 +463,47 @@ static int pub_timer(mqbus *b, const struct pub_opts *o, const char *topic,
 	return EXIT_OK;
 }
 
+
+/*
+ * The TOPIC [DATA|-] operands of pub and call.  DATA "-" is read from
+ * stdin here, before connecting: it may block for a long time, and a
+ * process killed meanwhile then leaves no queues behind.  *ret_input is
+ * what to free.  Returns EXIT_OK, or the exit status of a failure.
+ */
+static int topic_and_data(const char *cmd, int argc, char **argv,
+			  const char **ret_topic, const char **ret_data,
+			  char **ret_input, size_t *ret_len)
+{
+	const char *data = NULL;
+	int r;
+
+	if (optind >= argc) {
+		fprintf(stderr, "mqbusctl: %s: no topic given\n", cmd);
+		return usage_error(cmd);
+	}
+	*ret_topic = argv[optind++];
+	if (optind < argc)
+		data = argv[optind++];
+	if (optind < argc) {
+		fprintf(stderr, "mqbusctl: %s: unexpected argument '%s'\n",
+			cmd, argv[optind]);
+		return usage_error(cmd);
+	}
+	if (data && strcmp(data, "-") == 0) {
+		r = read_stdin(ret_input, ret_len);
+		if (r < 0) {
+			fprintf(stderr, "mqbusctl: %s: reading stdin: %s\n",
+				cmd, strerror(-r));
+			return EXIT_ERROR;
+		}
+		data = *ret_input;
+	} else if (data) {
+		*ret_len = strlen(data);
+	}
+	*ret_data = data;
+	return EXIT_OK;
+}
+
 static int cmd_pub(const struct ctl *ctl, int argc, char **argv)
 {
 	struct pub_opts o = { .priority = MQBUS_PRIORITY_DEFAULT };
@@ -477,34 +518,9 @@ static int cmd_pub(const struct ctl *ctl, int argc, char **argv)
 	r = pub_parse(argc, argv, &o);
 	if (r >= 0)
 		return r;
-	if (optind >= argc) {
-		fprintf(stderr, "mqbusctl: pub: no topic given\n");
-		return usage_error("pub");
-	}
-	topic = argv[optind++];
-	if (optind < argc)
-		data = argv[optind++];
-	if (optind < argc) {
-		fprintf(stderr, "mqbusctl: pub: unexpected argument '%s'\n",
-			argv[optind]);
-		return usage_error("pub");
-	}
-
-	/*
-	 * Read stdin before connecting: it may block for a long time, and a
-	 * process killed meanwhile then leaves no queues behind.
-	 */
-	if (data && strcmp(data, "-") == 0) {
-		r = read_stdin(&input, &len);
-		if (r < 0) {
-			fprintf(stderr, "mqbusctl: pub: reading stdin: %s\n",
-				strerror(-r));
-			return EXIT_ERROR;
-		}
-		data = input;
-	} else if (data) {
-		len = strlen(data);
-	}
+	r = topic_and_data("pub", argc, argv, &topic, &data, &input, &len);
+	if (r != EXIT_OK)
+		return r;
 	if (!data)
 		data = "";
 
@@ -865,31 +881,9 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 			return usage_error("call");
 		}
 	}
-	if (optind >= argc) {
-		fprintf(stderr, "mqbusctl: call: no topic given\n");
-		return usage_error("call");
-	}
-	topic = argv[optind++];
-	if (optind < argc)
-		data = argv[optind++];
-	if (optind < argc) {
-		fprintf(stderr, "mqbusctl: call: unexpected argument '%s'\n",
-			argv[optind]);
-		return usage_error("call");
-	}
-
-	/* As for pub: stdin first, so that no wait holds queues open. */
-	if (data && strcmp(data, "-") == 0) {
-		r = read_stdin(&input, &len);
-		if (r < 0) {
-			fprintf(stderr, "mqbusctl: call: reading stdin: %s\n",
-				strerror(-r));
-			return EXIT_ERROR;
-		}
-		data = input;
-	} else if (data) {
-		len = strlen(data);
-	}
+	r = topic_and_data("call", argc, argv, &topic, &data, &input, &len);
+	if (r != EXIT_OK)
+		return r;
 
 	r = ctl_connect(ctl, &b);
 	if (r != EXIT_OK) {
