@@ -4,7 +4,7 @@ noinst_LTLIBRARIES += daemon/libmqbusd.la
 daemon_libmqbusd_la_SOURCES = \
 	daemon/log.c daemon/log.h \
 	daemon/router.c daemon/router.h \
-	daemon/config.c daemon/config.h \
+	daemon/config_file.c daemon/config_file.h \
 	daemon/msgbuf.c daemon/msgbuf.h \
 	daemon/wake.c daemon/wake.h \
 	daemon/client.c daemon/client.h \

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "daemon/client.h"
-#include "daemon/config.h"
+#include "daemon/config_file.h"
 #include "daemon/msgbuf.h"
 #include "daemon/retain.h"
 #include "daemon/router.h"

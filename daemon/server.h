@@ -12,7 +12,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
-#include "daemon/config.h"
+#include "daemon/config_file.h"
 #include "daemon/group.h"
 #include "daemon/request.h"
 #include "daemon/retain.h"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * check_config.c - unit tests of daemon/config.c, the mqbusd.conf parser.
+ * check_config.c - unit tests of daemon/config_file.c, the mqbusd.conf parser.
  *
  * Each case writes its file with mkstemp() in /tmp, loads it and removes it
  * straight away, before any assertion can end the (forked) test early.  The
@@ -17,7 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "daemon/config.h"
+#include "daemon/config_file.h"
 #include "daemon/router.h"
 
 /* A new file in /tmp holding len bytes of text; returns its malloc'ed

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * config.c - reading mqbusd.conf(5) and answering "what priority does a
+ * config_file.c - reading mqbusd.conf(5) and answering "what priority does a
  * message on this topic get".
  *
  * inih splits the key = value lines; the section headers are read here,
@@ -24,7 +24,7 @@
 
 #include <ini.h>
 
-#include "daemon/config.h"
+#include "daemon/config_file.h"
 #include "daemon/router.h"
 #include "proto/proto.h"
 

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * config.h - mqbusd's configuration file.
+ * config_file.h - mqbusd's configuration file.
  *
  * An INI file (parsed with inih).  The [bus] section holds bus-wide
  * settings; each [topic "PATTERN"] section holds the settings of the topics
