@@ -818,6 +818,18 @@ MQBUS_EXPORT mqbus *mqbus_free(mqbus *b)
 /* -------------------------------------------------------------------- */
 /* publish, subscribe, stats                                             */
 
+/* Whether topic is a concrete topic; if not, says why in b's error. */
+static bool topic_ok(mqbus *b, const char *topic)
+{
+	if (topic && proto_topic_valid(topic, strlen(topic), false))
+		return true;
+	set_error(b, -EINVAL,
+		  "invalid topic '%s': '/'-separated levels of printable "
+		  "ASCII, no '+' or '#'",
+		  topic ? topic : "(null)");
+	return false;
+}
+
 static int check_connected(mqbus *b)
 {
 	if (!b->connected)
@@ -848,11 +860,8 @@ MQBUS_EXPORT int mqbus_publish_flags(mqbus *b, const char *topic,
 	r = check_connected(b);
 	if (r < 0)
 		return r;
-	if (!topic || !proto_topic_valid(topic, strlen(topic), false))
-		return set_error(b, -EINVAL,
-				 "invalid topic '%s': '/'-separated levels "
-				 "of printable ASCII, no '+' or '#'",
-				 topic ? topic : "(null)");
+	if (!topic_ok(b, topic))
+		return -EINVAL;
 	if (priority != MQBUS_PRIORITY_DEFAULT &&
 	    (priority < 0 || priority > PROTO_PRIO_MAX))
 		return set_error(b, -EINVAL,
@@ -1005,11 +1014,8 @@ MQBUS_EXPORT int mqbus_timer_add(mqbus *b, const char *topic,
 	r = check_connected(b);
 	if (r < 0)
 		return r;
-	if (!topic || !proto_topic_valid(topic, strlen(topic), false))
-		return set_error(b, -EINVAL,
-				 "invalid topic '%s': '/'-separated levels "
-				 "of printable ASCII, no '+' or '#'",
-				 topic ? topic : "(null)");
+	if (!topic_ok(b, topic))
+		return -EINVAL;
 	if ((len && !data) ||
 	    (flags & ~(MQBUS_TIMER_DETACHED | MQBUS_TIMER_ABSOLUTE)) ||
 	    (priority != MQBUS_PRIORITY_DEFAULT &&
@@ -1106,11 +1112,8 @@ static int send_request(mqbus *b, const char *topic, const void *data,
 	r = check_connected(b);
 	if (r < 0)
 		return r;
-	if (!topic || !proto_topic_valid(topic, strlen(topic), false))
-		return set_error(b, -EINVAL,
-				 "invalid topic '%s': '/'-separated levels "
-				 "of printable ASCII, no '+' or '#'",
-				 topic ? topic : "(null)");
+	if (!topic_ok(b, topic))
+		return -EINVAL;
 	if ((len && !data) || timeout_ms < -1)
 		return set_error(b, -EINVAL, "invalid arguments");
 	proto_header_init(&h, PROTO_REQUEST);
