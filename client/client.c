@@ -5,9 +5,14 @@
  *
  * The library keeps a small FIFO of messages that arrived while it waited
  * for the answer to a request (subscribe, stats), so nothing delivered is
- * lost to a request in flight.  Blocking waits are poll() on the rx queue
- * in slices of at most a second; between slices the daemon's pid is
- * checked, so a client notices a daemon that died without a goodbye.
+ * lost to a request in flight.
+ *
+ * rx is open twice: non-blocking for mqbus_get_fd() and mqbus_process(),
+ * and blocking for the library's own waits, which are one
+ * mq_timedreceive() each (a poll() and then a read would cost a system
+ * call and a wake-up more per message).  Waits go in slices of at most a
+ * second; between slices the daemon's pid is checked, so a client notices
+ * a daemon that died without a goodbye.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -66,7 +71,8 @@ struct mqbus {
 	bool bye; /* the daemon said goodbye or died */
 	const char *bad_env; /* an environment variable we could not use */
 	mqd_t tx;
-	mqd_t rx;
+	mqd_t rx;      /* O_NONBLOCK */
+	mqd_t rx_wait; /* the same queue, blocking */
 	char tx_name[PROTO_QNAME_MAX + 1];
 	char rx_name[PROTO_QNAME_MAX + 1];
 	uint32_t client_id;
@@ -161,7 +167,7 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
-	b->tx = b->rx = (mqd_t)-1;
+	b->tx = b->rx = b->rx_wait = (mqd_t)-1;
 	b->maxmsg = DEFAULT_MAXMSG;
 	b->msgsize = DEFAULT_MSGSIZE;
 	b->timeout_ms = DEFAULT_TIMEOUT_MS;
@@ -367,11 +373,13 @@ static void close_queues(mqbus *b)
 		mq_close(b->tx);
 		mq_unlink(b->tx_name);
 	}
+	if (b->rx_wait != (mqd_t)-1)
+		mq_close(b->rx_wait);
 	if (b->rx != (mqd_t)-1) {
 		mq_close(b->rx);
 		mq_unlink(b->rx_name);
 	}
-	b->tx = b->rx = (mqd_t)-1;
+	b->tx = b->rx = b->rx_wait = (mqd_t)-1;
 }
 
 static int create_queues(mqbus *b)
@@ -405,6 +413,13 @@ static int create_queues(mqbus *b)
 			close_queues(b);
 			if (err == EEXIST)
 				continue;
+			return queue_error(b, err, b->rx_name);
+		}
+		b->rx_wait = mq_open(b->rx_name, O_RDONLY);
+		if (b->rx_wait == (mqd_t)-1) {
+			int err = errno;
+
+			close_queues(b);
 			return queue_error(b, err, b->rx_name);
 		}
 		return 0;
@@ -545,21 +560,45 @@ static struct mqbus_msg *msg_from(const struct proto_msg *pm)
 	return m;
 }
 
+/* mq_timedreceive() wants a CLOCK_REALTIME time */
+static struct timespec realtime_in(int ms)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec += ms / 1000;
+	t.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (t.tv_nsec >= 1000000000) {
+		t.tv_sec++;
+		t.tv_nsec -= 1000000000;
+	}
+	return t;
+}
+
 /*
- * Reads one message from rx without blocking.  A DELIVER is queued; a
- * reply is copied into *reply if reply is not NULL and its token matches.
- * Returns 1 if something was read, 0 if rx is empty, -errno.
+ * Reads one message from rx, waiting up to wait_ms for one (0: not at
+ * all).  A DELIVER is queued; a reply is copied into *reply if reply is
+ * not NULL and its token matches.  Returns 1 if something was read, 0 if
+ * nothing came, -errno.
  */
-static int read_one(mqbus *b, uint32_t token, struct proto_msg *reply,
-		    bool *ret_replied)
+static int read_one(mqbus *b, int wait_ms, uint32_t token,
+		    struct proto_msg *reply, bool *ret_replied)
 {
 	struct proto_msg pm;
 	ssize_t n;
 	int r;
 
-	n = mq_receive(b->rx, (char *)b->buf, (size_t)b->msgsize, NULL);
+	if (wait_ms > 0) {
+		struct timespec until = realtime_in(wait_ms);
+
+		n = mq_timedreceive(b->rx_wait, (char *)b->buf,
+				    (size_t)b->msgsize, NULL, &until);
+	} else {
+		n = mq_receive(b->rx, (char *)b->buf, (size_t)b->msgsize,
+			       NULL);
+	}
 	if (n < 0) {
-		if (errno == EAGAIN)
+		if (errno == EAGAIN || errno == ETIMEDOUT)
 			return 0;
 		if (errno == EINTR)
 			return 1;
@@ -617,23 +656,14 @@ static int wait_reply(mqbus *b, uint32_t token, int timeout_ms,
 	int64_t deadline = deadline_of(timeout_ms);
 	bool replied = false;
 
-	/* poll first: an answer takes at least a trip through the daemon */
 	for (;;) {
-		struct pollfd p = { .fd = b->rx, .events = POLLIN };
-		int r = poll(&p, 1, slice_until(deadline));
+		int r = read_one(b, slice_until(deadline), token, ret,
+				 &replied);
 
-		if (r < 0 && errno != EINTR)
-			return set_error(b, -errno, "poll: %s",
-					 strerror(errno));
-		if (r > 0) {
-			while ((r = read_one(b, token, ret, &replied)) > 0 &&
-			       !replied)
-				;
-			if (r < 0)
-				return r;
-			if (replied)
-				return 0;
-		}
+		if (r < 0)
+			return r;
+		if (replied)
+			return 0;
 		if (b->bye)
 			return set_error(b, -ENOTCONN,
 					 "the daemon of bus %s closed the "
@@ -1282,7 +1312,6 @@ MQBUS_EXPORT int mqbus_stats(mqbus *b, char **ret)
 MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 {
 	int64_t deadline = deadline_of(timeout_ms);
-	int polled = 1;
 
 	if (!b)
 		return -EINVAL;
@@ -1291,37 +1320,29 @@ MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 		return set_error(b, -EINVAL, "invalid arguments");
 	if (!b->connected)
 		return set_error(b, -ENOTCONN, "not connected");
-	/* read first: under load the next message is already there */
 	for (;;) {
-		struct pollfd p = { .fd = b->rx, .events = POLLIN };
 		int r;
 
 		if (b->head) {
 			*ret = queue_pop(b);
 			return 0;
 		}
-		r = read_one(b, 0, NULL, NULL);
-		if (r < 0)
-			return r;
-		if (r > 0)
-			continue;
 		if (b->bye)
 			return set_error(b, -ENOTCONN,
 					 "the daemon of bus %s closed the "
 					 "connection",
 					 b->bus);
+		r = read_one(b, slice_until(deadline), 0, NULL, NULL);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			continue;
 		if (deadline >= 0 && now_ms() >= deadline)
 			return set_error(b, -ETIMEDOUT,
 					 "no message within %d ms", timeout_ms);
 		/* a quiet slice: is the daemon still there? */
-		if (polled == 0 && daemon_gone(b)) {
+		if (daemon_gone(b))
 			b->bye = true;
-			continue;
-		}
-		polled = poll(&p, 1, slice_until(deadline));
-		if (polled < 0 && errno != EINTR)
-			return set_error(b, -errno, "poll: %s",
-					 strerror(errno));
 	}
 }
 
@@ -1359,7 +1380,7 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 			free(m);
 			handled++;
 		}
-		r = read_one(b, 0, NULL, NULL);
+		r = read_one(b, 0, 0, NULL, NULL);
 		if (r < 0)
 			return r;
 		if (r == 0)

@@ -50,7 +50,6 @@ static void server_reap(evutil_socket_t fd, short what, void *arg);
 static void server_signal(evutil_socket_t fd, short what, void *arg);
 static void server_rescue(evutil_socket_t fd, short what, void *arg);
 static void server_announce_wake(struct wake_src *src);
-static size_t server_count_timers(struct server *s);
 
 static int set_error(char **ret_error, int err, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -220,7 +219,8 @@ int server_init(struct server *s, const struct server_options *opt,
 	s->announce = (mqd_t)-1;
 	TAILQ_INIT(&s->ready);
 	TAILQ_INIT(&s->groups);
-	TAILQ_INIT(&s->timers);
+	TAILQ_INIT(&s->timers.all);
+	s->timers.fd = -1;
 	request_table_init(&s->requests);
 	TAILQ_INIT(&s->clients);
 	TAILQ_INIT(&s->reap);
@@ -268,17 +268,7 @@ int server_init(struct server *s, const struct server_options *opt,
 		s->cfg = loaded;
 	}
 
-	{
-		/* timers fire on a timerfd, to the microsecond */
-		struct event_config *ec = event_config_new();
-
-		if (ec) {
-			event_config_set_flag(ec,
-					      EVENT_BASE_FLAG_PRECISE_TIMER);
-			s->base = event_base_new_with_config(ec);
-			event_config_free(ec);
-		}
-	}
+	s->base = event_base_new();
 	s->router = router_new();
 	if (!s->base || !s->router || retain_init(&s->retained) < 0)
 		return set_error(ret_error, -ENOMEM, "out of memory");
@@ -289,6 +279,10 @@ int server_init(struct server *s, const struct server_options *opt,
 	r = server_setup_signals(s);
 	if (r < 0)
 		return set_error(ret_error, r, "cannot set up signals: %s",
+				 strerror(-r));
+	r = timer_set_init(s);
+	if (r < 0)
+		return set_error(ret_error, r, "cannot set up timers: %s",
 				 strerror(-r));
 	s->drain_ev = event_new(s->base, -1, 0, server_drain, s);
 	s->reap_ev = event_new(s->base, -1, 0, server_reap, s);
@@ -374,7 +368,7 @@ int server_stats_text(struct server *s, char *buf, size_t cap)
 		     wake_method_name(wake_method_of(s->wake)),
 		     (long long)(now.tv_sec - s->started.tv_sec), s->n_clients,
 		     router_count(s->router), s->requests.count,
-		     server_count_timers(s), s->retained.count,
+		     s->timers.n, s->retained.count,
 		     s->pending_bytes, msgbuf_live());
 	if (n < 0)
 		return 0;
@@ -396,16 +390,6 @@ int server_stats_text(struct server *s, char *buf, size_t cap)
 		len += (size_t)n;
 	}
 	return len >= cap ? (int)cap - 1 : (int)len;
-}
-
-static size_t server_count_timers(struct server *s)
-{
-	struct timer *t;
-	size_t n = 0;
-
-	TAILQ_FOREACH(t, &s->timers, link)
-		n++;
-	return n;
 }
 
 /* -------------------------------------------------------------------- */
@@ -480,13 +464,14 @@ static void server_drain(evutil_socket_t fd, short what, void *arg)
 /*
  * A safety net, once a second: an armed source whose queue holds messages
  * missed its notification (a realtime signal lost to RLIMIT_SIGPENDING,
- * say).  It should never trigger; stats show it if it does.
+ * say), or a polled one was left unread (a buffer we could not allocate).
+ * It should never trigger; stats show it if it does.
  */
 static void server_rescue_src(struct server *s, struct wake_src *src)
 {
 	struct mq_attr attr;
 
-	if (!src->armed || src->polling || src->on_ready)
+	if (!src->armed || src->on_ready)
 		return;
 	if (mq_getattr(src->mqd, &attr) == 0 && attr.mq_curmsgs > 0) {
 		s->stats.wakeups_rescued++;
@@ -502,7 +487,7 @@ static void server_rescue(evutil_socket_t fd, short what, void *arg)
 
 	server_rescue_src(s, &s->announce_src);
 	TAILQ_FOREACH(c, &s->clients, link)
-		if (!c->closing)
+		if (!c->closing && c->blocked_by == 0)
 			server_rescue_src(s, &c->src);
 	server_notify_status(s);
 }
@@ -1130,8 +1115,7 @@ void server_deinit(struct server *s)
 	while ((c = TAILQ_FIRST(&s->clients)))
 		server_drop_client(s, c);
 	request_table_deinit(&s->requests);
-	while (!TAILQ_EMPTY(&s->timers))
-		timer_free(TAILQ_FIRST(&s->timers));
+	timer_set_deinit(&s->timers);
 	if (s->retained.index)
 		retain_deinit(&s->retained);
 	wake_del(&s->announce_src);

@@ -85,8 +85,7 @@ struct server {
 	struct router *router;
 	struct group_list groups;
 	struct request_table requests;
-	struct timer_list timers;
-	uint64_t next_timer_id;
+	struct timer_set timers;
 	struct retain_store retained;
 	TAILQ_HEAD(, client) clients;
 	TAILQ_HEAD(, client) reap;

@@ -11,6 +11,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -21,36 +23,156 @@
 #include "daemon/timer.h"
 #include "proto/proto.h"
 
+#define NS_PER_S 1000000000
+
 static int64_t ts_ns(const struct timespec *t)
 {
-	return (int64_t)t->tv_sec * 1000000000 + t->tv_nsec;
+	return (int64_t)t->tv_sec * NS_PER_S + t->tv_nsec;
 }
 
-static struct timespec ns_ts(int64_t ns)
+static int64_t clock_ns(clockid_t clock)
 {
-	struct timespec t = { ns / 1000000000, ns % 1000000000 };
+	struct timespec t;
 
-	return t;
+	clock_gettime(clock, &t);
+	return ts_ns(&t);
 }
 
-static void timer_schedule(struct timer *t)
-{
-	struct timespec now;
-	struct timeval tv;
-	int64_t left;
+/* -------------------------------------------------------------------- */
+/* the heap and its timerfd                                              */
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	left = ts_ns(&t->next) - ts_ns(&now);
-	if (left < 0)
-		left = 0;
-	tv.tv_sec = left / 1000000000;
-	tv.tv_usec = (left % 1000000000) / 1000;
-	event_add(&t->ev, &tv);
+static void heap_place(struct timer_set *ts, struct timer *t, size_t i)
+{
+	ts->heap[i] = t;
+	t->heap_index = i;
 }
 
-static void timer_fire(evutil_socket_t fd, short what, void *arg)
+static void heap_up(struct timer_set *ts, size_t i)
 {
-	struct timer *t = arg;
+	struct timer *t = ts->heap[i];
+
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+
+		if (ts->heap[parent]->next <= t->next)
+			break;
+		heap_place(ts, ts->heap[parent], i);
+		i = parent;
+	}
+	heap_place(ts, t, i);
+}
+
+static void heap_down(struct timer_set *ts, size_t i)
+{
+	struct timer *t = ts->heap[i];
+
+	for (;;) {
+		size_t child = 2 * i + 1;
+
+		if (child >= ts->n)
+			break;
+		if (child + 1 < ts->n &&
+		    ts->heap[child + 1]->next < ts->heap[child]->next)
+			child++;
+		if (t->next <= ts->heap[child]->next)
+			break;
+		heap_place(ts, ts->heap[child], i);
+		i = child;
+	}
+	heap_place(ts, t, i);
+}
+
+static void heap_remove(struct timer_set *ts, struct timer *t)
+{
+	struct timer *last = ts->heap[--ts->n];
+
+	if (last == t)
+		return;
+	heap_place(ts, last, t->heap_index);
+	heap_up(ts, last->heap_index);
+	heap_down(ts, last->heap_index);
+}
+
+/*
+ * Sets the timerfd to the earliest timer, unless it is already set to that
+ * time or an earlier one: a timerfd that fires early (its timer was
+ * cancelled) finds nothing due and is set again.
+ */
+static void timer_set_arm(struct timer_set *ts)
+{
+	struct itimerspec its = { { 0, 0 }, { 0, 0 } };
+	int64_t when;
+
+	if (ts->n == 0)
+		return;
+	when = ts->heap[0]->next;
+	if (ts->armed && ts->armed <= when)
+		return;
+	if (when < 1)
+		when = 1; /* 0 would disarm */
+	its.it_value.tv_sec = when / NS_PER_S;
+	its.it_value.tv_nsec = when % NS_PER_S;
+	if (timerfd_settime(ts->fd, TFD_TIMER_ABSTIME, &its, NULL) < 0) {
+		log_warn("cannot set the timers' timerfd");
+		return;
+	}
+	ts->armed = when;
+}
+
+static void timer_fire(struct timer *t);
+
+static void timer_set_ready(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *s = arg;
+	struct timer_set *ts = &s->timers;
+	int64_t now = clock_ns(CLOCK_MONOTONIC);
+	uint64_t expirations;
+
+	/* EAGAIN when it was set again since it fired: nothing to clear */
+	if (read(fd, &expirations, sizeof(expirations)) < 0 &&
+	    errno != EAGAIN)
+		log_warn("reading the timers' timerfd");
+	ts->armed = 0;
+	/* a periodic timer fired here is due again only after now */
+	while (ts->n > 0 && ts->heap[0]->next <= now)
+		timer_fire(ts->heap[0]);
+	timer_set_arm(ts);
+}
+
+int timer_set_init(struct server *s)
+{
+	struct timer_set *ts = &s->timers;
+
+	ts->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (ts->fd < 0)
+		return -errno;
+	ts->ev = event_new(s->base, ts->fd, EV_READ | EV_PERSIST,
+			   timer_set_ready, s);
+	if (!ts->ev || event_add(ts->ev, NULL) < 0)
+		return -ENOMEM;
+	return 0;
+}
+
+void timer_set_deinit(struct timer_set *ts)
+{
+	while (!TAILQ_EMPTY(&ts->all))
+		timer_free(TAILQ_FIRST(&ts->all));
+	free(ts->heap);
+	ts->heap = NULL;
+	ts->cap = 0;
+	if (ts->ev)
+		event_free(ts->ev);
+	ts->ev = NULL;
+	if (ts->fd >= 0)
+		close(ts->fd);
+	ts->fd = -1;
+}
+
+/* -------------------------------------------------------------------- */
+/* timers                                                                */
+
+static void timer_fire(struct timer *t)
+{
 	struct server *s = t->server;
 	struct proto_header h;
 	struct msgbuf *m;
@@ -78,20 +200,16 @@ static void timer_fire(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	{
-		struct timespec now;
-		int64_t next = ts_ns(&t->next) + (int64_t)t->period_ms * 1000000;
+		int64_t now = clock_ns(CLOCK_MONOTONIC);
+		int64_t period = (int64_t)t->period_ms * 1000000;
 
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		if (next <= ts_ns(&now)) {
+		t->next += period;
+		if (t->next <= now) {
 			/* fell behind: skip to the next period boundary ahead */
-			int64_t behind = ts_ns(&now) - next;
-			int64_t period = (int64_t)t->period_ms * 1000000;
-
-			next += (behind / period + 1) * period;
+			t->next += ((now - t->next) / period + 1) * period;
 		}
-		t->next = ns_ts(next);
 	}
-	timer_schedule(t);
+	heap_down(&s->timers, t->heap_index);
 }
 
 unsigned timer_count_uid(struct server *s, uid_t uid)
@@ -99,7 +217,7 @@ unsigned timer_count_uid(struct server *s, uid_t uid)
 	struct timer *t;
 	unsigned n = 0;
 
-	TAILQ_FOREACH(t, &s->timers, link)
+	TAILQ_FOREACH(t, &s->timers.all, link)
 		n += t->uid == uid;
 	return n;
 }
@@ -108,8 +226,8 @@ int timer_add(struct server *s, struct client *c, const struct proto_msg *pm,
 	      uint64_t *ret_id, const char **ret_why)
 {
 	bool detached = pm->h.flags & PROTO_F_DETACHED;
-	struct timespec mono, real;
-	int64_t first;
+	struct timer_set *ts = &s->timers;
+	int64_t mono, first;
 	struct timer *t;
 
 	if (timer_count_uid(s, c->uid) >= TIMER_MAX_PER_UID) {
@@ -123,16 +241,24 @@ int timer_add(struct server *s, struct client *c, const struct proto_msg *pm,
 		*ret_why = "time or period out of range";
 		return -EINVAL;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &mono);
+	mono = clock_ns(CLOCK_MONOTONIC);
 	if (pm->h.flags & PROTO_F_ABSOLUTE) {
 		/* a wall-clock time: turn it into a monotonic one now */
-		clock_gettime(CLOCK_REALTIME, &real);
-		first = ts_ns(&mono) +
-			((int64_t)pm->h.seq * 1000000 - ts_ns(&real));
-		if (first < ts_ns(&mono))
-			first = ts_ns(&mono);
+		first = mono + ((int64_t)pm->h.seq * 1000000 -
+				clock_ns(CLOCK_REALTIME));
+		if (first < mono)
+			first = mono;
 	} else {
-		first = ts_ns(&mono) + (int64_t)pm->h.seq * 1000000;
+		first = mono + (int64_t)pm->h.seq * 1000000;
+	}
+	if (ts->n == ts->cap) {
+		size_t cap = ts->cap ? ts->cap * 2 : 16;
+		struct timer **heap = realloc(ts->heap, cap * sizeof(*heap));
+
+		if (!heap)
+			goto nomem;
+		ts->heap = heap;
+		ts->cap = cap;
 	}
 	t = calloc(1, sizeof(*t));
 	if (!t)
@@ -147,7 +273,7 @@ int timer_add(struct server *s, struct client *c, const struct proto_msg *pm,
 	}
 	memcpy(t->payload, pm->payload, pm->h.payload_len);
 	t->payload_len = pm->h.payload_len;
-	t->id = ++s->next_timer_id;
+	t->id = ++ts->next_id;
 	t->server = s;
 	t->owner = detached ? NULL : c;
 	t->uid = c->uid;
@@ -156,12 +282,13 @@ int timer_add(struct server *s, struct client *c, const struct proto_msg *pm,
 	t->priority = pm->h.flags & PROTO_F_PRIORITY ? (int)pm->h.priority
 						     : -1;
 	t->period_ms = pm->h.timestamp;
-	t->next = ns_ts(first);
-	event_assign(&t->ev, s->base, -1, 0, timer_fire, t);
-	TAILQ_INSERT_TAIL(&s->timers, t, link);
+	t->next = first;
+	TAILQ_INSERT_TAIL(&ts->all, t, link);
 	if (t->owner)
 		TAILQ_INSERT_TAIL(&c->timers, t, owner_link);
-	timer_schedule(t);
+	heap_place(ts, t, ts->n++);
+	heap_up(ts, t->heap_index);
+	timer_set_arm(ts);
 	*ret_id = t->id;
 	return 0;
 
@@ -174,8 +301,8 @@ void timer_free(struct timer *t)
 {
 	struct server *s = t->server;
 
-	event_del(&t->ev);
-	TAILQ_REMOVE(&s->timers, t, link);
+	heap_remove(&s->timers, t);
+	TAILQ_REMOVE(&s->timers.all, t, link);
 	if (t->owner)
 		TAILQ_REMOVE(&t->owner->timers, t, owner_link);
 	free(t->topic);
@@ -194,7 +321,7 @@ int timer_cancel(struct server *s, struct client *c, uint64_t id)
 {
 	struct timer *t;
 
-	TAILQ_FOREACH(t, &s->timers, link) {
+	TAILQ_FOREACH(t, &s->timers.all, link) {
 		if (t->id != id)
 			continue;
 		if (!timer_visible(t, c))
@@ -209,14 +336,13 @@ int timer_cancel(struct server *s, struct client *c, uint64_t id)
 
 int timer_list_text(struct server *s, struct client *c, char *buf, size_t cap)
 {
-	struct timespec now;
+	int64_t now = clock_ns(CLOCK_MONOTONIC);
 	struct timer *t;
 	size_t len = 0;
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
 	buf[0] = '\0';
-	TAILQ_FOREACH(t, &s->timers, link) {
-		int64_t left = (ts_ns(&t->next) - ts_ns(&now)) / 1000000;
+	TAILQ_FOREACH(t, &s->timers.all, link) {
+		int64_t left = (t->next - now) / 1000000;
 		int n;
 
 		if (!timer_visible(t, c))

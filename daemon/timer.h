@@ -4,8 +4,10 @@
  *
  * A client asks the daemon to publish a message after a delay or at a
  * wall-clock time, and optionally again every period.  The daemon's loop
- * keeps the timer (a libevent timer on a timerfd-precise base), so no
- * client sleeps or spins.  A timer belongs to its client and ends with
+ * keeps the timers, so no client sleeps or spins: a heap ordered by firing
+ * time behind one timerfd, which is set only when the earliest timer
+ * changes (libevent's own precise timers would reset a timerfd on every
+ * turn of the loop, and its coarse ones are late by up to a tick).  A timer belongs to its client and ends with
  * it, unless made detached: then it lives until a client of the same uid
  * cancels it.  The message goes out as from the timer's creator (its uid,
  * pid and client id).
@@ -19,9 +21,8 @@
 #include <sys/types.h>
 #include <time.h>
 
-#include <event2/event_struct.h>
-
 struct client;
+struct event;
 struct server;
 struct proto_msg;
 
@@ -44,14 +45,30 @@ struct timer {
 	unsigned char *payload;
 	size_t payload_len;
 	uint64_t period_ms;
-	struct timespec next; /* CLOCK_MONOTONIC */
+	int64_t next; /* ns of CLOCK_MONOTONIC */
 	uint64_t fired;
-	struct event ev;
+	size_t heap_index;
 	TAILQ_ENTRY(timer) link;       /* server->timers */
 	TAILQ_ENTRY(timer) owner_link; /* owner->timers */
 };
 
 TAILQ_HEAD(timer_list, timer);
+
+/* A server's timers. */
+struct timer_set {
+	struct timer_list all; /* in id order, for listing */
+	struct timer **heap;   /* by next */
+	size_t n, cap;
+	int fd;			/* timerfd, set to heap[0]->next */
+	struct event *ev;
+	int64_t armed;		/* what fd is set to, 0: nothing */
+	uint64_t next_id;
+};
+
+/* Sets up the timerfd of s->timers on s->base; -errno. */
+int timer_set_init(struct server *s);
+/* Frees every timer and the timerfd. */
+void timer_set_deinit(struct timer_set *ts);
 
 /*
  * Makes a timer from a TIMER_ADD of client c.  Returns 0 and its id in

@@ -254,15 +254,21 @@ static void wake_poll_ready(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * A polled source keeps one persistent, level-triggered event: it costs
- * no epoll_ctl per wake-up, and while the source waits on the ready list
- * a repeated wake-up is a no-op.
+ * A polled source keeps one persistent, edge-triggered event: it costs no
+ * epoll_ctl per wake-up, and while the source waits on the ready list a
+ * repeated wake-up is a no-op.  Edge-triggered because the server reads
+ * a source until EAGAIN except when it means to stop (a publisher held up
+ * by a slow subscriber under overflow = block): level-triggered, such a
+ * queue would wake the loop on every turn, and the daemon would spin.
+ * Every message sent makes an edge, so one arriving after the EAGAIN is
+ * not missed; a source the server stopped reading it puts back on the
+ * ready list itself.
  */
 static int wake_start_polling(struct wake_src *src)
 {
 	src->polling = true;
-	src->ev = event_new(src->w->base, src->mqd, EV_READ | EV_PERSIST,
-			    wake_poll_ready, src);
+	src->ev = event_new(src->w->base, src->mqd,
+			    EV_READ | EV_PERSIST | EV_ET, wake_poll_ready, src);
 	return src->ev ? 0 : -ENOMEM;
 }
 
@@ -339,7 +345,7 @@ int wake_arm(struct wake_src *src)
 	struct sigevent sev;
 
 	if (src->polling) {
-		/* level-triggered and persistent: added once, no race */
+		/* persistent: added once; every later send is an edge */
 		if (!src->armed && event_add(src->ev, NULL) < 0)
 			return -ENOMEM;
 		src->armed = true;

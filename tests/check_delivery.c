@@ -1318,14 +1318,95 @@ START_TEST(test_slow_priority)
 }
 END_TEST
 
-static void add_case(Suite *s, const char *name, const TTest *test)
+/* The CPU time process pid has used, in ms; fails the test if unknown. */
+static long cpu_ms(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long utime, stime;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	ck_assert_msg(fd >= 0, "%s: %s", path, strerror(errno));
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	ck_assert_msg(n > 0, "%s: empty", path);
+	buf[n] = '\0';
+	/* after the name in parentheses: state, then fields 4..13, then
+	 * utime and stime */
+	p = strrchr(buf, ')');
+	ck_assert_msg(p && sscanf(p + 2,
+				  "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u "
+				  "%*u %lu %lu",
+				  &utime, &stime) == 2,
+		      "%s: cannot parse", path);
+	return (long)((utime + stime) * 1000 / (unsigned long)
+		      sysconf(_SC_CLK_TCK));
+}
+
+/*
+ * A publisher held up by block stays held up without costing the daemon
+ * anything, under every wake-up back-end: its full tx queue must not wake
+ * the loop over and over (it did under poll, when the queue's event was
+ * level-triggered: the daemon spun at 100% CPU).
+ */
+static const char *const block_wakes[] = { "notify", "thread", "poll" };
+
+START_TEST(test_slow_block_idle)
+{
+	enum { WINDOW_MS = 1000, BUSY_MS = 100 };
+	uint32_t sent;
+	struct slow s;
+	long before, spent;
+	int r = 0;
+
+	setenv("MQBUS_TEST_WAKE", block_wakes[_i], 1);
+	slow_start(&s, "[topic \"bi/#\"]\nbacklog = 4\noverflow = block\n",
+		   "bi/#");
+	ck_assert_int_eq(mqbus_set_timeout(s.pub, 300), 0);
+	for (sent = 0; sent < 100; sent++) {
+		r = mqbus_publish(s.pub, "bi/x", &sent, sizeof(sent),
+				  MQBUS_PRIORITY_DEFAULT);
+		if (r < 0)
+			break;
+	}
+	ck_assert_msg(r == -ETIMEDOUT, "publish #%u: %d, expected -ETIMEDOUT",
+		      sent, r);
+	before = cpu_ms(s.tb.pid);
+	usleep(WINDOW_MS * 1000);
+	spent = cpu_ms(s.tb.pid) - before;
+	printf("slow_block_idle: wake %s, the daemon used %ld ms of CPU in "
+	       "%d ms with a publisher held up\n",
+	       block_wakes[_i], spent, WINDOW_MS);
+	ck_assert_msg(spent < BUSY_MS,
+		      "wake %s: the daemon used %ld ms of CPU in %d ms while a "
+		      "publisher was held up (a busy loop?)",
+		      block_wakes[_i], spent, WINDOW_MS);
+	/* and what was held up still all arrives, in order */
+	for (uint32_t i = 0; i < sent; i++)
+		expect_msg(s.sub, "bi/x", i, 0);
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), 0);
+	slow_finish(&s);
+}
+END_TEST
+
+/* A case that runs test once for each _i in [0, n). */
+static void add_loop_case(Suite *s, const char *name, const TTest *test,
+			  int n)
 {
 	TCase *tc = tcase_create(name);
 
 	tcase_add_unchecked_fixture(tc, testbus_reset, testbus_cleanup);
 	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test);
+	tcase_add_loop_test(tc, test, 0, n);
 	suite_add_tcase(s, tc);
+}
+
+static void add_case(Suite *s, const char *name, const TTest *test)
+{
+	add_loop_case(s, name, test, 1);
 }
 
 int main(void)
@@ -1348,6 +1429,8 @@ int main(void)
 	add_case(s, "slow_drop_old", test_slow_drop_old);
 	add_case(s, "slow_coalesce", test_slow_coalesce);
 	add_case(s, "slow_block", test_slow_block);
+	add_loop_case(s, "slow_block_idle", test_slow_block_idle,
+		      sizeof(block_wakes) / sizeof(block_wakes[0]));
 	add_case(s, "slow_disconnect", test_slow_disconnect);
 	add_case(s, "slow_others_unaffected", test_slow_others_unaffected);
 	add_case(s, "slow_memory_bound", test_slow_memory_bound);
