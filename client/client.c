@@ -34,6 +34,8 @@
 
 #define MQBUS_EXPORT __attribute__((visibility("default")))
 
+_Static_assert(MQBUS_KEY_MAX == PROTO_KEY_MAX, "mqbus.h and proto.h agree");
+
 #define DEFAULT_BUS "mqbus"
 #define DEFAULT_MAXMSG 10
 #define DEFAULT_MSGSIZE 2048
@@ -48,8 +50,9 @@ struct mqbus_msg {
 	struct mqbus_msg *next;
 	struct proto_header h;
 	const char *topic;
+	const char *key; /* NULL: none */
 	const unsigned char *payload;
-	unsigned char data[]; /* topic, NUL, payload */
+	unsigned char data[]; /* topic, NUL, key, NUL, payload, NUL */
 };
 
 /* an asynchronous request waiting for its reply */
@@ -466,22 +469,40 @@ static int send_tx(mqbus *b, const void *buf, size_t len, unsigned prio)
 	}
 }
 
-static int send_msg(mqbus *b, const struct proto_header *h, const char *topic,
-		    const void *payload, size_t len, unsigned prio)
+/* The bytes a message takes on the queue. */
+static size_t msg_size(const char *topic, const char *key, size_t len)
 {
-	int n = proto_encode(b->buf, (size_t)b->msgsize, h, topic, payload,
-			     len);
+	return proto_size_key(topic ? strlen(topic) : 0, key ? strlen(key) : 0,
+			      len);
+}
+
+static int send_msg_key(mqbus *b, const struct proto_header *h,
+			const char *topic, const char *key,
+			const void *payload, size_t len, unsigned prio)
+{
+	int n = proto_encode_key(b->buf, (size_t)b->msgsize, h, topic, key,
+				 payload, len);
 
 	if (n < 0)
 		return set_error(b, -EMSGSIZE,
 				 "message of %zu bytes does not fit the "
 				 "queue's message size %ld (64-byte header, "
-				 "topic and payload); raise "
-				 "MQBUS_QUEUE_MSGSIZE up to "
-				 "fs.mqueue.msgsize_max",
-				 proto_size(topic ? strlen(topic) : 0, len),
-				 b->msgsize);
+				 "topic, key and payload): at most %zu bytes "
+				 "of payload here; raise MQBUS_QUEUE_MSGSIZE "
+				 "up to fs.mqueue.msgsize_max (%ld)",
+				 msg_size(topic, key, len), b->msgsize,
+				 (size_t)b->msgsize > msg_size(topic, key, 0)
+					 ? (size_t)b->msgsize -
+						   msg_size(topic, key, 0)
+					 : 0,
+				 proc_long("msgsize_max", -1));
 	return send_tx(b, b->buf, (size_t)n, prio);
+}
+
+static int send_msg(mqbus *b, const struct proto_header *h, const char *topic,
+		    const void *payload, size_t len, unsigned prio)
+{
+	return send_msg_key(b, h, topic, NULL, payload, len, prio);
 }
 
 /* -------------------------------------------------------------------- */
@@ -545,18 +566,26 @@ static void async_remove(mqbus *b, struct async_req *a)
 
 static struct mqbus_msg *msg_from(const struct proto_msg *pm)
 {
-	size_t tlen = pm->h.topic_len, plen = pm->h.payload_len;
-	struct mqbus_msg *m = malloc(sizeof(*m) + tlen + 1 + plen + 1);
+	size_t tlen = pm->h.topic_len, klen = pm->h.key_len;
+	size_t plen = pm->h.payload_len;
+	struct mqbus_msg *m =
+		malloc(sizeof(*m) + tlen + 1 + klen + 1 + plen + 1);
+	unsigned char *p;
 
 	if (!m)
 		return NULL;
 	m->next = NULL;
 	m->h = pm->h;
-	memcpy(m->data, pm->topic, tlen + 1);
-	memcpy(m->data + tlen + 1, pm->payload, plen);
-	m->data[tlen + 1 + plen] = '\0'; /* text payloads print as-is */
-	m->topic = (const char *)m->data;
-	m->payload = m->data + tlen + 1;
+	p = m->data;
+	m->topic = (const char *)p;
+	memcpy(p, pm->topic, tlen + 1);
+	p += tlen + 1;
+	m->key = klen ? (const char *)p : NULL;
+	memcpy(p, pm->key, klen + 1);
+	p += klen + 1;
+	m->payload = p;
+	memcpy(p, pm->payload, plen);
+	p[plen] = '\0'; /* text payloads print as-is */
 	return m;
 }
 
@@ -860,6 +889,40 @@ static bool topic_ok(mqbus *b, const char *topic)
 	return false;
 }
 
+/*
+ * What publish, request and timer_add check alike: the topic, the key
+ * (NULL: none), the priority and the data; says what is wrong in b's
+ * error.
+ */
+static int message_ok(mqbus *b, const char *topic, const char *key,
+		      int priority, const void *data, size_t len)
+{
+	if (!topic_ok(b, topic))
+		return -EINVAL;
+	if (key && !proto_key_valid(key, strnlen(key, PROTO_KEY_MAX + 1)))
+		return set_error(b, -EINVAL,
+				 "invalid key '%.*s': 1 to %d bytes of "
+				 "printable ASCII, no space",
+				 PROTO_KEY_MAX, key, PROTO_KEY_MAX);
+	if (priority != MQBUS_PRIORITY_DEFAULT &&
+	    (priority < 0 || priority > PROTO_PRIO_MAX))
+		return set_error(b, -EINVAL, "invalid priority %d: 0 to %d",
+				 priority, PROTO_PRIO_MAX);
+	if (len && !data)
+		return set_error(b, -EINVAL, "no data");
+	return 0;
+}
+
+/* Sets the priority asked for in h; returns the mq priority to send at. */
+static unsigned set_priority(struct proto_header *h, int priority)
+{
+	if (priority == MQBUS_PRIORITY_DEFAULT)
+		return 0;
+	h->flags |= PROTO_F_PRIORITY;
+	h->priority = (uint32_t)priority;
+	return (unsigned)priority;
+}
+
 static int check_connected(mqbus *b)
 {
 	if (!b->connected)
@@ -881,7 +944,15 @@ MQBUS_EXPORT int mqbus_publish_flags(mqbus *b, const char *topic,
 				     const void *data, size_t len,
 				     int priority, unsigned flags)
 {
+	return mqbus_publish_key(b, topic, NULL, data, len, priority, flags);
+}
+
+MQBUS_EXPORT int mqbus_publish_key(mqbus *b, const char *topic,
+				   const char *key, const void *data,
+				   size_t len, int priority, unsigned flags)
+{
 	struct proto_header h;
+	unsigned prio;
 	int r;
 
 	if (!b)
@@ -890,38 +961,17 @@ MQBUS_EXPORT int mqbus_publish_flags(mqbus *b, const char *topic,
 	r = check_connected(b);
 	if (r < 0)
 		return r;
-	if (!topic_ok(b, topic))
-		return -EINVAL;
-	if (priority != MQBUS_PRIORITY_DEFAULT &&
-	    (priority < 0 || priority > PROTO_PRIO_MAX))
-		return set_error(b, -EINVAL,
-				 "invalid priority %d: 0 to %d", priority,
-				 PROTO_PRIO_MAX);
-	if (len && !data)
-		return set_error(b, -EINVAL, "no data");
-	if (proto_size(strlen(topic), len) > (size_t)b->msgsize)
-		return set_error(b, -EMSGSIZE,
-				 "message of %zu bytes does not fit the "
-				 "queue's message size %ld: at most %zu "
-				 "bytes of payload on this topic; raise "
-				 "MQBUS_QUEUE_MSGSIZE up to "
-				 "fs.mqueue.msgsize_max (%ld)",
-				 proto_size(strlen(topic), len), b->msgsize,
-				 mqbus_max_payload(b, topic),
-				 proc_long("msgsize_max", -1));
+	r = message_ok(b, topic, key, priority, data, len);
+	if (r < 0)
+		return r;
 	if (flags & ~MQBUS_PUBLISH_RETAIN)
 		return set_error(b, -EINVAL, "unknown publish flags 0x%x",
 				 flags);
 	proto_header_init(&h, PROTO_PUBLISH);
 	if (flags & MQBUS_PUBLISH_RETAIN)
 		h.flags |= PROTO_F_RETAIN;
-	if (priority != MQBUS_PRIORITY_DEFAULT) {
-		h.flags |= PROTO_F_PRIORITY;
-		h.priority = (uint32_t)priority;
-	}
-	return send_msg(b, &h, topic, data, len,
-			priority == MQBUS_PRIORITY_DEFAULT ? 0
-							   : (unsigned)priority);
+	prio = set_priority(&h, priority);
+	return send_msg_key(b, &h, topic, key, data, len, prio);
 }
 
 static uint32_t new_token(mqbus *b)
@@ -1034,6 +1084,16 @@ MQBUS_EXPORT int mqbus_timer_add(mqbus *b, const char *topic,
 				 uint64_t when, uint64_t period_ms,
 				 unsigned flags, uint64_t *ret_id)
 {
+	return mqbus_timer_add_key(b, topic, NULL, data, len, priority, when,
+				   period_ms, flags, ret_id);
+}
+
+MQBUS_EXPORT int mqbus_timer_add_key(mqbus *b, const char *topic,
+				     const char *key, const void *data,
+				     size_t len, int priority, uint64_t when,
+				     uint64_t period_ms, unsigned flags,
+				     uint64_t *ret_id)
+{
 	struct proto_header h;
 	struct proto_msg reply;
 	int r;
@@ -1044,13 +1104,12 @@ MQBUS_EXPORT int mqbus_timer_add(mqbus *b, const char *topic,
 	r = check_connected(b);
 	if (r < 0)
 		return r;
-	if (!topic_ok(b, topic))
-		return -EINVAL;
-	if ((len && !data) ||
-	    (flags & ~(MQBUS_TIMER_DETACHED | MQBUS_TIMER_ABSOLUTE)) ||
-	    (priority != MQBUS_PRIORITY_DEFAULT &&
-	     (priority < 0 || priority > PROTO_PRIO_MAX)))
-		return set_error(b, -EINVAL, "invalid arguments");
+	r = message_ok(b, topic, key, priority, data, len);
+	if (r < 0)
+		return r;
+	if (flags & ~(MQBUS_TIMER_DETACHED | MQBUS_TIMER_ABSOLUTE))
+		return set_error(b, -EINVAL, "unknown timer flags 0x%x",
+				 flags);
 	proto_header_init(&h, PROTO_TIMER_ADD);
 	h.token = new_token(b);
 	h.seq = when;
@@ -1059,11 +1118,8 @@ MQBUS_EXPORT int mqbus_timer_add(mqbus *b, const char *topic,
 		h.flags |= PROTO_F_DETACHED;
 	if (flags & MQBUS_TIMER_ABSOLUTE)
 		h.flags |= PROTO_F_ABSOLUTE;
-	if (priority != MQBUS_PRIORITY_DEFAULT) {
-		h.flags |= PROTO_F_PRIORITY;
-		h.priority = (uint32_t)priority;
-	}
-	r = send_msg(b, &h, topic, data, len, PROTO_PRIO_MAX);
+	set_priority(&h, priority);
+	r = send_msg_key(b, &h, topic, key, data, len, PROTO_PRIO_MAX);
 	if (r < 0)
 		return r;
 	r = wait_reply(b, h.token, b->timeout_ms, &reply);
@@ -1134,18 +1190,22 @@ static int request_error(mqbus *b, const char *topic, uint32_t status)
 
 /* Checks the arguments and sends a REQUEST with token. */
 static int send_request(mqbus *b, const char *topic, const void *data,
-			size_t len, int timeout_ms, uint32_t token)
+			size_t len, int priority, int timeout_ms,
+			uint32_t token)
 {
 	struct proto_header h;
+	unsigned prio;
 	int r;
 
 	r = check_connected(b);
 	if (r < 0)
 		return r;
-	if (!topic_ok(b, topic))
-		return -EINVAL;
-	if ((len && !data) || timeout_ms < -1)
-		return set_error(b, -EINVAL, "invalid arguments");
+	r = message_ok(b, topic, NULL, priority, data, len);
+	if (r < 0)
+		return r;
+	if (timeout_ms < -1)
+		return set_error(b, -EINVAL, "invalid timeout %d ms",
+				 timeout_ms);
 	proto_header_init(&h, PROTO_REQUEST);
 	h.token = token;
 	h.status = (uint32_t)(timeout_ms < 0 ? b->timeout_ms : timeout_ms);
@@ -1153,12 +1213,22 @@ static int send_request(mqbus *b, const char *topic, const void *data,
 		h.status = 0; /* the daemon's default */
 	else if (h.status == 0)
 		h.status = 1; /* "don't wait": not the daemon's default */
-	return send_msg(b, &h, topic, data, len, 0);
+	prio = set_priority(&h, priority);
+	return send_msg(b, &h, topic, data, len, prio);
 }
 
 MQBUS_EXPORT int mqbus_request(mqbus *b, const char *topic, const void *data,
 			       size_t len, int timeout_ms,
 			       mqbus_msg **ret_reply)
+{
+	return mqbus_request_prio(b, topic, data, len, MQBUS_PRIORITY_DEFAULT,
+				  timeout_ms, ret_reply);
+}
+
+MQBUS_EXPORT int mqbus_request_prio(mqbus *b, const char *topic,
+				    const void *data, size_t len,
+				    int priority, int timeout_ms,
+				    mqbus_msg **ret_reply)
 {
 	struct proto_msg reply;
 	uint32_t token;
@@ -1168,7 +1238,7 @@ MQBUS_EXPORT int mqbus_request(mqbus *b, const char *topic, const void *data,
 		return -EINVAL;
 	b->error[0] = '\0';
 	token = new_token(b);
-	r = send_request(b, topic, data, len, timeout_ms, token);
+	r = send_request(b, topic, data, len, priority, timeout_ms, token);
 	if (r < 0)
 		return r;
 	r = wait_reply(b, token, timeout_ms < 0 ? b->timeout_ms : timeout_ms,
@@ -1194,6 +1264,17 @@ MQBUS_EXPORT int mqbus_request_async(mqbus *b, const char *topic,
 				     int timeout_ms, mqbus_reply_handler fn,
 				     void *userdata)
 {
+	return mqbus_request_async_prio(b, topic, data, len,
+					MQBUS_PRIORITY_DEFAULT, timeout_ms, fn,
+					userdata);
+}
+
+MQBUS_EXPORT int mqbus_request_async_prio(mqbus *b, const char *topic,
+					  const void *data, size_t len,
+					  int priority, int timeout_ms,
+					  mqbus_reply_handler fn,
+					  void *userdata)
+{
 	struct async_req *a;
 	int r;
 
@@ -1212,7 +1293,7 @@ MQBUS_EXPORT int mqbus_request_async(mqbus *b, const char *topic,
 	a->fn = fn;
 	a->userdata = userdata;
 	a->deadline = deadline_of(timeout_ms < 0 ? b->timeout_ms : timeout_ms);
-	r = send_request(b, topic, data, len, timeout_ms, a->token);
+	r = send_request(b, topic, data, len, priority, timeout_ms, a->token);
 	if (r < 0) {
 		free(a->topic);
 		free(a);
@@ -1451,6 +1532,11 @@ MQBUS_EXPORT uint64_t mqbus_msg_timestamp(const mqbus_msg *m)
 MQBUS_EXPORT uint32_t mqbus_msg_dropped(const mqbus_msg *m)
 {
 	return m && m->h.type == PROTO_DELIVER ? m->h.status : 0;
+}
+
+MQBUS_EXPORT const char *mqbus_msg_key(const mqbus_msg *m)
+{
+	return m ? m->key : NULL;
 }
 
 MQBUS_EXPORT int mqbus_msg_retained(const mqbus_msg *m)

@@ -97,6 +97,19 @@ int mqbus_publish_flags(mqbus *b, const char *topic, const void *data,
 			size_t len, int priority, unsigned flags);
 
 /*
+ * mqbus_publish_flags with a key (NULL: none): 1 to 255 bytes of
+ * printable ASCII without spaces, naming the object the message is about.
+ * On a topic whose overflow policy is coalesce, a newer message of the
+ * same topic and key replaces one still waiting for a slow subscriber, so
+ * it gets the latest state of each object rather than a backlog of stale
+ * ones.  Subscribers see the key with mqbus_msg_key().
+ */
+#define MQBUS_KEY_MAX 255
+int mqbus_publish_key(mqbus *b, const char *topic, const char *key,
+		      const void *data, size_t len, int priority,
+		      unsigned flags);
+
+/*
  * Subscribes to pattern ('+' one level, '#' the rest, as in MQTT) and waits
  * for the daemon to confirm.  -EINVAL: bad pattern; -EEXIST: already;
  * -EDQUOT: too many subscriptions.  Messages that arrive meanwhile are kept
@@ -123,6 +136,12 @@ int mqbus_unsubscribe_group(mqbus *b, const char *pattern,
  */
 int mqbus_request(mqbus *b, const char *topic, const void *data, size_t len,
 		  int timeout_ms, mqbus_msg **ret_reply);
+/* mqbus_request at a priority (0..32767 or MQBUS_PRIORITY_DEFAULT), which
+ * orders the request among the messages waiting for its responders, as
+ * for mqbus_publish(). */
+int mqbus_request_prio(mqbus *b, const char *topic, const void *data,
+		       size_t len, int priority, int timeout_ms,
+		       mqbus_msg **ret_reply);
 
 /*
  * The asynchronous form: returns at once (0, or -errno if it could not be
@@ -136,6 +155,9 @@ typedef void (*mqbus_reply_handler)(mqbus *b, int error,
 int mqbus_request_async(mqbus *b, const char *topic, const void *data,
 			size_t len, int timeout_ms, mqbus_reply_handler fn,
 			void *userdata);
+int mqbus_request_async_prio(mqbus *b, const char *topic, const void *data,
+			     size_t len, int priority, int timeout_ms,
+			     mqbus_reply_handler fn, void *userdata);
 
 /* Milliseconds until mqbus_process() must run to time out an
  * asynchronous request, or -1 if none is in flight. */
@@ -160,6 +182,11 @@ int mqbus_reply(mqbus *b, const mqbus_msg *request, const void *data,
 int mqbus_timer_add(mqbus *b, const char *topic, const void *data,
 		    size_t len, int priority, uint64_t when,
 		    uint64_t period_ms, unsigned flags, uint64_t *ret_id);
+/* mqbus_timer_add whose message carries key (see mqbus_publish_key). */
+int mqbus_timer_add_key(mqbus *b, const char *topic, const char *key,
+			const void *data, size_t len, int priority,
+			uint64_t when, uint64_t period_ms, unsigned flags,
+			uint64_t *ret_id);
 /* -ENOENT: no such timer; -EPERM: not this client's (or uid's). */
 int mqbus_timer_cancel(mqbus *b, uint64_t id);
 /* The timers this client may see, one "key=value ..." line each, in a
@@ -206,6 +233,8 @@ uint64_t mqbus_msg_seq(const mqbus_msg *m);
 uint64_t mqbus_msg_timestamp(const mqbus_msg *m);
 /* Messages dropped for this subscriber just before this one. */
 uint32_t mqbus_msg_dropped(const mqbus_msg *m);
+/* The message's key, or NULL if it was published without one. */
+const char *mqbus_msg_key(const mqbus_msg *m);
 /* 1 if the message is a retained value sent because of a subscription. */
 int mqbus_msg_retained(const mqbus_msg *m);
 /* 1 if the message is a request to answer with mqbus_reply(), else 0. */

@@ -346,6 +346,7 @@ static int read_stdin(char **ret, size_t *ret_len)
 /* What pub was asked to do, from its options. */
 struct pub_opts {
 	int priority;
+	const char *key; /* NULL: none */
 	bool retain;
 	bool has_delay, has_at, has_every;
 	unsigned long long delay, at, every; /* milliseconds */
@@ -359,6 +360,7 @@ static int pub_parse(int argc, char **argv, struct pub_opts *o)
 {
 	static const struct option longopts[] = {
 		{ "priority", required_argument, NULL, 'p' },
+		{ "key", required_argument, NULL, 'k' },
 		{ "retain", no_argument, NULL, OPT_RETAIN },
 		{ "delay", required_argument, NULL, OPT_DELAY },
 		{ "at", required_argument, NULL, OPT_AT },
@@ -369,13 +371,16 @@ static int pub_parse(int argc, char **argv, struct pub_opts *o)
 	unsigned long long v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:k:h", longopts, NULL)) != -1) {
 		switch (c) {
 		case 'p':
 			if (parse_number(optarg, 32767, &v) < 0)
 				return bad_number("pub", "the priority", optarg,
 						  32767);
 			o->priority = (int)v;
+			break;
+		case 'k':
+			o->key = optarg;
 			break;
 		case OPT_RETAIN:
 			o->retain = true;
@@ -445,8 +450,8 @@ static int pub_timer(mqbus *b, const struct pub_opts *o, const char *topic,
 		flags |= MQBUS_TIMER_ABSOLUTE;
 		when = o->at;
 	}
-	r = mqbus_timer_add(b, topic, data, len, o->priority, when,
-			    o->has_every ? o->every : 0, flags, &id);
+	r = mqbus_timer_add_key(b, topic, o->key, data, len, o->priority, when,
+				o->has_every ? o->every : 0, flags, &id);
 	if (r < 0)
 		print_error(b, r, "timer");
 	/* Our queues go before the output, which may block on a pipe. */
@@ -534,8 +539,8 @@ static int cmd_pub(const struct ctl *ctl, int argc, char **argv)
 		free(input);
 		return r;
 	}
-	r = mqbus_publish_flags(b, topic, data, len, o.priority,
-				o.retain ? MQBUS_PUBLISH_RETAIN : 0);
+	r = mqbus_publish_key(b, topic, o.key, data, len, o.priority,
+			      o.retain ? MQBUS_PUBLISH_RETAIN : 0);
 	if (r < 0)
 		print_error(b, r, "publish");
 	mqbus_free(b);
@@ -595,6 +600,7 @@ static void put_json_string(FILE *f, const unsigned char *p, size_t len)
 static void print_message(FILE *f, const mqbus_msg *m, bool json)
 {
 	const char *topic = mqbus_msg_topic(m);
+	const char *key = mqbus_msg_key(m);
 	const void *payload;
 	size_t len = 0;
 
@@ -607,6 +613,12 @@ static void print_message(FILE *f, const mqbus_msg *m, bool json)
 	if (json) {
 		fputs("{\"topic\":", f);
 		put_json_string(f, (const unsigned char *)topic, strlen(topic));
+		fputs(",\"key\":", f);
+		if (key)
+			put_json_string(f, (const unsigned char *)key,
+					strlen(key));
+		else
+			fputs("null", f);
 		fputs(",\"payload\":", f);
 		put_json_string(f, payload, len);
 		fprintf(f,
@@ -625,6 +637,8 @@ static void print_message(FILE *f, const mqbus_msg *m, bool json)
 	put_escaped(f, (const unsigned char *)topic, strlen(topic), true);
 	putc(' ', f);
 	put_escaped(f, payload, len, false);
+	if (key)
+		fprintf(f, " (key %s)", key); /* printable, no spaces */
 	if (mqbus_msg_dropped(m) > 0)
 		fprintf(f, " (dropped %" PRIu32 ")", mqbus_msg_dropped(m));
 	if (mqbus_msg_retained(m))
@@ -847,12 +861,14 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "timeout", required_argument, NULL, 't' },
+		{ "priority", required_argument, NULL, 'p' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	char name[64];
 	unsigned long long v;
 	int timeout_ms = -1; /* the handle's timeout */
+	int priority = MQBUS_PRIORITY_DEFAULT;
 	const char *topic, *data = NULL;
 	char *input = NULL;
 	mqbus_msg *reply = NULL;
@@ -861,8 +877,14 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 	int c, r, status;
 
 	command_argv0(argv, name, sizeof(name));
-	while ((c = getopt_long(argc, argv, "t:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "t:p:h", longopts, NULL)) != -1) {
 		switch (c) {
+		case 'p':
+			if (parse_number(optarg, 32767, &v) < 0)
+				return bad_number("call", "the priority",
+						  optarg, 32767);
+			priority = (int)v;
+			break;
 		case 't':
 			/* 0 would expire before the daemon even saw it */
 			if (parse_number(optarg, INT_MAX, &v) < 0 || v == 0) {
@@ -890,7 +912,8 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 		free(input);
 		return r;
 	}
-	r = mqbus_request(b, topic, data ? data : "", len, timeout_ms, &reply);
+	r = mqbus_request_prio(b, topic, data ? data : "", len, priority,
+			       timeout_ms, &reply);
 	free(input);
 	if (r < 0) {
 		print_error(b, r, "call");
@@ -1841,7 +1864,7 @@ static const struct command commands[] = {
 	{
 		.name = "pub",
 		.run = cmd_pub,
-		.args = "TOPIC [DATA|-] [-p PRIO] [--retain] "
+		.args = "TOPIC [DATA|-] [-p PRIO] [-k KEY] [--retain] "
 			"[(--delay|--at) MS [--every MS]]",
 		.summary = "Publish DATA ('-': stdin; none: empty) on TOPIC, "
 			   "now or by a timer.",
@@ -1849,6 +1872,10 @@ static const struct command commands[] = {
 			   "(0..32767); the daemon clamps it\n"
 			   "                        to the topic's ceiling "
 			   "(default: the topic's default)\n"
+			   "  -k, --key=KEY         the object the message is "
+			   "about: on a coalescing\n"
+			   "                        topic it replaces a "
+			   "waiting message of the same KEY\n"
 			   "      --retain          keep it as TOPIC's value "
 			   "for later subscribers (an\n"
 			   "                        empty DATA clears the "
@@ -1885,14 +1912,16 @@ static const struct command commands[] = {
 	{
 		.name = "call",
 		.run = cmd_call,
-		.args = "TOPIC [DATA|-] [-t MS]",
+		.args = "TOPIC [DATA|-] [-t MS] [-p PRIO]",
 		.summary = "Send DATA as a request on TOPIC and print the "
 			   "reply.",
 		.options = "  -t, --timeout=MS      wait at most MS "
 			   "milliseconds for the reply (default\n"
 			   "                        5000); exit 3 if none "
 			   "came, 4 if nobody takes\n"
-			   "                        requests on TOPIC\n",
+			   "                        requests on TOPIC\n"
+			   "  -p, --priority=PRIO   ask for priority PRIO "
+			   "(0..32767), as pub does\n",
 	},
 	{
 		.name = "serve",

@@ -343,22 +343,33 @@ static struct pending *pending_victim(struct client *c, unsigned prio,
 	return best;
 }
 
-/* A waiting delivery on the same topic as m, for coalescing. */
-static struct pending *pending_same_topic(struct client *c,
-					  const struct msgbuf *m,
-					  struct pending **ret_prev)
+/* The bytes of topic, NUL and key (if any) of an encoded message: the
+ * same bytes, the same topic and key. */
+static size_t msg_topic_key_len(const struct msgbuf *m)
 {
-	const size_t tl_off = offsetof(struct proto_header, topic_len);
-	struct pending *p, *prev = NULL;
-	uint16_t tl, ptl;
+	uint16_t tl, kl;
 
-	memcpy(&tl, m->data + tl_off, sizeof(tl));
+	memcpy(&tl, m->data + offsetof(struct proto_header, topic_len),
+	       sizeof(tl));
+	memcpy(&kl, m->data + offsetof(struct proto_header, key_len),
+	       sizeof(kl));
+	return proto_size_key(tl, kl, 0) - PROTO_HEADER_SIZE;
+}
+
+/* A waiting delivery with the same topic and key as m (or the same topic
+ * and no key), for coalescing. */
+static struct pending *pending_same_key(struct client *c,
+					const struct msgbuf *m,
+					struct pending **ret_prev)
+{
+	size_t len = msg_topic_key_len(m);
+	struct pending *p, *prev = NULL;
+
 	for (p = c->pending_head; p; prev = p, p = p->next) {
-		if (!msg_is_deliver(p->m))
+		if (!msg_is_deliver(p->m) || msg_topic_key_len(p->m) != len)
 			continue;
-		memcpy(&ptl, p->m->data + tl_off, sizeof(ptl));
-		if (ptl == tl && memcmp(p->m->data + PROTO_HEADER_SIZE,
-					m->data + PROTO_HEADER_SIZE, tl) == 0) {
+		if (memcmp(p->m->data + PROTO_HEADER_SIZE,
+			   m->data + PROTO_HEADER_SIZE, len) == 0) {
 			*ret_prev = prev;
 			return p;
 		}
@@ -427,9 +438,10 @@ static int client_overflow(struct client *c, struct msgbuf *m, unsigned prio,
 {
 	struct pending *victim, *prev;
 
-	/* a newer value of a topic replaces one still waiting, full or not */
+	/* a newer value of a topic and key replaces one still waiting, full
+	 * or not */
 	if (pol->overflow == OVERFLOW_COALESCE &&
-	    (victim = pending_same_topic(c, m, &prev))) {
+	    (victim = pending_same_key(c, m, &prev))) {
 		c->server->stats.coalesced++;
 		pending_drop(c, prev, victim);
 	}

@@ -40,8 +40,8 @@ enum overflow {
 	OVERFLOW_DROP_NEW,   /* the new message is dropped (the default) */
 	OVERFLOW_DROP_OLD,   /* the oldest waiting one of the lowest
 				priority is dropped to make room */
-	OVERFLOW_COALESCE,   /* a waiting message of the same topic is
-				replaced; else as drop-old */
+	OVERFLOW_COALESCE,   /* a waiting message of the same topic and
+				key is replaced; else as drop-old */
 	OVERFLOW_BLOCK,      /* the publisher's queue is not read until
 				the subscriber has room: the kernel pushes
 				back on the publisher, nothing is lost */

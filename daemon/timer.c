@@ -178,11 +178,13 @@ static void timer_fire(struct timer *t)
 	struct msgbuf *m;
 	int n;
 
-	m = msgbuf_get(proto_size(strlen(t->topic), t->payload_len));
+	m = msgbuf_get(proto_size_key(strlen(t->topic),
+				      t->key ? strlen(t->key) : 0,
+				      t->payload_len));
 	if (m) {
 		proto_header_init(&h, PROTO_DELIVER);
-		n = proto_encode(m->data, m->cap, &h, t->topic, t->payload,
-				 t->payload_len);
+		n = proto_encode_key(m->data, m->cap, &h, t->topic, t->key,
+				     t->payload, t->payload_len);
 		if (n > 0) {
 			m->len = (size_t)n;
 			server_route_as(s, t->uid, t->pid, t->client_id, m,
@@ -264,9 +266,11 @@ int timer_add(struct server *s, struct client *c, const struct proto_msg *pm,
 	if (!t)
 		goto nomem;
 	t->topic = strdup(pm->topic);
+	t->key = pm->h.key_len ? strdup(pm->key) : NULL;
 	t->payload = malloc(pm->h.payload_len ? pm->h.payload_len : 1);
-	if (!t->topic || !t->payload) {
+	if (!t->topic || !t->payload || (pm->h.key_len && !t->key)) {
 		free(t->topic);
+		free(t->key);
 		free(t->payload);
 		free(t);
 		goto nomem;
@@ -306,6 +310,7 @@ void timer_free(struct timer *t)
 	if (t->owner)
 		TAILQ_REMOVE(&t->owner->timers, t, owner_link);
 	free(t->topic);
+	free(t->key);
 	free(t->payload);
 	free(t);
 }
@@ -350,10 +355,11 @@ int timer_list_text(struct server *s, struct client *c, char *buf, size_t cap)
 		n = snprintf(buf + len, cap - len,
 			     "id=%" PRIu64 " topic=%s next_ms=%lld "
 			     "period_ms=%" PRIu64 " fired=%" PRIu64
-			     " detached=%d uid=%u pid=%d\n",
+			     " detached=%d uid=%u pid=%d%s%s\n",
 			     t->id, t->topic, (long long)(left < 0 ? 0 : left),
 			     t->period_ms, t->fired, t->owner ? 0 : 1,
-			     (unsigned)t->uid, (int)t->pid);
+			     (unsigned)t->uid, (int)t->pid,
+			     t->key ? " key=" : "", t->key ? t->key : "");
 		if (n < 0 || (size_t)n >= cap - len)
 			break; /* the list is cut where the reply is full */
 		len += (size_t)n;

@@ -42,6 +42,7 @@ struct timer {
 	uint32_t client_id;
 	int priority; /* as asked, -1 for the topic's default */
 	char *topic;
+	char *key; /* NULL: none */
 	unsigned char *payload;
 	size_t payload_len;
 	uint64_t period_ms;

@@ -23,50 +23,80 @@ void proto_header_init(struct proto_header *h, enum proto_type type)
 	h->type = (uint8_t)type;
 }
 
-int proto_encode(void *buf, size_t cap, const struct proto_header *h,
-		 const char *topic, const void *payload, size_t payload_len)
+/* Copies len bytes of s and a NUL to p; returns what follows. */
+static unsigned char *put_string(unsigned char *p, const char *s, size_t len)
+{
+	memcpy(p, s, len);
+	p[len] = '\0';
+	return p + len + 1;
+}
+
+int proto_encode_key(void *buf, size_t cap, const struct proto_header *h,
+		     const char *topic, const char *key, const void *payload,
+		     size_t payload_len)
 {
 	struct proto_header wire;
 	unsigned char *p = buf;
-	size_t topic_len, total;
+	size_t topic_len, key_len, total;
 
 	if (!h || (!payload && payload_len > 0))
 		return -EINVAL;
 	if (!topic)
 		topic = "";
-	/* Bounded, so a missing NUL in the caller's topic is not scanned
+	if (!key)
+		key = "";
+	/* Bounded, so a missing NUL in the caller's strings is not scanned
 	 * for ever: anything past the limit is too big anyway. */
 	topic_len = strnlen(topic, PROTO_TOPIC_MAX + 1);
 	if (topic_len > PROTO_TOPIC_MAX)
 		return -PROTO_E_TOOBIG;
+	key_len = strnlen(key, PROTO_KEY_MAX + 1);
+	if (key_len > PROTO_KEY_MAX)
+		return -PROTO_E_KEY;
 	/*
 	 * The total must fit the int we return, which also keeps payload_len
 	 * within its 32-bit field; real mq message sizes are far below.
 	 */
-	if (payload_len > (size_t)INT_MAX - proto_size(topic_len, 0))
+	if (payload_len >
+	    (size_t)INT_MAX - proto_size_key(topic_len, key_len, 0))
 		return -EMSGSIZE;
-	total = proto_size(topic_len, payload_len);
+	total = proto_size_key(topic_len, key_len, payload_len);
 	if (!buf || cap < total)
 		return -PROTO_E_NOSPACE;
 
 	memcpy(&wire, h, sizeof(wire));
 	wire.topic_len = (uint16_t)topic_len;
+	wire.key_len = (uint16_t)key_len;
 	wire.payload_len = (uint32_t)payload_len;
 	memcpy(p, &wire, sizeof(wire));
-	p += sizeof(wire);
-	memcpy(p, topic, topic_len);
-	p[topic_len] = '\0';
-	p += topic_len + 1;
+	p = put_string(p + sizeof(wire), topic, topic_len);
+	if (key_len > 0)
+		p = put_string(p, key, key_len);
 	if (payload_len > 0)
 		memcpy(p, payload, payload_len);
 	return (int)total;
+}
+
+int proto_encode(void *buf, size_t cap, const struct proto_header *h,
+		 const char *topic, const void *payload, size_t payload_len)
+{
+	return proto_encode_key(buf, cap, h, topic, NULL, payload,
+				payload_len);
+}
+
+/* Whether a message of this type may carry a key. */
+static bool proto_type_keyed(unsigned type)
+{
+	return type == PROTO_PUBLISH || type == PROTO_DELIVER ||
+	       type == PROTO_TIMER_ADD;
 }
 
 /*
  * Rules of the single message types, run once the framing (magic, version,
  * lengths, the topic's NUL) is known to be sound.
  */
-static int proto_check_type(const struct proto_header *h, const char *topic)
+static int proto_check_type(const struct proto_header *h, const char *topic,
+			    const char *payload)
 {
 	switch (h->type) {
 	case PROTO_ANNOUNCE:
@@ -109,8 +139,7 @@ static int proto_check_type(const struct proto_header *h, const char *topic)
 			return -PROTO_E_TOPIC;
 		/* the payload, if any, names a queue group */
 		if (h->payload_len != 0 &&
-		    !proto_group_valid(topic + h->topic_len + 1,
-				       h->payload_len))
+		    !proto_group_valid(payload, h->payload_len))
 			return -PROTO_E_FIELD;
 		return 0;
 	case PROTO_REQUEST:
@@ -168,9 +197,9 @@ static int proto_check_type(const struct proto_header *h, const char *topic)
 int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 {
 	const unsigned char *p = buf;
+	const char *topic, *key, *payload;
 	struct proto_header h;
-	const char *topic;
-	size_t body;
+	size_t body, strings;
 	int r;
 
 	if (!buf || len < PROTO_HEADER_SIZE)
@@ -184,8 +213,8 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 		return -PROTO_E_VERSION;
 	if (h.type == 0 || h.type > PROTO_TYPE_MAX)
 		return -PROTO_E_TYPE;
-	if ((h.flags & ~PROTO_F_ALL) != 0 || h.reserved0 != 0 ||
-	    h.reserved1 != 0 || h.reserved2 != 0)
+	if ((h.flags & ~PROTO_F_ALL) != 0 || h.reserved1 != 0 ||
+	    h.reserved2 != 0)
 		return -PROTO_E_FLAGS;
 	if (h.topic_len > PROTO_TOPIC_MAX)
 		return -PROTO_E_TOOBIG;
@@ -196,21 +225,29 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 	 * from the sender and the sum could wrap where size_t is 32 bits.
 	 */
 	body = len - PROTO_HEADER_SIZE;
-	if (body < (size_t)h.topic_len + 1 ||
-	    body - h.topic_len - 1 != h.payload_len)
+	strings = proto_size_key(h.topic_len, h.key_len, 0) - PROTO_HEADER_SIZE;
+	if (body < strings || body - strings != h.payload_len)
 		return -PROTO_E_LENGTH;
 	topic = (const char *)p + PROTO_HEADER_SIZE;
 	if (topic[h.topic_len] != '\0')
 		return -PROTO_E_LENGTH;
+	key = topic + h.topic_len + 1;
+	if (h.key_len > 0 && key[h.key_len] != '\0')
+		return -PROTO_E_LENGTH;
+	payload = topic + strings;
 
-	r = proto_check_type(&h, topic);
+	if (h.key_len > 0 && (!proto_type_keyed(h.type) ||
+			      !proto_key_valid(key, h.key_len)))
+		return -PROTO_E_KEY;
+	r = proto_check_type(&h, topic, payload);
 	if (r < 0)
 		return r;
 
 	if (ret) {
 		ret->h = h;
 		ret->topic = topic;
-		ret->payload = topic + h.topic_len + 1;
+		ret->key = h.key_len > 0 ? key : "";
+		ret->payload = payload;
 	}
 	return 0;
 }
@@ -245,6 +282,17 @@ bool proto_topic_valid(const char *topic, size_t len, bool pattern)
 		if (c == '#' && i + 1 != len)
 			return false;
 	}
+	return true;
+}
+
+bool proto_key_valid(const char *key, size_t len)
+{
+	if (!key || len == 0 || len > PROTO_KEY_MAX)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)key[i] < 0x21 ||
+		    (unsigned char)key[i] > 0x7e)
+			return false;
 	return true;
 }
 
@@ -304,6 +352,9 @@ const char *proto_strerror(int err)
 		       "for this message type";
 	case -PROTO_E_NOSPACE:
 		return "buffer too small for the encoded message";
+	case -PROTO_E_KEY:
+		return "message key not valid (1 to 255 bytes of printable "
+		       "ASCII, no space), or on a type that has none";
 	}
 	/* -INT_MIN cannot be negated; no errno is that large anyway. */
 	if (err < 0 && err != INT_MIN)

@@ -3,8 +3,9 @@
  * proto.h - the mqbus wire format, shared by the daemon and libmqbus.
  *
  * Every message on every queue of a bus is one POSIX queue message: a fixed
- * 64-byte header, then the topic (topic_len bytes and a NUL), then the
- * payload (payload_len bytes).  Both ends are on the same host, so integers
+ * 64-byte header, then the topic (topic_len bytes and a NUL), then the key
+ * if there is one (key_len bytes and a NUL), then the payload (payload_len
+ * bytes).  Both ends are on the same host, so integers
  * are in host byte order.  The decoder checks every length against the bytes
  * actually received; nothing a client sends is trusted.  PROTOCOL.md is the
  * written spec of this header.
@@ -20,6 +21,7 @@
 #define PROTO_VERSION 1
 #define PROTO_HEADER_SIZE 64
 #define PROTO_TOPIC_MAX 255 /* bytes, without the NUL */
+#define PROTO_KEY_MAX 255   /* bytes, without the NUL */
 #define PROTO_QNAME_MAX 255 /* a queue name, "/..." */
 #define PROTO_PRIO_MAX 32767 /* highest mq priority on Linux */
 
@@ -85,7 +87,9 @@ struct proto_header {
 	uint8_t type;         /* enum proto_type */
 	uint16_t flags;       /* PROTO_F_* */
 	uint16_t topic_len;   /* bytes of topic, without its NUL */
-	uint16_t reserved0;   /* zero */
+	uint16_t key_len;     /* PUBLISH, DELIVER, TIMER_ADD: bytes of the
+				 message's key, without its NUL (0: none);
+				 other types: zero */
 	uint32_t payload_len; /* bytes of payload */
 	uint32_t priority;    /* 0..PROTO_PRIO_MAX */
 	uint32_t token;       /* request token, echoed in ACK/ERROR/STATS;
@@ -119,13 +123,15 @@ struct proto_welcome {
 };
 
 /*
- * A decoded message.  topic and payload point into the buffer given to
- * proto_decode(): they live as long as it does.  topic is NUL-terminated
- * (the NUL is on the wire); it is "" when topic_len is 0.
+ * A decoded message.  topic, key and payload point into the buffer given
+ * to proto_decode(): they live as long as it does.  topic and key are
+ * NUL-terminated (the NULs are on the wire); each is "" when its length is
+ * 0.
  */
 struct proto_msg {
 	struct proto_header h;
 	const char *topic;
+	const char *key;
 	const void *payload;
 };
 
@@ -142,12 +148,22 @@ enum proto_error {
 	PROTO_E_FIELD,        /* a field out of range for this type
 				 (priority, missing payload, ...) */
 	PROTO_E_NOSPACE,      /* encode: the buffer is too small */
+	PROTO_E_KEY,          /* a key not valid, or on a type without one */
 };
 
-/* Total encoded size of a message with this topic and payload length. */
+/* Total encoded size of a message with a topic, key and payload of these
+ * lengths (key_len 0: no key). */
+static inline size_t proto_size_key(size_t topic_len, size_t key_len,
+				    size_t payload_len)
+{
+	return PROTO_HEADER_SIZE + topic_len + 1 +
+	       (key_len ? key_len + 1 : 0) + payload_len;
+}
+
+/* Total encoded size of a message without a key. */
 static inline size_t proto_size(size_t topic_len, size_t payload_len)
 {
-	return PROTO_HEADER_SIZE + topic_len + 1 + payload_len;
+	return proto_size_key(topic_len, 0, payload_len);
 }
 
 /*
@@ -167,6 +183,15 @@ int proto_encode(void *buf, size_t cap, const struct proto_header *h,
 		 const char *topic, const void *payload, size_t payload_len);
 
 /*
+ * proto_encode() with a key (NULL or "": none; key_len is taken from it).
+ * Also -PROTO_E_KEY if the key is longer than PROTO_KEY_MAX.  Does not
+ * validate the key either.
+ */
+int proto_encode_key(void *buf, size_t cap, const struct proto_header *h,
+		     const char *topic, const char *key, const void *payload,
+		     size_t payload_len);
+
+/*
  * Decode and validate len bytes at buf into ret.  Every length is checked
  * against len, the topic against the rules of its type (a concrete topic
  * for PUBLISH/DELIVER, a pattern for SUBSCRIBE/UNSUBSCRIBE, a queue name
@@ -183,6 +208,14 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret);
  * last level (that level and all below, including none: "a/#" matches "a").
  */
 bool proto_topic_valid(const char *topic, size_t len, bool pattern);
+
+/*
+ * A message key: 1..PROTO_KEY_MAX bytes of printable ASCII (0x21..0x7e),
+ * with no other rule.  It names the object a message is about, so that on
+ * a coalescing topic a newer message replaces a waiting older one of the
+ * same key.
+ */
+bool proto_key_valid(const char *key, size_t len);
 
 /* A queue group name (see PROTO_GROUP_MAX); len bytes at name. */
 bool proto_group_valid(const char *name, size_t len);

@@ -2125,6 +2125,98 @@ START_TEST(test_request_async_many)
 END_TEST
 
 /*
+ * A request at a priority reaches its responder at that priority (clamped
+ * to the topic's ceiling, as a publish is), ahead of the ordinary messages
+ * already waiting there; without one it gets the topic's default.
+ */
+START_TEST(test_request_priority)
+{
+	static const char *const fillers[] = { "f0", "f1", "f2" };
+	struct async_slot slot = { .index = 0 };
+	struct testbus tb = { 0 };
+	unsigned char buf[128];
+	size_t len, i;
+	mqbus *req, *srv, *pub;
+	mqbus_msg *m;
+
+	async_calls = 0;
+	testbus_start(&tb, "[topic \"rpc/prio\"]\nceiling = 12\n");
+	req = testbus_connect(&tb, 0, 0);
+	srv = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(srv, "rpc/prio");
+
+	/* the responder is busy: ordinary messages wait in its queue */
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(mqbus_publish(pub, "rpc/prio", fillers[i], 2,
+					       MQBUS_PRIORITY_DEFAULT),
+				 0);
+	testbus_wait_stat(req, "published", 3, 5000);
+	len = async_payload(0, buf);
+	ck_assert_int_eq(mqbus_request_async_prio(req, "rpc/prio", buf, len,
+						  9, 5000, async_handler,
+						  &slot),
+			 0);
+	testbus_wait_stat(req, "requests", 1, 5000);
+
+	m = testbus_recv(srv, 2000);
+	ck_assert_msg(mqbus_msg_is_request(m),
+		      "the request did not overtake the waiting messages");
+	ck_assert_uint_eq(mqbus_msg_priority(m), 9);
+	ck_assert_int_eq(mqbus_reply(srv, m, buf, len), 0);
+	mqbus_msg_free(m);
+	for (i = 0; i < 3; i++) {
+		const void *p;
+
+		m = testbus_recv(srv, 2000);
+		p = mqbus_msg_payload(m, &len);
+		ck_assert_int_eq(mqbus_msg_is_request(m), 0);
+		ck_assert_msg(len == 2 && memcmp(p, fillers[i], 2) == 0,
+			      "filler %zu out of order", i);
+		mqbus_msg_free(m);
+	}
+	async_pump(req, 1, 5000);
+	ck_assert_int_eq(slot.calls, 1);
+	ck_assert_int_eq(slot.error, 0);
+	ck_assert(slot.payload_ok);
+
+	/* above the ceiling: clamped; none asked for: the default, 0 */
+	ck_assert_int_eq(mqbus_request_async_prio(req, "rpc/prio", buf, len,
+						  30000, 5000, async_handler,
+						  &slot),
+			 0);
+	m = testbus_recv(srv, 2000);
+	ck_assert_uint_eq(mqbus_msg_priority(m), 12);
+	ck_assert_int_eq(mqbus_reply(srv, m, buf, len), 0);
+	mqbus_msg_free(m);
+	ck_assert_int_eq(mqbus_request_async(req, "rpc/prio", buf, len, 5000,
+					     async_handler, &slot),
+			 0);
+	m = testbus_recv(srv, 2000);
+	ck_assert_uint_eq(mqbus_msg_priority(m), 0);
+	ck_assert_int_eq(mqbus_reply(srv, m, buf, len), 0);
+	mqbus_msg_free(m);
+	async_pump(req, 3, 5000);
+	ck_assert_int_eq(async_calls, 3);
+
+	/* a priority out of range is refused before anything is sent */
+	ck_assert_int_eq(mqbus_request_prio(req, "rpc/prio", "x", 1, 32768,
+					    1000, &m),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(mqbus_last_error(req), "priority"));
+	ck_assert_int_eq(mqbus_request_prio(req, "rpc/prio", "x", 1, -5, 1000,
+					    &m),
+			 -EINVAL);
+	ck_assert_int_eq(testbus_stat(req, "requests"), 3);
+
+	mqbus_free(pub);
+	mqbus_free(srv);
+	mqbus_free(req);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
  * Two responders receive a request and both answer: the requester gets
  * one reply, the first, and the daemon refuses the second.
  */
@@ -2701,6 +2793,7 @@ int main(void)
 	add_case(s, "request_no_responders", test_request_no_responders);
 	add_case(s, "request_timeout", test_request_timeout);
 	add_case(s, "request_async_many", test_request_async_many);
+	add_case(s, "request_priority", test_request_priority);
 	add_case(s, "request_first_reply_wins",
 		 test_request_first_reply_wins);
 	add_case(s, "request_forged_reply", test_request_forged_reply);

@@ -724,11 +724,13 @@ static void publish_text(mqbus *b, const char *topic, const char *text,
 		      strerror(-r), mqbus_last_error(b));
 }
 
-/* Receives a message and checks topic, payload text and the mark. */
-static void expect_text(mqbus *b, const char *topic, const char *text,
-			int retained)
+/* Receives a message and checks topic, payload text, key (NULL: none)
+ * and the retained mark. */
+static void expect_keyed(mqbus *b, const char *topic, const char *text,
+			 const char *key, int retained)
 {
 	mqbus_msg *m = recv_on(b, topic, RECV_MS);
+	const char *got_key = mqbus_msg_key(m);
 	const void *p;
 	size_t len;
 
@@ -739,7 +741,16 @@ static void expect_text(mqbus *b, const char *topic, const char *text,
 	ck_assert_msg(mqbus_msg_retained(m) == retained,
 		      "%s \"%s\": retained mark %d, expected %d", topic, text,
 		      mqbus_msg_retained(m), retained);
+	ck_assert_msg(key ? got_key && strcmp(got_key, key) == 0 : !got_key,
+		      "%s \"%s\": key %s, expected %s", topic, text,
+		      got_key ? got_key : "(none)", key ? key : "(none)");
 	mqbus_msg_free(m);
+}
+
+static void expect_text(mqbus *b, const char *topic, const char *text,
+			int retained)
+{
+	expect_keyed(b, topic, text, NULL, retained);
 }
 
 struct value {
@@ -1003,6 +1014,146 @@ START_TEST(test_slow_coalesce)
 	ck_assert_msg(dropped == N - 4,
 		      "the kept messages report %u dropped, expected %d",
 		      dropped, N - 4);
+	slow_finish(&s);
+}
+END_TEST
+
+/*
+ * A key travels with its message to every subscriber, with a retained
+ * value and with a timer's firings; a key that is not one is refused by
+ * the library with a sentence, before anything is sent.
+ */
+START_TEST(test_keys)
+{
+	char long_key[MQBUS_KEY_MAX + 2];
+	struct testbus tb = { 0 };
+	mqbus *pub, *sub, *late;
+	uint64_t id = 0;
+
+	testbus_start(&tb, NULL);
+	pub = testbus_connect(&tb, 0, 0);
+	sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "ky/#");
+
+	ck_assert_int_eq(mqbus_publish_key(pub, "ky/a", "room:1", "on", 2,
+					   MQBUS_PRIORITY_DEFAULT, 0),
+			 0);
+	ck_assert_int_eq(mqbus_publish_key(pub, "ky/a", NULL, "off", 3,
+					   MQBUS_PRIORITY_DEFAULT, 0),
+			 0);
+	ck_assert_int_eq(mqbus_publish_key(pub, "ky/r", "lamp#2", "v1", 2,
+					   MQBUS_PRIORITY_DEFAULT,
+					   MQBUS_PUBLISH_RETAIN),
+			 0);
+	ck_assert_int_eq(mqbus_timer_add_key(pub, "ky/t", "t:9", "tick", 4,
+					     MQBUS_PRIORITY_DEFAULT, 10, 0, 0,
+					     &id),
+			 0);
+	ck_assert(id != 0);
+	expect_keyed(sub, "ky/a", "on", "room:1", 0);
+	expect_keyed(sub, "ky/a", "off", NULL, 0);
+	expect_keyed(sub, "ky/r", "v1", "lamp#2", 0);
+	expect_keyed(sub, "ky/t", "tick", "t:9", 0);
+	/* the retained value keeps its key */
+	late = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(late, "ky/r");
+	expect_keyed(late, "ky/r", "v1", "lamp#2", 1);
+
+	/* refused: empty, a space, a control byte, one byte too long */
+	memset(long_key, 'k', sizeof(long_key));
+	long_key[MQBUS_KEY_MAX + 1] = '\0';
+	{
+		const char *bad[] = { "", "a b", "a\tb", long_key };
+
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			int r = mqbus_publish_key(pub, "ky/a", bad[i], "x", 1,
+						  MQBUS_PRIORITY_DEFAULT, 0);
+
+			ck_assert_msg(r == -EINVAL,
+				      "key #%zu: %d, expected -EINVAL", i, r);
+			ck_assert_msg(strstr(mqbus_last_error(pub),
+					     "invalid key"),
+				      "key #%zu: error '%s'", i,
+				      mqbus_last_error(pub));
+			ck_assert_int_eq(mqbus_timer_add_key(
+						 pub, "ky/t", bad[i], "x", 1,
+						 MQBUS_PRIORITY_DEFAULT, 10, 0,
+						 0, &id),
+					 -EINVAL);
+		}
+	}
+	/* the longest key goes through */
+	long_key[MQBUS_KEY_MAX] = '\0';
+	ck_assert_int_eq(mqbus_publish_key(pub, "ky/a", long_key, "x", 1,
+					   MQBUS_PRIORITY_DEFAULT, 0),
+			 0);
+	expect_keyed(sub, "ky/a", "x", long_key, 0);
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(pub, "bad_messages"), 0);
+
+	mqbus_free(late);
+	mqbus_free(sub);
+	mqbus_free(pub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * coalesce with keys: of each topic and key only the latest waits.  Keys
+ * of one topic, one key on two topics, and a topic's messages without a
+ * key are all told apart.
+ */
+START_TEST(test_slow_coalesce_keys)
+{
+	static const struct {
+		const char *topic, *key;
+	} obj[] = {
+		{ "ck/x", "obj:1" },
+		{ "ck/x", "obj:2" },
+		{ "ck/x", NULL },
+		{ "ck/y", "obj:1" },
+	};
+	enum { NOBJ = 4, ROUNDS = 6, N = NOBJ * ROUNDS };
+	uint32_t i, dropped = 0;
+	struct slow s;
+
+	slow_start(&s, "[topic \"ck/#\"]\nbacklog = 16\noverflow = coalesce\n",
+		   "ck/#");
+	for (i = 0; i < N; i++) {
+		int r = mqbus_publish_key(s.pub, obj[i % NOBJ].topic,
+					  obj[i % NOBJ].key, &i, sizeof(i),
+					  MQBUS_PRIORITY_DEFAULT, 0);
+
+		ck_assert_msg(r == 0, "publish #%u: %s", i,
+			      mqbus_last_error(s.pub));
+	}
+	testbus_wait_stat(s.mon, "published", N, 5000);
+	/* 2 fit rx; after them one message per object waits */
+	ck_assert_int_eq(testbus_stat(s.mon, "coalesced"), N - 2 - NOBJ);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), N - 2 - NOBJ);
+
+	/* the first two, then the latest of each object, in the order
+	 * their latest came */
+	for (i = 0; i < 2 + NOBJ; i++) {
+		uint32_t want = i < 2 ? i : N - NOBJ + (i - 2);
+		const char *want_key = obj[want % NOBJ].key, *key;
+		mqbus_msg *m;
+
+		m = recv_on(s.sub, obj[want % NOBJ].topic, RECV_MS);
+		key = mqbus_msg_key(m);
+		ck_assert_uint_eq(testbus_msg_index(m), want);
+		ck_assert_msg(want_key ? key && strcmp(key, want_key) == 0
+				       : !key,
+			      "#%u has key %s, expected %s", want,
+			      key ? key : "(none)",
+			      want_key ? want_key : "(none)");
+		dropped += mqbus_msg_dropped(m);
+		mqbus_msg_free(m);
+	}
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	ck_assert_msg(dropped == N - 2 - NOBJ,
+		      "the kept messages report %u dropped, expected %d",
+		      dropped, N - 2 - NOBJ);
 	slow_finish(&s);
 }
 END_TEST
@@ -1425,9 +1576,11 @@ int main(void)
 	add_case(s, "timer_owner_gone", test_timer_owner_gone);
 	add_case(s, "timer_detached", test_timer_detached);
 	add_case(s, "retain", test_retain);
+	add_case(s, "keys", test_keys);
 	add_case(s, "slow_drop_new", test_slow_drop_new);
 	add_case(s, "slow_drop_old", test_slow_drop_old);
 	add_case(s, "slow_coalesce", test_slow_coalesce);
+	add_case(s, "slow_coalesce_keys", test_slow_coalesce_keys);
 	add_case(s, "slow_block", test_slow_block);
 	add_loop_case(s, "slow_block_idle", test_slow_block_idle,
 		      sizeof(block_wakes) / sizeof(block_wakes[0]));

@@ -38,6 +38,7 @@
 struct check_proto_sample {
 	struct proto_header h;
 	const char *topic;
+	const char *key; /* NULL: none */
 	const void *payload;
 	size_t payload_len;
 };
@@ -86,6 +87,7 @@ static void check_proto_sample_get(unsigned type, struct check_proto_sample *s)
 		break;
 	case PROTO_DELIVER:
 		s->topic = "sensors/kitchen/temp";
+		s->key = "probe:7";
 		s->h.priority = 12;
 		s->h.status = 3;
 		s->h.sender_uid = 1000;
@@ -131,6 +133,7 @@ static void check_proto_sample_get(unsigned type, struct check_proto_sample *s)
 		break;
 	case PROTO_TIMER_ADD:
 		s->topic = "clock/tick";
+		s->key = "k";
 		s->h.flags = PROTO_F_DETACHED | PROTO_F_PRIORITY;
 		s->h.priority = 3;
 		s->h.token = 8;
@@ -165,12 +168,14 @@ static void check_proto_sample_get(unsigned type, struct check_proto_sample *s)
 static size_t check_proto_encode(void *buf, size_t cap,
 				 const struct check_proto_sample *s)
 {
-	int n = proto_encode(buf, cap, &s->h, s->topic, s->payload,
-			     s->payload_len);
+	int n = proto_encode_key(buf, cap, &s->h, s->topic, s->key, s->payload,
+				 s->payload_len);
 
 	ck_assert_int_gt(n, 0);
 	ck_assert_uint_eq((size_t)n,
-			  proto_size(strlen(s->topic), s->payload_len));
+			  proto_size_key(strlen(s->topic),
+					 s->key ? strlen(s->key) : 0,
+					 s->payload_len));
 	return (size_t)n;
 }
 
@@ -241,7 +246,8 @@ static int check_proto_decode_topic(unsigned type, const char *topic)
 
 static bool check_proto_is_error(int r)
 {
-	return r <= -PROTO_E_SHORT && r >= -PROTO_E_FIELD;
+	return (r <= -PROTO_E_SHORT && r >= -PROTO_E_FIELD) ||
+	       r == -PROTO_E_KEY;
 }
 
 START_TEST(check_proto_header_init)
@@ -285,7 +291,8 @@ START_TEST(check_proto_roundtrip)
 	ck_assert_uint_eq(m.h.type, type);
 	ck_assert_uint_eq(m.h.flags, s.h.flags);
 	ck_assert_uint_eq(m.h.topic_len, tlen);
-	ck_assert_uint_eq(m.h.reserved0, 0);
+	ck_assert_uint_eq(m.h.key_len, s.key ? strlen(s.key) : 0);
+	ck_assert_str_eq(m.key, s.key ? s.key : "");
 	ck_assert_uint_eq(m.h.payload_len, s.payload_len);
 	ck_assert_uint_eq(m.h.priority, s.h.priority);
 	ck_assert_uint_eq(m.h.token, s.h.token);
@@ -302,8 +309,22 @@ START_TEST(check_proto_roundtrip)
 	ck_assert_ptr_eq(m.topic, (const char *)buf + PROTO_HEADER_SIZE);
 	ck_assert_str_eq(m.topic, s.topic);
 	ck_assert_uint_eq(strlen(m.topic), tlen);
-	ck_assert_ptr_eq(m.payload, buf + PROTO_HEADER_SIZE + tlen + 1);
-	ck_assert_uint_eq(PROTO_HEADER_SIZE + tlen + 1 + s.payload_len, n);
+	if (s.key) {
+		/* the key and its NUL between topic and payload */
+		size_t klen = strlen(s.key);
+
+		ck_assert_ptr_eq(m.key, (const char *)buf + PROTO_HEADER_SIZE +
+						tlen + 1);
+		ck_assert_ptr_eq(m.payload, buf + PROTO_HEADER_SIZE + tlen +
+						    1 + klen + 1);
+		ck_assert_uint_eq(PROTO_HEADER_SIZE + tlen + 1 + klen + 1 +
+					  s.payload_len,
+				  n);
+	} else {
+		ck_assert_ptr_eq(m.payload, buf + PROTO_HEADER_SIZE + tlen + 1);
+		ck_assert_uint_eq(PROTO_HEADER_SIZE + tlen + 1 + s.payload_len,
+				  n);
+	}
 	if (s.payload_len > 0)
 		ck_assert_int_eq(memcmp(m.payload, s.payload, s.payload_len),
 				 0);
@@ -395,7 +416,6 @@ START_TEST(check_proto_encode_fields)
 	h.version = PROTO_VERSION;
 	h.type = PROTO_BYE;
 	h.flags = 0;
-	h.reserved0 = 0;
 	h.reserved1 = 0;
 	h.reserved2 = 0;
 	copy = h;
@@ -407,6 +427,7 @@ START_TEST(check_proto_encode_fields)
 	/* The wire copy has the real lengths. */
 	ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
 	ck_assert_uint_eq(m.h.topic_len, 0);
+	ck_assert_uint_eq(m.h.key_len, 0);
 	ck_assert_uint_eq(m.h.payload_len, 0);
 	ck_assert_uint_eq(m.h.token, 0xa5a5a5a5u);
 	ck_assert_str_eq(m.topic, "");
@@ -684,9 +705,6 @@ START_TEST(check_proto_reserved)
 
 	check_proto_sample_get(PROTO_DELIVER, &s);
 	n = check_proto_encode(buf, sizeof(buf), &s);
-	CHECK_PROTO_SET(buf, reserved0, 1);
-	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FLAGS);
-	CHECK_PROTO_SET(buf, reserved0, 0);
 	CHECK_PROTO_SET(buf, reserved1, 0x80000000u);
 	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FLAGS);
 	CHECK_PROTO_SET(buf, reserved1, 0);
@@ -702,6 +720,101 @@ START_TEST(check_proto_reserved)
 END_TEST
 
 /* With several faults, the first in the documented order is reported. */
+/* Keys: where they may be, what they may hold, how they are framed. */
+START_TEST(check_proto_keys)
+{
+	static const unsigned type_list[] = { PROTO_SUBSCRIBE, PROTO_REQUEST,
+					      PROTO_REPLY, PROTO_BYE,
+					      PROTO_ACK, PROTO_HELLO };
+	unsigned char buf[CHECK_PROTO_BUF], filler[300];
+	char key[PROTO_KEY_MAX + 2];
+	struct proto_header h;
+	struct proto_msg m;
+	size_t i;
+	int n;
+
+	proto_header_init(&h, PROTO_PUBLISH);
+	n = proto_encode_key(buf, sizeof(buf), &h, "a/b", "obj:1", "xyz", 3);
+	ck_assert_int_eq(n, (int)proto_size_key(3, 5, 3));
+	ck_assert_int_eq(n, PROTO_HEADER_SIZE + 4 + 6 + 3);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
+	ck_assert_uint_eq(m.h.key_len, 5);
+	ck_assert_str_eq(m.topic, "a/b");
+	ck_assert_str_eq(m.key, "obj:1");
+	ck_assert_ptr_eq(m.key, (const char *)buf + PROTO_HEADER_SIZE + 4);
+	ck_assert_int_eq(memcmp(m.payload, "xyz", 3), 0);
+	/* "" and NULL are no key: the message is as proto_encode() makes */
+	ck_assert_int_eq(proto_encode_key(buf, sizeof(buf), &h, "a/b", "",
+					  "xyz", 3),
+			 (int)proto_size(3, 3));
+	ck_assert_int_eq(proto_decode(buf, proto_size(3, 3), &m), 0);
+	ck_assert_str_eq(m.key, "");
+
+	/* the longest key, and one byte more */
+	memset(key, 'k', sizeof(key));
+	key[PROTO_KEY_MAX] = '\0';
+	n = proto_encode_key(buf, sizeof(buf), &h, "a", key, NULL, 0);
+	ck_assert_int_eq(n, (int)proto_size_key(1, PROTO_KEY_MAX, 0));
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
+	ck_assert_uint_eq(strlen(m.key), PROTO_KEY_MAX);
+	key[PROTO_KEY_MAX] = 'k';
+	key[PROTO_KEY_MAX + 1] = '\0';
+	ck_assert_int_eq(proto_encode_key(buf, sizeof(buf), &h, "a", key,
+					  NULL, 0),
+			 -PROTO_E_KEY);
+	/* ... also when the header says so over a message that fits it */
+	memset(filler, 'p', sizeof(filler));
+	n = proto_encode_key(buf, sizeof(buf), &h, "a", "k", filler,
+			     sizeof(filler));
+	CHECK_PROTO_SET(buf, key_len, 256);
+	ck_assert_int_eq(check_proto_decode(buf, (size_t)n), -PROTO_E_LENGTH);
+	memset(buf + PROTO_HEADER_SIZE + 2, 'k', 256);
+	buf[PROTO_HEADER_SIZE + 2 + 256] = '\0';
+	CHECK_PROTO_SET(buf, payload_len, 300 - 255);
+	ck_assert_int_eq(check_proto_decode(buf, (size_t)n), -PROTO_E_KEY);
+
+	/* a key is printable ASCII without space, and ends in a NUL */
+	n = proto_encode_key(buf, sizeof(buf), &h, "a/b", "obj:1", "xyz", 3);
+	buf[PROTO_HEADER_SIZE + 4 + 2] = ' ';
+	ck_assert_int_eq(check_proto_decode(buf, (size_t)n), -PROTO_E_KEY);
+	buf[PROTO_HEADER_SIZE + 4 + 2] = 0x7f;
+	ck_assert_int_eq(check_proto_decode(buf, (size_t)n), -PROTO_E_KEY);
+	buf[PROTO_HEADER_SIZE + 4 + 2] = 'j';
+	ck_assert_int_eq(check_proto_decode(buf, (size_t)n), 0);
+	buf[PROTO_HEADER_SIZE + 4 + 5] = 'x';
+	ck_assert_int_eq(check_proto_decode(buf, (size_t)n), -PROTO_E_LENGTH);
+	buf[PROTO_HEADER_SIZE + 4 + 5] = '\0';
+	/* a key_len that runs past the message */
+	CHECK_PROTO_SET(buf, key_len, 9);
+	ck_assert_int_eq(check_proto_decode(buf, (size_t)n), -PROTO_E_LENGTH);
+	CHECK_PROTO_SET(buf, key_len, 5);
+	ck_assert_int_eq(check_proto_decode(buf, (size_t)n), 0);
+
+	/* DELIVER and TIMER_ADD carry one too; no other type does */
+	buf[offsetof(struct proto_header, type)] = PROTO_DELIVER;
+	ck_assert_int_eq(check_proto_decode(buf, (size_t)n), 0);
+	buf[offsetof(struct proto_header, type)] = PROTO_TIMER_ADD;
+	ck_assert_int_eq(check_proto_decode(buf, (size_t)n), 0);
+	for (i = 0; i < sizeof(type_list) / sizeof(type_list[0]); i++) {
+		buf[offsetof(struct proto_header, type)] =
+			(unsigned char)type_list[i];
+		ck_assert_msg(check_proto_decode(buf, (size_t)n) ==
+				      -PROTO_E_KEY,
+			      "%s with a key", proto_type_name(type_list[i]));
+	}
+
+	ck_assert(proto_key_valid("a", 1));
+	ck_assert(proto_key_valid("user:42/x#+", 11));
+	ck_assert(!proto_key_valid("", 0));
+	ck_assert(!proto_key_valid(NULL, 1));
+	ck_assert(!proto_key_valid("a b", 3));
+	ck_assert(!proto_key_valid("a\nb", 3));
+	ck_assert(!proto_key_valid("\xc3\xa9", 2));
+	ck_assert(!proto_key_valid(key, PROTO_KEY_MAX + 1));
+	ck_assert(proto_key_valid(key, PROTO_KEY_MAX));
+}
+END_TEST
+
 START_TEST(check_proto_error_order)
 {
 	unsigned char buf[CHECK_PROTO_BUF];
@@ -1073,7 +1186,7 @@ static unsigned char check_proto_flip(uint64_t rnd)
 START_TEST(check_proto_fuzz)
 {
 	unsigned char orig[CHECK_PROTO_BUF], work[CHECK_PROTO_BUF + 16];
-	unsigned seen[PROTO_E_NOSPACE - PROTO_E_SHORT + 1] = { 0 };
+	unsigned seen[PROTO_E_KEY - PROTO_E_SHORT + 1] = { 0 };
 	uint64_t state = 0x9e3779b97f4a7c15ull;
 	unsigned ok = 0, kinds = 0, type, round, k;
 	struct check_proto_sample s;
@@ -1123,11 +1236,16 @@ START_TEST(check_proto_fuzz)
 							 PROTO_HEADER_SIZE);
 				ck_assert_uint_eq(strlen(m.topic),
 						  m.h.topic_len);
-				ck_assert_uint_eq(proto_size(m.h.topic_len,
-							     m.h.payload_len),
-						  len);
+				ck_assert_uint_eq(strlen(m.key), m.h.key_len);
+				ck_assert_uint_eq(
+					proto_size_key(m.h.topic_len,
+						       m.h.key_len,
+						       m.h.payload_len),
+					len);
 				ck_assert_ptr_eq(m.payload,
-						 m.topic + m.h.topic_len + 1);
+						 (const unsigned char *)copy +
+							 len -
+							 m.h.payload_len);
 			} else {
 				seen[-r - PROTO_E_SHORT]++;
 			}
@@ -1146,11 +1264,11 @@ END_TEST
 
 START_TEST(check_proto_strerror)
 {
-	const char *msgs[PROTO_E_NOSPACE - PROTO_E_SHORT + 1];
+	const char *msgs[PROTO_E_KEY - PROTO_E_SHORT + 1];
 	const char *other = proto_strerror(-EINVAL);
 	int e, f;
 
-	for (e = PROTO_E_SHORT; e <= PROTO_E_NOSPACE; e++) {
+	for (e = PROTO_E_SHORT; e <= PROTO_E_KEY; e++) {
 		const char *m = proto_strerror(-e);
 
 		ck_assert_ptr_nonnull(m);
@@ -1220,6 +1338,7 @@ static Suite *check_proto_suite(void)
 	tcase_add_test(tc, check_proto_bad_type);
 	tcase_add_test(tc, check_proto_bad_flags);
 	tcase_add_test(tc, check_proto_reserved);
+	tcase_add_test(tc, check_proto_keys);
 	tcase_add_test(tc, check_proto_error_order);
 	suite_add_tcase(s, tc);
 

@@ -515,6 +515,46 @@ mqb_check_status "after clearing, sub -t 300 gets nothing and exits 3" 3 \
 	"$MQBUSCTL" sub 'ret/#' -t 300
 mqb_is "... printing nothing" "$MQB_OUT" ""
 
+# ------------------------------------------------------------ keys
+
+mqb_sub_start "$OUT" key/x -n 1 -t 10000 ||
+	mqb_notok "subscriber of a keyed message" "$(cat "$OUT.err")"
+mqb_check_status "pub -k KEY exits 0" 0 \
+	"$MQBUSCTL" pub key/x 'state 1' -k 'lamp:7'
+sub_finish "keyed round trip"
+mqb_is "sub prints the key after the payload" "$(cat "$OUT")" \
+	"key/x state 1 (key lamp:7)"
+
+mqb_sub_start "$OUT" key/x -n 2 -t 10000 --json ||
+	mqb_notok "JSON subscriber of keyed messages" "$(cat "$OUT.err")"
+"$MQBUSCTL" pub key/x one --key=k1 || mqb_notok "pub --key=k1"
+"$MQBUSCTL" pub key/x two || mqb_notok "pub without a key"
+sub_finish "keyed and unkeyed JSON round trip"
+mqb_is "JSON has \"key\": the key, or null without one" "$(python3 -c '
+import json, sys
+print(" ".join("%s=%r" % (m["payload"], m["key"])
+               for m in map(json.loads, open(sys.argv[1]))))
+' "$OUT" 2>&1)" "one='k1' two=None"
+
+mqb_check_status "pub -k with a space in the key exits 1" 1 \
+	"$MQBUSCTL" pub key/x v -k 'a b'
+mqb_like "... saying the key is invalid" "$MQB_ERR" 'invalid key'
+mqb_check_status "pub -k '' exits 1" 1 "$MQBUSCTL" pub key/x v -k ''
+mqb_check_status "pub without an argument to -k is a usage error (2)" 2 \
+	"$MQBUSCTL" pub key/x v -k
+
+# call -p: the request reaches the subscriber at that priority
+mqb_sub_start "$OUT" rr/prio -n 1 -t 10000 --json ||
+	mqb_notok "subscriber of a request with a priority" "$(cat "$OUT.err")"
+mqb_check_status "call -p 7 that nobody answers exits 3" 3 \
+	"$MQBUSCTL" call rr/prio urgent -p 7 -t 300
+sub_finish "request with a priority"
+mqb_is "the request arrived at priority 7" \
+	"$(json_field "$OUT" payload priority)" "'urgent' 7"
+mqb_check_status "call -p 40000 is a usage error (2)" 2 \
+	"$MQBUSCTL" call rr/prio x -p 40000
+mqb_like "... naming the priority" "$MQB_ERR" 'priority'
+
 # ------------------------------------------------------------ timers
 
 # pub --delay: a detached timer, so the message comes after pub has gone
