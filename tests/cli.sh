@@ -632,6 +632,19 @@ mqb_check_status "timer cancel 999999 exits 1" 1 \
 	"$MQBUSCTL" timer cancel 999999
 mqb_like "... saying there is no such timer" "$MQB_ERR" 'no such timer'
 
+# a timer's message with a key: it fires with the key, and list shows it
+mqb_sub_start "$OUT" tmr/keyed -n 1 -t 10000 ||
+	mqb_notok "subscriber of a keyed timer" "$(cat "$OUT.err")"
+mqb_check_status "pub -k with --delay --every exits 0" 0 \
+	"$MQBUSCTL" pub tmr/keyed on -k lamp:9 --delay 50 --every 60000
+TID=$MQB_OUT
+sub_finish "keyed timer"
+mqb_is "its firing carries the key" "$(cat "$OUT")" "tmr/keyed on (key lamp:9)"
+"$MQBUSCTL" timer list >"$MQB_TMP/tlist"
+mqb_like "timer list ends the keyed timer's line with key=lamp:9" \
+	"$(cat "$MQB_TMP/tlist")" "^id=$TID topic=tmr/keyed .* key=lamp:9\$"
+mqb_check_status "and cancels it" 0 "$MQBUSCTL" timer cancel "$TID"
+
 # ------------------------------------------------------------ limits
 
 LIM=$("$MQBUSCTL" limits 2>"$MQB_TMP/limits.err")
