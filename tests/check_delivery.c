@@ -470,6 +470,64 @@ START_TEST(test_timer_absolute)
 }
 END_TEST
 
+/*
+ * Many timers at once, made out of order and a third of them cancelled
+ * from the middle of the daemon's heap: each of the others fires once, in
+ * the order of its time, and none of the cancelled ones does.  A timer's
+ * time is known to lie between the clock read before and after making it.
+ */
+START_TEST(test_timer_many)
+{
+	enum { N = 60, SPAN_MS = 600, MIN_MS = 100 };
+	uint64_t ids[N], delay[N], due_min[N], due_max[N], last_min = 0;
+	struct testbus tb = { 0 };
+	unsigned got = 0, want = 0;
+	bool seen[N] = { false };
+	mqbus *sub, *creator;
+	uint32_t i;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	creator = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "tmany/#");
+	for (i = 0; i < N; i++) {
+		/* a permutation of the times: each new timer lands somewhere
+		 * inside the heap, not at an end */
+		delay[i] = MIN_MS + (i * 37u) % N * (SPAN_MS / N);
+		due_min[i] = testbus_now_ms() + delay[i];
+		ids[i] = timer_add(creator, "tmany/x", &i, sizeof(i), delay[i],
+				   0, 0);
+		due_max[i] = testbus_now_ms() + 1 + delay[i];
+	}
+	for (i = 0; i < N; i += 3)
+		ck_assert_int_eq(mqbus_timer_cancel(creator, ids[i]), 0);
+	for (i = 0; i < N; i++)
+		want += i % 3 != 0;
+	while (got < want) {
+		mqbus_msg *m = recv_on(sub, "tmany/x", RECV_MS);
+		uint32_t idx = testbus_msg_index(m);
+
+		mqbus_msg_free(m);
+		ck_assert_msg(idx < N, "index %u", idx);
+		ck_assert_msg(idx % 3 != 0, "cancelled timer #%u fired", idx);
+		ck_assert_msg(!seen[idx], "timer #%u fired twice", idx);
+		/* due no later than the one before it: out of order */
+		ck_assert_msg(due_max[idx] >= last_min,
+			      "timer #%u (due by %" PRIu64 ") fired after one "
+			      "due at %" PRIu64 " or later",
+			      idx, due_max[idx], last_min);
+		seen[idx] = true;
+		last_min = due_min[idx];
+		got++;
+	}
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(creator, "timers_fired"), want);
+	mqbus_free(creator);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
 /* Cancelling what does not exist, and bad arguments. */
 START_TEST(test_timer_cancel_unknown)
 {
@@ -1572,6 +1630,7 @@ int main(void)
 	add_case(s, "timer_periodic", test_timer_periodic);
 	add_case(s, "timer_periodic_load", test_timer_periodic_load);
 	add_case(s, "timer_absolute", test_timer_absolute);
+	add_case(s, "timer_many", test_timer_many);
 	add_case(s, "timer_cancel_unknown", test_timer_cancel_unknown);
 	add_case(s, "timer_owner_gone", test_timer_owner_gone);
 	add_case(s, "timer_detached", test_timer_detached);
