@@ -390,21 +390,23 @@ static bool client_backlog_full(const struct client *c, size_t len,
 /*
  * Pauses the publisher until c has room: its tx queue is not read, so it
  * fills and the kernel makes the publisher wait.  c remembers whom it
- * holds up, to let them go in client_flush().
+ * holds up, to let them go in client_flush().  Returns whether pub is held
+ * up now: not a publisher that is gone (NULL: a timer or a retained
+ * value), closing, c itself, or one there was no memory to note.
  */
-static void client_block_publisher(struct client *c, struct client *pub)
+static bool client_block_publisher(struct client *c, struct client *pub)
 {
-	if (pub == c || pub->closing)
-		return;
+	if (!pub || pub == c || pub->closing)
+		return false;
 	for (size_t i = 0; i < c->n_blocked; i++)
 		if (c->blocked[i] == pub->id)
-			return;
+			return true;
 	if (c->n_blocked == c->cap_blocked) {
 		size_t cap = c->cap_blocked ? c->cap_blocked * 2 : 4;
 		uint32_t *b = realloc(c->blocked, cap * sizeof(*b));
 
 		if (!b)
-			return; /* not paused: the backlog grows a little */
+			return false;
 		c->blocked = b;
 		c->cap_blocked = cap;
 	}
@@ -412,6 +414,7 @@ static void client_block_publisher(struct client *c, struct client *pub)
 	c->release_at = c->n_pending / 2;
 	pub->blocked_by++;
 	c->server->stats.publishers_blocked++;
+	return true;
 }
 
 /* Lets go the publishers c held up. */
@@ -460,9 +463,11 @@ static int client_overflow(struct client *c, struct msgbuf *m, unsigned prio,
 		return client_enqueue(c, m, prio, c->dropped) ? 0 : -ENOMEM;
 	case OVERFLOW_BLOCK:
 		/* nothing is lost: m waits beyond the bound, one message per
-		 * publisher at most, and the publisher stops */
-		if (from)
-			client_block_publisher(c, from);
+		 * publisher at most, and the publisher stops.  What no
+		 * publisher can be held up for (a timer, a client sending to
+		 * itself) is dropped, or the backlog would have no bound. */
+		if (!client_block_publisher(c, from))
+			return -ENOBUFS;
 		return client_enqueue(c, m, prio, c->dropped) ? 0 : -ENOMEM;
 	case OVERFLOW_DISCONNECT:
 		c->server->stats.slow_disconnects++;

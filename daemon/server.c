@@ -877,29 +877,38 @@ static uint64_t server_stamp(struct server *s, uid_t uid, pid_t pid,
 }
 
 /*
- * Turns the PUBLISH in m into a DELIVER in place and hands the one buffer
- * to every matching subscriber.
+ * Turns the PUBLISH in m into a DELIVER in place, stamped as sent by uid,
+ * pid and client id, and hands the one buffer to every matching
+ * subscriber.  from is the client whose tx it came from, which the block
+ * policy may hold up; NULL for a timer's message.
  */
-void server_route_as(struct server *s, uid_t uid, pid_t pid, uint32_t id,
-		     struct msgbuf *m, const char *topic, int requested_prio)
+static void server_route_from(struct server *s, struct client *from,
+			      uid_t uid, pid_t pid, uint32_t id,
+			      struct msgbuf *m, const char *topic,
+			      int requested_prio)
 {
 	const struct topic_rule *rule = config_rule(&s->cfg, topic);
-	struct route_ctx ctx = { .m = m };
+	struct route_ctx ctx = { .m = m, .from = from };
 
 	ctx.prio = config_rule_priority(&s->cfg, rule, requested_prio);
 	ctx.pol = config_rule_policy(&s->cfg, rule);
-	ctx.from = server_find_client(s, id);
 	ctx.seq = server_stamp(s, uid, pid, id, m, PROTO_DELIVER, 0, 0,
 			       ctx.prio);
 	s->stats.published++;
 	router_match(s->router, topic, route_one, &ctx);
 }
 
+void server_route_as(struct server *s, uid_t uid, pid_t pid, uint32_t id,
+		     struct msgbuf *m, const char *topic, int requested_prio)
+{
+	server_route_from(s, NULL, uid, pid, id, m, topic, requested_prio);
+}
+
 void server_route(struct server *s, struct client *from, struct msgbuf *m,
 		  const char *topic, int requested_prio)
 {
-	server_route_as(s, from->uid, from->pid, from->id, m, topic,
-			requested_prio);
+	server_route_from(s, from, from->uid, from->pid, from->id, m, topic,
+			  requested_prio);
 }
 
 void server_publish(struct server *s, struct client *from, struct msgbuf *m,

@@ -115,7 +115,8 @@ void server_deinit(struct server *s);
 void server_wake_ready(struct server *s, struct wake_src *src);
 void server_route(struct server *s, struct client *from, struct msgbuf *m,
 		  const char *topic, int requested_prio);
-/* server_route for a sender that may be gone (a detached timer's) */
+/* server_route for a timer's message, whose sender may be gone and
+ * cannot be held up by the block policy */
 void server_route_as(struct server *s, uid_t uid, pid_t pid, uint32_t id,
 		     struct msgbuf *m, const char *topic, int requested_prio);
 void server_client_closing(struct server *s, struct client *c);

@@ -38,26 +38,6 @@
 /* How long a message that must not come is waited for. */
 #define QUIET_MS 200
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void make_pipe(int fds[2])
-{
-	ck_assert_msg(pipe2(fds, O_CLOEXEC) == 0, "pipe: %s",
-		      strerror(errno));
-}
-
-static void close_pipe(int fds[2])
-{
-	close(fds[0]);
-	close(fds[1]);
-}
-
 /* Payload bytes and topic arrive exactly as published. */
 START_TEST(test_roundtrip)
 {
@@ -134,8 +114,8 @@ START_TEST(test_identity)
 	testbus_start(&tb, NULL);
 	sub = testbus_connect(&tb, 0, 0);
 	testbus_subscribe(sub, "id/#");
-	make_pipe(ready);
-	make_pipe(go);
+	testbus_pipe(ready);
+	testbus_pipe(go);
 
 	child = testbus_fork();
 	ck_assert_int_ge(child, 0);
@@ -177,7 +157,7 @@ START_TEST(test_identity)
 				      (unsigned long long)mqbus_msg_seq(m),
 				      (unsigned long long)seq);
 		seq = mqbus_msg_seq(m);
-		now = realtime_ns();
+		now = testbus_realtime_ns();
 		ck_assert_msg(mqbus_msg_timestamp(m) + 5000000000ull > now &&
 				      mqbus_msg_timestamp(m) <
 					      now + 5000000000ull,
@@ -205,8 +185,8 @@ START_TEST(test_identity)
 		      (unsigned long long)seq);
 	mqbus_msg_free(m);
 
-	close_pipe(ready);
-	close_pipe(go);
+	testbus_close_pipe(ready);
+	testbus_close_pipe(go);
 	mqbus_free(pub);
 	mqbus_free(sub);
 	testbus_finish(&tb);
@@ -689,7 +669,7 @@ START_TEST(test_sigkill_client)
 	pid_t child;
 
 	testbus_start(&tb, NULL);
-	make_pipe(ready);
+	testbus_pipe(ready);
 	child = testbus_fork();
 	ck_assert_int_ge(child, 0);
 	if (child == 0) {
@@ -736,7 +716,7 @@ START_TEST(test_sigkill_client)
 	testbus_publish_index(pub, "kill/x", 99, MQBUS_PRIORITY_DEFAULT);
 	testbus_expect_index(sub, "kill/x", 99, 1000);
 
-	close_pipe(ready);
+	testbus_close_pipe(ready);
 	mqbus_free(pub);
 	mqbus_free(sub);
 	testbus_finish(&tb);
@@ -770,8 +750,8 @@ START_TEST(test_flood_fairness)
 	testbus_subscribe(flood_sub, "flood/#");
 	ping_pub = testbus_connect(&tb, 0, 0);
 	base = testbus_stat(ping_pub, "published");
-	make_pipe(ready);
-	make_pipe(result);
+	testbus_pipe(ready);
+	testbus_pipe(result);
 
 	child = testbus_fork();
 	ck_assert_int_ge(child, 0);
@@ -827,8 +807,8 @@ START_TEST(test_flood_fairness)
 		ck_assert_int_eq(testbus_stat(ping_pub, "dropped"),
 				 res.count - 266);
 
-	close_pipe(ready);
-	close_pipe(result);
+	testbus_close_pipe(ready);
+	testbus_close_pipe(result);
 	mqbus_free(ping_pub);
 	mqbus_free(flood_sub);
 	mqbus_free(ping_sub);
@@ -854,8 +834,8 @@ START_TEST(test_shutdown)
 	testbus_start(&tb, NULL);
 	c1 = testbus_connect(&tb, 0, 0);
 	testbus_subscribe(c1, "s/x");
-	make_pipe(ready);
-	make_pipe(result);
+	testbus_pipe(ready);
+	testbus_pipe(result);
 
 	child = testbus_fork();
 	ck_assert_int_ge(child, 0);
@@ -902,8 +882,8 @@ START_TEST(test_shutdown)
 	mqbus_free(c1);
 	ck_assert_int_eq(testbus_wait(child, 5000), 0);
 	ck_assert_int_eq(testbus_queues(tb.bus, 0, names, sizeof(names)), 0);
-	close_pipe(ready);
-	close_pipe(result);
+	testbus_close_pipe(ready);
+	testbus_close_pipe(result);
 }
 END_TEST
 
@@ -920,7 +900,7 @@ START_TEST(test_second_daemon)
 	sub = testbus_connect(&tb, 0, 0);
 	testbus_subscribe(sub, "two/x");
 
-	make_pipe(errfd);
+	testbus_pipe(errfd);
 	r = testbus_spawn(&tb2, tb.bus, NULL, errfd[1], &status);
 	close(errfd[1]);
 	if (r == 0) {
@@ -1138,6 +1118,9 @@ static bool got_welcome(struct forged *f, int timeout_ms)
 	       msg.h.type == PROTO_WELCOME;
 }
 
+/* How many messages send_garbage() sends, each of them bad in a tx queue. */
+#define GARBAGE_MESSAGES 12
+
 /* Random bytes, and a valid ANNOUNCE with one header field spoiled. */
 static void send_garbage(mqd_t q, long msgsize, const char *txname)
 {
@@ -1171,6 +1154,18 @@ static void send_garbage(mqd_t q, long msgsize, const char *txname)
 	send_raw(q, buf, (size_t)n - 3);
 	memcpy(buf + n, "zzz", 3);
 	send_raw(q, buf, (size_t)n + 3);
+
+	/* Keys: one with a space, and one on a type that has none; both
+	 * would reach the subscriber of f/# if the daemon let them through. */
+	proto_header_init(&h, PROTO_PUBLISH);
+	n = proto_encode_key(buf, sizeof(buf), &h, "f/x", "bad key", "k1", 2);
+	ck_assert_int_gt(n, 0);
+	send_raw(q, buf, (size_t)n);
+	proto_header_init(&h, PROTO_SUBSCRIBE);
+	h.token = 7;
+	n = proto_encode_key(buf, sizeof(buf), &h, "f/#", "k", NULL, 0);
+	ck_assert_int_gt(n, 0);
+	send_raw(q, buf, (size_t)n);
 
 	/* Well formed, but not what this queue carries. */
 	proto_header_init(&h, PROTO_DELIVER);
@@ -1218,6 +1213,7 @@ START_TEST(test_forged_input)
 	mqbus *victim, *sub, *pub, *late;
 	struct mq_attr attr;
 	uint64_t t0;
+	long long bad;
 	mqd_t busq, vq;
 	int n, quiet;
 
@@ -1304,6 +1300,7 @@ START_TEST(test_forged_input)
 	testbus_expect_nothing(sub, QUIET_MS);
 
 	/* Garbage in the victim's own tx queue. */
+	bad = testbus_stat(pub, "bad_messages");
 	vq = mq_open(victim_tx, O_WRONLY | O_CLOEXEC);
 	ck_assert_msg(vq != (mqd_t)-1, "mq_open %s: %s", victim_tx,
 		      strerror(errno));
@@ -1311,8 +1308,10 @@ START_TEST(test_forged_input)
 	send_garbage(vq, attr.mq_msgsize, victim_tx);
 	mq_close(vq);
 
-	/* The daemon is still there for everybody else. */
+	/* The daemon is still there for everybody else, and counted each
+	 * message of the garbage as bad. */
 	check_pubsub(pub, sub, "f/b", 30, 5);
+	testbus_wait_stat(pub, "bad_messages", bad + GARBAGE_MESSAGES, 5000);
 	late = testbus_connect(&tb, 0, 0);
 	testbus_subscribe(late, "f/#");
 	check_pubsub(pub, late, "f/c", 40, 3);
@@ -1345,7 +1344,7 @@ static struct limit_result try_limit(const char *bus, enum limit_kind kind)
 	int fds[2];
 	pid_t child;
 
-	make_pipe(fds);
+	testbus_pipe(fds);
 	child = testbus_fork();
 	ck_assert_int_ge(child, 0);
 	if (child == 0) {
@@ -1381,7 +1380,7 @@ static struct limit_result try_limit(const char *bus, enum limit_kind kind)
 	ck_assert_int_eq(testbus_read_all(fds[0], &res, sizeof(res), 10000),
 			 0);
 	ck_assert_int_eq(testbus_wait(child, 5000), 0);
-	close_pipe(fds);
+	testbus_close_pipe(fds);
 	return res;
 }
 
@@ -1734,7 +1733,7 @@ START_TEST(test_request_reply)
 		data[i] = i % 5 == 0 ? 0 : (unsigned char)(i * 31 + 7);
 
 	testbus_start(&tb, NULL);
-	make_pipe(ready);
+	testbus_pipe(ready);
 	child = fork_responder(&tb, "rpc/echo", 2, true, ready);
 	ck_assert_int_eq(testbus_read_all(ready[0], &responder_id,
 					  sizeof(responder_id), 10000),
@@ -1789,7 +1788,7 @@ START_TEST(test_request_reply)
 	ck_assert_int_eq(mqbus_request(req, "rpc/echo", "x", 1, 1000, NULL),
 			 -EINVAL);
 
-	close_pipe(ready);
+	testbus_close_pipe(ready);
 	mqbus_free(pub);
 	mqbus_free(req);
 	testbus_finish(&tb);
@@ -2078,7 +2077,7 @@ START_TEST(test_request_async_many)
 	slots = calloc(N, sizeof(*slots));
 	ck_assert_ptr_nonnull(slots);
 	testbus_start(&tb, NULL);
-	make_pipe(ready);
+	testbus_pipe(ready);
 	child = fork_responder(&tb, "rpc/many", N, false, ready);
 	ck_assert_int_eq(testbus_read_all(ready[0], &responder_id,
 					  sizeof(responder_id), 10000),
@@ -2118,7 +2117,7 @@ START_TEST(test_request_async_many)
 	ck_assert_int_eq(testbus_stat(req, "replies_refused"), 0);
 
 	free(slots);
-	close_pipe(ready);
+	testbus_close_pipe(ready);
 	mqbus_free(req);
 	testbus_finish(&tb);
 }
@@ -2753,20 +2752,12 @@ END_TEST
 
 static void add_case(Suite *s, const char *name, const TTest *test)
 {
-	TCase *tc = tcase_create(name);
-
-	tcase_add_unchecked_fixture(tc, testbus_reset, testbus_cleanup);
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test);
-	suite_add_tcase(s, tc);
+	testbus_add_case(s, name, test, 1);
 }
 
 int main(void)
 {
-	const char *wake = getenv("MQBUS_TEST_WAKE");
 	Suite *s = suite_create("bus");
-	SRunner *sr;
-	int failed;
 
 	testbus_init();
 	add_case(s, "roundtrip", test_roundtrip);
@@ -2802,17 +2793,5 @@ int main(void)
 	add_case(s, "group_unsubscribe", test_group_unsubscribe);
 	add_case(s, "group_request", test_group_request);
 
-	printf("check_bus: wake back-end %s\n", wake && *wake ? wake
-							     : "notify");
-	/* Not to be flushed again by every forked test. */
-	fflush(stdout);
-	sr = srunner_create(s);
-	/* Fork mode is what the cleanup relies on; CK_FORK=no still wins
-	 * for debugging under gdb. */
-	if (!getenv("CK_FORK"))
-		srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return testbus_run(s, "check_bus");
 }

@@ -50,26 +50,6 @@
 /* A uid nobody uses, for the client of another user. */
 #define OTHER_UID 1990001234u
 
-static uint64_t realtime_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-static void make_pipe(int fds[2])
-{
-	ck_assert_msg(pipe2(fds, O_CLOEXEC) == 0, "pipe: %s",
-		      strerror(errno));
-}
-
-static void close_pipe(int fds[2])
-{
-	close(fds[0]);
-	close(fds[1]);
-}
-
 static double ms_of(int64_t ns)
 {
 	return (double)ns / 1e6;
@@ -236,7 +216,7 @@ START_TEST(test_timer_oneshot)
 	creator = testbus_connect(&tb, 0, 0);
 	testbus_subscribe(sub, "tm/#");
 
-	t0 = realtime_ns();
+	t0 = testbus_realtime_ns();
 	id = timer_add(creator, "tm/once", tick, sizeof(tick), 200, 0, 0);
 	ck_assert_msg(timer_listed(creator, id, "tm/once", "detached=0"),
 		      "timer %" PRIu64 " not in its creator's list", id);
@@ -342,15 +322,15 @@ static void periodic(bool load)
 	testbus_subscribe(sub, "tm/#");
 
 	if (load) {
-		make_pipe(ready);
-		make_pipe(stop);
-		make_pipe(result);
+		testbus_pipe(ready);
+		testbus_pipe(stop);
+		testbus_pipe(result);
 		child = start_load(tb.bus, ready[1], stop[0], result[1]);
 		ck_assert_int_eq(testbus_read_all(ready[0], &c, 1, 10000), 0);
 		ck_assert_msg(c == 'r', "the load child could not publish");
 	}
 
-	t0 = realtime_ns();
+	t0 = testbus_realtime_ns();
 	id = timer_add(creator, "tm/tick", tick, sizeof(tick), DELAY, PERIOD,
 		       0);
 	ck_assert_msg(timer_listed(creator, id, "tm/tick", "period_ms=50 "),
@@ -372,7 +352,7 @@ static void periodic(bool load)
 	}
 
 	ck_assert_int_eq(mqbus_timer_cancel(creator, id), 0);
-	cancelled = realtime_ns();
+	cancelled = testbus_realtime_ns();
 
 	if (load) {
 		ck_assert_int_eq(testbus_write_all(stop[1], "s", 1), 0);
@@ -380,9 +360,9 @@ static void periodic(bool load)
 						  10000),
 				 0);
 		ck_assert_int_eq(testbus_wait(child, 10000), 0);
-		close_pipe(ready);
-		close_pipe(stop);
-		close_pipe(result);
+		testbus_close_pipe(ready);
+		testbus_close_pipe(stop);
+		testbus_close_pipe(result);
 	}
 	printf("timer_%s: %u firings, from %+.3f to %+.3f ms of their "
 	       "times, worst %+.3f ms",
@@ -450,7 +430,7 @@ START_TEST(test_timer_absolute)
 	creator = testbus_connect(&tb, 0, 0);
 	testbus_subscribe(sub, "tm/#");
 
-	at_ms = realtime_ns() / 1000000 + 200;
+	at_ms = testbus_realtime_ns() / 1000000 + 200;
 	id = timer_add(creator, "tm/at", tick, sizeof(tick), at_ms, 0,
 		       MQBUS_TIMER_ABSOLUTE);
 	ck_assert_msg(timer_listed(creator, id, "tm/at", NULL),
@@ -586,15 +566,15 @@ START_TEST(test_timer_owner_gone)
 	mqbus_msg_free(m);
 	mqbus_free(creator);
 	testbus_wait_stat(sub, "clients", 1, 5000);
-	gone = realtime_ns();
+	gone = testbus_realtime_ns();
 	drain_now(sub, "tm/own", gone);
 	testbus_expect_nothing(sub, QUIET_MS);
 	ck_assert_msg(!timer_listed(sub, id, "tm/own", NULL),
 		      "timer %" PRIu64 " of a closed client still listed", id);
 
 	/* killed */
-	make_pipe(ready);
-	make_pipe(go);
+	testbus_pipe(ready);
+	testbus_pipe(go);
 	child = testbus_fork();
 	ck_assert_int_ge(child, 0);
 	if (child == 0) {
@@ -619,13 +599,13 @@ START_TEST(test_timer_owner_gone)
 	ck_assert_int_eq(kill(child, SIGKILL), 0);
 	ck_assert_int_eq(testbus_wait(child, 5000), 128 + SIGKILL);
 	testbus_wait_stat(sub, "clients", 1, 5000);
-	gone = realtime_ns();
+	gone = testbus_realtime_ns();
 	drain_now(sub, "tm/killed", gone);
 	testbus_expect_nothing(sub, QUIET_MS);
 	ck_assert_msg(!timer_listed(sub, id, "tm/killed", NULL),
 		      "timer %" PRIu64 " of a killed client still listed", id);
-	close_pipe(ready);
-	close_pipe(go);
+	testbus_close_pipe(ready);
+	testbus_close_pipe(go);
 
 	mqbus_free(sub);
 	testbus_finish(&tb);
@@ -647,7 +627,7 @@ static void other_uid_cancel(const char *bus, uint64_t id,
 	int result[2];
 	pid_t child;
 
-	make_pipe(result);
+	testbus_pipe(result);
 	child = testbus_fork();
 	ck_assert_int_ge(child, 0);
 	if (child == 0) {
@@ -678,7 +658,7 @@ static void other_uid_cancel(const char *bus, uint64_t id,
 					  10000),
 			 0);
 	ck_assert_int_eq(testbus_wait(child, 10000), 0);
-	close_pipe(result);
+	testbus_close_pipe(result);
 }
 
 /*
@@ -707,7 +687,7 @@ START_TEST(test_timer_detached)
 		      "detached timer %" PRIu64 " not listed as detached", id);
 	mqbus_free(creator);
 	testbus_wait_stat(sub, "clients", 1, 5000);
-	gone = realtime_ns();
+	gone = testbus_realtime_ns();
 
 	/* it goes on firing, still in its creator's name */
 	drain_now(sub, "tm/det", 0);
@@ -745,7 +725,7 @@ START_TEST(test_timer_detached)
 			      OTHER_UID, id, (unsigned)getuid());
 		/* and the timer still runs */
 		testbus_wait_stat(sub, "clients", 1, 5000);
-		t = realtime_ns();
+		t = testbus_realtime_ns();
 		drain_now(sub, "tm/det", 0);
 		m = recv_on(sub, "tm/det", RECV_MS);
 		ck_assert_msg(mqbus_msg_timestamp(m) > t,
@@ -758,7 +738,7 @@ START_TEST(test_timer_detached)
 
 	/* another client of the uid cancels it */
 	ck_assert_int_eq(mqbus_timer_cancel(sub, id), 0);
-	drain_now(sub, "tm/det", realtime_ns());
+	drain_now(sub, "tm/det", testbus_realtime_ns());
 	testbus_expect_nothing(sub, QUIET_MS);
 	ck_assert_msg(!timer_listed(sub, id, "tm/det", NULL),
 		      "cancelled timer %" PRIu64 " still listed", id);
@@ -1601,29 +1581,68 @@ START_TEST(test_slow_block_idle)
 }
 END_TEST
 
-/* A case that runs test once for each _i in [0, n). */
-static void add_loop_case(Suite *s, const char *name, const TTest *test,
-			  int n)
+/*
+ * block with nobody to hold up: a timer's firings, and a client's own
+ * messages to a topic it is a slow subscriber of, are dropped beyond the
+ * backlog (and counted) instead of piling up in the daemon.
+ */
+START_TEST(test_slow_block_unheld)
 {
-	TCase *tc = tcase_create(name);
+	enum { BACKLOG = 4, FIRINGS = 40, SELF = 30 };
+	uint64_t id = 0, deadline;
+	long long fired, dropped;
+	struct slow s;
+	uint32_t i;
 
-	tcase_add_unchecked_fixture(tc, testbus_reset, testbus_cleanup);
-	tcase_set_timeout(tc, 60);
-	tcase_add_loop_test(tc, test, 0, n);
-	suite_add_tcase(s, tc);
+	slow_start(&s, "[topic \"bu/#\"]\nbacklog = 4\noverflow = block\n",
+		   "bu/#");
+	ck_assert_int_eq(mqbus_timer_add(s.pub, "bu/t", "t", 1,
+					 MQBUS_PRIORITY_DEFAULT, 0, 2, 0, &id),
+			 0);
+	deadline = testbus_now_ms() + 5000;
+	while (testbus_stat(s.mon, "timers_fired") < FIRINGS &&
+	       testbus_now_ms() < deadline)
+		usleep(10000);
+	ck_assert_int_eq(mqbus_timer_cancel(s.pub, id), 0);
+	fired = testbus_stat(s.mon, "timers_fired");
+	ck_assert_int_ge(fired, FIRINGS);
+	/* 2 in rx, the backlog waits, the rest is dropped: nothing held */
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), fired - 2 - BACKLOG);
+	ck_assert_int_eq(testbus_stat(s.mon, "publishers_blocked"), 0);
+	for (i = 0; i < 2 + BACKLOG; i++)
+		mqbus_msg_free(recv_on(s.sub, "bu/t", RECV_MS));
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	testbus_wait_stat(s.mon, "pending_bytes", 0, 5000);
+
+	/* the subscriber sends to itself and does not read */
+	dropped = testbus_stat(s.mon, "dropped");
+	for (i = 0; i < SELF; i++)
+		testbus_publish_index(s.sub, "bu/s", i,
+				      MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(s.mon, "published", fired + SELF, 5000);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"),
+			 dropped + SELF - 2 - BACKLOG);
+	ck_assert_int_eq(testbus_stat(s.mon, "publishers_blocked"), 0);
+	/* the first carries the timer's gap; each gap goes with the next
+	 * message that arrives */
+	for (i = 0; i < 2 + BACKLOG; i++)
+		expect_msg(s.sub, "bu/s", i,
+			   i == 0 ? (uint32_t)(fired - 2 - BACKLOG) : 0);
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	testbus_publish_index(s.pub, "bu/s", SELF, MQBUS_PRIORITY_DEFAULT);
+	expect_msg(s.sub, "bu/s", SELF, SELF - 2 - BACKLOG);
+	slow_finish(&s);
 }
+END_TEST
 
 static void add_case(Suite *s, const char *name, const TTest *test)
 {
-	add_loop_case(s, name, test, 1);
+	testbus_add_case(s, name, test, 1);
 }
 
 int main(void)
 {
-	const char *wake = getenv("MQBUS_TEST_WAKE");
 	Suite *s = suite_create("delivery");
-	SRunner *sr;
-	int failed;
 
 	testbus_init();
 	add_case(s, "timer_oneshot", test_timer_oneshot);
@@ -1641,24 +1660,13 @@ int main(void)
 	add_case(s, "slow_coalesce", test_slow_coalesce);
 	add_case(s, "slow_coalesce_keys", test_slow_coalesce_keys);
 	add_case(s, "slow_block", test_slow_block);
-	add_loop_case(s, "slow_block_idle", test_slow_block_idle,
+	testbus_add_case(s, "slow_block_idle", test_slow_block_idle,
 		      sizeof(block_wakes) / sizeof(block_wakes[0]));
+	add_case(s, "slow_block_unheld", test_slow_block_unheld);
 	add_case(s, "slow_disconnect", test_slow_disconnect);
 	add_case(s, "slow_others_unaffected", test_slow_others_unaffected);
 	add_case(s, "slow_memory_bound", test_slow_memory_bound);
 	add_case(s, "slow_priority", test_slow_priority);
 
-	printf("check_delivery: wake back-end %s\n",
-	       wake && *wake ? wake : "notify");
-	/* Not to be flushed again by every forked test. */
-	fflush(stdout);
-	sr = srunner_create(s);
-	/* Fork mode is what the cleanup relies on; CK_FORK=no still wins
-	 * for debugging under gdb. */
-	if (!getenv("CK_FORK"))
-		srunner_set_fork_status(sr, CK_FORK);
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+	return testbus_run(s, "check_delivery");
 }

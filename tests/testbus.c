@@ -179,6 +179,55 @@ uint64_t testbus_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t testbus_realtime_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void testbus_pipe(int fds[2])
+{
+	ck_assert_msg(pipe2(fds, O_CLOEXEC) == 0, "pipe: %s",
+		      strerror(errno));
+}
+
+void testbus_close_pipe(int fds[2])
+{
+	close(fds[0]);
+	close(fds[1]);
+}
+
+void testbus_add_case(Suite *s, const char *name, const TTest *test, int n)
+{
+	TCase *tc = tcase_create(name);
+
+	tcase_add_unchecked_fixture(tc, testbus_reset, testbus_cleanup);
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, test, 0, n);
+	suite_add_tcase(s, tc);
+}
+
+static const char *wake_backend(void);
+
+int testbus_run(Suite *s, const char *name)
+{
+	SRunner *sr;
+	int failed;
+
+	printf("%s: wake back-end %s\n", name, wake_backend());
+	/* Not to be flushed again by every forked test. */
+	fflush(stdout);
+	sr = srunner_create(s);
+	if (!getenv("CK_FORK"))
+		srunner_set_fork_status(sr, CK_FORK);
+	srunner_run_all(sr, CK_NORMAL);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
 static int remaining_ms(uint64_t deadline)
 {
 	uint64_t now = testbus_now_ms();

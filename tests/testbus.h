@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include <check.h>
+
 #include "client/mqbus.h"
 
 #define TESTBUS_NAME_MAX 32
@@ -53,6 +55,26 @@ void testbus_cleanup(void);
 
 /* Milliseconds of CLOCK_MONOTONIC. */
 uint64_t testbus_now_ms(void);
+
+/* Nanoseconds of CLOCK_REALTIME, the clock of message timestamps. */
+uint64_t testbus_realtime_ns(void);
+
+/* pipe2(O_CLOEXEC), failing the test otherwise; and closing both ends. */
+void testbus_pipe(int fds[2]);
+void testbus_close_pipe(int fds[2]);
+
+/*
+ * Adds to s a case that runs test once for each _i in [0, n), with
+ * testbus_reset() and testbus_cleanup() around it and a 60 s timeout.
+ */
+void testbus_add_case(Suite *s, const char *name, const TTest *test, int n);
+
+/*
+ * Runs s, each test in a forked process (what the cleanup relies on;
+ * CK_FORK=no still wins, for gdb), after printing "NAME: wake back-end W".
+ * Returns the exit status for main().
+ */
+int testbus_run(Suite *s, const char *name);
 
 /* A bus name no other test uses ("t<pid>x<n>"), recorded for cleanup. */
 void testbus_name(char *buf, size_t size);
