@@ -889,14 +889,29 @@ static bool topic_ok(mqbus *b, const char *topic)
 	return false;
 }
 
+static int check_connected(mqbus *b)
+{
+	if (!b->connected)
+		return set_error(b, -ENOTCONN, "not connected");
+	if (b->bye)
+		return set_error(b, -ENOTCONN,
+				 "the daemon of bus %s closed the connection",
+				 b->bus);
+	return 0;
+}
+
 /*
- * What publish, request and timer_add check alike: the topic, the key
- * (NULL: none), the priority and the data; says what is wrong in b's
- * error.
+ * What publish, request and timer_add check alike: the connection, the
+ * topic, the key (NULL: none), the priority and the data; says what is
+ * wrong in b's error.
  */
 static int message_ok(mqbus *b, const char *topic, const char *key,
 		      int priority, const void *data, size_t len)
 {
+	int r = check_connected(b);
+
+	if (r < 0)
+		return r;
 	if (!topic_ok(b, topic))
 		return -EINVAL;
 	if (key && !proto_key_valid(key, strnlen(key, PROTO_KEY_MAX + 1)))
@@ -923,17 +938,6 @@ static unsigned set_priority(struct proto_header *h, int priority)
 	return (unsigned)priority;
 }
 
-static int check_connected(mqbus *b)
-{
-	if (!b->connected)
-		return set_error(b, -ENOTCONN, "not connected");
-	if (b->bye)
-		return set_error(b, -ENOTCONN,
-				 "the daemon of bus %s closed the connection",
-				 b->bus);
-	return 0;
-}
-
 MQBUS_EXPORT int mqbus_publish(mqbus *b, const char *topic, const void *data,
 			       size_t len, int priority)
 {
@@ -958,9 +962,6 @@ MQBUS_EXPORT int mqbus_publish_key(mqbus *b, const char *topic,
 	if (!b)
 		return -EINVAL;
 	b->error[0] = '\0';
-	r = check_connected(b);
-	if (r < 0)
-		return r;
 	r = message_ok(b, topic, key, priority, data, len);
 	if (r < 0)
 		return r;
@@ -981,11 +982,37 @@ static uint32_t new_token(mqbus *b)
 	return b->next_token;
 }
 
-/* Sends a control request and waits for its ACK, ERROR or STATS. */
+/*
+ * Sends the control message h (its token is set here) and waits for the
+ * daemon's answer in *ret.  An ERROR gives its errno, and the daemon's
+ * sentence, after what and a colon if what is not NULL, in b's error.
+ */
+static int control(mqbus *b, struct proto_header *h, const char *topic,
+		   const char *key, const void *payload, size_t len,
+		   const char *what, struct proto_msg *ret)
+{
+	int r;
+
+	h->token = new_token(b);
+	/* requests overtake queued publishes, as replies do on rx */
+	r = send_msg_key(b, h, topic, key, payload, len, PROTO_PRIO_MAX);
+	if (r < 0)
+		return r;
+	r = wait_reply(b, h->token, b->timeout_ms, ret);
+	if (r < 0)
+		return r;
+	if (ret->h.type == PROTO_ERROR)
+		return set_error(b, -(int)ret->h.status, "%s%s%.*s",
+				 what ? what : "", what ? ": " : "",
+				 (int)ret->h.payload_len,
+				 (const char *)ret->payload);
+	return 0;
+}
+
+/* A control request of type with topic and a text payload. */
 static int request(mqbus *b, enum proto_type type, const char *topic,
 		   const char *payload, struct proto_msg *ret)
 {
-	size_t plen = payload ? strlen(payload) : 0;
 	struct proto_header h;
 	int r;
 
@@ -993,19 +1020,8 @@ static int request(mqbus *b, enum proto_type type, const char *topic,
 	if (r < 0)
 		return r;
 	proto_header_init(&h, type);
-	h.token = new_token(b);
-	/* requests overtake queued publishes, as replies do on rx */
-	r = send_msg(b, &h, topic, payload, plen, PROTO_PRIO_MAX);
-	if (r < 0)
-		return r;
-	r = wait_reply(b, h.token, b->timeout_ms, ret);
-	if (r < 0)
-		return r;
-	if (ret->h.type == PROTO_ERROR)
-		return set_error(b, -(int)ret->h.status, "%.*s",
-				 (int)ret->h.payload_len,
-				 (const char *)ret->payload);
-	return 0;
+	return control(b, &h, topic, NULL, payload,
+		       payload ? strlen(payload) : 0, NULL, ret);
 }
 
 /* A request whose answer is a text (STATS, TIMER_LIST), malloc'ed. */
@@ -1101,9 +1117,6 @@ MQBUS_EXPORT int mqbus_timer_add_key(mqbus *b, const char *topic,
 	if (!b)
 		return -EINVAL;
 	b->error[0] = '\0';
-	r = check_connected(b);
-	if (r < 0)
-		return r;
 	r = message_ok(b, topic, key, priority, data, len);
 	if (r < 0)
 		return r;
@@ -1111,7 +1124,6 @@ MQBUS_EXPORT int mqbus_timer_add_key(mqbus *b, const char *topic,
 		return set_error(b, -EINVAL, "unknown timer flags 0x%x",
 				 flags);
 	proto_header_init(&h, PROTO_TIMER_ADD);
-	h.token = new_token(b);
 	h.seq = when;
 	h.timestamp = period_ms;
 	if (flags & MQBUS_TIMER_DETACHED)
@@ -1119,16 +1131,9 @@ MQBUS_EXPORT int mqbus_timer_add_key(mqbus *b, const char *topic,
 	if (flags & MQBUS_TIMER_ABSOLUTE)
 		h.flags |= PROTO_F_ABSOLUTE;
 	set_priority(&h, priority);
-	r = send_msg_key(b, &h, topic, key, data, len, PROTO_PRIO_MAX);
+	r = control(b, &h, topic, key, data, len, "timer refused", &reply);
 	if (r < 0)
 		return r;
-	r = wait_reply(b, h.token, b->timeout_ms, &reply);
-	if (r < 0)
-		return r;
-	if (reply.h.type == PROTO_ERROR)
-		return set_error(b, -(int)reply.h.status, "timer refused: %.*s",
-				 (int)reply.h.payload_len,
-				 (const char *)reply.payload);
 	if (ret_id)
 		*ret_id = reply.h.seq;
 	return 0;
@@ -1138,6 +1143,7 @@ MQBUS_EXPORT int mqbus_timer_cancel(mqbus *b, uint64_t id)
 {
 	struct proto_header h;
 	struct proto_msg reply;
+	char what[48];
 	int r;
 
 	if (!b)
@@ -1149,21 +1155,10 @@ MQBUS_EXPORT int mqbus_timer_cancel(mqbus *b, uint64_t id)
 	if (r < 0)
 		return r;
 	proto_header_init(&h, PROTO_TIMER_CANCEL);
-	h.token = new_token(b);
 	h.seq = id;
-	r = send_msg(b, &h, NULL, NULL, 0, PROTO_PRIO_MAX);
-	if (r < 0)
-		return r;
-	r = wait_reply(b, h.token, b->timeout_ms, &reply);
-	if (r < 0)
-		return r;
-	if (reply.h.type == PROTO_ERROR)
-		return set_error(b, -(int)reply.h.status,
-				 "cannot cancel timer %llu: %.*s",
-				 (unsigned long long)id,
-				 (int)reply.h.payload_len,
-				 (const char *)reply.payload);
-	return 0;
+	snprintf(what, sizeof(what), "cannot cancel timer %llu",
+		 (unsigned long long)id);
+	return control(b, &h, NULL, NULL, NULL, 0, what, &reply);
 }
 
 MQBUS_EXPORT int mqbus_timer_list(mqbus *b, char **ret)
@@ -1197,9 +1192,6 @@ static int send_request(mqbus *b, const char *topic, const void *data,
 	unsigned prio;
 	int r;
 
-	r = check_connected(b);
-	if (r < 0)
-		return r;
 	r = message_ok(b, topic, NULL, priority, data, len);
 	if (r < 0)
 		return r;
