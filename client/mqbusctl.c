@@ -698,11 +698,6 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 			}
 			continue;
 		}
-		if (r == -ENOTCONN) {
-			fprintf(stderr, "mqbusctl: the bus daemon closed the "
-					"connection\n");
-			return EXIT_ERROR;
-		}
 		if (r < 0) {
 			print_error(b, r, "receive");
 			return EXIT_ERROR;
@@ -746,14 +741,41 @@ static int subscribe_all(mqbus *b, char **patterns, int n, const char *group)
 		if (r == -EEXIST)
 			continue;
 		if (r < 0) {
-			if (r == -ENOTCONN)
-				fprintf(stderr, "mqbusctl: the bus daemon "
-						"closed the connection\n");
-			else
-				print_error(b, r, "subscribe");
+			print_error(b, r, "subscribe");
 			return EXIT_ERROR;
 		}
 	}
+	return EXIT_OK;
+}
+
+/*
+ * The start of sub and serve: the stop handlers (before connecting, so
+ * that no signal can leave the queues behind), the connection, and the
+ * subscriptions to patterns.  Returns EXIT_OK with the handle in *ret, or
+ * an exit status (EXIT_OK when told to stop) with *ret NULL.
+ */
+static int listen_start(const struct ctl *ctl, const char *cmd,
+			char **patterns, int n, const char *group,
+			mqbus **ret)
+{
+	mqbus *b = NULL;
+	int r;
+
+	*ret = NULL;
+	r = install_stop_handlers();
+	if (r < 0) {
+		fprintf(stderr, "mqbusctl: %s: sigaction: %s\n", cmd,
+			strerror(-r));
+		return EXIT_ERROR;
+	}
+	r = ctl_connect(ctl, &b);
+	if (r == EXIT_OK)
+		r = subscribe_all(b, patterns, n, group);
+	if (r != EXIT_OK || stop_signal) {
+		mqbus_free(b);
+		return stop_signal ? EXIT_OK : r;
+	}
+	*ret = b;
 	return EXIT_OK;
 }
 
@@ -810,22 +832,9 @@ static int cmd_sub(const struct ctl *ctl, int argc, char **argv)
 		return usage_error("sub");
 	}
 
-	/* Before connecting, so that no signal can leave the queues behind. */
-	r = install_stop_handlers();
-	if (r < 0) {
-		fprintf(stderr, "mqbusctl: sub: sigaction: %s\n", strerror(-r));
-		return EXIT_ERROR;
-	}
-	r = ctl_connect(ctl, &b);
-	if (r != EXIT_OK)
-		return stop_signal ? EXIT_OK : r;
-
-	r = subscribe_all(b, argv + optind, argc - optind, group);
-	if (r != EXIT_OK) {
-		mqbus_free(b);
-		return stop_signal ? EXIT_OK : r;
-	}
-
+	r = listen_start(ctl, "sub", argv + optind, argc - optind, group, &b);
+	if (!b)
+		return r;
 	r = sub_loop(b, &o);
 	mqbus_free(b);
 	return r;
@@ -1211,12 +1220,6 @@ static int serve_loop(mqbus *b, const struct serve_opts *o)
 		r = mqbus_receive(b, &m, RECEIVE_SLICE_MS);
 		if (r == -ETIMEDOUT || r == -EINTR || r == -EAGAIN)
 			continue;
-		if (r == -ENOTCONN) {
-			fprintf(stderr, "mqbusctl: the bus daemon closed the "
-					"connection\n");
-			status = EXIT_ERROR;
-			break;
-		}
 		if (r < 0) {
 			print_error(b, r, "receive");
 			status = EXIT_ERROR;
@@ -1252,8 +1255,7 @@ static int serve_loop(mqbus *b, const struct serve_opts *o)
 		r = mqbus_reply(b, m, data, len);
 		mqbus_msg_free(m);
 		if (r == -ENOTCONN) {
-			fprintf(stderr, "mqbusctl: the bus daemon closed the "
-					"connection\n");
+			print_error(b, r, "reply");
 			status = EXIT_ERROR;
 			break;
 		}
@@ -1333,13 +1335,6 @@ static int cmd_serve(const struct ctl *ctl, int argc, char **argv)
 		return usage_error("serve");
 	}
 
-	/* Before connecting, so that no signal can leave the queues behind. */
-	r = install_stop_handlers();
-	if (r < 0) {
-		fprintf(stderr, "mqbusctl: serve: sigaction: %s\n",
-			strerror(-r));
-		return EXIT_ERROR;
-	}
 	/* waitpid() needs SIGCHLD not ignored, whatever our parent set. */
 	if (o.exec) {
 		struct sigaction dfl = { .sa_handler = SIG_DFL };
@@ -1347,12 +1342,11 @@ static int cmd_serve(const struct ctl *ctl, int argc, char **argv)
 		sigemptyset(&dfl.sa_mask);
 		sigaction(SIGCHLD, &dfl, NULL);
 	}
-	r = ctl_connect(ctl, &b);
-	if (r != EXIT_OK)
-		return stop_signal ? EXIT_OK : r;
-	r = subscribe_all(b, argv + optind, argc - optind, o.group);
-	if (r == EXIT_OK)
-		r = serve_loop(b, &o);
+	r = listen_start(ctl, "serve", argv + optind, argc - optind, o.group,
+			 &b);
+	if (!b)
+		return r;
+	r = serve_loop(b, &o);
 	mqbus_free(b);
 	return stop_signal && r != EXIT_OK ? EXIT_OK : r;
 }
@@ -1378,25 +1372,39 @@ static int put_text(const char *cmd, char *text)
 	return EXIT_OK;
 }
 
-static int cmd_stats(const struct ctl *ctl, int argc, char **argv)
+/*
+ * The options of a command that takes none but --help.  Returns -1 to go
+ * on, else the exit status (help printed, or a usage error reported).
+ */
+static int help_only(int argc, char **argv, const char *cmd)
 {
 	static const struct option longopts[] = {
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		if (c == 'h') {
+			usage_command(stdout, command_find(cmd));
+			return EXIT_OK;
+		}
+		return usage_error(cmd);
+	}
+	return -1;
+}
+
+static int cmd_stats(const struct ctl *ctl, int argc, char **argv)
+{
 	char name[64];
 	char *text = NULL;
 	mqbus *b;
 	int c, r;
 
 	command_argv0(argv, name, sizeof(name));
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			usage_command(stdout, command_find("stats"));
-			return EXIT_OK;
-		}
-		return usage_error("stats");
-	}
+	c = help_only(argc, argv, "stats");
+	if (c >= 0)
+		return c;
 	if (optind < argc) {
 		fprintf(stderr, "mqbusctl: stats: unexpected argument '%s'\n",
 			argv[optind]);
@@ -1455,23 +1463,15 @@ static int timer_cancel(const struct ctl *ctl, uint64_t id)
 /* "timer list" and "timer cancel ID": one command, two actions. */
 static int cmd_timer(const struct ctl *ctl, int argc, char **argv)
 {
-	static const struct option longopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
-	};
 	unsigned long long id;
 	const char *action;
 	char name[64];
 	int c;
 
 	command_argv0(argv, name, sizeof(name));
-	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-		if (c == 'h') {
-			usage_command(stdout, command_find("timer"));
-			return EXIT_OK;
-		}
-		return usage_error("timer");
-	}
+	c = help_only(argc, argv, "timer");
+	if (c >= 0)
+		return c;
 	if (optind >= argc) {
 		fprintf(stderr,
 			"mqbusctl: timer: give 'list' or 'cancel ID'\n");
