@@ -876,6 +876,17 @@ static uint64_t server_stamp(struct server *s, uid_t uid, pid_t pid,
 	return h.seq;
 }
 
+/* The mq priority and the delivery policy of a message on topic that asked
+ * for requested_prio (-1: none), from the config. */
+static void route_policy(struct server *s, struct route_ctx *ctx,
+			 const char *topic, int requested_prio)
+{
+	const struct topic_rule *rule = config_rule(&s->cfg, topic);
+
+	ctx->prio = config_rule_priority(&s->cfg, rule, requested_prio);
+	ctx->pol = config_rule_policy(&s->cfg, rule);
+}
+
 /*
  * Turns the PUBLISH in m into a DELIVER in place, stamped as sent by uid,
  * pid and client id, and hands the one buffer to every matching
@@ -887,11 +898,9 @@ static void server_route_from(struct server *s, struct client *from,
 			      struct msgbuf *m, const char *topic,
 			      int requested_prio)
 {
-	const struct topic_rule *rule = config_rule(&s->cfg, topic);
 	struct route_ctx ctx = { .m = m, .from = from };
 
-	ctx.prio = config_rule_priority(&s->cfg, rule, requested_prio);
-	ctx.pol = config_rule_policy(&s->cfg, rule);
+	route_policy(s, &ctx, topic, requested_prio);
 	ctx.seq = server_stamp(s, uid, pid, id, m, PROTO_DELIVER, 0, 0,
 			       ctx.prio);
 	s->stats.published++;
@@ -960,15 +969,8 @@ void server_request(struct server *s, struct client *from, struct msgbuf *m,
 	}
 	ctx.req = req;
 	ctx.from = from;
-	{
-		const struct topic_rule *rule = config_rule(&s->cfg, topic);
-
-		ctx.prio = config_rule_priority(&s->cfg, rule,
-						pm->h.flags & PROTO_F_PRIORITY
-							? (int)pm->h.priority
-							: -1);
-		ctx.pol = config_rule_policy(&s->cfg, rule);
-	}
+	route_policy(s, &ctx, topic,
+		     pm->h.flags & PROTO_F_PRIORITY ? (int)pm->h.priority : -1);
 	/* the topic stays where it is; stamping touches the header only */
 	ctx.seq = server_stamp(s, from->uid, from->pid, from->id, m,
 			       PROTO_DELIVER, PROTO_F_REQUEST, req->id,
