@@ -5,13 +5,20 @@ daemon_libmqbusd_la_SOURCES = \
 	daemon/log.c daemon/log.h \
 	daemon/router.c daemon/router.h \
 	daemon/config_file.c daemon/config_file.h \
+	daemon/hmap.c daemon/hmap.h \
 	daemon/msgbuf.c daemon/msgbuf.h \
 	daemon/wake.c daemon/wake.h \
-	daemon/client.c daemon/client.h \
-	daemon/group.c daemon/group.h \
+	daemon/account.c daemon/account.h \
+	daemon/subscriber.h \
+	daemon/peer.c daemon/peer.h \
+	daemon/deliver.c daemon/deliver.h \
+	daemon/handshake.c daemon/handshake.h \
+	daemon/route.c daemon/route.h \
+	daemon/sub.c daemon/sub.h \
 	daemon/request.c daemon/request.h \
 	daemon/timer.c daemon/timer.h \
 	daemon/retain.c daemon/retain.h \
+	daemon/stats.c daemon/stats.h \
 	daemon/server.c daemon/server.h \
 	daemon/sweep.c daemon/sweep.h
 daemon_libmqbusd_la_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) \

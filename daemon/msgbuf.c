@@ -6,31 +6,73 @@
 
 #include "daemon/msgbuf.h"
 
-static struct msgbuf *pool;
-static size_t pool_len;
-static size_t live;
-
-struct msgbuf *msgbuf_get(size_t cap)
+void msgbuf_pool_init(struct msgbuf_pool *pool)
 {
-	struct msgbuf *m;
+	pool->free = NULL;
+	pool->n_free = 0;
+	pool->live = 0;
+	pool->bytes = 0;
+}
 
-	if (cap <= MSGBUF_POOL_CAP && pool) {
-		m = pool;
-		pool = m->next_free;
-		pool_len--;
-	} else {
-		if (cap < MSGBUF_POOL_CAP)
-			cap = MSGBUF_POOL_CAP;
-		m = malloc(sizeof(*m) + cap);
-		if (!m)
-			return NULL;
-		m->cap = cap;
+void msgbuf_pool_deinit(struct msgbuf_pool *pool)
+{
+	while (pool->free) {
+		struct msgbuf *m = pool->free;
+
+		pool->free = m->next_free;
+		free(m);
 	}
+	pool->n_free = 0;
+}
+
+size_t msgbuf_size(const struct msgbuf *m)
+{
+	return sizeof(*m) + m->cap;
+}
+
+static struct msgbuf *msgbuf_alloc(struct msgbuf_pool *pool, size_t cap)
+{
+	struct msgbuf *m = malloc(sizeof(*m) + cap);
+
+	if (!m)
+		return NULL;
+	m->cap = cap;
+	m->pool = pool;
+	return m;
+}
+
+static struct msgbuf *msgbuf_take(struct msgbuf_pool *pool, struct msgbuf *m)
+{
 	m->refs = 1;
 	m->len = 0;
 	m->next_free = NULL;
-	live++;
+	pool->live++;
+	pool->bytes += msgbuf_size(m);
 	return m;
+}
+
+struct msgbuf *msgbuf_get(struct msgbuf_pool *pool, size_t cap)
+{
+	struct msgbuf *m;
+
+	if (cap <= MSGBUF_POOL_CAP && pool->free) {
+		m = pool->free;
+		pool->free = m->next_free;
+		pool->n_free--;
+	} else {
+		m = msgbuf_alloc(pool, cap < MSGBUF_POOL_CAP ? MSGBUF_POOL_CAP
+							     : cap);
+		if (!m)
+			return NULL;
+	}
+	return msgbuf_take(pool, m);
+}
+
+struct msgbuf *msgbuf_get_exact(struct msgbuf_pool *pool, size_t cap)
+{
+	struct msgbuf *m = msgbuf_alloc(pool, cap);
+
+	return m ? msgbuf_take(pool, m) : NULL;
 }
 
 struct msgbuf *msgbuf_ref(struct msgbuf *m)
@@ -41,30 +83,18 @@ struct msgbuf *msgbuf_ref(struct msgbuf *m)
 
 void msgbuf_unref(struct msgbuf *m)
 {
+	struct msgbuf_pool *pool;
+
 	if (!m || --m->refs > 0)
 		return;
-	live--;
-	if (m->cap == MSGBUF_POOL_CAP && pool_len < MSGBUF_POOL_KEEP) {
-		m->next_free = pool;
-		pool = m;
-		pool_len++;
+	pool = m->pool;
+	pool->live--;
+	pool->bytes -= msgbuf_size(m);
+	if (m->cap == MSGBUF_POOL_CAP && pool->n_free < MSGBUF_POOL_KEEP) {
+		m->next_free = pool->free;
+		pool->free = m;
+		pool->n_free++;
 		return;
 	}
 	free(m);
-}
-
-void msgbuf_pool_drain(void)
-{
-	while (pool) {
-		struct msgbuf *m = pool;
-
-		pool = m->next_free;
-		free(m);
-	}
-	pool_len = 0;
-}
-
-size_t msgbuf_live(void)
-{
-	return live;
 }

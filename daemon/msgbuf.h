@@ -1,38 +1,56 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * msgbuf.h - reference-counted message buffers.
+ * msgbuf.h - reference-counted message buffers from a pool.
  *
  * A message read from a client's tx queue is turned into a DELIVER in
  * place and sent to every subscriber from the same buffer; only the
  * subscribers whose queue is full keep a reference (in their pending
- * list).  Buffers come from a free list so the steady-state path does not
- * touch the heap.
+ * list).  Buffers come from the free list of the server's pool, so the
+ * steady-state path does not touch the heap.  Each buffer remembers its
+ * pool, and a pool belongs to one server: two buses in one process share
+ * nothing.
  */
 #ifndef MQBUS_MSGBUF_H
 #define MQBUS_MSGBUF_H
 
 #include <stddef.h>
 
+struct msgbuf_pool;
+
 struct msgbuf {
 	unsigned refs;
-	size_t cap;  /* bytes of data[] */
-	size_t len;  /* bytes used */
+	size_t cap; /* bytes of data[] */
+	size_t len; /* bytes used */
+	struct msgbuf_pool *pool;
 	struct msgbuf *next_free;
 	unsigned char data[];
 };
 
-/* Buffers of at most this capacity are kept on the free list. */
+struct msgbuf_pool {
+	struct msgbuf *free;
+	size_t n_free;
+	size_t live;  /* handed out, not yet returned */
+	size_t bytes; /* heap bytes of the live buffers */
+};
+
+/* Buffers of this capacity are kept on the free list, up to KEEP. */
 #define MSGBUF_POOL_CAP 8192
 #define MSGBUF_POOL_KEEP 256
 
+void msgbuf_pool_init(struct msgbuf_pool *pool);
+/* Frees the free list.  Buffers still live stay valid and are freed when
+ * their last reference goes (they are counted in live). */
+void msgbuf_pool_deinit(struct msgbuf_pool *pool);
+
 /* A buffer of at least cap bytes with one reference, or NULL. */
-struct msgbuf *msgbuf_get(size_t cap);
+struct msgbuf *msgbuf_get(struct msgbuf_pool *pool, size_t cap);
+/* A buffer of exactly cap bytes, for what is kept long (a retained
+ * value): it is not pooled, so it costs what it holds. */
+struct msgbuf *msgbuf_get_exact(struct msgbuf_pool *pool, size_t cap);
 struct msgbuf *msgbuf_ref(struct msgbuf *m);
 /* Drops a reference; the last one returns the buffer.  Accepts NULL. */
 void msgbuf_unref(struct msgbuf *m);
-/* Frees the free list (at exit, so leak checkers stay quiet). */
-void msgbuf_pool_drain(void);
-/* Buffers handed out and not yet returned. */
-size_t msgbuf_live(void);
+/* What a buffer really costs on the heap, header included. */
+size_t msgbuf_size(const struct msgbuf *m);
 
 #endif

@@ -12,13 +12,16 @@
 
 #include <event2/event.h>
 
-#include "daemon/client.h"
+#include "daemon/peer.h"
 #include "daemon/request.h"
-#include "daemon/server.h"
 
-void request_table_init(struct request_table *t)
+void request_table_init(struct request_table *t, struct event_base *base,
+			request_expired_fn expired, void *arg)
 {
 	memset(t, 0, sizeof(*t));
+	t->base = base;
+	t->expired = expired;
+	t->expired_arg = arg;
 	t->next_id = 1;
 }
 
@@ -32,6 +35,7 @@ void request_table_deinit(struct request_table *t)
 		struct request *r = t->free_list;
 
 		t->free_list = r->hash_next;
+		event_free(r->timeout_ev);
 		free(r);
 	}
 	free(t->buckets);
@@ -73,13 +77,12 @@ static void request_expired(evutil_socket_t fd, short what, void *arg)
 {
 	struct request *r = arg;
 
-	server_request_expired(r->server, r);
+	r->table->expired(r, r->table->expired_arg);
 }
 
-struct request *request_new(struct server *s, struct client *requester,
+struct request *request_new(struct request_table *t, struct peer *requester,
 			    uint32_t token, uint32_t timeout_ms)
 {
-	struct request_table *t = &s->requests;
 	struct timeval tv;
 	struct request *r, **slot;
 
@@ -92,6 +95,12 @@ struct request *request_new(struct server *s, struct client *requester,
 		r = calloc(1, sizeof(*r));
 		if (!r)
 			return NULL;
+		r->table = t;
+		r->timeout_ev = event_new(t->base, -1, 0, request_expired, r);
+		if (!r->timeout_ev) {
+			free(r);
+			return NULL;
+		}
 	}
 	/* skip 0 and ids still in flight after a wrap */
 	do {
@@ -99,7 +108,6 @@ struct request *request_new(struct server *s, struct client *requester,
 	} while (r->id == 0 || request_find(t, r->id));
 	r->token = token;
 	r->requester = requester;
-	r->server = s;
 	r->n_recipients = 0;
 	r->cap_recipients = REQUEST_INLINE_RECIPIENTS;
 	r->recipients = r->inline_recipients;
@@ -107,7 +115,7 @@ struct request *request_new(struct server *s, struct client *requester,
 	r->hash_next = *slot;
 	*slot = r;
 	t->count++;
-	TAILQ_INSERT_TAIL(&requester->requests, r, client_link);
+	TAILQ_INSERT_TAIL(&requester->requests, r, peer_link);
 	requester->n_requests++;
 
 	if (timeout_ms == 0)
@@ -116,8 +124,10 @@ struct request *request_new(struct server *s, struct client *requester,
 		timeout_ms = REQUEST_MAX_TIMEOUT_MS;
 	tv.tv_sec = timeout_ms / 1000;
 	tv.tv_usec = (timeout_ms % 1000) * 1000;
-	event_assign(&r->timeout_ev, s->base, -1, 0, request_expired, r);
-	event_add(&r->timeout_ev, &tv);
+	if (event_add(r->timeout_ev, &tv) < 0) {
+		request_free(r);
+		return NULL;
+	}
 	return r;
 }
 
@@ -166,19 +176,25 @@ struct request *request_find(struct request_table *t, uint32_t id)
 
 void request_free(struct request *r)
 {
-	struct request_table *t = &r->server->requests;
+	struct request_table *t = r->table;
 	struct request **slot = request_slot(t, r->id);
 
 	while (*slot != r)
 		slot = &(*slot)->hash_next;
 	*slot = r->hash_next;
 	t->count--;
-	TAILQ_REMOVE(&r->requester->requests, r, client_link);
+	TAILQ_REMOVE(&r->requester->requests, r, peer_link);
 	r->requester->n_requests--;
-	event_del(&r->timeout_ev);
+	event_del(r->timeout_ev);
 	if (r->recipients != r->inline_recipients)
 		free(r->recipients);
 	r->recipients = NULL;
 	r->hash_next = t->free_list;
 	t->free_list = r;
+}
+
+void request_drop_peer(struct peer *p)
+{
+	while (!TAILQ_EMPTY(&p->requests))
+		request_free(TAILQ_FIRST(&p->requests));
 }

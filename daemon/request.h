@@ -16,10 +16,10 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include <event2/event_struct.h>
-
-struct client;
-struct server;
+struct event;
+struct event_base;
+struct peer;
+struct request_table;
 
 /* in-flight requests one client may have */
 #define REQUEST_MAX_PER_CLIENT 1024
@@ -30,11 +30,11 @@ struct server;
 struct request {
 	uint32_t id;
 	uint32_t token; /* the requester's correlation id */
-	struct client *requester;
-	struct server *server;
-	TAILQ_ENTRY(request) client_link; /* requester->requests */
+	struct peer *requester;
+	struct request_table *table;
+	TAILQ_ENTRY(request) peer_link; /* requester->requests */
 	struct request *hash_next;
-	struct event timeout_ev;
+	struct event *timeout_ev; /* made once per entry, kept with it */
 	uint32_t n_recipients;
 	uint32_t cap_recipients;
 	uint32_t *recipients; /* client ids; inline storage when few */
@@ -43,7 +43,13 @@ struct request {
 
 TAILQ_HEAD(request_list, request);
 
+/* Called when r's deadline passed; r is still in the table. */
+typedef void (*request_expired_fn)(struct request *r, void *arg);
+
 struct request_table {
+	struct event_base *base;
+	request_expired_fn expired;
+	void *expired_arg;
 	struct request **buckets;
 	uint32_t n_buckets; /* a power of two */
 	uint32_t count;
@@ -51,14 +57,15 @@ struct request_table {
 	struct request *free_list;
 };
 
-void request_table_init(struct request_table *t);
+void request_table_init(struct request_table *t, struct event_base *base,
+			request_expired_fn expired, void *arg);
 void request_table_deinit(struct request_table *t);
 
 /*
  * A new request of requester with its correlation token, expiring after
  * timeout_ms (0: the default).  Returns NULL when out of memory.
  */
-struct request *request_new(struct server *s, struct client *requester,
+struct request *request_new(struct request_table *t, struct peer *requester,
 			    uint32_t token, uint32_t timeout_ms);
 /* Records that client id received the request.  -ENOMEM on failure. */
 int request_add_recipient(struct request *r, uint32_t client_id);
@@ -66,5 +73,7 @@ bool request_has_recipient(const struct request *r, uint32_t client_id);
 struct request *request_find(struct request_table *t, uint32_t id);
 /* Forgets the request (answered, expired or its requester gone). */
 void request_free(struct request *r);
+/* Forgets every request p made (p is going). */
+void request_drop_peer(struct peer *p);
 
 #endif

@@ -6,8 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon/client.h"
-#include "daemon/config_file.h"
 #include "daemon/msgbuf.h"
 #include "daemon/retain.h"
 #include "daemon/router.h"
@@ -17,6 +15,7 @@ int retain_init(struct retain_store *st)
 {
 	TAILQ_INIT(&st->values);
 	st->count = 0;
+	st->max = RETAIN_MAX;
 	st->index = router_new();
 	return st->index ? 0 : -ENOMEM;
 }
@@ -53,8 +52,9 @@ static struct retained *retain_find(struct retain_store *st,
 	return v;
 }
 
-int retain_set(struct retain_store *st, const char *topic,
-	       const struct msgbuf *m, size_t payload_len, unsigned prio)
+int retain_set(struct retain_store *st, struct msgbuf_pool *pool,
+	       const char *topic, const struct msgbuf *m, size_t payload_len,
+	       unsigned prio)
 {
 	struct retained *v = retain_find(st, topic);
 	struct proto_header h;
@@ -65,7 +65,9 @@ int retain_set(struct retain_store *st, const char *topic,
 			retained_free(st, v);
 		return 0;
 	}
-	copy = msgbuf_get(m->len);
+	if (!v && st->count >= st->max)
+		return -ENOSPC;
+	copy = msgbuf_get_exact(pool, m->len);
 	if (!copy)
 		return -ENOMEM;
 	memcpy(copy->data, m->data, m->len);
@@ -79,8 +81,6 @@ int retain_set(struct retain_store *st, const char *topic,
 		v->prio = prio;
 		return 0;
 	}
-	if (st->count >= RETAIN_MAX)
-		goto nospace;
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		goto nomem;
@@ -96,47 +96,28 @@ int retain_set(struct retain_store *st, const char *topic,
 	st->count++;
 	return 0;
 
-nospace:
-	msgbuf_unref(copy);
-	return -ENOSPC;
 nomem:
 	msgbuf_unref(copy);
 	return -ENOMEM;
 }
 
-bool retain_match(const char *pattern, const char *topic)
-{
-	for (;;) {
-		const char *pe = strchrnul(pattern, '/');
-		const char *te = strchrnul(topic, '/');
+struct walk_ctx {
+	retain_fn fn;
+	void *arg;
+};
 
-		if (pe - pattern == 1 && *pattern == '#')
-			return true; /* this level and all below */
-		if (!(pe - pattern == 1 && *pattern == '+') &&
-		    (pe - pattern != te - topic ||
-		     memcmp(pattern, topic, (size_t)(pe - pattern)) != 0))
-			return false;
-		if (!*pe || !*te) {
-			/* "a/#" also matches "a" */
-			return !*pe && !*te ? true
-					    : !*te && strcmp(pe, "/#") == 0;
-		}
-		pattern = pe + 1;
-		topic = te + 1;
-	}
+static void retain_visit(void *entry, void *userdata)
+{
+	struct retained *v = entry;
+	struct walk_ctx *ctx = userdata;
+
+	ctx->fn(v->topic, v->m, v->prio, ctx->arg);
 }
 
-void retain_deliver(struct retain_store *st, const char *pattern,
-		    struct client *c, const struct config *cfg)
+void retain_walk(const struct retain_store *st, const char *pattern,
+		 retain_fn fn, void *arg)
 {
-	struct retained *v;
+	struct walk_ctx ctx = { .fn = fn, .arg = arg };
 
-	TAILQ_FOREACH(v, &st->values, link) {
-		if (!retain_match(pattern, v->topic))
-			continue;
-		client_deliver(c, v->m, v->prio,
-			       config_rule_policy(cfg,
-						  config_rule(cfg, v->topic)),
-			       NULL);
-	}
+	router_walk(st->index, pattern, retain_visit, &ctx);
 }

@@ -4,19 +4,19 @@
  *
  * A PUBLISH marked retain is kept as its topic's value (an empty one
  * clears it), and each new subscription receives at once the values of
- * the topics its pattern matches, marked PROTO_F_RETAINED.  Values are
- * found by topic through a router holding one entry per topic; a new
- * subscription walks the values once.
+ * the topics its pattern matches, marked PROTO_F_RETAINED.  The values
+ * sit on a topic trie (a router whose entries are concrete topics), so a
+ * subscription visits only the topics its pattern reaches, with the same
+ * matching rules as routing.
  */
 #ifndef MQBUS_RETAIN_H
 #define MQBUS_RETAIN_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <sys/queue.h>
 
-struct client;
 struct msgbuf;
+struct msgbuf_pool;
 struct router;
 
 /* values one bus keeps at most */
@@ -30,29 +30,31 @@ struct retained {
 };
 
 struct retain_store {
-	TAILQ_HEAD(, retained) values;
-	struct router *index; /* topic -> struct retained */
+	TAILQ_HEAD(, retained) values; /* in the order they were made */
+	struct router *index;	       /* topic -> struct retained */
 	size_t count;
+	size_t max; /* RETAIN_MAX unless a test sets less */
 };
 
 int retain_init(struct retain_store *st);
 void retain_deinit(struct retain_store *st);
 
 /*
- * Keeps a copy of m (a stamped DELIVER on topic at priority prio) as the
- * topic's value, or forgets the value if the payload is empty.
- * -ENOSPC when RETAIN_MAX values are kept already.
+ * Keeps a copy of m (a stamped DELIVER on topic at priority prio, from
+ * pool, sized to fit) as the topic's value, or forgets the value if the
+ * payload is empty.  -ENOSPC when st->max values are kept already,
+ * -ENOMEM.
  */
-int retain_set(struct retain_store *st, const char *topic,
-	       const struct msgbuf *m, size_t payload_len, unsigned prio);
+int retain_set(struct retain_store *st, struct msgbuf_pool *pool,
+	       const char *topic, const struct msgbuf *m, size_t payload_len,
+	       unsigned prio);
 
-struct config;
-/* Sends c every kept value whose topic pattern matches, under each
- * topic's delivery policy in cfg. */
-void retain_deliver(struct retain_store *st, const char *pattern,
-		    struct client *c, const struct config *cfg);
+typedef void (*retain_fn)(const char *topic, struct msgbuf *m, unsigned prio,
+			  void *arg);
 
-/* Whether concrete topic matches pattern ('+', '#' as in MQTT). */
-bool retain_match(const char *pattern, const char *topic);
+/* Calls fn for every kept value whose topic pattern matches.  fn must not
+ * change the store. */
+void retain_walk(const struct retain_store *st, const char *pattern,
+		 retain_fn fn, void *arg);
 
 #endif

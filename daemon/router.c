@@ -622,6 +622,78 @@ size_t router_match(const struct router *r, const char *topic,
 	return node_match(r, r->root, topic, strlen(topic), fn, userdata);
 }
 
+static void node_walk_all(const struct node *n, router_match_fn fn,
+			  void *userdata)
+{
+	node_call(n, SUBS_EXACT, fn, userdata);
+	if (n->n_kids == 1) {
+		node_walk_all(n->kids.one, fn, userdata);
+	} else if (n->n_kids > 1) {
+		size_t cap = (size_t)1 << n->kids_shift;
+
+		for (size_t i = 0; i < cap; i++)
+			if (n->kids.tab[i])
+				node_walk_all(n->kids.tab[i], fn, userdata);
+	}
+}
+
+/*
+ * Reports the exact subscribers of the literal nodes below n that pattern
+ * (the len bytes left of it) covers.  '+' visits every literal child, '#'
+ * the node and everything below it; the trie's own '+' children hold
+ * wildcard patterns, which are no concrete topics, and are skipped.
+ */
+static void node_walk(const struct router *r, const struct node *n,
+		      const char *pattern, size_t len, router_match_fn fn,
+		      void *userdata)
+{
+	for (;;) {
+		const char *level = pattern;
+		size_t level_len;
+
+		if (len == 0) {
+			node_call(n, SUBS_EXACT, fn, userdata);
+			return;
+		}
+		level_len = pattern_next_level(&pattern, &len);
+		if (level_is(level, level_len, '#')) {
+			node_walk_all(n, fn, userdata);
+			return;
+		}
+		if (level_is(level, level_len, '+')) {
+			if (n->n_kids == 1) {
+				node_walk(r, n->kids.one, pattern, len, fn,
+					  userdata);
+			} else if (n->n_kids > 1) {
+				size_t cap = (size_t)1 << n->kids_shift;
+
+				for (size_t i = 0; i < cap; i++)
+					if (n->kids.tab[i])
+						node_walk(r, n->kids.tab[i],
+							  pattern, len, fn,
+							  userdata);
+			}
+			return;
+		}
+		n = node_find(r, n, level, level_len);
+		if (!n)
+			return;
+	}
+}
+
+void router_walk(const struct router *r, const char *pattern,
+		 router_match_fn fn, void *userdata)
+{
+	size_t len;
+
+	if (!r || !pattern)
+		return;
+	len = strlen(pattern);
+	if (len == 0 || !proto_topic_valid(pattern, len, true))
+		return;
+	node_walk(r, r->root, pattern, len, fn, userdata);
+}
+
 size_t router_count(const struct router *r)
 {
 	return r ? r->count : 0;

@@ -50,6 +50,17 @@ int router_unsubscribe(struct router *r, const char *pattern,
 size_t router_match(const struct router *r, const char *topic,
 		    router_match_fn fn, void *userdata);
 
+/*
+ * The other way round, for a router whose entries are concrete topics
+ * (the retained values): calls fn(subscriber, userdata) for every entry
+ * subscribed under a concrete topic that pattern ('+', '#') matches.  It
+ * visits only the part of the trie the pattern reaches, so its cost does
+ * not grow with entries in other subtrees.  fn must not change the
+ * router.
+ */
+void router_walk(const struct router *r, const char *pattern,
+		 router_match_fn fn, void *userdata);
+
 /* Number of subscriptions (pattern, subscriber pairs) held. */
 size_t router_count(const struct router *r);
 

@@ -16,9 +16,12 @@
 
 #include <event2/event.h>
 
-#include "daemon/client.h"
+#include "daemon/account.h"
+#include "daemon/deliver.h"
 #include "daemon/log.h"
 #include "daemon/msgbuf.h"
+#include "daemon/peer.h"
+#include "daemon/route.h"
 #include "daemon/server.h"
 #include "daemon/timer.h"
 #include "proto/proto.h"
@@ -143,6 +146,8 @@ int timer_set_init(struct server *s)
 {
 	struct timer_set *ts = &s->timers;
 
+	TAILQ_INIT(&ts->all);
+	hmap_init(&ts->by_id);
 	ts->fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
 	if (ts->fd < 0)
 		return -errno;
@@ -153,10 +158,15 @@ int timer_set_init(struct server *s)
 	return 0;
 }
 
-void timer_set_deinit(struct timer_set *ts)
+static void timer_free(struct timer *t);
+
+void timer_set_deinit(struct server *s)
 {
+	struct timer_set *ts = &s->timers;
+
 	while (!TAILQ_EMPTY(&ts->all))
 		timer_free(TAILQ_FIRST(&ts->all));
+	hmap_deinit(&ts->by_id);
 	free(ts->heap);
 	ts->heap = NULL;
 	ts->cap = 0;
@@ -178,7 +188,7 @@ static void timer_fire(struct timer *t)
 	struct msgbuf *m;
 	int n;
 
-	m = msgbuf_get(proto_size_key(strlen(t->topic),
+	m = msgbuf_get(&s->pool, proto_size_key(strlen(t->topic),
 				      t->key ? strlen(t->key) : 0,
 				      t->payload_len));
 	if (m) {
@@ -187,8 +197,8 @@ static void timer_fire(struct timer *t)
 				     t->payload, t->payload_len);
 		if (n > 0) {
 			m->len = (size_t)n;
-			server_route_as(s, t->uid, t->pid, t->client_id, m,
-					t->topic, t->priority);
+			route_message(s, NULL, t->uid, t->pid, t->client_id,
+				      m, t->topic, t->priority);
 		}
 		msgbuf_unref(m);
 	} else {
@@ -214,25 +224,33 @@ static void timer_fire(struct timer *t)
 	heap_down(&s->timers, t->heap_index);
 }
 
-unsigned timer_count_uid(struct server *s, uid_t uid)
+static struct timer *timer_find(const struct timer_set *ts, uint64_t id)
 {
-	struct timer *t;
-	unsigned n = 0;
+	struct hmap_node *node;
 
-	TAILQ_FOREACH(t, &s->timers.all, link)
-		n += t->uid == uid;
-	return n;
+	HMAP_FOR_EACH_HASH(node, &ts->by_id,
+			   hmap_hash_int((uint32_t)(id ^ (id >> 32)))) {
+		struct timer *t = container_of(node, struct timer, id_node);
+
+		if (t->id == id)
+			return t;
+	}
+	return NULL;
 }
 
-int timer_add(struct server *s, struct client *c, const struct proto_msg *pm,
-	      uint64_t *ret_id, const char **ret_why)
+/* Makes a timer from a TIMER_ADD of c.  Returns 0 and its id in *ret_id,
+ * or -errno with *ret_why saying why in a sentence. */
+static int timer_add(struct server *s, struct peer *c,
+		     const struct proto_msg *pm, uint64_t *ret_id,
+		     const char **ret_why)
 {
 	bool detached = pm->h.flags & PROTO_F_DETACHED;
 	struct timer_set *ts = &s->timers;
 	int64_t mono, first;
 	struct timer *t;
 
-	if (timer_count_uid(s, c->uid) >= TIMER_MAX_PER_UID) {
+	if (account_held(&s->accounts, c->uid, ACCOUNT_TIMERS) >=
+	    TIMER_MAX_PER_UID) {
 		*ret_why = "too many timers for this uid";
 		return -EDQUOT;
 	}
@@ -265,10 +283,24 @@ int timer_add(struct server *s, struct client *c, const struct proto_msg *pm,
 	t = calloc(1, sizeof(*t));
 	if (!t)
 		goto nomem;
+	t->id = ++ts->next_id;
+	if (account_charge(&s->accounts, c->uid, ACCOUNT_TIMERS) < 0) {
+		free(t);
+		goto nomem;
+	}
+	if (hmap_insert(&ts->by_id, &t->id_node,
+			hmap_hash_int((uint32_t)(t->id ^ (t->id >> 32)))) <
+	    0) {
+		account_credit(&s->accounts, c->uid, ACCOUNT_TIMERS);
+		free(t);
+		goto nomem;
+	}
 	t->topic = strdup(pm->topic);
 	t->key = pm->h.key_len ? strdup(pm->key) : NULL;
 	t->payload = malloc(pm->h.payload_len ? pm->h.payload_len : 1);
 	if (!t->topic || !t->payload || (pm->h.key_len && !t->key)) {
+		hmap_remove(&ts->by_id, &t->id_node);
+		account_credit(&s->accounts, c->uid, ACCOUNT_TIMERS);
 		free(t->topic);
 		free(t->key);
 		free(t->payload);
@@ -277,7 +309,6 @@ int timer_add(struct server *s, struct client *c, const struct proto_msg *pm,
 	}
 	memcpy(t->payload, pm->payload, pm->h.payload_len);
 	t->payload_len = pm->h.payload_len;
-	t->id = ++ts->next_id;
 	t->server = s;
 	t->owner = detached ? NULL : c;
 	t->uid = c->uid;
@@ -301,11 +332,13 @@ nomem:
 	return -ENOMEM;
 }
 
-void timer_free(struct timer *t)
+static void timer_free(struct timer *t)
 {
 	struct server *s = t->server;
 
 	heap_remove(&s->timers, t);
+	hmap_remove(&s->timers.by_id, &t->id_node);
+	account_credit(&s->accounts, t->uid, ACCOUNT_TIMERS);
 	TAILQ_REMOVE(&s->timers.all, t, link);
 	if (t->owner)
 		TAILQ_REMOVE(&t->owner->timers, t, owner_link);
@@ -317,29 +350,28 @@ void timer_free(struct timer *t)
 
 /* Who may see and cancel a timer: its own client, or for a detached one
  * any client of its uid. */
-static bool timer_visible(const struct timer *t, const struct client *c)
+static bool timer_visible(const struct timer *t, const struct peer *c)
 {
 	return t->owner ? t->owner == c || t->uid == c->uid : t->uid == c->uid;
 }
 
-int timer_cancel(struct server *s, struct client *c, uint64_t id)
+/* Cancels timer id for c: -ENOENT if there is none, -EPERM if it belongs
+ * to another uid or is another client's own. */
+static int timer_cancel(struct server *s, struct peer *c, uint64_t id)
 {
-	struct timer *t;
+	struct timer *t = timer_find(&s->timers, id);
 
-	TAILQ_FOREACH(t, &s->timers.all, link) {
-		if (t->id != id)
-			continue;
-		if (!timer_visible(t, c))
-			return -EPERM;
-		if (t->owner && t->owner != c)
-			return -EPERM;
-		timer_free(t);
-		return 0;
-	}
-	return -ENOENT;
+	if (!t)
+		return -ENOENT;
+	if (!timer_visible(t, c) || (t->owner && t->owner != c))
+		return -EPERM;
+	timer_free(t);
+	return 0;
 }
 
-int timer_list_text(struct server *s, struct client *c, char *buf, size_t cap)
+/* One line per timer c may see, into buf; returns the length. */
+static int timer_list_text(struct server *s, struct peer *c, char *buf,
+			   size_t cap)
 {
 	int64_t now = clock_ns(CLOCK_MONOTONIC);
 	struct timer *t;
@@ -365,4 +397,50 @@ int timer_list_text(struct server *s, struct client *c, char *buf, size_t cap)
 		len += (size_t)n;
 	}
 	return (int)len;
+}
+
+/* The reply to TIMER_LIST: as much of the list as c's rx can take. */
+static void timer_list_reply(struct peer *c, uint32_t token)
+{
+	unsigned char buf[4096];
+	char text[3072];
+	struct proto_header h;
+	int len = timer_list_text(c->server, c, text, sizeof(text)), n;
+
+	if ((long)proto_size(0, len) > c->rx_msgsize)
+		len = (int)(c->rx_msgsize - (long)proto_size(0, 0));
+	proto_header_init(&h, PROTO_TIMER_LIST);
+	h.token = token;
+	n = proto_encode(buf, sizeof(buf), &h, NULL, text, len < 0 ? 0 : len);
+	if (n > 0)
+		deliver_control(c, buf, (size_t)n);
+}
+
+void timer_handle(struct peer *p, struct msgbuf *m, const struct proto_msg *pm)
+{
+	struct server *s = p->server;
+	const char *why = NULL;
+	uint64_t id = 0;
+	int r;
+
+	switch (pm->h.type) {
+	case PROTO_TIMER_ADD:
+		r = timer_add(s, p, pm, &id, &why);
+		deliver_reply_seq(p, pm->h.token, -r, why, id);
+		break;
+	case PROTO_TIMER_CANCEL:
+		r = timer_cancel(s, p, pm->h.seq);
+		deliver_reply(p, pm->h.token, -r,
+			      r == -EPERM ? "not your timer" : "no such timer");
+		break;
+	default:
+		timer_list_reply(p, pm->h.token);
+		break;
+	}
+}
+
+void timer_drop_peer(struct peer *p)
+{
+	while (!TAILQ_EMPTY(&p->timers))
+		timer_free(TAILQ_FIRST(&p->timers));
 }

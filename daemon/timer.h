@@ -21,10 +21,13 @@
 #include <sys/types.h>
 #include <time.h>
 
-struct client;
+#include "daemon/hmap.h"
+
 struct event;
-struct server;
+struct msgbuf;
+struct peer;
 struct proto_msg;
+struct server;
 
 /* timers one uid may hold at once */
 #define TIMER_MAX_PER_UID 1024
@@ -36,7 +39,7 @@ struct proto_msg;
 struct timer {
 	uint64_t id;
 	struct server *server;
-	struct client *owner; /* NULL for a detached timer */
+	struct peer *owner; /* NULL for a detached timer */
 	uid_t uid;
 	pid_t pid;
 	uint32_t client_id;
@@ -49,7 +52,8 @@ struct timer {
 	int64_t next; /* ns of CLOCK_MONOTONIC */
 	uint64_t fired;
 	size_t heap_index;
-	TAILQ_ENTRY(timer) link;       /* server->timers */
+	struct hmap_node id_node;      /* by id */
+	TAILQ_ENTRY(timer) link;       /* server->timers, in id order */
 	TAILQ_ENTRY(timer) owner_link; /* owner->timers */
 };
 
@@ -58,6 +62,7 @@ TAILQ_HEAD(timer_list, timer);
 /* A server's timers. */
 struct timer_set {
 	struct timer_list all; /* in id order, for listing */
+	struct hmap by_id;
 	struct timer **heap;   /* by next */
 	size_t n, cap;
 	int fd;			/* timerfd, set to heap[0]->next */
@@ -69,21 +74,17 @@ struct timer_set {
 /* Sets up the timerfd of s->timers on s->base; -errno. */
 int timer_set_init(struct server *s);
 /* Frees every timer and the timerfd. */
-void timer_set_deinit(struct timer_set *ts);
+void timer_set_deinit(struct server *s);
 
 /*
- * Makes a timer from a TIMER_ADD of client c.  Returns 0 and its id in
- * *ret_id, or -errno with *ret_why saying why in a sentence.
+ * The TIMER_ADD, TIMER_CANCEL and TIMER_LIST handler: makes, cancels or
+ * lists timers for p and answers it.  A new timer's id goes back in the
+ * ACK's seq.
  */
-int timer_add(struct server *s, struct client *c, const struct proto_msg *pm,
-	      uint64_t *ret_id, const char **ret_why);
-/* Cancels timer id for client c: -ENOENT if there is none it may see,
- * -EPERM if it belongs to another uid or is another client's own. */
-int timer_cancel(struct server *s, struct client *c, uint64_t id);
-/* One line per timer c may see, into buf; returns the length. */
-int timer_list_text(struct server *s, struct client *c, char *buf, size_t cap);
-void timer_free(struct timer *t);
-/* Timers of this uid, for the per-uid limit. */
-unsigned timer_count_uid(struct server *s, uid_t uid);
+void timer_handle(struct peer *p, struct msgbuf *m,
+		  const struct proto_msg *pm);
+
+/* Frees the timers p owns (p is going); detached ones stay. */
+void timer_drop_peer(struct peer *p);
 
 #endif

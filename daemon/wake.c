@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * wake.c - the notify, thread and poll wake-up back-ends.
+ * wake.c - the notify, thread and poll wake-up back-ends, and the ready
+ * list that reads the woken sources fairly.
  *
  * Sources live in a slot table; a notification carries the slot and a
  * generation number (the "cookie"), so a notification that arrives after
@@ -27,33 +28,47 @@
 #include "daemon/log.h"
 #include "daemon/wake.h"
 
+/* thread back-ends one process may run at once (cookie bits) */
+#define WAKE_THREAD_MAX 255
+#define COOKIE_GEN_MASK 0xffffffu
+
+TAILQ_HEAD(wake_src_list, wake_src);
+
 struct wake {
 	struct event_base *base;
 	enum wake_method method;
 	int signo;
+	unsigned budget;
 	struct wake_src **slots;
 	uint32_t n_slots;
 	uint32_t cap_slots;
 	uint32_t *free_slots;
 	uint32_t n_free;
 	uint32_t gen;
-	/* thread back-end */
+	struct wake_src_list ready;
+	struct event *drain_ev;
+	/* thread back-end: its number in the registry (1..), the eventfd,
+	 * and the cookies glibc's threads hand over (under thread_lock) */
+	unsigned instance;
 	int efd;
 	struct event *efd_ev;
-	uint64_t *spare; /* swapped with thread_cookies: no malloc per batch */
+	uint64_t *cookies;
+	size_t n_cookies, cap_cookies;
+	bool overflow;
+	uint64_t *spare; /* swapped with cookies: no malloc per batch */
 	size_t spare_cap;
 };
 
 /*
- * The thread back-end's hand-over from glibc's notification threads to the
- * loop: cookies appended under a lock, then the eventfd is written.  When
- * the array cannot grow, overflow makes the loop wake every armed source.
+ * glibc's notification threads know nothing but the sigval we registered,
+ * so the thread back-ends of this process are found through a registry:
+ * the cookie names the instance, and a thread looks it up under the lock.
+ * Once wake_free() has taken an instance out, no late thread can reach
+ * it.  This table is the only state the daemon's code keeps per process,
+ * and only because the kernel's interface leaves no other way.
  */
 static pthread_mutex_t thread_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct wake *thread_wake;
-static uint64_t *thread_cookies;
-static size_t thread_n, thread_cap;
-static bool thread_overflow;
+static struct wake *thread_registry[WAKE_THREAD_MAX + 1];
 
 static const char *const method_names[] = {
 	[WAKE_NOTIFY] = "notify",
@@ -83,9 +98,11 @@ enum wake_method wake_method_of(const struct wake *w)
 	return w->method;
 }
 
+/* slot (32 bits), generation (24), thread back-end instance (8) */
 static uint64_t src_cookie(const struct wake_src *src)
 {
-	return (uint64_t)src->gen << 32 | src->slot;
+	return (uint64_t)src->w->instance << 56 |
+	       (uint64_t)(src->gen & COOKIE_GEN_MASK) << 32 | src->slot;
 }
 
 static struct wake_src *wake_lookup(struct wake *w, uint64_t cookie)
@@ -96,7 +113,8 @@ static struct wake_src *wake_lookup(struct wake *w, uint64_t cookie)
 	if (slot >= w->n_slots)
 		return NULL;
 	src = w->slots[slot];
-	if (!src || src->gen != (uint32_t)(cookie >> 32))
+	if (!src || (src->gen & COOKIE_GEN_MASK) !=
+			    ((uint32_t)(cookie >> 32) & COOKIE_GEN_MASK))
 		return NULL;
 	return src;
 }
@@ -109,12 +127,14 @@ static void wake_fire(struct wake *w, uint64_t cookie)
 	if (!src)
 		return;
 	src->armed = false;
-	src->on_wake(src);
+	wake_src_ready(src);
 }
 
 static void wake_thread_notify(union sigval v)
 {
-	uint64_t one = 1;
+	uint64_t cookie = (uintptr_t)v.sival_ptr, one = 1;
+	unsigned instance = (unsigned)(cookie >> 56);
+	struct wake *w;
 	int efd = -1;
 	sigset_t all;
 
@@ -123,21 +143,22 @@ static void wake_thread_notify(union sigval v)
 	pthread_sigmask(SIG_BLOCK, &all, NULL);
 
 	pthread_mutex_lock(&thread_lock);
-	if (thread_wake) {
-		if (thread_n == thread_cap) {
-			size_t cap = thread_cap ? thread_cap * 2 : 256;
-			uint64_t *c = realloc(thread_cookies, cap * sizeof(*c));
+	w = instance <= WAKE_THREAD_MAX ? thread_registry[instance] : NULL;
+	if (w) {
+		if (w->n_cookies == w->cap_cookies) {
+			size_t cap = w->cap_cookies ? w->cap_cookies * 2 : 256;
+			uint64_t *c = realloc(w->cookies, cap * sizeof(*c));
 
 			if (c) {
-				thread_cookies = c;
-				thread_cap = cap;
+				w->cookies = c;
+				w->cap_cookies = cap;
 			}
 		}
-		if (thread_n < thread_cap)
-			thread_cookies[thread_n++] = (uintptr_t)v.sival_ptr;
+		if (w->n_cookies < w->cap_cookies)
+			w->cookies[w->n_cookies++] = cookie;
 		else
-			thread_overflow = true;
-		efd = thread_wake->efd;
+			w->overflow = true;
+		efd = w->efd;
 	}
 	pthread_mutex_unlock(&thread_lock);
 	if (efd >= 0 && write(efd, &one, sizeof(one)) < 0) {
@@ -157,14 +178,14 @@ static void wake_thread_ready(evutil_socket_t fd, short what, void *arg)
 
 	/* take the batch, leave the spare array, run callbacks unlocked */
 	pthread_mutex_lock(&thread_lock);
-	cookies = thread_cookies;
-	cap = thread_cap;
-	n = thread_n;
-	overflow = thread_overflow;
-	thread_cookies = w->spare;
-	thread_cap = w->spare_cap;
-	thread_n = 0;
-	thread_overflow = false;
+	cookies = w->cookies;
+	cap = w->cap_cookies;
+	n = w->n_cookies;
+	overflow = w->overflow;
+	w->cookies = w->spare;
+	w->cap_cookies = w->spare_cap;
+	w->n_cookies = 0;
+	w->overflow = false;
 	pthread_mutex_unlock(&thread_lock);
 
 	for (size_t i = 0; i < n; i++)
@@ -181,6 +202,24 @@ static void wake_thread_ready(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* Takes a free number in the registry; -EMFILE when all are taken. */
+static int wake_thread_register(struct wake *w)
+{
+	int r = -EMFILE;
+
+	pthread_mutex_lock(&thread_lock);
+	for (unsigned i = 1; i <= WAKE_THREAD_MAX; i++) {
+		if (!thread_registry[i]) {
+			thread_registry[i] = w;
+			w->instance = i;
+			r = 0;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&thread_lock);
+	return r;
+}
+
 void wake_signal(struct wake *w, const struct signalfd_siginfo *si)
 {
 	if (w->method != WAKE_NOTIFY || (int)si->ssi_signo != w->signo)
@@ -188,58 +227,65 @@ void wake_signal(struct wake *w, const struct signalfd_siginfo *si)
 	wake_fire(w, si->ssi_ptr);
 }
 
+static void wake_drain(evutil_socket_t fd, short what, void *arg);
+static int wake_arm(struct wake_src *src);
+
 int wake_new(struct event_base *base, enum wake_method m, int signo,
-	     struct wake **ret)
+	     unsigned budget, struct wake **ret)
 {
 	struct wake *w = calloc(1, sizeof(*w));
+	int r = -ENOMEM;
 
 	if (!w)
 		return -ENOMEM;
 	w->base = base;
 	w->method = m;
 	w->signo = signo;
+	w->budget = budget;
 	w->efd = -1;
+	TAILQ_INIT(&w->ready);
+	w->drain_ev = event_new(base, -1, 0, wake_drain, w);
+	if (!w->drain_ev)
+		goto fail;
 	if (m == WAKE_THREAD) {
 		w->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-		if (w->efd < 0)
-			goto fail_errno;
+		if (w->efd < 0) {
+			r = -errno;
+			goto fail;
+		}
 		w->efd_ev = event_new(base, w->efd, EV_READ | EV_PERSIST,
 				      wake_thread_ready, w);
-		if (!w->efd_ev || event_add(w->efd_ev, NULL) < 0) {
-			errno = ENOMEM;
-			goto fail_errno;
-		}
-		pthread_mutex_lock(&thread_lock);
-		thread_wake = w;
-		pthread_mutex_unlock(&thread_lock);
+		if (!w->efd_ev || event_add(w->efd_ev, NULL) < 0)
+			goto fail;
+		r = wake_thread_register(w);
+		if (r < 0)
+			goto fail;
 	}
 	*ret = w;
 	return 0;
 
-fail_errno:;
-	int err = -errno;
+fail:
 	wake_free(w);
-	return err;
+	return r;
 }
 
 struct wake *wake_free(struct wake *w)
 {
 	if (!w)
 		return NULL;
-	if (w->method == WAKE_THREAD) {
+	if (w->instance) {
 		pthread_mutex_lock(&thread_lock);
-		if (thread_wake == w)
-			thread_wake = NULL;
-		free(thread_cookies);
-		thread_cookies = NULL;
-		thread_n = thread_cap = 0;
+		thread_registry[w->instance] = NULL;
 		pthread_mutex_unlock(&thread_lock);
 	}
+	free(w->cookies);
 	free(w->spare);
 	if (w->efd_ev)
 		event_free(w->efd_ev);
 	if (w->efd >= 0)
 		close(w->efd);
+	if (w->drain_ev)
+		event_free(w->drain_ev);
 	free(w->slots);
 	free(w->free_slots);
 	free(w);
@@ -248,9 +294,7 @@ struct wake *wake_free(struct wake *w)
 
 static void wake_poll_ready(evutil_socket_t fd, short what, void *arg)
 {
-	struct wake_src *src = arg;
-
-	src->on_wake(src);
+	wake_src_ready(arg);
 }
 
 /*
@@ -281,6 +325,7 @@ int wake_add(struct wake *w, struct wake_src *src)
 	src->polling = false;
 	src->ev = NULL;
 	src->on_ready = false;
+	src->held = false;
 	if (w->n_free > 0) {
 		slot = w->free_slots[--w->n_free];
 	} else {
@@ -321,6 +366,10 @@ void wake_del(struct wake_src *src)
 
 	if (!w)
 		return;
+	if (src->on_ready) {
+		TAILQ_REMOVE(&w->ready, src, ready_link);
+		src->on_ready = false;
+	}
 	if (src->armed && !src->polling)
 		mq_notify(src->mqd, NULL);
 	if (src->ev)
@@ -339,7 +388,11 @@ static bool wake_has_messages(mqd_t mqd)
 	return mq_getattr(mqd, &attr) == 0 && attr.mq_curmsgs > 0;
 }
 
-int wake_arm(struct wake_src *src)
+/*
+ * Arms src after its reader drained it to EAGAIN.  Returns 1 if messages
+ * are already waiting again (keep reading), 0 once armed, -errno.
+ */
+static int wake_arm(struct wake_src *src)
 {
 	struct wake *w = src->w;
 	struct sigevent sev;
@@ -378,4 +431,67 @@ int wake_arm(struct wake_src *src)
 	}
 	/* a message that came between EAGAIN and mq_notify fires nothing */
 	return wake_has_messages(src->mqd) ? 1 : 0;
+}
+
+void wake_src_ready(struct wake_src *src)
+{
+	struct wake *w = src->w;
+
+	if (!w || src->on_ready)
+		return;
+	src->on_ready = true;
+	TAILQ_INSERT_TAIL(&w->ready, src, ready_link);
+	event_active(w->drain_ev, EV_TIMEOUT, 0);
+}
+
+/*
+ * One round over the sources that were ready when it started.  A source
+ * with messages left goes to the back; a drained one is re-armed, and if
+ * messages slipped in while arming it stays on the list.
+ */
+static void wake_drain(evutil_socket_t fd, short what, void *arg)
+{
+	struct wake *w = arg;
+	struct wake_src *last = TAILQ_LAST(&w->ready, wake_src_list);
+	struct wake_src *src;
+	bool done = false;
+
+	while (!done && (src = TAILQ_FIRST(&w->ready))) {
+		int r;
+
+		done = src == last;
+		TAILQ_REMOVE(&w->ready, src, ready_link);
+		src->on_ready = false;
+		r = src->read(src, w->budget);
+		if (r < 0 || !src->w)
+			continue; /* closing or held; or deleted meanwhile */
+		if (r == 0) {
+			r = wake_arm(src);
+			if (r < 0)
+				log_warnx("cannot arm queue wake-up: %s",
+					  strerror(-r));
+			if (r == 0)
+				continue;
+		}
+		wake_src_ready(src);
+	}
+	if (!TAILQ_EMPTY(&w->ready))
+		event_active(w->drain_ev, EV_TIMEOUT, 0);
+}
+
+unsigned wake_rescue(struct wake *w)
+{
+	unsigned n = 0;
+
+	for (uint32_t i = 0; i < w->n_slots; i++) {
+		struct wake_src *src = w->slots[i];
+
+		if (!src || !src->armed || src->on_ready || src->held ||
+		    !wake_has_messages(src->mqd))
+			continue;
+		log_debug("rescued a missed wake-up (slot %u)", src->slot);
+		wake_src_ready(src);
+		n++;
+	}
+	return n;
 }

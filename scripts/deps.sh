@@ -36,7 +36,7 @@ else
 		setpriv useradd systemd-analyze; do
 		command -v "$c" >/dev/null 2>&1 || missing+=("$c")
 	done
-	for m in libevent libevent_pthreads libsystemd check inih; do
+	for m in libevent libsystemd check inih; do
 		pkg-config --exists "$m" 2>/dev/null || missing+=("$m (pkg-config)")
 	done
 	if [ ${#missing[@]} -gt 0 ]; then

@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * account.h - what each uid holds on the bus, counted as it changes.
+ *
+ * Every peer and every timer is charged to its uid's account when it is
+ * made and credited when it goes, so a per-uid limit is one look-up and
+ * one comparison, never a scan.  An account exists while it holds
+ * anything.
+ */
+#ifndef MQBUS_ACCOUNT_H
+#define MQBUS_ACCOUNT_H
+
+#include <sys/types.h>
+
+#include "daemon/hmap.h"
+
+enum account_item {
+	ACCOUNT_PEERS,
+	ACCOUNT_TIMERS,
+	ACCOUNT_ITEMS,
+};
+
+struct account {
+	struct hmap_node node;
+	uid_t uid;
+	unsigned held[ACCOUNT_ITEMS];
+};
+
+struct account_table {
+	struct hmap by_uid;
+};
+
+void account_table_init(struct account_table *t);
+/* Frees every account left (they should all be empty by then). */
+void account_table_deinit(struct account_table *t);
+
+/* What uid holds of item (0 for a uid without an account). */
+unsigned account_held(const struct account_table *t, uid_t uid,
+		      enum account_item item);
+
+/*
+ * Charges one item to uid, making its account if needed.  Returns 0 or
+ * -ENOMEM.
+ */
+int account_charge(struct account_table *t, uid_t uid,
+		   enum account_item item);
+/* Credits one item charged before; an account that holds nothing goes. */
+void account_credit(struct account_table *t, uid_t uid,
+		    enum account_item item);
+
+#endif

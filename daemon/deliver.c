@@ -1,0 +1,487 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * deliver.c - a peer's output: sending, the pending list and the overflow
+ * policies.
+ *
+ * A message fanned out to many peers is one buffer; a peer whose rx is
+ * full keeps a reference in its pending list.  The number of messages
+ * dropped just before a message rides in that message's status field,
+ * patched into the shared buffer only for the one mq_send (the kernel
+ * copies it), so the subscriber learns of every gap.
+ */
+#include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "daemon/config_file.h"
+#include "daemon/deliver.h"
+#include "daemon/log.h"
+#include "daemon/msgbuf.h"
+#include "daemon/peer.h"
+#include "daemon/server.h"
+#include "proto/proto.h"
+
+static struct pending *pending_get(struct peer_table *t)
+{
+	struct pending *p = t->pending_pool;
+
+	if (p) {
+		t->pending_pool = p->next;
+		return p;
+	}
+	return malloc(sizeof(*p));
+}
+
+static void pending_put(struct peer_table *t, struct pending *p)
+{
+	p->next = t->pending_pool;
+	t->pending_pool = p;
+}
+
+static bool msg_is_deliver(const struct msgbuf *m)
+{
+	return m->data[offsetof(struct proto_header, type)] == PROTO_DELIVER;
+}
+
+/*
+ * Sends m now.  A DELIVER carries the number of messages dropped just
+ * before it, patched into the shared buffer only for this mq_send.
+ */
+static int send_now(struct peer *p, struct msgbuf *m, unsigned prio,
+		    uint32_t dropped)
+{
+	const size_t status_off = offsetof(struct proto_header, status);
+	bool deliver = msg_is_deliver(m);
+	uint32_t zero = 0;
+	int r;
+
+	if (deliver)
+		memcpy(m->data + status_off, &dropped, sizeof(dropped));
+	r = mq_send(p->rx, (const char *)m->data, m->len, prio);
+	if (deliver)
+		memcpy(m->data + status_off, &zero, sizeof(zero));
+	if (r < 0)
+		return -errno;
+	if (deliver) {
+		p->delivered++;
+		p->server->stats.delivered++;
+	}
+	return 0;
+}
+
+/* Counts m as lost; returns 1 if it was a delivery (0 for a control
+ * message), so the caller can add it to the gap the next one reports. */
+static uint32_t count_drop(struct peer *p, struct msgbuf *m, int err)
+{
+	if (!msg_is_deliver(m)) {
+		p->server->stats.control_lost++;
+		log_debug("client %u: control reply dropped: %s", p->id,
+			  strerror(-err));
+		return 0;
+	}
+	p->dropped_total++;
+	p->server->stats.dropped++;
+	if (err != -EAGAIN)
+		log_debug("client %u: message dropped: %s", p->id,
+			  strerror(-err));
+	return 1;
+}
+
+/* Highest priority first; FIFO within a priority.  Appending is the
+ * common case, so the list is scanned only when priorities overtake. */
+static void pending_insert(struct peer *p, struct pending *e)
+{
+	struct pending **at = &p->pending_head;
+
+	if (!p->pending_tail || p->pending_tail->prio >= e->prio) {
+		e->next = NULL;
+		if (p->pending_tail)
+			p->pending_tail->next = e;
+		else
+			p->pending_head = e;
+		p->pending_tail = e;
+	} else {
+		while ((*at)->prio >= e->prio)
+			at = &(*at)->next;
+		e->next = *at;
+		*at = e;
+	}
+	p->n_pending++;
+}
+
+static void rx_writable(evutil_socket_t fd, short what, void *arg)
+{
+	deliver_flush(arg);
+}
+
+/* Waits for rx to take more.  An rx event that cannot be set up would
+ * leave the output stuck for ever: the peer is closed instead. */
+static bool watch_rx(struct peer *p)
+{
+	if (!p->rx_ev)
+		p->rx_ev = event_new(p->table->base, p->rx, EV_WRITE,
+				     rx_writable, p);
+	if (p->rx_ev && event_add(p->rx_ev, NULL) == 0)
+		return true;
+	log_warnx("client %u: cannot watch its rx queue", p->id);
+	peer_close(p, false, "out of memory");
+	return false;
+}
+
+/* Queues m behind what rx cannot take yet.  false: out of memory. */
+static bool enqueue(struct peer *p, struct msgbuf *m, unsigned prio,
+		    uint32_t dropped)
+{
+	struct pending *e;
+
+	if (p->n_pending == 0 && !watch_rx(p))
+		return false;
+	e = pending_get(p->table);
+	if (!e)
+		return false;
+	e->m = msgbuf_ref(m);
+	e->prio = prio;
+	e->dropped = dropped;
+	pending_insert(p, e);
+	p->pending_bytes += m->len;
+	p->server->pending_bytes += m->len;
+	return true;
+}
+
+/* Takes e (after prev, NULL for the head) out of the pending list. */
+static void pending_unlink(struct peer *p, struct pending *prev,
+			   struct pending *e)
+{
+	if (prev)
+		prev->next = e->next;
+	else
+		p->pending_head = e->next;
+	if (p->pending_tail == e)
+		p->pending_tail = prev;
+	p->n_pending--;
+	p->pending_bytes -= e->m->len;
+	p->server->pending_bytes -= e->m->len;
+	msgbuf_unref(e->m);
+	pending_put(p->table, e);
+}
+
+/* Drops e from the pending list; the next message reports the gap. */
+static void pending_drop(struct peer *p, struct pending *prev,
+			 struct pending *e)
+{
+	uint32_t gap = e->dropped + count_drop(p, e->m, -ENOBUFS);
+
+	if (e->next)
+		e->next->dropped += gap;
+	else
+		p->dropped += gap;
+	pending_unlink(p, prev, e);
+}
+
+/* The oldest waiting delivery of the lowest priority, and what is before
+ * it, or NULL if every waiting delivery outranks prio. */
+static struct pending *pending_victim(struct peer *p, unsigned prio,
+				      struct pending **ret_prev)
+{
+	struct pending *e, *prev = NULL, *best = NULL, *best_prev = NULL;
+
+	for (e = p->pending_head; e; prev = e, e = e->next) {
+		if (!msg_is_deliver(e->m) || e->prio > prio)
+			continue;
+		if (!best || e->prio < best->prio) {
+			best = e;
+			best_prev = prev;
+		}
+	}
+	*ret_prev = best_prev;
+	return best;
+}
+
+/* The bytes of topic, NUL and key (if any) of an encoded message: the
+ * same bytes, the same topic and key. */
+static size_t msg_topic_key_len(const struct msgbuf *m)
+{
+	uint16_t tl, kl;
+
+	memcpy(&tl, m->data + offsetof(struct proto_header, topic_len),
+	       sizeof(tl));
+	memcpy(&kl, m->data + offsetof(struct proto_header, key_len),
+	       sizeof(kl));
+	return proto_size_key(tl, kl, 0) - PROTO_HEADER_SIZE;
+}
+
+/* A waiting delivery with the same topic and key as m (or the same topic
+ * and no key), for coalescing.  Bounded by the backlog, and only run
+ * while rx is full. */
+static struct pending *pending_same_key(struct peer *p,
+					const struct msgbuf *m,
+					struct pending **ret_prev)
+{
+	size_t len = msg_topic_key_len(m);
+	struct pending *e, *prev = NULL;
+
+	for (e = p->pending_head; e; prev = e, e = e->next) {
+		if (!msg_is_deliver(e->m) || msg_topic_key_len(e->m) != len)
+			continue;
+		if (memcmp(e->m->data + PROTO_HEADER_SIZE,
+			   m->data + PROTO_HEADER_SIZE, len) == 0) {
+			*ret_prev = prev;
+			return e;
+		}
+	}
+	return NULL;
+}
+
+static bool backlog_full(const struct peer *p, size_t len,
+			 const struct delivery_policy *pol)
+{
+	const struct server *s = p->server;
+
+	return p->n_pending >= pol->backlog ||
+	       p->pending_bytes + len > pol->backlog_bytes ||
+	       s->pending_bytes + len > s->cfg.pending_budget;
+}
+
+/*
+ * Pauses the publisher until p has room: its tx queue is not read, so it
+ * fills and the kernel makes the publisher wait.  p remembers whom it
+ * holds up, to let them go in deliver_flush().  Returns whether pub is
+ * held up now: not a publisher that is gone (NULL: a timer or a retained
+ * value), closing, p itself, or one there was no memory to note.
+ */
+static bool block_publisher(struct peer *p, struct peer *pub)
+{
+	if (!pub || pub == p || pub->closing)
+		return false;
+	for (size_t i = 0; i < p->n_blocked; i++)
+		if (p->blocked[i] == pub->id)
+			return true;
+	if (p->n_blocked == p->cap_blocked) {
+		size_t cap = p->cap_blocked ? p->cap_blocked * 2 : 4;
+		uint32_t *b = realloc(p->blocked, cap * sizeof(*b));
+
+		if (!b)
+			return false;
+		p->blocked = b;
+		p->cap_blocked = cap;
+	}
+	p->blocked[p->n_blocked++] = pub->id;
+	p->release_at = p->n_pending / 2;
+	peer_hold(pub);
+	p->server->stats.publishers_blocked++;
+	return true;
+}
+
+/* Lets go the publishers p held up. */
+static void release_publishers(struct peer *p)
+{
+	for (size_t i = 0; i < p->n_blocked; i++) {
+		struct peer *pub = peer_find(p->table, p->blocked[i]);
+
+		if (pub)
+			peer_release(pub);
+	}
+	p->n_blocked = 0;
+}
+
+/*
+ * rx is full and a delivery must wait: within the backlog it queues;
+ * beyond it the topic's overflow policy decides.
+ */
+static int overflow(struct peer *p, const struct delivery *d)
+{
+	const struct delivery_policy *pol = d->pol;
+	struct msgbuf *m = d->m;
+	struct pending *victim, *prev;
+
+	/* a newer value of a topic and key replaces one still waiting, full
+	 * or not */
+	if (pol->overflow == OVERFLOW_COALESCE &&
+	    (victim = pending_same_key(p, m, &prev))) {
+		p->server->stats.coalesced++;
+		pending_drop(p, prev, victim);
+	}
+	if (!backlog_full(p, m->len, pol))
+		return enqueue(p, m, d->prio, p->dropped) ? 0 : -ENOMEM;
+
+	switch (pol->overflow) {
+	case OVERFLOW_COALESCE:
+		/* nothing to replace: make room as drop-old does */
+	case OVERFLOW_DROP_OLD:
+		while (backlog_full(p, m->len, pol) &&
+		       (victim = pending_victim(p, d->prio, &prev)))
+			pending_drop(p, prev, victim);
+		if (backlog_full(p, m->len, pol))
+			return -ENOBUFS;
+		return enqueue(p, m, d->prio, p->dropped) ? 0 : -ENOMEM;
+	case OVERFLOW_BLOCK:
+		/* nothing is lost: m waits beyond the bound, one message per
+		 * publisher at most, and the publisher stops.  What no
+		 * publisher can be held up for (a timer, a client sending to
+		 * itself) is dropped, or the backlog would have no bound. */
+		if (!block_publisher(p, d->from))
+			return -ENOBUFS;
+		return enqueue(p, m, d->prio, p->dropped) ? 0 : -ENOMEM;
+	case OVERFLOW_DISCONNECT:
+		p->server->stats.slow_disconnects++;
+		peer_close(p, true, "too slow: its backlog is full");
+		return -ENOBUFS;
+	case OVERFLOW_DROP_NEW:
+	default:
+		return -ENOBUFS;
+	}
+}
+
+int deliver_message(struct peer *p, const struct delivery *d)
+{
+	int r = -EAGAIN;
+
+	if (p->closing)
+		return -EPIPE;
+	/* behind a backlog, keep order: queue instead of overtaking it */
+	if (p->n_pending == 0)
+		r = send_now(p, d->m, d->prio, p->dropped);
+	if (r == -EAGAIN)
+		r = overflow(p, d);
+	if (r == 0) {
+		/* the count went out with m: it marks the gap before m */
+		p->dropped = 0;
+		return 0;
+	}
+	if (!p->closing)
+		p->dropped += count_drop(p, d->m, r);
+	return r;
+}
+
+struct peer *deliver_subscriber(struct subscriber *sub,
+				const struct delivery *d)
+{
+	struct peer *p = container_of(sub, struct peer, sub);
+
+	return deliver_message(p, d) == 0 ? p : NULL;
+}
+
+int deliver_try(struct peer *p, struct msgbuf *m, unsigned prio)
+{
+	int r;
+
+	if (p->closing || p->n_pending > 0)
+		return -EAGAIN;
+	r = send_now(p, m, prio, p->dropped);
+	if (r == 0)
+		p->dropped = 0;
+	return r;
+}
+
+void deliver_buf(struct peer *p, struct msgbuf *m, unsigned prio)
+{
+	int r = -EAGAIN;
+
+	if (p->closing)
+		return;
+	if (p->n_pending == 0)
+		r = send_now(p, m, prio, 0);
+	/* replies are bounded by the requests a client makes; the slack
+	 * stops one that never reads its answers */
+	if (r == -EAGAIN) {
+		if (p->n_pending >=
+		    p->server->cfg.pending_max + DELIVER_CONTROL_SLACK)
+			r = -ENOBUFS;
+		else if (enqueue(p, m, prio, 0))
+			r = 0;
+		else
+			r = -ENOMEM;
+	}
+	if (r < 0)
+		count_drop(p, m, r);
+}
+
+void deliver_control(struct peer *p, const void *buf, size_t len)
+{
+	struct msgbuf *m = msgbuf_get(p->table->pool, len);
+
+	if (!m) {
+		p->server->stats.control_lost++;
+		peer_close(p, false, "out of memory for its answer");
+		return;
+	}
+	memcpy(m->data, buf, len);
+	m->len = len;
+	deliver_buf(p, m, PROTO_PRIO_MAX);
+	msgbuf_unref(m);
+}
+
+void deliver_reply(struct peer *p, uint32_t token, int err, const char *text)
+{
+	deliver_reply_seq(p, token, err, text, 0);
+}
+
+void deliver_reply_seq(struct peer *p, uint32_t token, int err,
+		       const char *text, uint64_t seq)
+{
+	unsigned char buf[PROTO_HEADER_SIZE + 1 + 256];
+	struct proto_header h;
+	size_t tlen = text && err ? strlen(text) : 0;
+	int n;
+
+	proto_header_init(&h, err ? PROTO_ERROR : PROTO_ACK);
+	h.token = token;
+	h.status = (uint32_t)err;
+	h.seq = seq;
+	if (tlen > 256)
+		tlen = 256;
+	n = proto_encode(buf, sizeof(buf), &h, NULL, text, tlen);
+	if (n > 0)
+		deliver_control(p, buf, (size_t)n);
+}
+
+void deliver_bad(struct peer *p, uint32_t token, int err, const char *what)
+{
+	char text[200];
+
+	p->bad_messages++;
+	p->server->stats.bad_messages++;
+	snprintf(text, sizeof(text), "%s: %s", what, proto_strerror(err));
+	log_debug("client %u: %s", p->id, text);
+	if (p->bad_messages >= PEER_MAX_BAD) {
+		peer_close(p, true, "too many bad messages");
+		return;
+	}
+	/* a message that does not decode is EBADMSG; others keep theirs */
+	deliver_reply(p, token, -err >= PROTO_E_SHORT ? EBADMSG : -err, text);
+}
+
+void deliver_flush(struct peer *p)
+{
+	while (p->pending_head && !p->closing) {
+		struct pending *e = p->pending_head;
+		int r = send_now(p, e->m, e->prio, e->dropped);
+
+		if (r == -EAGAIN) {
+			if (!event_pending(p->rx_ev, EV_WRITE, NULL))
+				watch_rx(p);
+			break;
+		}
+		if (r < 0)
+			pending_drop(p, NULL, e); /* the next reports the gap */
+		else
+			pending_unlink(p, NULL, e);
+	}
+	/* room again: the publishers held up may go on */
+	if (p->n_blocked && p->n_pending <= p->release_at)
+		release_publishers(p);
+}
+
+void deliver_drop_peer(struct peer *p)
+{
+	release_publishers(p);
+	free(p->blocked);
+	p->blocked = NULL;
+	p->cap_blocked = 0;
+	while (p->pending_head)
+		pending_unlink(p, NULL, p->pending_head);
+}

@@ -1,0 +1,398 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * handshake.c - reading ANNOUNCEs and admitting clients.
+ *
+ * Every check of a handshake names what failed; a refused client whose rx
+ * queue could be opened is told why on it, the others find out by their
+ * connect timing out (their queues may not be what they claim).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "daemon/account.h"
+#include "daemon/deliver.h"
+#include "daemon/handshake.h"
+#include "daemon/log.h"
+#include "daemon/msgbuf.h"
+#include "daemon/peer.h"
+#include "daemon/server.h"
+#include "daemon/sweep.h"
+#include "proto/proto.h"
+
+static int handshake_read(struct wake_src *src, unsigned budget);
+
+static long read_proc_long(const char *path, long dflt)
+{
+	FILE *f = fopen(path, "re");
+	long v;
+
+	if (!f)
+		return dflt;
+	if (fscanf(f, "%ld", &v) != 1)
+		v = dflt;
+	fclose(f);
+	return v;
+}
+
+int handshake_open(struct handshake *hs, struct server *s, char **ret_error)
+{
+	struct mq_attr attr = { 0 };
+	int err;
+
+	hs->server = s;
+	hs->announce = (mqd_t)-1;
+	if (asprintf(&hs->name, "/%s", s->bus) < 0) {
+		hs->name = NULL;
+		*ret_error = strdup("out of memory");
+		return -ENOMEM;
+	}
+	attr.mq_maxmsg = read_proc_long("/proc/sys/fs/mqueue/msg_max", 10);
+	if (attr.mq_maxmsg > 64)
+		attr.mq_maxmsg = 64;
+	attr.mq_msgsize = HANDSHAKE_ANNOUNCE_MSGSIZE;
+	/* we hold the bus lock: a queue by this name is a dead daemon's */
+	if (mq_unlink(hs->name) == 0)
+		log_info("removed stale announce queue %s", hs->name);
+	hs->announce = mq_open(hs->name,
+			       O_RDONLY | O_CREAT | O_EXCL | O_NONBLOCK, 0622,
+			       &attr);
+	if (hs->announce == (mqd_t)-1) {
+		err = -errno;
+		if (asprintf(ret_error, "cannot create announce queue %s: %s%s",
+			     hs->name, strerror(-err),
+			     err == -EMFILE ? " (RLIMIT_MSGQUEUE of this user "
+					      "exhausted)"
+			     : err == -ENOSPC ? " (fs.mqueue.queues_max "
+						"reached)"
+					      : "") < 0)
+			*ret_error = NULL;
+		return err;
+	}
+	/* anyone may announce, only we read: undo the umask */
+	if (fchmod(hs->announce, 0622) < 0)
+		log_warn("cannot set mode 0622 on %s", hs->name);
+	hs->src.mqd = hs->announce;
+	hs->src.read = handshake_read;
+	err = wake_add(s->wake, &hs->src);
+	if (err < 0 && asprintf(ret_error, "cannot watch %s: %s", hs->name,
+				strerror(-err)) < 0)
+		*ret_error = NULL;
+	return err;
+}
+
+void handshake_unlink(struct handshake *hs)
+{
+	if (hs->name)
+		mq_unlink(hs->name);
+}
+
+void handshake_close(struct handshake *hs)
+{
+	wake_del(&hs->src);
+	if (hs->announce != (mqd_t)-1) {
+		mq_close(hs->announce);
+		handshake_unlink(hs);
+	}
+	hs->announce = (mqd_t)-1;
+	free(hs->name);
+	hs->name = NULL;
+}
+
+/* What a handshake in progress holds; closed by handshake_done(). */
+struct candidate {
+	const char *tx_name;
+	char rx_name[PROTO_QNAME_MAX + 1];
+	size_t stem; /* length of the name before ".tx" */
+	pid_t pid;   /* from the name, and the HELLO must agree */
+	uid_t uid;   /* the tx queue's owner */
+	mqd_t tx;
+	mqd_t rx;
+	int pidfd;
+};
+
+static void handshake_done(struct candidate *c)
+{
+	if (c->tx != (mqd_t)-1)
+		mq_close(c->tx);
+	if (c->rx != (mqd_t)-1)
+		mq_close(c->rx);
+	if (c->pidfd >= 0)
+		close(c->pidfd);
+}
+
+static int pidfd_open_compat(pid_t pid)
+{
+	return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* The fs uid of pid, the uid its queues are created with. */
+static int proc_fsuid(pid_t pid, uid_t *ret)
+{
+	char path[64], line[256];
+	unsigned long r, e, sv, fs;
+	bool found = false;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "Uid: %lu %lu %lu %lu", &r, &e, &sv, &fs) ==
+		    4) {
+			found = true;
+			break;
+		}
+	}
+	fclose(f);
+	if (!found)
+		return -EIO;
+	*ret = (uid_t)fs;
+	return 0;
+}
+
+static bool pidfd_alive(int pidfd)
+{
+	struct pollfd p = { .fd = pidfd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 0;
+}
+
+/* "/BUS.<pid>.<n>.tx": the pid, and the stem length before ".tx". */
+static const char *check_name(struct handshake *hs, struct candidate *c)
+{
+	size_t len = strlen(c->tx_name);
+
+	if (len < 4 || strcmp(c->tx_name + len - 3, ".tx") != 0 ||
+	    !sweep_parse_name(hs->server->bus, c->tx_name + 1, &c->pid))
+		return "not a tx queue name of this bus";
+	c->stem = len - 3;
+	if (peer_find_tx(&hs->server->peers, c->tx_name))
+		return "already connected";
+	return NULL;
+}
+
+/* Opens tx: a queue nobody but its owner may write, big enough. */
+static const char *check_tx(struct candidate *c)
+{
+	struct mq_attr attr;
+	struct stat st;
+
+	c->tx = mq_open(c->tx_name, O_RDONLY | O_NONBLOCK);
+	if (c->tx == (mqd_t)-1)
+		return strerror(errno);
+	if (fstat(c->tx, &st) < 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
+		return "tx queue writable by others";
+	if (mq_getattr(c->tx, &attr) < 0 ||
+	    attr.mq_msgsize <
+		    (long)(PROTO_HEADER_SIZE + 1 + PROTO_QNAME_MAX + 1))
+		return "tx queue too small";
+	c->uid = st.st_uid;
+	return NULL;
+}
+
+/* Reads the HELLO, written before the ANNOUNCE, with a big buffer. */
+static const char *check_hello(struct handshake *hs, struct candidate *c)
+{
+	struct proto_msg hello;
+	struct mq_attr attr;
+	struct msgbuf *m;
+	const char *why = NULL;
+	ssize_t n;
+	int r;
+
+	if (mq_getattr(c->tx, &attr) < 0)
+		return strerror(errno);
+	m = msgbuf_get(&hs->server->pool, (size_t)attr.mq_msgsize);
+	if (!m)
+		return "out of memory";
+	n = mq_receive(c->tx, (char *)m->data, m->cap, NULL);
+	r = n < 0 ? -errno : proto_decode(m->data, (size_t)n, &hello);
+	if (r < 0)
+		why = proto_strerror(r);
+	else if (hello.h.type != PROTO_HELLO)
+		why = "first message not HELLO";
+	else if ((pid_t)hello.h.sender_pid != c->pid)
+		why = "HELLO pid does not match name";
+	else
+		memcpy(c->rx_name, hello.topic, hello.h.topic_len + 1u);
+	msgbuf_unref(m);
+	if (why)
+		return why;
+	if (strlen(c->rx_name) != c->stem + 3 ||
+	    strncmp(c->rx_name, c->tx_name, c->stem) != 0 ||
+	    strcmp(c->rx_name + c->stem, ".rx") != 0)
+		return "rx queue name does not match";
+	return NULL;
+}
+
+/* The process: alive, and running as the owner of the queues. */
+static const char *check_process(struct candidate *c)
+{
+	uid_t fsuid = (uid_t)-1;
+
+	c->pidfd = pidfd_open_compat(c->pid);
+	if (c->pidfd < 0 || proc_fsuid(c->pid, &fsuid) < 0 ||
+	    fsuid != c->uid || !pidfd_alive(c->pidfd))
+		return "process gone or of another uid";
+	return NULL;
+}
+
+/* rx: the same owner as tx, and nobody else may read it. */
+static const char *check_rx(struct candidate *c)
+{
+	struct stat st;
+
+	c->rx = mq_open(c->rx_name, O_WRONLY | O_NONBLOCK);
+	if (c->rx == (mqd_t)-1)
+		return "cannot open rx queue";
+	if (fstat(c->rx, &st) < 0 || st.st_uid != c->uid ||
+	    (st.st_mode & (S_IRGRP | S_IROTH)))
+		return "rx queue of another owner or readable by others";
+	return NULL;
+}
+
+/* Tells a client we will not serve it, on its rx queue. */
+static void tell_refused(mqd_t rx, int err, const char *text)
+{
+	unsigned char buf[PROTO_HEADER_SIZE + 1 + 256];
+	struct proto_header h;
+	int n;
+
+	proto_header_init(&h, PROTO_ERROR);
+	h.status = (uint32_t)err;
+	n = proto_encode(buf, sizeof(buf), &h, NULL, text, strlen(text));
+	if (n > 0)
+		mq_send(rx, (const char *)buf, (size_t)n, PROTO_PRIO_MAX);
+}
+
+static void refuse(struct handshake *hs, const struct candidate *c,
+		   const char *why)
+{
+	hs->server->stats.handshakes_failed++;
+	log_debug("handshake of %s refused: %s", c->tx_name, why);
+}
+
+static void welcome(struct server *s, struct peer *p)
+{
+	unsigned char buf[PROTO_HEADER_SIZE + 1 + sizeof(struct proto_welcome)];
+	struct proto_welcome w = { 0 };
+	struct proto_header h;
+	struct mq_attr a;
+	int n;
+
+	w.daemon_pid = (uint32_t)s->pid;
+	w.max_priority = s->cfg.max_priority;
+	w.max_subscriptions = s->cfg.max_subscriptions;
+	w.pending_max = s->cfg.pending_max;
+	if (mq_getattr(p->rx, &a) == 0) {
+		w.rx_maxmsg = a.mq_maxmsg;
+		w.rx_msgsize = a.mq_msgsize;
+	}
+	if (mq_getattr(p->tx, &a) == 0) {
+		w.tx_maxmsg = a.mq_maxmsg;
+		w.tx_msgsize = a.mq_msgsize;
+	}
+	proto_header_init(&h, PROTO_WELCOME);
+	h.client_id = p->id;
+	n = proto_encode(buf, sizeof(buf), &h, NULL, &w, sizeof(w));
+	if (n > 0)
+		deliver_control(p, buf, (size_t)n);
+}
+
+/* The checked client becomes a peer, within the bus's limits. */
+static void admit(struct handshake *hs, struct candidate *c)
+{
+	struct server *s = hs->server;
+	struct peer *p;
+	char text[128];
+	int r;
+
+	if (s->peers.count >= s->cfg.max_clients) {
+		snprintf(text, sizeof(text),
+			 "the bus has reached max_clients (%u)",
+			 s->cfg.max_clients);
+		tell_refused(c->rx, EUSERS, text);
+		refuse(hs, c, text);
+		return;
+	}
+	if (account_charge(&s->accounts, c->uid, ACCOUNT_PEERS) < 0) {
+		tell_refused(c->rx, ENOMEM, "out of memory");
+		refuse(hs, c, "out of memory");
+		return;
+	}
+	r = peer_new(&s->peers, s, c->uid, c->pid, c->tx_name, c->rx_name,
+		     c->tx, c->rx, c->pidfd, &p);
+	/* peer_new took the queues and the pidfd, also on failure */
+	c->tx = c->rx = (mqd_t)-1;
+	c->pidfd = -1;
+	if (r < 0) {
+		account_credit(&s->accounts, c->uid, ACCOUNT_PEERS);
+		refuse(hs, c, strerror(-r));
+		return;
+	}
+	p->sub.deliver = deliver_subscriber;
+	s->stats.handshakes++;
+	log_debug("client %u connected: pid %d uid %u %s", p->id, (int)c->pid,
+		  (unsigned)c->uid, c->tx_name);
+	welcome(s, p);
+	/* anything already queued behind HELLO */
+	wake_src_ready(&p->src);
+}
+
+static void handshake_run(struct handshake *hs, const char *tx_name)
+{
+	struct candidate c = {
+		.tx_name = tx_name,
+		.tx = (mqd_t)-1,
+		.rx = (mqd_t)-1,
+		.pidfd = -1,
+	};
+	const char *why;
+
+	if ((why = check_name(hs, &c)) || (why = check_tx(&c)) ||
+	    (why = check_hello(hs, &c)) || (why = check_process(&c)) ||
+	    (why = check_rx(&c)))
+		refuse(hs, &c, why);
+	else
+		admit(hs, &c);
+	handshake_done(&c);
+}
+
+/* The wake source's read of the announce queue. */
+static int handshake_read(struct wake_src *src, unsigned budget)
+{
+	struct handshake *hs = container_of(src, struct handshake, src);
+
+	for (unsigned i = 0; i < budget; i++) {
+		struct proto_msg pm;
+		ssize_t n;
+		int r;
+
+		n = mq_receive(hs->announce, (char *)hs->buf, sizeof(hs->buf),
+			       NULL);
+		if (n < 0) {
+			if (errno == EAGAIN)
+				return 0;
+			log_warn("reading %s", hs->name);
+			return 1;
+		}
+		r = proto_decode(hs->buf, (size_t)n, &pm);
+		if (r < 0 || pm.h.type != PROTO_ANNOUNCE) {
+			hs->server->stats.bad_messages++;
+			log_debug("bad message on %s: %s", hs->name,
+				  r < 0 ? proto_strerror(r)
+					: proto_type_name(pm.h.type));
+			continue;
+		}
+		handshake_run(hs, pm.topic);
+	}
+	return 1;
+}

@@ -1,0 +1,213 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * route.c - routing publishes, requests and replies.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "daemon/config_file.h"
+#include "daemon/deliver.h"
+#include "daemon/log.h"
+#include "daemon/msgbuf.h"
+#include "daemon/peer.h"
+#include "daemon/request.h"
+#include "daemon/retain.h"
+#include "daemon/route.h"
+#include "daemon/router.h"
+#include "daemon/server.h"
+#include "proto/proto.h"
+
+struct route_ctx {
+	struct delivery d;
+	struct request *req; /* routing a request: who received it */
+	unsigned accepted;   /* subscribers that took it */
+};
+
+static void route_one(void *subscriber, void *userdata)
+{
+	struct subscriber *sub = subscriber;
+	struct route_ctx *ctx = userdata;
+	struct peer *p;
+
+	/* several matching patterns, one copy */
+	if (sub->route_seq == ctx->d.seq)
+		return;
+	sub->route_seq = ctx->d.seq;
+	p = sub->deliver(sub, &ctx->d);
+	if (!p)
+		return;
+	ctx->accepted++;
+	if (ctx->req && request_add_recipient(ctx->req, p->id) < 0)
+		log_warnx("out of memory: client %u will not be allowed to "
+			  "answer request %u",
+			  p->id, ctx->req->id);
+}
+
+/*
+ * Rewrites the message in m in place as what the daemon sends on: its
+ * type, flags and token, the priority, and what the daemon knows of the
+ * sender.  Returns the bus sequence number given to it.
+ */
+static uint64_t route_stamp(struct server *s, uid_t uid, pid_t pid,
+			    uint32_t id, struct msgbuf *m,
+			    enum proto_type type, uint16_t flags,
+			    uint32_t token, unsigned prio)
+{
+	struct proto_header h;
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	memcpy(&h, m->data, sizeof(h));
+	h.type = (uint8_t)type;
+	h.flags = flags;
+	h.priority = prio;
+	h.token = token;
+	h.status = 0;
+	h.sender_uid = (uint32_t)uid;
+	h.sender_pid = (uint32_t)pid;
+	h.client_id = id;
+	h.seq = ++s->seq;
+	h.timestamp = (uint64_t)now.tv_sec * 1000000000u +
+		      (uint64_t)now.tv_nsec;
+	memcpy(m->data, &h, sizeof(h));
+	return h.seq;
+}
+
+/* The mq priority and the delivery policy of a message on topic that
+ * asked for requested_prio (-1: none), from the config. */
+static void route_policy(struct server *s, struct route_ctx *ctx,
+			 const char *topic, int requested_prio)
+{
+	const struct topic_rule *rule = config_rule(&s->cfg, topic);
+
+	ctx->d.prio = config_rule_priority(&s->cfg, rule, requested_prio);
+	ctx->d.pol = config_rule_policy(&s->cfg, rule);
+}
+
+static int requested_priority(const struct proto_msg *pm)
+{
+	return pm->h.flags & PROTO_F_PRIORITY ? (int)pm->h.priority : -1;
+}
+
+void route_message(struct server *s, struct peer *from, uid_t uid, pid_t pid,
+		   uint32_t id, struct msgbuf *m, const char *topic,
+		   int requested_prio)
+{
+	struct route_ctx ctx = { .d = { .m = m, .from = from } };
+
+	route_policy(s, &ctx, topic, requested_prio);
+	ctx.d.seq = route_stamp(s, uid, pid, id, m, PROTO_DELIVER, 0, 0,
+				ctx.d.prio);
+	s->stats.published++;
+	router_match(s->router, topic, route_one, &ctx);
+}
+
+void route_publish(struct peer *p, struct msgbuf *m,
+		   const struct proto_msg *pm)
+{
+	struct server *s = p->server;
+	size_t payload_len = pm->h.payload_len;
+	const char *topic = pm->topic;
+	struct proto_header h;
+	int r;
+
+	p->published++;
+	route_message(s, p, p->uid, p->pid, p->id, m, topic,
+		      requested_priority(pm));
+	/* pm still points into m: the stamp changed only the header */
+	if (!(pm->h.flags & PROTO_F_RETAIN))
+		return;
+	memcpy(&h, m->data, sizeof(h));
+	r = retain_set(&s->retained, &s->pool, topic, m, payload_len,
+		       h.priority);
+	if (r < 0)
+		log_warnx("client %u: value of %s not retained: %s", p->id,
+			  topic,
+			  r == -ENOSPC ? "too many retained values"
+				       : strerror(-r));
+}
+
+/*
+ * A REQUEST goes out like a PUBLISH, marked as a request with a fresh
+ * request id; with nobody to take it the requester hears so at once.
+ */
+void route_request(struct peer *p, struct msgbuf *m,
+		   const struct proto_msg *pm)
+{
+	struct server *s = p->server;
+	struct route_ctx ctx = { .d = { .m = m, .from = p } };
+	char text[PROTO_TOPIC_MAX + 64];
+	uint32_t token = pm->h.token;
+	const char *topic = pm->topic;
+
+	p->published++;
+	if (p->n_requests >= REQUEST_MAX_PER_CLIENT) {
+		snprintf(text, sizeof(text),
+			 "too many requests in flight: at most %d",
+			 REQUEST_MAX_PER_CLIENT);
+		deliver_reply(p, token, EBUSY, text);
+		return;
+	}
+	ctx.req = request_new(&s->requests, p, token, pm->h.status);
+	if (!ctx.req) {
+		deliver_reply(p, token, ENOMEM, "out of memory");
+		return;
+	}
+	route_policy(s, &ctx, topic, requested_priority(pm));
+	/* the topic stays where it is; stamping touches the header only */
+	ctx.d.seq = route_stamp(s, p->uid, p->pid, p->id, m, PROTO_DELIVER,
+				PROTO_F_REQUEST, ctx.req->id, ctx.d.prio);
+	s->stats.requests++;
+	router_match(s->router, topic, route_one, &ctx);
+	if (ctx.accepted == 0) {
+		request_free(ctx.req);
+		s->stats.no_responders++;
+		snprintf(text, sizeof(text), "no responders on topic %s",
+			 topic);
+		deliver_reply(p, token, EHOSTUNREACH, text);
+	}
+}
+
+/*
+ * A REPLY counts only from a peer that received the request, and only
+ * once; it goes to the requester alone, with the requester's own token.
+ */
+void route_reply(struct peer *p, struct msgbuf *m, const struct proto_msg *pm)
+{
+	struct server *s = p->server;
+	struct request *req = request_find(&s->requests, pm->h.token);
+	struct peer *to;
+
+	if (!req || !request_has_recipient(req, p->id)) {
+		s->stats.replies_refused++;
+		if (req) {
+			/* a request it never saw: a forgery */
+			deliver_bad(p, pm->h.token, -EPERM,
+				    "reply to a request you did not receive");
+		} else {
+			log_debug("client %u: reply to unknown request %u "
+				  "(answered or expired)",
+				  p->id, pm->h.token);
+		}
+		return;
+	}
+	to = req->requester;
+	route_stamp(s, p->uid, p->pid, p->id, m, PROTO_REPLY, 0, req->token,
+		    0);
+	request_free(req);
+	s->stats.replies++;
+	deliver_buf(to, m, PROTO_PRIO_MAX);
+}
+
+void route_request_expired(struct request *r, void *arg)
+{
+	struct server *s = arg;
+	struct peer *to = r->requester;
+	uint32_t token = r->token;
+
+	request_free(r);
+	s->stats.requests_expired++;
+	deliver_reply(to, token, ETIMEDOUT, "no reply before the timeout");
+}
