@@ -261,6 +261,34 @@ static void server_tick(evutil_socket_t fd, short what, void *arg)
 	stats_notify_status(s);
 }
 
+/*
+ * WATCHDOG=1 from the loop itself, at half the interval systemd gave: a
+ * loop that is stuck (or stopped) sends nothing, and systemd restarts us.
+ */
+static void server_watchdog(evutil_socket_t fd, short what, void *arg)
+{
+	sd_notify(0, "WATCHDOG=1");
+}
+
+static int server_setup_watchdog(struct server *s)
+{
+	struct timeval half;
+	uint64_t usec = 0;
+
+	if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+		return 0;
+	usec /= 2;
+	half.tv_sec = (time_t)(usec / 1000000);
+	half.tv_usec = (suseconds_t)(usec % 1000000);
+	s->watchdog_ev = event_new(s->base, -1, EV_PERSIST, server_watchdog,
+				   s);
+	if (!s->watchdog_ev || event_add(s->watchdog_ev, &half) < 0)
+		return -ENOMEM;
+	log_info("watchdog: WATCHDOG=1 every %llu ms",
+		 (unsigned long long)(usec / 1000));
+	return 0;
+}
+
 /* -------------------------------------------------------------------- */
 /* set-up                                                                */
 
@@ -365,7 +393,8 @@ int server_init(struct server *s, const struct server_options *opt,
 		return set_error(ret_error, r, "cannot set up timers: %s",
 				 strerror(-r));
 	s->tick_ev = event_new(s->base, -1, EV_PERSIST, server_tick, s);
-	if (!s->tick_ev || event_add(s->tick_ev, &one_second) < 0)
+	if (!s->tick_ev || event_add(s->tick_ev, &one_second) < 0 ||
+	    server_setup_watchdog(s) < 0)
 		return set_error(ret_error, -ENOMEM, "out of memory");
 
 	r = sweep_stale(SWEEP_MQUEUE_DIR, s->bus);
@@ -470,6 +499,8 @@ void server_deinit(struct server *s)
 		event_free(s->sig_ev);
 	if (s->tick_ev)
 		event_free(s->tick_ev);
+	if (s->watchdog_ev)
+		event_free(s->watchdog_ev);
 	if (s->sig_fd >= 0)
 		close(s->sig_fd);
 	s->wake = wake_free(s->wake);

@@ -81,6 +81,7 @@ struct server {
 	int sig_fd;
 	struct event *sig_ev;
 	struct event *tick_ev; /* once a second: rescue, STATUS= */
+	struct event *watchdog_ev; /* WATCHDOG=1, when systemd asks for it */
 
 	struct msgbuf_pool pool;
 	struct handshake handshake;

@@ -30,6 +30,7 @@ unit_value() {
 }
 mqb_is "Type=notify" "$(unit_value Type)" notify
 mqb_is "NotifyAccess=main" "$(unit_value NotifyAccess)" main
+mqb_is "WatchdogSec= is set" "$(unit_value WatchdogSec)" 20s
 mqb_is "ExecReload sends SIGHUP" "$(unit_value ExecReload)" \
 	'/bin/kill -HUP $MAINPID'
 mqb_is "Restart=on-failure" "$(unit_value Restart)" on-failure
@@ -136,6 +137,9 @@ mqb_wait_for 5000 eval \
 mqb_true "SIGHUP with a broken config: READY=1 again" $?
 mqb_check "SIGHUP with a broken config: still serving" "$MQBUSCTL" stats
 
+# no WATCHDOG_USEC: no watchdog pings
+mqb_is "no WATCHDOG_USEC: no WATCHDOG=1" "$(grep -cx 'WATCHDOG=1' "$NLOG")" 0
+
 # SIGTERM: STOPPING=1, exit 0
 mqb_daemon_stop TERM 10000
 mqb_is "SIGTERM: exit status 0" "$MQB_DSTATUS" 0
@@ -145,6 +149,35 @@ mqb_is "SIGTERM: STOPPING=1 comes from the main pid" \
 	"$(sender_of STOPPING=1)" "$DPID"
 mqb_is "SIGTERM: no queue of the bus is left" \
 	"$(mqb_queues "$BUS" | tr '\n' ' ')" ""
+
+# the watchdog: with WATCHDOG_USEC (what systemd sets for WatchdogSec=)
+# the loop pings at half the interval, and a stopped loop does not
+pings() { grep -cx 'WATCHDOG=1' "$NLOG"; }
+export WATCHDOG_USEC=400000
+mqb_daemon_start notify
+st=$?
+unset WATCHDOG_USEC
+mqb_is "WATCHDOG_USEC=400000: the daemon starts" "$st" 0
+DPID=$MQB_DPID
+NLOG=$MQB_DNOTIFY
+sleep 2
+n1=$(pings)
+# every 200 ms for 2 s is 10; a loaded machine may lose a few
+[ "$n1" -ge 6 ] && [ "$n1" -le 14 ]
+mqb_true "WATCHDOG=1 about every 200 ms (2 s: $n1 pings)" $?
+mqb_is "WATCHDOG=1 comes from the main pid" "$(sender_of WATCHDOG=1)" \
+	"$DPID"
+kill -STOP "$DPID"
+sleep 0.3 # one that was on its way
+n2=$(pings)
+sleep 1.2
+n3=$(pings)
+kill -CONT "$DPID"
+mqb_is "SIGSTOPped: no WATCHDOG=1 for 1.2 s" "$n3" "$n2"
+mqb_wait_for 3000 eval "[ \$(pings) -gt $n3 ]"
+mqb_true "SIGCONT: the pings resume" $? "$(pings) after $n3"
+mqb_daemon_stop TERM 10000
+mqb_is "watchdog daemon: exit status 0" "$MQB_DSTATUS" 0
 
 # a start-up failure: exit 1, one line, and no READY=1
 mqb_daemon_start notify -c "$MQB_TMP/does-not-exist.conf"
