@@ -65,3 +65,6 @@ tests_helpers_log_emit_CFLAGS = $(AM_CFLAGS) $(LIBSYSTEMD_CFLAGS)
 tests_helpers_log_emit_LDADD = $(LIBSYSTEMD_LIBS)
 TESTS += tests/journal.sh
 EXTRA_DIST += tests/journal.sh
+tests_helpers_mqbusctl_test_SOURCES += client/history.c
+tests_helpers_mqbusctl_test_CFLAGS += $(LIBSYSTEMD_CFLAGS)
+tests_helpers_mqbusctl_test_LDADD += $(LIBSYSTEMD_LIBS)
