@@ -469,7 +469,8 @@ static void history_print_table(const struct history *h, unsigned columns)
 			first_drop = i;
 	}
 	history_format_time(h->rows[0].realtime_usec, when, sizeof(when));
-	printf("\nRates over %zu intervals, oldest left (%s to ", h->n, when);
+	printf("\nRates over %zu interval%s, oldest left (%s to ", h->n,
+	       h->n == 1 ? "" : "s", when);
 	history_format_time(h->rows[h->n - 1].realtime_usec, when,
 			    sizeof(when));
 	printf("%s):\n", when);
