@@ -37,7 +37,7 @@ enum {
 #define X(field, member, label) HC_##field,
 	LOG_COUNTERS(X)
 #undef X
-	HC_DROPPED,
+	    HC_DROPPED,
 	HC_COUNT,
 };
 
@@ -46,16 +46,16 @@ static const struct history_counter {
 	const char *name;  /* in JSON */
 	const char *label; /* in the plot */
 } history_counters[HC_COUNT] = {
-#define X(field, member, label) [HC_##field] = { #field, #member, label },
-	LOG_COUNTERS(X)
+#define X(field, member, label) [HC_##field] = {#field, #member, label},
+    LOG_COUNTERS(X)
 #undef X
-	[HC_DROPPED] = { "DROPPED", "dropped", "dropped" },
+	[HC_DROPPED] = {"DROPPED", "dropped", "dropped"},
 };
 
 /* The columns of the table, and the first lines of the plot. */
 static const int history_main_counters[] = {
-	HC_PUBLISHED, HC_DELIVERED, HC_DROPPED,     HC_COALESCED,
-	HC_REQUESTS,  HC_REPLIES,   HC_NO_RESPONDERS,
+    HC_PUBLISHED, HC_DELIVERED, HC_DROPPED,	  HC_COALESCED,
+    HC_REQUESTS,  HC_REPLIES,	HC_NO_RESPONDERS,
 };
 #define N_MAIN (sizeof(history_main_counters) / sizeof(int))
 
@@ -71,12 +71,12 @@ enum {
 };
 
 static const char *const history_gauges[HG_COUNT] = {
-	[HG_CLIENTS] = "CLIENTS",
-	[HG_SUBSCRIPTIONS] = "SUBSCRIPTIONS",
-	[HG_PENDING_BYTES_MAX] = "PENDING_BYTES_MAX",
-	[HG_LATENCY_P50_NSEC] = "LATENCY_P50_NSEC",
-	[HG_LATENCY_P99_NSEC] = "LATENCY_P99_NSEC",
-	[HG_LATENCY_MAX_NSEC] = "LATENCY_MAX_NSEC",
+    [HG_CLIENTS] = "CLIENTS",
+    [HG_SUBSCRIPTIONS] = "SUBSCRIPTIONS",
+    [HG_PENDING_BYTES_MAX] = "PENDING_BYTES_MAX",
+    [HG_LATENCY_P50_NSEC] = "LATENCY_P50_NSEC",
+    [HG_LATENCY_P99_NSEC] = "LATENCY_P99_NSEC",
+    [HG_LATENCY_MAX_NSEC] = "LATENCY_MAX_NSEC",
 };
 
 /* One stats entry. */
@@ -100,7 +100,7 @@ struct history {
 };
 
 static int history_usage_error(const char *fmt, ...)
-	__attribute__((format(printf, 1, 2)));
+    __attribute__((format(printf, 1, 2)));
 
 static int history_usage_error(const char *fmt, ...)
 {
@@ -129,7 +129,8 @@ static int history_parse_time(const char *s, uint64_t *ret)
 	char *end;
 
 	clock_gettime(CLOCK_REALTIME, &now);
-	now_usec = (uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_nsec / 1000;
+	now_usec =
+	    (uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_nsec / 1000;
 	if (strcmp(s, "now") == 0) {
 		*ret = now_usec;
 		return 0;
@@ -151,9 +152,9 @@ static int history_parse_time(const char *s, uint64_t *ret)
 			const char *unit;
 			uint64_t usec;
 		} units[] = {
-			{ "s", 1000000ULL },	 { "sec", 1000000ULL },
-			{ "m", 60000000ULL },	 { "min", 60000000ULL },
-			{ "h", 3600000000ULL },	 { "d", 86400000000ULL },
+		    {"s", 1000000ULL},	  {"sec", 1000000ULL},
+		    {"m", 60000000ULL},	  {"min", 60000000ULL},
+		    {"h", 3600000000ULL}, {"d", 86400000000ULL},
 		};
 		unsigned long long n;
 
@@ -174,14 +175,13 @@ static int history_parse_time(const char *s, uint64_t *ret)
 	}
 	{
 		static const char *const formats[] = {
-			"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S",
-			"%Y-%m-%d %H:%M",    "%Y-%m-%dT%H:%M",
-			"%Y-%m-%d",
+		    "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M",
+		    "%Y-%m-%dT%H:%M",	 "%Y-%m-%d",
 		};
 
 		for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]);
 		     i++) {
-			struct tm tm = { 0 };
+			struct tm tm = {0};
 			time_t t;
 
 			end = strptime(s, formats[i], &tm);
@@ -235,7 +235,7 @@ static bool history_field(sd_journal *j, const char *name, uint64_t *ret)
 
 static int history_add_row(struct history *h, sd_journal *j)
 {
-	struct history_row r = { 0 };
+	struct history_row r = {0};
 	char name[64];
 
 	if (sd_journal_get_realtime_usec(j, &r.realtime_usec) < 0 ||
@@ -252,12 +252,12 @@ static int history_add_row(struct history *h, sd_journal *j)
 		r.has_total[i] = history_field(j, name, &r.total[i]);
 	}
 	for (int i = 0; i < HG_COUNT; i++)
-		r.has_gauge[i] = history_field(j, history_gauges[i],
-					       &r.gauge[i]);
+		r.has_gauge[i] =
+		    history_field(j, history_gauges[i], &r.gauge[i]);
 	if (h->n == h->cap) {
 		size_t cap = h->cap ? 2 * h->cap : 64;
 		struct history_row *rows =
-			realloc(h->rows, cap * sizeof(*rows));
+		    realloc(h->rows, cap * sizeof(*rows));
 
 		if (!rows)
 			return -ENOMEM;
@@ -280,8 +280,9 @@ static int history_read(struct history *h, const char *dir, uint64_t since,
 	else
 		r = sd_journal_open(&j, SD_JOURNAL_LOCAL_ONLY);
 	if (r < 0) {
-		fprintf(stderr, "mqbusctl: history: cannot open the journal%s%s: "
-				"%s\n",
+		fprintf(stderr,
+			"mqbusctl: history: cannot open the journal%s%s: "
+			"%s\n",
 			dir ? " in " : "", dir ? dir : "", strerror(-r));
 		return EXIT_ERROR;
 	}
@@ -382,10 +383,12 @@ static void history_print_json(const struct history *h)
 			if (!r->has_gauge[g])
 				continue;
 			for (size_t k = 0; k <= strlen(history_gauges[g]); k++)
-				name[k] = (char)(history_gauges[g][k] >= 'A' &&
-							 history_gauges[g][k] <= 'Z'
-						 ? history_gauges[g][k] - 'A' + 'a'
-						 : history_gauges[g][k]);
+				name[k] =
+				    (char)(history_gauges[g][k] >= 'A' &&
+						   history_gauges[g][k] <= 'Z'
+					       ? history_gauges[g][k] - 'A' +
+						     'a'
+					       : history_gauges[g][k]);
 			printf(",\"%s\":%" PRIu64, name, r->gauge[g]);
 		}
 		putchar('}');
@@ -414,9 +417,9 @@ static unsigned history_columns(void)
  */
 static void history_sparkline(const struct history *h, int c, unsigned width)
 {
-	static const char *const blocks[] = { "\u2581", "\u2582", "\u2583",
-					      "\u2584", "\u2585", "\u2586",
-					      "\u2587", "\u2588" };
+	static const char *const blocks[] = {"\u2581", "\u2582", "\u2583",
+					     "\u2584", "\u2585", "\u2586",
+					     "\u2587", "\u2588"};
 	unsigned cells = h->n < width ? (unsigned)h->n : width;
 	double max = 0;
 
@@ -446,8 +449,8 @@ static void history_sparkline(const struct history *h, int c, unsigned width)
 static void history_print_table(const struct history *h, unsigned columns)
 {
 	static const char *const heads[] = {
-		"PUBLISHED/s", "DELIVERED/s", "DROPPED/s",   "COALESCED/s",
-		"REQUESTS/s",  "REPLIES/s",   "NO-RESP/s",
+	    "PUBLISHED/s", "DELIVERED/s", "DROPPED/s", "COALESCED/s",
+	    "REQUESTS/s",  "REPLIES/s",	  "NO-RESP/s",
 	};
 	unsigned width = columns > 40 ? columns - 40 : 40;
 	char when[64];
@@ -463,7 +466,8 @@ static void history_print_table(const struct history *h, unsigned columns)
 		history_format_time(r->realtime_usec, when, sizeof(when));
 		printf("%-19s %9.1fs", when, (double)r->interval_usec / 1e6);
 		for (size_t k = 0; k < N_MAIN; k++)
-			printf(" %12.2f", history_rate(r, history_main_counters[k]));
+			printf(" %12.2f",
+			       history_rate(r, history_main_counters[k]));
 		putchar('\n');
 		if (r->delta[HC_DROPPED] && first_drop == h->n)
 			first_drop = i;
@@ -494,16 +498,16 @@ int history_main(const char *bus, int argc, char **argv)
 {
 	enum { OPT_SINCE = 0x100, OPT_UNTIL, OPT_TOPIC, OPT_JSON };
 	static const struct option longopts[] = {
-		{ "since", required_argument, NULL, OPT_SINCE },
-		{ "until", required_argument, NULL, OPT_UNTIL },
-		{ "topic", required_argument, NULL, OPT_TOPIC },
-		{ "json", no_argument, NULL, OPT_JSON },
-		{ "directory", required_argument, NULL, 'D' },
-		{ "help", no_argument, NULL, 'h' },
-		{ 0 },
+	    {"since", required_argument, NULL, OPT_SINCE},
+	    {"until", required_argument, NULL, OPT_UNTIL},
+	    {"topic", required_argument, NULL, OPT_TOPIC},
+	    {"json", no_argument, NULL, OPT_JSON},
+	    {"directory", required_argument, NULL, 'D'},
+	    {"help", no_argument, NULL, 'h'},
+	    {0},
 	};
 	static char argv0[] = "mqbusctl history";
-	struct history h = { .bus = bus };
+	struct history h = {.bus = bus};
 	uint64_t since = 0, until = UINT64_MAX;
 	const char *dir = NULL;
 	bool json = false;
@@ -522,17 +526,17 @@ int history_main(const char *bus, int argc, char **argv)
 		case OPT_SINCE:
 			if (history_parse_time(optarg, &since) < 0)
 				return history_usage_error(
-					"cannot read the time '%s'", optarg);
+				    "cannot read the time '%s'", optarg);
 			break;
 		case OPT_UNTIL:
 			if (history_parse_time(optarg, &until) < 0)
 				return history_usage_error(
-					"cannot read the time '%s'", optarg);
+				    "cannot read the time '%s'", optarg);
 			break;
 		case OPT_TOPIC:
 			if (!*optarg)
 				return history_usage_error(
-					"the topic must not be empty");
+				    "the topic must not be empty");
 			h.topic = optarg;
 			break;
 		case OPT_JSON:

@@ -18,19 +18,19 @@
 int history_main(const char *bus, int argc, char **argv);
 
 /* The command's options, for "mqbusctl help history". */
-#define HISTORY_ARGS                                                           \
-	"[--since T] [--until T] [--topic TOPIC] [--json] [-D DIR]"
+#define HISTORY_ARGS "[--since T] [--until T] [--topic TOPIC] [--json] [-D DIR]"
 #define HISTORY_SUMMARY                                                        \
 	"Print the bus's delivery stats over time from the journal."
 #define HISTORY_OPTIONS                                                        \
-	"      --since=T         entries from time T on: 'YYYY-MM-DD "          \
+	"      --since=T         entries from time T on: 'YYYY-MM-DD "         \
 	"[HH:MM[:SS]]',\n"                                                     \
-	"                        '@EPOCH_SECONDS', 'now', or '-N' with s, "     \
+	"                        '@EPOCH_SECONDS', 'now', or '-N' with s, "    \
 	"min, h, d\n"                                                          \
 	"      --until=T         entries up to time T\n"                       \
-	"      --topic=TOPIC     the stats of TOPIC instead of the whole bus\n" \
-	"      --json            one JSON object instead of the table and "     \
+	"      --topic=TOPIC     the stats of TOPIC instead of the whole "     \
+	"bus\n"                                                                \
+	"      --json            one JSON object instead of the table and "    \
 	"plot\n"                                                               \
-	"  -D, --directory=DIR   read the journal files in DIR instead of "     \
+	"  -D, --directory=DIR   read the journal files in DIR instead of "    \
 	"the system's\n"
 #endif

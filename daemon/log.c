@@ -53,21 +53,20 @@ static const struct log_event_kind {
 	int priority;
 	bool chatty; /* to stderr only when verbose */
 } log_events[] = {
-	[LOG_EV_NONE] = { NULL, LOG_INFO, false },
-	[LOG_EV_STARTED] = { LOG_ID_STARTED, LOG_INFO, false },
-	[LOG_EV_STOPPING] = { LOG_ID_STOPPING, LOG_INFO, false },
-	[LOG_EV_RELOADED] = { LOG_ID_RELOADED, LOG_INFO, false },
-	[LOG_EV_RELOAD_REFUSED] = { LOG_ID_RELOAD_REFUSED, LOG_WARNING, false },
-	[LOG_EV_CLIENT_CONNECTED] = { LOG_ID_CLIENT_CONNECTED, LOG_INFO, true },
-	[LOG_EV_CLIENT_LEFT] = { LOG_ID_CLIENT_LEFT, LOG_INFO, true },
-	[LOG_EV_HANDSHAKE_REFUSED] = { LOG_ID_HANDSHAKE_REFUSED, LOG_NOTICE,
-				       true },
-	[LOG_EV_SLOW_CONSUMER] = { LOG_ID_SLOW_CONSUMER, LOG_WARNING, false },
-	[LOG_EV_TOO_LARGE] = { LOG_ID_TOO_LARGE, LOG_WARNING, false },
-	[LOG_EV_BAD_MESSAGES] = { LOG_ID_BAD_MESSAGES, LOG_WARNING, false },
-	[LOG_EV_KERNEL_LIMIT] = { LOG_ID_KERNEL_LIMIT, LOG_ERR, false },
-	[LOG_EV_STATS_BUS] = { LOG_ID_STATS_BUS, LOG_INFO, true },
-	[LOG_EV_STATS_TOPIC] = { LOG_ID_STATS_TOPIC, LOG_INFO, true },
+    [LOG_EV_NONE] = {NULL, LOG_INFO, false},
+    [LOG_EV_STARTED] = {LOG_ID_STARTED, LOG_INFO, false},
+    [LOG_EV_STOPPING] = {LOG_ID_STOPPING, LOG_INFO, false},
+    [LOG_EV_RELOADED] = {LOG_ID_RELOADED, LOG_INFO, false},
+    [LOG_EV_RELOAD_REFUSED] = {LOG_ID_RELOAD_REFUSED, LOG_WARNING, false},
+    [LOG_EV_CLIENT_CONNECTED] = {LOG_ID_CLIENT_CONNECTED, LOG_INFO, true},
+    [LOG_EV_CLIENT_LEFT] = {LOG_ID_CLIENT_LEFT, LOG_INFO, true},
+    [LOG_EV_HANDSHAKE_REFUSED] = {LOG_ID_HANDSHAKE_REFUSED, LOG_NOTICE, true},
+    [LOG_EV_SLOW_CONSUMER] = {LOG_ID_SLOW_CONSUMER, LOG_WARNING, false},
+    [LOG_EV_TOO_LARGE] = {LOG_ID_TOO_LARGE, LOG_WARNING, false},
+    [LOG_EV_BAD_MESSAGES] = {LOG_ID_BAD_MESSAGES, LOG_WARNING, false},
+    [LOG_EV_KERNEL_LIMIT] = {LOG_ID_KERNEL_LIMIT, LOG_ERR, false},
+    [LOG_EV_STATS_BUS] = {LOG_ID_STATS_BUS, LOG_INFO, true},
+    [LOG_EV_STATS_TOPIC] = {LOG_ID_STATS_TOPIC, LOG_INFO, true},
 };
 
 static bool log_is_verbose;
@@ -85,9 +84,9 @@ struct log_entry {
 int log_target_parse(const char *s, enum log_target *ret)
 {
 	static const char *const names[] = {
-		[LOG_TARGET_AUTO] = "auto",
-		[LOG_TARGET_STDERR] = "stderr",
-		[LOG_TARGET_JOURNAL] = "journal",
+	    [LOG_TARGET_AUTO] = "auto",
+	    [LOG_TARGET_STDERR] = "stderr",
+	    [LOG_TARGET_JOURNAL] = "journal",
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
@@ -301,7 +300,7 @@ static void entry_print(const struct log_entry *e)
 }
 
 static void entry_send(struct log_entry *e, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* Sets MESSAGE from fmt and writes the entry to the target. */
 static void entry_send(struct log_entry *e, const char *fmt, ...)
@@ -332,7 +331,8 @@ static void entry_send(struct log_entry *e, const char *fmt, ...)
 }
 
 static void log_vline(enum log_event ev, int priority, const char *fmt,
-		      va_list ap, int errnum) __attribute__((format(printf, 3, 0)));
+		      va_list ap, int errnum)
+    __attribute__((format(printf, 3, 0)));
 
 static void log_vline(enum log_event ev, int priority, const char *fmt,
 		      va_list ap, int errnum)
@@ -360,7 +360,8 @@ static void log_vline(enum log_event ev, int priority, const char *fmt,
 		int saved = errno;                                             \
 		va_list ap;                                                    \
 		va_start(ap, fmt);                                             \
-		log_vline(LOG_EV_NONE, level, fmt, ap, with_errno ? saved : 0); \
+		log_vline(LOG_EV_NONE, level, fmt, ap,                         \
+			  with_errno ? saved : 0);                             \
 		va_end(ap);                                                    \
 		errno = saved;                                                 \
 	}
@@ -433,8 +434,7 @@ static void entry_client(struct log_entry *e, const struct log_client *c)
 		entry_str(e, "MQBUS_CLIENT_COMM", c->comm);
 }
 
-void log_started(const char *version, const char *wake,
-		 const char *config_file)
+void log_started(const char *version, const char *wake, const char *config_file)
 {
 	struct log_entry e;
 
@@ -484,12 +484,14 @@ void log_reload_refused(const char *config_file, unsigned line,
 		entry_u64(&e, "MQBUS_CONFIG_LINE", line);
 	entry_str(&e, "MQBUS_REASON", reason);
 	if (line)
-		entry_send(&e, "reload refused, keeping the old settings: "
-			       "%s:%u: %s",
+		entry_send(&e,
+			   "reload refused, keeping the old settings: "
+			   "%s:%u: %s",
 			   config_file, line, reason);
 	else
-		entry_send(&e, "reload refused, keeping the old settings: "
-			       "%s: %s",
+		entry_send(&e,
+			   "reload refused, keeping the old settings: "
+			   "%s: %s",
 			   config_file, reason);
 }
 
@@ -565,7 +567,7 @@ static struct log_ratelimit_slot *log_ratelimit_slot(struct log_ratelimit *rl,
 
 	for (unsigned i = 0; i < 8; i++) {
 		struct log_ratelimit_slot *s =
-			&rl->slot[(key + i) % LOG_RL_SLOTS];
+		    &rl->slot[(key + i) % LOG_RL_SLOTS];
 
 		if (s->used && s->key == key)
 			return s;
@@ -585,8 +587,7 @@ uint64_t log_ratelimit_hit(struct log_ratelimit *rl, uint64_t key,
 
 	if (!s->used || s->key != key) {
 		*s = (struct log_ratelimit_slot){
-			.key = key, .last_usec = now_usec, .used = true
-		};
+		    .key = key, .last_usec = now_usec, .used = true};
 		return n;
 	}
 	if (now_usec - s->last_usec < rl->interval_usec) {
@@ -707,8 +708,8 @@ void log_stats_bus(const struct log_bus_stats *st)
 	entry_u64(&e, "MQBUS_LATENCY_MAX_NSEC", st->latency_max_nsec);
 	entry_send(&e,
 		   "delivery stats, last %" PRIu64 " s: published %" PRIu64
-		   ", delivered %" PRIu64 ", dropped %" PRIu64
-		   "; %" PRIu64 " clients",
+		   ", delivered %" PRIu64 ", dropped %" PRIu64 "; %" PRIu64
+		   " clients",
 		   secs, st->delta.published, st->delta.delivered,
 		   log_counters_dropped(&st->delta), st->clients);
 }

@@ -28,7 +28,7 @@
 #include "daemon/log-ids.h"
 
 enum log_target {
-	LOG_TARGET_AUTO,    /* the journal if stderr is connected to it */
+	LOG_TARGET_AUTO, /* the journal if stderr is connected to it */
 	LOG_TARGET_STDERR,
 	LOG_TARGET_JOURNAL,
 };
@@ -170,8 +170,8 @@ void log_kernel_limit(const char *limit, uint64_t value, const char *operation,
 struct log_bus_stats {
 	uint64_t seq;
 	uint64_t interval_usec;
-	struct log_counters delta; /* in the interval */
-	struct log_counters total; /* since start */
+	struct log_counters delta;  /* in the interval */
+	struct log_counters total;  /* since start */
 	uint64_t pending_bytes_max; /* high-water mark in the interval */
 	uint64_t clients;
 	uint64_t subscriptions;

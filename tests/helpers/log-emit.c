@@ -65,42 +65,39 @@ static uint64_t *counter(struct log_counters *c, const char *name)
 static void emit_all(void)
 {
 	const struct log_client alice = {
-		.id = 7, .uid = 1001, .pid = 4242, .comm = "sensor-feed"
-	};
+	    .id = 7, .uid = 1001, .pid = 4242, .comm = "sensor-feed"};
 	const struct log_client bob = {
-		.id = 9, .uid = 1002, .pid = 5151, .comm = "slow reader"
-	};
+	    .id = 9, .uid = 1002, .pid = 5151, .comm = "slow reader"};
 	const struct log_counters totals = {
-		.published = 120,
-		.delivered = 340,
-		.dropped_backlog = 5,
-		.dropped_oldest = 4,
-		.dropped_too_large = 3,
-		.dropped_disconnect = 2,
-		.dropped_error = 1,
-		.coalesced = 6,
-		.requests = 11,
-		.replies = 10,
-		.no_responders = 1,
+	    .published = 120,
+	    .delivered = 340,
+	    .dropped_backlog = 5,
+	    .dropped_oldest = 4,
+	    .dropped_too_large = 3,
+	    .dropped_disconnect = 2,
+	    .dropped_error = 1,
+	    .coalesced = 6,
+	    .requests = 11,
+	    .replies = 10,
+	    .no_responders = 1,
 	};
 	struct log_bus_stats bus = {
-		.seq = 3,
-		.interval_usec = 60000000,
-		.delta = totals,
-		.total = totals,
-		.pending_bytes_max = 65536,
-		.clients = 4,
-		.subscriptions = 12,
-		.latency_p50_nsec = 1500,
-		.latency_p99_nsec = 42000,
-		.latency_max_nsec = 900000,
+	    .seq = 3,
+	    .interval_usec = 60000000,
+	    .delta = totals,
+	    .total = totals,
+	    .pending_bytes_max = 65536,
+	    .clients = 4,
+	    .subscriptions = 12,
+	    .latency_p50_nsec = 1500,
+	    .latency_p99_nsec = 42000,
+	    .latency_max_nsec = 900000,
 	};
 	struct log_topic_stats topic = {
-		.seq = 3,
-		.interval_usec = 60000000,
-		.topic = "sensors/disk/temp",
-		.delta = { .published = 60, .delivered = 180,
-			   .dropped_backlog = 2 },
+	    .seq = 3,
+	    .interval_usec = 60000000,
+	    .topic = "sensors/disk/temp",
+	    .delta = {.published = 60, .delivered = 180, .dropped_backlog = 2},
 	};
 
 	bus.total.published = 1000;
@@ -123,16 +120,15 @@ static void emit_all(void)
 	log_stats_topic(&topic);
 	topic.topic = NULL;
 	topic.other_topics = 8;
-	topic.delta = (struct log_counters){ .published = 9, .delivered = 9 };
+	topic.delta = (struct log_counters){.published = 9, .delivered = 9};
 	log_stats_topic(&topic);
 }
 
 static void emit_ratelimit(void)
 {
-	static struct log_ratelimit rl = { .interval_usec = 1000000 };
+	static struct log_ratelimit rl = {.interval_usec = 1000000};
 	const struct log_client bob = {
-		.id = 9, .uid = 1002, .pid = 5151, .comm = "slow reader"
-	};
+	    .id = 9, .uid = 1002, .pid = 5151, .comm = "slow reader"};
 
 	/* t = 10.0 s: written (1); 10.1 .. 10.4: held (4); 11.0: 5 */
 	for (uint64_t t = 10000000; t <= 10400000; t += 100000)
@@ -142,8 +138,8 @@ static void emit_ratelimit(void)
 
 static int emit_stats(int argc, char **argv, bool is_topic)
 {
-	struct log_bus_stats bus = { 0 };
-	struct log_topic_stats topic = { 0 };
+	struct log_bus_stats bus = {0};
+	struct log_topic_stats topic = {0};
 	struct log_counters *delta = is_topic ? &topic.delta : &bus.delta;
 	uint64_t seq, usec;
 	int i = 2;
@@ -202,10 +198,10 @@ static int emit_stats(int argc, char **argv, bool is_topic)
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-		{ "log", required_argument, NULL, 'L' },
-		{ "bus", required_argument, NULL, 'b' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ NULL, 0, NULL, 0 },
+	    {"log", required_argument, NULL, 'L'},
+	    {"bus", required_argument, NULL, 'b'},
+	    {"verbose", no_argument, NULL, 'v'},
+	    {NULL, 0, NULL, 0},
 	};
 	enum log_target target = LOG_TARGET_AUTO;
 	const char *bus = "mqbus";
