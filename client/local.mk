@@ -15,3 +15,7 @@ bin_PROGRAMS += client/mqbusctl
 client_mqbusctl_SOURCES = client/mqbusctl.c
 client_mqbusctl_LDADD = client/libmqbus.la
 dist_man_MANS += client/mqbusctl.1 client/libmqbus.3
+# mqbusctl history reads the journal (client/history.c)
+client_mqbusctl_SOURCES += client/history.c client/history.h daemon/log-ids.h
+client_mqbusctl_CFLAGS = $(AM_CFLAGS) $(LIBSYSTEMD_CFLAGS)
+client_mqbusctl_LDADD += $(LIBSYSTEMD_LIBS)

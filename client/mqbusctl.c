@@ -32,6 +32,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "client/history.h"
 #include "mqbus.h"
 
 #ifndef PACKAGE_VERSION
@@ -1831,6 +1832,18 @@ static int cmd_limits(const struct ctl *ctl, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* "history" lives in client/history.c. */
+static int cmd_history(const struct ctl *ctl, int argc, char **argv)
+{
+	int r = history_main(bus_name(ctl), argc, argv);
+
+	if (r == HISTORY_HELP) {
+		usage_command(stdout, command_find("history"));
+		return EXIT_OK;
+	}
+	return r;
+}
+
 static void usage(FILE *f);
 
 static int cmd_help(const struct ctl *ctl, int argc, char **argv)
@@ -1964,6 +1977,13 @@ static const struct command commands[] = {
 			   "costs.",
 		.options = "      --json            one JSON object instead of "
 			   "'name: value' lines\n",
+	},
+	{
+		.name = "history",
+		.run = cmd_history,
+		.args = HISTORY_ARGS,
+		.summary = HISTORY_SUMMARY,
+		.options = HISTORY_OPTIONS,
 	},
 	{
 		.name = "help",

@@ -32,3 +32,6 @@ daemon_mqbusd_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS)
 daemon_mqbusd_LDADD = daemon/libmqbusd.la
 dist_man_MANS += daemon/mqbusd.8 daemon/mqbusd.conf.5
 EXTRA_DIST += daemon/mqbusd.conf.example
+# journalctl -x explains mqbusd's entries from this catalog
+catalogdir = $(libdir)/systemd/catalog
+dist_catalog_DATA = daemon/mqbus.catalog

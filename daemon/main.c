@@ -2,7 +2,8 @@
 /*
  * main.c - mqbusd's command line.
  *
- * mqbusd [-b BUS] [-c FILE] [--wake=notify|thread|poll] [-v]
+ * mqbusd [-b BUS] [-c FILE] [--wake=notify|thread|poll]
+ *        [--log=auto|journal|stderr] [-v]
  *
  * Runs in the foreground (systemd Type=notify).  Start-up failures are the
  * only fatal errors: one line on stderr and exit 1.  Usage errors exit 2.
@@ -25,6 +26,10 @@ static void usage(FILE *out)
 		"  -c, --config=FILE    configuration file (mqbusd.conf(5))\n"
 		"  -w, --wake=METHOD    wake-ups: notify (default), thread, "
 		"poll\n"
+		"      --log=TARGET     where to log: journal, stderr or auto "
+		"(default:\n"
+		"                       the journal if stderr is connected to "
+		"it)\n"
 		"  -v, --verbose        log every connection and refusal\n"
 		"  -h, --help           show this help\n"
 		"      --version        show the version\n");
@@ -39,10 +44,12 @@ int main(int argc, char **argv)
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
+		{ "log", required_argument, NULL, 'L' },
 		{ NULL, 0, NULL, 0 },
 	};
 	struct server_options opt = { .wake = WAKE_NOTIFY };
 	struct server s;
+	enum log_target log_target = LOG_TARGET_AUTO;
 	char *error = NULL;
 	bool verbose = false;
 	int c, r;
@@ -68,6 +75,15 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			break;
+		case 'L':
+			if (log_target_parse(optarg, &log_target) < 0) {
+				fprintf(stderr,
+					"mqbusd: unknown log target '%s' "
+					"(journal, stderr or auto)\n",
+					optarg);
+				return 2;
+			}
+			break;
 		case 'v':
 			verbose = true;
 			break;
@@ -88,7 +104,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
-	log_init(verbose);
+	log_setup(log_target, opt.bus, verbose);
 	r = server_init(&s, &opt, &error);
 	if (r < 0) {
 		log_errx("%s", error ? error : "start-up failed");

@@ -14,7 +14,8 @@ set -euo pipefail
 PACKAGES=(
 	build-essential autoconf automake libtool pkg-config make
 	libevent-dev libsystemd-dev check libinih-dev
-	systemd      # systemd-analyze, for tests/systemd.sh
+	systemd      # systemd-analyze (tests/systemd.sh); systemd-journald,
+	             # journalctl, systemd-id128 (tests/journal.sh)
 	python3      # JSON checks in the tests
 	util-linux   # unshare, setpriv, flock, prlimit
 	passwd       # useradd, for tests/multiuser.sh

@@ -61,3 +61,13 @@ AM_TESTS_ENVIRONMENT = \
 	CK_FORK=yes; export CK_FORK;
 TESTS += tests/alloc.sh
 EXTRA_DIST += tests/alloc.sh
+# tests/journal.sh: a real journald, the log events and mqbusctl history
+check_PROGRAMS += tests/helpers/log-emit
+tests_helpers_log_emit_SOURCES = tests/helpers/log-emit.c daemon/log.c
+tests_helpers_log_emit_CFLAGS = $(AM_CFLAGS) $(LIBSYSTEMD_CFLAGS)
+tests_helpers_log_emit_LDADD = $(LIBSYSTEMD_LIBS)
+TESTS += tests/journal.sh
+EXTRA_DIST += tests/journal.sh
+tests_helpers_mqbusctl_test_SOURCES += client/history.c
+tests_helpers_mqbusctl_test_CFLAGS += $(LIBSYSTEMD_CFLAGS)
+tests_helpers_mqbusctl_test_LDADD += $(LIBSYSTEMD_LIBS)
