@@ -16,6 +16,8 @@
  *   overflow = drop-new      ; drop-new, drop-old, coalesce, block or
  *                            ; disconnect
  *   pending_budget = 67108864 ; bytes held for all subscribers together
+ *   stats_interval = 60      ; s between delivery-stats entries, 0: none
+ *   stats_topics = 20        ; the busiest topics given an entry each
  *
  *   [topic "alerts/#"]
  *   priority = 10            ; default priority of these topics
@@ -77,6 +79,9 @@ struct config {
 					      no section matches */
 	unsigned max_clients;       /* default 1024 */
 	unsigned max_subscriptions; /* per client, default 1024 */
+	unsigned stats_interval;    /* s between delivery-stats entries,
+				       default 60, 0: none */
+	unsigned stats_topics;      /* topics per round, default 20 */
 	struct topic_rule *rules;
 	size_t n_rules;
 	struct router *rule_index; /* pattern -> struct topic_rule * */

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <event2/event.h>
 
@@ -23,6 +24,7 @@
 #include "daemon/msgbuf.h"
 #include "daemon/peer.h"
 #include "daemon/server.h"
+#include "daemon/stats.h"
 #include "proto/proto.h"
 
 static struct pending *pending_get(struct peer_table *t)
@@ -66,29 +68,73 @@ static int send_now(struct peer *p, struct msgbuf *m, unsigned prio,
 		memcpy(m->data + status_off, &zero, sizeof(zero));
 	if (r < 0)
 		return -errno;
-	if (deliver) {
-		p->delivered++;
-		p->server->stats.delivered++;
-	}
+	if (deliver)
+		stats_delivered(p, m);
 	return 0;
 }
 
-/* Counts m as lost; returns 1 if it was a delivery (0 for a control
- * message), so the caller can add it to the gap the next one reports. */
-static uint32_t count_drop(struct peer *p, struct msgbuf *m, int err)
+static uint64_t now_usec(void)
 {
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* The topic of an encoded message: it follows the header, NUL-ended. */
+static const char *msg_topic(const struct msgbuf *m)
+{
+	return (const char *)m->data + PROTO_HEADER_SIZE;
+}
+
+/* Why a send or a queueing that failed with err lost its message. */
+static enum drop_reason drop_reason_of(int err)
+{
+	switch (err) {
+	case -ENOBUFS:
+	case -EAGAIN:
+		return DROP_BACKLOG;
+	case -EMSGSIZE:
+		return DROP_TOO_LARGE;
+	case -EPIPE:
+		return DROP_DISCONNECT;
+	default:
+		return DROP_ERROR;
+	}
+}
+
+/* Counts m as lost for reason; returns 1 if it was a delivery (0 for a
+ * control message), so the caller can add it to the gap the next one
+ * reports. */
+static uint32_t count_drop(struct peer *p, struct msgbuf *m,
+			   enum drop_reason reason)
+{
+	struct server *s = p->server;
+
 	if (!msg_is_deliver(m)) {
-		p->server->stats.control_lost++;
-		log_debug("client %u: control reply dropped: %s", p->id,
-			  strerror(-err));
+		s->stats.control_lost++;
+		log_debug("client %u: control reply dropped", p->id);
 		return 0;
 	}
-	p->dropped_total++;
-	p->server->stats.dropped++;
-	if (err != -EAGAIN)
-		log_debug("client %u: message dropped: %s", p->id,
-			  strerror(-err));
+	stats_drop(p, m, reason);
+	if (reason == DROP_TOO_LARGE) {
+		struct log_client who = stats_who(p);
+
+		log_too_large(&s->stats.rl_large, now_usec(), &who,
+			      msg_topic(m), m->len, (size_t)p->rx_msgsize, 1);
+	}
 	return 1;
+}
+
+/* The topic's overflow policy acted on p, n times: rate limited, one
+ * journal entry per subscriber and topic and interval. */
+static void slow_consumer(struct peer *p, const struct msgbuf *m,
+			  unsigned policy, uint64_t n)
+{
+	struct log_client who = stats_who(p);
+
+	log_slow_consumer(&p->server->stats.rl_slow, now_usec(), &who,
+			  msg_topic(m), config_overflow_name(policy), n);
 }
 
 /* Highest priority first; FIFO within a priority.  Appending is the
@@ -147,8 +193,12 @@ static bool enqueue(struct peer *p, struct msgbuf *m, unsigned prio,
 	e->prio = prio;
 	e->dropped = dropped;
 	pending_insert(p, e);
+	if (m->stat)
+		m->stat->waiting++;
 	p->pending_bytes += m->len;
 	p->server->pending_bytes += m->len;
+	if (p->server->pending_bytes > p->server->stats.pending_bytes_max)
+		p->server->stats.pending_bytes_max = p->server->pending_bytes;
 	return true;
 }
 
@@ -163,17 +213,29 @@ static void pending_unlink(struct peer *p, struct pending *prev,
 	if (p->pending_tail == e)
 		p->pending_tail = prev;
 	p->n_pending--;
+	if (e->m->stat)
+		e->m->stat->waiting--;
 	p->pending_bytes -= e->m->len;
 	p->server->pending_bytes -= e->m->len;
 	msgbuf_unref(e->m);
 	pending_put(p->table, e);
 }
 
-/* Drops e from the pending list; the next message reports the gap. */
+/* Drops e from the pending list for reason; the next message reports the
+ * gap.  A coalesced message is counted as that alone. */
 static void pending_drop(struct peer *p, struct pending *prev,
-			 struct pending *e)
+			 struct pending *e, int reason)
 {
-	uint32_t gap = e->dropped + count_drop(p, e->m, -ENOBUFS);
+	uint32_t gap = e->dropped;
+
+	if (reason < 0) {
+		stats_of(p->server, e->m)->coalesced++;
+		p->server->stats.c.coalesced++;
+		p->counts.coalesced++;
+		gap++;
+	} else {
+		gap += count_drop(p, e->m, (enum drop_reason)reason);
+	}
 
 	if (e->next)
 		e->next->dropped += gap;
@@ -302,8 +364,8 @@ static int overflow(struct peer *p, const struct delivery *d)
 	 * or not */
 	if (pol->overflow == OVERFLOW_COALESCE &&
 	    (victim = pending_same_key(p, m, &prev))) {
-		p->server->stats.coalesced++;
-		pending_drop(p, prev, victim);
+		pending_drop(p, prev, victim, -1);
+		slow_consumer(p, m, OVERFLOW_COALESCE, 1);
 	}
 	if (!backlog_full(p, m->len, pol))
 		return enqueue(p, m, d->prio, p->dropped) ? 0 : -ENOMEM;
@@ -311,27 +373,36 @@ static int overflow(struct peer *p, const struct delivery *d)
 	switch (pol->overflow) {
 	case OVERFLOW_COALESCE:
 		/* nothing to replace: make room as drop-old does */
-	case OVERFLOW_DROP_OLD:
+	case OVERFLOW_DROP_OLD: {
+		uint64_t evicted = 0;
+
 		while (backlog_full(p, m->len, pol) &&
-		       (victim = pending_victim(p, d->prio, &prev)))
-			pending_drop(p, prev, victim);
+		       (victim = pending_victim(p, d->prio, &prev))) {
+			pending_drop(p, prev, victim, DROP_OLDEST);
+			evicted++;
+		}
+		slow_consumer(p, m, pol->overflow, evicted ? evicted : 1);
 		if (backlog_full(p, m->len, pol))
 			return -ENOBUFS;
 		return enqueue(p, m, d->prio, p->dropped) ? 0 : -ENOMEM;
+	}
 	case OVERFLOW_BLOCK:
 		/* nothing is lost: m waits beyond the bound, one message per
 		 * publisher at most, and the publisher stops.  What no
 		 * publisher can be held up for (a timer, a client sending to
 		 * itself) is dropped, or the backlog would have no bound. */
+		slow_consumer(p, m, OVERFLOW_BLOCK, 1);
 		if (!block_publisher(p, d->from))
 			return -ENOBUFS;
 		return enqueue(p, m, d->prio, p->dropped) ? 0 : -ENOMEM;
 	case OVERFLOW_DISCONNECT:
 		p->server->stats.slow_disconnects++;
-		peer_close(p, true, "too slow: its backlog is full");
-		return -ENOBUFS;
+		slow_consumer(p, m, OVERFLOW_DISCONNECT, 1);
+		peer_close(p, true, "disconnected: slow consumer");
+		return -EPIPE;
 	case OVERFLOW_DROP_NEW:
 	default:
+		slow_consumer(p, m, OVERFLOW_DROP_NEW, 1);
 		return -ENOBUFS;
 	}
 }
@@ -352,8 +423,7 @@ int deliver_message(struct peer *p, const struct delivery *d)
 		p->dropped = 0;
 		return 0;
 	}
-	if (!p->closing)
-		p->dropped += count_drop(p, d->m, r);
+	p->dropped += count_drop(p, d->m, drop_reason_of(r));
 	return r;
 }
 
@@ -397,7 +467,7 @@ void deliver_buf(struct peer *p, struct msgbuf *m, unsigned prio)
 			r = -ENOMEM;
 	}
 	if (r < 0)
-		count_drop(p, m, r);
+		count_drop(p, m, drop_reason_of(r));
 }
 
 void deliver_control(struct peer *p, const void *buf, size_t len)
@@ -446,7 +516,13 @@ void deliver_bad(struct peer *p, uint32_t token, int err, const char *what)
 	p->bad_messages++;
 	p->server->stats.bad_messages++;
 	snprintf(text, sizeof(text), "%s: %s", what, proto_strerror(err));
-	log_debug("client %u: %s", p->id, text);
+	if (p->bad_messages == 1 || p->bad_messages >= PEER_MAX_BAD) {
+		/* the first and the last one, not all 64 */
+		struct log_client who = stats_who(p);
+
+		log_bad_messages(&who, p->bad_messages, text,
+				 p->bad_messages >= PEER_MAX_BAD);
+	}
 	if (p->bad_messages >= PEER_MAX_BAD) {
 		peer_close(p, true, "too many bad messages");
 		return;
@@ -466,8 +542,8 @@ void deliver_flush(struct peer *p)
 				watch_rx(p);
 			break;
 		}
-		if (r < 0)
-			pending_drop(p, NULL, e); /* the next reports the gap */
+		if (r < 0) /* the next reports the gap */
+			pending_drop(p, NULL, e, drop_reason_of(r));
 		else
 			pending_unlink(p, NULL, e);
 	}
@@ -482,6 +558,7 @@ void deliver_drop_peer(struct peer *p)
 	free(p->blocked);
 	p->blocked = NULL;
 	p->cap_blocked = 0;
+	/* what waited for it is lost with it */
 	while (p->pending_head)
-		pending_unlink(p, NULL, p->pending_head);
+		pending_drop(p, NULL, p->pending_head, DROP_DISCONNECT);
 }

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "daemon/account.h"
@@ -23,6 +24,7 @@
 #include "daemon/msgbuf.h"
 #include "daemon/peer.h"
 #include "daemon/server.h"
+#include "daemon/stats.h"
 #include "daemon/sweep.h"
 #include "proto/proto.h"
 
@@ -65,6 +67,14 @@ int handshake_open(struct handshake *hs, struct server *s, char **ret_error)
 			       &attr);
 	if (hs->announce == (mqd_t)-1) {
 		err = -errno;
+		if (err == -EMFILE || err == -ENOSPC)
+			log_kernel_limit(err == -EMFILE ? "RLIMIT_MSGQUEUE"
+							: "fs.mqueue.queues_max",
+					 0, "mq_open of the announce queue",
+					 -err, getuid(),
+					 err == -EMFILE
+						 ? "LimitMSGQUEUE= in the unit"
+						 : "sysctl fs.mqueue.queues_max");
 		if (asprintf(ret_error, "cannot create announce queue %s: %s%s",
 			     hs->name, strerror(-err),
 			     err == -EMFILE ? " (RLIMIT_MSGQUEUE of this user "
@@ -111,7 +121,7 @@ struct candidate {
 	char rx_name[PROTO_QNAME_MAX + 1];
 	size_t stem; /* length of the name before ".tx" */
 	pid_t pid;   /* from the name, and the HELLO must agree */
-	uid_t uid;   /* the tx queue's owner */
+	uid_t uid;   /* the tx queue's owner, (uid_t)-1 until known */
 	mqd_t tx;
 	mqd_t rx;
 	int pidfd;
@@ -179,6 +189,17 @@ static const char *check_name(struct handshake *hs, struct candidate *c)
 	return NULL;
 }
 
+/* The daemon ran out of file descriptors opening a client's queue. */
+static const char *out_of_fds(const char *queue)
+{
+	char op[PROTO_QNAME_MAX + 16];
+
+	snprintf(op, sizeof(op), "mq_open %s", queue);
+	log_kernel_limit("RLIMIT_NOFILE", 0, op, errno, (uid_t)-1,
+			 "LimitNOFILE= in the unit, or ulimit -n");
+	return "the daemon has no file descriptor left";
+}
+
 /* Opens tx: a queue nobody but its owner may write, big enough. */
 static const char *check_tx(struct candidate *c)
 {
@@ -187,7 +208,8 @@ static const char *check_tx(struct candidate *c)
 
 	c->tx = mq_open(c->tx_name, O_RDONLY | O_NONBLOCK);
 	if (c->tx == (mqd_t)-1)
-		return strerror(errno);
+		return errno == EMFILE || errno == ENFILE ? out_of_fds(c->tx_name)
+							  : strerror(errno);
 	if (fstat(c->tx, &st) < 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
 		return "tx queue writable by others";
 	if (mq_getattr(c->tx, &attr) < 0 ||
@@ -252,7 +274,8 @@ static const char *check_rx(struct candidate *c)
 
 	c->rx = mq_open(c->rx_name, O_WRONLY | O_NONBLOCK);
 	if (c->rx == (mqd_t)-1)
-		return "cannot open rx queue";
+		return errno == EMFILE || errno == ENFILE ? out_of_fds(c->rx_name)
+							  : "cannot open rx queue";
 	if (fstat(c->rx, &st) < 0 || st.st_uid != c->uid ||
 	    (st.st_mode & (S_IRGRP | S_IROTH)))
 		return "rx queue of another owner or readable by others";
@@ -273,11 +296,21 @@ static void tell_refused(mqd_t rx, int err, const char *text)
 		mq_send(rx, (const char *)buf, (size_t)n, PROTO_PRIO_MAX);
 }
 
+/* Counts a refusal and journals it, at most once per reason and
+ * interval: forged ANNOUNCEs cost a line, not a flood of them. */
 static void refuse(struct handshake *hs, const struct candidate *c,
 		   const char *why)
 {
-	hs->server->stats.handshakes_failed++;
-	log_debug("handshake of %s refused: %s", c->tx_name, why);
+	struct bus_stats *st = &hs->server->stats;
+	struct timespec now;
+
+	st->handshakes_failed++;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	if (log_ratelimit_hit(&st->rl_refused, log_ratelimit_key(0, why),
+			      (uint64_t)now.tv_sec * 1000000u +
+				      (uint64_t)now.tv_nsec / 1000u,
+			      1) > 0)
+		log_handshake_refused(c->tx_name, c->uid, c->pid, why);
 }
 
 static void welcome(struct server *s, struct peer *p)
@@ -340,8 +373,11 @@ static void admit(struct handshake *hs, struct candidate *c)
 	}
 	p->sub.deliver = deliver_subscriber;
 	s->stats.handshakes++;
-	log_debug("client %u connected: pid %d uid %u %s", p->id, (int)c->pid,
-		  (unsigned)c->uid, c->tx_name);
+	{
+		struct log_client who = stats_who(p);
+
+		log_client_connected(&who);
+	}
 	welcome(s, p);
 	/* anything already queued behind HELLO */
 	wake_src_ready(&p->src);
@@ -351,6 +387,7 @@ static void handshake_run(struct handshake *hs, const char *tx_name)
 {
 	struct candidate c = {
 		.tx_name = tx_name,
+		.uid = (uid_t)-1,
 		.tx = (mqd_t)-1,
 		.rx = (mqd_t)-1,
 		.pidfd = -1,

@@ -45,6 +45,8 @@ static struct msgbuf *msgbuf_take(struct msgbuf_pool *pool, struct msgbuf *m)
 {
 	m->refs = 1;
 	m->len = 0;
+	m->stat = NULL;
+	m->measured = false;
 	m->next_free = NULL;
 	pool->live++;
 	pool->bytes += msgbuf_size(m);

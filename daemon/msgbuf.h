@@ -15,13 +15,20 @@
 
 #include <stddef.h>
 
+#include <stdbool.h>
+
 struct msgbuf_pool;
+struct topic_stat;
 
 struct msgbuf {
 	unsigned refs;
 	size_t cap; /* bytes of data[] */
 	size_t len; /* bytes used */
 	struct msgbuf_pool *pool;
+	/* a routed message's topic, for the delivery stats (stats.h), and
+	 * whether its latency was taken */
+	struct topic_stat *stat;
+	bool measured;
 	struct msgbuf *next_free;
 	unsigned char data[];
 };

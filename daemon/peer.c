@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -132,6 +133,14 @@ int peer_new(struct peer_table *t, struct server *s, uid_t uid, pid_t pid,
 	p->tx = tx;
 	p->rx = rx;
 	p->pidfd = pidfd;
+	log_read_comm(pid, p->comm, sizeof(p->comm));
+	{
+		struct timespec now;
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		p->connected_usec = (uint64_t)now.tv_sec * 1000000u +
+				    (uint64_t)now.tv_nsec / 1000u;
+	}
 	p->tx_msgsize = txa.mq_msgsize;
 	p->rx_msgsize = rxa.mq_msgsize;
 	p->tx_name = strdup(tx_name);
@@ -219,6 +228,7 @@ void peer_close(struct peer *p, bool bye, const char *why)
 				  strerror(errno));
 	}
 	p->closing = true;
+	p->close_reason = why;
 	p->src.held = true;
 	log_debug("client %u (pid %d, uid %u): %s", p->id, (int)p->pid,
 		  (unsigned)p->uid, why);
@@ -301,6 +311,8 @@ static int peer_read(struct wake_src *src, unsigned budget)
 			return -1;
 		}
 		m->len = (size_t)n;
+		m->stat = NULL; /* a reused buffer: no topic until routed */
+		m->measured = false;
 		p->table->on_message(p, m);
 	}
 	msgbuf_unref(m);

@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include "daemon/hmap.h"
+#include "daemon/log.h"
 #include "daemon/request.h"
 #include "daemon/subscriber.h"
 #include "daemon/timer.h"
@@ -63,6 +64,9 @@ struct peer {
 	uint32_t id;
 	uid_t uid;
 	pid_t pid;
+	char comm[16];		  /* its process's name, at the handshake */
+	uint64_t connected_usec;  /* CLOCK_MONOTONIC */
+	const char *close_reason; /* why it went, for its "left" entry */
 	char *tx_name;
 	char *rx_name;
 	mqd_t tx;
@@ -105,10 +109,9 @@ struct peer {
 
 	uint32_t dropped; /* dropped since the last message taken */
 
-	/* counters */
-	uint64_t published;
-	uint64_t delivered;
-	uint64_t dropped_total;
+	/* counters: what it published and sent, and what was delivered
+	 * to it and dropped on its way to it (stats.c) */
+	struct log_counters counts;
 	uint64_t bad_messages;
 };
 

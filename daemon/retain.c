@@ -72,6 +72,8 @@ int retain_set(struct retain_store *st, struct msgbuf_pool *pool,
 		return -ENOMEM;
 	memcpy(copy->data, m->data, m->len);
 	copy->len = m->len;
+	/* sent again much later: not a latency of the bus */
+	copy->measured = true;
 	memcpy(&h, copy->data, sizeof(h));
 	h.flags |= PROTO_F_RETAINED;
 	memcpy(copy->data, &h, sizeof(h));

@@ -17,6 +17,7 @@
 #include "daemon/route.h"
 #include "daemon/router.h"
 #include "daemon/server.h"
+#include "daemon/stats.h"
 #include "proto/proto.h"
 
 struct route_ctx {
@@ -75,15 +76,26 @@ static uint64_t route_stamp(struct server *s, uid_t uid, pid_t pid,
 	return h.seq;
 }
 
-/* The mq priority and the delivery policy of a message on topic that
- * asked for requested_prio (-1: none), from the config. */
-static void route_policy(struct server *s, struct route_ctx *ctx,
-			 const char *topic, int requested_prio)
+/*
+ * The mq priority and the delivery policy of a message on topic that
+ * asked for requested_prio (-1: none), from the config; and the topic's
+ * delivery-stats entry, which the message carries from now on.
+ */
+static struct log_counters *route_policy(struct server *s,
+					 struct route_ctx *ctx,
+					 const char *topic,
+					 int requested_prio)
 {
 	const struct topic_rule *rule = config_rule(&s->cfg, topic);
+	struct msgbuf *m = ctx->d.m;
 
 	ctx->d.prio = config_rule_priority(&s->cfg, rule, requested_prio);
 	ctx->d.pol = config_rule_policy(&s->cfg, rule);
+	m->stat = stats_topic(s, topic);
+	m->measured = false;
+	if (!m->stat)
+		s->stats.n_untracked++;
+	return stats_of(s, m);
 }
 
 static int requested_priority(const struct proto_msg *pm)
@@ -96,11 +108,13 @@ void route_message(struct server *s, struct peer *from, uid_t uid, pid_t pid,
 		   int requested_prio)
 {
 	struct route_ctx ctx = { .d = { .m = m, .from = from } };
+	struct log_counters *topic_counts;
 
-	route_policy(s, &ctx, topic, requested_prio);
+	topic_counts = route_policy(s, &ctx, topic, requested_prio);
 	ctx.d.seq = route_stamp(s, uid, pid, id, m, PROTO_DELIVER, 0, 0,
 				ctx.d.prio);
-	s->stats.published++;
+	s->stats.c.published++;
+	topic_counts->published++;
 	router_match(s->router, topic, route_one, &ctx);
 }
 
@@ -113,7 +127,7 @@ void route_publish(struct peer *p, struct msgbuf *m,
 	struct proto_header h;
 	int r;
 
-	p->published++;
+	p->counts.published++;
 	route_message(s, p, p->uid, p->pid, p->id, m, topic,
 		      requested_priority(pm));
 	/* pm still points into m: the stamp changed only the header */
@@ -141,8 +155,9 @@ void route_request(struct peer *p, struct msgbuf *m,
 	char text[PROTO_TOPIC_MAX + 64];
 	uint32_t token = pm->h.token;
 	const char *topic = pm->topic;
+	struct log_counters *topic_counts;
 
-	p->published++;
+	p->counts.requests++;
 	if (p->n_requests >= REQUEST_MAX_PER_CLIENT) {
 		snprintf(text, sizeof(text),
 			 "too many requests in flight: at most %d",
@@ -155,15 +170,17 @@ void route_request(struct peer *p, struct msgbuf *m,
 		deliver_reply(p, token, ENOMEM, "out of memory");
 		return;
 	}
-	route_policy(s, &ctx, topic, requested_priority(pm));
+	topic_counts = route_policy(s, &ctx, topic, requested_priority(pm));
 	/* the topic stays where it is; stamping touches the header only */
 	ctx.d.seq = route_stamp(s, p->uid, p->pid, p->id, m, PROTO_DELIVER,
 				PROTO_F_REQUEST, ctx.req->id, ctx.d.prio);
-	s->stats.requests++;
+	s->stats.c.requests++;
+	topic_counts->requests++;
 	router_match(s->router, topic, route_one, &ctx);
 	if (ctx.accepted == 0) {
 		request_free(ctx.req);
-		s->stats.no_responders++;
+		s->stats.c.no_responders++;
+		topic_counts->no_responders++;
 		snprintf(text, sizeof(text), "no responders on topic %s",
 			 topic);
 		deliver_reply(p, token, EHOSTUNREACH, text);
@@ -197,7 +214,8 @@ void route_reply(struct peer *p, struct msgbuf *m, const struct proto_msg *pm)
 	route_stamp(s, p->uid, p->pid, p->id, m, PROTO_REPLY, 0, req->token,
 		    0);
 	request_free(req);
-	s->stats.replies++;
+	s->stats.c.replies++;
+	p->counts.replies++;
 	deliver_buf(to, m, PROTO_PRIO_MAX);
 }
 

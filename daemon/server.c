@@ -122,6 +122,7 @@ static int server_setup_signals(struct server *s)
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
 	sigaddset(&mask, SIGHUP);
+	sigaddset(&mask, SIGUSR1);
 	sigaddset(&mask, s->wake_signo);
 	if (sigprocmask(SIG_BLOCK, &mask, NULL) < 0)
 		return -errno;
@@ -129,7 +130,8 @@ static int server_setup_signals(struct server *s)
 	sa.sa_flags = SA_RESTART;
 	if (sigaction(SIGTERM, &sa, NULL) < 0 ||
 	    sigaction(SIGINT, &sa, NULL) < 0 ||
-	    sigaction(SIGHUP, &sa, NULL) < 0)
+	    sigaction(SIGHUP, &sa, NULL) < 0 ||
+	    sigaction(SIGUSR1, &sa, NULL) < 0)
 		return -errno;
 	s->sig_fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (s->sig_fd < 0)
@@ -163,8 +165,11 @@ static void server_signal(evutil_socket_t fd, short what, void *arg)
 				wake_signal(s->wake, &si[i]);
 			} else if (signo == SIGHUP) {
 				server_reload(s);
+			} else if (signo == SIGUSR1) {
+				stats_round(s);
 			} else if (signo == SIGTERM || signo == SIGINT) {
-				log_info("signal %u: shutting down", signo);
+				s->stop_reason = signo == SIGTERM ? "SIGTERM"
+								  : "SIGINT";
 				server_stop(s);
 				return;
 			}
@@ -229,15 +234,27 @@ static void server_message(struct peer *p, struct msgbuf *m)
 	handler(p, m, &pm);
 }
 
-/* The peer table's reaper: what p holds anywhere goes with it. */
+static uint64_t monotonic_usec(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* The peer table's reaper: what p holds anywhere goes with it, and the
+ * journal hears its totals. */
 static void server_reap_peer(struct peer *p, void *arg)
 {
 	struct server *s = arg;
+	struct log_client who = stats_who(p);
 
 	sub_drop_peer(p);
 	request_drop_peer(p);
 	timer_drop_peer(p);
 	deliver_drop_peer(p);
+	log_client_left(&who, p->close_reason ? p->close_reason : "closed",
+			monotonic_usec() - p->connected_usec, &p->counts);
 	account_credit(&s->accounts, p->uid, ACCOUNT_PEERS);
 	s->stats.clients_gone++;
 	peer_free(p, true);
@@ -392,6 +409,9 @@ int server_init(struct server *s, const struct server_options *opt,
 	if (r < 0)
 		return set_error(ret_error, r, "cannot set up timers: %s",
 				 strerror(-r));
+	r = stats_init(s);
+	if (r < 0)
+		return set_error(ret_error, r, "out of memory");
 	s->tick_ev = event_new(s->base, -1, EV_PERSIST, server_tick, s);
 	if (!s->tick_ev || event_add(s->tick_ev, &one_second) < 0 ||
 	    server_setup_watchdog(s) < 0)
@@ -411,6 +431,16 @@ int server_init(struct server *s, const struct server_options *opt,
 /* -------------------------------------------------------------------- */
 /* reload, run, shutdown                                                 */
 
+/* The line a config_load() error names ("FILE:LINE: ..."), or 0. */
+static unsigned config_error_line(const char *err, const char *path)
+{
+	size_t len = strlen(path);
+
+	if (!err || strncmp(err, path, len) != 0 || err[len] != ':')
+		return 0;
+	return (unsigned)strtoul(err + len + 1, NULL, 10);
+}
+
 static void server_reload(struct server *s)
 {
 	struct config loaded = { 0 };
@@ -424,13 +454,16 @@ static void server_reload(struct server *s)
 	sd_notify(0, "RELOADING=1");
 	r = config_load(&loaded, s->config_path, &err);
 	if (r < 0) {
-		log_warnx("reload failed, keeping the old config: %s",
-			  err ? err : strerror(-r));
+		log_reload_refused(s->config_path,
+				   config_error_line(err, s->config_path),
+				   err ? err : strerror(-r));
 		free(err);
 	} else {
 		config_deinit(&s->cfg);
 		s->cfg = loaded;
-		log_info("reloaded %s", s->config_path);
+		if (stats_reconfigure(s) < 0)
+			log_warnx("reload: cannot set the stats interval");
+		log_reloaded(s->config_path, (unsigned)s->cfg.n_rules);
 	}
 	sd_notify(0, "READY=1");
 }
@@ -440,8 +473,8 @@ static void server_begin(struct server *s)
 {
 	s->begun = true;
 	wake_src_ready(&s->handshake.src);
-	log_info("serving bus %s (wake-ups: %s)", s->bus,
-		 wake_method_name(wake_method_of(s->wake)));
+	log_started(PACKAGE_VERSION, wake_method_name(wake_method_of(s->wake)),
+		    s->config_path);
 	sd_notify(0, "READY=1");
 	stats_notify_status(s);
 }
@@ -470,6 +503,12 @@ int server_run(struct server *s)
 	/* no new clients; flush what fits, say goodbye, remove the queues */
 	handshake_unlink(&s->handshake);
 	n = s->peers.count;
+	log_stopping(s->stop_reason ? s->stop_reason : "asked to stop", n,
+		     monotonic_usec() - ((uint64_t)s->started.tv_sec * 1000000u +
+					 (uint64_t)s->started.tv_nsec / 1000u));
+	/* what happened since the last round */
+	if (s->cfg.stats_interval)
+		stats_round(s);
 	TAILQ_FOREACH(p, &s->peers.all, link)
 		deliver_flush(p);
 	for (p = TAILQ_FIRST(&s->peers.all); p; p = next) {
@@ -478,7 +517,6 @@ int server_run(struct server *s)
 			peer_close(p, true, "bus shutting down");
 	}
 	server_drop_all(s);
-	log_info("stopped; %u clients told", n);
 	return s->exit_code;
 }
 
@@ -495,6 +533,7 @@ void server_deinit(struct server *s)
 	peer_table_deinit(&s->peers);
 	group_table_deinit(&s->groups);
 	account_table_deinit(&s->accounts);
+	stats_deinit(s);
 	if (s->sig_ev)
 		event_free(s->sig_ev);
 	if (s->tick_ev)

@@ -97,6 +97,7 @@ struct server {
 
 	bool begun; /* serving: the announce queue is read */
 	bool stopping;
+	const char *stop_reason; /* for the "stopping" entry */
 	int exit_code;
 	uint64_t status_sum; /* figures in the last STATUS= */
 	struct bus_stats stats;

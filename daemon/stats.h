@@ -1,7 +1,18 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * stats.h - the bus-wide counters, and where they are shown: the STATS
- * answer ("key=value" lines, mqbusctl stats) and systemd's STATUS=.
+ * stats.h - what the bus counts, and where it is shown: the STATS answer
+ * ("key=value" lines, mqbusctl stats), systemd's STATUS=, and the periodic
+ * delivery-stats entries in the journal.
+ *
+ * Delivery counters (struct log_counters: published, delivered, dropped
+ * by reason, coalesced, requests, replies, no responders) are kept for the
+ * bus, for each peer (its "client left" entry) and for each topic active
+ * in the current interval.  A routed message carries its topic's entry
+ * (msgbuf.stat), so a delivery or drop that happens later, from a pending
+ * list, still counts for its topic.  Nothing here allocates per message:
+ * a topic's entry is made on its first message of an interval and freed
+ * after an interval without traffic, once no waiting message points at
+ * it; the latency histogram is a fixed array.
  */
 #ifndef MQBUS_STATS_H
 #define MQBUS_STATS_H
@@ -9,31 +20,91 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/hmap.h"
+#include "daemon/log.h"
+
+struct event;
 struct msgbuf;
 struct peer;
 struct proto_msg;
 struct server;
 
+/* the topics one interval tracks by name; more are summed as "other" */
+#define STATS_TOPICS_MAX 4096
+/* latency histogram: 4 sub-buckets per power of two of nanoseconds */
+#define STATS_LAT_SUB 4
+#define STATS_LAT_BUCKETS (64 * STATS_LAT_SUB)
+
+enum drop_reason {
+	DROP_BACKLOG,	 /* backlog full (drop-new, block with nobody to
+			    hold up, the bus budget) */
+	DROP_OLDEST,	 /* evicted by drop-old, coalesce */
+	DROP_TOO_LARGE,	 /* larger than the subscriber's queue takes */
+	DROP_DISCONNECT, /* waiting for a subscriber that left */
+	DROP_ERROR,	 /* out of memory, a send error */
+};
+
+/* One topic's figures in the current interval. */
+struct topic_stat {
+	struct hmap_node node;
+	struct log_counters delta;
+	unsigned waiting; /* pending messages that point here */
+	char topic[];
+};
+
 struct bus_stats {
-	uint64_t published;
-	uint64_t delivered;
-	uint64_t dropped;
+	struct log_counters c; /* the bus's delivery counters */
 	uint64_t bad_messages;
 	uint64_t handshakes;
 	uint64_t handshakes_failed;
 	uint64_t clients_gone;
 	uint64_t wakeups_rescued;
-	uint64_t requests;
-	uint64_t replies;
-	uint64_t no_responders;
 	uint64_t requests_expired;
 	uint64_t replies_refused;
 	uint64_t timers_fired;
-	uint64_t coalesced;
 	uint64_t publishers_blocked;
 	uint64_t slow_disconnects;
 	uint64_t control_lost; /* answers a client could not be sent */
+	uint64_t stats_rounds; /* delivery-stats entries written */
+
+	/* the current interval */
+	uint64_t round_start;	      /* CLOCK_MONOTONIC us */
+	struct log_counters at_round; /* c when it began */
+	struct hmap topics;	      /* struct topic_stat by name */
+	struct log_counters untracked; /* topics beyond STATS_TOPICS_MAX */
+	uint64_t n_untracked;
+	size_t pending_bytes_max;
+	uint64_t lat[STATS_LAT_BUCKETS]; /* publish to enqueue, ns */
+	uint64_t lat_n;
+	uint64_t lat_max;
+	struct event *round_ev;
+
+	/* at most one entry per subscriber and topic and interval */
+	struct log_ratelimit rl_slow;
+	struct log_ratelimit rl_large;
+	struct log_ratelimit rl_refused;
 };
+
+/* Sets up the counters and, if s->cfg.stats_interval, the rounds. */
+int stats_init(struct server *s);
+void stats_deinit(struct server *s);
+/* The config changed: the rounds follow its stats_interval. */
+int stats_reconfigure(struct server *s);
+/* Writes a round now (SIGUSR1), and starts the interval anew. */
+void stats_round(struct server *s);
+
+/* The entry of topic for this interval (made if needed), or NULL when
+ * the table is full (the message then counts as "other"). */
+struct topic_stat *stats_topic(struct server *s, const char *topic);
+
+/* The counters of m's topic (m->stat), or the untracked sum. */
+struct log_counters *stats_of(struct server *s, const struct msgbuf *m);
+
+/* Counts a message dropped for p for reason (bus, p and m's topic). */
+void stats_drop(struct peer *p, const struct msgbuf *m,
+		enum drop_reason reason);
+/* Counts a DELIVER sent to p, and its latency since it was stamped. */
+void stats_delivered(struct peer *p, const struct msgbuf *m);
 
 /* The STATS text of s into buf; returns its length (cut at cap - 1). */
 int stats_text(struct server *s, char *buf, size_t cap);
@@ -44,5 +115,8 @@ void stats_notify_status(struct server *s);
 /* The STATS handler: answers p with the text, cut to what rx takes. */
 void stats_handle(struct peer *p, struct msgbuf *m,
 		  const struct proto_msg *pm);
+
+/* Who p is, for the log's events about a client. */
+struct log_client stats_who(const struct peer *p);
 
 #endif

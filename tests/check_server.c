@@ -130,8 +130,8 @@ START_TEST(two_buses)
 	/* each bus numbered only its own message */
 	ck_assert_uint_eq(a.seq, 1);
 	ck_assert_uint_eq(b.seq, 1);
-	ck_assert_uint_eq(a.stats.delivered, 1);
-	ck_assert_uint_eq(b.stats.delivered, 1);
+	ck_assert_uint_eq(a.stats.c.delivered, 1);
+	ck_assert_uint_eq(b.stats.c.delivered, 1);
 	/* every wake-up reached its own bus: none had to be rescued */
 	ck_assert_uint_eq(a.stats.wakeups_rescued, 0);
 	ck_assert_uint_eq(b.stats.wakeups_rescued, 0);
