@@ -386,6 +386,116 @@ else
 	mqb_notok "mqbusd --log=journal starts"
 fi
 
+# The real daemon, the events a person would look for: a slow consumer,
+# a message too large for a subscriber, a killed client with its totals, a
+# reload with a bad file, delivery stats (SIGUSR1), stopping.
+DBUS=$(mqb_new_bus dj)
+DCONF=$MQB_TMP/dj.conf
+printf '[bus]\nstats_interval = 0\n[topic "slow/#"]\nbacklog = 2\noverflow = drop-new\n' \
+	>"$DCONF"
+BUS_SAVED=$BUS
+BUS=$DBUS
+export MQBUS_BUS=$DBUS
+if mqb_daemon_start notify --log=journal -c "$DCONF"; then
+	mqb_ok "mqbusd --log=journal -c FILE starts"
+	DJPID=$MQB_DPID
+	mqb_sub_start "$MQB_TMP/slow.out" 'slow/#'
+	SLOWPID=$MQB_SPID
+	mqb_sub_start "$MQB_TMP/big.out" 'big/#'
+	BIGPID=$MQB_SPID
+	kill -STOP "$SLOWPID"
+	for i in $(seq 1 20); do
+		"$MQBUSCTL" pub slow/x "m$i" >/dev/null 2>&1
+	done
+	head -c 5000 /dev/zero | tr '\0' x |
+		MQBUS_QUEUE_MSGSIZE=8192 "$MQBUSCTL" pub big/one - >/dev/null 2>&1
+	kill -CONT "$SLOWPID"
+	mqb_wait_for 5000 eval "[ \$(grep -c . '$MQB_TMP/slow.out') -ge 12 ]"
+	sleep 0.3
+	SLOW_GOT=$(grep -c . "$MQB_TMP/slow.out")
+	mqb_is "the stopped subscriber got rx (10) plus the backlog (2)" \
+		"$SLOW_GOT" 12
+	kill -KILL "$SLOWPID"
+	kill -TERM "$BIGPID"
+	mqb_wait_for 5000 eval "[ \"\$(mqb_stat clients)\" = 0 ]"
+	printf '[bus]\nstats_interval = 0\nbogus_key = 1\n' >"$DCONF"
+	kill -HUP "$DJPID"
+	sleep 0.3
+	kill -USR1 "$DJPID"
+	sleep 0.3
+	mqb_daemon_stop
+	mqb_is "mqbusd stops with status 0" "$MQB_DSTATUS" 0
+	entries "$DBUS" >"$MQB_TMP/dj.json"
+	py_checks - "$MQB_TMP/dj.json" "$SLOW_GOT" "$DCONF" <<'PYEOF'
+import json, sys
+es = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+got, conf = int(sys.argv[2]), sys.argv[3]
+def of(mid, **want):
+    return [e for e in es if e.get("MESSAGE_ID") == mid and
+            all(e.get(k) == v for k, v in want.items())]
+def result(ok, name, detail=""):
+    print(("PASS %s" % name) if ok else ("FAIL %s: %s" % (name, detail)))
+STARTED = "01669a6502fa4b74b41a0051c4f51f73"
+STOPPING = "f233fabb4a6e42ae8d86f048288f045c"
+REFUSED = "a2cb6b19279247aaad76c3340331abdb"
+CONNECTED = "7ebfee848c024a309c56ee6c9cde254f"
+LEFT = "2eb04e480a01413793a681e59d22bb66"
+SLOW = "9c803ae837d9457987cb8213520a018a"
+LARGE = "bd474e1a4e6745619d0292394a62cfcc"
+SBUS = "5099115783a4474cafa17e89f6eb24b7"
+STOPIC = "990a879b1b944b9688ff00aa31a8b2c2"
+result(len(of(STARTED, MQBUS_CONFIG_FILE=conf)) == 1,
+       "daemon: one 'started' entry naming the config file")
+c = of(CONNECTED)
+result(len(c) >= 23 and all(e.get("MQBUS_CLIENT_COMM") == "mqbusctl"
+                            for e in c),
+       "daemon: 'client connected' for every client, with its comm",
+       "%d entries" % len(c))
+s = of(SLOW, MQBUS_TOPIC="slow/x", MQBUS_POLICY="drop-new")
+result(len(s) == 1 and int(s[0].get("MQBUS_COUNT", 0)) == 1,
+       "daemon: one (rate-limited) 'slow consumer' entry for slow/x",
+       str(s))
+l = of(LARGE, MQBUS_TOPIC="big/one")
+result(len(l) == 1 and l[0].get("MQBUS_QUEUE_MSGSIZE") == "2048" and
+       int(l[0].get("MQBUS_SIZE", 0)) > 5000,
+       "daemon: 'message too large' for big/one, with its size", str(l))
+left = [e for e in of(LEFT) if e.get("MQBUS_DELIVERED") not in (None, "0")]
+slow = [e for e in left if e.get("MQBUS_DROPPED_BACKLOG") == "8"]
+result(len(slow) == 1 and int(slow[0]["MQBUS_DELIVERED"]) == got and
+       slow[0].get("MQBUS_REASON") == "process exited",
+       "daemon: the killed subscriber's 'left' entry: delivered = what it "
+       "printed (%d), dropped_backlog 8" % got, str(left))
+big = [e for e in of(LEFT) if e.get("MQBUS_DROPPED_TOO_LARGE") == "1"]
+result(len(big) == 1, "daemon: the other subscriber left with 1 too large")
+r = of(REFUSED, MQBUS_CONFIG_FILE=conf, MQBUS_CONFIG_LINE="3")
+result(len(r) == 1, "daemon: 'reload refused' names file and line 3", str(of(REFUSED)))
+b = of(SBUS)
+result(len(b) == 1 and b[0].get("MQBUS_PUBLISHED") == "21" and
+       b[0].get("MQBUS_DELIVERED") == str(got) and
+       b[0].get("MQBUS_DROPPED_BACKLOG") == "8" and
+       b[0].get("MQBUS_DROPPED_TOO_LARGE") == "1" and
+       int(b[0].get("MQBUS_LATENCY_MAX_NSEC", 0)) > 0,
+       "daemon: SIGUSR1 wrote one bus entry with the interval's figures",
+       str(b))
+t = {e.get("MQBUS_TOPIC"): e for e in of(STOPIC)}
+result(t.get("slow/x", {}).get("MQBUS_PUBLISHED") == "20" and
+       t.get("slow/x", {}).get("MQBUS_DROPPED_BACKLOG") == "8" and
+       t.get("big/one", {}).get("MQBUS_DROPPED_TOO_LARGE") == "1",
+       "daemon: topic entries for slow/x and big/one", str(list(t)))
+result(len(of(STOPPING, MQBUS_REASON="SIGTERM")) == 1,
+       "daemon: one 'stopping' entry, why SIGTERM", str(of(STOPPING)))
+PYEOF
+	"$MQBUSCTL" -b "$DBUS" history -D "$JDIR" --json >"$MQB_TMP/djh.json" \
+		2>"$MQB_TMP/djh.err"
+	mqb_is "history reads the daemon's own entries" "$?" 0
+	mqb_like "... with the interval's 21 published" \
+		"$(tr -d ' \n' <"$MQB_TMP/djh.json")" '"published":21'
+else
+	mqb_notok "mqbusd --log=journal -c FILE starts"
+fi
+BUS=$BUS_SAVED
+unset MQBUS_BUS
+
 if mqb_daemon_start notify --log=stderr; then
 	mqb_daemon_stop
 	mqb_like "mqbusd --log=stderr writes plain lines" \
