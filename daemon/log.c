@@ -209,16 +209,17 @@ static void entry_str(struct log_entry *e, const char *name, const char *s)
 }
 
 /*
- * Starts an entry of event ev.  Returns false when it would not be
- * written at all (a chatty event or a debug line, to stderr, not verbose),
- * so that the caller can skip formatting it.
+ * Starts an entry of event ev.  Returns false when it is not to be written
+ * at all, so that the caller can skip formatting it: a debug line unless
+ * verbose (whatever the target: some are written per message), a chatty
+ * event to stderr unless verbose.
  */
 static bool entry_begin(struct log_entry *e, enum log_event ev, int priority)
 {
 	const struct log_event_kind *k = &log_events[ev];
 
-	if (!log_journal && !log_is_verbose &&
-	    (k->chatty || priority == LOG_DEBUG))
+	if (!log_is_verbose &&
+	    (priority == LOG_DEBUG || (k->chatty && !log_journal)))
 		return false;
 	e->n = 1; /* iov[0]: MESSAGE, written last */
 	e->used = 0;

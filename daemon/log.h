@@ -40,9 +40,11 @@ int log_target_parse(const char *s, enum log_target *ret);
  * Chooses the target and the bus name that every entry carries (copied;
  * NULL for none).  LOG_TARGET_AUTO picks the journal when $JOURNAL_STREAM
  * names the device and inode of stderr (systemd connected stderr to the
- * journal), else stderr.  verbose lets log_debug() and the chatty events
- * (client connected and left, delivery stats) through to stderr; the
- * journal gets the events whatever verbose says.  May be called again.
+ * journal), else stderr.  verbose lets log_debug() lines through (to
+ * either target: some are written per message) and the chatty events
+ * (clients connected and left, refused handshakes, delivery stats) through
+ * to stderr; the journal gets every event whatever verbose says.  May be
+ * called again.
  */
 void log_setup(enum log_target target, const char *bus, bool verbose);
 

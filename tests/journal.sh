@@ -146,7 +146,7 @@ out=$("$LOG_EMIT" --log=journal -b "$EBUS" all 2>"$MQB_TMP/emit.err")
 mqb_is "log-emit --log=journal chose the journal" "$out" journal
 mqb_is "log-emit --log=journal wrote nothing on stderr" \
 	"$(cat "$MQB_TMP/emit.err")" ""
-mqb_wait_for 5000 count_at_least "$EBUS" 14
+mqb_wait_for 5000 count_at_least "$EBUS" 16
 entries "$EBUS" >"$MQB_TMP/events.json"
 
 cat >"$MQB_TMP/check_events.py" <<'EOF'
@@ -255,8 +255,19 @@ def result(ok, name, detail=""):
     print(("PASS " if ok else "FAIL ") + name + ("" if ok else ": " + detail))
 
 entries = [json.loads(l) for l in open(events_file) if l.strip()]
-result(len(entries) == len(EXPECT), "%d entries in the journal" % len(EXPECT),
+plain = [e for e in entries if "MESSAGE_ID" not in e]
+entries = [e for e in entries if "MESSAGE_ID" in e]
+result(len(entries) == len(EXPECT), "%d events in the journal" % len(EXPECT),
        "got %d" % len(entries))
+
+# The free-text lines: info and warn, not debug (no -v).
+got = [(e.get("PRIORITY"), e.get("MESSAGE"), e.get("ERRNO"), e.get("MQBUS_BUS"),
+        e.get("SYSLOG_IDENTIFIER")) for e in plain]
+want = [("6", "an info line here", None, bus, "mqbusd"),
+        ("4", "opening /nonexistent: No such file or directory", "2", bus,
+         "mqbusd")]
+result(got == want, "free-text lines: info, and warn with ERRNO; "
+       "no debug line without -v", repr(got))
 seen_fields = set()
 for ev, prio, fields, words in EXPECT:
     mid = IDS[ev]
@@ -336,8 +347,11 @@ mqb_like "stderr: a reload refused names file:line" \
 mqb_is "stderr without -v: no client and stats lines" \
 	"$(grep -cE ' connected:| left \(|delivery stats|handshake' "$MQB_TMP/stderr.txt")" 0
 "$LOG_EMIT" --log=stderr -v -b "$SBUS" all 2>"$MQB_TMP/stderr-v.txt" >/dev/null
-mqb_is "stderr with -v: all 14 events, one line each" \
-	"$(grep -c '^mqbusd: ' "$MQB_TMP/stderr-v.txt")" 14
+mqb_is "stderr with -v: all 14 events and 3 lines, one line each" \
+	"$(grep -c '^mqbusd: ' "$MQB_TMP/stderr-v.txt")" 17
+mqb_is "stderr without -v: no debug line, the info and warn lines" \
+	"$(grep -c 'a debug line' "$MQB_TMP/stderr.txt") $(grep -c '^mqbusd: an info line here$' "$MQB_TMP/stderr.txt") $(grep -c '^mqbusd: opening /nonexistent: No such file or directory$' "$MQB_TMP/stderr.txt")" \
+	"0 1 1"
 mqb_like "stderr with -v: client left with its totals" \
 	"$(grep ' left ' "$MQB_TMP/stderr-v.txt")" \
 	'^mqbusd: client 7 \(sensor-feed, pid 4242, uid 1001\) left \(exited\) .* dropped_backlog=5 .* dropped=15\)$'

@@ -11,7 +11,8 @@
  *            TOPIC|- [NAME=N...]
  *
  * "all" writes one entry of every event, with the figures written out
- * below (tests/journal.sh expects exactly these).  "ratelimit" sends five
+ * below (tests/journal.sh expects exactly these), after three free-text
+ * lines: debug, info and a log_warn() with errno ENOENT.  "ratelimit" sends five
  * slow-consumer events of one key 100 ms apart and one a second after the
  * first, through a limiter of one second, on a clock of its own: two
  * entries, counts 1 and 5.  "stats-bus" and "stats-topic" write one
@@ -99,6 +100,12 @@ static void emit_all(void)
 	    .topic = "sensors/disk/temp",
 	    .delta = {.published = 60, .delivered = 180, .dropped_backlog = 2},
 	};
+
+	/* free-text lines: the debug one only with -v */
+	log_debug("a debug line %d", 1);
+	log_info("an info line %s", "here");
+	errno = ENOENT;
+	log_warn("opening %s", "/nonexistent");
 
 	bus.total.published = 1000;
 	bus.total.delivered = 3000;
