@@ -51,24 +51,36 @@ static bool msg_is_deliver(const struct msgbuf *m)
 
 /*
  * Sends m now.  A DELIVER carries the number of messages dropped just
- * before it, patched into the shared buffer only for this mq_send.
+ * before it, and a monitor's copy its mark (flags), patched into the
+ * shared buffer only for this mq_send (the kernel copies it).  A monitor's
+ * copies count for the monitor only, not for the bus or the topic.
  */
 static int send_now(struct peer *p, struct msgbuf *m, unsigned prio,
-		    uint32_t dropped)
+		    uint32_t dropped, uint16_t mark)
 {
 	const size_t status_off = offsetof(struct proto_header, status);
+	const size_t flags_off = offsetof(struct proto_header, flags);
 	bool deliver = msg_is_deliver(m);
 	uint32_t zero = 0;
+	uint16_t flags = 0, marked;
 	int r;
 
-	if (deliver)
+	if (deliver) {
 		memcpy(m->data + status_off, &dropped, sizeof(dropped));
+		memcpy(&flags, m->data + flags_off, sizeof(flags));
+		marked = flags | mark;
+		memcpy(m->data + flags_off, &marked, sizeof(marked));
+	}
 	r = mq_send(p->rx, (const char *)m->data, m->len, prio);
-	if (deliver)
+	if (deliver) {
 		memcpy(m->data + status_off, &zero, sizeof(zero));
+		memcpy(m->data + flags_off, &flags, sizeof(flags));
+	}
 	if (r < 0)
 		return -errno;
-	if (deliver)
+	if (deliver && mark)
+		p->counts.delivered++;
+	else if (deliver)
 		stats_delivered(p, m);
 	return 0;
 }
@@ -107,7 +119,7 @@ static enum drop_reason drop_reason_of(int err)
  * control message), so the caller can add it to the gap the next one
  * reports. */
 static uint32_t count_drop(struct peer *p, struct msgbuf *m,
-			   enum drop_reason reason)
+			   enum drop_reason reason, uint16_t mark)
 {
 	struct server *s = p->server;
 
@@ -115,6 +127,11 @@ static uint32_t count_drop(struct peer *p, struct msgbuf *m,
 		s->stats.control_lost++;
 		log_debug("client %u: control reply dropped", p->id);
 		return 0;
+	}
+	if (mark) {
+		/* a monitor that fell behind: its own gap, nobody else's */
+		p->counts.dropped_backlog++;
+		return 1;
 	}
 	stats_drop(p, m, reason);
 	if (reason == DROP_TOO_LARGE) {
@@ -180,7 +197,7 @@ static bool watch_rx(struct peer *p)
 
 /* Queues m behind what rx cannot take yet.  false: out of memory. */
 static bool enqueue(struct peer *p, struct msgbuf *m, unsigned prio,
-		    uint32_t dropped)
+		    uint32_t dropped, uint16_t mark)
 {
 	struct pending *e;
 
@@ -192,6 +209,7 @@ static bool enqueue(struct peer *p, struct msgbuf *m, unsigned prio,
 	e->m = msgbuf_ref(m);
 	e->prio = prio;
 	e->dropped = dropped;
+	e->mark = mark;
 	pending_insert(p, e);
 	if (m->stat)
 		m->stat->waiting++;
@@ -234,7 +252,7 @@ static void pending_drop(struct peer *p, struct pending *prev,
 		p->counts.coalesced++;
 		gap++;
 	} else {
-		gap += count_drop(p, e->m, (enum drop_reason)reason);
+		gap += count_drop(p, e->m, (enum drop_reason)reason, e->mark);
 	}
 
 	if (e->next)
@@ -368,7 +386,7 @@ static int overflow(struct peer *p, const struct delivery *d)
 		slow_consumer(p, m, OVERFLOW_COALESCE, 1);
 	}
 	if (!backlog_full(p, m->len, pol))
-		return enqueue(p, m, d->prio, p->dropped) ? 0 : -ENOMEM;
+		return enqueue(p, m, d->prio, p->dropped, d->mark) ? 0 : -ENOMEM;
 
 	switch (pol->overflow) {
 	case OVERFLOW_COALESCE:
@@ -384,7 +402,7 @@ static int overflow(struct peer *p, const struct delivery *d)
 		slow_consumer(p, m, pol->overflow, evicted ? evicted : 1);
 		if (backlog_full(p, m->len, pol))
 			return -ENOBUFS;
-		return enqueue(p, m, d->prio, p->dropped) ? 0 : -ENOMEM;
+		return enqueue(p, m, d->prio, p->dropped, d->mark) ? 0 : -ENOMEM;
 	}
 	case OVERFLOW_BLOCK:
 		/* nothing is lost: m waits beyond the bound, one message per
@@ -394,7 +412,7 @@ static int overflow(struct peer *p, const struct delivery *d)
 		slow_consumer(p, m, OVERFLOW_BLOCK, 1);
 		if (!block_publisher(p, d->from))
 			return -ENOBUFS;
-		return enqueue(p, m, d->prio, p->dropped) ? 0 : -ENOMEM;
+		return enqueue(p, m, d->prio, p->dropped, d->mark) ? 0 : -ENOMEM;
 	case OVERFLOW_DISCONNECT:
 		p->server->stats.slow_disconnects++;
 		slow_consumer(p, m, OVERFLOW_DISCONNECT, 1);
@@ -415,7 +433,7 @@ int deliver_message(struct peer *p, const struct delivery *d)
 		return -EPIPE;
 	/* behind a backlog, keep order: queue instead of overtaking it */
 	if (p->n_pending == 0)
-		r = send_now(p, d->m, d->prio, p->dropped);
+		r = send_now(p, d->m, d->prio, p->dropped, d->mark);
 	if (r == -EAGAIN)
 		r = overflow(p, d);
 	if (r == 0) {
@@ -423,7 +441,7 @@ int deliver_message(struct peer *p, const struct delivery *d)
 		p->dropped = 0;
 		return 0;
 	}
-	p->dropped += count_drop(p, d->m, drop_reason_of(r));
+	p->dropped += count_drop(p, d->m, drop_reason_of(r), d->mark);
 	return r;
 }
 
@@ -435,13 +453,30 @@ struct peer *deliver_subscriber(struct subscriber *sub,
 	return deliver_message(p, d) == 0 ? p : NULL;
 }
 
+/*
+ * A monitor's copy: marked, under the bus's plain backlog with drop-new
+ * whatever the topic says (a monitor never holds anyone up, never gets
+ * disconnected for being slow), and never a recipient: NULL either way.
+ */
+struct peer *deliver_monitor(struct subscriber *sub, const struct delivery *d)
+{
+	struct peer *p = container_of(sub, struct peer, mon);
+	struct delivery copy = *d;
+
+	copy.pol = &p->server->monitor_policy;
+	copy.from = NULL;
+	copy.mark |= PROTO_F_MONITOR;
+	deliver_message(p, &copy);
+	return NULL;
+}
+
 int deliver_try(struct peer *p, struct msgbuf *m, unsigned prio)
 {
 	int r;
 
 	if (p->closing || p->n_pending > 0)
 		return -EAGAIN;
-	r = send_now(p, m, prio, p->dropped);
+	r = send_now(p, m, prio, p->dropped, 0);
 	if (r == 0)
 		p->dropped = 0;
 	return r;
@@ -454,20 +489,20 @@ void deliver_buf(struct peer *p, struct msgbuf *m, unsigned prio)
 	if (p->closing)
 		return;
 	if (p->n_pending == 0)
-		r = send_now(p, m, prio, 0);
+		r = send_now(p, m, prio, 0, 0);
 	/* replies are bounded by the requests a client makes; the slack
 	 * stops one that never reads its answers */
 	if (r == -EAGAIN) {
 		if (p->n_pending >=
 		    p->server->cfg.pending_max + DELIVER_CONTROL_SLACK)
 			r = -ENOBUFS;
-		else if (enqueue(p, m, prio, 0))
+		else if (enqueue(p, m, prio, 0, 0))
 			r = 0;
 		else
 			r = -ENOMEM;
 	}
 	if (r < 0)
-		count_drop(p, m, drop_reason_of(r));
+		count_drop(p, m, drop_reason_of(r), 0);
 }
 
 void deliver_control(struct peer *p, const void *buf, size_t len)
@@ -535,7 +570,7 @@ void deliver_flush(struct peer *p)
 {
 	while (p->pending_head && !p->closing) {
 		struct pending *e = p->pending_head;
-		int r = send_now(p, e->m, e->prio, e->dropped);
+		int r = send_now(p, e->m, e->prio, e->dropped, e->mark);
 
 		if (r == -EAGAIN) {
 			if (!event_pending(p->rx_ev, EV_WRITE, NULL))

@@ -37,6 +37,10 @@ int deliver_message(struct peer *p, const struct delivery *d);
 struct peer *deliver_subscriber(struct subscriber *sub,
 				const struct delivery *d);
 
+/* The struct subscriber deliver function of a peer's monitor patterns:
+ * never counts as taking the message. */
+struct peer *deliver_monitor(struct subscriber *sub, const struct delivery *d);
+
 /* Sends m now if rx has room and nothing waits before it; -EAGAIN (and
  * nothing done) otherwise. */
 int deliver_try(struct peer *p, struct msgbuf *m, unsigned prio);

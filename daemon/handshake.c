@@ -372,6 +372,7 @@ static void admit(struct handshake *hs, struct candidate *c)
 		return;
 	}
 	p->sub.deliver = deliver_subscriber;
+	p->mon.deliver = deliver_monitor;
 	s->stats.handshakes++;
 	{
 		struct log_client who = stats_who(p);

@@ -45,16 +45,19 @@ struct pending {
 	struct msgbuf *m;
 	unsigned prio;
 	uint32_t dropped; /* drops just before this message */
+	uint16_t mark;	  /* flags it is sent with (a monitor's copy) */
 };
 
 /* one subscription: a pattern, alone or in a queue group */
 struct peer_sub {
 	char *pattern;
-	char *group; /* NULL: a plain subscription */
+	char *group;  /* NULL: a plain subscription */
+	bool monitor; /* a passive monitor's pattern */
 };
 
 struct peer {
 	struct subscriber sub; /* how the router reaches it */
+	struct subscriber mon; /* how the monitors' router reaches it */
 	struct peer_table *table;
 	struct server *server;
 	TAILQ_ENTRY(peer) link;      /* table->all */

@@ -16,6 +16,8 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "proto/proto.h"
+
 struct event;
 struct event_base;
 struct peer;
@@ -39,6 +41,7 @@ struct request {
 	uint32_t cap_recipients;
 	uint32_t *recipients; /* client ids; inline storage when few */
 	uint32_t inline_recipients[REQUEST_INLINE_RECIPIENTS];
+	char topic[PROTO_TOPIC_MAX + 1]; /* for a monitor's reply copy */
 };
 
 TAILQ_HEAD(request_list, request);

@@ -103,6 +103,14 @@ static int requested_priority(const struct proto_msg *pm)
 	return pm->h.flags & PROTO_F_PRIORITY ? (int)pm->h.priority : -1;
 }
 
+/* Copies for the monitors of topic: never recipients, never in the way. */
+static void route_monitors(struct server *s, struct route_ctx *ctx,
+			   const char *topic)
+{
+	if (router_count(s->monitors) > 0)
+		router_match(s->monitors, topic, route_one, ctx);
+}
+
 void route_message(struct server *s, struct peer *from, uid_t uid, pid_t pid,
 		   uint32_t id, struct msgbuf *m, const char *topic,
 		   int requested_prio)
@@ -116,6 +124,7 @@ void route_message(struct server *s, struct peer *from, uid_t uid, pid_t pid,
 	s->stats.c.published++;
 	topic_counts->published++;
 	router_match(s->router, topic, route_one, &ctx);
+	route_monitors(s, &ctx, topic);
 }
 
 void route_publish(struct peer *p, struct msgbuf *m,
@@ -176,7 +185,9 @@ void route_request(struct peer *p, struct msgbuf *m,
 				PROTO_F_REQUEST, ctx.req->id, ctx.d.prio);
 	s->stats.c.requests++;
 	topic_counts->requests++;
+	snprintf(ctx.req->topic, sizeof(ctx.req->topic), "%s", topic);
 	router_match(s->router, topic, route_one, &ctx);
+	route_monitors(s, &ctx, topic);
 	if (ctx.accepted == 0) {
 		request_free(ctx.req);
 		s->stats.c.no_responders++;
@@ -185,6 +196,42 @@ void route_request(struct peer *p, struct msgbuf *m,
 			 topic);
 		deliver_reply(p, token, EHOSTUNREACH, text);
 	}
+}
+
+/*
+ * The monitors of a request's topic see its reply too: a DELIVER on the
+ * request's topic, marked as a reply with the request id, as sent by the
+ * peer that answered.  Made only when a monitor matches.
+ */
+static void route_reply_monitors(struct server *s, struct peer *p,
+				 const struct request *req,
+				 const struct proto_msg *pm)
+{
+	struct route_ctx ctx = { .d = { .prio = PROTO_PRIO_MAX } };
+	size_t tlen = strlen(req->topic);
+	struct proto_header h;
+	struct msgbuf *m;
+	int n;
+
+	if (router_count(s->monitors) == 0 ||
+	    router_match(s->monitors, req->topic, NULL, NULL) == 0)
+		return;
+	m = msgbuf_get(&s->pool, proto_size(tlen, pm->h.payload_len));
+	if (!m)
+		return;
+	proto_header_init(&h, PROTO_DELIVER);
+	n = proto_encode(m->data, m->cap, &h, req->topic, pm->payload,
+			 pm->h.payload_len);
+	if (n > 0) {
+		m->len = (size_t)n;
+		ctx.d.m = m;
+		ctx.d.seq = route_stamp(s, p->uid, p->pid, p->id, m,
+					PROTO_DELIVER,
+					PROTO_F_MONITOR | PROTO_F_REPLY,
+					req->id, PROTO_PRIO_MAX);
+		router_match(s->monitors, req->topic, route_one, &ctx);
+	}
+	msgbuf_unref(m);
 }
 
 /*
@@ -211,6 +258,7 @@ void route_reply(struct peer *p, struct msgbuf *m, const struct proto_msg *pm)
 		return;
 	}
 	to = req->requester;
+	route_reply_monitors(s, p, req, pm);
 	route_stamp(s, p->uid, p->pid, p->id, m, PROTO_REPLY, 0, req->token,
 		    0);
 	request_free(req);

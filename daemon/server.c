@@ -336,6 +336,14 @@ static int server_load_config(struct server *s, const char *path,
 	return 0;
 }
 
+/* A monitor's copies wait within the bus's plain backlog and are dropped
+ * beyond it: a monitor never holds up or slows anyone. */
+static void server_set_monitor_policy(struct server *s)
+{
+	s->monitor_policy = s->cfg.bus_policy;
+	s->monitor_policy.overflow = OVERFLOW_DROP_NEW;
+}
+
 /* Everything of s that set-up may leave half made, in a state that
  * server_deinit() accepts. */
 static void server_zero(struct server *s)
@@ -389,7 +397,10 @@ int server_init(struct server *s, const struct server_options *opt,
 
 	s->base = event_base_new();
 	s->router = router_new();
-	if (!s->base || !s->router || retain_init(&s->retained) < 0)
+	s->monitors = router_new();
+	server_set_monitor_policy(s);
+	if (!s->base || !s->router || !s->monitors ||
+	    retain_init(&s->retained) < 0)
 		return set_error(ret_error, -ENOMEM, "out of memory");
 	request_table_init(&s->requests, s->base, route_request_expired, s);
 	r = wake_new(s->base, opt->wake, s->wake_signo, SERVER_READ_BUDGET,
@@ -461,6 +472,7 @@ static void server_reload(struct server *s)
 	} else {
 		config_deinit(&s->cfg);
 		s->cfg = loaded;
+		server_set_monitor_policy(s);
 		if (stats_reconfigure(s) < 0)
 			log_warnx("reload: cannot set the stats interval");
 		log_reloaded(s->config_path, (unsigned)s->cfg.n_rules);
@@ -544,6 +556,7 @@ void server_deinit(struct server *s)
 		close(s->sig_fd);
 	s->wake = wake_free(s->wake);
 	s->router = router_free(s->router);
+	s->monitors = router_free(s->monitors);
 	if (s->base)
 		event_base_free(s->base);
 	config_deinit(&s->cfg);

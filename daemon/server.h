@@ -88,6 +88,8 @@ struct server {
 	struct peer_table peers;
 	struct account_table accounts;
 	struct router *router; /* patterns -> struct subscriber */
+	struct router *monitors; /* monitors' patterns -> peer->mon */
+	struct delivery_policy monitor_policy; /* drop-new, pending_max */
 	struct group_table groups;
 	struct request_table requests;
 	struct timer_set timers;

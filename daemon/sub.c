@@ -192,12 +192,25 @@ static const char *group_of(const struct proto_msg *pm, char *buf)
 	return buf;
 }
 
-static int sub_remove(struct peer *p, const char *pattern, const char *group)
+static int sub_remove(struct peer *p, const char *pattern, const char *group,
+		      bool monitor)
 {
 	struct server *s = p->server;
 
+	if (monitor)
+		return router_unsubscribe(s->monitors, pattern, &p->mon);
 	return group ? group_leave(s, pattern, group, p)
 		     : router_unsubscribe(s->router, pattern, &p->sub);
+}
+
+/*
+ * Who may monitor: root and the uid the daemon runs as (the bus's
+ * owner), until an access policy says otherwise.  A monitor sees every
+ * matching message of every user.
+ */
+static bool may_monitor(const struct peer *p)
+{
+	return p->uid == 0 || p->uid == p->server->uid;
 }
 
 struct retained_ctx {
@@ -225,9 +238,18 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 	struct server *s = p->server;
 	char gbuf[PROTO_GROUP_MAX + 1], text[128];
 	const char *group = group_of(pm, gbuf);
+	bool monitor = pm->h.flags & PROTO_F_MONITOR;
 	struct peer_sub *sub;
 	int r;
 
+	if (monitor && !may_monitor(p)) {
+		snprintf(text, sizeof(text),
+			 "monitor is allowed to root and to the bus owner "
+			 "(uid %u) only",
+			 (unsigned)s->uid);
+		deliver_reply(p, pm->h.token, EPERM, text);
+		return;
+	}
 	if (p->n_subs >= s->cfg.max_subscriptions) {
 		snprintf(text, sizeof(text),
 			 "too many subscriptions: at most %u per client",
@@ -251,14 +273,16 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 	sub = &p->subs[p->n_subs];
 	sub->pattern = strdup(pm->topic);
 	sub->group = group ? strdup(group) : NULL;
+	sub->monitor = monitor;
 	if (!sub->pattern || (group && !sub->group)) {
 		free(sub->pattern);
 		free(sub->group);
 		deliver_reply(p, pm->h.token, ENOMEM, "out of memory");
 		return;
 	}
-	r = group ? group_join(s, pm->topic, group, p)
-		  : router_subscribe(s->router, pm->topic, &p->sub);
+	r = monitor ? router_subscribe(s->monitors, pm->topic, &p->mon)
+	    : group ? group_join(s, pm->topic, group, p)
+		    : router_subscribe(s->router, pm->topic, &p->sub);
 	if (r < 0) {
 		free(sub->pattern);
 		free(sub->group);
@@ -272,7 +296,7 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 	p->n_subs++;
 	deliver_reply(p, pm->h.token, 0, NULL);
 	/* the kept values come after the ACK (it overtakes them anyway) */
-	if (!group) {
+	if (!group && !monitor) {
 		struct retained_ctx ctx = { .p = p, .cfg = &s->cfg };
 
 		retain_walk(&s->retained, pm->topic, sub_send_retained, &ctx);
@@ -284,9 +308,10 @@ void sub_unsubscribe(struct peer *p, struct msgbuf *m,
 {
 	char gbuf[PROTO_GROUP_MAX + 1];
 	const char *group = group_of(pm, gbuf);
+	bool monitor = pm->h.flags & PROTO_F_MONITOR;
 
 	/* the router and the group know whether it exists, in O(levels) */
-	if (sub_remove(p, pm->topic, group) < 0) {
+	if (sub_remove(p, pm->topic, group, monitor) < 0) {
 		deliver_reply(p, pm->h.token, ENOENT,
 			      "not subscribed to this pattern");
 		return;
@@ -295,6 +320,7 @@ void sub_unsubscribe(struct peer *p, struct msgbuf *m,
 		struct peer_sub *sub = &p->subs[i];
 
 		if (strcmp(sub->pattern, pm->topic) != 0 ||
+		    sub->monitor != monitor ||
 		    (sub->group ? !group || strcmp(sub->group, group) != 0
 				: group != NULL))
 			continue;
@@ -311,7 +337,7 @@ void sub_drop_peer(struct peer *p)
 	for (size_t i = 0; i < p->n_subs; i++) {
 		struct peer_sub *sub = &p->subs[i];
 
-		sub_remove(p, sub->pattern, sub->group);
+		sub_remove(p, sub->pattern, sub->group, sub->monitor);
 		free(sub->pattern);
 		free(sub->group);
 	}

@@ -23,6 +23,7 @@ struct delivery {
 	const struct delivery_policy *pol; /* the topic's backlog rules */
 	struct peer *from;	/* the publisher, NULL for a timer */
 	uint64_t seq;		/* its bus sequence number */
+	uint16_t mark;		/* flags added when sent (a monitor's copy) */
 };
 
 struct subscriber {

@@ -132,14 +132,26 @@ static int proto_check_type(const struct proto_header *h, const char *topic,
 		if ((h->flags & PROTO_F_REQUEST) &&
 		    (h->type != PROTO_DELIVER || h->token == 0))
 			return -PROTO_E_FIELD;
+		/* a monitor's copies come from the daemon; a reply copy is
+		 * one, has its request's id and is no request itself */
+		if ((h->flags & PROTO_F_MONITOR) && h->type != PROTO_DELIVER)
+			return -PROTO_E_FIELD;
+		if ((h->flags & PROTO_F_REPLY) &&
+		    (!(h->flags & PROTO_F_MONITOR) ||
+		     (h->flags & PROTO_F_REQUEST) || h->token == 0))
+			return -PROTO_E_FIELD;
 		return 0;
 	case PROTO_SUBSCRIBE:
 	case PROTO_UNSUBSCRIBE:
 		if (!proto_topic_valid(topic, h->topic_len, true))
 			return -PROTO_E_TOPIC;
-		/* the payload, if any, names a queue group */
+		/* the payload, if any, names a queue group; a monitor is
+		 * in none */
 		if (h->payload_len != 0 &&
-		    !proto_group_valid(payload, h->payload_len))
+		    ((h->flags & PROTO_F_MONITOR) ||
+		     !proto_group_valid(payload, h->payload_len)))
+			return -PROTO_E_FIELD;
+		if (h->flags & PROTO_F_REPLY)
 			return -PROTO_E_FIELD;
 		return 0;
 	case PROTO_REQUEST:
@@ -215,6 +227,11 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 		return -PROTO_E_TYPE;
 	if ((h.flags & ~PROTO_F_ALL) != 0 || h.reserved1 != 0 ||
 	    h.reserved2 != 0)
+		return -PROTO_E_FLAGS;
+	/* the monitor bits mean something on three types only */
+	if ((h.flags & (PROTO_F_MONITOR | PROTO_F_REPLY)) &&
+	    h.type != PROTO_DELIVER && h.type != PROTO_SUBSCRIBE &&
+	    h.type != PROTO_UNSUBSCRIBE)
 		return -PROTO_E_FLAGS;
 	if (h.topic_len > PROTO_TOPIC_MAX)
 		return -PROTO_E_TOOBIG;

@@ -72,7 +72,12 @@ enum proto_type {
 				    an empty payload clears it */
 #define PROTO_F_RETAINED 0x0020u /* DELIVER: a kept value, sent because
 				    you subscribed */
-#define PROTO_F_ALL 0x003fu
+#define PROTO_F_MONITOR 0x0040u  /* SUBSCRIBE/UNSUBSCRIBE: a passive monitor
+				    (no group); DELIVER: a monitor's copy */
+#define PROTO_F_REPLY 0x0080u    /* DELIVER with PROTO_F_MONITOR: a reply;
+				    topic = its request's, token = the
+				    request id */
+#define PROTO_F_ALL 0x00ffu
 
 /* a queue group name: 1..PROTO_GROUP_MAX of [A-Za-z0-9._-] */
 #define PROTO_GROUP_MAX 64

@@ -679,8 +679,9 @@ END_TEST
 START_TEST(check_proto_bad_flags)
 {
 	unsigned char buf[CHECK_PROTO_BUF];
-	static const uint16_t bad[] = { 0x0040, 0x8000, 0xffff,
-					PROTO_F_PRIORITY | 0x0100 };
+	static const uint16_t bad[] = { 0x0100, 0x8000, 0xffff,
+					PROTO_F_PRIORITY | 0x0100,
+					PROTO_F_MONITOR, PROTO_F_REPLY };
 	struct check_proto_sample s;
 	size_t n, i;
 
@@ -1129,6 +1130,35 @@ START_TEST(check_proto_control_rules)
 	s.h.token = 77;
 	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0),
 			 -PROTO_E_FIELD);
+
+	/* Monitors: a SUBSCRIBE in no group, a copy that is a DELIVER; a
+	 * reply copy is a monitor copy with a request id, no request. */
+	check_proto_sample_get(PROTO_SUBSCRIBE, &s);
+	s.h.flags = PROTO_F_MONITOR;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a/#", 3, NULL, 0), 0);
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a/#", 3, "g", 1),
+			 -PROTO_E_FIELD);
+	s.h.flags = PROTO_F_MONITOR | PROTO_F_REPLY;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a/#", 3, NULL, 0),
+			 -PROTO_E_FIELD);
+	check_proto_sample_get(PROTO_DELIVER, &s);
+	s.h.flags = PROTO_F_MONITOR | PROTO_F_REPLY;
+	s.h.token = 9;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0), 0);
+	s.h.token = 0;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0),
+			 -PROTO_E_FIELD);
+	s.h.token = 9;
+	s.h.flags = PROTO_F_REPLY;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0),
+			 -PROTO_E_FIELD);
+	s.h.flags = PROTO_F_MONITOR | PROTO_F_REPLY | PROTO_F_REQUEST;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0),
+			 -PROTO_E_FIELD);
+	check_proto_sample_get(PROTO_REQUEST, &s);
+	s.h.flags = PROTO_F_MONITOR;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0),
+			 -PROTO_E_FLAGS);
 
 	/* ACK: nothing but the header. */
 	check_proto_sample_get(PROTO_ACK, &s);
