@@ -291,17 +291,26 @@ static void raw_source(void)
 	phase_quit();
 }
 
+/*
+ * The consumer of direct and relay rows.  With job->raw_poll it waits the
+ * way mqbus_receive() waits for a plain message: its queue is non-blocking,
+ * it tries mq_receive() first and, only when that finds nothing, waits in
+ * poll() and tries again (raw_receive_polled() with try_first).  Otherwise
+ * it blocks in mq_receive().
+ */
 static void raw_sink(void)
 {
 	static unsigned char buf[BENCH_MSGSIZE];
 	struct sink_state s;
-	mqd_t q = raw_open(job->q[0], O_RDONLY);
+	mqd_t q = raw_open(job->q[0],
+			   O_RDONLY | (job->raw_poll ? O_NONBLOCK : 0));
 	size_t pad = bench_raw_pad();
 
 	memset(&s, 0, sizeof(s));
 	phase_ready();
 	for (;;) {
-		size_t n = raw_receive(q, buf);
+		size_t n = job->raw_poll ? raw_receive_polled(q, buf, true)
+					 : raw_receive(q, buf);
 
 		if (sink_take(&s, buf + pad, n - pad))
 			break;

@@ -138,7 +138,7 @@ struct bench_job {
 	size_t size;	/* payload bytes */
 	uint64_t count; /* messages or round trips; 0: use duration */
 	uint64_t duration_ns;
-	bool raw_poll; /* raw pinger and echo: wait as libmqbus does */
+	bool raw_poll; /* raw sink, pinger, echo: wait as libmqbus does */
 	enum bench_wake wake; /* relay */
 	unsigned n_relay;
 	char q[2 * BENCH_MAX_RELAY][64]; /* raw queue names */
