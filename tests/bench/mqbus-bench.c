@@ -8,7 +8,10 @@
  *   direct    producer -> queue -> consumer: the limit;
  *   relay     producer -> queue -> relay -> queue -> consumer, where the
  *             relay is the leanest possible daemon hop, for each wake-up
- *             method mqbusd has (notify, thread, poll);
+ *             method mqbusd has (notify, thread, poll); the consumer
+ *             blocks in mq_receive() (relay) or waits in poll() as
+ *             mqbus_receive() does (relay-poll), and pubsub is judged
+ *             against the faster of the two;
  *   pubsub    publisher -> mqbusd -> subscriber through libmqbus, for each
  *             wake-up method;
  *   rtt-*     round trips: raw queues, through a relay (both ways through
@@ -19,6 +22,12 @@
  *   clients   1, 8 and 32 publishers to one subscriber;
  *   memory    mqbusd's resident memory with 32 publishers and 100000
  *             subscriptions;
+ *   scale     2000 clients with 5 subscriptions and a retained value
+ *             each, in a private IPC namespace, as users mqbench1-8: the
+ *             handshake rate, a late subscriber of '#', mqbusd's memory,
+ *             the pubsub round trip between two of them against a daemon
+ *             with only those two, and SUBSCRIBE beside 100000 retained
+ *             values in other subtrees;
  *
  * and prints msgs/s, latency percentiles, the CPU time the daemon (or the
  * relay) spent per message, and each row's ratio to direct and to the
@@ -123,6 +132,7 @@ static struct {
 	bool use_uids;
 	uid_t uid_base;
 	bool raw_poll; /* --raw-wait=poll */
+	uint64_t scale_clients, scale_retained; /* 0: by --quick */
 } opt = { .pin = -1, .repeat = DEFAULT_REPEAT };
 
 /* One line of the report. */
@@ -2127,8 +2137,12 @@ static void scale_subscribe_row(enum bench_wake wake, unsigned n_retained)
  */
 static void run_scale(enum bench_wake wake)
 {
-	unsigned clients = opt.quick ? SCALE_QUICK_CLIENTS : SCALE_CLIENTS;
-	unsigned n_retained = opt.quick ? SCALE_QUICK_RETAINED : SCALE_RETAINED;
+	unsigned clients = opt.scale_clients	 ? (unsigned)opt.scale_clients
+			   : opt.quick ? SCALE_QUICK_CLIENTS
+				       : SCALE_CLIENTS;
+	unsigned n_retained = opt.scale_retained ? (unsigned)opt.scale_retained
+			      : opt.quick	 ? SCALE_QUICK_RETAINED
+						 : SCALE_RETAINED;
 	unsigned held = clients - 2, n_hold = BENCH_SCALE_USERS;
 	pid_t holders[BENCH_SCALE_USERS];
 	char cfg[160];
@@ -2249,8 +2263,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: mqbus-bench [OPTION]...\n"
 		"Measure mqbusd against raw POSIX queues and a bare relay.\n\n"
-		"  -q, --quick            the headline rows only (under a "
-		"minute)\n"
+		"  -q, --quick            the headline rows only, and the scale "
+		"rows with\n"
+		"                         500 clients (under a minute)\n"
 		"  -j, --json             one JSON object per row on stdout\n"
 		"  -p, --pin=CPU          run every process on CPU\n"
 		"  -d, --duration-ms=MS   measure each row for MS ms "
@@ -2273,7 +2288,11 @@ static void usage(FILE *f)
 		"rows)\n"
 		"      --only=LIST        rows: direct,relay,pubsub,rtt,fanout,"
 		"topics,\n"
-		"                         clients,memory (default all)\n"
+		"                         clients,memory,scale (default all; "
+		"scale\n"
+		"                         needs root and makes users mqbench1-8 "
+		"with\n"
+		"                         useradd if missing)\n"
 		"      --uid-base=UID     as root, run the processes of a row "
 		"as UID,\n"
 		"                         UID+1, ... (default %u)\n"
@@ -2284,12 +2303,19 @@ static void usage(FILE *f)
 		"or poll\n"
 		"                         (poll, then mq_receive, as libmqbus "
 		"does)\n"
+		"      --scale-clients=N  clients of the scale rows (default "
+		"%d, %d with\n"
+		"                         --quick)\n"
+		"      --scale-retained=N retained values beside the scale rows'"
+		" SUBSCRIBE\n"
+		"                         (default %d, %d with --quick)\n"
 		"  -h, --help             show this help\n\n"
 		"Exit status: 0 when every message arrived intact and in "
 		"order (missed\ntargets do not count), 1 when not or when the "
 		"run failed, 2 for usage\nerrors.\n",
 		DEFAULT_DURATION_MS, QUICK_DURATION_MS, DEFAULT_REPEAT,
-		DEFAULT_UID_BASE);
+		DEFAULT_UID_BASE, SCALE_CLIENTS, SCALE_QUICK_CLIENTS,
+		SCALE_RETAINED, SCALE_QUICK_RETAINED);
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
@@ -2359,7 +2385,9 @@ static void parse_options(int argc, char **argv)
 		OPT_ONLY,
 		OPT_UID_BASE,
 		OPT_NO_UIDS,
-		OPT_RAW_WAIT
+		OPT_RAW_WAIT,
+		OPT_SCALE_CLIENTS,
+		OPT_SCALE_RETAINED,
 	};
 	static const struct option longopts[] = {
 	    {"quick", no_argument, NULL, 'q'},
@@ -2374,6 +2402,8 @@ static void parse_options(int argc, char **argv)
 	    {"uid-base", required_argument, NULL, OPT_UID_BASE},
 	    {"no-uids", no_argument, NULL, OPT_NO_UIDS},
 	    {"raw-wait", required_argument, NULL, OPT_RAW_WAIT},
+	    {"scale-clients", required_argument, NULL, OPT_SCALE_CLIENTS},
+	    {"scale-retained", required_argument, NULL, OPT_SCALE_RETAINED},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -2441,6 +2471,16 @@ static void parse_options(int argc, char **argv)
 			else if (strcmp(optarg, "block") == 0)
 				opt.raw_poll = false;
 			else
+				goto bad;
+			break;
+		case OPT_SCALE_CLIENTS:
+			/* up to what max_clients allows */
+			if (!parse_u64(optarg, 10, 60000, &opt.scale_clients))
+				goto bad;
+			break;
+		case OPT_SCALE_RETAINED:
+			if (!parse_u64(optarg, 1, 10000000,
+				       &opt.scale_retained))
 				goto bad;
 			break;
 		case 'h':
