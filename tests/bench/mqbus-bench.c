@@ -2063,7 +2063,7 @@ static void scale_late(const struct daemon *d, unsigned first, unsigned n,
 		.msgsize = BENCH_SCALE_MSGSIZE,
 	};
 
-	scale_solo(&j, scale_uids[2], d, "scale: late subscriber");
+	scale_solo(&j, scale_uids[2], d, "scale");
 	*ack_ms = ctl_hold->ack_ns / 1e6;
 	*all_ms = ctl_hold->setup_ns / 1e6;
 }
@@ -2094,7 +2094,7 @@ static void scale_subscribe_row(enum bench_wake wake, unsigned n_retained)
 	struct daemon d;
 
 	daemon_start(&d, wake);
-	scale_solo(&j, scale_uids[3], &d, "scale: subscribe probe");
+	scale_solo(&j, scale_uids[3], &d, "scale");
 	daemon_stop(&d);
 	/* the values elsewhere: what mqbusd keeps but the probe's own */
 	held = ctl_hold->retained_held - 2 * BENCH_SCALE_PROBES;
