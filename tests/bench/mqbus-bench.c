@@ -77,7 +77,7 @@
 #define MAX_QUEUES 8
 #define REPEAT_MAX 9
 #define DEFAULT_REPEAT 3
-#define QUICK_DURATION_MS 500
+#define QUICK_DURATION_MS 400
 
 enum mode {
 	MODE_DIRECT,
@@ -1170,7 +1170,10 @@ static void row_print_json(const struct row *r)
 	json_num("ratio_direct", r->ratio_direct, 3);
 	json_num("ratio_relay", r->ratio_relay, 3);
 	fprintf(out, ",\"repeats\":%u,\"queue_maxmsg\":%d,\"queue_msgsize\":%d",
-		r->repeats, BENCH_MAXMSG, BENCH_MSGSIZE);
+		r->repeats,
+		r->mode == MODE_SCALE_RTT ? BENCH_SCALE_MAXMSG : BENCH_MAXMSG,
+		r->mode == MODE_SCALE_RTT ? BENCH_SCALE_MSGSIZE
+					  : BENCH_MSGSIZE);
 	fprintf(out, ",\"targets\":\"%s\"}\n", r->targets);
 	fflush(out);
 }
