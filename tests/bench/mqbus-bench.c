@@ -92,6 +92,7 @@ enum mode {
 	MODE_CLIENTS,
 	MODE_MEMORY,
 	MODE_SCALE_RTT,
+	MODE_SCALE_REQ,
 	MODE_COUNT,
 };
 
@@ -108,6 +109,7 @@ static const char *const mode_names[] = {
 	[MODE_CLIENTS] = "clients",
 	[MODE_MEMORY] = "memory",
 	[MODE_SCALE_RTT] = "scale-rtt",
+	[MODE_SCALE_REQ] = "scale-req",
 };
 
 /* --only names a group: "rtt" selects the three round-trip modes */
@@ -942,6 +944,7 @@ static bool group_on(enum mode m)
 		[MODE_CLIENTS] = 6,
 		[MODE_MEMORY] = 7,
 		[MODE_SCALE_RTT] = 8,
+		[MODE_SCALE_REQ] = 8,
 	};
 
 	return opt.only == 0 || (opt.only & 1u << group_of[m]);
@@ -964,7 +967,8 @@ static const struct row *row_find(enum mode mode, int wake, size_t size,
 static bool row_is_rtt(const struct row *r)
 {
 	return r->mode == MODE_RTT_DIRECT || r->mode == MODE_RTT_RELAY ||
-	       r->mode == MODE_RTT || r->mode == MODE_SCALE_RTT;
+	       r->mode == MODE_RTT || r->mode == MODE_SCALE_RTT ||
+	       r->mode == MODE_SCALE_REQ;
 }
 
 /* Speed relative to a reference row: throughput, or for round trips the
@@ -1043,7 +1047,7 @@ static void row_judge(struct row *r)
 	r->ratio_relay = r->mode == MODE_DIRECT || r->mode == MODE_RTT_DIRECT
 			     ? NAN
 			     : row_speed_ratio(r, relay);
-	if (r->mode == MODE_SCALE_RTT) {
+	if (r->mode == MODE_SCALE_RTT || r->mode == MODE_SCALE_REQ) {
 		/* a pubsub round trip with small queues: no raw counterpart */
 		r->ratio_direct = r->ratio_relay = NAN;
 	}
@@ -1101,17 +1105,23 @@ static void row_judge(struct row *r)
 		}
 		break;
 	case MODE_SCALE_RTT:
-		ref = row_find(MODE_SCALE_RTT, r->wake, r->size, 1,
-			       BENCH_SCALE_SUBS * 2);
+	case MODE_SCALE_REQ:
+		/* the row of the 2-client daemon: the fewest subscriptions */
+		ref = row_find(r->mode, r->wake, r->size, 1,
+			       r->mode == MODE_SCALE_RTT ? BENCH_SCALE_SUBS * 2
+							 : 1);
 		if (ref && ref != r) {
 			double x = r->p50_us / ref->p50_us;
 			double c = r->cpu_us_per_msg / ref->cpu_us_per_msg;
 
 			target_add(r, "p50", x <= 1.05,
-				   "%ld subscriptions: pubsub round trip p50 "
+				   "%ld subscriptions: %s round trip p50 "
 				   "%.1f us = %.2fx the %.1f us with 2 clients;"
 				   " target <= 1.05x",
-				   r->subscriptions, r->p50_us, x, ref->p50_us);
+				   r->subscriptions,
+				   r->mode == MODE_SCALE_RTT ? "pubsub"
+							     : "request/reply",
+				   r->p50_us, x, ref->p50_us);
 			target_add(r, "cpu", c <= 1.05,
 				   "%ld subscriptions: daemon CPU %.2f us/msg = "
 				   "%.2fx the %.2f with 2 clients; target <= "
@@ -1143,6 +1153,8 @@ static void json_num(const char *key, double v, int decimals)
 
 static void row_print_json(const struct row *r)
 {
+	bool scale = r->mode == MODE_SCALE_RTT || r->mode == MODE_SCALE_REQ;
+
 	fprintf(out, "{\"mode\":\"%s\",\"wake\":", mode_names[r->mode]);
 	if (r->wake >= 0)
 		fprintf(out, "\"%s\"", bench_wake_name(r->wake));
@@ -1171,9 +1183,8 @@ static void row_print_json(const struct row *r)
 	json_num("ratio_relay", r->ratio_relay, 3);
 	fprintf(out, ",\"repeats\":%u,\"queue_maxmsg\":%d,\"queue_msgsize\":%d",
 		r->repeats,
-		r->mode == MODE_SCALE_RTT ? BENCH_SCALE_MAXMSG : BENCH_MAXMSG,
-		r->mode == MODE_SCALE_RTT ? BENCH_SCALE_MSGSIZE
-					  : BENCH_MSGSIZE);
+		scale ? BENCH_SCALE_MAXMSG : BENCH_MAXMSG,
+		scale ? BENCH_SCALE_MSGSIZE : BENCH_MSGSIZE);
 	fprintf(out, ",\"targets\":\"%s\"}\n", r->targets);
 	fflush(out);
 }
@@ -1569,6 +1580,36 @@ static void run_scale_rtt(const struct spec *sp, struct row *r)
 		 &m);
 }
 
+/*
+ * Request/reply round trips (as in the rtt rows) between two more clients
+ * with the scale rows' small queues, whatever else the daemon holds: a
+ * reply is routed to its requester by client id.
+ */
+static void run_scale_req(const struct spec *sp, struct row *r)
+{
+	struct bench_job *j;
+	struct plan p;
+	struct meas m;
+
+	plan_init(&p, sp);
+	snprintf(p.what, sizeof(p.what), "scale-req, %u clients", sp->clients);
+	p.daemon = sp->d->pid;
+	plan_add(&p, JOB_BUS_ECHO, scale_uids[1]);
+	j = plan_add(&p, JOB_BUS_PINGER, scale_uids[0]);
+	j->count = row_count(1);
+	for (unsigned i = 0; i < p.n; i++) {
+		snprintf(p.jobs[i].bus, sizeof(p.jobs[i].bus), "%s",
+			 sp->d->bus);
+		p.jobs[i].size = sp->size;
+		p.jobs[i].maxmsg = BENCH_SCALE_MAXMSG;
+		p.jobs[i].msgsize = BENCH_SCALE_MSGSIZE;
+	}
+	p.n_streams = p.n_sinks = 1;
+	plan_run(&p, &m);
+	row_fill(r, MODE_SCALE_REQ, (int)sp->d->wake, sp->size, 1, 1, sp->held,
+		 &m);
+}
+
 static void spec_run(const struct spec *sp, struct row *r)
 {
 	switch (sp->mode) {
@@ -1591,6 +1632,9 @@ static void spec_run(const struct spec *sp, struct row *r)
 	case MODE_SCALE_RTT:
 		run_scale_rtt(sp, r);
 		break;
+	case MODE_SCALE_REQ:
+		run_scale_req(sp, r);
+		break;
 	default:
 		run_bus(sp, r);
 		break;
@@ -1610,6 +1654,7 @@ static unsigned spec_queues(const struct spec *sp)
 		return sp->mode == MODE_RTT ? 4 : 2;
 	case MODE_RTT_RELAY:
 	case MODE_SCALE_RTT: /* of other uids, checked by run_scale() */
+	case MODE_SCALE_REQ:
 		return 4;
 	default:
 		return 2 * (sp->pubs + sp->subs) + (sp->held > 0 ? 2 : 0);
@@ -2226,6 +2271,14 @@ static void run_scale(enum bench_wake wake)
 			  (long)clients * BENCH_SCALE_SUBS, &big);
 	pair[1].clients = clients;
 	measure(pair, 2);
+	/* the same with requests; the responder's "bench/ping" is the one
+	 * subscription the pair adds */
+	pair[0] = spec_of(MODE_SCALE_REQ, (int)wake, 64, 1, 1, 1, &small);
+	pair[0].clients = clients;
+	pair[1] = spec_of(MODE_SCALE_REQ, (int)wake, 64, 1, 1,
+			  (long)(clients - 2) * BENCH_SCALE_SUBS + 1, &big);
+	pair[1].clients = clients;
+	measure(pair, 2);
 
 	rss[0] = proc_status_kib(small.pid, "VmRSS");
 	rss[1] = proc_status_kib(big.pid, "VmRSS");
@@ -2633,7 +2686,7 @@ static void print_header(void)
 	else
 		note("processes not pinned");
 	note("queues: maxmsg %d, msgsize %d (fs.mqueue.msgsize_max %ld) for "
-	     "every queue of every row",
+	     "every queue of every row but the scale rows'",
 	     BENCH_MAXMSG, BENCH_MSGSIZE, msgsize_max);
 	if (opt.count)
 		note("%llu messages (round trips) per run; each row is the "
