@@ -17,7 +17,14 @@
  * The relay is the yardstick for mqbusd: the smallest process that does
  * what a daemon hop must do, receive and forward, woken the way mqbusd is
  * woken, and following the same discipline (drain to EAGAIN, arm, look
- * once more), and nothing else.
+ * once more), and nothing else.  Its consumer either blocks in
+ * mq_receive() or waits as mqbus_receive() does (the relay-poll rows).
+ *
+ * The scale workers hold many clients at once (a holder connects hundreds
+ * and gives each its subscriptions and retained value in steps the
+ * orchestrator sets), or are one client among them: the round-trip pair,
+ * the late subscriber of '#', and the probe that times SUBSCRIBE beside
+ * many retained values.
  */
 #include <errno.h>
 #include <fcntl.h>

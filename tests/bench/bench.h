@@ -6,8 +6,9 @@
  * latency histogram and a few small helpers.
  *
  * The orchestrator (mqbus-bench.c) forks one worker per role of a row
- * (bench-work.c): producers, consumers, relays, echo processes, and the
- * client that holds the unrelated subscriptions.  They never talk through
+ * (bench-work.c): producers, consumers, relays, echo processes, the
+ * client that holds the unrelated subscriptions, and the scale rows'
+ * holders of many clients and their probes.  They never talk through
  * pipes or sockets, only through the control block, so that nothing but
  * the queues under test carries traffic while a row is measured.
  */
