@@ -17,7 +17,14 @@
  * The relay is the yardstick for mqbusd: the smallest process that does
  * what a daemon hop must do, receive and forward, woken the way mqbusd is
  * woken, and following the same discipline (drain to EAGAIN, arm, look
- * once more), and nothing else.
+ * once more), and nothing else.  Its consumer either blocks in
+ * mq_receive() or waits as mqbus_receive() does (the relay-poll rows).
+ *
+ * The scale workers hold many clients at once (a holder connects hundreds
+ * and gives each its subscriptions and retained value in steps the
+ * orchestrator sets), or are one client among them: the round-trip pair,
+ * the late subscriber of '#', and the probe that times SUBSCRIBE beside
+ * many retained values.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +36,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -291,17 +299,26 @@ static void raw_source(void)
 	phase_quit();
 }
 
+/*
+ * The consumer of direct and relay rows.  With job->raw_poll it waits the
+ * way mqbus_receive() waits for a plain message: its queue is non-blocking,
+ * it tries mq_receive() first and, only when that finds nothing, waits in
+ * poll() and tries again (raw_receive_polled() with try_first).  Otherwise
+ * it blocks in mq_receive().
+ */
 static void raw_sink(void)
 {
 	static unsigned char buf[BENCH_MSGSIZE];
 	struct sink_state s;
-	mqd_t q = raw_open(job->q[0], O_RDONLY);
+	mqd_t q = raw_open(job->q[0],
+			   O_RDONLY | (job->raw_poll ? O_NONBLOCK : 0));
 	size_t pad = bench_raw_pad();
 
 	memset(&s, 0, sizeof(s));
 	phase_ready();
 	for (;;) {
-		size_t n = raw_receive(q, buf);
+		size_t n = job->raw_poll ? raw_receive_polled(q, buf, true)
+					 : raw_receive(q, buf);
 
 		if (sink_take(&s, buf + pad, n - pad))
 			break;
@@ -726,7 +743,9 @@ static mqbus *bus_connect(void)
 	if (r < 0)
 		die("mqbus_new: %s", strerror(-r));
 	if (mqbus_set_bus(b, job->bus) < 0 ||
-	    mqbus_set_queue_size(b, BENCH_MAXMSG, BENCH_MSGSIZE) < 0 ||
+	    mqbus_set_queue_size(b, job->maxmsg ? job->maxmsg : BENCH_MAXMSG,
+				 job->msgsize ? job->msgsize
+					      : BENCH_MSGSIZE) < 0 ||
 	    mqbus_set_timeout(b, 30000) < 0)
 		die("cannot set up the mqbus handle: %s", mqbus_last_error(b));
 	r = mqbus_connect(b);
@@ -920,6 +939,402 @@ static void bus_holder(void)
 	mqbus_free(b);
 }
 
+/* ---------------------------------------------------------------- scale */
+
+/*
+ * Scale client i's subscriptions: they share the levels of the round
+ * trips' topics ("c/<peer>/in"), so a lookup meets thousands of them, but
+ * only client i's first one matches anything published.
+ */
+static void scale_pattern(char *buf, size_t len, unsigned i, unsigned k)
+{
+	switch (k) {
+	case 0:
+		snprintf(buf, len, "c/%u/in", i);
+		break;
+	case 1:
+		snprintf(buf, len, "c/%u/cfg/+", i);
+		break;
+	case 2:
+		snprintf(buf, len, "a/%u/#", i);
+		break;
+	case 3:
+		snprintf(buf, len, "+/%u/state", i);
+		break;
+	default:
+		snprintf(buf, len, "g/%u/%u/evt", i % 64, i);
+		break;
+	}
+}
+
+/* Client i's retained value: no pattern but '#' matches its topic. */
+static void scale_value(char *topic, size_t tlen, char *value, size_t vlen,
+			unsigned i)
+{
+	snprintf(topic, tlen, "r/%u/value", i);
+	snprintf(value, vlen, "value of client %u", i);
+}
+
+static void bus_publish_to(mqbus *b, const char *topic, const void *data,
+			   size_t len, unsigned flags)
+{
+	int r = mqbus_publish_flags(b, topic, data, len,
+				    MQBUS_PRIORITY_DEFAULT, flags);
+
+	if (r < 0)
+		die("cannot publish on %s: %s", topic, mqbus_last_error(b));
+}
+
+static void scale_client_setup(mqbus *b, unsigned i)
+{
+	char topic[64], value[64], pattern[64];
+
+	for (unsigned k = 0; k < BENCH_SCALE_SUBS; k++) {
+		scale_pattern(pattern, sizeof(pattern), i, k);
+		bus_subscribe(b, pattern);
+	}
+	scale_value(topic, sizeof(topic), value, sizeof(value), i);
+	bus_publish_to(b, topic, value, strlen(value), MQBUS_PUBLISH_RETAIN);
+}
+
+/* This worker finished a phase (ctl->stepped counts them). */
+static void scale_stepped(void)
+{
+	job->ctl->t_step[job->index] = now_ns();
+	atomic_fetch_add(&job->ctl->stepped, 1);
+	futex_wake(&job->ctl->stepped);
+}
+
+/* Waits until the orchestrator allows phase step. */
+static void scale_wait_step(uint32_t step)
+{
+	struct bench_ctl *ctl = job->ctl;
+
+	for (;;) {
+		uint32_t v = atomic_load(&ctl->step);
+
+		if (v >= step)
+			return;
+		if (atomic_load(&ctl->failed))
+			_exit(1);
+		futex_wait(&ctl->step, v, 1000);
+	}
+}
+
+/*
+ * Holds n_clients scale clients, first to first + n_clients - 1: connects
+ * them all at the go (the handshake rate), then, at step 1, gives each its
+ * subscriptions and its retained value, and keeps them until the quit.
+ */
+static void scale_holder(void)
+{
+	struct rlimit rl;
+	mqbus **b;
+
+	/* three descriptors per client: the soft limit may be too low */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	b = calloc(job->n_clients, sizeof(*b));
+	if (!b)
+		die("scale holder: out of memory");
+	phase_ready();
+	for (unsigned i = 0; i < job->n_clients; i++)
+		b[i] = bus_connect();
+	scale_stepped();
+	scale_wait_step(1);
+	for (unsigned i = 0; i < job->n_clients; i++)
+		scale_client_setup(b[i], job->first + i);
+	scale_stepped();
+	phase_quit();
+	for (unsigned i = 0; i < job->n_clients; i++)
+		mqbus_free(b[i]);
+	free(b);
+}
+
+/* The topic client i receives the round trips' messages on. */
+static void scale_in_topic(char *buf, size_t len, unsigned i)
+{
+	snprintf(buf, len, "c/%u/in", i);
+}
+
+/* Takes the next message, which must be a live one on topic. */
+static mqbus_msg *scale_receive_on(mqbus *b, const char *topic)
+{
+	mqbus_msg *m = bus_receive(b);
+
+	if (strcmp(mqbus_msg_topic(m), topic) != 0)
+		die("scale client %u: message on %s, expected %s", job->first,
+		    mqbus_msg_topic(m), topic);
+	if (mqbus_msg_retained(m))
+		die("scale client %u: a retained message on %s", job->first,
+		    topic);
+	if (mqbus_msg_dropped(m))
+		die("scale client %u: the daemon dropped %u messages",
+		    job->first, mqbus_msg_dropped(m));
+	return m;
+}
+
+struct scale_ping {
+	mqbus *b;
+	mqbus_msg *m; /* the last answer, until the next exchange */
+	char out[32], in[32];
+};
+
+static const void *scale_ping_exchange(void *ctx, const void *buf, size_t len,
+				       size_t *ret_len)
+{
+	struct scale_ping *sp = ctx;
+
+	sp->m = mqbus_msg_free(sp->m);
+	bus_publish_to(sp->b, sp->out, buf, len, 0);
+	sp->m = scale_receive_on(sp->b, sp->in);
+	return mqbus_msg_payload(sp->m, ret_len);
+}
+
+/*
+ * The pubsub round trip between two scale clients: ping publishes on the
+ * peer's "c/<peer>/in", the peer publishes the payload back on
+ * "c/<ping>/in"; both wait in mqbus_receive().
+ */
+static void scale_ping(void)
+{
+	static unsigned char buf[BENCH_SCALE_MSGSIZE];
+	static struct scale_ping sp;
+	struct pinger_ops ops = {
+	    .exchange = scale_ping_exchange,
+	    .ctx = &sp,
+	    .pad = 0,
+	};
+
+	sp.b = bus_connect();
+	scale_client_setup(sp.b, job->first);
+	scale_in_topic(sp.out, sizeof(sp.out), job->peer);
+	scale_in_topic(sp.in, sizeof(sp.in), job->first);
+	phase_ready();
+	pinger_run(&ops, buf);
+	mqbus_msg_free(sp.m);
+	bus_end(sp.b);
+}
+
+static void scale_pong(void)
+{
+	char in[32], out[32];
+	mqbus *b = bus_connect();
+	uint64_t next = 0;
+	bool last = false;
+
+	scale_client_setup(b, job->first);
+	scale_in_topic(in, sizeof(in), job->first);
+	scale_in_topic(out, sizeof(out), job->peer);
+	phase_ready();
+	while (!last) {
+		mqbus_msg *m = scale_receive_on(b, in);
+		const void *data;
+		size_t n;
+
+		data = mqbus_msg_payload(m, &n);
+		last = echo_take(data, n, &next);
+		bus_publish_to(b, out, data, n, 0);
+		mqbus_msg_free(m);
+	}
+	bus_end(b);
+}
+
+/*
+ * Checks a retained value of a scale client: its topic names a client
+ * from first to first + n - 1 not seen yet, and the payload is that
+ * client's value.  Returns the client's offset from first.
+ */
+static unsigned scale_check_value(const mqbus_msg *m, const unsigned char *seen)
+{
+	char topic[64], value[64];
+	unsigned i;
+	const void *p;
+	size_t n;
+	int end = -1;
+
+	if (!mqbus_msg_retained(m))
+		die("late subscriber: a live message on %s",
+		    mqbus_msg_topic(m));
+	if (mqbus_msg_dropped(m))
+		die("late subscriber: the daemon dropped %u retained values",
+		    mqbus_msg_dropped(m));
+	if (sscanf(mqbus_msg_topic(m), "r/%u/value%n", &i, &end) != 1 ||
+	    end < 0 || mqbus_msg_topic(m)[end] || i < job->first ||
+	    i - job->first >= job->n_clients)
+		die("late subscriber: a value on %s, not of clients %u to %u",
+		    mqbus_msg_topic(m), job->first,
+		    job->first + job->n_clients - 1);
+	if (seen[i - job->first])
+		die("late subscriber: the value of %s came twice",
+		    mqbus_msg_topic(m));
+	scale_value(topic, sizeof(topic), value, sizeof(value), i);
+	p = mqbus_msg_payload(m, &n);
+	if (n != strlen(value) || memcmp(p, value, n) != 0)
+		die("late subscriber: the value of %s is damaged", topic);
+	return i - job->first;
+}
+
+/*
+ * A client that comes late and subscribes to '#': the time from its
+ * SUBSCRIBE to the ACK, and to the last of the n_clients retained values
+ * (each exactly once, intact; nothing more may follow).
+ */
+static void scale_late(void)
+{
+	unsigned char *seen = calloc(job->n_clients, 1);
+	mqbus *b = bus_connect();
+	unsigned got = 0;
+	uint64_t t0;
+	mqbus_msg *m;
+	int r;
+
+	if (!seen)
+		die("late subscriber: out of memory");
+	phase_ready();
+	t0 = now_ns();
+	bus_subscribe(b, "#");
+	job->ctl->ack_ns = now_ns() - t0;
+	while (got < job->n_clients) {
+		r = mqbus_receive(b, &m, 30000);
+		if (r < 0)
+			die("late subscriber: %u of %u retained values came "
+			    "(%s)",
+			    got, job->n_clients, mqbus_last_error(b));
+		seen[scale_check_value(m, seen)] = 1;
+		got++;
+		mqbus_msg_free(m);
+	}
+	job->ctl->setup_ns = now_ns() - t0;
+	r = mqbus_receive(b, &m, 200);
+	if (r == 0)
+		die("late subscriber: one more message after the %u values, "
+		    "on %s",
+		    job->n_clients, mqbus_msg_topic(m));
+	free(seen);
+	bus_end(b);
+}
+
+/*
+ * Publishes on "probe/sync", which the probe subscribes to, and waits for
+ * the message: mqbusd has then handled every publish before it.
+ */
+static void scale_probe_sync(mqbus *b)
+{
+	mqbus_msg *m;
+
+	/* the same priority as every publish before it: it comes after them */
+	bus_publish_to(b, "probe/sync", "sync", 4, 0);
+	m = bus_receive(b);
+	if (strcmp(mqbus_msg_topic(m), "probe/sync") != 0 ||
+	    mqbus_msg_retained(m) || mqbus_msg_dropped(m))
+		die("probe: %s instead of its own sync message",
+		    mqbus_msg_topic(m));
+	mqbus_msg_free(m);
+}
+
+/*
+ * One phase of the probe: for each of its BENCH_SCALE_PROBES retained
+ * values ("probe/<phase>/<j>/x", kept since the start), a SUBSCRIBE to
+ * "probe/<phase>/<j>/+", the one value it must bring, and an UNSUBSCRIBE.
+ * Two times of each: from the call to the ACK, and to the ACK of the
+ * UNSUBSCRIBE.  mqbusd acknowledges a SUBSCRIBE before it looks for the
+ * values to send, and handles one request after the other, so the second
+ * holds everything the SUBSCRIBE cost it.
+ */
+static void scale_probe_phase(mqbus *b, unsigned phase)
+{
+	char topic[64], value[64], pattern[64];
+
+	for (unsigned j = 0; j < BENCH_SCALE_PROBES; j++) {
+		const void *p;
+		mqbus_msg *m;
+		uint64_t t0;
+		size_t n;
+		int r;
+
+		snprintf(topic, sizeof(topic), "probe/%u/%u/x", phase, j);
+		snprintf(value, sizeof(value), "probe %u %u", phase, j);
+		snprintf(pattern, sizeof(pattern), "probe/%u/%u/+", phase, j);
+		t0 = now_ns();
+		bus_subscribe(b, pattern);
+		job->ctl->probe_ns[phase][j] = now_ns() - t0;
+		r = mqbus_receive(b, &m, 10000);
+		if (r < 0)
+			die("probe: no retained value for %s: %s", pattern,
+			    mqbus_last_error(b));
+		p = mqbus_msg_payload(m, &n);
+		if (strcmp(mqbus_msg_topic(m), topic) != 0 ||
+		    !mqbus_msg_retained(m) || n != strlen(value) ||
+		    memcmp(p, value, n) != 0)
+			die("probe: %s brought %s, expected the value of %s",
+			    pattern, mqbus_msg_topic(m), topic);
+		mqbus_msg_free(m);
+		r = mqbus_unsubscribe(b, pattern);
+		if (r < 0)
+			die("probe: cannot unsubscribe %s: %s", pattern,
+			    mqbus_last_error(b));
+		job->ctl->probe_done_ns[phase][j] = now_ns() - t0;
+	}
+}
+
+/* The retained values mqbusd keeps, from its stats. */
+static uint64_t scale_retained_held(mqbus *b)
+{
+	unsigned long long n;
+	char *text = NULL, *p;
+	int r = mqbus_stats(b, &text);
+
+	if (r < 0)
+		die("probe: mqbus_stats: %s", mqbus_last_error(b));
+	p = strstr(text, "retained=");
+	if (!p || sscanf(p, "retained=%llu", &n) != 1)
+		die("probe: no retained= in mqbusd's stats");
+	free(text);
+	return n;
+}
+
+/*
+ * Times SUBSCRIBE with only the probe's own values kept (phase 0), then
+ * loads n_retained values into ten other subtrees ("load<k % 10>/<..>/<..>")
+ * and times it again (phase 1).  The values of both phases are kept
+ * first, so that a bound on the number of values mqbusd keeps cannot
+ * refuse them.
+ */
+static void scale_probe(void)
+{
+	char topic[64], value[32];
+	mqbus *b = bus_connect();
+
+	bus_subscribe(b, "probe/sync");
+	phase_ready();
+	for (unsigned k = 0; k < 2 * BENCH_SCALE_PROBES; k++) {
+		snprintf(topic, sizeof(topic), "probe/%u/%u/x",
+			 k / BENCH_SCALE_PROBES, k % BENCH_SCALE_PROBES);
+		snprintf(value, sizeof(value), "probe %u %u",
+			 k / BENCH_SCALE_PROBES, k % BENCH_SCALE_PROBES);
+		bus_publish_to(b, topic, value, strlen(value),
+			       MQBUS_PUBLISH_RETAIN);
+	}
+	scale_probe_sync(b);
+	scale_probe_phase(b, 0);
+	for (unsigned k = 0; k < job->n_retained; k++) {
+		unsigned l = k / 10;
+
+		snprintf(topic, sizeof(topic), "load%u/%u/%u", k % 10, l / 100,
+			 l % 100);
+		snprintf(value, sizeof(value), "v%u", k);
+		bus_publish_to(b, topic, value, strlen(value),
+			       MQBUS_PUBLISH_RETAIN);
+	}
+	scale_probe_sync(b);
+	job->ctl->retained_held = scale_retained_held(b);
+	scale_probe_phase(b, 1);
+	bus_end(b);
+}
+
 /* ---------------------------------------------------------------- entry */
 
 /* Process names, so that perf, top and ps tell the roles apart. */
@@ -934,6 +1349,11 @@ static const char *const job_names[] = {
 	[JOB_BUS_ECHO] = "mqb-responder",
 	[JOB_BUS_PINGER] = "mqb-requester",
 	[JOB_BUS_HOLDER] = "mqb-holder",
+	[JOB_SCALE_HOLDER] = "mqb-scale-hold",
+	[JOB_SCALE_PING] = "mqb-scale-ping",
+	[JOB_SCALE_PONG] = "mqb-scale-pong",
+	[JOB_SCALE_LATE] = "mqb-scale-late",
+	[JOB_SCALE_PROBE] = "mqb-scale-probe",
 };
 
 void bench_work(const struct bench_job *j)
@@ -971,6 +1391,21 @@ void bench_work(const struct bench_job *j)
 		break;
 	case JOB_BUS_HOLDER:
 		bus_holder();
+		break;
+	case JOB_SCALE_HOLDER:
+		scale_holder();
+		break;
+	case JOB_SCALE_PING:
+		scale_ping();
+		break;
+	case JOB_SCALE_PONG:
+		scale_pong();
+		break;
+	case JOB_SCALE_LATE:
+		scale_late();
+		break;
+	case JOB_SCALE_PROBE:
+		scale_probe();
 		break;
 	}
 	_exit(0);

@@ -6,8 +6,9 @@
  * latency histogram and a few small helpers.
  *
  * The orchestrator (mqbus-bench.c) forks one worker per role of a row
- * (bench-work.c): producers, consumers, relays, echo processes, and the
- * client that holds the unrelated subscriptions.  They never talk through
+ * (bench-work.c): producers, consumers, relays, echo processes, the
+ * client that holds the unrelated subscriptions, and the scale rows'
+ * holders of many clients and their probes.  They never talk through
  * pipes or sockets, only through the control block, so that nothing but
  * the queues under test carries traffic while a row is measured.
  */
@@ -29,6 +30,17 @@
 
 #define BENCH_TOPIC "bench/data"
 #define BENCH_PING "bench/ping" /* the round trips' requests */
+
+/*
+ * The scale rows: every client of them has small queues (so that 2000 of
+ * them fit the RLIMIT_MSGQUEUE of a few users), 5 subscriptions and one
+ * retained value (bench-work.c, scale_client_setup()).
+ */
+#define BENCH_SCALE_MAXMSG 2
+#define BENCH_SCALE_MSGSIZE 512
+#define BENCH_SCALE_SUBS 5
+#define BENCH_SCALE_USERS 8 /* mqbench1 .. mqbench8 */
+#define BENCH_SCALE_PROBES 32 /* subscribes timed per phase of the probe */
 
 /* Limits of one row. */
 #define BENCH_MAX_STREAMS 32 /* publishers */
@@ -108,6 +120,15 @@ struct bench_ctl {
 	_Atomic uint32_t failed;
 	char error[768];
 	uint64_t setup_ns; /* the holder: time to subscribe */
+	/* the scale rows (see bench_work()'s JOB_SCALE_* jobs) */
+	_Atomic uint32_t step;	  /* the phase workers may start */
+	_Atomic uint32_t stepped; /* phases finished, summed over workers */
+	uint64_t t_step[BENCH_MAX_STREAMS]; /* when worker i finished one */
+	uint64_t probe_ns[2][BENCH_SCALE_PROBES]; /* SUBSCRIBE to ACK */
+	/* SUBSCRIBE to the ACK of the UNSUBSCRIBE after it: all the work */
+	uint64_t probe_done_ns[2][BENCH_SCALE_PROBES];
+	uint64_t ack_ns;	 /* the late subscriber: SUBSCRIBE to ACK */
+	uint64_t retained_held; /* as mqbusd's stats count them */
 	struct bench_stream stream[BENCH_MAX_STREAMS];
 	struct bench_sink sink[BENCH_MAX_SINKS];
 	struct hist hist[BENCH_MAX_SINKS];
@@ -126,6 +147,11 @@ enum job_kind {
 	JOB_BUS_ECHO,	/* answers requests on BENCH_PING (mqbus_reply) */
 	JOB_BUS_PINGER, /* mqbus_request on BENCH_PING, one at a time */
 	JOB_BUS_HOLDER, /* holds n_patterns unrelated subscriptions */
+	JOB_SCALE_HOLDER, /* holds n_clients scale clients from first */
+	JOB_SCALE_PING,	  /* scale client first, pings client peer */
+	JOB_SCALE_PONG,	  /* scale client first, answers client peer */
+	JOB_SCALE_LATE,	  /* subscribes to '#', expects n_clients values */
+	JOB_SCALE_PROBE,  /* times SUBSCRIBE beside n_retained values */
 };
 
 struct bench_job {
@@ -138,12 +164,17 @@ struct bench_job {
 	size_t size;	/* payload bytes */
 	uint64_t count; /* messages or round trips; 0: use duration */
 	uint64_t duration_ns;
-	bool raw_poll; /* raw pinger and echo: wait as libmqbus does */
+	bool raw_poll; /* raw sink, pinger, echo: wait as libmqbus does */
 	enum bench_wake wake; /* relay */
 	unsigned n_relay;
 	char q[2 * BENCH_MAX_RELAY][64]; /* raw queue names */
 	char bus[64];
 	unsigned n_patterns; /* holder */
+	long maxmsg, msgsize; /* of the mqbus clients' queues; 0: BENCH_ */
+	unsigned first;	      /* scale: the first client's number */
+	unsigned n_clients;   /* scale: clients held, or values expected */
+	unsigned peer;	      /* scale: the other client of the round trip */
+	unsigned n_retained;  /* scale probe: values to load */
 };
 
 /* Runs job in this (forked) process and never returns. */

@@ -8,7 +8,10 @@
  *   direct    producer -> queue -> consumer: the limit;
  *   relay     producer -> queue -> relay -> queue -> consumer, where the
  *             relay is the leanest possible daemon hop, for each wake-up
- *             method mqbusd has (notify, thread, poll);
+ *             method mqbusd has (notify, thread, poll); the consumer
+ *             blocks in mq_receive() (relay) or waits in poll() as
+ *             mqbus_receive() does (relay-poll), and pubsub is judged
+ *             against the faster of the two;
  *   pubsub    publisher -> mqbusd -> subscriber through libmqbus, for each
  *             wake-up method;
  *   rtt-*     round trips: raw queues, through a relay (both ways through
@@ -19,6 +22,12 @@
  *   clients   1, 8 and 32 publishers to one subscriber;
  *   memory    mqbusd's resident memory with 32 publishers and 100000
  *             subscriptions;
+ *   scale     2000 clients with 5 subscriptions and a retained value
+ *             each, in a private IPC namespace, as users mqbench1-8: the
+ *             handshake rate, a late subscriber of '#', mqbusd's memory,
+ *             the pubsub round trip between two of them against a daemon
+ *             with only those two, and SUBSCRIBE beside 100000 retained
+ *             values in other subtrees;
  *
  * and prints msgs/s, latency percentiles, the CPU time the daemon (or the
  * relay) spent per message, and each row's ratio to direct and to the
@@ -43,7 +52,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <pwd.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -66,11 +77,12 @@
 #define MAX_QUEUES 8
 #define REPEAT_MAX 9
 #define DEFAULT_REPEAT 3
-#define QUICK_DURATION_MS 500
+#define QUICK_DURATION_MS 400
 
 enum mode {
 	MODE_DIRECT,
 	MODE_RELAY,
+	MODE_RELAY_POLL,
 	MODE_PUBSUB,
 	MODE_RTT_DIRECT,
 	MODE_RTT_RELAY,
@@ -79,12 +91,15 @@ enum mode {
 	MODE_TOPICS,
 	MODE_CLIENTS,
 	MODE_MEMORY,
+	MODE_SCALE_RTT,
+	MODE_SCALE_REQ,
 	MODE_COUNT,
 };
 
 static const char *const mode_names[] = {
 	[MODE_DIRECT] = "direct",
 	[MODE_RELAY] = "relay",
+	[MODE_RELAY_POLL] = "relay-poll",
 	[MODE_PUBSUB] = "pubsub",
 	[MODE_RTT_DIRECT] = "rtt-direct",
 	[MODE_RTT_RELAY] = "rtt-relay",
@@ -93,13 +108,17 @@ static const char *const mode_names[] = {
 	[MODE_TOPICS] = "topics",
 	[MODE_CLIENTS] = "clients",
 	[MODE_MEMORY] = "memory",
+	[MODE_SCALE_RTT] = "scale-rtt",
+	[MODE_SCALE_REQ] = "scale-req",
 };
 
 /* --only names a group: "rtt" selects the three round-trip modes */
 static const char *const group_names[] = {
 	"direct", "relay", "pubsub", "rtt", "fanout", "topics", "clients",
-	"memory",
+	"memory", "scale",
 };
+
+#define N_GROUPS (sizeof(group_names) / sizeof(group_names[0]))
 
 static struct {
 	bool quick;
@@ -115,6 +134,7 @@ static struct {
 	bool use_uids;
 	uid_t uid_base;
 	bool raw_poll; /* --raw-wait=poll */
+	uint64_t scale_clients, scale_retained; /* 0: by --quick */
 } opt = { .pin = -1, .repeat = DEFAULT_REPEAT };
 
 /* One line of the report. */
@@ -147,7 +167,7 @@ static unsigned n_rows;
 static struct target targets[MAX_TARGETS];
 static unsigned n_targets;
 
-static struct bench_ctl *ctl_row, *ctl_hold;
+static struct bench_ctl *ctl_row, *ctl_hold, *ctl_scale;
 static pid_t self_pid;
 static char tmp_dir[64];
 static char cfg_path[128];
@@ -539,9 +559,14 @@ static void daemon_print_log(const struct daemon *d)
 	fclose(f);
 }
 
-/* Starts mqbusd on a bus of its own and waits until it serves it. */
-static void daemon_start(struct daemon *d, enum bench_wake wake)
+/*
+ * Starts mqbusd with the config file cfg on a bus of its own and waits
+ * until it serves it.
+ */
+static void daemon_start_cfg(struct daemon *d, enum bench_wake wake,
+			     const char *cfg)
 {
+	struct rlimit rl;
 	char name[64], wake_arg[32];
 	uint64_t end;
 	pid_t pid;
@@ -560,6 +585,12 @@ static void daemon_start(struct daemon *d, enum bench_wake wake)
 		int nul = open("/dev/null", O_RDWR);
 
 		child_setup(ctl_row, 0, false);
+		/* two queues and a pidfd per client */
+		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
+		    rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			setrlimit(RLIMIT_NOFILE, &rl);
+		}
 		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 ||
 		    dup2(fd, 2) < 0)
 			_exit(126);
@@ -567,8 +598,8 @@ static void daemon_start(struct daemon *d, enum bench_wake wake)
 		unsetenv("NOTIFY_SOCKET");
 		unsetenv("JOURNAL_STREAM");
 		unsetenv("WATCHDOG_USEC");
-		execl(opt.daemon, "mqbusd", "-b", d->bus, wake_arg, "-c",
-		      cfg_path, (char *)NULL);
+		execl(opt.daemon, "mqbusd", "-b", d->bus, wake_arg, "-c", cfg,
+		      (char *)NULL);
 		fprintf(stderr, "cannot run %s: %s\n", opt.daemon,
 			strerror(errno));
 		_exit(127);
@@ -602,6 +633,11 @@ static void daemon_start(struct daemon *d, enum bench_wake wake)
 	}
 }
 
+static void daemon_start(struct daemon *d, enum bench_wake wake)
+{
+	daemon_start_cfg(d, wake, cfg_path);
+}
+
 static void daemon_stop(struct daemon *d)
 {
 	char what[64];
@@ -624,6 +660,8 @@ struct spec {
 	unsigned pubs, subs;
 	long held;
 	const struct daemon *d; /* bus rows */
+	unsigned clients;	/* scale-rtt: the round trip's two are
+				   clients - 2 and clients - 1 */
 };
 
 struct plan {
@@ -896,6 +934,7 @@ static bool group_on(enum mode m)
 	static const unsigned group_of[] = {
 		[MODE_DIRECT] = 0,
 		[MODE_RELAY] = 1,
+		[MODE_RELAY_POLL] = 1,
 		[MODE_PUBSUB] = 2,
 		[MODE_RTT_DIRECT] = 3,
 		[MODE_RTT_RELAY] = 3,
@@ -904,6 +943,8 @@ static bool group_on(enum mode m)
 		[MODE_TOPICS] = 5,
 		[MODE_CLIENTS] = 6,
 		[MODE_MEMORY] = 7,
+		[MODE_SCALE_RTT] = 8,
+		[MODE_SCALE_REQ] = 8,
 	};
 
 	return opt.only == 0 || (opt.only & 1u << group_of[m]);
@@ -926,7 +967,8 @@ static const struct row *row_find(enum mode mode, int wake, size_t size,
 static bool row_is_rtt(const struct row *r)
 {
 	return r->mode == MODE_RTT_DIRECT || r->mode == MODE_RTT_RELAY ||
-	       r->mode == MODE_RTT;
+	       r->mode == MODE_RTT || r->mode == MODE_SCALE_RTT ||
+	       r->mode == MODE_SCALE_REQ;
 }
 
 /* Speed relative to a reference row: throughput, or for round trips the
@@ -968,6 +1010,22 @@ static void target_add(struct row *r, const char *tag, bool pass,
 	va_end(ap);
 }
 
+/*
+ * The throughput reference of a wake-up method and size: the faster of the
+ * two relay rows (its consumer blocking in mq_receive(), or waiting in
+ * poll() as libmqbus does), so that no way of waiting makes the relay
+ * look dearer than it must be.
+ */
+static const struct row *relay_ref(int wake, size_t size)
+{
+	const struct row *block = row_find(MODE_RELAY, wake, size, 1, -1);
+	const struct row *poll = row_find(MODE_RELAY_POLL, wake, size, 1, -1);
+
+	if (!block || !poll)
+		return block ? block : poll;
+	return poll->msgs_per_s > block->msgs_per_s ? poll : block;
+}
+
 /* The ratios and targets of a row, from the rows measured before it. */
 static void row_judge(struct row *r)
 {
@@ -980,12 +1038,19 @@ static void row_judge(struct row *r)
 		relay = row_find(MODE_RTT_RELAY, wake, r->size, 1, -1);
 	} else {
 		direct = row_find(MODE_DIRECT, -1, r->size, 1, -1);
-		relay = row_find(MODE_RELAY, wake, r->size, 1, -1);
+		/* the relay rows compare with the one whose consumer blocks */
+		relay = r->mode == MODE_RELAY || r->mode == MODE_RELAY_POLL
+			    ? row_find(MODE_RELAY, wake, r->size, 1, -1)
+			    : relay_ref(wake, r->size);
 	}
 	r->ratio_direct = row_speed_ratio(r, direct);
 	r->ratio_relay = r->mode == MODE_DIRECT || r->mode == MODE_RTT_DIRECT
 			     ? NAN
 			     : row_speed_ratio(r, relay);
+	if (r->mode == MODE_SCALE_RTT || r->mode == MODE_SCALE_REQ) {
+		/* a pubsub round trip with small queues: no raw counterpart */
+		r->ratio_direct = r->ratio_relay = NAN;
+	}
 
 	switch (r->mode) {
 	case MODE_PUBSUB:
@@ -993,14 +1058,15 @@ static void row_judge(struct row *r)
 			double cpu = r->cpu_us_per_msg / relay->cpu_us_per_msg;
 
 			target_add(r, "tput", r->ratio_relay >= 0.85,
-				   "throughput %.0f msgs/s = %.2fx relay "
-				   "(%.0f); target >= 0.85x",
+				   "throughput %.0f msgs/s = %.2fx %s "
+				   "(%.0f, the faster relay); target >= 0.85x",
 				   r->msgs_per_s, r->ratio_relay,
-				   relay->msgs_per_s);
+				   mode_names[relay->mode], relay->msgs_per_s);
 			target_add(r, "cpu", cpu <= 1.25,
-				   "daemon CPU %.2f us/msg = %.2fx relay's "
+				   "daemon CPU %.2f us/msg = %.2fx %s's "
 				   "(%.2f); target <= 1.25x",
 				   r->cpu_us_per_msg, cpu,
+				   mode_names[relay->mode],
 				   relay->cpu_us_per_msg);
 		}
 		break;
@@ -1038,6 +1104,32 @@ static void row_judge(struct row *r)
 				   r->msgs_per_s, x, ref->msgs_per_s);
 		}
 		break;
+	case MODE_SCALE_RTT:
+	case MODE_SCALE_REQ:
+		/* the row of the 2-client daemon: the fewest subscriptions */
+		ref = row_find(r->mode, r->wake, r->size, 1,
+			       r->mode == MODE_SCALE_RTT ? BENCH_SCALE_SUBS * 2
+							 : 1);
+		if (ref && ref != r) {
+			double x = r->p50_us / ref->p50_us;
+			double c = r->cpu_us_per_msg / ref->cpu_us_per_msg;
+
+			target_add(r, "p50", x <= 1.05,
+				   "%ld subscriptions: %s round trip p50 "
+				   "%.1f us = %.2fx the %.1f us with 2 clients;"
+				   " target <= 1.05x",
+				   r->subscriptions,
+				   r->mode == MODE_SCALE_RTT ? "pubsub"
+							     : "request/reply",
+				   r->p50_us, x, ref->p50_us);
+			target_add(r, "cpu", c <= 1.05,
+				   "%ld subscriptions: daemon CPU %.2f us/msg = "
+				   "%.2fx the %.2f with 2 clients; target <= "
+				   "1.05x",
+				   r->subscriptions, r->cpu_us_per_msg, c,
+				   ref->cpu_us_per_msg);
+		}
+		break;
 	case MODE_MEMORY:
 		target_add(r, "rss", r->rss_kib >= 0 && r->rss_kib <= 32768,
 			   "%u clients, %ld subscriptions: daemon VmRSS %.1f "
@@ -1061,6 +1153,8 @@ static void json_num(const char *key, double v, int decimals)
 
 static void row_print_json(const struct row *r)
 {
+	bool scale = r->mode == MODE_SCALE_RTT || r->mode == MODE_SCALE_REQ;
+
 	fprintf(out, "{\"mode\":\"%s\",\"wake\":", mode_names[r->mode]);
 	if (r->wake >= 0)
 		fprintf(out, "\"%s\"", bench_wake_name(r->wake));
@@ -1088,7 +1182,9 @@ static void row_print_json(const struct row *r)
 	json_num("ratio_direct", r->ratio_direct, 3);
 	json_num("ratio_relay", r->ratio_relay, 3);
 	fprintf(out, ",\"repeats\":%u,\"queue_maxmsg\":%d,\"queue_msgsize\":%d",
-		r->repeats, BENCH_MAXMSG, BENCH_MSGSIZE);
+		r->repeats,
+		scale ? BENCH_SCALE_MAXMSG : BENCH_MAXMSG,
+		scale ? BENCH_SCALE_MSGSIZE : BENCH_MSGSIZE);
 	fprintf(out, ",\"targets\":\"%s\"}\n", r->targets);
 	fflush(out);
 }
@@ -1290,7 +1386,10 @@ static void run_direct(const struct spec *sp, struct row *r)
 	row_fill(r, MODE_DIRECT, -1, sp->size, 1, 1, -1, &m);
 }
 
-/* producer -> q0 -> relay -> q1 -> consumer */
+/*
+ * producer -> q0 -> relay -> q1 -> consumer; the consumer blocks in
+ * mq_receive() (relay) or waits as mqbus_receive() does (relay-poll).
+ */
 static void run_relay(const struct spec *sp, struct row *r)
 {
 	char q[2][64];
@@ -1308,6 +1407,7 @@ static void run_relay(const struct spec *sp, struct row *r)
 	snprintf(j->q[0], sizeof(j->q[0]), "%s", q[1]);
 	j->size = sp->size;
 	j->n_streams = 1;
+	j->raw_poll = sp->mode == MODE_RELAY_POLL;
 	j = plan_add(&p, JOB_RAW_SOURCE, raw_uid());
 	snprintf(j->q[0], sizeof(j->q[0]), "%s", q[0]);
 	j->size = sp->size;
@@ -1317,7 +1417,7 @@ static void run_relay(const struct spec *sp, struct row *r)
 	p.n_streams = p.n_sinks = 1;
 	plan_run(&p, &m);
 	raw_queues_remove();
-	row_fill(r, MODE_RELAY, sp->wake, sp->size, 1, 1, -1, &m);
+	row_fill(r, sp->mode, sp->wake, sp->size, 1, 1, -1, &m);
 }
 
 /* pinger -> q0 -> echo -> q1 -> pinger */
@@ -1442,6 +1542,74 @@ static void run_bus_rtt(const struct spec *sp, struct row *r)
 	row_fill(r, MODE_RTT, (int)sp->d->wake, sp->size, 1, 1, 0, &m);
 }
 
+/* The users the scale rows' clients run as (mqbench1 ...). */
+static uid_t scale_uids[BENCH_SCALE_USERS];
+
+/*
+ * A pubsub round trip between scale clients clients - 2 (ping) and
+ * clients - 1 (pong), each with its subscriptions and retained value,
+ * whatever else the daemon holds.
+ */
+static void run_scale_rtt(const struct spec *sp, struct row *r)
+{
+	struct bench_job *j;
+	struct plan p;
+	struct meas m;
+
+	plan_init(&p, sp);
+	snprintf(p.what, sizeof(p.what), "scale-rtt, %u clients",
+		 sp->clients);
+	p.daemon = sp->d->pid;
+	j = plan_add(&p, JOB_SCALE_PONG, scale_uids[1]);
+	j->first = sp->clients - 1;
+	j->peer = sp->clients - 2;
+	j = plan_add(&p, JOB_SCALE_PING, scale_uids[0]);
+	j->first = sp->clients - 2;
+	j->peer = sp->clients - 1;
+	j->count = row_count(1);
+	for (unsigned i = 0; i < p.n; i++) {
+		snprintf(p.jobs[i].bus, sizeof(p.jobs[i].bus), "%s",
+			 sp->d->bus);
+		p.jobs[i].size = sp->size;
+		p.jobs[i].maxmsg = BENCH_SCALE_MAXMSG;
+		p.jobs[i].msgsize = BENCH_SCALE_MSGSIZE;
+	}
+	p.n_streams = p.n_sinks = 1;
+	plan_run(&p, &m);
+	row_fill(r, MODE_SCALE_RTT, (int)sp->d->wake, sp->size, 1, 1, sp->held,
+		 &m);
+}
+
+/*
+ * Request/reply round trips (as in the rtt rows) between two more clients
+ * with the scale rows' small queues, whatever else the daemon holds: a
+ * reply is routed to its requester by client id.
+ */
+static void run_scale_req(const struct spec *sp, struct row *r)
+{
+	struct bench_job *j;
+	struct plan p;
+	struct meas m;
+
+	plan_init(&p, sp);
+	snprintf(p.what, sizeof(p.what), "scale-req, %u clients", sp->clients);
+	p.daemon = sp->d->pid;
+	plan_add(&p, JOB_BUS_ECHO, scale_uids[1]);
+	j = plan_add(&p, JOB_BUS_PINGER, scale_uids[0]);
+	j->count = row_count(1);
+	for (unsigned i = 0; i < p.n; i++) {
+		snprintf(p.jobs[i].bus, sizeof(p.jobs[i].bus), "%s",
+			 sp->d->bus);
+		p.jobs[i].size = sp->size;
+		p.jobs[i].maxmsg = BENCH_SCALE_MAXMSG;
+		p.jobs[i].msgsize = BENCH_SCALE_MSGSIZE;
+	}
+	p.n_streams = p.n_sinks = 1;
+	plan_run(&p, &m);
+	row_fill(r, MODE_SCALE_REQ, (int)sp->d->wake, sp->size, 1, 1, sp->held,
+		 &m);
+}
+
 static void spec_run(const struct spec *sp, struct row *r)
 {
 	switch (sp->mode) {
@@ -1449,6 +1617,7 @@ static void spec_run(const struct spec *sp, struct row *r)
 		run_direct(sp, r);
 		break;
 	case MODE_RELAY:
+	case MODE_RELAY_POLL:
 		run_relay(sp, r);
 		break;
 	case MODE_RTT_DIRECT:
@@ -1459,6 +1628,12 @@ static void spec_run(const struct spec *sp, struct row *r)
 		break;
 	case MODE_RTT:
 		run_bus_rtt(sp, r);
+		break;
+	case MODE_SCALE_RTT:
+		run_scale_rtt(sp, r);
+		break;
+	case MODE_SCALE_REQ:
+		run_scale_req(sp, r);
 		break;
 	default:
 		run_bus(sp, r);
@@ -1473,10 +1648,13 @@ static unsigned spec_queues(const struct spec *sp)
 	case MODE_DIRECT:
 		return 1;
 	case MODE_RELAY:
+	case MODE_RELAY_POLL:
 	case MODE_RTT_DIRECT:
 	case MODE_RTT:
 		return sp->mode == MODE_RTT ? 4 : 2;
 	case MODE_RTT_RELAY:
+	case MODE_SCALE_RTT: /* of other uids, checked by run_scale() */
+	case MODE_SCALE_REQ:
 		return 4;
 	default:
 		return 2 * (sp->pubs + sp->subs) + (sp->held > 0 ? 2 : 0);
@@ -1558,11 +1736,14 @@ static void run_raw(void)
 				 NULL));
 }
 
-/* Each relay row next to the mqbusd row of the same wake-up method. */
+/*
+ * Both relay rows next to the mqbusd row of the same wake-up method,
+ * measured in turns.
+ */
 static void run_wake(enum bench_wake wake)
 {
 	bool bus = group_on(MODE_PUBSUB) || group_on(MODE_RTT);
-	struct spec pair[2];
+	struct spec pair[3];
 	struct daemon d;
 	unsigned n;
 
@@ -1570,9 +1751,12 @@ static void run_wake(enum bench_wake wake)
 		daemon_start(&d, wake);
 	for (size_t i = 0; i < n_sizes(); i++) {
 		n = 0;
-		if (group_on(MODE_RELAY))
+		if (group_on(MODE_RELAY)) {
 			pair[n++] = spec_of(MODE_RELAY, (int)wake, sizes[i], 1,
 					    1, -1, NULL);
+			pair[n++] = spec_of(MODE_RELAY_POLL, (int)wake,
+					    sizes[i], 1, 1, -1, NULL);
+		}
 		if (group_on(MODE_PUBSUB))
 			pair[n++] = spec_of(MODE_PUBSUB, (int)wake, sizes[i], 1,
 					    1, 0, &d);
@@ -1647,6 +1831,477 @@ static void run_topics(enum bench_wake wake)
 	daemon_stop(&d);
 }
 
+/* ---------------------------------------------------------------- scale */
+
+#define SCALE_CLIENTS 2000
+#define SCALE_RETAINED 100000
+#define SCALE_QUICK_CLIENTS 500
+#define SCALE_QUICK_RETAINED 20000
+
+/*
+ * One figure of the scale rows: with n clients (or n retained values
+ * elsewhere), and its reference, with 2 clients (or no values elsewhere).
+ */
+struct scale_fig {
+	const char *name;
+	unsigned long n;
+	double value;
+	double small; /* the reference; NAN if none */
+	const char *unit;
+	char target[48];
+};
+
+static struct scale_fig scale_figs[16];
+static unsigned n_scale_figs;
+
+static struct scale_fig *scale_fig_add(const char *name, unsigned long n,
+				       double value, double small,
+				       const char *unit)
+{
+	struct scale_fig *f = &scale_figs[n_scale_figs];
+
+	if (n_scale_figs == sizeof(scale_figs) / sizeof(scale_figs[0]))
+		fatal("too many scale figures");
+	n_scale_figs++;
+	*f = (struct scale_fig){ name, n, value, small, unit, "" };
+	return f;
+}
+
+/* A target of a scale figure, into the summary. */
+static void scale_target(struct scale_fig *f, bool pass, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void scale_target(struct scale_fig *f, bool pass, const char *fmt, ...)
+{
+	struct target *t;
+	va_list ap;
+	int n;
+
+	snprintf(f->target, sizeof(f->target), "%s", pass ? "PASS" : "MISS");
+	if (n_targets == MAX_TARGETS)
+		return;
+	t = &targets[n_targets++];
+	t->pass = pass;
+	n = snprintf(t->text, sizeof(t->text), "scale: ");
+	va_start(ap, fmt);
+	vsnprintf(t->text + n, sizeof(t->text) - n, fmt, ap);
+	va_end(ap);
+}
+
+static void scale_print(void)
+{
+	char v[32], sm[32], x[32];
+
+	if (!opt.json)
+		fprintf(out, "\n%-14s %7s %10s %10s %6s  %-42s %s\n", "scale",
+			"n", "value", "ref", "x ref", "unit", "target");
+	for (unsigned i = 0; i < n_scale_figs; i++) {
+		const struct scale_fig *f = &scale_figs[i];
+
+		if (opt.json) {
+			fprintf(out,
+				"{\"mode\":\"scale\",\"figure\":\"%s\","
+				"\"n\":%lu,\"unit\":\"%s\"",
+				f->name, f->n, f->unit);
+			json_num("value", f->value, 3);
+			json_num("reference", f->small, 3);
+			fprintf(out, ",\"targets\":\"%s\"}\n", f->target);
+			continue;
+		}
+		cell(v, sizeof(v), f->value, f->value >= 100 ? 0 : 3);
+		cell(sm, sizeof(sm), f->small, f->small >= 100 ? 0 : 3);
+		cell(x, sizeof(x), f->value / f->small, 2);
+		fprintf(out, "%-14s %7lu %10s %10s %6s  %-42s %s\n", f->name,
+			f->n, v, sm, x, f->unit, f->target);
+	}
+	fflush(out);
+}
+
+/*
+ * The users mqbench1 .. mqbench8: RLIMIT_MSGQUEUE is per uid and cannot be
+ * raised, so thousands of clients need several.  Missing ones are made
+ * with useradd (system users without a home or a login shell).
+ */
+static void scale_users(void)
+{
+	for (unsigned k = 0; k < BENCH_SCALE_USERS; k++) {
+		char name[32];
+		struct passwd *pw;
+
+		snprintf(name, sizeof(name), "mqbench%u", k + 1);
+		pw = getpwnam(name);
+		if (!pw) {
+			pid_t pid;
+			int st;
+
+			fflush(NULL);
+			pid = fork();
+			if (pid < 0)
+				fatal("fork: %s", strerror(errno));
+			if (pid == 0) {
+				execlp("useradd", "useradd", "--system",
+				       "--no-create-home", "--shell",
+				       "/usr/sbin/nologin", "--comment",
+				       "mqbus-bench scale rows", name,
+				       (char *)NULL);
+				_exit(127);
+			}
+			child_track(pid, false);
+			st = child_wait(pid, 60000);
+			pw = getpwnam(name);
+			if (st == -1 || !WIFEXITED(st) ||
+			    WEXITSTATUS(st) != 0 || !pw)
+				fatal("cannot create user %s with useradd "
+				      "(status %d): the scale rows need "
+				      "users mqbench1 to mqbench%d",
+				      name,
+				      st != -1 && WIFEXITED(st)
+					  ? WEXITSTATUS(st)
+					  : -1,
+				      BENCH_SCALE_USERS);
+			note("created user %s (uid %u) with useradd", name,
+			     (unsigned)pw->pw_uid);
+		}
+		if (pw->pw_uid == 0)
+			fatal("user %s is root", name);
+		scale_uids[k] = pw->pw_uid;
+	}
+}
+
+static void write_long_file(const char *path, long v)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f || fprintf(f, "%ld\n", v) < 0 || fclose(f) != 0)
+		fatal("cannot write %s: %s", path, strerror(errno));
+}
+
+/*
+ * From here on this process and everything it starts live in a private
+ * IPC namespace with a fresh mqueue file system, where the number of
+ * queues may be raised without touching the machine's limit.
+ */
+static void scale_namespace(unsigned clients)
+{
+	long n_queues_max = 2 * (long)clients + 256;
+
+	if (unshare(CLONE_NEWIPC | CLONE_NEWNS) < 0)
+		fatal("scale: unshare(CLONE_NEWIPC | CLONE_NEWNS): %s",
+		      strerror(errno));
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		fatal("scale: cannot make the mounts private: %s",
+		      strerror(errno));
+	if (mount("mqueue-bench", "/dev/mqueue", "mqueue",
+		  MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+		fatal("scale: cannot mount an mqueue file system on "
+		      "/dev/mqueue: %s",
+		      strerror(errno));
+	if (read_long_file("/proc/sys/fs/mqueue/queues_max", 0) < n_queues_max)
+		write_long_file("/proc/sys/fs/mqueue/queues_max",
+				n_queues_max);
+	note("scale: private IPC namespace, fs.mqueue.queues_max %ld there",
+	     read_long_file("/proc/sys/fs/mqueue/queues_max", -1));
+}
+
+/* Checks that each user's share of clients fits its queue budget. */
+static void scale_check_budget(unsigned clients)
+{
+	size_t client = 2 * mqbus_queue_bytes(BENCH_SCALE_MAXMSG,
+					      BENCH_SCALE_MSGSIZE);
+	unsigned per_user = (clients + BENCH_SCALE_USERS - 1) /
+			    BENCH_SCALE_USERS;
+	/* a user holds its share, one more client (ping, pong, the late
+	 * subscriber), and the probe's larger queues */
+	size_t need = (per_user + 1) * client +
+		      2 * mqbus_queue_bytes(BENCH_MAXMSG, BENCH_SCALE_MSGSIZE);
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_MSGQUEUE, &rl) == 0 &&
+	    rl.rlim_cur != RLIM_INFINITY && need > rl.rlim_cur)
+		fatal("scale: %u clients per user need %zu bytes of queues, "
+		      "RLIMIT_MSGQUEUE is %llu",
+		      per_user + 1, need, (unsigned long long)rl.rlim_cur);
+	note("scale: %u clients over users mqbench1-%d (uid %u-%u), "
+	     "queues %d x %d bytes, %zu of %llu bytes of queues per user",
+	     clients, BENCH_SCALE_USERS, (unsigned)scale_uids[0],
+	     (unsigned)scale_uids[BENCH_SCALE_USERS - 1], BENCH_SCALE_MAXMSG,
+	     BENCH_SCALE_MSGSIZE, need, (unsigned long long)rl.rlim_cur);
+}
+
+/* Waits until ctl->field of a worker group reaches want. */
+static void scale_wait(struct bench_ctl *ctl, _Atomic uint32_t *field,
+		       uint32_t want, const pid_t *pids, unsigned n_pids,
+		       const struct daemon *d, const char *what)
+{
+	uint64_t start = now_ns();
+
+	for (;;) {
+		uint32_t v = atomic_load(field);
+
+		if (v >= want)
+			return;
+		check_interrupted();
+		if (atomic_load(&ctl->failed) == 2)
+			fatal("%s: %s", what, ctl->error);
+		for (unsigned i = 0; i < n_pids; i++)
+			if (child_wait(pids[i], 0) != -1) {
+				usleep(10000);
+				if (atomic_load(&ctl->failed) == 2)
+					fatal("%s: %s", what, ctl->error);
+				fatal("%s: a worker died", what);
+			}
+		if (child_wait(d->pid, 0) != -1) {
+			daemon_print_log(d);
+			fatal("%s: mqbusd died", what);
+		}
+		if (now_ns() - start > SETUP_TIMEOUT_MS * 1000000ull)
+			fatal("%s: not done within %d s", what,
+			      SETUP_TIMEOUT_MS / 1000);
+		futex_wait(field, v, 100);
+	}
+}
+
+/* Ends a group of workers through ctl's quit. */
+static void scale_quit(struct bench_ctl *ctl, const pid_t *pids, unsigned n,
+		       const char *what)
+{
+	atomic_store(&ctl->quit, 1);
+	futex_wake(&ctl->quit);
+	for (unsigned i = 0; i < n; i++) {
+		int st = child_wait(pids[i], 60000);
+
+		if (st == -1) {
+			child_end(pids[i], false);
+			fatal("%s: a worker did not exit", what);
+		}
+		if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+			if (atomic_load(&ctl->failed) == 2)
+				fatal("%s: %s", what, ctl->error);
+			fatal("%s: a worker failed while closing", what);
+		}
+	}
+}
+
+/* Runs one worker alone (the late subscriber, the probe) to its end. */
+static void scale_solo(struct bench_job *j, uid_t uid, const struct daemon *d,
+		       const char *what)
+{
+	pid_t pid;
+
+	memset(ctl_hold, 0, sizeof(*ctl_hold));
+	j->ctl = ctl_hold;
+	snprintf(j->bus, sizeof(j->bus), "%s", d->bus);
+	pid = spawn_job(j, uid);
+	scale_wait(ctl_hold, &ctl_hold->ready, 1, &pid, 1, d, what);
+	atomic_store(&ctl_hold->go, 1);
+	futex_wake(&ctl_hold->go);
+	scale_wait(ctl_hold, &ctl_hold->done, 1, &pid, 1, d, what);
+	scale_quit(ctl_hold, &pid, 1, what);
+}
+
+/* A late subscriber of '#' on d: ms to the ACK and to every value. */
+static void scale_late(const struct daemon *d, unsigned first, unsigned n,
+		       double *ack_ms, double *all_ms)
+{
+	struct bench_job j = {
+		.kind = JOB_SCALE_LATE,
+		.first = first,
+		.n_clients = n,
+		.maxmsg = BENCH_SCALE_MAXMSG,
+		.msgsize = BENCH_SCALE_MSGSIZE,
+	};
+
+	scale_solo(&j, scale_uids[2], d, "scale");
+	*ack_ms = ctl_hold->ack_ns / 1e6;
+	*all_ms = ctl_hold->setup_ns / 1e6;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * The subscribe row: a daemon of its own, SUBSCRIBE to ACK timed with
+ * only the pattern's own subtree kept, then with n_retained values in
+ * other subtrees.
+ */
+static void scale_subscribe_row(enum bench_wake wake, unsigned n_retained)
+{
+	struct bench_job j = {
+		.kind = JOB_SCALE_PROBE,
+		.n_retained = n_retained,
+		.maxmsg = BENCH_MAXMSG,
+		.msgsize = BENCH_SCALE_MSGSIZE,
+	};
+	double p50[2][2], max[2][2]; /* [ack, done][none, loaded] */
+	uint64_t v[BENCH_SCALE_PROBES], t0 = now_ns(), held;
+	struct scale_fig *f;
+	struct daemon d;
+
+	daemon_start(&d, wake);
+	scale_solo(&j, scale_uids[3], &d, "scale");
+	daemon_stop(&d);
+	/* the values elsewhere: what mqbusd keeps but the probe's own */
+	held = ctl_hold->retained_held - 2 * BENCH_SCALE_PROBES;
+	for (unsigned w = 0; w < 2; w++) {
+		for (unsigned k = 0; k < 2; k++) {
+			memcpy(v,
+			       w ? ctl_hold->probe_done_ns[k]
+				 : ctl_hold->probe_ns[k],
+			       sizeof(v));
+			qsort(v, BENCH_SCALE_PROBES, sizeof(v[0]), cmp_u64);
+			p50[w][k] = v[BENCH_SCALE_PROBES / 2] / 1e6;
+			max[w][k] = v[BENCH_SCALE_PROBES - 1] / 1e6;
+		}
+	}
+	note("scale: %u retained values published in other subtrees, mqbusd "
+	     "kept %llu of them (%.1f s for the probe)",
+	     n_retained, (unsigned long long)held, (now_ns() - t0) / 1e9);
+	scale_fig_add("sub-ack-p50", held, p50[0][1], p50[0][0],
+		      "ms SUBSCRIBE to its ACK");
+	f = scale_fig_add("sub-done-p50", held, p50[1][1], p50[1][0],
+			  "ms SUBSCRIBE to ACK of next request");
+	scale_target(f, p50[1][1] < 1.0,
+		     "SUBSCRIBE beside %llu retained values in other "
+		     "subtrees: p50 %.3f ms to the ACK of the next request "
+		     "(%.3f ms with none, max %.3f; its own ACK %.3f ms); "
+		     "target < 1 ms",
+		     (unsigned long long)held, p50[1][1], p50[1][0],
+		     max[1][1], p50[0][1]);
+	scale_fig_add("sub-done-max", held, max[1][1], max[1][0],
+		      "ms SUBSCRIBE to ACK of next request");
+}
+
+/*
+ * The scale rows: clients connected by BENCH_SCALE_USERS holders, each
+ * client with its subscriptions and retained value; the handshake rate,
+ * the time a late subscriber of '#' takes to get every value, mqbusd's
+ * VmRSS, and the pubsub round trip between two clients with the others
+ * connected or not (a second daemon that has only the two); then the
+ * subscribe row.
+ */
+static void run_scale(enum bench_wake wake)
+{
+	unsigned clients = opt.scale_clients	 ? (unsigned)opt.scale_clients
+			   : opt.quick ? SCALE_QUICK_CLIENTS
+				       : SCALE_CLIENTS;
+	unsigned n_retained = opt.scale_retained ? (unsigned)opt.scale_retained
+			      : opt.quick	 ? SCALE_QUICK_RETAINED
+						 : SCALE_RETAINED;
+	unsigned held = clients - 2, n_hold = BENCH_SCALE_USERS;
+	pid_t holders[BENCH_SCALE_USERS];
+	char cfg[160];
+	struct daemon big, small;
+	struct spec pair[2];
+	double ack[2], all[2], hs, setup;
+	uint64_t t0, t_end = 0;
+	long rss[2];
+	FILE *fc;
+
+	if (!group_on(MODE_SCALE_RTT))
+		return;
+	if (!opt.use_uids) {
+		note("scale rows skipped: they run their clients as users "
+		     "mqbench1-%d and need root (and not --no-uids)",
+		     BENCH_SCALE_USERS);
+		return;
+	}
+	scale_users();
+	scale_check_budget(clients);
+	scale_namespace(clients);
+	snprintf(cfg, sizeof(cfg), "%s/mqbusd-scale.conf", tmp_dir);
+	fc = fopen(cfg, "we");
+	/* room for every client, and a backlog that holds every retained
+	 * value for the late subscriber's small queue */
+	if (!fc ||
+	    fprintf(fc,
+		    "[bus]\nmax_clients = %u\npending_max = %u\n"
+		    "pending_bytes = 67108864\nmax_subscriptions = 1024\n",
+		    clients + 16, clients + 256) < 0 ||
+	    fclose(fc) != 0)
+		fatal("cannot write %s", cfg);
+	daemon_start_cfg(&small, wake, cfg);
+	daemon_start_cfg(&big, wake, cfg);
+
+	/* the holders connect their clients at the go, all at once */
+	memset(ctl_scale, 0, sizeof(*ctl_scale));
+	for (unsigned k = 0; k < n_hold; k++) {
+		struct bench_job j = {
+			.kind = JOB_SCALE_HOLDER,
+			.ctl = ctl_scale,
+			.index = k,
+			.first = k * held / n_hold,
+			.n_clients = (k + 1) * held / n_hold - k * held / n_hold,
+			.maxmsg = BENCH_SCALE_MAXMSG,
+			.msgsize = BENCH_SCALE_MSGSIZE,
+		};
+
+		snprintf(j.bus, sizeof(j.bus), "%s", big.bus);
+		holders[k] = spawn_job(&j, scale_uids[k]);
+	}
+	scale_wait(ctl_scale, &ctl_scale->ready, n_hold, holders, n_hold, &big,
+		   "scale: holders");
+	t0 = now_ns();
+	atomic_store(&ctl_scale->go, 1);
+	futex_wake(&ctl_scale->go);
+	scale_wait(ctl_scale, &ctl_scale->stepped, n_hold, holders, n_hold,
+		   &big, "scale: handshakes");
+	for (unsigned k = 0; k < n_hold; k++)
+		if (ctl_scale->t_step[k] > t_end)
+			t_end = ctl_scale->t_step[k];
+	hs = held / ((t_end - t0) / 1e9);
+	t0 = now_ns();
+	atomic_store(&ctl_scale->step, 1);
+	futex_wake(&ctl_scale->step);
+	scale_wait(ctl_scale, &ctl_scale->stepped, 2 * n_hold, holders, n_hold,
+		   &big, "scale: subscriptions");
+	setup = (now_ns() - t0) / 1e9;
+	note("scale: %u clients connected in %.2f s, then %u subscriptions "
+	     "and %u retained values in %.2f s",
+	     held, held / hs, held * BENCH_SCALE_SUBS, held, setup);
+
+	/* the round trips, with 2 clients and with all, in turns */
+	pair[0] = spec_of(MODE_SCALE_RTT, (int)wake, 64, 1, 1,
+			  2 * BENCH_SCALE_SUBS, &small);
+	pair[0].clients = clients;
+	pair[1] = spec_of(MODE_SCALE_RTT, (int)wake, 64, 1, 1,
+			  (long)clients * BENCH_SCALE_SUBS, &big);
+	pair[1].clients = clients;
+	measure(pair, 2);
+	/* the same with requests; the responder's "bench/ping" is the one
+	 * subscription the pair adds */
+	pair[0] = spec_of(MODE_SCALE_REQ, (int)wake, 64, 1, 1, 1, &small);
+	pair[0].clients = clients;
+	pair[1] = spec_of(MODE_SCALE_REQ, (int)wake, 64, 1, 1,
+			  (long)(clients - 2) * BENCH_SCALE_SUBS + 1, &big);
+	pair[1].clients = clients;
+	measure(pair, 2);
+
+	rss[0] = proc_status_kib(small.pid, "VmRSS");
+	rss[1] = proc_status_kib(big.pid, "VmRSS");
+	/* every client's value is kept now: the pair's outlive them */
+	scale_late(&small, clients - 2, 2, &ack[0], &all[0]);
+	scale_late(&big, 0, clients, &ack[1], &all[1]);
+
+	scale_quit(ctl_scale, holders, n_hold, "scale: holders");
+	daemon_stop(&big);
+	daemon_stop(&small);
+
+	scale_fig_add("handshakes", clients - 2, hs, NAN,
+		      "clients/s, n connecting at once");
+	scale_fig_add("late-#-ack", clients, ack[1], ack[0],
+		      "ms SUBSCRIBE # to ACK");
+	scale_fig_add("late-#-all", clients, all[1], all[0],
+		      "ms SUBSCRIBE # to every value");
+	scale_fig_add("daemon-rss", clients, rss[1] / 1024.0, rss[0] / 1024.0,
+		      "MiB VmRSS");
+	scale_subscribe_row(wake, n_retained);
+	scale_print();
+}
+
 static void run_all(void)
 {
 	run_raw();
@@ -1654,6 +2309,7 @@ static void run_all(void)
 		run_wake(opt.wakes[w]);
 	run_fanout_clients(opt.wakes[0]);
 	run_topics(opt.wakes[0]);
+	run_scale(opt.wakes[0]);
 }
 
 /* ---------------------------------------------------------------- start */
@@ -1663,8 +2319,9 @@ static void usage(FILE *f)
 	fprintf(f,
 		"Usage: mqbus-bench [OPTION]...\n"
 		"Measure mqbusd against raw POSIX queues and a bare relay.\n\n"
-		"  -q, --quick            the headline rows only (under a "
-		"minute)\n"
+		"  -q, --quick            the headline rows only, and the scale "
+		"rows with\n"
+		"                         500 clients (under a minute)\n"
 		"  -j, --json             one JSON object per row on stdout\n"
 		"  -p, --pin=CPU          run every process on CPU\n"
 		"  -d, --duration-ms=MS   measure each row for MS ms "
@@ -1687,7 +2344,11 @@ static void usage(FILE *f)
 		"rows)\n"
 		"      --only=LIST        rows: direct,relay,pubsub,rtt,fanout,"
 		"topics,\n"
-		"                         clients,memory (default all)\n"
+		"                         clients,memory,scale (default all; "
+		"scale\n"
+		"                         needs root and makes users mqbench1-8 "
+		"with\n"
+		"                         useradd if missing)\n"
 		"      --uid-base=UID     as root, run the processes of a row "
 		"as UID,\n"
 		"                         UID+1, ... (default %u)\n"
@@ -1698,12 +2359,19 @@ static void usage(FILE *f)
 		"or poll\n"
 		"                         (poll, then mq_receive, as libmqbus "
 		"does)\n"
+		"      --scale-clients=N  clients of the scale rows (default "
+		"%d, %d with\n"
+		"                         --quick)\n"
+		"      --scale-retained=N retained values beside the scale rows'"
+		" SUBSCRIBE\n"
+		"                         (default %d, %d with --quick)\n"
 		"  -h, --help             show this help\n\n"
 		"Exit status: 0 when every message arrived intact and in "
 		"order (missed\ntargets do not count), 1 when not or when the "
 		"run failed, 2 for usage\nerrors.\n",
 		DEFAULT_DURATION_MS, QUICK_DURATION_MS, DEFAULT_REPEAT,
-		DEFAULT_UID_BASE);
+		DEFAULT_UID_BASE, SCALE_CLIENTS, SCALE_QUICK_CLIENTS,
+		SCALE_RETAINED, SCALE_QUICK_RETAINED);
 }
 
 static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *ret)
@@ -1773,7 +2441,9 @@ static void parse_options(int argc, char **argv)
 		OPT_ONLY,
 		OPT_UID_BASE,
 		OPT_NO_UIDS,
-		OPT_RAW_WAIT
+		OPT_RAW_WAIT,
+		OPT_SCALE_CLIENTS,
+		OPT_SCALE_RETAINED,
 	};
 	static const struct option longopts[] = {
 	    {"quick", no_argument, NULL, 'q'},
@@ -1788,6 +2458,8 @@ static void parse_options(int argc, char **argv)
 	    {"uid-base", required_argument, NULL, OPT_UID_BASE},
 	    {"no-uids", no_argument, NULL, OPT_NO_UIDS},
 	    {"raw-wait", required_argument, NULL, OPT_RAW_WAIT},
+	    {"scale-clients", required_argument, NULL, OPT_SCALE_CLIENTS},
+	    {"scale-retained", required_argument, NULL, OPT_SCALE_RETAINED},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -1836,7 +2508,8 @@ static void parse_options(int argc, char **argv)
 				goto bad;
 			break;
 		case OPT_ONLY:
-			if (!parse_list(optarg, group_names, 8, &opt.only, NULL,
+			if (!parse_list(optarg, group_names, N_GROUPS, &opt.only,
+					NULL,
 					NULL))
 				goto bad;
 			break;
@@ -1854,6 +2527,16 @@ static void parse_options(int argc, char **argv)
 			else if (strcmp(optarg, "block") == 0)
 				opt.raw_poll = false;
 			else
+				goto bad;
+			break;
+		case OPT_SCALE_CLIENTS:
+			/* up to what max_clients allows */
+			if (!parse_u64(optarg, 10, 60000, &opt.scale_clients))
+				goto bad;
+			break;
+		case OPT_SCALE_RETAINED:
+			if (!parse_u64(optarg, 1, 10000000,
+				       &opt.scale_retained))
 				goto bad;
 			break;
 		case 'h':
@@ -1945,13 +2628,14 @@ static void setup(void)
 	}
 
 	ctl_row =
-	    mmap(NULL, 2 * sizeof(struct bench_ctl), PROT_READ | PROT_WRITE,
+	    mmap(NULL, 3 * sizeof(struct bench_ctl), PROT_READ | PROT_WRITE,
 		 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (ctl_row == MAP_FAILED) {
 		fprintf(stderr, "mqbus-bench: mmap: %s\n", strerror(errno));
 		exit(1);
 	}
 	ctl_hold = ctl_row + 1;
+	ctl_scale = ctl_row + 2;
 
 	snprintf(prefix, sizeof(prefix), "mqbench%d-", (int)self_pid);
 	snprintf(tmp_dir, sizeof(tmp_dir), "/tmp/mqbus-bench.XXXXXX");
@@ -2002,7 +2686,7 @@ static void print_header(void)
 	else
 		note("processes not pinned");
 	note("queues: maxmsg %d, msgsize %d (fs.mqueue.msgsize_max %ld) for "
-	     "every queue of every row",
+	     "every queue of every row but the scale rows'",
 	     BENCH_MAXMSG, BENCH_MSGSIZE, msgsize_max);
 	if (opt.count)
 		note("%llu messages (round trips) per run; each row is the "
