@@ -68,6 +68,7 @@ static const struct config_key config_bus_keys[] = {
 	CONFIG_BUS_KEY(max_subscriptions, 1, 1000000),
 	CONFIG_BUS_KEY(pending_bytes, 1, INT_MAX),
 	CONFIG_BUS_KEY(pending_budget, 1, INT_MAX),
+	CONFIG_BUS_KEY(max_retained, 0, 10000000),
 	CONFIG_BUS_KEY(stats_interval, 0, 86400),
 	CONFIG_BUS_KEY(stats_topics, 0, 10000),
 	CONFIG_OVERFLOW_KEY(struct config, overflow),
@@ -149,6 +150,7 @@ int config_init(struct config *cfg)
 	config_set_bus_policy(cfg);
 	cfg->max_clients = 1024;
 	cfg->max_subscriptions = 1024;
+	cfg->max_retained = 65536;
 	cfg->stats_interval = 60;
 	cfg->stats_topics = 20;
 	cfg->rule_index = index;

@@ -16,6 +16,7 @@
  *   overflow = drop-new      ; drop-new, drop-old, coalesce, block or
  *                            ; disconnect
  *   pending_budget = 67108864 ; bytes held for all subscribers together
+ *   max_retained = 65536     ; retained values the bus keeps
  *   stats_interval = 60      ; s between delivery-stats entries, 0: none
  *   stats_topics = 20        ; the busiest topics given an entry each
  *
@@ -79,6 +80,7 @@ struct config {
 					      no section matches */
 	unsigned max_clients;       /* default 1024 */
 	unsigned max_subscriptions; /* per client, default 1024 */
+	unsigned max_retained;      /* retained values, default 65536 */
 	unsigned stats_interval;    /* s between delivery-stats entries,
 				       default 60, 0: none */
 	unsigned stats_topics;      /* topics per round, default 20 */

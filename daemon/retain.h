@@ -19,7 +19,7 @@ struct msgbuf;
 struct msgbuf_pool;
 struct router;
 
-/* values one bus keeps at most */
+/* values one bus keeps at most, unless the config says (max_retained) */
 #define RETAIN_MAX 65536
 
 struct retained {
@@ -33,7 +33,7 @@ struct retain_store {
 	TAILQ_HEAD(, retained) values; /* in the order they were made */
 	struct router *index;	       /* topic -> struct retained */
 	size_t count;
-	size_t max; /* RETAIN_MAX unless a test sets less */
+	size_t max; /* the config's max_retained */
 };
 
 int retain_init(struct retain_store *st);

@@ -344,6 +344,13 @@ static void server_set_monitor_policy(struct server *s)
 	s->monitor_policy.overflow = OVERFLOW_DROP_NEW;
 }
 
+/* What the config bounds beyond the config itself. */
+static void server_apply_config(struct server *s)
+{
+	server_set_monitor_policy(s);
+	s->retained.max = s->cfg.max_retained;
+}
+
 /* Everything of s that set-up may leave half made, in a state that
  * server_deinit() accepts. */
 static void server_zero(struct server *s)
@@ -398,10 +405,10 @@ int server_init(struct server *s, const struct server_options *opt,
 	s->base = event_base_new();
 	s->router = router_new();
 	s->monitors = router_new();
-	server_set_monitor_policy(s);
 	if (!s->base || !s->router || !s->monitors ||
 	    retain_init(&s->retained) < 0)
 		return set_error(ret_error, -ENOMEM, "out of memory");
+	server_apply_config(s);
 	request_table_init(&s->requests, s->base, route_request_expired, s);
 	r = wake_new(s->base, opt->wake, s->wake_signo, SERVER_READ_BUDGET,
 		     &s->wake);
@@ -472,7 +479,7 @@ static void server_reload(struct server *s)
 	} else {
 		config_deinit(&s->cfg);
 		s->cfg = loaded;
-		server_set_monitor_policy(s);
+		server_apply_config(s);
 		if (stats_reconfigure(s) < 0)
 			log_warnx("reload: cannot set the stats interval");
 		log_reloaded(s->config_path, (unsigned)s->cfg.n_rules);

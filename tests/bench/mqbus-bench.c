@@ -2140,8 +2140,18 @@ static void scale_subscribe_row(enum bench_wake wake, unsigned n_retained)
 	uint64_t v[BENCH_SCALE_PROBES], t0 = now_ns(), held;
 	struct scale_fig *f;
 	struct daemon d;
+	char cfg[PATH_MAX];
+	FILE *fc;
 
-	daemon_start(&d, wake);
+	/* room for every value (mqbusd keeps 65536 by default) */
+	snprintf(cfg, sizeof(cfg), "%s/mqbusd-retained.conf", tmp_dir);
+	fc = fopen(cfg, "we");
+	if (!fc ||
+	    fprintf(fc, "[bus]\nmax_retained = %u\n",
+		    n_retained + 4 * BENCH_SCALE_PROBES + 64) < 0 ||
+	    fclose(fc) != 0)
+		fatal("cannot write %s", cfg);
+	daemon_start_cfg(&d, wake, cfg);
 	scale_solo(&j, scale_uids[3], &d, "scale");
 	daemon_stop(&d);
 	/* the values elsewhere: what mqbusd keeps but the probe's own */
@@ -2219,8 +2229,10 @@ static void run_scale(enum bench_wake wake)
 	if (!fc ||
 	    fprintf(fc,
 		    "[bus]\nmax_clients = %u\npending_max = %u\n"
-		    "pending_bytes = 67108864\nmax_subscriptions = 1024\n",
-		    clients + 16, clients + 256) < 0 ||
+		    "pending_bytes = 67108864\nmax_subscriptions = 1024\n"
+		    "max_retained = %u\n",
+		    clients + 16, clients + 256, n_retained + clients + 64) <
+		    0 ||
 	    fclose(fc) != 0)
 		fatal("cannot write %s", cfg);
 	daemon_start_cfg(&small, wake, cfg);
