@@ -18,6 +18,7 @@
  * something does NOT happen.
  */
 #include <check.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -2430,6 +2431,41 @@ START_TEST(test_opts_timer)
 }
 END_TEST
 
+/*
+ * The _opts calls have the symbol version LIBMQBUS_1.1 and only that; the
+ * calls that were there before keep LIBMQBUS_1, so that programs linked
+ * against the first ABI still find theirs (client/libmqbus.sym).
+ */
+START_TEST(test_opts_symbols)
+{
+	static const char *const added[] = {
+		"mqbus_publish_opts",
+		"mqbus_request_opts",
+		"mqbus_request_async_opts",
+		"mqbus_timer_add_opts",
+	};
+	static const char *const first[] = {
+		"mqbus_publish",	  "mqbus_publish_flags",
+		"mqbus_publish_key",	  "mqbus_request",
+		"mqbus_request_prio",	  "mqbus_request_async",
+		"mqbus_request_async_prio", "mqbus_timer_add",
+		"mqbus_timer_add_key",	  "mqbus_new",
+		"mqbus_msg_key",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(added) / sizeof(added[0]); i++) {
+		ck_assert_msg(dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1.1"),
+			      "%s@LIBMQBUS_1.1 not found", added[i]);
+		ck_assert_msg(!dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1"),
+			      "%s has the version LIBMQBUS_1", added[i]);
+	}
+	for (i = 0; i < sizeof(first) / sizeof(first[0]); i++)
+		ck_assert_msg(dlvsym(RTLD_DEFAULT, first[i], "LIBMQBUS_1"),
+			      "%s@LIBMQBUS_1 not found", first[i]);
+}
+END_TEST
+
 static void add_case(Suite *s, const char *name, const TTest *test)
 {
 	testbus_add_case(s, name, test, 1);
@@ -2465,6 +2501,7 @@ int main(void)
 	add_case(s, "opts_publish", test_opts_publish);
 	add_case(s, "opts_request", test_opts_request);
 	add_case(s, "opts_timer", test_opts_timer);
+	add_case(s, "opts_symbols", test_opts_symbols);
 
 	return testbus_run(s, "check_delivery");
 }
