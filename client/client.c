@@ -1001,11 +1001,12 @@ static const size_t timer_add_opts_ends[] = {
 		  sizeof(ends) / sizeof((ends)[0]))
 
 /*
- * Copies the caller's options struct src (NULL: none) over dst, an
- * initialized struct of dst_size bytes whose fields end at ends[], as far
- * as src's size field says it goes and checks what lies beyond.
- * dst->size is left as it was.  Returns 0 or -EINVAL with a sentence
- * naming the struct.
+ * Reads the caller's options struct src (NULL: none) into dst, which
+ * holds the defaults and is dst_size bytes long (the struct this library
+ * knows), its fields ending at ends[]: copies the fields src's size
+ * covers, after checking that the size is one a caller may give and that
+ * nothing beyond dst_size is set.  dst->size keeps its value.  Returns 0
+ * or -EINVAL with a sentence naming the struct.
  */
 static int opts_read(mqbus *b, const char *name, void *dst, size_t dst_size,
 		     const void *src, const size_t *ends, size_t n_ends)
@@ -1029,8 +1030,8 @@ static int opts_read(mqbus *b, const char *name, void *dst, size_t dst_size,
 					b, -EINVAL,
 					"struct %s of %zu bytes sets byte %zu, "
 					"an option this libmqbus (which knows "
-					"%zu bytes) does not have; link a newer "
-					"libmqbus",
+					"%zu bytes) does not have; run the "
+					"program with a newer libmqbus",
 					name, size, i, dst_size);
 		size = dst_size;
 	} else if (size < dst_size) {
@@ -1039,8 +1040,9 @@ static int opts_read(mqbus *b, const char *name, void *dst, size_t dst_size,
 		if (i == n_ends)
 			return set_error(b, -EINVAL,
 					 "struct %s has an invalid size %zu: "
-					 "it ends inside a field",
-					 name, size);
+					 "it ends inside a field; set it to "
+					 "sizeof(struct %s)",
+					 name, size, name);
 	}
 	memcpy((unsigned char *)dst + sizeof(size_t), p + sizeof(size_t),
 	       size - sizeof(size_t));
