@@ -28,6 +28,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -875,7 +876,7 @@ MQBUS_EXPORT mqbus *mqbus_free(mqbus *b)
 }
 
 /* -------------------------------------------------------------------- */
-/* publish, subscribe, stats                                             */
+/* checks of what is sent                                                */
 
 /* Whether topic is a concrete topic; if not, says why in b's error. */
 static bool topic_ok(mqbus *b, const char *topic)
@@ -938,23 +939,124 @@ static unsigned set_priority(struct proto_header *h, int priority)
 	return (unsigned)priority;
 }
 
-MQBUS_EXPORT int mqbus_publish(mqbus *b, const char *topic, const void *data,
-			       size_t len, int priority)
+/* -------------------------------------------------------------------- */
+/* options structs                                                       */
+
+/*
+ * The rules are in mqbus.h.  For them to hold, an options struct never
+ * has padding (a caller's padding bytes are not known to be 0, and a
+ * later field there would read them), and a field added later must mean
+ * "as before" when 0.  The assertions below keep the first rule on every
+ * ABI; the lists of where fields end are the sizes a caller may give.
+ */
+#define FIELD_END(type, field) \
+	(offsetof(type, field) + sizeof(((type *)0)->field))
+
+_Static_assert(FIELD_END(struct mqbus_publish_opts, size) ==
+			       offsetof(struct mqbus_publish_opts, priority) &&
+		       FIELD_END(struct mqbus_publish_opts, flags) ==
+			       offsetof(struct mqbus_publish_opts, key) &&
+		       FIELD_END(struct mqbus_publish_opts, key) ==
+			       sizeof(struct mqbus_publish_opts),
+	       "struct mqbus_publish_opts has no padding");
+_Static_assert(FIELD_END(struct mqbus_request_opts, size) ==
+			       offsetof(struct mqbus_request_opts, priority) &&
+		       FIELD_END(struct mqbus_request_opts, timeout_ms) ==
+			       sizeof(struct mqbus_request_opts),
+	       "struct mqbus_request_opts has no padding");
+_Static_assert(FIELD_END(struct mqbus_timer_add_opts, size) ==
+			       offsetof(struct mqbus_timer_add_opts, priority) &&
+		       FIELD_END(struct mqbus_timer_add_opts, flags) ==
+			       offsetof(struct mqbus_timer_add_opts, key) &&
+		       FIELD_END(struct mqbus_timer_add_opts, key) ==
+			       offsetof(struct mqbus_timer_add_opts, when) &&
+		       FIELD_END(struct mqbus_timer_add_opts, period_ms) ==
+			       sizeof(struct mqbus_timer_add_opts),
+	       "struct mqbus_timer_add_opts has no padding");
+
+static const size_t publish_opts_ends[] = {
+	FIELD_END(struct mqbus_publish_opts, size),
+	FIELD_END(struct mqbus_publish_opts, priority),
+	FIELD_END(struct mqbus_publish_opts, flags),
+	FIELD_END(struct mqbus_publish_opts, key),
+};
+
+static const size_t request_opts_ends[] = {
+	FIELD_END(struct mqbus_request_opts, size),
+	FIELD_END(struct mqbus_request_opts, priority),
+	FIELD_END(struct mqbus_request_opts, timeout_ms),
+};
+
+static const size_t timer_add_opts_ends[] = {
+	FIELD_END(struct mqbus_timer_add_opts, size),
+	FIELD_END(struct mqbus_timer_add_opts, priority),
+	FIELD_END(struct mqbus_timer_add_opts, flags),
+	FIELD_END(struct mqbus_timer_add_opts, key),
+	FIELD_END(struct mqbus_timer_add_opts, when),
+	FIELD_END(struct mqbus_timer_add_opts, period_ms),
+};
+
+#define OPTS_READ(b, name, dst, src, ends)                                  \
+	opts_read(b, name, dst, sizeof(*(dst)), src, ends,                  \
+		  sizeof(ends) / sizeof((ends)[0]))
+
+/*
+ * Reads the caller's options struct src (NULL: none) into dst, which
+ * holds the defaults and is dst_size bytes long (the struct this library
+ * knows), its fields ending at ends[]: copies the fields src's size
+ * covers, after checking that the size is one a caller may give and that
+ * nothing beyond dst_size is set.  dst->size keeps its value.  Returns 0
+ * or -EINVAL with a sentence naming the struct.
+ */
+static int opts_read(mqbus *b, const char *name, void *dst, size_t dst_size,
+		     const void *src, const size_t *ends, size_t n_ends)
 {
-	return mqbus_publish_flags(b, topic, data, len, priority, 0);
+	const unsigned char *p = src;
+	size_t size, i;
+
+	if (!src)
+		return 0;
+	memcpy(&size, src, sizeof(size));
+	if (size < sizeof(size_t) || size > MQBUS_OPTS_SIZE_MAX)
+		return set_error(b, -EINVAL,
+				 "struct %s has an invalid size %zu: set it "
+				 "to sizeof(struct %s) (start from its _INIT "
+				 "macro)",
+				 name, size, name);
+	if (size > dst_size) {
+		for (i = dst_size; i < size; i++)
+			if (p[i])
+				return set_error(
+					b, -EINVAL,
+					"struct %s of %zu bytes sets byte %zu, "
+					"an option this libmqbus (which knows "
+					"%zu bytes) does not have; run the "
+					"program with a newer libmqbus",
+					name, size, i, dst_size);
+		size = dst_size;
+	} else if (size < dst_size) {
+		for (i = 0; i < n_ends && ends[i] != size; i++)
+			;
+		if (i == n_ends)
+			return set_error(b, -EINVAL,
+					 "struct %s has an invalid size %zu: "
+					 "it ends inside a field; set it to "
+					 "sizeof(struct %s)",
+					 name, size, name);
+	}
+	memcpy((unsigned char *)dst + sizeof(size_t), p + sizeof(size_t),
+	       size - sizeof(size_t));
+	return 0;
 }
 
-MQBUS_EXPORT int mqbus_publish_flags(mqbus *b, const char *topic,
-				     const void *data, size_t len,
-				     int priority, unsigned flags)
-{
-	return mqbus_publish_key(b, topic, NULL, data, len, priority, flags);
-}
+/* -------------------------------------------------------------------- */
+/* publish                                                               */
 
-MQBUS_EXPORT int mqbus_publish_key(mqbus *b, const char *topic,
-				   const char *key, const void *data,
-				   size_t len, int priority, unsigned flags)
+MQBUS_EXPORT int mqbus_publish_opts(mqbus *b, const char *topic,
+				    const void *data, size_t len,
+				    const struct mqbus_publish_opts *opts)
 {
+	struct mqbus_publish_opts o = MQBUS_PUBLISH_OPTS_INIT;
 	struct proto_header h;
 	unsigned prio;
 	int r;
@@ -962,18 +1064,56 @@ MQBUS_EXPORT int mqbus_publish_key(mqbus *b, const char *topic,
 	if (!b)
 		return -EINVAL;
 	b->error[0] = '\0';
-	r = message_ok(b, topic, key, priority, data, len);
+	r = OPTS_READ(b, "mqbus_publish_opts", &o, opts, publish_opts_ends);
 	if (r < 0)
 		return r;
-	if (flags & ~MQBUS_PUBLISH_RETAIN)
+	r = message_ok(b, topic, o.key, o.priority, data, len);
+	if (r < 0)
+		return r;
+	if (o.flags & ~MQBUS_PUBLISH_RETAIN)
 		return set_error(b, -EINVAL, "unknown publish flags 0x%x",
-				 flags);
+				 o.flags);
 	proto_header_init(&h, PROTO_PUBLISH);
-	if (flags & MQBUS_PUBLISH_RETAIN)
+	if (o.flags & MQBUS_PUBLISH_RETAIN)
 		h.flags |= PROTO_F_RETAIN;
-	prio = set_priority(&h, priority);
-	return send_msg_key(b, &h, topic, key, data, len, prio);
+	prio = set_priority(&h, o.priority);
+	return send_msg_key(b, &h, topic, o.key, data, len, prio);
 }
+
+MQBUS_EXPORT int mqbus_publish(mqbus *b, const char *topic, const void *data,
+			       size_t len, int priority)
+{
+	struct mqbus_publish_opts o = MQBUS_PUBLISH_OPTS_INIT;
+
+	o.priority = priority;
+	return mqbus_publish_opts(b, topic, data, len, &o);
+}
+
+MQBUS_EXPORT int mqbus_publish_flags(mqbus *b, const char *topic,
+				     const void *data, size_t len,
+				     int priority, unsigned flags)
+{
+	struct mqbus_publish_opts o = MQBUS_PUBLISH_OPTS_INIT;
+
+	o.priority = priority;
+	o.flags = flags;
+	return mqbus_publish_opts(b, topic, data, len, &o);
+}
+
+MQBUS_EXPORT int mqbus_publish_key(mqbus *b, const char *topic,
+				   const char *key, const void *data,
+				   size_t len, int priority, unsigned flags)
+{
+	struct mqbus_publish_opts o = MQBUS_PUBLISH_OPTS_INIT;
+
+	o.priority = priority;
+	o.flags = flags;
+	o.key = key;
+	return mqbus_publish_opts(b, topic, data, len, &o);
+}
+
+/* -------------------------------------------------------------------- */
+/* control requests, subscribe, stats                                    */
 
 static uint32_t new_token(mqbus *b)
 {
@@ -1095,6 +1235,45 @@ MQBUS_EXPORT int mqbus_unsubscribe_group(mqbus *b, const char *pattern,
 /* -------------------------------------------------------------------- */
 /* timers                                                                */
 
+MQBUS_EXPORT int mqbus_timer_add_opts(mqbus *b, const char *topic,
+				      const void *data, size_t len,
+				      const struct mqbus_timer_add_opts *opts,
+				      uint64_t *ret_id)
+{
+	struct mqbus_timer_add_opts o = MQBUS_TIMER_ADD_OPTS_INIT;
+	struct proto_header h;
+	struct proto_msg reply;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	b->error[0] = '\0';
+	r = OPTS_READ(b, "mqbus_timer_add_opts", &o, opts,
+		      timer_add_opts_ends);
+	if (r < 0)
+		return r;
+	r = message_ok(b, topic, o.key, o.priority, data, len);
+	if (r < 0)
+		return r;
+	if (o.flags & ~(MQBUS_TIMER_DETACHED | MQBUS_TIMER_ABSOLUTE))
+		return set_error(b, -EINVAL, "unknown timer flags 0x%x",
+				 o.flags);
+	proto_header_init(&h, PROTO_TIMER_ADD);
+	h.seq = o.when;
+	h.timestamp = o.period_ms;
+	if (o.flags & MQBUS_TIMER_DETACHED)
+		h.flags |= PROTO_F_DETACHED;
+	if (o.flags & MQBUS_TIMER_ABSOLUTE)
+		h.flags |= PROTO_F_ABSOLUTE;
+	set_priority(&h, o.priority);
+	r = control(b, &h, topic, o.key, data, len, "timer refused", &reply);
+	if (r < 0)
+		return r;
+	if (ret_id)
+		*ret_id = reply.h.seq;
+	return 0;
+}
+
 MQBUS_EXPORT int mqbus_timer_add(mqbus *b, const char *topic,
 				 const void *data, size_t len, int priority,
 				 uint64_t when, uint64_t period_ms,
@@ -1110,33 +1289,14 @@ MQBUS_EXPORT int mqbus_timer_add_key(mqbus *b, const char *topic,
 				     uint64_t period_ms, unsigned flags,
 				     uint64_t *ret_id)
 {
-	struct proto_header h;
-	struct proto_msg reply;
-	int r;
+	struct mqbus_timer_add_opts o = MQBUS_TIMER_ADD_OPTS_INIT;
 
-	if (!b)
-		return -EINVAL;
-	b->error[0] = '\0';
-	r = message_ok(b, topic, key, priority, data, len);
-	if (r < 0)
-		return r;
-	if (flags & ~(MQBUS_TIMER_DETACHED | MQBUS_TIMER_ABSOLUTE))
-		return set_error(b, -EINVAL, "unknown timer flags 0x%x",
-				 flags);
-	proto_header_init(&h, PROTO_TIMER_ADD);
-	h.seq = when;
-	h.timestamp = period_ms;
-	if (flags & MQBUS_TIMER_DETACHED)
-		h.flags |= PROTO_F_DETACHED;
-	if (flags & MQBUS_TIMER_ABSOLUTE)
-		h.flags |= PROTO_F_ABSOLUTE;
-	set_priority(&h, priority);
-	r = control(b, &h, topic, key, data, len, "timer refused", &reply);
-	if (r < 0)
-		return r;
-	if (ret_id)
-		*ret_id = reply.h.seq;
-	return 0;
+	o.priority = priority;
+	o.flags = flags;
+	o.key = key;
+	o.when = when;
+	o.period_ms = period_ms;
+	return mqbus_timer_add_opts(b, topic, data, len, &o, ret_id);
 }
 
 MQBUS_EXPORT int mqbus_timer_cancel(mqbus *b, uint64_t id)
@@ -1209,6 +1369,43 @@ static int send_request(mqbus *b, const char *topic, const void *data,
 	return send_msg(b, &h, topic, data, len, prio);
 }
 
+MQBUS_EXPORT int mqbus_request_opts(mqbus *b, const char *topic,
+				    const void *data, size_t len,
+				    const struct mqbus_request_opts *opts,
+				    mqbus_msg **ret_reply)
+{
+	struct mqbus_request_opts o = MQBUS_REQUEST_OPTS_INIT;
+	struct proto_msg reply;
+	uint32_t token;
+	int r, wait_ms;
+
+	if (!b || !ret_reply)
+		return -EINVAL;
+	b->error[0] = '\0';
+	r = OPTS_READ(b, "mqbus_request_opts", &o, opts, request_opts_ends);
+	if (r < 0)
+		return r;
+	token = new_token(b);
+	r = send_request(b, topic, data, len, o.priority, o.timeout_ms, token);
+	if (r < 0)
+		return r;
+	wait_ms = o.timeout_ms < 0 ? b->timeout_ms : o.timeout_ms;
+	r = wait_reply(b, token, wait_ms, &reply);
+	if (r == -ETIMEDOUT)
+		return set_error(b, r, "no reply on topic %s within %d ms",
+				 topic, wait_ms);
+	if (r < 0)
+		return r;
+	if (reply.h.type == PROTO_ERROR)
+		return request_error(b, topic, reply.h.status);
+	if (reply.h.type != PROTO_REPLY)
+		return set_error(b, -EPROTO, "unexpected answer to a request");
+	*ret_reply = msg_from(&reply);
+	if (!*ret_reply)
+		return set_error(b, -ENOMEM, "out of memory");
+	return 0;
+}
+
 MQBUS_EXPORT int mqbus_request(mqbus *b, const char *topic, const void *data,
 			       size_t len, int timeout_ms,
 			       mqbus_msg **ret_reply)
@@ -1222,32 +1419,50 @@ MQBUS_EXPORT int mqbus_request_prio(mqbus *b, const char *topic,
 				    int priority, int timeout_ms,
 				    mqbus_msg **ret_reply)
 {
-	struct proto_msg reply;
-	uint32_t token;
+	struct mqbus_request_opts o = MQBUS_REQUEST_OPTS_INIT;
+
+	o.priority = priority;
+	o.timeout_ms = timeout_ms;
+	return mqbus_request_opts(b, topic, data, len, &o, ret_reply);
+}
+
+MQBUS_EXPORT int
+mqbus_request_async_opts(mqbus *b, const char *topic, const void *data,
+			 size_t len, const struct mqbus_request_opts *opts,
+			 mqbus_reply_handler fn, void *userdata)
+{
+	struct mqbus_request_opts o = MQBUS_REQUEST_OPTS_INIT;
+	struct async_req *a;
 	int r;
 
-	if (!b || !ret_reply)
+	if (!b || !fn)
 		return -EINVAL;
 	b->error[0] = '\0';
-	token = new_token(b);
-	r = send_request(b, topic, data, len, priority, timeout_ms, token);
+	r = OPTS_READ(b, "mqbus_request_opts", &o, opts, request_opts_ends);
 	if (r < 0)
 		return r;
-	r = wait_reply(b, token, timeout_ms < 0 ? b->timeout_ms : timeout_ms,
-		       &reply);
-	if (r == -ETIMEDOUT)
-		return set_error(b, r, "no reply on topic %s within %d ms",
-				 topic, timeout_ms < 0 ? b->timeout_ms
-						       : timeout_ms);
-	if (r < 0)
-		return r;
-	if (reply.h.type == PROTO_ERROR)
-		return request_error(b, topic, reply.h.status);
-	if (reply.h.type != PROTO_REPLY)
-		return set_error(b, -EPROTO, "unexpected answer to a request");
-	*ret_reply = msg_from(&reply);
-	if (!*ret_reply)
+	a = calloc(1, sizeof(*a));
+	if (!a)
 		return set_error(b, -ENOMEM, "out of memory");
+	a->topic = strdup(topic ? topic : "");
+	if (!a->topic) {
+		free(a);
+		return set_error(b, -ENOMEM, "out of memory");
+	}
+	a->token = new_token(b);
+	a->fn = fn;
+	a->userdata = userdata;
+	a->deadline = deadline_of(o.timeout_ms < 0 ? b->timeout_ms
+						   : o.timeout_ms);
+	r = send_request(b, topic, data, len, o.priority, o.timeout_ms,
+			 a->token);
+	if (r < 0) {
+		free(a->topic);
+		free(a);
+		return r;
+	}
+	a->next = b->async;
+	b->async = a;
 	return 0;
 }
 
@@ -1267,33 +1482,12 @@ MQBUS_EXPORT int mqbus_request_async_prio(mqbus *b, const char *topic,
 					  mqbus_reply_handler fn,
 					  void *userdata)
 {
-	struct async_req *a;
-	int r;
+	struct mqbus_request_opts o = MQBUS_REQUEST_OPTS_INIT;
 
-	if (!b || !fn)
-		return -EINVAL;
-	b->error[0] = '\0';
-	a = calloc(1, sizeof(*a));
-	if (!a)
-		return set_error(b, -ENOMEM, "out of memory");
-	a->topic = strdup(topic ? topic : "");
-	if (!a->topic) {
-		free(a);
-		return set_error(b, -ENOMEM, "out of memory");
-	}
-	a->token = new_token(b);
-	a->fn = fn;
-	a->userdata = userdata;
-	a->deadline = deadline_of(timeout_ms < 0 ? b->timeout_ms : timeout_ms);
-	r = send_request(b, topic, data, len, priority, timeout_ms, a->token);
-	if (r < 0) {
-		free(a->topic);
-		free(a);
-		return r;
-	}
-	a->next = b->async;
-	b->async = a;
-	return 0;
+	o.priority = priority;
+	o.timeout_ms = timeout_ms;
+	return mqbus_request_async_opts(b, topic, data, len, &o, fn,
+					userdata);
 }
 
 MQBUS_EXPORT int mqbus_get_timeout(const mqbus *b)

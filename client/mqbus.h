@@ -77,34 +77,78 @@ uint32_t mqbus_client_id(const mqbus *b);
 size_t mqbus_max_payload(const mqbus *b, const char *topic);
 
 /*
- * Publishes len bytes of data on topic.  priority is 0..32767 or
- * MQBUS_PRIORITY_DEFAULT; the daemon clamps it to the topic's ceiling.
- * -EINVAL: bad topic or priority; -EMSGSIZE: too big for the queues;
+ * Options structs.  Calls that take more than their essential arguments
+ * take them in one struct, so that later versions can add options
+ * without adding calls: mqbus_X_opts() takes a const struct
+ * mqbus_X_opts * (the asynchronous request shares struct
+ * mqbus_request_opts), and these rules hold for all of them:
+ *
+ *  - The first field, size, is the size of the struct the caller was
+ *    built with: start from the struct's _INIT macro, which sets it to
+ *    sizeof and every other field to its default, then set what you need
+ *    (a zeroed struct is not the defaults: priority 0 is a priority).
+ *  - NULL instead of a struct means every default.
+ *  - A size smaller than this header's struct (a program built against
+ *    an older header) is accepted when it ends at the end of a field: the
+ *    library reads only the fields it covers, the others keep their
+ *    defaults.
+ *  - A size larger than this library's struct (a program built against a
+ *    newer header) is accepted as long as every byte beyond the struct
+ *    this library knows is 0; otherwise the call fails with -EINVAL
+ *    before anything is sent, since an option it cannot honour would be
+ *    silently ignored.  Fields added later therefore default to 0.
+ *  - A size below sizeof(size_t), above MQBUS_OPTS_SIZE_MAX or ending
+ *    inside a field is -EINVAL, with a sentence in mqbus_last_error().
+ *
+ * The older calls with suffixes (mqbus_publish_flags, mqbus_request_prio,
+ * mqbus_timer_add_key, ...) remain, as wrappers of the _opts calls that
+ * behave as they always did.
+ */
+#define MQBUS_OPTS_SIZE_MAX 4096
+
+/*
+ * The options of mqbus_publish_opts():
+ * priority  0..32767 or MQBUS_PRIORITY_DEFAULT (the default): the topic's
+ *           configured default applies; the daemon clamps it to the
+ *           topic's ceiling.
+ * flags     MQBUS_PUBLISH_RETAIN keeps the message as the topic's value,
+ *           delivered at once to every later subscriber of a matching
+ *           pattern (mqbus_msg_retained() is 1 there); an empty retained
+ *           message clears the value.  Default 0.
+ * key       NULL (the default): none; else 1 to MQBUS_KEY_MAX bytes of
+ *           printable ASCII without spaces, naming the object the message
+ *           is about.  On a topic whose overflow policy is coalesce, a
+ *           newer message of the same topic and key replaces one still
+ *           waiting for a slow subscriber, so it gets the latest state of
+ *           each object rather than a backlog of stale ones.  Subscribers
+ *           see the key with mqbus_msg_key().
+ */
+#define MQBUS_PUBLISH_RETAIN 0x1u
+#define MQBUS_KEY_MAX 255
+struct mqbus_publish_opts {
+	size_t size;
+	int priority;
+	unsigned flags;
+	const char *key;
+};
+#define MQBUS_PUBLISH_OPTS_INIT                                              \
+	{ sizeof(struct mqbus_publish_opts), MQBUS_PRIORITY_DEFAULT, 0, NULL }
+
+/*
+ * Publishes len bytes of data on topic with opts (NULL: the defaults).
+ * Returns once the message is in the tx queue.  -EINVAL: bad topic, key,
+ * priority, flags or options struct; -EMSGSIZE: too big for the queues;
  * -ETIMEDOUT: the tx queue stayed full; -ENOTCONN: not connected or the
  * daemon said goodbye.
  */
+int mqbus_publish_opts(mqbus *b, const char *topic, const void *data,
+		       size_t len, const struct mqbus_publish_opts *opts);
+
+/* Wrappers of mqbus_publish_opts() with those options as arguments. */
 int mqbus_publish(mqbus *b, const char *topic, const void *data, size_t len,
 		  int priority);
-
-/*
- * mqbus_publish with flags: MQBUS_PUBLISH_RETAIN keeps the message as the
- * topic's value, delivered at once to every later subscriber of a
- * matching pattern (mqbus_msg_retained() is 1 there); an empty retained
- * message clears the value.
- */
-#define MQBUS_PUBLISH_RETAIN 0x1u
 int mqbus_publish_flags(mqbus *b, const char *topic, const void *data,
 			size_t len, int priority, unsigned flags);
-
-/*
- * mqbus_publish_flags with a key (NULL: none): 1 to 255 bytes of
- * printable ASCII without spaces, naming the object the message is about.
- * On a topic whose overflow policy is coalesce, a newer message of the
- * same topic and key replaces one still waiting for a slow subscriber, so
- * it gets the latest state of each object rather than a backlog of stale
- * ones.  Subscribers see the key with mqbus_msg_key().
- */
-#define MQBUS_KEY_MAX 255
 int mqbus_publish_key(mqbus *b, const char *topic, const char *key,
 		      const void *data, size_t len, int priority,
 		      unsigned flags);
@@ -127,20 +171,32 @@ int mqbus_unsubscribe_group(mqbus *b, const char *pattern,
 			    const char *group);
 
 /*
- * Request/reply.  mqbus_request() sends data on topic as a request and
- * waits up to timeout_ms (-1: the handle's timeout) for the first reply,
- * returned in *ret_reply (free it with mqbus_msg_free()).
- * -EHOSTUNREACH: no subscriber takes requests on that topic ("no
- * responders", known at once); -ETIMEDOUT: no reply in time.  Messages
- * that arrive meanwhile are kept for mqbus_receive()/mqbus_process().
+ * The options of requests, mqbus_request_opts() and
+ * mqbus_request_async_opts():
+ * priority    0..32767 or MQBUS_PRIORITY_DEFAULT (the default), as for
+ *             a publish: it orders the request among the messages waiting
+ *             for its responders.
+ * timeout_ms  how long to wait for the reply; -1 (the default): the
+ *             handle's timeout (mqbus_set_timeout()).
  */
-int mqbus_request(mqbus *b, const char *topic, const void *data, size_t len,
-		  int timeout_ms, mqbus_msg **ret_reply);
-/* mqbus_request at a priority (0..32767 or MQBUS_PRIORITY_DEFAULT), which
- * orders the request among the messages waiting for its responders, as
- * for mqbus_publish(). */
-int mqbus_request_prio(mqbus *b, const char *topic, const void *data,
-		       size_t len, int priority, int timeout_ms,
+struct mqbus_request_opts {
+	size_t size;
+	int priority;
+	int timeout_ms;
+};
+#define MQBUS_REQUEST_OPTS_INIT                                              \
+	{ sizeof(struct mqbus_request_opts), MQBUS_PRIORITY_DEFAULT, -1 }
+
+/*
+ * Request/reply.  mqbus_request_opts() sends data on topic as a request
+ * and waits up to the timeout for the first reply, returned in *ret_reply
+ * (free it with mqbus_msg_free()).  -EHOSTUNREACH: no subscriber takes
+ * requests on that topic ("no responders", known at once); -ETIMEDOUT: no
+ * reply in time.  Messages that arrive meanwhile are kept for
+ * mqbus_receive()/mqbus_process().
+ */
+int mqbus_request_opts(mqbus *b, const char *topic, const void *data,
+		       size_t len, const struct mqbus_request_opts *opts,
 		       mqbus_msg **ret_reply);
 
 /*
@@ -152,6 +208,17 @@ int mqbus_request_prio(mqbus *b, const char *topic, const void *data,
  */
 typedef void (*mqbus_reply_handler)(mqbus *b, int error,
 				    const mqbus_msg *reply, void *userdata);
+int mqbus_request_async_opts(mqbus *b, const char *topic, const void *data,
+			     size_t len,
+			     const struct mqbus_request_opts *opts,
+			     mqbus_reply_handler fn, void *userdata);
+
+/* Wrappers of the two with those options as arguments. */
+int mqbus_request(mqbus *b, const char *topic, const void *data, size_t len,
+		  int timeout_ms, mqbus_msg **ret_reply);
+int mqbus_request_prio(mqbus *b, const char *topic, const void *data,
+		       size_t len, int priority, int timeout_ms,
+		       mqbus_msg **ret_reply);
 int mqbus_request_async(mqbus *b, const char *topic, const void *data,
 			size_t len, int timeout_ms, mqbus_reply_handler fn,
 			void *userdata);
@@ -170,19 +237,45 @@ int mqbus_reply(mqbus *b, const mqbus_msg *request, const void *data,
 		size_t len);
 
 /*
- * Timers: the daemon publishes data on topic after a delay, or at a time,
- * once or every period_ms, as if this client had published it.  when is a
- * delay in ms, or with MQBUS_TIMER_ABSOLUTE a CLOCK_REALTIME time in ms
- * since the epoch.  A timer ends with its client unless
- * MQBUS_TIMER_DETACHED: then it lives until a client of the same uid
- * cancels it.  The timer's id is returned in *ret_id.
+ * The options of mqbus_timer_add_opts():
+ * priority   0..32767 or MQBUS_PRIORITY_DEFAULT (the default), as for a
+ *            publish, clamped to the topic's ceiling when it fires.
+ * flags      MQBUS_TIMER_DETACHED: the timer does not end with its client
+ *            but lives until a client of the same uid cancels it;
+ *            MQBUS_TIMER_ABSOLUTE: when is a time, not a delay.  Default 0.
+ * key        the key the message carries (see struct mqbus_publish_opts);
+ *            NULL (the default): none.
+ * when       a delay in ms (default 0: at once), or with
+ *            MQBUS_TIMER_ABSOLUTE a CLOCK_REALTIME time in ms since the
+ *            epoch.
+ * period_ms  fire again every period_ms; 0 (the default): once.
  */
 #define MQBUS_TIMER_DETACHED 0x1u
 #define MQBUS_TIMER_ABSOLUTE 0x2u
+struct mqbus_timer_add_opts {
+	size_t size;
+	int priority;
+	unsigned flags;
+	const char *key;
+	uint64_t when;
+	uint64_t period_ms;
+};
+#define MQBUS_TIMER_ADD_OPTS_INIT                                            \
+	{ sizeof(struct mqbus_timer_add_opts), MQBUS_PRIORITY_DEFAULT, 0, NULL, \
+	  0, 0 }
+
+/*
+ * Timers: the daemon publishes data on topic as opts say (NULL: at once,
+ * one time), as if this client had published it, and waits for the
+ * daemon's answer.  The timer's id is returned in *ret_id (may be NULL).
+ */
+int mqbus_timer_add_opts(mqbus *b, const char *topic, const void *data,
+			 size_t len, const struct mqbus_timer_add_opts *opts,
+			 uint64_t *ret_id);
+/* Wrappers of mqbus_timer_add_opts() with those options as arguments. */
 int mqbus_timer_add(mqbus *b, const char *topic, const void *data,
 		    size_t len, int priority, uint64_t when,
 		    uint64_t period_ms, unsigned flags, uint64_t *ret_id);
-/* mqbus_timer_add whose message carries key (see mqbus_publish_key). */
 int mqbus_timer_add_key(mqbus *b, const char *topic, const char *key,
 			const void *data, size_t len, int priority,
 			uint64_t when, uint64_t period_ms, unsigned flags,

@@ -443,16 +443,20 @@ static int pub_parse(int argc, char **argv, struct pub_opts *o)
 static int pub_timer(mqbus *b, const struct pub_opts *o, const char *topic,
 		     const void *data, size_t len)
 {
-	unsigned flags = MQBUS_TIMER_DETACHED;
-	uint64_t when = o->delay, id = 0;
+	struct mqbus_timer_add_opts t = MQBUS_TIMER_ADD_OPTS_INIT;
+	uint64_t id = 0;
 	int r;
 
+	t.priority = o->priority;
+	t.key = o->key;
+	t.flags = MQBUS_TIMER_DETACHED;
+	t.when = o->delay;
 	if (o->has_at) {
-		flags |= MQBUS_TIMER_ABSOLUTE;
-		when = o->at;
+		t.flags |= MQBUS_TIMER_ABSOLUTE;
+		t.when = o->at;
 	}
-	r = mqbus_timer_add_key(b, topic, o->key, data, len, o->priority, when,
-				o->has_every ? o->every : 0, flags, &id);
+	t.period_ms = o->has_every ? o->every : 0;
+	r = mqbus_timer_add_opts(b, topic, data, len, &t, &id);
 	if (r < 0)
 		print_error(b, r, "timer");
 	/* Our queues go before the output, which may block on a pipe. */
@@ -513,6 +517,7 @@ static int topic_and_data(const char *cmd, int argc, char **argv,
 static int cmd_pub(const struct ctl *ctl, int argc, char **argv)
 {
 	struct pub_opts o = { .priority = MQBUS_PRIORITY_DEFAULT };
+	struct mqbus_publish_opts p = MQBUS_PUBLISH_OPTS_INIT;
 	char name[64];
 	const char *topic, *data = NULL;
 	char *input = NULL;
@@ -540,8 +545,10 @@ static int cmd_pub(const struct ctl *ctl, int argc, char **argv)
 		free(input);
 		return r;
 	}
-	r = mqbus_publish_key(b, topic, o.key, data, len, o.priority,
-			      o.retain ? MQBUS_PUBLISH_RETAIN : 0);
+	p.priority = o.priority;
+	p.key = o.key;
+	p.flags = o.retain ? MQBUS_PUBLISH_RETAIN : 0;
+	r = mqbus_publish_opts(b, topic, data, len, &p);
 	if (r < 0)
 		print_error(b, r, "publish");
 	mqbus_free(b);
@@ -877,8 +884,8 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 	};
 	char name[64];
 	unsigned long long v;
-	int timeout_ms = -1; /* the handle's timeout */
-	int priority = MQBUS_PRIORITY_DEFAULT;
+	/* by default the handle's timeout and the topic's priority */
+	struct mqbus_request_opts ro = MQBUS_REQUEST_OPTS_INIT;
 	const char *topic, *data = NULL;
 	char *input = NULL;
 	mqbus_msg *reply = NULL;
@@ -893,7 +900,7 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 			if (parse_number(optarg, 32767, &v) < 0)
 				return bad_number("call", "the priority",
 						  optarg, 32767);
-			priority = (int)v;
+			ro.priority = (int)v;
 			break;
 		case 't':
 			/* 0 would expire before the daemon even saw it */
@@ -904,7 +911,7 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 					INT_MAX, optarg);
 				return usage_error("call");
 			}
-			timeout_ms = (int)v;
+			ro.timeout_ms = (int)v;
 			break;
 		case 'h':
 			usage_command(stdout, command_find("call"));
@@ -922,8 +929,7 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 		free(input);
 		return r;
 	}
-	r = mqbus_request_prio(b, topic, data ? data : "", len, priority,
-			       timeout_ms, &reply);
+	r = mqbus_request_opts(b, topic, data ? data : "", len, &ro, &reply);
 	free(input);
 	if (r < 0) {
 		print_error(b, r, "call");

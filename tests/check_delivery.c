@@ -18,6 +18,7 @@
  * something does NOT happen.
  */
 #include <check.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -1635,6 +1636,836 @@ START_TEST(test_slow_block_unheld)
 }
 END_TEST
 
+/* -------------------------------------------------------------------- */
+/* options structs                                                       */
+
+/*
+ * The _opts calls of libmqbus against the real daemon: every option goes
+ * through, NULL and the _INIT macros are the defaults, a struct of an
+ * older header (a smaller size) is read only as far as it goes, one of a
+ * newer header is accepted with a zero tail and refused otherwise, a bad
+ * size is refused before anything is sent, and the older calls with
+ * suffixes, now wrappers, do what they did.  The topics have a default
+ * priority, so that the default is told apart from a priority asked for.
+ */
+#define OPTS_CONFIG "[topic \"op/#\"]\npriority = 3\nceiling = 20\n"
+#define OPTS_PRIO 3
+
+/* Structs as a newer header might have them: bytes after today's. */
+struct newer_publish_opts {
+	struct mqbus_publish_opts o;
+	uint64_t later[2];
+};
+
+struct newer_request_opts {
+	struct mqbus_request_opts o;
+	uint64_t later[2];
+};
+
+struct newer_timer_add_opts {
+	struct mqbus_timer_add_opts o;
+	uint64_t later[2];
+};
+
+/* What a message must be: text, priority, key (NULL: none), retained. */
+struct opts_want {
+	const char *topic, *text;
+	unsigned prio;
+	const char *key;
+	int retained;
+};
+
+static void check_opts_msg(const mqbus_msg *m, const struct opts_want *w)
+{
+	const char *key = mqbus_msg_key(m);
+	const void *p;
+	size_t len;
+
+	p = mqbus_msg_payload(m, &len);
+	ck_assert_msg(strcmp(mqbus_msg_topic(m), w->topic) == 0,
+		      "got a message on %s, expected one on %s",
+		      mqbus_msg_topic(m), w->topic);
+	ck_assert_msg(len == strlen(w->text) && memcmp(p, w->text, len) == 0,
+		      "%s: got \"%.*s\", expected \"%s\"", w->topic, (int)len,
+		      (const char *)p, w->text);
+	ck_assert_msg(mqbus_msg_priority(m) == w->prio,
+		      "%s \"%s\": priority %u, expected %u", w->topic, w->text,
+		      mqbus_msg_priority(m), w->prio);
+	ck_assert_msg(w->key ? key && strcmp(key, w->key) == 0 : !key,
+		      "%s \"%s\": key %s, expected %s", w->topic, w->text,
+		      key ? key : "(none)", w->key ? w->key : "(none)");
+	ck_assert_msg(mqbus_msg_retained(m) == w->retained,
+		      "%s \"%s\": retained mark %d, expected %d", w->topic,
+		      w->text, mqbus_msg_retained(m), w->retained);
+}
+
+/* Receives the next message and checks it against what it must be. */
+static void expect_opts_msg(mqbus *b, const char *topic, const char *text,
+			    unsigned prio, const char *key, int retained)
+{
+	struct opts_want w = { topic, text, prio, key, retained };
+	mqbus_msg *m = testbus_recv(b, RECV_MS);
+
+	check_opts_msg(m, &w);
+	mqbus_msg_free(m);
+}
+
+/* Receives exactly the n retained values in want, in any order. */
+static void expect_opts_values(mqbus *b, const struct opts_want *want,
+			       size_t n)
+{
+	bool seen[8] = { false };
+	size_t i, k;
+
+	ck_assert_uint_le(n, sizeof(seen) / sizeof(seen[0]));
+	for (i = 0; i < n; i++) {
+		mqbus_msg *m = testbus_recv(b, RECV_MS);
+
+		for (k = 0; k < n; k++)
+			if (strcmp(mqbus_msg_topic(m), want[k].topic) == 0)
+				break;
+		ck_assert_msg(k < n && !seen[k],
+			      "got a value of %s, not expected (or twice)",
+			      mqbus_msg_topic(m));
+		check_opts_msg(m, &want[k]);
+		seen[k] = true;
+		mqbus_msg_free(m);
+	}
+	testbus_expect_nothing(b, QUIET_MS);
+}
+
+static void publish_opts_ok(mqbus *b, const char *topic, const char *text,
+			    const struct mqbus_publish_opts *o)
+{
+	int r = mqbus_publish_opts(b, topic, text, strlen(text), o);
+
+	ck_assert_msg(r == 0, "publish %s \"%s\": %s: %s", topic, text,
+		      strerror(-r), mqbus_last_error(b));
+}
+
+/* The answers to asynchronous requests of the options tests. */
+struct opts_reply {
+	unsigned calls;
+	int error;
+	char text[32];
+};
+
+static void opts_reply_handler(mqbus *b, int error, const mqbus_msg *reply,
+			       void *userdata)
+{
+	struct opts_reply *r = userdata;
+	const void *p;
+	size_t len = 0;
+
+	(void)b;
+	r->calls++;
+	r->error = error;
+	r->text[0] = '\0';
+	if (!reply)
+		return;
+	p = mqbus_msg_payload(reply, &len);
+	snprintf(r->text, sizeof(r->text), "%.*s",
+		 (int)(len < sizeof(r->text) ? len : sizeof(r->text) - 1),
+		 (const char *)p);
+}
+
+/* Runs b's loop until r has calls answers, for at most timeout_ms. */
+static void opts_pump(mqbus *b, struct opts_reply *r, unsigned calls,
+		      int timeout_ms)
+{
+	uint64_t deadline = testbus_now_ms() + (uint64_t)timeout_ms;
+
+	while (r->calls < calls && testbus_now_ms() < deadline) {
+		struct pollfd pfd = { .fd = mqbus_get_fd(b), .events = POLLIN };
+		int wait = mqbus_get_timeout(b), n;
+
+		if (wait < 0 || wait > 100)
+			wait = 100;
+		poll(&pfd, 1, wait);
+		n = mqbus_process(b);
+		ck_assert_msg(n >= 0, "mqbus_process: %s: %s", strerror(-n),
+			      mqbus_last_error(b));
+	}
+	ck_assert_msg(r->calls == calls,
+		      "%u asynchronous answers within %d ms, expected %u",
+		      r->calls, timeout_ms, calls);
+}
+
+/* The _opts calls with an options struct given as bytes. */
+typedef int (*opts_call)(mqbus *b, const void *opts);
+
+static struct opts_reply opts_refused_reply;
+
+static int call_publish_opts(mqbus *b, const void *opts)
+{
+	return mqbus_publish_opts(b, "op/bad", "x", 1, opts);
+}
+
+static int call_request_opts(mqbus *b, const void *opts)
+{
+	mqbus_msg *reply = NULL;
+	int r = mqbus_request_opts(b, "op/bad", "x", 1, opts, &reply);
+
+	mqbus_msg_free(reply);
+	return r;
+}
+
+static int call_request_async_opts(mqbus *b, const void *opts)
+{
+	return mqbus_request_async_opts(b, "op/bad", "x", 1, opts,
+					opts_reply_handler,
+					&opts_refused_reply);
+}
+
+static int call_timer_add_opts(mqbus *b, const void *opts)
+{
+	uint64_t id = 0;
+
+	return mqbus_timer_add_opts(b, "op/bad", "x", 1, opts, &id);
+}
+
+/*
+ * Every bad options struct for a struct name of struct_size bytes is
+ * refused with -EINVAL and a sentence naming it: sizes 0, below a size_t,
+ * ending inside a field (inside), above MQBUS_OPTS_SIZE_MAX and SIZE_MAX,
+ * and larger sizes with a byte set after the struct this library knows.
+ * The caller checks that nothing was sent.
+ */
+static void expect_bad_opts(mqbus *b, opts_call call, const char *name,
+			    size_t struct_size, size_t inside)
+{
+	const size_t bad_sizes[] = { 0, 1, sizeof(size_t) - 1, inside,
+				     MQBUS_OPTS_SIZE_MAX + 1, SIZE_MAX };
+	const size_t tails[][2] = {
+		/* size, the byte set */
+		{ struct_size + 1, struct_size },
+		{ struct_size + 16, struct_size + 15 },
+		{ MQBUS_OPTS_SIZE_MAX, MQBUS_OPTS_SIZE_MAX - 1 },
+	};
+	union {
+		size_t size;
+		uint64_t align;
+		unsigned char bytes[MQBUS_OPTS_SIZE_MAX];
+	} u;
+	size_t i;
+	int r;
+
+	for (i = 0; i < sizeof(bad_sizes) / sizeof(bad_sizes[0]); i++) {
+		memset(&u, 0, sizeof(u));
+		u.size = bad_sizes[i];
+		r = call(b, &u);
+		ck_assert_msg(r == -EINVAL, "%s of size %zu: %d, expected -EINVAL",
+			      name, bad_sizes[i], r);
+		ck_assert_msg(strstr(mqbus_last_error(b), name) &&
+				      strstr(mqbus_last_error(b),
+					     "invalid size"),
+			      "%s of size %zu: error '%s'", name, bad_sizes[i],
+			      mqbus_last_error(b));
+	}
+	for (i = 0; i < sizeof(tails) / sizeof(tails[0]); i++) {
+		memset(&u, 0, sizeof(u));
+		u.size = tails[i][0];
+		u.bytes[tails[i][1]] = 0x80;
+		r = call(b, &u);
+		ck_assert_msg(r == -EINVAL,
+			      "%s of size %zu with byte %zu set: %d, expected "
+			      "-EINVAL",
+			      name, tails[i][0], tails[i][1], r);
+		ck_assert_msg(strstr(mqbus_last_error(b), name) &&
+				      strstr(mqbus_last_error(b),
+					     "does not have"),
+			      "%s with byte %zu set: error '%s'", name,
+			      tails[i][1], mqbus_last_error(b));
+	}
+}
+
+/*
+ * mqbus_publish_opts: priority, key and retain go through; NULL and the
+ * _INIT macro are the defaults; an older struct's fields beyond its size
+ * are not read; a newer one's zero tail is accepted; a bad one sends
+ * nothing; the wrappers do as before.
+ */
+START_TEST(test_opts_publish)
+{
+	/* what a late subscriber of op/# must find kept */
+	static const struct opts_want kept[] = {
+		{ "op/all", "all", 9, "dev:1", 1 },
+		{ "op/old2", "old2", 9, NULL, 1 },
+		{ "op/new", "new", 7, "dev:2", 1 },
+		{ "op/wflags", "wflags", 5, NULL, 1 },
+		{ "op/wkey", "wkey", 6, "k:2", 1 },
+	};
+	struct mqbus_publish_opts o = MQBUS_PUBLISH_OPTS_INIT;
+	struct newer_publish_opts n;
+	struct testbus tb = { 0 };
+	mqbus *pub, *sub, *mon, *late;
+
+	testbus_start(&tb, OPTS_CONFIG);
+	pub = testbus_connect(&tb, 0, 0);
+	sub = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "op/#");
+
+	/* NULL and _INIT: the topic's priority, no key, not kept */
+	ck_assert_int_eq(mqbus_publish_opts(pub, "op/null", "null", 4, NULL),
+			 0);
+	expect_opts_msg(sub, "op/null", "null", OPTS_PRIO, NULL, 0);
+	publish_opts_ok(pub, "op/init", "init", &o);
+	expect_opts_msg(sub, "op/init", "init", OPTS_PRIO, NULL, 0);
+
+	/* every option; a live delivery is not marked retained */
+	o.priority = 9;
+	o.flags = MQBUS_PUBLISH_RETAIN;
+	o.key = "dev:1";
+	publish_opts_ok(pub, "op/all", "all", &o);
+	expect_opts_msg(sub, "op/all", "all", 9, "dev:1", 0);
+	/* the priority asked for is clamped to the ceiling as ever */
+	o.priority = 30;
+	o.flags = 0;
+	publish_opts_ok(pub, "op/high", "high", &o);
+	expect_opts_msg(sub, "op/high", "high", 20, "dev:1", 0);
+
+	/* older structs: what lies beyond size is not read */
+	o = (struct mqbus_publish_opts)MQBUS_PUBLISH_OPTS_INIT;
+	o.priority = 9;
+	o.flags = MQBUS_PUBLISH_RETAIN;
+	o.key = "unread";
+	o.size = offsetof(struct mqbus_publish_opts, flags);
+	publish_opts_ok(pub, "op/old1", "old1", &o);
+	expect_opts_msg(sub, "op/old1", "old1", 9, NULL, 0);
+	o.size = offsetof(struct mqbus_publish_opts, key);
+	publish_opts_ok(pub, "op/old2", "old2", &o);
+	expect_opts_msg(sub, "op/old2", "old2", 9, NULL, 0);
+	o.size = sizeof(size_t);
+	publish_opts_ok(pub, "op/old0", "old0", &o);
+	expect_opts_msg(sub, "op/old0", "old0", OPTS_PRIO, NULL, 0);
+
+	/* a newer struct whose later fields are 0 */
+	memset(&n, 0, sizeof(n));
+	n.o = (struct mqbus_publish_opts)MQBUS_PUBLISH_OPTS_INIT;
+	n.o.size = sizeof(n);
+	n.o.priority = 7;
+	n.o.flags = MQBUS_PUBLISH_RETAIN;
+	n.o.key = "dev:2";
+	publish_opts_ok(pub, "op/new", "new", &n.o);
+	expect_opts_msg(sub, "op/new", "new", 7, "dev:2", 0);
+	/* and with one set: refused, nothing sent */
+	n.later[1] = 1;
+	ck_assert_int_eq(mqbus_publish_opts(pub, "op/new", "x", 1, &n.o),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(mqbus_last_error(pub), "newer libmqbus"));
+	expect_bad_opts(pub, call_publish_opts, "mqbus_publish_opts",
+			sizeof(struct mqbus_publish_opts),
+			offsetof(struct mqbus_publish_opts, priority) + 2);
+	/* the options are checked as the arguments were */
+	o = (struct mqbus_publish_opts)MQBUS_PUBLISH_OPTS_INIT;
+	o.flags = 0x4;
+	ck_assert_int_eq(mqbus_publish_opts(pub, "op/x", "x", 1, &o), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(mqbus_last_error(pub), "publish flags"));
+	o.flags = 0;
+	o.key = "a b";
+	ck_assert_int_eq(mqbus_publish_opts(pub, "op/x", "x", 1, &o), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(mqbus_last_error(pub), "invalid key"));
+	o.key = NULL;
+	o.priority = 32768;
+	ck_assert_int_eq(mqbus_publish_opts(pub, "op/x", "x", 1, &o), -EINVAL);
+	ck_assert_int_eq(mqbus_publish_opts(NULL, "op/x", "x", 1, NULL),
+			 -EINVAL);
+	testbus_expect_nothing(sub, QUIET_MS);
+
+	/* the wrappers */
+	ck_assert_int_eq(mqbus_publish(pub, "op/w", "w9", 2, 9), 0);
+	expect_opts_msg(sub, "op/w", "w9", 9, NULL, 0);
+	ck_assert_int_eq(mqbus_publish(pub, "op/w", "wd", 2,
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+	expect_opts_msg(sub, "op/w", "wd", OPTS_PRIO, NULL, 0);
+	ck_assert_int_eq(mqbus_publish_flags(pub, "op/wflags", "wflags", 6, 5,
+					     MQBUS_PUBLISH_RETAIN),
+			 0);
+	expect_opts_msg(sub, "op/wflags", "wflags", 5, NULL, 0);
+	ck_assert_int_eq(mqbus_publish_key(pub, "op/wkey", "k:2", "wkey", 4, 6,
+					   MQBUS_PUBLISH_RETAIN),
+			 0);
+	expect_opts_msg(sub, "op/wkey", "wkey", 6, "k:2", 0);
+	ck_assert_int_eq(mqbus_publish_key(pub, "op/wkey", NULL, "wkey2", 5,
+					   MQBUS_PRIORITY_DEFAULT, 0),
+			 0);
+	expect_opts_msg(sub, "op/wkey", "wkey2", OPTS_PRIO, NULL, 0);
+	ck_assert_int_eq(mqbus_publish_flags(pub, "op/w", "x", 1,
+					     MQBUS_PRIORITY_DEFAULT, 0x4),
+			 -EINVAL);
+	ck_assert_int_eq(mqbus_publish_key(pub, "op/w", "", "x", 1,
+					   MQBUS_PRIORITY_DEFAULT, 0),
+			 -EINVAL);
+	ck_assert_int_eq(mqbus_publish(pub, "op/w", "x", 1, -2), -EINVAL);
+	testbus_expect_nothing(sub, QUIET_MS);
+
+	/* what was kept, with its key and priority */
+	late = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(late, "op/#");
+	expect_opts_values(late, kept, sizeof(kept) / sizeof(kept[0]));
+	ck_assert_int_eq(testbus_stat(mon, "published"), 13);
+	ck_assert_int_eq(testbus_stat(mon, "bad_messages"), 0);
+
+	mqbus_free(late);
+	mqbus_free(mon);
+	mqbus_free(sub);
+	mqbus_free(pub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * A responder child on topic that answers count requests, each with the
+ * priority it arrived at as text ("9").  It writes its client id (0: it
+ * could not subscribe) to ready[1]; its exit status is 0 when it answered
+ * them all.
+ */
+static pid_t fork_prio_responder(const struct testbus *tb, const char *topic,
+				 unsigned count, int ready[2])
+{
+	pid_t child = testbus_fork();
+
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		uint32_t id = 0;
+		mqbus *b = NULL;
+		int r, status = 0;
+
+		r = testbus_try_connect(tb->bus, 0, 0, &b, NULL, 0);
+		if (r == 0)
+			r = mqbus_subscribe(b, topic);
+		if (r == 0)
+			id = mqbus_client_id(b);
+		testbus_write_all(ready[1], &id, sizeof(id));
+		if (r < 0)
+			_exit(1);
+		for (unsigned i = 0; i < count && status == 0; i++) {
+			mqbus_msg *m = NULL;
+			char text[16];
+
+			if (mqbus_receive(b, &m, 20000) < 0) {
+				status = 2;
+				break;
+			}
+			snprintf(text, sizeof(text), "%u",
+				 mqbus_msg_priority(m));
+			if (!mqbus_msg_is_request(m))
+				status = 3;
+			else if (mqbus_reply(b, m, text, strlen(text)) < 0)
+				status = 4;
+			mqbus_msg_free(m);
+		}
+		mqbus_free(b);
+		_exit(status);
+	}
+	return child;
+}
+
+/* A blocking request with opts on topic, whose reply must be want. */
+static void expect_request_reply(mqbus *b, const char *topic,
+				 const struct mqbus_request_opts *opts,
+				 const char *want)
+{
+	mqbus_msg *reply = NULL;
+	const void *p;
+	size_t len;
+	int r;
+
+	r = mqbus_request_opts(b, topic, "q", 1, opts, &reply);
+	ck_assert_msg(r == 0, "request on %s: %s: %s", topic, strerror(-r),
+		      mqbus_last_error(b));
+	p = mqbus_msg_payload(reply, &len);
+	ck_assert_msg(len == strlen(want) && memcmp(p, want, len) == 0,
+		      "request on %s answered \"%.*s\", expected \"%s\"",
+		      topic, (int)len, (const char *)p, want);
+	mqbus_msg_free(reply);
+}
+
+/*
+ * A blocking request with opts on a topic whose subscriber never answers:
+ * -ETIMEDOUT after at least min_ms, and before max_ms.  The subscriber
+ * silent gets the request at priority prio.  With wrapper_ms not 0 the
+ * request goes through the wrapper mqbus_request_prio() with the priority
+ * and that timeout instead.
+ */
+static void expect_request_timeout(mqbus *b, mqbus *silent,
+				   const struct mqbus_request_opts *opts,
+				   int wrapper_ms, unsigned prio, int min_ms,
+				   int max_ms)
+{
+	mqbus_msg *reply = NULL, *m;
+	uint64_t t0 = testbus_now_ms(), took;
+	int r;
+
+	if (wrapper_ms)
+		r = mqbus_request_prio(b, "op/silent", "q", 1, (int)prio,
+				       wrapper_ms, &reply);
+	else
+		r = mqbus_request_opts(b, "op/silent", "q", 1, opts, &reply);
+	took = testbus_now_ms() - t0;
+	ck_assert_msg(r == -ETIMEDOUT, "request to nobody answering: %d (%s)",
+		      r, mqbus_last_error(b));
+	printf("opts_request: timed out after %" PRIu64 " ms (allowed %d to "
+	       "%d)\n",
+	       took, min_ms, max_ms);
+	ck_assert_msg(took >= (uint64_t)min_ms && took < (uint64_t)max_ms,
+		      "timed out after %" PRIu64 " ms, expected %d to %d",
+		      took, min_ms, max_ms);
+	m = recv_on(silent, "op/silent", RECV_MS);
+	ck_assert(mqbus_msg_is_request(m));
+	ck_assert_uint_eq(mqbus_msg_priority(m), prio);
+	mqbus_msg_free(m);
+}
+
+/*
+ * mqbus_request_opts and mqbus_request_async_opts: the priority reaches
+ * the responder, the timeout holds; NULL is the topic's priority and the
+ * handle's timeout; an older struct without the timeout uses the
+ * handle's; a bad one sends nothing; the four wrappers do as before.
+ */
+START_TEST(test_opts_request)
+{
+	/*
+	 * The handle's timeout, and one of the options well below it: a
+	 * timeout is told to be the one or the other by bounds (half the
+	 * option's to 100 ms short of the handle's; 100 ms short of the
+	 * handle's to 4 s more) that leave a loaded machine room.
+	 */
+	enum { HANDLE_MS = 1000, OPTS_MS = 100, ANSWERS = 10 };
+	struct mqbus_request_opts o = MQBUS_REQUEST_OPTS_INIT;
+	struct opts_reply ar = { 0 };
+	struct newer_request_opts n;
+	struct testbus tb = { 0 };
+	mqbus *req, *silent, *mon;
+	uint32_t responder = 0;
+	uint64_t t0, took;
+	int ready[2], status, i, r;
+	pid_t child;
+
+	testbus_start(&tb, OPTS_CONFIG);
+	testbus_pipe(ready);
+	child = fork_prio_responder(&tb, "op/echo", ANSWERS, ready);
+	ck_assert_int_eq(testbus_read_all(ready[0], &responder,
+					  sizeof(responder), 10000),
+			 0);
+	ck_assert_msg(responder != 0, "the responder could not subscribe");
+	req = testbus_connect(&tb, 0, 0);
+	silent = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(silent, "op/silent");
+	ck_assert_int_eq(mqbus_set_timeout(req, HANDLE_MS), 0);
+
+	/* blocking: NULL, _INIT, a priority, a newer struct */
+	expect_request_reply(req, "op/echo", NULL, "3");
+	expect_request_reply(req, "op/echo", &o, "3");
+	o.priority = 9;
+	expect_request_reply(req, "op/echo", &o, "9");
+	memset(&n, 0, sizeof(n));
+	n.o = (struct mqbus_request_opts)MQBUS_REQUEST_OPTS_INIT;
+	n.o.size = sizeof(n);
+	n.o.priority = 11;
+	expect_request_reply(req, "op/echo", &n.o, "11");
+	/* asynchronous: NULL, a priority */
+	ck_assert_int_eq(mqbus_request_async_opts(req, "op/echo", "q", 1, NULL,
+						  opts_reply_handler, &ar),
+			 0);
+	opts_pump(req, &ar, 1, 5000);
+	ck_assert_int_eq(ar.error, 0);
+	ck_assert_str_eq(ar.text, "3");
+	o.priority = 8;
+	ck_assert_int_eq(mqbus_request_async_opts(req, "op/echo", "q", 1, &o,
+						  opts_reply_handler, &ar),
+			 0);
+	opts_pump(req, &ar, 2, 5000);
+	ck_assert_int_eq(ar.error, 0);
+	ck_assert_str_eq(ar.text, "8");
+	/* the wrappers */
+	{
+		mqbus_msg *reply = NULL;
+		const void *p;
+		size_t len;
+
+		ck_assert_int_eq(mqbus_request_prio(req, "op/echo", "q", 1, 12,
+						    5000, &reply),
+				 0);
+		p = mqbus_msg_payload(reply, &len);
+		ck_assert_msg(len == 2 && memcmp(p, "12", 2) == 0,
+			      "request_prio 12 arrived at %.*s", (int)len,
+			      (const char *)p);
+		mqbus_msg_free(reply);
+		ck_assert_int_eq(mqbus_request(req, "op/echo", "q", 1, 5000,
+					       &reply),
+				 0);
+		p = mqbus_msg_payload(reply, &len);
+		ck_assert_msg(len == 1 && memcmp(p, "3", 1) == 0,
+			      "request arrived at %.*s", (int)len,
+			      (const char *)p);
+		mqbus_msg_free(reply);
+	}
+	ck_assert_int_eq(mqbus_request_async_prio(req, "op/echo", "q", 1, 13,
+						  5000, opts_reply_handler,
+						  &ar),
+			 0);
+	opts_pump(req, &ar, 3, 5000);
+	ck_assert_str_eq(ar.text, "13");
+	ck_assert_int_eq(mqbus_request_async(req, "op/echo", "q", 1, 5000,
+					     opts_reply_handler, &ar),
+			 0);
+	opts_pump(req, &ar, 4, 5000);
+	ck_assert_int_eq(ar.error, 0);
+	ck_assert_str_eq(ar.text, "3");
+	status = testbus_wait(child, 10000);
+	ck_assert_msg(status == 0, "responder child: exit status %d", status);
+
+	/* timeouts: the option's, the handle's for NULL and for an older
+	 * struct that ends before timeout_ms */
+	o = (struct mqbus_request_opts)MQBUS_REQUEST_OPTS_INIT;
+	o.priority = 9;
+	o.timeout_ms = OPTS_MS;
+	expect_request_timeout(req, silent, &o, 0, 9, OPTS_MS / 2,
+			       HANDLE_MS - 100);
+	expect_request_timeout(req, silent, NULL, 0, OPTS_PRIO,
+			       HANDLE_MS - 100, HANDLE_MS + 4000);
+	o.priority = 7;
+	o.size = offsetof(struct mqbus_request_opts, timeout_ms);
+	expect_request_timeout(req, silent, &o, 0, 7, HANDLE_MS - 100,
+			       HANDLE_MS + 4000);
+	/* the wrapper's timeout argument, as before */
+	expect_request_timeout(req, silent, NULL, OPTS_MS, 5, OPTS_MS / 2,
+			       HANDLE_MS - 100);
+	/* and asynchronous, through the call and through the wrapper */
+	o = (struct mqbus_request_opts)MQBUS_REQUEST_OPTS_INIT;
+	o.timeout_ms = OPTS_MS;
+	for (i = 0; i < 2; i++) {
+		t0 = testbus_now_ms();
+		if (i == 0)
+			r = mqbus_request_async_opts(req, "op/silent", "q", 1,
+						     &o, opts_reply_handler,
+						     &ar);
+		else
+			r = mqbus_request_async(req, "op/silent", "q", 1,
+						OPTS_MS, opts_reply_handler,
+						&ar);
+		ck_assert_int_eq(r, 0);
+		ck_assert_int_le(mqbus_get_timeout(req), OPTS_MS);
+		opts_pump(req, &ar, 5 + i, 5000);
+		took = testbus_now_ms() - t0;
+		ck_assert_int_eq(ar.error, -ETIMEDOUT);
+		ck_assert_msg(took >= OPTS_MS / 2 && took < HANDLE_MS - 100,
+			      "asynchronous request %d timed out after %" PRIu64
+			      " ms, expected about %d",
+			      i, took, OPTS_MS);
+		mqbus_msg_free(recv_on(silent, "op/silent", RECV_MS));
+	}
+
+	/* refused: nothing sent, no callback */
+	expect_bad_opts(req, call_request_opts, "mqbus_request_opts",
+			sizeof(struct mqbus_request_opts),
+			offsetof(struct mqbus_request_opts, timeout_ms) + 1);
+	expect_bad_opts(req, call_request_async_opts, "mqbus_request_opts",
+			sizeof(struct mqbus_request_opts),
+			offsetof(struct mqbus_request_opts, priority) + 3);
+	n.later[0] = 1;
+	ck_assert_int_eq(mqbus_request_opts(req, "op/echo", "q", 1, &n.o,
+					    &(mqbus_msg *){ NULL }),
+			 -EINVAL);
+	o = (struct mqbus_request_opts)MQBUS_REQUEST_OPTS_INIT;
+	o.timeout_ms = -2;
+	ck_assert_int_eq(mqbus_request_async_opts(req, "op/echo", "q", 1, &o,
+						  opts_reply_handler, &ar),
+			 -EINVAL);
+	o.timeout_ms = -1;
+	o.priority = 32768;
+	ck_assert_int_eq(mqbus_request_opts(req, "op/echo", "q", 1, &o,
+					    &(mqbus_msg *){ NULL }),
+			 -EINVAL);
+	ck_assert_int_eq(mqbus_request_opts(req, "op/echo", "q", 1, NULL, NULL),
+			 -EINVAL);
+	ck_assert_int_eq(mqbus_get_timeout(req), -1);
+	ck_assert_uint_eq(ar.calls, 6);
+	ck_assert_uint_eq(opts_refused_reply.calls, 0);
+	testbus_expect_nothing(silent, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(mon, "requests"), ANSWERS + 6);
+
+	testbus_close_pipe(ready);
+	mqbus_free(mon);
+	mqbus_free(silent);
+	mqbus_free(req);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * mqbus_timer_add_opts: key, priority, period, detached and absolute go
+ * through; NULL fires at once, once, at the topic's priority; an older
+ * struct's later fields are not read; a bad one makes no timer; the
+ * wrappers do as before.
+ */
+START_TEST(test_opts_timer)
+{
+	struct mqbus_timer_add_opts o = MQBUS_TIMER_ADD_OPTS_INIT;
+	struct newer_timer_add_opts n;
+	struct testbus tb = { 0 };
+	mqbus *sub, *creator, *mon;
+	uint64_t id = 0, at_ms;
+	mqbus_msg *m;
+	int i;
+
+	testbus_start(&tb, OPTS_CONFIG);
+	sub = testbus_connect(&tb, 0, 0);
+	creator = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "op/#");
+
+	/* NULL: at once, once, the topic's priority, no key */
+	ck_assert_int_eq(mqbus_timer_add_opts(creator, "op/t0", "now", 3, NULL,
+					      &id),
+			 0);
+	ck_assert(id != 0);
+	expect_opts_msg(sub, "op/t0", "now", OPTS_PRIO, NULL, 0);
+
+	/* a keyed, detached, periodic timer at a priority */
+	o.priority = 9;
+	o.flags = MQBUS_TIMER_DETACHED;
+	o.key = "t:1";
+	o.when = 20;
+	o.period_ms = 30;
+	ck_assert_int_eq(mqbus_timer_add_opts(creator, "op/tp", "tick", 4, &o,
+					      &id),
+			 0);
+	ck_assert(timer_listed(creator, id, "op/tp", "detached=1"));
+	ck_assert(timer_listed(creator, id, "op/tp", "key=t:1"));
+	ck_assert(timer_listed(creator, id, "op/tp", "period_ms=30"));
+	for (i = 0; i < 3; i++)
+		expect_opts_msg(sub, "op/tp", "tick", 9, "t:1", 0);
+	ck_assert_int_eq(mqbus_timer_cancel(creator, id), 0);
+	drain_now(sub, "op/tp", 0);
+
+	/* an absolute time */
+	o = (struct mqbus_timer_add_opts)MQBUS_TIMER_ADD_OPTS_INIT;
+	at_ms = testbus_realtime_ns() / 1000000 + 150;
+	o.flags = MQBUS_TIMER_ABSOLUTE;
+	o.when = at_ms;
+	ck_assert_int_eq(mqbus_timer_add_opts(creator, "op/ta", "at", 2, &o,
+					      NULL),
+			 0);
+	m = recv_on(sub, "op/ta", RECV_MS);
+	ck_assert_msg(mqbus_msg_timestamp(m) + TIMER_SLACK_NS >=
+			      at_ms * 1000000,
+		      "an absolute timer fired %.3f ms early",
+		      ms_of((int64_t)(at_ms * 1000000 -
+				      mqbus_msg_timestamp(m))));
+	mqbus_msg_free(m);
+
+	/* an older struct, up to flags: no key, at once, once */
+	o = (struct mqbus_timer_add_opts)MQBUS_TIMER_ADD_OPTS_INIT;
+	o.priority = 8;
+	o.key = "unread";
+	o.when = 60000;
+	o.period_ms = 10;
+	o.size = offsetof(struct mqbus_timer_add_opts, key);
+	ck_assert_int_eq(mqbus_timer_add_opts(creator, "op/to", "old", 3, &o,
+					      &id),
+			 0);
+	expect_opts_msg(sub, "op/to", "old", 8, NULL, 0);
+	/* up to key: the key, at once */
+	o.size = offsetof(struct mqbus_timer_add_opts, when);
+	o.key = "t:0";
+	ck_assert_int_eq(mqbus_timer_add_opts(creator, "op/to", "old2", 4, &o,
+					      &id),
+			 0);
+	expect_opts_msg(sub, "op/to", "old2", 8, "t:0", 0);
+
+	/* a newer struct whose later fields are 0 */
+	memset(&n, 0, sizeof(n));
+	n.o = (struct mqbus_timer_add_opts)MQBUS_TIMER_ADD_OPTS_INIT;
+	n.o.size = sizeof(n);
+	n.o.key = "t:2";
+	n.o.when = 10;
+	ck_assert_int_eq(mqbus_timer_add_opts(creator, "op/tn", "new", 3, &n.o,
+					      &id),
+			 0);
+	expect_opts_msg(sub, "op/tn", "new", OPTS_PRIO, "t:2", 0);
+
+	/* the wrappers */
+	ck_assert_int_eq(mqbus_timer_add_key(creator, "op/tk", "t:3", "wk", 2,
+					     6, 10, 0, 0, &id),
+			 0);
+	expect_opts_msg(sub, "op/tk", "wk", 6, "t:3", 0);
+	ck_assert_int_eq(mqbus_timer_add(creator, "op/tw", "w", 1,
+					 MQBUS_PRIORITY_DEFAULT, 0, 0, 0, &id),
+			 0);
+	expect_opts_msg(sub, "op/tw", "w", OPTS_PRIO, NULL, 0);
+	ck_assert_int_eq(mqbus_timer_add_key(creator, "op/tk", "a b", "x", 1,
+					     MQBUS_PRIORITY_DEFAULT, 10, 0, 0,
+					     &id),
+			 -EINVAL);
+	ck_assert_int_eq(mqbus_timer_add(creator, "op/tw", "x", 1,
+					 MQBUS_PRIORITY_DEFAULT, 10, 0, 0x8,
+					 &id),
+			 -EINVAL);
+
+	/* refused: no timer made */
+	n.later[1] = 0x100;
+	ck_assert_int_eq(mqbus_timer_add_opts(creator, "op/tn", "x", 1, &n.o,
+					      &id),
+			 -EINVAL);
+	expect_bad_opts(creator, call_timer_add_opts, "mqbus_timer_add_opts",
+			sizeof(struct mqbus_timer_add_opts),
+			offsetof(struct mqbus_timer_add_opts, when) + 4);
+	o = (struct mqbus_timer_add_opts)MQBUS_TIMER_ADD_OPTS_INIT;
+	o.flags = 0x8;
+	ck_assert_int_eq(mqbus_timer_add_opts(creator, "op/tn", "x", 1, &o,
+					      &id),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(mqbus_last_error(creator), "timer flags"));
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(mon, "timers"), 0);
+
+	mqbus_free(mon);
+	mqbus_free(creator);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * The _opts calls have the symbol version LIBMQBUS_1.1 and only that; the
+ * calls that were there before keep LIBMQBUS_1, so that programs linked
+ * against the first ABI still find theirs (client/libmqbus.sym).
+ */
+START_TEST(test_opts_symbols)
+{
+	static const char *const added[] = {
+		"mqbus_publish_opts",
+		"mqbus_request_opts",
+		"mqbus_request_async_opts",
+		"mqbus_timer_add_opts",
+	};
+	static const char *const first[] = {
+		"mqbus_publish",	  "mqbus_publish_flags",
+		"mqbus_publish_key",	  "mqbus_request",
+		"mqbus_request_prio",	  "mqbus_request_async",
+		"mqbus_request_async_prio", "mqbus_timer_add",
+		"mqbus_timer_add_key",	  "mqbus_new",
+		"mqbus_msg_key",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(added) / sizeof(added[0]); i++) {
+		ck_assert_msg(dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1.1"),
+			      "%s@LIBMQBUS_1.1 not found", added[i]);
+		ck_assert_msg(!dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1"),
+			      "%s has the version LIBMQBUS_1", added[i]);
+	}
+	for (i = 0; i < sizeof(first) / sizeof(first[0]); i++)
+		ck_assert_msg(dlvsym(RTLD_DEFAULT, first[i], "LIBMQBUS_1"),
+			      "%s@LIBMQBUS_1 not found", first[i]);
+}
+END_TEST
+
 static void add_case(Suite *s, const char *name, const TTest *test)
 {
 	testbus_add_case(s, name, test, 1);
@@ -1667,6 +2498,10 @@ int main(void)
 	add_case(s, "slow_others_unaffected", test_slow_others_unaffected);
 	add_case(s, "slow_memory_bound", test_slow_memory_bound);
 	add_case(s, "slow_priority", test_slow_priority);
+	add_case(s, "opts_publish", test_opts_publish);
+	add_case(s, "opts_request", test_opts_request);
+	add_case(s, "opts_timer", test_opts_timer);
+	add_case(s, "opts_symbols", test_opts_symbols);
 
 	return testbus_run(s, "check_delivery");
 }
