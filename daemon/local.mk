@@ -5,6 +5,7 @@ daemon_libmqbusd_la_SOURCES = \
 	daemon/log.c daemon/log.h \
 	daemon/router.c daemon/router.h \
 	daemon/config_file.c daemon/config_file.h \
+	daemon/policy.c daemon/policy.h \
 	daemon/msgbuf.c daemon/msgbuf.h \
 	daemon/wake.c daemon/wake.h \
 	daemon/client.c daemon/client.h \
