@@ -1077,9 +1077,9 @@ static void policy_consider(void *subscriber, void *userdata)
 	w->best = &e->rule;
 }
 
-static uint32_t policy_hash(const char *topic, size_t len, unsigned action)
+uint32_t policy_cache_hash(const char *topic, size_t len)
 {
-	uint32_t h = 2166136261u ^ action;
+	uint32_t h = 2166136261u;
 
 	for (size_t i = 0; i < len; i++) {
 		h ^= (unsigned char)topic[i];
@@ -1111,7 +1111,7 @@ bool policy_check(const struct policy *pol, struct policy_identity *id,
 		if (!id->cache)
 			id->cache = calloc(1, sizeof(*id->cache));
 		if (id->cache) {
-			h = policy_hash(topic, len, action);
+			h = policy_cache_hash(topic, len);
 			set = id->cache->set[h % POLICY_CACHE_SETS];
 		}
 	}

@@ -176,6 +176,13 @@ bool policy_check(const struct policy *pol, struct policy_identity *id,
 		  enum policy_action action, const char *topic,
 		  const struct policy_rule **ret_rule);
 
+/*
+ * The hash that places a topic (of len bytes) in a cache set; a hit also
+ * compares the action and the whole topic.  Exposed for tests, which need
+ * two topics of one hash.
+ */
+uint32_t policy_cache_hash(const char *topic, size_t len);
+
 /* What a policy says about all the topics of a pattern. */
 enum policy_scope {
 	POLICY_DENIED,  /* every topic denied: refuse the subscription */

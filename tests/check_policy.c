@@ -753,6 +753,61 @@ START_TEST(test_cache)
 }
 END_TEST
 
+static int u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Two topics of one hash are still two topics to the cache. */
+START_TEST(test_cache_collision)
+{
+	enum { N = 300000 };
+	uint64_t *keys = malloc(N * sizeof(*keys));
+	struct policy_identity id;
+	struct config cfg;
+	char t1[32], t2[32], text[128];
+	uint32_t i, a = 0, b = 0;
+
+	/* hash << 32 | index, sorted: equal hashes end up side by side */
+	ck_assert_ptr_nonnull(keys);
+	for (i = 0; i < N; i++) {
+		snprintf(t1, sizeof(t1), "c/%08x", i * 0x9e3779b9u);
+		keys[i] = (uint64_t)policy_cache_hash(t1, strlen(t1)) << 32 | i;
+	}
+	qsort(keys, N, sizeof(*keys), u64_cmp);
+	for (i = 1; i < N; i++) {
+		if (keys[i] >> 32 == keys[i - 1] >> 32) {
+			a = (uint32_t)keys[i - 1];
+			b = (uint32_t)keys[i];
+			break;
+		}
+	}
+	free(keys);
+	ck_assert_msg(i < N, "no two topics of one hash among %d", N);
+	snprintf(t1, sizeof(t1), "c/%08x", a * 0x9e3779b9u);
+	snprintf(t2, sizeof(t2), "c/%08x", b * 0x9e3779b9u);
+	ck_assert_uint_eq(policy_cache_hash(t1, strlen(t1)),
+			  policy_cache_hash(t2, strlen(t2)));
+
+	snprintf(text, sizeof(text),
+		 "[policy]\ndefault = allow\ndeny = publish * topic=%s\n", t1);
+	pol_load_ok(&cfg, text);
+	ident(&id, 1000, 1000, "alice");
+	for (int k = 0; k < 3; k++) {
+		ck_assert(!policy_check(cfg.policy, &id, POLICY_PUBLISH, t1,
+					NULL));
+		ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH, t2,
+				       NULL));
+	}
+	ck_assert_uint_eq(id.cache_misses, 2);
+	ck_assert_uint_eq(id.cache_hits, 4);
+	policy_identity_deinit(&id);
+	config_deinit(&cfg);
+}
+END_TEST
+
 /* ---- errors -------------------------------------------------------- */
 
 struct bad_policy {
@@ -1295,6 +1350,7 @@ static Suite *policy_suite(void)
 	tcase_add_loop_test(tc, test_scope, 0,
 			    (int)(sizeof(scope_cases) / sizeof(scope_cases[0])));
 	tcase_add_test(tc, test_cache);
+	tcase_add_test(tc, test_cache_collision);
 	tcase_add_test(tc, test_describe);
 	tcase_add_test(tc, test_many_rules);
 	tcase_add_test(tc, test_cross_check);
