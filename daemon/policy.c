@@ -950,11 +950,15 @@ static int policy_add_rule(struct policy *pol, bool allow, const char *value,
 		*slot = word;
 	}
 	if (!actions || !principal || !topic) {
+		const char *missing =
+			!actions   ? "actions" :
+			!principal ? "principal (user=, group= or *)" :
+				     "topic=PATTERN";
+
 		r = policy_error(
 			ret_error, -EINVAL,
 			"%s: missing %s (expected '%s = ACTIONS PRINCIPAL topic=PATTERN')",
-			allow ? "allow" : "deny",
-			!actions ? "actions" : !principal ? "principal (user=, group= or *)" : "topic=PATTERN",
+			allow ? "allow" : "deny", missing,
 			allow ? "allow" : "deny");
 		goto out;
 	}
@@ -1118,16 +1122,17 @@ bool policy_check(const struct policy *pol, struct policy_identity *id,
 	if (set) {
 		for (way = 0; way < POLICY_CACHE_WAYS; way++) {
 			slot = &set[way];
-			if (slot->generation == pol->generation &&
-			    slot->hash == h && slot->action == action &&
-			    slot->len == len && !memcmp(slot->topic, topic, len)) {
-				id->cache_hits++;
-				id->cache->next[h % POLICY_CACHE_SETS] =
-					(uint8_t)((way + 1) % POLICY_CACHE_WAYS);
-				if (ret_rule)
-					*ret_rule = slot->rule;
-				return slot->allow;
-			}
+			if (slot->generation != pol->generation ||
+			    slot->hash != h || slot->action != action ||
+			    slot->len != len ||
+			    memcmp(slot->topic, topic, len) != 0)
+				continue;
+			id->cache_hits++;
+			id->cache->next[h % POLICY_CACHE_SETS] =
+				(uint8_t)((way + 1) % POLICY_CACHE_WAYS);
+			if (ret_rule)
+				*ret_rule = slot->rule;
+			return slot->allow;
 		}
 	}
 
