@@ -38,11 +38,6 @@
 #include "daemon/router.h"
 #include "proto/proto.h"
 
-/* The decision cache of one identity: POLICY_CACHE_SETS sets of two ways,
- * about 9 KiB, made at the identity's first check. */
-#define POLICY_CACHE_SETS 16
-#define POLICY_CACHE_WAYS 2
-
 /* Pattern classification gives up (answers mixed) after this many steps
  * or at this depth. */
 #define POLICY_SCOPE_BUDGET 256
@@ -56,14 +51,15 @@ struct policy_cache_entry {
 	uint64_t generation; /* 0: empty */
 	const struct policy_rule *rule;
 	uint32_t hash;
-	uint16_t len;
+	uint32_t used; /* the cache's clock at the last use */
+	uint8_t len;   /* of topic, 1..POLICY_CACHE_TOPIC_MAX */
 	uint8_t action;
 	bool allow;
-	char topic[PROTO_TOPIC_MAX + 1];
+	char topic[POLICY_CACHE_TOPIC_MAX]; /* not NUL-terminated */
 };
 
 struct policy_cache {
-	uint8_t next[POLICY_CACHE_SETS]; /* the way to replace next */
+	uint32_t clock; /* counts uses; wrapping only blurs the LRU order */
 	struct policy_cache_entry set[POLICY_CACHE_SETS][POLICY_CACHE_WAYS];
 };
 
@@ -1111,12 +1107,13 @@ bool policy_check(const struct policy *pol, struct policy_identity *id,
 		return true;
 	}
 	len = strlen(topic);
-	if (len <= PROTO_TOPIC_MAX) {
+	if (len <= POLICY_CACHE_TOPIC_MAX) {
 		if (!id->cache)
 			id->cache = calloc(1, sizeof(*id->cache));
 		if (id->cache) {
 			h = policy_cache_hash(topic, len);
 			set = id->cache->set[h % POLICY_CACHE_SETS];
+			id->cache->clock++;
 		}
 	}
 	if (set) {
@@ -1128,8 +1125,7 @@ bool policy_check(const struct policy *pol, struct policy_identity *id,
 			    memcmp(slot->topic, topic, len) != 0)
 				continue;
 			id->cache_hits++;
-			id->cache->next[h % POLICY_CACHE_SETS] =
-				(uint8_t)((way + 1) % POLICY_CACHE_WAYS);
+			slot->used = id->cache->clock;
 			if (ret_rule)
 				*ret_rule = slot->rule;
 			return slot->allow;
@@ -1142,23 +1138,26 @@ bool policy_check(const struct policy *pol, struct policy_identity *id,
 		w.best = &pol->deflt.rule;
 
 	if (set) {
-		uint8_t *next = &id->cache->next[h % POLICY_CACHE_SETS];
-
-		/* An entry of an older policy first, else the one not
-		 * used last. */
-		way = *next;
-		for (unsigned i = 0; i < POLICY_CACHE_WAYS; i++)
-			if (set[i].generation != pol->generation)
-				way = i;
-		slot = &set[way];
+		/* An entry of an older policy (or none) first, else the
+		 * least recently used. */
+		slot = &set[0];
+		for (way = 0; way < POLICY_CACHE_WAYS; way++) {
+			if (set[way].generation != pol->generation) {
+				slot = &set[way];
+				break;
+			}
+			if (id->cache->clock - set[way].used >
+			    id->cache->clock - slot->used)
+				slot = &set[way];
+		}
 		slot->generation = pol->generation;
 		slot->rule = w.best;
 		slot->hash = h;
-		slot->len = (uint16_t)len;
+		slot->used = id->cache->clock;
+		slot->len = (uint8_t)len;
 		slot->action = (uint8_t)action;
 		slot->allow = w.best->allow;
 		memcpy(slot->topic, topic, len);
-		*next = (uint8_t)((way + 1) % POLICY_CACHE_WAYS);
 	}
 	if (ret_rule)
 		*ret_rule = w.best;

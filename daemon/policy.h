@@ -67,8 +67,17 @@ struct policy_rule {
 
 struct policy;
 
-/* Decisions of one identity, see policy_check().  Opaque. */
+/*
+ * The decision cache of one identity, see policy_check(): POLICY_CACHE_SETS
+ * sets of POLICY_CACHE_WAYS decisions, the least recently used replaced
+ * first, about 10 KiB, made at the identity's first check.  A topic longer
+ * than POLICY_CACHE_TOPIC_MAX bytes is decided anew each time: that keeps
+ * the entries small, and such topics are rare.
+ */
 struct policy_cache;
+#define POLICY_CACHE_SETS 16
+#define POLICY_CACHE_WAYS 4
+#define POLICY_CACHE_TOPIC_MAX 128
 
 /*
  * Who a client is, as far as the policy is concerned: its uid (the owner
@@ -177,8 +186,9 @@ bool policy_check(const struct policy *pol, struct policy_identity *id,
 		  const struct policy_rule **ret_rule);
 
 /*
- * The hash that places a topic (of len bytes) in a cache set; a hit also
- * compares the action and the whole topic.  Exposed for tests, which need
+ * The hash of a topic (of len bytes) in the cache: its set is the hash
+ * modulo POLICY_CACHE_SETS.  A hit also compares the action and the whole
+ * topic.  Exposed for tests, which need
  * two topics of one hash.
  */
 uint32_t policy_cache_hash(const char *topic, size_t len);

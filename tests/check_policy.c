@@ -808,6 +808,73 @@ START_TEST(test_cache_collision)
 }
 END_TEST
 
+/* Within a set, the least recently used decision goes first; a long
+ * topic is decided each time, and rightly. */
+START_TEST(test_cache_lru)
+{
+	char topics[POLICY_CACHE_WAYS + 1][32], text[512];
+	char long_topic[POLICY_CACHE_TOPIC_MAX + 2];
+	struct policy_identity id;
+	struct config cfg;
+	unsigned n = 0, i;
+	uint32_t set = policy_cache_hash("s/0", 3) % POLICY_CACHE_SETS;
+
+	/* POLICY_CACHE_WAYS + 1 topics of one set */
+	for (i = 0; n < POLICY_CACHE_WAYS + 1; i++) {
+		snprintf(topics[n], sizeof(topics[n]), "s/%u", i);
+		if (policy_cache_hash(topics[n], strlen(topics[n])) %
+			    POLICY_CACHE_SETS ==
+		    set)
+			n++;
+	}
+	memset(long_topic, 'l', sizeof(long_topic) - 1);
+	long_topic[sizeof(long_topic) - 1] = '\0';
+	snprintf(text, sizeof(text),
+		 "[policy]\ndefault = allow\ndeny = publish * topic=%s\n"
+		 "deny = publish * topic=%s\n",
+		 topics[0], long_topic);
+	pol_load_ok(&cfg, text);
+	ident(&id, 1000, 1000, "alice");
+
+	/* a full set: every one hits */
+	for (i = 0; i < POLICY_CACHE_WAYS; i++)
+		ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH,
+				       topics[i], NULL) == (i != 0));
+	ck_assert_uint_eq(id.cache_misses, POLICY_CACHE_WAYS);
+	for (i = 0; i < POLICY_CACHE_WAYS; i++)
+		ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH,
+				       topics[i], NULL) == (i != 0));
+	ck_assert_uint_eq(id.cache_misses, POLICY_CACHE_WAYS);
+	ck_assert_uint_eq(id.cache_hits, POLICY_CACHE_WAYS);
+	/* topics[0] used last, then one more: topics[1] makes room */
+	ck_assert(!policy_check(cfg.policy, &id, POLICY_PUBLISH, topics[0],
+				NULL));
+	ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH,
+			       topics[POLICY_CACHE_WAYS], NULL));
+	ck_assert_uint_eq(id.cache_misses, POLICY_CACHE_WAYS + 1);
+	ck_assert(!policy_check(cfg.policy, &id, POLICY_PUBLISH, topics[0],
+				NULL));
+	ck_assert_uint_eq(id.cache_misses, POLICY_CACHE_WAYS + 1);
+	ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH, topics[1],
+			       NULL));
+	ck_assert_uint_eq(id.cache_misses, POLICY_CACHE_WAYS + 2);
+
+	/* a topic over POLICY_CACHE_TOPIC_MAX: never a hit, always right */
+	id.cache_hits = id.cache_misses = 0;
+	for (i = 0; i < 3; i++)
+		ck_assert(!policy_check(cfg.policy, &id, POLICY_PUBLISH,
+					long_topic, NULL));
+	long_topic[POLICY_CACHE_TOPIC_MAX] = '\0';
+	for (i = 0; i < 3; i++)
+		ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH,
+				       long_topic, NULL));
+	ck_assert_uint_eq(id.cache_misses, 4);
+	ck_assert_uint_eq(id.cache_hits, 2);
+	policy_identity_deinit(&id);
+	config_deinit(&cfg);
+}
+END_TEST
+
 /* ---- errors -------------------------------------------------------- */
 
 struct bad_policy {
@@ -1351,6 +1418,7 @@ static Suite *policy_suite(void)
 			    (int)(sizeof(scope_cases) / sizeof(scope_cases[0])));
 	tcase_add_test(tc, test_cache);
 	tcase_add_test(tc, test_cache_collision);
+	tcase_add_test(tc, test_cache_lru);
 	tcase_add_test(tc, test_describe);
 	tcase_add_test(tc, test_many_rules);
 	tcase_add_test(tc, test_cross_check);
