@@ -25,6 +25,7 @@
 #include <ini.h>
 
 #include "daemon/config_file.h"
+#include "daemon/policy.h"
 #include "daemon/router.h"
 #include "proto/proto.h"
 
@@ -102,6 +103,7 @@ enum config_section {
 	CONFIG_SECTION_NONE, /* before the first header */
 	CONFIG_SECTION_BUS,
 	CONFIG_SECTION_TOPIC,
+	CONFIG_SECTION_POLICY,
 };
 
 struct config_parser {
@@ -114,6 +116,7 @@ struct config_parser {
 
 	enum config_section section;
 	unsigned bus_line; /* of [bus], 0 before it */
+	unsigned policy_line; /* of [policy] */
 	unsigned bus_key_line[CONFIG_N_BUS_KEYS];
 	size_t rule;         /* the current [topic], an index into cfg->rules */
 	size_t rules_cap;
@@ -162,6 +165,7 @@ void config_deinit(struct config *cfg)
 	size_t i;
 
 	router_free(cfg->rule_index);
+	policy_free(cfg->policy);
 	for (i = 0; i < cfg->n_rules; i++)
 		free(cfg->rules[i].pattern);
 	free(cfg->rules);
@@ -287,6 +291,24 @@ static void config_begin_bus(struct config_parser *p)
 	p->section = CONFIG_SECTION_BUS;
 }
 
+/* [policy]: its keys go to policy_add(), see policy.h. */
+static void config_begin_policy(struct config_parser *p)
+{
+	if (p->cfg->policy) {
+		config_fail(p, -EINVAL, p->lineno,
+			    "[policy] given twice (first at line %u)",
+			    p->policy_line);
+		return;
+	}
+	p->cfg->policy = policy_new(p->path, p->lineno);
+	if (!p->cfg->policy) {
+		config_fail(p, -ENOMEM, 0, "%s", strerror(ENOMEM));
+		return;
+	}
+	p->policy_line = p->lineno;
+	p->section = CONFIG_SECTION_POLICY;
+}
+
 static void config_begin_topic(struct config_parser *p, const char *pattern,
 			       size_t len)
 {
@@ -373,6 +395,17 @@ static void config_section_line(struct config_parser *p, const char *s)
 		return;
 	}
 
+	if (word_len == 6 && !memcmp(word, "policy", 6)) {
+		q = config_skip_space(word + word_len);
+		if (*q != ']' || !config_is_line_end(q + 1)) {
+			config_fail(p, -EINVAL, p->lineno,
+				    "expected '[policy]'");
+			return;
+		}
+		config_begin_policy(p);
+		return;
+	}
+
 	if (word_len == 5 && !memcmp(word, "topic", 5)) {
 		q = config_skip_space(word + word_len);
 		if (q == word + word_len || *q != '"')
@@ -399,7 +432,7 @@ bad_topic:
 		return;
 	}
 	config_fail(p, -EINVAL, p->lineno,
-		    "unknown section '%.*s' (expected [bus] or [topic \"PATTERN\"])",
+		    "unknown section '%.*s' (expected [bus], [topic \"PATTERN\"] or [policy])",
 		    (int)word_len, word);
 }
 
@@ -587,10 +620,21 @@ static int config_handle(void *user, const char *section, const char *name,
 					   "priority %u is above ceiling %u",
 					   rule->priority, rule->ceiling);
 		return 1;
+	case CONFIG_SECTION_POLICY: {
+		char *msg = NULL;
+		int r = policy_add(p->cfg->policy, name, value, p->lineno,
+				   &msg);
+
+		if (r < 0)
+			config_fail(p, r, p->lineno, "%s",
+				    msg ? msg : strerror(-r));
+		free(msg);
+		return r == 0;
+	}
 	case CONFIG_SECTION_NONE:
 	default:
 		return config_fail(p, -EINVAL, p->lineno,
-				   "'%s' is outside any section (expected [bus] or [topic \"PATTERN\"] first)",
+				   "'%s' is outside any section (expected [bus], [topic \"PATTERN\"] or [policy] first)",
 				   name);
 	}
 }
@@ -603,6 +647,17 @@ static int config_finish(struct config_parser *p)
 	int r;
 
 	config_set_bus_policy(cfg);
+	if (cfg->policy) {
+		char *msg = NULL;
+		unsigned line = 0;
+
+		r = policy_finish(cfg->policy, &line, &msg);
+		if (r < 0)
+			config_fail(p, r, line, "%s", msg ? msg : strerror(-r));
+		free(msg);
+		if (r < 0)
+			return r;
+	}
 	for (i = 0; i < cfg->n_rules; i++) {
 		struct topic_rule *rule = &cfg->rules[i];
 

@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct policy;
 struct router;
 
 /* What happens to a message for a subscriber whose backlog is full. */
@@ -87,6 +88,8 @@ struct config {
 	struct topic_rule *rules;
 	size_t n_rules;
 	struct router *rule_index; /* pattern -> struct topic_rule * */
+	struct policy *policy;     /* [policy]; NULL without one: all
+				      allowed (see policy.h) */
 };
 
 /* Fill cfg with the defaults and no topic rules.  Returns 0 or -ENOMEM. */

@@ -6,6 +6,7 @@ daemon_libmqbusd_la_SOURCES = \
 	daemon/router.c daemon/router.h \
 	daemon/config_file.c daemon/config_file.h \
 	daemon/hmap.c daemon/hmap.h \
+	daemon/policy.c daemon/policy.h \
 	daemon/msgbuf.c daemon/msgbuf.h \
 	daemon/wake.c daemon/wake.h \
 	daemon/account.c daemon/account.h \

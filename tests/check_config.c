@@ -397,9 +397,9 @@ static const struct bad_conf bad_confs[] = {
 	  "pending_budget: 'x' is not a number (allowed 1..2147483647)" },
 	/* sections */
 	{ "[bus]\nmax_clients = 5\n\n[queue]\nx = 1\n", 4,
-	  "unknown section 'queue' (expected [bus] or [topic \"PATTERN\"])" },
+	  "unknown section 'queue' (expected [bus], [topic \"PATTERN\"] or [policy])" },
 	{ "[Bus]\n", 1,
-	  "unknown section 'Bus' (expected [bus] or [topic \"PATTERN\"])" },
+	  "unknown section 'Bus' (expected [bus], [topic \"PATTERN\"] or [policy])" },
 	{ "[bus\n", 1, "expected '[bus]'" },
 	{ "[bus] junk\n", 1, "expected '[bus]'" },
 	{ "[bus \"x\"]\n", 1, "expected '[bus]'" },
@@ -413,7 +413,7 @@ static const struct bad_conf bad_confs[] = {
 	{ "[bus]\n[topic \"a\"]\n[bus]\n", 3,
 	  "[bus] given twice (first at line 1)" },
 	{ "max_clients = 3\n[bus]\n", 1,
-	  "'max_clients' is outside any section (expected [bus] or [topic \"PATTERN\"] first)" },
+	  "'max_clients' is outside any section (expected [bus], [topic \"PATTERN\"] or [policy] first)" },
 	/* keys */
 	{ "# c\n[bus]\nmax_prio = 3\n", 3, "unknown key 'max_prio' in [bus]" },
 	{ "[bus]\npriority = 3\n", 2, "unknown key 'priority' in [bus]" },

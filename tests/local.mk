@@ -7,7 +7,7 @@ TEST_CHECK_LIBS = daemon/libmqbusd.la $(CHECK_LIBS)
 
 check_PROGRAMS += tests/check_proto tests/check_router tests/check_config \
 	tests/check_retain tests/check_delivery \
-	tests/check_bus tests/check_server
+	tests/check_bus tests/check_server tests/check_policy
 tests_check_proto_SOURCES = tests/check_proto.c
 tests_check_proto_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_proto_LDADD = proto/libproto.la $(CHECK_LIBS)
@@ -20,6 +20,9 @@ tests_check_retain_LDADD = $(TEST_CHECK_LIBS)
 tests_check_config_SOURCES = tests/check_config.c
 tests_check_config_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_config_LDADD = $(TEST_CHECK_LIBS)
+tests_check_policy_SOURCES = tests/check_policy.c
+tests_check_policy_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_policy_LDADD = $(TEST_CHECK_LIBS)
 tests_check_delivery_SOURCES = tests/check_delivery.c tests/testbus.c \
 	tests/testbus.h
 tests_check_delivery_CFLAGS = $(TEST_CHECK_CFLAGS)
@@ -46,7 +49,7 @@ tests_helpers_mqbusctl_test_LDADD = client/libmqbus.la
 tests_helpers_mqbusctl_test_LDFLAGS = $(AM_LDFLAGS) -no-install
 
 TESTS += tests/check_proto tests/check_router tests/check_config \
-	tests/check_retain tests/check_server \
+	tests/check_retain tests/check_server tests/check_policy \
 	tests/bus-notify.sh tests/bus-thread.sh tests/bus-poll.sh \
 	tests/delivery.sh \
 	tests/cli.sh tests/multiuser.sh tests/systemd.sh
