@@ -30,6 +30,8 @@
 #define LOG_TEXT_MAX 8192
 #define LOG_MESSAGE_MAX 1024
 #define LOG_BUS_MAX 256
+/* where sd_journal_sendv() sends to */
+#define LOG_JOURNAL_SOCKET "/run/systemd/journal/socket"
 
 enum log_event {
 	LOG_EV_NONE, /* a free-text line */
@@ -121,12 +123,25 @@ static bool log_stderr_is_journal(void)
 	       (unsigned long long)st.st_ino == ino;
 }
 
+static bool log_journal_socket_exists(void)
+{
+	struct stat st;
+
+	return stat(LOG_JOURNAL_SOCKET, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
 void log_setup(enum log_target target, const char *bus, bool verbose)
 {
 	log_is_verbose = verbose;
+	snprintf(log_bus, sizeof(log_bus), "%s", bus ? bus : "");
 	switch (target) {
 	case LOG_TARGET_JOURNAL:
-		log_journal = true;
+		/* sd_journal_sendv() drops entries silently when there is no
+		 * socket: say so once and keep them on stderr instead */
+		log_journal = log_journal_socket_exists();
+		if (!log_journal)
+			log_warnx("no journal at %s, logging to stderr",
+				  LOG_JOURNAL_SOCKET);
 		break;
 	case LOG_TARGET_STDERR:
 		log_journal = false;
@@ -135,7 +150,6 @@ void log_setup(enum log_target target, const char *bus, bool verbose)
 		log_journal = log_stderr_is_journal();
 		break;
 	}
-	snprintf(log_bus, sizeof(log_bus), "%s", bus ? bus : "");
 }
 
 void log_init(bool verbose)

@@ -14,8 +14,9 @@
  * daemons.  An event is one call that names it (log_client_left(), ...);
  * its fields are fixed here, so no call site can forget one.  Nothing here
  * allocates: entries are built in a buffer on the stack, and a field that
- * does not fit is cut off, never the entry.  Not thread-safe; mqbusd logs
- * from its loop thread only.
+ * does not fit is cut off, never the entry.  So any thread may log once
+ * log_setup() is done; a struct log_ratelimit belongs to one thread.  If
+ * the journal refuses an entry (journald not running), it goes to stderr.
  */
 #ifndef MQBUS_LOG_H
 #define MQBUS_LOG_H
@@ -40,7 +41,8 @@ int log_target_parse(const char *s, enum log_target *ret);
  * Chooses the target and the bus name that every entry carries (copied;
  * NULL for none).  LOG_TARGET_AUTO picks the journal when $JOURNAL_STREAM
  * names the device and inode of stderr (systemd connected stderr to the
- * journal), else stderr.  verbose lets log_debug() lines through (to
+ * journal), else stderr.  LOG_TARGET_JOURNAL without a journald socket
+ * says so on stderr and logs there.  verbose lets log_debug() lines through (to
  * either target: some are written per message) and the chatty events
  * (clients connected and left, refused handshakes, delivery stats) through
  * to stderr; the journal gets every event whatever verbose says.  May be

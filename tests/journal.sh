@@ -373,6 +373,17 @@ mqb_is "--log=auto: no JOURNAL_STREAM means stderr" "$out" stderr
 mqb_is "stderr runs wrote nothing to the journal" \
 	"$(entries "$SBUS" | grep -c .) $(entries "$ABUS" | grep -c .)" "0 2"
 
+# --log=journal with no journald to take the entries: they go to stderr
+NBUS=$(mqb_new_bus nj)
+unshare --mount --propagation private sh -c \
+	'mount -t tmpfs none /run/systemd/journal && exec "$@"' sh \
+	"$LOG_EMIT" --log=journal -b "$NBUS" ratelimit \
+	>/dev/null 2>"$MQB_TMP/nojournal.err"
+mqb_is "no journald: the entries go to stderr instead" \
+	"$(grep -c '^mqbusd: slow consumer: .* count=[15])$' "$MQB_TMP/nojournal.err")" 2
+mqb_like "... after saying why" "$(head -n 1 "$MQB_TMP/nojournal.err")" \
+	'^mqbusd: no journal at /run/systemd/journal/socket, logging to stderr$'
+
 # ------------------------------------------------------------ mqbusd
 
 mqb_check_status "mqbusd --log=bogus is a usage error" 2 \
