@@ -18,6 +18,7 @@
 
 #include <event2/event.h>
 
+#include "daemon/access.h"
 #include "daemon/config_file.h"
 #include "daemon/deliver.h"
 #include "daemon/log.h"
@@ -450,6 +451,8 @@ struct peer *deliver_subscriber(struct subscriber *sub,
 {
 	struct peer *p = container_of(sub, struct peer, sub);
 
+	if (!access_receive(p, d))
+		return NULL;
 	return deliver_message(p, d) == 0 ? p : NULL;
 }
 
@@ -463,6 +466,8 @@ struct peer *deliver_monitor(struct subscriber *sub, const struct delivery *d)
 	struct peer *p = container_of(sub, struct peer, mon);
 	struct delivery copy = *d;
 
+	if (!access_monitor(p, d))
+		return NULL;
 	copy.pol = &p->server->monitor_policy;
 	copy.from = NULL;
 	copy.mark |= PROTO_F_MONITOR;

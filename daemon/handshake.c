@@ -212,9 +212,9 @@ static const char *check_tx(struct candidate *c)
 							  : strerror(errno);
 	if (fstat(c->tx, &st) < 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
 		return "tx queue writable by others";
+	/* the library's own minimum: a HELLO with the longest name */
 	if (mq_getattr(c->tx, &attr) < 0 ||
-	    attr.mq_msgsize <
-		    (long)(PROTO_HEADER_SIZE + 1 + PROTO_QNAME_MAX + 1))
+	    attr.mq_msgsize < (long)proto_size(PROTO_QNAME_MAX, 0))
 		return "tx queue too small";
 	c->uid = st.st_uid;
 	return NULL;
@@ -344,6 +344,7 @@ static void welcome(struct server *s, struct peer *p)
 static void admit(struct handshake *hs, struct candidate *c)
 {
 	struct server *s = hs->server;
+	struct policy_identity ident;
 	struct peer *p;
 	char text[128];
 	int r;
@@ -356,7 +357,15 @@ static void admit(struct handshake *hs, struct candidate *c)
 		refuse(hs, c, text);
 		return;
 	}
+	/* who it is for the access policy: read now, while the process
+	 * is known to be the queues' owner */
+	r = policy_identity_from_pid(&ident, c->pid, c->pidfd, c->uid);
+	if (r < 0) {
+		refuse(hs, c, "process gone or of another uid");
+		return;
+	}
 	if (account_charge(&s->accounts, c->uid, ACCOUNT_PEERS) < 0) {
+		policy_identity_deinit(&ident);
 		tell_refused(c->rx, ENOMEM, "out of memory");
 		refuse(hs, c, "out of memory");
 		return;
@@ -367,10 +376,12 @@ static void admit(struct handshake *hs, struct candidate *c)
 	c->tx = c->rx = (mqd_t)-1;
 	c->pidfd = -1;
 	if (r < 0) {
+		policy_identity_deinit(&ident);
 		account_credit(&s->accounts, c->uid, ACCOUNT_PEERS);
 		refuse(hs, c, strerror(-r));
 		return;
 	}
+	p->ident = ident; /* the peer owns it now */
 	p->sub.deliver = deliver_subscriber;
 	p->mon.deliver = deliver_monitor;
 	s->stats.handshakes++;

@@ -10,6 +10,7 @@ daemon_libmqbusd_la_SOURCES = \
 	daemon/msgbuf.c daemon/msgbuf.h \
 	daemon/wake.c daemon/wake.h \
 	daemon/account.c daemon/account.h \
+	daemon/access.c daemon/access.h \
 	daemon/subscriber.h \
 	daemon/peer.c daemon/peer.h \
 	daemon/deliver.c daemon/deliver.h \

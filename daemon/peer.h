@@ -25,6 +25,7 @@
 
 #include "daemon/hmap.h"
 #include "daemon/log.h"
+#include "daemon/policy.h"
 #include "daemon/request.h"
 #include "daemon/subscriber.h"
 #include "daemon/timer.h"
@@ -53,6 +54,7 @@ struct peer_sub {
 	char *pattern;
 	char *group;  /* NULL: a plain subscription */
 	bool monitor; /* a passive monitor's pattern */
+	bool mixed;   /* the policy allows some of its topics, not all */
 };
 
 struct peer {
@@ -83,10 +85,17 @@ struct peer {
 	struct event *pid_ev;
 	bool closing;
 
-	/* subscriptions, kept to unsubscribe on close (sub.c) */
+	/* subscriptions, kept to unsubscribe on close (sub.c); how many
+	 * of them (plain, monitor) the policy allows in part only, whose
+	 * messages are checked one by one (access.c) */
 	struct peer_sub *subs;
 	size_t n_subs;
 	size_t cap_subs;
+	unsigned n_mixed;
+	unsigned n_mixed_mon;
+
+	/* who it is for the access policy: uid, name, groups (access.c) */
+	struct policy_identity ident;
 
 	/* requests this peer made that await an answer (route.c) */
 	struct request_list requests;

@@ -256,6 +256,7 @@ static void server_reap_peer(struct peer *p, void *arg)
 	log_client_left(&who, p->close_reason ? p->close_reason : "closed",
 			monotonic_usec() - p->connected_usec, &p->counts);
 	account_credit(&s->accounts, p->uid, ACCOUNT_PEERS);
+	policy_identity_deinit(&p->ident);
 	s->stats.clients_gone++;
 	peer_free(p, true);
 }
@@ -480,6 +481,7 @@ static void server_reload(struct server *s)
 		config_deinit(&s->cfg);
 		s->cfg = loaded;
 		server_apply_config(s);
+		sub_reapply(s);
 		if (stats_reconfigure(s) < 0)
 			log_warnx("reload: cannot set the stats interval");
 		log_reloaded(s->config_path, (unsigned)s->cfg.n_rules);

@@ -347,6 +347,7 @@ int stats_init(struct server *s)
 	st->rl_slow.interval_usec = 10 * 1000000ull;
 	st->rl_large.interval_usec = 10 * 1000000ull;
 	st->rl_refused.interval_usec = 10 * 1000000ull;
+	st->rl_policy.interval_usec = 10 * 1000000ull;
 	return stats_reconfigure(s);
 }
 
@@ -410,7 +411,8 @@ static const struct {
 	STAT(wakeups_rescued),	  STAT(requests_expired),
 	STAT(replies_refused),	  STAT(timers_fired),
 	STAT(publishers_blocked), STAT(slow_disconnects),
-	STAT(control_lost),	  STAT(stats_rounds),
+	STAT(control_lost),	  STAT(policy_refused),
+	STAT(stats_rounds),
 };
 #undef STAT
 

@@ -65,6 +65,7 @@ struct bus_stats {
 	uint64_t publishers_blocked;
 	uint64_t slow_disconnects;
 	uint64_t control_lost; /* answers a client could not be sent */
+	uint64_t policy_refused; /* actions the access policy refused */
 	uint64_t stats_rounds; /* delivery-stats entries written */
 
 	/* the current interval */
@@ -83,6 +84,7 @@ struct bus_stats {
 	struct log_ratelimit rl_slow;
 	struct log_ratelimit rl_large;
 	struct log_ratelimit rl_refused;
+	struct log_ratelimit rl_policy; /* per uid */
 };
 
 /* Sets up the counters and, if s->cfg.stats_interval, the rounds. */

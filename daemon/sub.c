@@ -3,10 +3,12 @@
  * sub.c - subscriptions and queue groups.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/access.h"
 #include "daemon/config_file.h"
 #include "daemon/deliver.h"
 #include "daemon/peer.h"
@@ -67,20 +69,27 @@ static struct peer *group_deliver(struct subscriber *sub,
 				  const struct delivery *d)
 {
 	struct group *g = container_of(sub, struct group, sub);
-	size_t n = g->n_members;
+	size_t n = g->n_members, turn = SIZE_MAX;
 	struct peer *p;
 
 	for (size_t k = 0; k < n; k++) {
 		size_t i = (g->next + k) % n;
 
 		p = g->members[i];
+		/* a request goes only to members that may serve it */
+		if (!access_receive(p, d))
+			continue;
+		if (turn == SIZE_MAX)
+			turn = i;
 		if (deliver_try(p, d->m, d->prio) == 0) {
 			g->next = (i + 1) % n;
 			return p;
 		}
 	}
-	p = g->members[g->next];
-	g->next = (g->next + 1) % n;
+	if (turn == SIZE_MAX)
+		return NULL;
+	p = g->members[turn];
+	g->next = (turn + 1) % n;
 	return deliver_message(p, d) == 0 ? p : NULL;
 }
 
@@ -182,6 +191,25 @@ static int group_leave(struct server *s, const char *pattern,
 	return -ENOENT;
 }
 
+/* The action a subscription needs of the policy. */
+static enum policy_action sub_action(bool monitor, const char *group)
+{
+	return monitor ? POLICY_MONITOR : group ? POLICY_GROUP
+						: POLICY_SUBSCRIBE;
+}
+
+/* Keeps p's counts of partly allowed subscriptions (delta +1 or -1). */
+static void sub_count_mixed(struct peer *p, const struct peer_sub *sub,
+			    int delta)
+{
+	if (!sub->mixed)
+		return;
+	if (sub->monitor)
+		p->n_mixed_mon += (unsigned)delta;
+	else
+		p->n_mixed += (unsigned)delta;
+}
+
 /* The group name a SUBSCRIBE/UNSUBSCRIBE carries, or NULL. */
 static const char *group_of(const struct proto_msg *pm, char *buf)
 {
@@ -227,9 +255,11 @@ static void sub_send_retained(const char *topic, struct msgbuf *m,
 		.prio = prio,
 		.pol = config_rule_policy(ctx->cfg,
 					  config_rule(ctx->cfg, topic)),
+		.topic = topic,
 	};
 
-	deliver_message(ctx->p, &d);
+	if (access_receive(ctx->p, &d))
+		deliver_message(ctx->p, &d);
 }
 
 void sub_subscribe(struct peer *p, struct msgbuf *m,
@@ -239,15 +269,31 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 	char gbuf[PROTO_GROUP_MAX + 1], text[128];
 	const char *group = group_of(pm, gbuf);
 	bool monitor = pm->h.flags & PROTO_F_MONITOR;
+	char why[ACCESS_WHY_MAX];
+	enum policy_scope scope;
 	struct peer_sub *sub;
 	int r;
 
-	if (monitor && !may_monitor(p)) {
+	if (monitor && !s->cfg.policy && !may_monitor(p)) {
 		snprintf(text, sizeof(text),
 			 "monitor is allowed to root and to the bus owner "
 			 "(uid %u) only",
 			 (unsigned)s->uid);
 		deliver_reply(p, pm->h.token, EPERM, text);
+		return;
+	}
+	scope = access_scope(p, sub_action(monitor, group), pm->topic, why,
+			     sizeof(why));
+	/* a group's members take turns: each must be allowed it all */
+	if (scope == POLICY_MIXED && group) {
+		snprintf(why, sizeof(why),
+			 "group on %s: the policy allows only part of it; "
+			 "join a group on a narrower pattern",
+			 pm->topic);
+		scope = POLICY_DENIED;
+	}
+	if (scope == POLICY_DENIED) {
+		deliver_reply(p, pm->h.token, EACCES, why);
 		return;
 	}
 	if (p->n_subs >= s->cfg.max_subscriptions) {
@@ -274,6 +320,7 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 	sub->pattern = strdup(pm->topic);
 	sub->group = group ? strdup(group) : NULL;
 	sub->monitor = monitor;
+	sub->mixed = scope == POLICY_MIXED;
 	if (!sub->pattern || (group && !sub->group)) {
 		free(sub->pattern);
 		free(sub->group);
@@ -294,6 +341,7 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 		return;
 	}
 	p->n_subs++;
+	sub_count_mixed(p, sub, 1);
 	deliver_reply(p, pm->h.token, 0, NULL);
 	/* the kept values come after the ACK (it overtakes them anyway) */
 	if (!group && !monitor) {
@@ -324,6 +372,7 @@ void sub_unsubscribe(struct peer *p, struct msgbuf *m,
 		    (sub->group ? !group || strcmp(sub->group, group) != 0
 				: group != NULL))
 			continue;
+		sub_count_mixed(p, sub, -1);
 		free(sub->pattern);
 		free(sub->group);
 		*sub = p->subs[--p->n_subs];
@@ -344,4 +393,62 @@ void sub_drop_peer(struct peer *p)
 	free(p->subs);
 	p->subs = NULL;
 	p->n_subs = p->cap_subs = 0;
+}
+
+/* Tells p, unasked, that a subscription of its has ended, and why. */
+static void sub_tell_ended(struct peer *p, const struct peer_sub *sub,
+			   const char *why)
+{
+	unsigned char buf[PROTO_HEADER_SIZE + PROTO_TOPIC_MAX + 2 + 256];
+	struct proto_header h;
+	size_t len = strlen(why);
+	int n;
+
+	proto_header_init(&h, PROTO_ERROR);
+	h.status = EACCES;
+	n = proto_encode(buf, sizeof(buf), &h, NULL, why,
+			 len > 256 ? 256 : len);
+	if (n > 0)
+		deliver_control(p, buf, (size_t)n);
+	(void)sub;
+}
+
+void sub_reapply(struct server *s)
+{
+	struct peer *p;
+
+	TAILQ_FOREACH(p, &s->peers.all, link) {
+		for (size_t i = 0; i < p->n_subs;) {
+			struct peer_sub *sub = &p->subs[i];
+			char why[ACCESS_WHY_MAX], text[ACCESS_WHY_MAX + 64];
+			enum policy_scope scope;
+
+			if (p->closing)
+				break;
+			if (sub->monitor && !s->cfg.policy && !may_monitor(p))
+				scope = POLICY_DENIED;
+			else
+				scope = access_scope(
+					p, sub_action(sub->monitor, sub->group),
+					sub->pattern, why, sizeof(why));
+			if (scope == POLICY_MIXED && sub->group)
+				scope = POLICY_DENIED;
+			sub_count_mixed(p, sub, -1);
+			sub->mixed = scope == POLICY_MIXED;
+			sub_count_mixed(p, sub, 1);
+			if (scope != POLICY_DENIED) {
+				i++;
+				continue;
+			}
+			snprintf(text, sizeof(text),
+				 "subscription to %s ended by a reload: %s",
+				 sub->pattern, why);
+			sub_tell_ended(p, sub, text);
+			sub_remove(p, sub->pattern, sub->group, sub->monitor);
+			sub_count_mixed(p, sub, -1);
+			free(sub->pattern);
+			free(sub->group);
+			*sub = p->subs[--p->n_subs];
+		}
+	}
 }

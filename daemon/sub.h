@@ -37,6 +37,13 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 void sub_unsubscribe(struct peer *p, struct msgbuf *m,
 		     const struct proto_msg *pm);
 
+/*
+ * The access policy changed (SIGHUP): every subscription is classified
+ * again; one that lost its right ends, and its peer is told with an
+ * unasked ERROR naming the pattern and the rule.
+ */
+void sub_reapply(struct server *s);
+
 /* Drops every subscription of p (p is going). */
 void sub_drop_peer(struct peer *p);
 

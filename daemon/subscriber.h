@@ -24,6 +24,8 @@ struct delivery {
 	struct peer *from;	/* the publisher, NULL for a timer */
 	uint64_t seq;		/* its bus sequence number */
 	uint16_t mark;		/* flags added when sent (a monitor's copy) */
+	const char *topic;	/* its topic, for the access policy */
+	bool request;		/* a request: only who may serve takes it */
 };
 
 struct subscriber {
