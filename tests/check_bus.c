@@ -39,6 +39,25 @@
 /* How long a message that must not come is waited for. */
 #define QUIET_MS 200
 
+/*
+ * For a test whose clients in this process need about need bytes of
+ * RLIMIT_MSGQUEUE, which is per uid across IPC namespaces: after the
+ * daemon has started (as root), the queues made from here on are charged
+ * to the test user when there is one, so that the test does not depend on
+ * what other programs of root (a running system mqbusd, say) hold; then
+ * checks that the budget actually free covers them, failing with the
+ * figures otherwise.  testbus_stop() switches back to root.
+ */
+static void charge_queues(long need, const char *what)
+{
+	uid_t uid;
+	gid_t gid;
+
+	if (testbus_test_user(&uid, &gid, NULL, 0) == 0)
+		ck_assert_int_eq(testbus_charge_to(uid), 0);
+	testbus_need_mq_bytes(need, what);
+}
+
 /* Payload bytes and topic arrive exactly as published. */
 START_TEST(test_roundtrip)
 {
@@ -281,6 +300,7 @@ START_TEST(test_wildcards)
 	unsigned i, j;
 
 	testbus_start(&tb, NULL);
+	charge_queues((N + 1) * testbus_client_bytes(10, 1024), "wildcards");
 	for (i = 0; i < N; i++) {
 		sub[i] = testbus_connect(&tb, 10, 1024);
 		for (j = 0; j < 5 && clients[i].patterns[j]; j++)
@@ -575,6 +595,7 @@ START_TEST(test_fanout)
 	int s;
 
 	testbus_start(&tb, NULL);
+	charge_queues((SUBS + 1) * testbus_client_bytes(10, 2048), "fanout");
 	for (s = 0; s < SUBS; s++) {
 		sub[s] = testbus_connect(&tb, 0, 0);
 		testbus_subscribe(sub[s], "fan/#");
@@ -1591,7 +1612,11 @@ START_TEST(test_kernel_limits)
 }
 END_TEST
 
-/* 16 default clients in one process, each publishing and receiving. */
+/*
+ * 16 default clients in one process, each publishing and receiving.  Their
+ * 32 queues take most of one uid's RLIMIT_MSGQUEUE, so they are charged
+ * to the test user (see charge_queues()).
+ */
 START_TEST(test_many_clients)
 {
 	enum { N = 16 };
@@ -1602,6 +1627,7 @@ START_TEST(test_many_clients)
 	int i;
 
 	testbus_start(&tb, NULL);
+	charge_queues(N * testbus_client_bytes(10, 2048), "many_clients");
 	for (i = 0; i < N; i++) {
 		c[i] = testbus_connect(&tb, 0, 0);
 		ids[i] = mqbus_client_id(c[i]);
@@ -2597,6 +2623,7 @@ START_TEST(test_group_share)
 	int k;
 
 	testbus_start(&tb, NULL);
+	charge_queues((M + 2) * testbus_client_bytes(10, 2048), "group_share");
 	for (k = 0; k < M; k++) {
 		member[k] = testbus_connect(&tb, 10, 0);
 		ck_assert_int_eq(mqbus_subscribe_group(member[k], "job/#", "w"),
@@ -2669,6 +2696,7 @@ START_TEST(test_group_full)
 	long long base;
 
 	testbus_start(&tb, NULL);
+	charge_queues(6 * testbus_client_bytes(10, 2048), "group_full");
 	/*
 	 * a holds 2 and does not read; b and c hold 10.  Round-robin a, b,
 	 * c: a takes #0 and #3 and is full; from #6 on each of its turns

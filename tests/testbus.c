@@ -1250,8 +1250,9 @@ void testbus_need_mq_bytes(long need, const char *what)
 	ck_assert_msg(free_bytes >= need,
 		      "%s needs about %ld bytes of RLIMIT_MSGQUEUE, but uid "
 		      "%u has only %ld of %llu free (other programs of this "
-		      "uid hold queues; run the tests as root so that they "
-		      "can use the user mqbus-test, or stop those programs)",
+		      "uid hold queues: stop them, or run the tests as root, "
+		      "which charges big tests to the test user, "
+		      "MQBUS_TEST_USER or mqbus-test)",
 		      what, need, (unsigned)getuid(), free_bytes,
 		      (unsigned long long)rl.rlim_cur);
 }
