@@ -314,9 +314,22 @@ START_TEST(test_wildcards)
 	for (i = 0; i < N; i++) {
 		for (j = 0; clients[i].expect[j] >= 0; j++) {
 			int t = clients[i].expect[j];
+			mqbus_msg *m = testbus_recv(sub[i], RECV_MS);
 
-			testbus_expect_index(sub[i], topics[t], (uint32_t)t,
-					     RECV_MS);
+			ck_assert_msg(strcmp(mqbus_msg_topic(m), topics[t]) ==
+					      0,
+				      "subscriber of %s%s%s%s: got %s, "
+				      "expected %s (\"x/#\" matches x "
+				      "itself too)",
+				      clients[i].patterns[0],
+				      clients[i].patterns[1] ? ", " : "",
+				      clients[i].patterns[1]
+					      ? clients[i].patterns[1]
+					      : "",
+				      clients[i].patterns[2] ? ", ..." : "",
+				      mqbus_msg_topic(m), topics[t]);
+			ck_assert_uint_eq(testbus_msg_index(m), (uint32_t)t);
+			mqbus_msg_free(m);
 		}
 		/* "sync" was the last: nothing else may follow. */
 		testbus_expect_nothing(sub[i], QUIET_MS);
@@ -325,6 +338,59 @@ START_TEST(test_wildcards)
 	mqbus_free(pub);
 	for (i = 0; i < N; i++)
 		mqbus_free(sub[i]);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * "x/#" matches x itself, also where a SUBSCRIBE looks for retained values
+ * (a path of its own in the daemon): a late subscriber of "rp/#" gets the
+ * values kept for "rp" and "rp/child", and not the one for "rpx".
+ */
+START_TEST(test_retained_hash_parent)
+{
+	static const char *const topics[] = { "rp", "rp/child", "rpx" };
+	bool seen[2] = { false, false };
+	struct testbus tb = { 0 };
+	mqbus *pub, *late;
+	uint32_t i;
+
+	testbus_start(&tb, NULL);
+	pub = testbus_connect(&tb, 0, 0);
+	for (i = 0; i < 3; i++)
+		ck_assert_int_eq(mqbus_publish_flags(pub, topics[i], &i,
+						     sizeof(i),
+						     MQBUS_PRIORITY_DEFAULT,
+						     MQBUS_PUBLISH_RETAIN),
+				 0);
+	testbus_wait_stat(pub, "retained", 3, 5000);
+
+	late = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(late, "rp/#");
+	for (i = 0; i < 2; i++) {
+		mqbus_msg *m = NULL;
+		uint32_t idx;
+		int r = mqbus_receive(late, &m, RECV_MS);
+
+		ck_assert_msg(r == 0,
+			      "a late subscriber of rp/# got %u of the 2 "
+			      "retained values (rp, rp/child): %s; seen rp: "
+			      "%d, rp/child: %d (\"x/#\" matches x itself)",
+			      i, strerror(-r), seen[0], seen[1]);
+		idx = testbus_msg_index(m);
+		ck_assert_msg(idx < 2, "a late subscriber of rp/# got %s",
+			      mqbus_msg_topic(m));
+		ck_assert_str_eq(mqbus_msg_topic(m), topics[idx]);
+		ck_assert_msg(mqbus_msg_retained(m), "%s not marked retained",
+			      topics[idx]);
+		ck_assert_msg(!seen[idx], "%s twice", topics[idx]);
+		seen[idx] = true;
+		mqbus_msg_free(m);
+	}
+	testbus_expect_nothing(late, QUIET_MS);
+
+	mqbus_free(late);
+	mqbus_free(pub);
 	testbus_finish(&tb);
 }
 END_TEST
@@ -2946,6 +3012,7 @@ int main(void)
 	add_case(s, "identity", test_identity);
 	add_case(s, "publish_then_free", test_publish_then_free);
 	add_case(s, "wildcards", test_wildcards);
+	add_case(s, "retained_hash_parent", test_retained_hash_parent);
 	add_case(s, "subscriptions", test_subscriptions);
 	add_case(s, "priority_order", test_priority_order);
 	add_case(s, "configured_priority", test_configured_priority);
