@@ -372,8 +372,8 @@ static void periodic(bool load)
 		len += (size_t)snprintf(list + len, sizeof(list) - len,
 					"%s%+.1f", n ? " " : "", ms_of(delta));
 	}
-	kept = misses == 0 ||
-	       (misses == 1 && !in_a_row && llabs(worst) <= TIMER_LOAD_WORST_NS);
+	kept = misses == 0 || (misses == 1 && !in_a_row &&
+			       llabs(worst) <= TIMER_LOAD_WORST_NS);
 
 	ck_assert_int_eq(mqbus_timer_cancel(creator, id), 0);
 	cancelled = testbus_realtime_ns();

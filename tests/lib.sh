@@ -190,17 +190,19 @@ mqb_bail() {
 # tests/testbus.c (testbus_test_user) runs the same useradd command for
 # the C suites.  Returns 1 with the reason in MQB_USER_WHY otherwise.
 mqb_test_user() {
+	local out=${MQB_TMP:-/tmp}/useradd.out
 	TUSER=${MQBUS_TEST_USER:-mqbus-test}
 	MQB_USER_WHY=
 	if ! id -u "$TUSER" >/dev/null 2>&1; then
 		if ! command -v useradd >/dev/null 2>&1; then
-			MQB_USER_WHY="user $TUSER is missing and useradd is not installed (package passwd)"
+			MQB_USER_WHY="user $TUSER is missing and useradd"
+			MQB_USER_WHY+=" is not installed (package passwd)"
 			return 1
 		fi
 		if ! useradd --system --no-create-home \
 			--home-dir /nonexistent --shell /usr/sbin/nologin \
-			--user-group "$TUSER" >"${MQB_TMP:-/tmp}/useradd.out" 2>&1; then
-			MQB_USER_WHY="useradd $TUSER failed: $(cat "${MQB_TMP:-/tmp}/useradd.out")"
+			--user-group "$TUSER" >"$out" 2>&1; then
+			MQB_USER_WHY="useradd $TUSER failed: $(cat "$out")"
 			return 1
 		fi
 		mqb_diag "created user $TUSER"
