@@ -918,8 +918,10 @@ START_TEST(test_flood_fairness)
 
 	testbus_start(&tb, "[bus]\npending_max = 1024\n");
 	/* The flooder's deep queues are charged to the second user when
-	 * there is one, so that they do not depend on root's budget. */
-	if (testbus_test_user(&flood_uid, &flood_gid, NULL, 0) == 0) {
+	 * there is one, so that they do not depend on root's budget; only in
+	 * our own IPC namespace, where msg_max can be raised for it. */
+	if (priv && strcmp(priv, "1") == 0 &&
+	    testbus_test_user(&flood_uid, &flood_gid, NULL, 0) == 0) {
 		ck_assert_int_eq(testbus_charge_to(flood_uid), 0);
 		testbus_need_mq_bytes(testbus_client_bytes(FLOOD_DEPTH,
 							   FLOOD_MSGSIZE),
@@ -936,18 +938,24 @@ START_TEST(test_flood_fairness)
 		ck_assert_int_eq(testbus_set_mqueue_sysctl("msg_max",
 							   FLOOD_DEPTH),
 				 0);
-	} else if (getuid() != 0) {
-		/* Not root and no namespace: no queue deeper than msg_max,
-		 * and the kernel then bounds every drain by itself. */
+	} else {
+		/* No namespace of our own, so the host's msg_max stays as it
+		 * is: with no queue deeper than that, the kernel may bound
+		 * every drain by itself. */
 		depth = testbus_get_mqueue_sysctl("msg_max");
+		if (depth > FLOOD_DEPTH)
+			depth = FLOOD_DEPTH;
 		ck_assert_msg(depth > FAIR_BOUND || !testbus_in_ci(),
 			      "flood_fairness needs tx queues deeper than %d "
-			      "(fs.mqueue.msg_max is %ld): run it as root",
+			      "(fs.mqueue.msg_max is %ld): run it as root "
+			      "under tests/harness.sh",
 			      FAIR_BOUND, depth);
-		printf("# flood_fairness: tx queues of %ld only, the test "
-		       "cannot see the read budget\n",
-		       depth);
-		fflush(stdout);
+		if (depth <= FAIR_BOUND) {
+			printf("# flood_fairness: tx queues of %ld only, the "
+			       "read budget is not visible\n",
+			       depth);
+			fflush(stdout);
+		}
 	}
 
 	sub = testbus_connect(&tb, 0, 0);
