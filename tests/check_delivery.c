@@ -41,11 +41,12 @@
 /* How far a timer may fire from its time: "a few milliseconds". */
 #define TIMER_SLACK_NS 5000000LL
 /*
- * Under load on a 2-core machine the scheduler itself sometimes runs the
- * daemon a few ms late (seen: 6 to 20 ms, about one test run in fifteen,
- * with the daemon's own loop idle).  So under load one firing in ten may
- * miss the slack, but none by more than this; a timer that is late as a
- * rule still fails.
+ * On a shared 2-core machine the scheduler itself sometimes runs the
+ * daemon a few ms late (seen: 6 to 20 ms, about one run in fifteen under
+ * load, with the daemon's own loop idle).  So a periodic timer may have
+ * one firing beyond TIMER_SLACK_NS, by at most this much, if the firing
+ * after it is back on schedule; a timer that is late as a rule, drifts or
+ * lost its schedule has two misses in a row, or one beyond this, and fails.
  */
 #define TIMER_LOAD_WORST_NS 25000000LL
 /* A uid nobody uses, for the client of another user. */
@@ -296,16 +297,25 @@ static pid_t start_load(const char *bus, int ready, int stop, int result)
 }
 
 /*
- * A periodic timer fires every period on its schedule, each firing within
- * TIMER_SLACK_NS of (time of the add) + delay + i * period, not drifting;
- * and it stops when cancelled.  With load set, a child floods the bus on
- * another topic all the while.
+ * A periodic timer fires every period on its schedule, and stops when
+ * cancelled.  With load set, a child floods the bus on another topic all
+ * the while.
+ *
+ * What is bounded: the daemon's firing times, i.e. the timestamps it
+ * stamps on the messages (not how long they then take to reach the
+ * subscriber), against the schedule (time of the add) + DELAY + i * PERIOD,
+ * computed from the add, never from the previous firing, so drift adds up
+ * and shows.  Every firing must be within TIMER_SLACK_NS of its time,
+ * except that one firing that the scheduler delayed (a shared machine) may
+ * be up to TIMER_LOAD_WORST_NS late, provided the next one is back within
+ * TIMER_SLACK_NS: the timer kept its schedule.  If that one is the tenth,
+ * an eleventh firing is taken to see it.
  */
 static void periodic(bool load)
 {
 	enum { FIRINGS = 10, DELAY = 100, PERIOD = 50 };
-	const char *what = load ? "periodic under load" : "periodic";
-	int64_t delta, worst = 0, lo = 0, hi = 0;
+	const char *what = load ? "timer_periodic_load" : "timer_periodic";
+	int64_t deltas[FIRINGS + 1], delta, worst = 0, lo = 0, hi = 0;
 	int ready[2], stop[2], result[2];
 	struct load_result res = { 0 };
 	struct testbus tb = { 0 };
@@ -313,7 +323,10 @@ static void periodic(bool load)
 	uint64_t t0, id, cancelled, want;
 	long long fired;
 	pid_t child = 0;
-	unsigned i, late, misses = 0;
+	unsigned n, late, misses = 0;
+	bool in_a_row = false, kept = true;
+	char list[(FIRINGS + 1) * 12 + 1];
+	size_t len = 0;
 	mqbus_msg *m;
 	char c;
 
@@ -337,20 +350,31 @@ static void periodic(bool load)
 	ck_assert_msg(timer_listed(creator, id, "tm/tick", "period_ms=50 "),
 		      "periodic timer %" PRIu64 " not listed", id);
 	/* all of them first, then the verdict with the figures */
-	for (i = 0; i < FIRINGS; i++) {
+	for (n = 0; n < FIRINGS || (n == FIRINGS && misses == 1 &&
+				    llabs(deltas[n - 1]) > TIMER_SLACK_NS);
+	     n++) {
 		m = recv_on(sub, "tm/tick", RECV_MS);
-		want = t0 + (DELAY + (uint64_t)PERIOD * i) * 1000000ull;
+		want = t0 + (DELAY + (uint64_t)PERIOD * n) * 1000000ull;
 		delta = check_firing(m, tick, sizeof(tick),
 				     mqbus_client_id(creator), want);
 		mqbus_msg_free(m);
-		if (i == 0 || delta < lo)
+		deltas[n] = delta;
+		if (n == 0 || delta < lo)
 			lo = delta;
-		if (i == 0 || delta > hi)
+		if (n == 0 || delta > hi)
 			hi = delta;
 		if (llabs(delta) > llabs(worst))
 			worst = delta;
-		misses += llabs(delta) > TIMER_SLACK_NS;
+		if (llabs(delta) > TIMER_SLACK_NS) {
+			if (n > 0 && llabs(deltas[n - 1]) > TIMER_SLACK_NS)
+				in_a_row = true;
+			misses++;
+		}
+		len += (size_t)snprintf(list + len, sizeof(list) - len,
+					"%s%+.1f", n ? " " : "", ms_of(delta));
 	}
+	kept = misses == 0 || (misses == 1 && !in_a_row &&
+			       llabs(worst) <= TIMER_LOAD_WORST_NS);
 
 	ck_assert_int_eq(mqbus_timer_cancel(creator, id), 0);
 	cancelled = testbus_realtime_ns();
@@ -365,22 +389,23 @@ static void periodic(bool load)
 		testbus_close_pipe(stop);
 		testbus_close_pipe(result);
 	}
-	printf("timer_%s: %u firings, from %+.3f to %+.3f ms of their "
-	       "times, worst %+.3f ms",
-	       load ? "periodic_load" : "periodic", FIRINGS, ms_of(lo),
-	       ms_of(hi), ms_of(worst));
+	printf("%s: %u firings, from %+.3f to %+.3f ms of their times, "
+	       "worst %+.3f ms (ms: %s)",
+	       what, n, ms_of(lo), ms_of(hi), ms_of(worst), list);
 	if (load)
 		printf("; the load child published %u and received %u",
 		       res.published, res.received);
 	printf("\n");
 	fflush(stdout);
-	ck_assert_msg(misses <= (load ? 1u : 0u) &&
-			      llabs(worst) <= (load ? TIMER_LOAD_WORST_NS
-						    : TIMER_SLACK_NS),
-		      "%s: %u of %u firings beyond +-%.0f ms, the worst "
-		      "%+.3f ms from its time (range %+.3f to %+.3f ms)",
-		      what, misses, FIRINGS, ms_of(TIMER_SLACK_NS),
-		      ms_of(worst), ms_of(lo), ms_of(hi));
+	ck_assert_msg(kept,
+		      "%s: the daemon's firing times (message timestamps) "
+		      "against add + %d ms + i * %d ms: %u of %u firings "
+		      "beyond +-%.0f ms%s, the worst %+.3f ms (allowed: one "
+		      "isolated firing up to %+.0f ms, the next back on "
+		      "time); per firing, ms: %s",
+		      what, DELAY, PERIOD, misses, n, ms_of(TIMER_SLACK_NS),
+		      in_a_row ? ", two in a row" : "", ms_of(worst),
+		      ms_of(TIMER_LOAD_WORST_NS), list);
 	if (load) {
 		ck_assert_int_eq(res.error, 0);
 		/* it was really busy: thousands while the timer ran */
@@ -393,9 +418,9 @@ static void periodic(bool load)
 	late = drain_now(sub, "tm/tick", cancelled);
 	testbus_expect_nothing(sub, QUIET_MS);
 	fired = testbus_stat(creator, "timers_fired");
-	ck_assert_msg(fired == FIRINGS + late,
+	ck_assert_msg(fired == n + late,
 		      "timers_fired=%lld, the subscriber saw %u", fired,
-		      FIRINGS + late);
+		      n + late);
 	ck_assert_msg(!timer_listed(creator, id, "tm/tick", NULL),
 		      "cancelled timer %" PRIu64 " still listed", id);
 	ck_assert_int_eq(mqbus_timer_cancel(creator, id), -ENOENT);

@@ -129,7 +129,8 @@ use_ns=no
 if [ "${MQBUS_TEST_NO_NAMESPACE:-}" != 1 ] && [ "$(id -u)" = 0 ] &&
 	command -v unshare >/dev/null 2>&1 &&
 	unshare --ipc --mount --pid --fork --mount-proc --kill-child \
-		sh -c 'mount -t mqueue none /dev/mqueue' >/dev/null 2>&1; then
+		sh -c 'mkdir -p /dev/mqueue &&
+			mount -t mqueue none /dev/mqueue' >/dev/null 2>&1; then
 	use_ns=yes
 fi
 

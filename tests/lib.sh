@@ -182,6 +182,40 @@ mqb_bail() {
 	mqb_done
 }
 
+# ---------------------------------------------------------------- users
+
+# mqb_test_user: makes sure the dedicated unprivileged test user exists
+# ($MQBUS_TEST_USER, default mqbus-test), adding it with useradd when it
+# is missing (left in place afterwards), and sets TUSER, TUID and TGID.
+# tests/testbus.c (testbus_test_user) runs the same useradd command for
+# the C suites.  Returns 1 with the reason in MQB_USER_WHY otherwise.
+mqb_test_user() {
+	local out=${MQB_TMP:-/tmp}/useradd.out
+	TUSER=${MQBUS_TEST_USER:-mqbus-test}
+	MQB_USER_WHY=
+	if ! id -u "$TUSER" >/dev/null 2>&1; then
+		if ! command -v useradd >/dev/null 2>&1; then
+			MQB_USER_WHY="user $TUSER is missing and useradd"
+			MQB_USER_WHY+=" is not installed (package passwd)"
+			return 1
+		fi
+		if ! useradd --system --no-create-home \
+			--home-dir /nonexistent --shell /usr/sbin/nologin \
+			--user-group "$TUSER" >"$out" 2>&1; then
+			MQB_USER_WHY="useradd $TUSER failed: $(cat "$out")"
+			return 1
+		fi
+		mqb_diag "created user $TUSER"
+	fi
+	TUID=$(id -u "$TUSER" 2>/dev/null)
+	TGID=$(id -g "$TUSER" 2>/dev/null)
+	if [ -z "$TUID" ] || [ "$TUID" = 0 ]; then
+		MQB_USER_WHY="$TUSER has uid '$TUID', not an unprivileged one"
+		return 1
+	fi
+	return 0
+}
+
 # ---------------------------------------------------------------- time
 
 mqb_now_ms() {

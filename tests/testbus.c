@@ -14,15 +14,18 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/capability.h>
 #include <mqueue.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -531,6 +534,7 @@ int testbus_stop(struct testbus *tb)
 {
 	int status;
 
+	testbus_restore_root();
 	ck_assert_msg(tb->pid > 0, "daemon of bus %s is not running",
 		      tb->bus);
 	/* sd_notify() blocks on a full socket: keep ours readable. */
@@ -554,6 +558,7 @@ void testbus_kill(struct testbus *tb)
 {
 	int status;
 
+	testbus_restore_root();
 	if (tb->pid > 0) {
 		kill(tb->pid, SIGKILL);
 		while (waitpid(tb->pid, &status, 0) < 0 && errno == EINTR)
@@ -1037,4 +1042,217 @@ int testbus_set_mqueue_sysctl(const char *name, long value)
 	if (fclose(f) != 0 && r == 0)
 		r = -errno;
 	return r;
+}
+
+/* Runs useradd for user (the options of tests/lib.sh's mqb_test_user). */
+static int add_user(const char *user, char *why, size_t whysize)
+{
+	int status, fd;
+	pid_t pid;
+
+	fflush(stdout);
+	fflush(stderr);
+	pid = fork();
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+		if (fd >= 0)
+			dup2(fd, STDOUT_FILENO);
+		execlp("useradd", "useradd", "--system", "--no-create-home",
+		       "--home-dir", "/nonexistent", "--shell",
+		       "/usr/sbin/nologin", "--user-group", user, (char *)NULL);
+		execl("/usr/sbin/useradd", "useradd", "--system",
+		      "--no-create-home", "--home-dir", "/nonexistent",
+		      "--shell", "/usr/sbin/nologin", "--user-group", user,
+		      (char *)NULL);
+		_exit(errno == ENOENT ? 127 : 126);
+	}
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
+		snprintf(why, whysize,
+			 "user %s is missing and useradd is not installed "
+			 "(package passwd)",
+			 user);
+		return -ENOENT;
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		snprintf(why, whysize, "useradd %s failed (exit status %d)",
+			 user, exit_code(status));
+		return -EIO;
+	}
+	return 0;
+}
+
+int testbus_test_user(uid_t *ret_uid, gid_t *ret_gid, char *why,
+		      size_t whysize)
+{
+	const char *user = getenv("MQBUS_TEST_USER");
+	char buf[256];
+	struct passwd *pw;
+	int r;
+
+	if (!why) {
+		why = buf;
+		whysize = sizeof(buf);
+	}
+	why[0] = '\0';
+	if (!user || !*user)
+		user = "mqbus-test";
+	if (geteuid() != 0 && getuid() != 0) {
+		snprintf(why, whysize,
+			 "not root: cannot run a client as user %s", user);
+		return -EPERM;
+	}
+	pw = getpwnam(user);
+	if (!pw) {
+		r = add_user(user, why, whysize);
+		if (r < 0)
+			return r;
+		pw = getpwnam(user);
+		if (!pw) {
+			snprintf(why, whysize,
+				 "useradd %s succeeded but getpwnam() does "
+				 "not find it",
+				 user);
+			return -ENOENT;
+		}
+	}
+	if (pw->pw_uid == 0) {
+		snprintf(why, whysize, "test user %s has uid 0", user);
+		return -EINVAL;
+	}
+	*ret_uid = pw->pw_uid;
+	*ret_gid = pw->pw_gid;
+	return 0;
+}
+
+bool testbus_in_ci(void)
+{
+	const char *ci = getenv("CI");
+
+	return ci && strcmp(ci, "true") == 0;
+}
+
+int testbus_need_test_user(const char *what, uid_t *ret_uid, gid_t *ret_gid)
+{
+	char why[256];
+	int r;
+
+	r = testbus_test_user(ret_uid, ret_gid, why, sizeof(why));
+	if (r == 0)
+		return 0;
+	ck_assert_msg(!testbus_in_ci() || r == -EPERM,
+		      "%s needs a second user under CI=true: %s", what, why);
+	printf("# %s: no second user (%s): runs with uid %u only, which "
+	       "proves less\n",
+	       what, why, (unsigned)getuid());
+	fflush(stdout);
+	return r;
+}
+
+int testbus_become(uid_t uid, gid_t gid)
+{
+	if (setgroups(0, NULL) < 0)
+		return -errno;
+	if (setresgid(gid, gid, gid) < 0)
+		return -errno;
+	if (setresuid(uid, uid, uid) < 0)
+		return -errno;
+	return 0;
+}
+
+int testbus_charge_to(uid_t uid)
+{
+	if (setresuid(uid, uid, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+int testbus_restore_root(void)
+{
+	uid_t r, e, sv;
+
+	if (getresuid(&r, &e, &sv) < 0)
+		return -errno;
+	if (sv != 0 || (r == 0 && e == 0))
+		return 0;
+	if (setresuid(0, 0, 0) < 0)
+		return -errno;
+	return 0;
+}
+
+/* What the kernel adds per message slot besides msgsize: a struct msg_msg
+ * and a priority tree node (ipc/mqueue.c, mqueue_get_inode()). */
+#define MQ_SLOT_OVERHEAD 96
+
+long testbus_queue_bytes(long maxmsg, long msgsize)
+{
+	return maxmsg * (msgsize + MQ_SLOT_OVERHEAD);
+}
+
+long testbus_client_bytes(long maxmsg, long msgsize)
+{
+	return 2 * testbus_queue_bytes(maxmsg, msgsize);
+}
+
+/* Creates queues of 1 x size until EMFILE; adds their bytes to *total. */
+static int probe_fill(long size, int *n, mqd_t *qs, int max, long *total)
+{
+	struct mq_attr attr = { .mq_maxmsg = 1, .mq_msgsize = size };
+	char name[64];
+
+	while (*n < max) {
+		mqd_t q;
+
+		snprintf(name, sizeof(name), "/tbprobe.%d.%d", (int)getpid(),
+			 *n);
+		q = mq_open(name, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			    0600, &attr);
+		if (q == (mqd_t)-1)
+			return errno == EMFILE ? 0 : -errno;
+		mq_unlink(name); /* the charge stays while it is open */
+		qs[(*n)++] = q;
+		*total += testbus_queue_bytes(1, size);
+	}
+	return -ENOSPC;
+}
+
+long testbus_mq_free_bytes(void)
+{
+	enum { MAX = 1024 };
+	mqd_t *qs = calloc(MAX, sizeof(*qs));
+	long total = 0;
+	int n = 0, r, i;
+
+	if (!qs)
+		return -ENOMEM;
+	r = probe_fill(8192, &n, qs, MAX, &total);
+	if (r == 0)
+		r = probe_fill(1024, &n, qs, MAX, &total);
+	for (i = 0; i < n; i++)
+		mq_close(qs[i]);
+	free(qs);
+	return r < 0 ? r : total;
+}
+
+void testbus_need_mq_bytes(long need, const char *what)
+{
+	long free_bytes = testbus_mq_free_bytes();
+	struct rlimit rl = { 0 };
+
+	getrlimit(RLIMIT_MSGQUEUE, &rl);
+	ck_assert_msg(free_bytes >= 0,
+		      "cannot measure the free RLIMIT_MSGQUEUE of uid %u: %s",
+		      (unsigned)getuid(), strerror((int)-free_bytes));
+	ck_assert_msg(free_bytes >= need,
+		      "%s needs about %ld bytes of RLIMIT_MSGQUEUE, but uid "
+		      "%u has only %ld of %llu free (other programs of this "
+		      "uid hold queues: stop them, or run the tests as root, "
+		      "which charges big tests to the test user, "
+		      "MQBUS_TEST_USER or mqbus-test)",
+		      what, need, (unsigned)getuid(), free_bytes,
+		      (unsigned long long)rl.rlim_cur);
 }

@@ -208,4 +208,65 @@ int testbus_drop_sys_resource(void);
 long testbus_get_mqueue_sysctl(const char *name);
 int testbus_set_mqueue_sysctl(const char *name, long value);
 
+/*
+ * The dedicated unprivileged test user: $MQBUS_TEST_USER, default
+ * "mqbus-test", created with useradd (the same command tests/lib.sh's
+ * mqb_test_user runs) when it is missing and we are root; left in place.
+ * Each uid has its own RLIMIT_MSGQUEUE, so queues charged to this user do
+ * not depend on what other programs of root hold, and a client running as
+ * it shows that the daemon stamps the sender's uid, not its own.
+ * Returns 0 with its uid and gid; -EPERM when we are not root, -ENOENT
+ * when the user is missing and useradd is not installed, or another
+ * -errno; why (if not NULL) receives a sentence.  Does not fail the test.
+ */
+int testbus_test_user(uid_t *ret_uid, gid_t *ret_gid, char *why,
+		      size_t whysize);
+
+/*
+ * Whether tests must have the test user: CI=true in the environment.
+ * testbus_need_test_user() returns the user if there is one; without one
+ * it fails the test under CI, and otherwise prints a note saying what
+ * the test proves less and returns -errno.
+ */
+bool testbus_in_ci(void);
+int testbus_need_test_user(const char *what, uid_t *ret_uid, gid_t *ret_gid);
+
+/*
+ * For a forked helper that is to run as uid:gid for good: drops the
+ * supplementary groups, then the gid and every uid.  Returns 0 or -errno.
+ */
+int testbus_become(uid_t uid, gid_t gid);
+
+/*
+ * For the test process itself: makes the real and effective uid uid (the
+ * saved uid stays root), so that the queues it creates from now on are
+ * charged to uid's RLIMIT_MSGQUEUE.  testbus_restore_root() undoes it
+ * (testbus_stop() and testbus_kill() call it, a daemon of root cannot be
+ * signalled otherwise).  Return 0 or -errno.
+ */
+int testbus_charge_to(uid_t uid);
+int testbus_restore_root(void);
+
+/*
+ * Bytes the kernel charges to RLIMIT_MSGQUEUE for one queue of maxmsg x
+ * msgsize (the messages plus the kernel's per-message bookkeeping), and
+ * for a client of libmqbus with such queues (tx and rx).
+ */
+long testbus_queue_bytes(long maxmsg, long msgsize);
+long testbus_client_bytes(long maxmsg, long msgsize);
+
+/*
+ * The part of RLIMIT_MSGQUEUE still free for this process's real uid,
+ * measured by creating queues until the kernel says EMFILE (all of them
+ * removed again), to within 1 KiB.  -errno if that failed otherwise.
+ */
+long testbus_mq_free_bytes(void);
+
+/*
+ * Fails the test, with the figures, when less than need bytes of
+ * RLIMIT_MSGQUEUE are free for this process's uid; what names what the
+ * bytes are for.
+ */
+void testbus_need_mq_bytes(long need, const char *what);
+
 #endif
