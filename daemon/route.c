@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "daemon/access.h"
 #include "daemon/config_file.h"
 #include "daemon/deliver.h"
 #include "daemon/log.h"
@@ -115,7 +116,8 @@ void route_message(struct server *s, struct peer *from, uid_t uid, pid_t pid,
 		   uint32_t id, struct msgbuf *m, const char *topic,
 		   int requested_prio)
 {
-	struct route_ctx ctx = { .d = { .m = m, .from = from } };
+	struct route_ctx ctx = { .d = { .m = m, .from = from,
+					.topic = topic } };
 	struct log_counters *topic_counts;
 
 	topic_counts = route_policy(s, &ctx, topic, requested_prio);
@@ -133,9 +135,18 @@ void route_publish(struct peer *p, struct msgbuf *m,
 	struct server *s = p->server;
 	size_t payload_len = pm->h.payload_len;
 	const char *topic = pm->topic;
+	char why[ACCESS_WHY_MAX];
 	struct proto_header h;
 	int r;
 
+	/* refused before routing; the sender hears why (token 0: it did
+	 * not wait, and learns of it with its next answer) */
+	if (!access_check(p, POLICY_PUBLISH, topic, why, sizeof(why)) ||
+	    ((pm->h.flags & PROTO_F_RETAIN) &&
+	     !access_check(p, POLICY_RETAIN, topic, why, sizeof(why)))) {
+		deliver_reply(p, pm->h.token, EACCES, why);
+		return;
+	}
 	p->counts.published++;
 	route_message(s, p, p->uid, p->pid, p->id, m, topic,
 		      requested_priority(pm));
@@ -160,12 +171,17 @@ void route_request(struct peer *p, struct msgbuf *m,
 		   const struct proto_msg *pm)
 {
 	struct server *s = p->server;
-	struct route_ctx ctx = { .d = { .m = m, .from = p } };
-	char text[PROTO_TOPIC_MAX + 64];
+	struct route_ctx ctx = { .d = { .m = m, .from = p, .topic = pm->topic,
+					.request = true } };
+	char text[ACCESS_WHY_MAX];
 	uint32_t token = pm->h.token;
 	const char *topic = pm->topic;
 	struct log_counters *topic_counts;
 
+	if (!access_check(p, POLICY_REQUEST, topic, text, sizeof(text))) {
+		deliver_reply(p, token, EACCES, text);
+		return;
+	}
 	p->counts.requests++;
 	if (p->n_requests >= REQUEST_MAX_PER_CLIENT) {
 		snprintf(text, sizeof(text),
@@ -207,7 +223,8 @@ static void route_reply_monitors(struct server *s, struct peer *p,
 				 const struct request *req,
 				 const struct proto_msg *pm)
 {
-	struct route_ctx ctx = { .d = { .prio = PROTO_PRIO_MAX } };
+	struct route_ctx ctx = { .d = { .prio = PROTO_PRIO_MAX,
+					.topic = req->topic } };
 	size_t tlen = strlen(req->topic);
 	struct proto_header h;
 	struct msgbuf *m;
@@ -242,8 +259,17 @@ void route_reply(struct peer *p, struct msgbuf *m, const struct proto_msg *pm)
 {
 	struct server *s = p->server;
 	struct request *req = request_find(&s->requests, pm->h.token);
+	char why[ACCESS_WHY_MAX];
 	struct peer *to;
 
+	/* it received the request, but a reload may have taken away its
+	 * right to serve the topic since */
+	if (req && request_has_recipient(req, p->id) &&
+	    !access_check(p, POLICY_SERVE, req->topic, why, sizeof(why))) {
+		s->stats.replies_refused++;
+		deliver_reply(p, pm->h.token, EACCES, why);
+		return;
+	}
 	if (!req || !request_has_recipient(req, p->id)) {
 		s->stats.replies_refused++;
 		if (req) {

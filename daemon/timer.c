@@ -16,6 +16,7 @@
 
 #include <event2/event.h>
 
+#include "daemon/access.h"
 #include "daemon/account.h"
 #include "daemon/deliver.h"
 #include "daemon/log.h"
@@ -419,12 +420,18 @@ static void timer_list_reply(struct peer *c, uint32_t token)
 void timer_handle(struct peer *p, struct msgbuf *m, const struct proto_msg *pm)
 {
 	struct server *s = p->server;
+	char text[ACCESS_WHY_MAX];
 	const char *why = NULL;
 	uint64_t id = 0;
 	int r;
 
 	switch (pm->h.type) {
 	case PROTO_TIMER_ADD:
+		if (!access_check(p, POLICY_TIMER, pm->topic, text,
+				  sizeof(text))) {
+			deliver_reply(p, pm->h.token, EACCES, text);
+			break;
+		}
 		r = timer_add(s, p, pm, &id, &why);
 		deliver_reply_seq(p, pm->h.token, -r, why, id);
 		break;

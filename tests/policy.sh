@@ -1,0 +1,202 @@
+#!/bin/bash
+# SPDX-License-Identifier: MIT
+#
+# policy.sh - the access policy of mqbusd.conf(5) against the real daemon,
+# with real users: root, a second user (MQBUS_TEST_USER, default
+# mqbus-test) and a third (mqbus-test2) who is also in a supplementary
+# group (mqbus-ops).  Users and group are made with useradd/groupadd if
+# missing and left in place.
+#
+# Each allowed action works and each denied one is refused with a
+# sentence naming the action, the topic and the rule (file:line); the
+# protected side sees nothing of it.  A wildcard subscription half denied
+# gets the allowed half only; a user who may not serve gets no requests;
+# a reload that takes a right away ends the subscription that used it.
+
+. "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
+
+if [ "$(id -u)" != 0 ]; then
+	echo "# SKIP: needs root (to add users and switch to them)"
+	exit 77
+fi
+mqb_init
+CTL_TEST=$top_builddir/tests/helpers/mqbusctl-test
+
+if ! mqb_test_user; then
+	[ "${CI:-}" = true ] && mqb_bail "a second user exists" "$MQB_USER_WHY"
+	echo "# SKIP: $MQB_USER_WHY"
+	exit 77
+fi
+U1=$TUSER U1ID=$TUID U1GID=$TGID
+MQBUS_TEST_USER=mqbus-test2 mqb_test_user ||
+	mqb_bail "a third user exists" "$MQB_USER_WHY"
+U2=$TUSER U2ID=$TUID U2GID=$TGID
+getent group mqbus-ops >/dev/null 2>&1 || groupadd --system mqbus-ops ||
+	mqb_bail "group mqbus-ops exists"
+OPSGID=$(getent group mqbus-ops | cut -d: -f3)
+mqb_ok "users $U1 ($U1ID), $U2 ($U2ID) and group mqbus-ops ($OPSGID)"
+
+RUN=$MQB_TMP/run
+mkdir -p "$RUN"
+chmod 755 "$MQB_TMP" "$RUN"
+cp "$CTL_TEST" "$RUN/mqbusctl" &&
+	cp -P "$top_builddir"/client/.libs/libmqbus.so* "$RUN/" &&
+	chmod -R a+rX "$RUN"
+mqb_true "mqbusctl copied where the users can run it" $?
+
+# as UID GID [GROUPS] -- CMD...: CMD as that user, with those
+# supplementary groups (comma list, may be empty)
+as() {
+	local uid=$1 gid=$2 groups=$3
+	shift 4
+	local g=(--clear-groups)
+	[ -n "$groups" ] && g=(--groups="$groups")
+	setpriv --reuid="$uid" --regid="$gid" "${g[@]}" -- \
+		env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$RUN" \
+		MQBUS_BUS="$BUS" ${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} \
+		${UBSAN_OPTIONS:+UBSAN_OPTIONS=$UBSAN_OPTIONS} \
+		${LSAN_OPTIONS:+LSAN_OPTIONS=$LSAN_OPTIONS} "$@"
+}
+u1() { as "$U1ID" "$U1GID" "" -- "$RUN/mqbusctl" "$@"; }
+u2() { as "$U2ID" "$U2GID" "$OPSGID" -- "$RUN/mqbusctl" "$@"; }
+u2_nogroup() { as "$U2ID" "$U2GID" "" -- "$RUN/mqbusctl" "$@"; }
+
+CONF=$MQB_TMP/mqbusd.conf
+write_conf() {
+	cat >"$CONF" <<CONF
+[policy]
+default = deny
+allow = all user=root topic=#
+allow = publish,subscribe user=* topic=users/%u/#
+allow = subscribe group=mqbus-ops topic=ops/#
+allow = subscribe user=* topic=public/#
+deny = subscribe user=* topic=public/secret/#
+allow = request,subscribe user=* topic=svc/#
+allow = serve user=$U2 topic=svc/#
+$1
+CONF
+}
+write_conf ""
+# the lines above, for the sentences: default 2, users/%u 4, public/# 6
+mqb_daemon_start notify -c "$CONF" || mqb_bail "mqbusd starts with a policy"
+DPID=$MQB_DPID
+mqb_ok "mqbusd starts with a policy"
+
+# ------------------------------------------------------------ subscribe
+
+out=$(u1 sub 'secret/#' -n 1 -t 2000 2>&1)
+st=$?
+mqb_is "a denied subscription fails (exit 1)" "$st" 1
+mqb_like "... naming action, pattern and rule" "$out" \
+	"subscribe to secret/# denied by default \\($CONF:2\\)"
+out=$(u1 sub "users/root/#" -n 1 -t 2000 2>&1)
+mqb_like "%u: $U1 may not subscribe to root's tree" "$out" \
+	"subscribe to users/root/# denied"
+
+# %u: a tree of one's own; others do not see into it
+mqb_sub_start "$MQB_TMP/root-u.out" "users/#" -n 1 -t 10000
+u1 sub "users/$U1/#" -n 1 -t 10000 >"$MQB_TMP/u1-own.out" 2>&1 &
+S1=$!
+mqb_track "$S1"
+mqb_wait_for 10000 mqb_stat_ge subscriptions 2
+u1 pub "users/$U1/hello" mine
+mqb_wait_pid "$S1" 10000
+mqb_is "%u: $U1 publishes and subscribes in users/$U1/" \
+	"$(cat "$MQB_TMP/u1-own.out")" "users/$U1/hello mine"
+mqb_wait_pid "$MQB_SPID" 10000
+mqb_is "... and root sees it" "$(cat "$MQB_TMP/root-u.out")" \
+	"users/$U1/hello mine"
+
+# publish refused: nothing reaches a subscriber, the refusal is counted
+before=$(mqb_stat policy_refused)
+mqb_sub_start "$MQB_TMP/root-other.out" "users/root/#" -t 1500
+u1 pub users/root/x forged
+mqb_wait_pid "$MQB_SPID" 5000
+mqb_is "a denied publish reaches nobody" "$(cat "$MQB_TMP/root-other.out")" ""
+mqb_wait_for 3000 mqb_stat_ge policy_refused $((before + 1))
+mqb_true "... and is counted (policy_refused)" $?
+
+# a wildcard subscription half denied: the allowed half only
+u1 sub 'public/#' -n 2 -t 10000 >"$MQB_TMP/u1-public.out" 2>&1 &
+S1=$!
+mqb_track "$S1"
+mqb_wait_for 10000 mqb_stat_ge subscriptions 1
+"$MQBUSCTL" pub public/secret/plan hidden
+"$MQBUSCTL" pub public/news one
+"$MQBUSCTL" pub public/secret/plan hidden2
+"$MQBUSCTL" pub public/news two
+mqb_wait_pid "$S1" 10000
+mqb_is "public/# gets public/news, never public/secret/" \
+	"$(cat "$MQB_TMP/u1-public.out" | tr '\n' ' ')" \
+	"public/news one public/news two "
+
+# a supplementary group counts
+u2 sub 'ops/#' -n 1 -t 10000 >"$MQB_TMP/u2-ops.out" 2>&1 &
+S2=$!
+mqb_track "$S2"
+mqb_wait_for 10000 mqb_stat_ge subscriptions 1
+"$MQBUSCTL" pub ops/alert fire
+mqb_wait_pid "$S2" 10000
+mqb_is "group=mqbus-ops: a member subscribes to ops/#" \
+	"$(cat "$MQB_TMP/u2-ops.out")" "ops/alert fire"
+out=$(u2_nogroup sub 'ops/#' -n 1 -t 2000 2>&1)
+mqb_like "... the same user without the group may not" "$out" \
+	"subscribe to ops/# denied"
+
+# ------------------------------------------------------------ request, serve
+
+out=$(u1 call other/x hi -t 2000 2>&1)
+st=$?
+mqb_is "a denied call fails (exit 1)" "$st" 1
+mqb_like "... naming the rule" "$out" "request to other/x denied by default"
+u1 serve svc/echo --echo >/dev/null 2>&1 &
+SV1=$!
+mqb_track "$SV1"
+mqb_wait_for 10000 mqb_stat_ge subscriptions 1
+out=$("$MQBUSCTL" call svc/echo ping -t 3000 2>&1)
+st=$?
+mqb_is "a user who may not serve gets no request: no responders (4)" \
+	"$st" 4
+u2 serve svc/echo --echo >/dev/null 2>&1 &
+SV2=$!
+mqb_track "$SV2"
+mqb_wait_for 10000 mqb_stat_ge subscriptions 2
+mqb_is "one who may serve answers" \
+	"$(u1 call svc/echo ping -t 3000 2>&1)" ping
+kill "$SV1" "$SV2" 2>/dev/null
+wait "$SV1" "$SV2" 2>/dev/null
+
+# ------------------------------------------------------------ timer, monitor
+
+out=$(u1 pub secret/later x --delay 100 2>&1)
+mqb_like "a denied timer is refused" "$out" "timer to secret/later denied"
+out=$(u1 monitor '#' -n 1 -t 1000 2>&1)
+[ $? != 0 ]
+mqb_true "monitoring is denied to $U1 by the default" $? "$out"
+
+# ------------------------------------------------------------ reload
+
+mqb_wait_for 5000 mqb_settled "$BUS"
+nsubs=$(mqb_stat subscriptions)
+u1 sub 'public/#' -t 20000 >"$MQB_TMP/u1-reload.out" 2>&1 &
+S1=$!
+mqb_track "$S1"
+mqb_wait_for 10000 mqb_stat_ge subscriptions $((nsubs + 1))
+"$MQBUSCTL" pub public/news before
+mqb_wait_for 5000 grep -q before "$MQB_TMP/u1-reload.out"
+mqb_true "before the reload the subscriber gets public/news" $?
+write_conf "deny = subscribe user=$U1 topic=public/#"
+kill -HUP "$DPID"
+mqb_wait_for 5000 eval "[ \"\$(mqb_stat subscriptions)\" = $nsubs ]"
+mqb_true "a reload that takes the right away ends the subscription" $? \
+	"subscriptions: $(mqb_stat subscriptions), $nsubs before it"
+"$MQBUSCTL" pub public/news after
+sleep 0.5
+mqb_is "... and nothing more reaches it" \
+	"$(grep -c after "$MQB_TMP/u1-reload.out")" 0
+kill "$S1" 2>/dev/null
+wait "$S1" 2>/dev/null
+
+mqb_daemon_stop
+mqb_is "mqbusd stops with status 0" "$MQB_DSTATUS" 0
+mqb_done
