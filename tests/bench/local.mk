@@ -25,7 +25,7 @@ tests_helpers_malloc_count_la_CFLAGS = -std=gnu11 $(WARN_CFLAGS)
 tests_helpers_malloc_count_la_LDFLAGS = -module -avoid-version -shared \
 	-rpath /nowhere
 
-EXTRA_DIST += tests/bench/README.md
+EXTRA_DIST += tests/bench/README.md tests/bench/ab.sh
 
 # The standard set, every process on CPU 0 (stable ratios on a small
 # machine).  Under tests/harness.sh it runs in private IPC and PID
