@@ -57,7 +57,7 @@ static bool msg_is_deliver(const struct msgbuf *m)
  * copies count for the monitor only, not for the bus or the topic.
  */
 static int send_now(struct peer *p, struct msgbuf *m, unsigned prio,
-		    uint32_t dropped, uint16_t mark)
+		    uint32_t dropped, uint16_t mark, bool waited)
 {
 	const size_t status_off = offsetof(struct proto_header, status);
 	const size_t flags_off = offsetof(struct proto_header, flags);
@@ -82,7 +82,7 @@ static int send_now(struct peer *p, struct msgbuf *m, unsigned prio,
 	if (deliver && mark)
 		p->counts.delivered++;
 	else if (deliver)
-		stats_delivered(p, m);
+		stats_delivered(p, m, waited);
 	return 0;
 }
 
@@ -434,7 +434,7 @@ int deliver_message(struct peer *p, const struct delivery *d)
 		return -EPIPE;
 	/* behind a backlog, keep order: queue instead of overtaking it */
 	if (p->n_pending == 0)
-		r = send_now(p, d->m, d->prio, p->dropped, d->mark);
+		r = send_now(p, d->m, d->prio, p->dropped, d->mark, false);
 	if (r == -EAGAIN)
 		r = overflow(p, d);
 	if (r == 0) {
@@ -481,7 +481,7 @@ int deliver_try(struct peer *p, struct msgbuf *m, unsigned prio)
 
 	if (p->closing || p->n_pending > 0)
 		return -EAGAIN;
-	r = send_now(p, m, prio, p->dropped, 0);
+	r = send_now(p, m, prio, p->dropped, 0, false);
 	if (r == 0)
 		p->dropped = 0;
 	return r;
@@ -494,7 +494,7 @@ void deliver_buf(struct peer *p, struct msgbuf *m, unsigned prio)
 	if (p->closing)
 		return;
 	if (p->n_pending == 0)
-		r = send_now(p, m, prio, 0, 0);
+		r = send_now(p, m, prio, 0, 0, false);
 	/* replies are bounded by the requests a client makes; the slack
 	 * stops one that never reads its answers */
 	if (r == -EAGAIN) {
@@ -575,7 +575,7 @@ void deliver_flush(struct peer *p)
 {
 	while (p->pending_head && !p->closing) {
 		struct pending *e = p->pending_head;
-		int r = send_now(p, e->m, e->prio, e->dropped, e->mark);
+		int r = send_now(p, e->m, e->prio, e->dropped, e->mark, true);
 
 		if (r == -EAGAIN) {
 			if (!event_pending(p->rx_ev, EV_WRITE, NULL))

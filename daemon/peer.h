@@ -27,6 +27,7 @@
 #include "daemon/log.h"
 #include "daemon/policy.h"
 #include "daemon/request.h"
+#include "daemon/stats.h"
 #include "daemon/subscriber.h"
 #include "daemon/timer.h"
 #include "daemon/wake.h"
@@ -125,6 +126,7 @@ struct peer {
 	 * to it and dropped on its way to it (stats.c) */
 	struct log_counters counts;
 	uint64_t bad_messages;
+	struct topic_hint last_topic; /* stats.c: its last topic's entry */
 };
 
 TAILQ_HEAD(peer_list, peer);

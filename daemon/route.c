@@ -92,7 +92,8 @@ static struct log_counters *route_policy(struct server *s,
 
 	ctx->d.prio = config_rule_priority(&s->cfg, rule, requested_prio);
 	ctx->d.pol = config_rule_policy(&s->cfg, rule);
-	m->stat = stats_topic(s, topic);
+	m->stat = stats_topic(s, topic,
+			      ctx->d.from ? &ctx->d.from->last_topic : NULL);
 	m->measured = false;
 	if (!m->stat)
 		s->stats.n_untracked++;

@@ -17,6 +17,7 @@
 #ifndef MQBUS_STATS_H
 #define MQBUS_STATS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +35,8 @@ struct server;
 /* latency histogram: 4 sub-buckets per power of two of nanoseconds */
 #define STATS_LAT_SUB 4
 #define STATS_LAT_BUCKETS (64 * STATS_LAT_SUB)
+/* messages sent at once are timed one in this many */
+#define STATS_LAT_SAMPLE 16
 
 enum drop_reason {
 	DROP_BACKLOG,	 /* backlog full (drop-new, block with nobody to
@@ -67,6 +70,7 @@ struct bus_stats {
 	uint64_t control_lost; /* answers a client could not be sent */
 	uint64_t policy_refused; /* actions the access policy refused */
 	uint64_t stats_rounds; /* delivery-stats entries written */
+	uint64_t stats_rounds_all; /* rounds, written or not (hints) */
 
 	/* the current interval */
 	uint64_t round_start;	      /* CLOCK_MONOTONIC us */
@@ -95,9 +99,18 @@ int stats_reconfigure(struct server *s);
 /* Writes a round now (SIGUSR1), and starts the interval anew. */
 void stats_round(struct server *s);
 
+/* A publisher's last topic entry, to skip the look-up when it sends on
+ * the same topic again; valid within one round. */
+struct topic_hint {
+	struct topic_stat *stat;
+	uint64_t round;
+};
+
 /* The entry of topic for this interval (made if needed), or NULL when
- * the table is full (the message then counts as "other"). */
-struct topic_stat *stats_topic(struct server *s, const char *topic);
+ * the table is full (the message then counts as "other").  hint (may be
+ * NULL) is tried first and updated. */
+struct topic_stat *stats_topic(struct server *s, const char *topic,
+			       struct topic_hint *hint);
 
 /* The counters of m's topic (m->stat), or the untracked sum. */
 struct log_counters *stats_of(struct server *s, const struct msgbuf *m);
@@ -105,8 +118,9 @@ struct log_counters *stats_of(struct server *s, const struct msgbuf *m);
 /* Counts a message dropped for p for reason (bus, p and m's topic). */
 void stats_drop(struct peer *p, const struct msgbuf *m,
 		enum drop_reason reason);
-/* Counts a DELIVER sent to p, and its latency since it was stamped. */
-void stats_delivered(struct peer *p, const struct msgbuf *m);
+/* Counts a DELIVER sent to p, and its latency since it was stamped;
+ * waited: it was sent from the pending list. */
+void stats_delivered(struct peer *p, const struct msgbuf *m, bool waited);
 
 /* The STATS text of s into buf; returns its length (cut at cap - 1). */
 int stats_text(struct server *s, char *buf, size_t cap);
