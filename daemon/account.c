@@ -39,7 +39,7 @@ void account_table_deinit(struct account_table *t)
 	hmap_deinit(&t->by_uid);
 }
 
-unsigned account_held(const struct account_table *t, uid_t uid,
+uint64_t account_held(const struct account_table *t, uid_t uid,
 		      enum account_item item)
 {
 	const struct account *a = account_find(t, uid);
@@ -47,8 +47,8 @@ unsigned account_held(const struct account_table *t, uid_t uid,
 	return a ? a->held[item] : 0;
 }
 
-int account_charge(struct account_table *t, uid_t uid,
-		   enum account_item item)
+int account_charge_n(struct account_table *t, uid_t uid,
+		     enum account_item item, uint64_t n)
 {
 	struct account *a = account_find(t, uid);
 
@@ -63,21 +63,33 @@ int account_charge(struct account_table *t, uid_t uid,
 			return -ENOMEM;
 		}
 	}
-	a->held[item]++;
+	a->held[item] += n;
 	return 0;
 }
 
-void account_credit(struct account_table *t, uid_t uid,
-		    enum account_item item)
+void account_credit_n(struct account_table *t, uid_t uid,
+		      enum account_item item, uint64_t n)
 {
 	struct account *a = account_find(t, uid);
 
-	if (!a || a->held[item] == 0)
+	if (!a)
 		return;
-	a->held[item]--;
+	a->held[item] = a->held[item] > n ? a->held[item] - n : 0;
 	for (int i = 0; i < ACCOUNT_ITEMS; i++)
 		if (a->held[i])
 			return;
 	hmap_remove(&t->by_uid, &a->node);
 	free(a);
+}
+
+int account_charge(struct account_table *t, uid_t uid,
+		   enum account_item item)
+{
+	return account_charge_n(t, uid, item, 1);
+}
+
+void account_credit(struct account_table *t, uid_t uid,
+		    enum account_item item)
+{
+	account_credit_n(t, uid, item, 1);
 }

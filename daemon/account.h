@@ -10,6 +10,7 @@
 #ifndef MQBUS_ACCOUNT_H
 #define MQBUS_ACCOUNT_H
 
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "daemon/hmap.h"
@@ -17,13 +18,16 @@
 enum account_item {
 	ACCOUNT_PEERS,
 	ACCOUNT_TIMERS,
+	ACCOUNT_TIMER_RATE, /* firings per 1000 s of its periodic timers */
+	ACCOUNT_RETAINED,
+	ACCOUNT_RETAINED_BYTES,
 	ACCOUNT_ITEMS,
 };
 
 struct account {
 	struct hmap_node node;
 	uid_t uid;
-	unsigned held[ACCOUNT_ITEMS];
+	uint64_t held[ACCOUNT_ITEMS];
 };
 
 struct account_table {
@@ -35,16 +39,22 @@ void account_table_init(struct account_table *t);
 void account_table_deinit(struct account_table *t);
 
 /* What uid holds of item (0 for a uid without an account). */
-unsigned account_held(const struct account_table *t, uid_t uid,
+uint64_t account_held(const struct account_table *t, uid_t uid,
 		      enum account_item item);
 
 /*
- * Charges one item to uid, making its account if needed.  Returns 0 or
+ * Charges n of item to uid, making its account if needed.  Returns 0 or
  * -ENOMEM.
  */
+int account_charge_n(struct account_table *t, uid_t uid,
+		     enum account_item item, uint64_t n);
+/* Credits n charged before; an account that holds nothing goes. */
+void account_credit_n(struct account_table *t, uid_t uid,
+		      enum account_item item, uint64_t n);
+
+/* One of item. */
 int account_charge(struct account_table *t, uid_t uid,
 		   enum account_item item);
-/* Credits one item charged before; an account that holds nothing goes. */
 void account_credit(struct account_table *t, uid_t uid,
 		    enum account_item item);
 

@@ -70,6 +70,12 @@ static const struct config_key config_bus_keys[] = {
 	CONFIG_BUS_KEY(pending_bytes, 1, INT_MAX),
 	CONFIG_BUS_KEY(pending_budget, 1, INT_MAX),
 	CONFIG_BUS_KEY(max_retained, 0, 10000000),
+	CONFIG_BUS_KEY(max_clients_per_uid, 1, 65535),
+	CONFIG_BUS_KEY(max_timers_per_uid, 0, 1000000),
+	CONFIG_BUS_KEY(timer_min_period_ms, 1, 3600000),
+	CONFIG_BUS_KEY(timer_rate_per_uid, 1, 1000000),
+	CONFIG_BUS_KEY(max_retained_per_uid, 0, 10000000),
+	CONFIG_BUS_KEY(max_retained_bytes_per_uid, 0, INT_MAX),
 	CONFIG_BUS_KEY(stats_interval, 0, 86400),
 	CONFIG_BUS_KEY(stats_topics, 0, 10000),
 	CONFIG_OVERFLOW_KEY(struct config, overflow),
@@ -154,6 +160,12 @@ int config_init(struct config *cfg)
 	cfg->max_clients = 1024;
 	cfg->max_subscriptions = 1024;
 	cfg->max_retained = 65536;
+	cfg->max_clients_per_uid = 256;
+	cfg->max_timers_per_uid = 1024;
+	cfg->timer_min_period_ms = 10;
+	cfg->timer_rate_per_uid = 1000;
+	cfg->max_retained_per_uid = 4096;
+	cfg->max_retained_bytes_per_uid = 4 * 1024 * 1024;
 	cfg->stats_interval = 60;
 	cfg->stats_topics = 20;
 	cfg->rule_index = index;

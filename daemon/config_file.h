@@ -82,6 +82,13 @@ struct config {
 	unsigned max_clients;       /* default 1024 */
 	unsigned max_subscriptions; /* per client, default 1024 */
 	unsigned max_retained;      /* retained values, default 65536 */
+	/* per uid, what one user may make the daemon hold (quotas) */
+	unsigned max_clients_per_uid;        /* default 256 */
+	unsigned max_timers_per_uid;         /* default 1024 */
+	unsigned timer_min_period_ms;        /* default 10 */
+	unsigned timer_rate_per_uid;         /* periodic firings/s, 1000 */
+	unsigned max_retained_per_uid;       /* default 4096 */
+	unsigned max_retained_bytes_per_uid; /* default 4 MiB */
 	unsigned stats_interval;    /* s between delivery-stats entries,
 				       default 60, 0: none */
 	unsigned stats_topics;      /* topics per round, default 20 */

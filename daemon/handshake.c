@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -29,6 +30,8 @@
 #include "proto/proto.h"
 
 static int handshake_read(struct wake_src *src, unsigned budget);
+struct candidate;
+static void refuse_out_of_fds(struct handshake *hs, struct candidate *c);
 
 static long read_proc_long(const char *path, long dflt)
 {
@@ -43,6 +46,19 @@ static long read_proc_long(const char *path, long dflt)
 	return v;
 }
 
+/* Takes (or gives back) the descriptors kept in reserve. */
+static void handshake_spares(struct handshake *hs, bool take)
+{
+	for (int i = 0; i < HANDSHAKE_SPARE_FDS; i++) {
+		if (take && hs->spare[i] < 0)
+			hs->spare[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		else if (!take && hs->spare[i] >= 0) {
+			close(hs->spare[i]);
+			hs->spare[i] = -1;
+		}
+	}
+}
+
 int handshake_open(struct handshake *hs, struct server *s, char **ret_error)
 {
 	struct mq_attr attr = { 0 };
@@ -50,6 +66,9 @@ int handshake_open(struct handshake *hs, struct server *s, char **ret_error)
 
 	hs->server = s;
 	hs->announce = (mqd_t)-1;
+	for (int i = 0; i < HANDSHAKE_SPARE_FDS; i++)
+		hs->spare[i] = -1;
+	handshake_spares(hs, true);
 	if (asprintf(&hs->name, "/%s", s->bus) < 0) {
 		hs->name = NULL;
 		*ret_error = strdup("out of memory");
@@ -106,6 +125,8 @@ void handshake_unlink(struct handshake *hs)
 void handshake_close(struct handshake *hs)
 {
 	wake_del(&hs->src);
+	if (hs->server)
+		handshake_spares(hs, false);
 	if (hs->announce != (mqd_t)-1) {
 		mq_close(hs->announce);
 		handshake_unlink(hs);
@@ -125,6 +146,7 @@ struct candidate {
 	mqd_t tx;
 	mqd_t rx;
 	int pidfd;
+	bool out_of_fds; /* the daemon ran out of descriptors on the way */
 };
 
 static void handshake_done(struct candidate *c)
@@ -189,15 +211,20 @@ static const char *check_name(struct handshake *hs, struct candidate *c)
 	return NULL;
 }
 
+#define OUT_OF_FDS "the bus's daemon has no file descriptor left"
+
 /* The daemon ran out of file descriptors opening a client's queue. */
-static const char *out_of_fds(const char *queue)
+static const char *out_of_fds(struct candidate *c, const char *queue)
 {
 	char op[PROTO_QNAME_MAX + 16];
+	struct rlimit rl = { 0 };
 
+	getrlimit(RLIMIT_NOFILE, &rl);
 	snprintf(op, sizeof(op), "mq_open %s", queue);
-	log_kernel_limit("RLIMIT_NOFILE", 0, op, errno, (uid_t)-1,
-			 "LimitNOFILE= in the unit, or ulimit -n");
-	return "the daemon has no file descriptor left";
+	log_kernel_limit("RLIMIT_NOFILE", (uint64_t)rl.rlim_cur, op, errno,
+			 (uid_t)-1, "LimitNOFILE= in the unit, or ulimit -n");
+	c->out_of_fds = true;
+	return OUT_OF_FDS;
 }
 
 /* Opens tx: a queue nobody but its owner may write, big enough. */
@@ -208,8 +235,9 @@ static const char *check_tx(struct candidate *c)
 
 	c->tx = mq_open(c->tx_name, O_RDONLY | O_NONBLOCK);
 	if (c->tx == (mqd_t)-1)
-		return errno == EMFILE || errno == ENFILE ? out_of_fds(c->tx_name)
-							  : strerror(errno);
+		return errno == EMFILE || errno == ENFILE
+			       ? out_of_fds(c, c->tx_name)
+			       : strerror(errno);
 	if (fstat(c->tx, &st) < 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
 		return "tx queue writable by others";
 	/* the library's own minimum: a HELLO with the longest name */
@@ -261,6 +289,8 @@ static const char *check_process(struct candidate *c)
 	uid_t fsuid = (uid_t)-1;
 
 	c->pidfd = pidfd_open_compat(c->pid);
+	if (c->pidfd < 0 && (errno == EMFILE || errno == ENFILE))
+		return out_of_fds(c, "pidfd_open");
 	if (c->pidfd < 0 || proc_fsuid(c->pid, &fsuid) < 0 ||
 	    fsuid != c->uid || !pidfd_alive(c->pidfd))
 		return "process gone or of another uid";
@@ -274,8 +304,9 @@ static const char *check_rx(struct candidate *c)
 
 	c->rx = mq_open(c->rx_name, O_WRONLY | O_NONBLOCK);
 	if (c->rx == (mqd_t)-1)
-		return errno == EMFILE || errno == ENFILE ? out_of_fds(c->rx_name)
-							  : "cannot open rx queue";
+		return errno == EMFILE || errno == ENFILE
+			       ? out_of_fds(c, c->rx_name)
+			       : "cannot open rx queue";
 	if (fstat(c->rx, &st) < 0 || st.st_uid != c->uid ||
 	    (st.st_mode & (S_IRGRP | S_IROTH)))
 		return "rx queue of another owner or readable by others";
@@ -357,9 +388,24 @@ static void admit(struct handshake *hs, struct candidate *c)
 		refuse(hs, c, text);
 		return;
 	}
+	if (account_held(&s->accounts, c->uid, ACCOUNT_PEERS) >=
+	    s->cfg.max_clients_per_uid) {
+		snprintf(text, sizeof(text),
+			 "uid %u has reached max_clients_per_uid (%u)",
+			 (unsigned)c->uid, s->cfg.max_clients_per_uid);
+		tell_refused(c->rx, EUSERS, text);
+		refuse(hs, c, text);
+		return;
+	}
 	/* who it is for the access policy: read now, while the process
 	 * is known to be the queues' owner */
 	r = policy_identity_from_pid(&ident, c->pid, c->pidfd, c->uid);
+	if (r == -EMFILE || r == -ENFILE) {
+		c->out_of_fds = true;
+		refuse(hs, c, OUT_OF_FDS);
+		refuse_out_of_fds(hs, c);
+		return;
+	}
 	if (r < 0) {
 		refuse(hs, c, "process gone or of another uid");
 		return;
@@ -395,6 +441,39 @@ static void admit(struct handshake *hs, struct candidate *c)
 	wake_src_ready(&p->src);
 }
 
+/*
+ * The daemon has no descriptor left for this client: with the ones kept
+ * in reserve it opens what it still needs of the client's queues, checked
+ * as always, tells the client so on its rx queue (rather than letting it
+ * time out), closes them and takes its reserve again.
+ */
+static void refuse_out_of_fds(struct handshake *hs, struct candidate *c)
+{
+	struct server *s = hs->server;
+	char text[160];
+	struct rlimit rl = { 0 };
+
+	handshake_spares(hs, false);
+	if (c->pidfd >= 0) {
+		close(c->pidfd);
+		c->pidfd = -1;
+	}
+	/* rx, opened and checked now if it was not already */
+	if ((c->tx != (mqd_t)-1 || (!check_tx(c) && !check_hello(hs, c))) &&
+	    c->rx_name[0] && (c->rx != (mqd_t)-1 || !check_rx(c))) {
+		getrlimit(RLIMIT_NOFILE, &rl);
+		snprintf(text, sizeof(text),
+			 "%s (RLIMIT_NOFILE %llu, %u clients): try again "
+			 "later",
+			 OUT_OF_FDS, (unsigned long long)rl.rlim_cur,
+			 s->peers.count);
+		tell_refused(c->rx, EMFILE, text);
+	}
+	handshake_done(c);
+	c->tx = c->rx = (mqd_t)-1;
+	handshake_spares(hs, true);
+}
+
 static void handshake_run(struct handshake *hs, const char *tx_name)
 {
 	struct candidate c = {
@@ -408,10 +487,13 @@ static void handshake_run(struct handshake *hs, const char *tx_name)
 
 	if ((why = check_name(hs, &c)) || (why = check_tx(&c)) ||
 	    (why = check_hello(hs, &c)) || (why = check_process(&c)) ||
-	    (why = check_rx(&c)))
+	    (why = check_rx(&c))) {
 		refuse(hs, &c, why);
-	else
+		if (c.out_of_fds)
+			refuse_out_of_fds(hs, &c);
+	} else {
 		admit(hs, &c);
+	}
 	handshake_done(&c);
 }
 

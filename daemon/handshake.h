@@ -22,6 +22,8 @@ struct server;
 
 /* the announce queue's message size: an ANNOUNCE is a header and a name */
 #define HANDSHAKE_ANNOUNCE_MSGSIZE 512
+/* descriptors kept in reserve to answer a client when none are left */
+#define HANDSHAKE_SPARE_FDS 2
 
 struct handshake {
 	struct server *server;
@@ -29,6 +31,7 @@ struct handshake {
 	mqd_t announce;
 	struct wake_src src;
 	unsigned char buf[HANDSHAKE_ANNOUNCE_MSGSIZE];
+	int spare[HANDSHAKE_SPARE_FDS]; /* /dev/null, -1 while lent */
 };
 
 /*

@@ -13,8 +13,11 @@
 #define MQBUS_RETAIN_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/queue.h>
+#include <sys/types.h>
 
+struct account_table;
 struct msgbuf;
 struct msgbuf_pool;
 struct router;
@@ -26,6 +29,8 @@ struct retained {
 	char *topic;
 	struct msgbuf *m; /* a DELIVER marked PROTO_F_RETAINED */
 	unsigned prio;
+	uid_t uid;    /* whose it is: charged to that uid's account */
+	size_t bytes; /* what it costs: buffer, topic, entry */
 	TAILQ_ENTRY(retained) link;
 };
 
@@ -34,6 +39,11 @@ struct retain_store {
 	struct router *index;	       /* topic -> struct retained */
 	size_t count;
 	size_t max; /* the config's max_retained */
+	/* per uid (the config's max_retained_per_uid, _bytes_per_uid),
+	 * charged to accounts (NULL: no per-uid bounds) */
+	struct account_table *accounts;
+	uint64_t max_per_uid;
+	uint64_t max_bytes_per_uid;
 };
 
 int retain_init(struct retain_store *st);
@@ -41,11 +51,11 @@ void retain_deinit(struct retain_store *st);
 
 /*
  * Keeps a copy of m (a stamped DELIVER on topic at priority prio, from
- * pool, sized to fit) as the topic's value, or forgets the value if the
- * payload is empty.  -ENOSPC when st->max values are kept already,
- * -ENOMEM.
+ * pool, sized to fit) as the topic's value, charged to uid, or forgets
+ * the value if the payload is empty.  -ENOSPC when st->max values are
+ * kept already, -EDQUOT when uid would hold more than its share, -ENOMEM.
  */
-int retain_set(struct retain_store *st, struct msgbuf_pool *pool,
+int retain_set(struct retain_store *st, struct msgbuf_pool *pool, uid_t uid,
 	       const char *topic, const struct msgbuf *m, size_t payload_len,
 	       unsigned prio);
 

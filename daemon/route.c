@@ -155,13 +155,31 @@ void route_publish(struct peer *p, struct msgbuf *m,
 	if (!(pm->h.flags & PROTO_F_RETAIN))
 		return;
 	memcpy(&h, m->data, sizeof(h));
-	r = retain_set(&s->retained, &s->pool, topic, m, payload_len,
+	r = retain_set(&s->retained, &s->pool, p->uid, topic, m, payload_len,
 		       h.priority);
-	if (r < 0)
-		log_warnx("client %u: value of %s not retained: %s", p->id,
-			  topic,
-			  r == -ENOSPC ? "too many retained values"
-				       : strerror(-r));
+	if (r < 0) {
+		/* published, but not kept: the publisher hears why */
+		if (r == -ENOSPC)
+			snprintf(why, sizeof(why),
+				 "value of %s not retained: the bus keeps "
+				 "max_retained (%u) values",
+				 topic, s->cfg.max_retained);
+		else if (r == -EDQUOT)
+			snprintf(why, sizeof(why),
+				 "value of %s not retained: uid %u would "
+				 "hold more than max_retained_per_uid (%u) "
+				 "values or max_retained_bytes_per_uid (%u) "
+				 "bytes",
+				 topic, (unsigned)p->uid,
+				 s->cfg.max_retained_per_uid,
+				 s->cfg.max_retained_bytes_per_uid);
+		else
+			snprintf(why, sizeof(why),
+				 "value of %s not retained: %s", topic,
+				 strerror(-r));
+		s->stats.retain_refused++;
+		deliver_reply(p, pm->h.token, -r, why);
+	}
 }
 
 /*

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -350,6 +351,9 @@ static void server_apply_config(struct server *s)
 {
 	server_set_monitor_policy(s);
 	s->retained.max = s->cfg.max_retained;
+	s->retained.accounts = &s->accounts;
+	s->retained.max_per_uid = s->cfg.max_retained_per_uid;
+	s->retained.max_bytes_per_uid = s->cfg.max_retained_bytes_per_uid;
 }
 
 /* Everything of s that set-up may leave half made, in a state that
@@ -372,6 +376,23 @@ static void server_zero(struct server *s)
 	clock_gettime(CLOCK_MONOTONIC, &s->started);
 }
 
+/*
+ * Each client takes three descriptors (tx, rx, pidfd): the soft limit of
+ * a shell (1024) would stop the bus at about 337 clients.  The hard limit
+ * is ours to take.
+ */
+static void server_raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise RLIMIT_NOFILE to %llu",
+				 (unsigned long long)rl.rlim_max);
+	}
+}
+
 int server_init(struct server *s, const struct server_options *opt,
 		char **ret_error)
 {
@@ -379,6 +400,7 @@ int server_init(struct server *s, const struct server_options *opt,
 	int r;
 
 	server_zero(s);
+	server_raise_nofile();
 	s->wake_signo = opt->wake_signo ? opt->wake_signo : SIGRTMIN + 1;
 	if (!bus_name_valid(opt->bus))
 		return set_error(ret_error, -EINVAL,

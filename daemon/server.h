@@ -97,6 +97,7 @@ struct server {
 	size_t pending_bytes; /* held in all pending lists */
 	uint64_t seq;	      /* the last bus sequence number */
 
+	char why[256]; /* a refusal's sentence, built for the answer */
 	bool begun; /* serving: the announce queue is read */
 	bool stopping;
 	const char *stop_reason; /* for the "stopping" entry */

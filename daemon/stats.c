@@ -436,6 +436,7 @@ static const struct {
 	STAT(replies_refused),	  STAT(timers_fired),
 	STAT(publishers_blocked), STAT(slow_disconnects),
 	STAT(control_lost),	  STAT(policy_refused),
+	STAT(retain_refused),
 	STAT(stats_rounds),
 };
 #undef STAT

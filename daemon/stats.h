@@ -69,6 +69,7 @@ struct bus_stats {
 	uint64_t slow_disconnects;
 	uint64_t control_lost; /* answers a client could not be sent */
 	uint64_t policy_refused; /* actions the access policy refused */
+	uint64_t retain_refused; /* values not kept: bus or uid bounds */
 	uint64_t stats_rounds; /* delivery-stats entries written */
 	uint64_t stats_rounds_all; /* rounds, written or not (hints) */
 

@@ -241,6 +241,12 @@ static struct timer *timer_find(const struct timer_set *ts, uint64_t id)
 
 /* Makes a timer from a TIMER_ADD of c.  Returns 0 and its id in *ret_id,
  * or -errno with *ret_why saying why in a sentence. */
+/* What a period costs of the uid's firing rate: firings per 1000 s. */
+static uint64_t timer_rate(uint64_t period_ms)
+{
+	return period_ms ? (1000000 + period_ms - 1) / period_ms : 0;
+}
+
 static int timer_add(struct server *s, struct peer *c,
 		     const struct proto_msg *pm, uint64_t *ret_id,
 		     const char **ret_why)
@@ -249,10 +255,33 @@ static int timer_add(struct server *s, struct peer *c,
 	struct timer_set *ts = &s->timers;
 	int64_t mono, first;
 	struct timer *t;
+	uint64_t rate;
 
 	if (account_held(&s->accounts, c->uid, ACCOUNT_TIMERS) >=
-	    TIMER_MAX_PER_UID) {
-		*ret_why = "too many timers for this uid";
+	    s->cfg.max_timers_per_uid) {
+		snprintf(s->why, sizeof(s->why),
+			 "uid %u has reached max_timers_per_uid (%u)",
+			 (unsigned)c->uid, s->cfg.max_timers_per_uid);
+		*ret_why = s->why;
+		return -EDQUOT;
+	}
+	rate = timer_rate(pm->h.timestamp);
+	if (pm->h.timestamp && pm->h.timestamp < s->cfg.timer_min_period_ms) {
+		snprintf(s->why, sizeof(s->why),
+			 "a period of %llu ms is below timer_min_period_ms "
+			 "(%u)",
+			 (unsigned long long)pm->h.timestamp,
+			 s->cfg.timer_min_period_ms);
+		*ret_why = s->why;
+		return -EINVAL;
+	}
+	if (account_held(&s->accounts, c->uid, ACCOUNT_TIMER_RATE) + rate >
+	    (uint64_t)s->cfg.timer_rate_per_uid * 1000) {
+		snprintf(s->why, sizeof(s->why),
+			 "uid %u would fire its periodic timers more often "
+			 "than timer_rate_per_uid (%u a second)",
+			 (unsigned)c->uid, s->cfg.timer_rate_per_uid);
+		*ret_why = s->why;
 		return -EDQUOT;
 	}
 	/* bounds that keep every sum below in range of int64_t ns */
@@ -289,10 +318,13 @@ static int timer_add(struct server *s, struct peer *c,
 		free(t);
 		goto nomem;
 	}
+	account_charge_n(&s->accounts, c->uid, ACCOUNT_TIMER_RATE, rate);
 	if (hmap_insert(&ts->by_id, &t->id_node,
 			hmap_hash_int((uint32_t)(t->id ^ (t->id >> 32)))) <
 	    0) {
 		account_credit(&s->accounts, c->uid, ACCOUNT_TIMERS);
+		account_credit_n(&s->accounts, c->uid, ACCOUNT_TIMER_RATE,
+				 rate);
 		free(t);
 		goto nomem;
 	}
@@ -302,6 +334,8 @@ static int timer_add(struct server *s, struct peer *c,
 	if (!t->topic || !t->payload || (pm->h.key_len && !t->key)) {
 		hmap_remove(&ts->by_id, &t->id_node);
 		account_credit(&s->accounts, c->uid, ACCOUNT_TIMERS);
+		account_credit_n(&s->accounts, c->uid, ACCOUNT_TIMER_RATE,
+				 rate);
 		free(t->topic);
 		free(t->key);
 		free(t->payload);
@@ -340,6 +374,8 @@ static void timer_free(struct timer *t)
 	heap_remove(&s->timers, t);
 	hmap_remove(&s->timers.by_id, &t->id_node);
 	account_credit(&s->accounts, t->uid, ACCOUNT_TIMERS);
+	account_credit_n(&s->accounts, t->uid, ACCOUNT_TIMER_RATE,
+			 timer_rate(t->period_ms));
 	TAILQ_REMOVE(&s->timers.all, t, link);
 	if (t->owner)
 		TAILQ_REMOVE(&t->owner->timers, t, owner_link);

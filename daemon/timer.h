@@ -29,8 +29,6 @@ struct peer;
 struct proto_msg;
 struct server;
 
-/* timers one uid may hold at once */
-#define TIMER_MAX_PER_UID 1024
 /* the longest delay or period (about 31 years) and the latest absolute
  * time (the year 2255), in ms: every sum of them in ns fits an int64_t */
 #define TIMER_MAX_DELAY_MS 1000000000000ull

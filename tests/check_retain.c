@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/account.h"
 #include "daemon/msgbuf.h"
 #include "daemon/retain.h"
 #include "proto/proto.h"
@@ -38,7 +39,7 @@ static void keep(struct retain_store *st, const char *topic,
 {
 	struct msgbuf *m = deliver(topic, payload);
 
-	ck_assert_int_eq(retain_set(st, &pool, topic, m, strlen(payload),
+	ck_assert_int_eq(retain_set(st, &pool, 0, topic, m, strlen(payload),
 				    prio),
 			 0);
 	msgbuf_unref(m);
@@ -160,8 +161,8 @@ START_TEST(check_retain_store)
 
 	/* an empty value clears; clearing what is not there is fine */
 	m = deliver("s/a", "");
-	ck_assert_int_eq(retain_set(&st, &pool, "s/a", m, 0, 0), 0);
-	ck_assert_int_eq(retain_set(&st, &pool, "s/none", m, 0, 0), 0);
+	ck_assert_int_eq(retain_set(&st, &pool, 0, "s/a", m, 0, 0), 0);
+	ck_assert_int_eq(retain_set(&st, &pool, 0, "s/none", m, 0, 0), 0);
 	msgbuf_unref(m);
 	ck_assert_uint_eq(st.count, 1);
 	ck_assert_str_eq(TAILQ_FIRST(&st.values)->topic, "s/b");
@@ -169,13 +170,58 @@ START_TEST(check_retain_store)
 	/* the bound: a new topic is refused, a kept one still replaced */
 	st.max = 1;
 	m = deliver("s/c", "sea");
-	ck_assert_int_eq(retain_set(&st, &pool, "s/c", m, 3, 0), -ENOSPC);
+	ck_assert_int_eq(retain_set(&st, &pool, 0, "s/c", m, 3, 0), -ENOSPC);
 	msgbuf_unref(m);
 	keep(&st, "s/b", "bay", 0);
 
 	retain_deinit(&st);
 	ck_assert_uint_eq(pool.live, 0);
 	msgbuf_pool_deinit(&pool);
+}
+END_TEST
+
+/* A uid's share: a count and bytes, a replacement costs only the
+ * difference, another uid is not affected, clearing gives it back. */
+START_TEST(check_retain_share)
+{
+	struct account_table acct;
+	struct retain_store st;
+	struct msgbuf *m;
+
+	account_table_init(&acct);
+	ck_assert_int_eq(retain_init(&st), 0);
+	st.accounts = &acct;
+	st.max_per_uid = 2;
+	st.max_bytes_per_uid = 100000;
+	m = deliver("q/a", "one");
+	ck_assert_int_eq(retain_set(&st, &pool, 1000, "q/a", m, 3, 0), 0);
+	ck_assert_int_eq(retain_set(&st, &pool, 1000, "q/a", m, 3, 0), 0);
+	msgbuf_unref(m);
+	m = deliver("q/b", "two");
+	ck_assert_int_eq(retain_set(&st, &pool, 1000, "q/b", m, 3, 0), 0);
+	msgbuf_unref(m);
+	ck_assert_uint_eq(account_held(&acct, 1000, ACCOUNT_RETAINED), 2);
+	m = deliver("q/c", "three");
+	ck_assert_int_eq(retain_set(&st, &pool, 1000, "q/c", m, 5, 0),
+			 -EDQUOT);
+	ck_assert_int_eq(retain_set(&st, &pool, 2000, "q/c", m, 5, 0), 0);
+	msgbuf_unref(m);
+	/* clearing gives the share back */
+	m = deliver("q/a", "");
+	ck_assert_int_eq(retain_set(&st, &pool, 1000, "q/a", m, 0, 0), 0);
+	msgbuf_unref(m);
+	ck_assert_uint_eq(account_held(&acct, 1000, ACCOUNT_RETAINED), 1);
+	/* bytes: a value bigger than the share is refused */
+	st.max_bytes_per_uid = account_held(&acct, 1000,
+					    ACCOUNT_RETAINED_BYTES) + 10;
+	m = deliver("q/d", "a payload longer than ten bytes");
+	ck_assert_int_eq(retain_set(&st, &pool, 1000, "q/d", m, 31, 0),
+			 -EDQUOT);
+	msgbuf_unref(m);
+	retain_deinit(&st);
+	ck_assert_uint_eq(account_held(&acct, 1000, ACCOUNT_RETAINED_BYTES), 0);
+	ck_assert_uint_eq(account_held(&acct, 2000, ACCOUNT_RETAINED), 0);
+	account_table_deinit(&acct);
 }
 END_TEST
 
@@ -190,6 +236,7 @@ int main(void)
 	tcase_add_test(tc, check_retain_match);
 	tcase_add_test(tc, check_retain_subtree);
 	tcase_add_test(tc, check_retain_store);
+	tcase_add_test(tc, check_retain_share);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -52,9 +52,10 @@ TESTS += tests/check_proto tests/check_router tests/check_config \
 	tests/check_retain tests/check_server tests/check_policy \
 	tests/bus-notify.sh tests/bus-thread.sh tests/bus-poll.sh \
 	tests/delivery.sh \
-	tests/cli.sh tests/multiuser.sh tests/systemd.sh tests/policy.sh
+	tests/cli.sh tests/multiuser.sh tests/systemd.sh tests/policy.sh \
+	tests/quota.sh
 EXTRA_DIST += tests/harness.sh tests/lib.sh tests/bus-notify.sh \
-	tests/policy.sh \
+	tests/policy.sh tests/quota.sh \
 	tests/delivery.sh \
 	tests/bus-thread.sh tests/bus-poll.sh tests/cli.sh tests/multiuser.sh \
 	tests/systemd.sh tests/run-tests.sh scripts/deps.sh scripts/demo.sh

@@ -59,6 +59,25 @@ as() {
 }
 u1() { as "$U1ID" "$U1GID" "" -- "$RUN/mqbusctl" "$@"; }
 u2() { as "$U2ID" "$U2GID" "$OPSGID" -- "$RUN/mqbusctl" "$@"; }
+# bg UID GID GROUPS OUT ARGS...: mqbusctl ARGS as that user in the
+# background, output to OUT; BGPID is mqbusctl's own pid (setpriv and env
+# exec), so that killing it ends the client
+bg() {
+	local uid=$1 gid=$2 groups=$3 out=$4
+	shift 4
+	local g=(--clear-groups)
+	[ -n "$groups" ] && g=(--groups="$groups")
+	setpriv --reuid="$uid" --regid="$gid" "${g[@]}" -- \
+		env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$RUN" \
+		MQBUS_BUS="$BUS" ${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} \
+		${UBSAN_OPTIONS:+UBSAN_OPTIONS=$UBSAN_OPTIONS} \
+		${LSAN_OPTIONS:+LSAN_OPTIONS=$LSAN_OPTIONS} \
+		"$RUN/mqbusctl" "$@" >"$out" 2>&1 &
+	BGPID=$!
+	mqb_track "$BGPID"
+}
+u1_bg() { bg "$U1ID" "$U1GID" "" "$@"; }
+u2_bg() { bg "$U2ID" "$U2GID" "$OPSGID" "$@"; }
 u2_nogroup() { as "$U2ID" "$U2GID" "" -- "$RUN/mqbusctl" "$@"; }
 
 CONF=$MQB_TMP/mqbusd.conf
@@ -95,9 +114,8 @@ mqb_like "%u: $U1 may not subscribe to root's tree" "$out" \
 
 # %u: a tree of one's own; others do not see into it
 mqb_sub_start "$MQB_TMP/root-u.out" "users/#" -n 1 -t 10000
-u1 sub "users/$U1/#" -n 1 -t 10000 >"$MQB_TMP/u1-own.out" 2>&1 &
-S1=$!
-mqb_track "$S1"
+u1_bg "$MQB_TMP/u1-own.out" sub "users/$U1/#" -n 1 -t 10000
+S1=$BGPID
 mqb_wait_for 10000 mqb_stat_ge subscriptions 2
 u1 pub "users/$U1/hello" mine
 mqb_wait_pid "$S1" 10000
@@ -117,9 +135,8 @@ mqb_wait_for 3000 mqb_stat_ge policy_refused $((before + 1))
 mqb_true "... and is counted (policy_refused)" $?
 
 # a wildcard subscription half denied: the allowed half only
-u1 sub 'public/#' -n 2 -t 10000 >"$MQB_TMP/u1-public.out" 2>&1 &
-S1=$!
-mqb_track "$S1"
+u1_bg "$MQB_TMP/u1-public.out" sub 'public/#' -n 2 -t 10000
+S1=$BGPID
 mqb_wait_for 10000 mqb_stat_ge subscriptions 1
 "$MQBUSCTL" pub public/secret/plan hidden
 "$MQBUSCTL" pub public/news one
@@ -131,9 +148,8 @@ mqb_is "public/# gets public/news, never public/secret/" \
 	"public/news one public/news two "
 
 # a supplementary group counts
-u2 sub 'ops/#' -n 1 -t 10000 >"$MQB_TMP/u2-ops.out" 2>&1 &
-S2=$!
-mqb_track "$S2"
+u2_bg "$MQB_TMP/u2-ops.out" sub 'ops/#' -n 1 -t 10000
+S2=$BGPID
 mqb_wait_for 10000 mqb_stat_ge subscriptions 1
 "$MQBUSCTL" pub ops/alert fire
 mqb_wait_pid "$S2" 10000
@@ -149,17 +165,15 @@ out=$(u1 call other/x hi -t 2000 2>&1)
 st=$?
 mqb_is "a denied call fails (exit 1)" "$st" 1
 mqb_like "... naming the rule" "$out" "request to other/x denied by default"
-u1 serve svc/echo --echo >/dev/null 2>&1 &
-SV1=$!
-mqb_track "$SV1"
+u1_bg /dev/null serve svc/echo --echo
+SV1=$BGPID
 mqb_wait_for 10000 mqb_stat_ge subscriptions 1
 out=$("$MQBUSCTL" call svc/echo ping -t 3000 2>&1)
 st=$?
 mqb_is "a user who may not serve gets no request: no responders (4)" \
 	"$st" 4
-u2 serve svc/echo --echo >/dev/null 2>&1 &
-SV2=$!
-mqb_track "$SV2"
+u2_bg /dev/null serve svc/echo --echo
+SV2=$BGPID
 mqb_wait_for 10000 mqb_stat_ge subscriptions 2
 mqb_is "one who may serve answers" \
 	"$(u1 call svc/echo ping -t 3000 2>&1)" ping
@@ -178,9 +192,8 @@ mqb_true "monitoring is denied to $U1 by the default" $? "$out"
 
 mqb_wait_for 5000 mqb_settled "$BUS"
 nsubs=$(mqb_stat subscriptions)
-u1 sub 'public/#' -t 20000 >"$MQB_TMP/u1-reload.out" 2>&1 &
-S1=$!
-mqb_track "$S1"
+u1_bg "$MQB_TMP/u1-reload.out" sub 'public/#' -t 20000
+S1=$BGPID
 mqb_wait_for 10000 mqb_stat_ge subscriptions $((nsubs + 1))
 "$MQBUSCTL" pub public/news before
 mqb_wait_for 5000 grep -q before "$MQB_TMP/u1-reload.out"
