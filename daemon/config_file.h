@@ -84,6 +84,9 @@ struct config {
 	unsigned max_retained;      /* retained values, default 65536 */
 	/* per uid, what one user may make the daemon hold (quotas) */
 	unsigned max_clients_per_uid;        /* default 256 */
+	unsigned block_timeout;              /* s a subscriber may hold
+						publishers up, default 10;
+						0: for ever */
 	unsigned max_timers_per_uid;         /* default 1024 */
 	unsigned timer_min_period_ms;        /* default 10 */
 	unsigned timer_rate_per_uid;         /* periodic firings/s, 1000 */

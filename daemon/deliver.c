@@ -350,6 +350,8 @@ static bool block_publisher(struct peer *p, struct peer *pub)
 		p->blocked = b;
 		p->cap_blocked = cap;
 	}
+	if (p->n_blocked == 0)
+		p->blocking_since = now_usec();
 	p->blocked[p->n_blocked++] = pub->id;
 	p->release_at = p->n_pending / 2;
 	peer_hold(pub);
@@ -601,4 +603,23 @@ void deliver_drop_peer(struct peer *p)
 	/* what waited for it is lost with it */
 	while (p->pending_head)
 		pending_drop(p, NULL, p->pending_head, DROP_DISCONNECT);
+}
+
+void deliver_check_blocking(struct peer *p, uint64_t now)
+{
+	uint64_t limit = (uint64_t)p->server->cfg.block_timeout * 1000000u;
+
+	if (p->n_blocked == 0 || limit == 0 || p->closing ||
+	    now - p->blocking_since < limit)
+		return;
+	/* a subscriber that never reads would freeze its publishers, and
+	 * all their other traffic, for ever: after block_timeout it is
+	 * treated as overflow = disconnect */
+	p->server->stats.slow_disconnects++;
+	log_warnx("client %u (uid %u, %s): held %zu publisher(s) up for %u s "
+		  "(block_timeout): disconnected",
+		  p->id, (unsigned)p->uid, p->comm, p->n_blocked,
+		  p->server->cfg.block_timeout);
+	peer_close(p, true, "disconnected: block_timeout");
+	release_publishers(p);
 }

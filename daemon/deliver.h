@@ -68,6 +68,12 @@ void deliver_bad(struct peer *p, uint32_t token, int err, const char *what);
 /* Sends what waits until rx is full again. */
 void deliver_flush(struct peer *p);
 
+/*
+ * Once a second: a subscriber that has held publishers up (overflow =
+ * block) for longer than the bus's block_timeout is disconnected.
+ */
+void deliver_check_blocking(struct peer *p, uint64_t now_usec);
+
 /* Drops everything p has waiting and lets go the publishers it held up
  * (p is going). */
 void deliver_drop_peer(struct peer *p);

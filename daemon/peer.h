@@ -118,6 +118,7 @@ struct peer {
 	size_t n_blocked;
 	size_t cap_blocked;
 	unsigned release_at; /* let them go when the backlog is this low */
+	uint64_t blocking_since; /* CLOCK_MONOTONIC us it began holding */
 	unsigned blocked_by;
 
 	uint32_t dropped; /* dropped since the last message taken */

@@ -275,7 +275,12 @@ static void server_drop_all(struct server *s)
 static void server_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *s = arg;
+	uint64_t now = monotonic_usec();
+	struct peer *p;
 
+	TAILQ_FOREACH(p, &s->peers.all, link)
+		if (p->n_blocked)
+			deliver_check_blocking(p, now);
 	s->stats.wakeups_rescued += wake_rescue(s->wake);
 	stats_notify_status(s);
 }

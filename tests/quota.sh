@@ -158,6 +158,37 @@ mqb_true "daemon RSS stays small ($RSS KiB < 64 MiB)" $?
 mqb_daemon_stop
 mqb_is "mqbusd stops with status 0" "$MQB_DSTATUS" 0
 
+# ------------------------------------------------------------ block_timeout
+
+# overflow = block: a subscriber that stops reading holds its publishers
+# up, but only for block_timeout seconds; then it is disconnected and the
+# publishers go on.
+printf '[bus]\nblock_timeout = 1\n[topic "blk/#"]\nbacklog = 2\noverflow = block\n' \
+	>"$CONF"
+mqb_daemon_start notify -c "$CONF" || mqb_bail "mqbusd starts (block)"
+u1_bg "$MQB_TMP/blk.out" sub 'blk/#'
+BPID=$BGPID
+mqb_wait_for 10000 mqb_stat_ge subscriptions 1
+kill -STOP "$BPID"
+for i in $(seq 1 8); do
+	u2 pub blk/x "m$i" >/dev/null 2>&1
+done
+mqb_wait_for 5000 mqb_stat_ge publishers_blocked 1
+mqb_true "a stopped subscriber holds its publishers up" $?
+mqb_wait_for 5000 mqb_stat_ge slow_disconnects 1
+mqb_true "... until block_timeout (1 s): it is disconnected" $? \
+	"slow_disconnects: $(mqb_stat slow_disconnects)"
+kill -CONT "$BPID"
+mqb_wait_pid "$BPID" 5000
+[ $? != 0 ]
+mqb_true "... and its mqbusctl sub ends with an error" $? \
+	"$(cat "$MQB_TMP/blk.out")"
+mqb_wait_for 5000 eval "[ \"\$(mqb_stat published)\" -ge 8 ]"
+mqb_true "the held-up publishers' messages were all routed" $? \
+	"published: $(mqb_stat published)"
+mqb_daemon_stop
+mqb_is "mqbusd stops with status 0" "$MQB_DSTATUS" 0
+
 # ------------------------------------------------------------ descriptors
 
 # A daemon with few descriptors: the client that comes when none are left
