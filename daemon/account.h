@@ -21,6 +21,7 @@ enum account_item {
 	ACCOUNT_TIMER_RATE, /* firings per 1000 s of its periodic timers */
 	ACCOUNT_RETAINED,
 	ACCOUNT_RETAINED_BYTES,
+	ACCOUNT_PENDING_MEM, /* memory held for its slow subscriptions */
 	ACCOUNT_ITEMS,
 };
 

@@ -19,6 +19,7 @@
 #include <event2/event.h>
 
 #include "daemon/access.h"
+#include "daemon/account.h"
 #include "daemon/config_file.h"
 #include "daemon/deliver.h"
 #include "daemon/log.h"
@@ -177,6 +178,36 @@ static void pending_insert(struct peer *p, struct pending *e)
 	p->n_pending++;
 }
 
+/*
+ * What a waiting message costs.  The bus counts each buffer once however
+ * many lists hold it, plus every list entry: what the daemon really holds.
+ * The subscriber's uid is charged the whole buffer for each message it
+ * keeps waiting: its share cannot be stretched by others sharing it.
+ */
+static size_t pending_cost(const struct msgbuf *m)
+{
+	return msgbuf_size(m) + sizeof(struct pending);
+}
+
+static void pending_charge(struct peer *p, struct msgbuf *m, bool charge)
+{
+	struct server *s = p->server;
+
+	if (charge) {
+		if (m->waiting++ == 0)
+			s->pending_mem += msgbuf_size(m);
+		s->pending_mem += sizeof(struct pending);
+		account_charge_n(&s->accounts, p->uid, ACCOUNT_PENDING_MEM,
+				 pending_cost(m));
+	} else {
+		if (--m->waiting == 0)
+			s->pending_mem -= msgbuf_size(m);
+		s->pending_mem -= sizeof(struct pending);
+		account_credit_n(&s->accounts, p->uid, ACCOUNT_PENDING_MEM,
+				 pending_cost(m));
+	}
+}
+
 static void rx_writable(evutil_socket_t fd, short what, void *arg)
 {
 	deliver_flush(arg);
@@ -207,6 +238,7 @@ static bool enqueue(struct peer *p, struct msgbuf *m, unsigned prio,
 	e = pending_get(p->table);
 	if (!e)
 		return false;
+	pending_charge(p, m, true);
 	e->m = msgbuf_ref(m);
 	e->prio = prio;
 	e->dropped = dropped;
@@ -232,6 +264,7 @@ static void pending_unlink(struct peer *p, struct pending *prev,
 	if (p->pending_tail == e)
 		p->pending_tail = prev;
 	p->n_pending--;
+	pending_charge(p, e->m, false);
 	if (e->m->stat)
 		e->m->stat->waiting--;
 	p->pending_bytes -= e->m->len;
@@ -317,14 +350,23 @@ static struct pending *pending_same_key(struct peer *p,
 	return NULL;
 }
 
-static bool backlog_full(const struct peer *p, size_t len,
+/*
+ * The topic's backlog (messages and their bytes), the bus's budget and
+ * the subscriber's uid's share of it, both in real memory: one user's
+ * subscribers that never read cannot take the memory every other user's
+ * briefly slow subscriber needs.
+ */
+static bool backlog_full(const struct peer *p, const struct msgbuf *m,
 			 const struct delivery_policy *pol)
 {
 	const struct server *s = p->server;
+	size_t cost = pending_cost(m);
 
 	return p->n_pending >= pol->backlog ||
-	       p->pending_bytes + len > pol->backlog_bytes ||
-	       s->pending_bytes + len > s->cfg.pending_budget;
+	       p->pending_bytes + m->len > pol->backlog_bytes ||
+	       s->pending_mem + cost > s->cfg.pending_budget ||
+	       account_held(&s->accounts, p->uid, ACCOUNT_PENDING_MEM) + cost >
+		       s->cfg.pending_budget_per_uid;
 }
 
 /*
@@ -388,7 +430,7 @@ static int overflow(struct peer *p, const struct delivery *d)
 		pending_drop(p, prev, victim, -1);
 		slow_consumer(p, m, OVERFLOW_COALESCE, 1);
 	}
-	if (!backlog_full(p, m->len, pol))
+	if (!backlog_full(p, m, pol))
 		return enqueue(p, m, d->prio, p->dropped, d->mark) ? 0 : -ENOMEM;
 
 	switch (pol->overflow) {
@@ -397,13 +439,13 @@ static int overflow(struct peer *p, const struct delivery *d)
 	case OVERFLOW_DROP_OLD: {
 		uint64_t evicted = 0;
 
-		while (backlog_full(p, m->len, pol) &&
+		while (backlog_full(p, m, pol) &&
 		       (victim = pending_victim(p, d->prio, &prev))) {
 			pending_drop(p, prev, victim, DROP_OLDEST);
 			evicted++;
 		}
 		slow_consumer(p, m, pol->overflow, evicted ? evicted : 1);
-		if (backlog_full(p, m->len, pol))
+		if (backlog_full(p, m, pol))
 			return -ENOBUFS;
 		return enqueue(p, m, d->prio, p->dropped, d->mark) ? 0 : -ENOMEM;
 	}

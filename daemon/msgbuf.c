@@ -47,6 +47,7 @@ static struct msgbuf *msgbuf_take(struct msgbuf_pool *pool, struct msgbuf *m)
 	m->len = 0;
 	m->stat = NULL;
 	m->measured = false;
+	m->waiting = 0;
 	m->next_free = NULL;
 	pool->live++;
 	pool->bytes += msgbuf_size(m);

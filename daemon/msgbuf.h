@@ -29,6 +29,7 @@ struct msgbuf {
 	 * whether its latency was taken */
 	struct topic_stat *stat;
 	bool measured;
+	unsigned waiting; /* pending lists that hold it (deliver.c) */
 	struct msgbuf *next_free;
 	unsigned char data[];
 };

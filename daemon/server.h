@@ -94,7 +94,9 @@ struct server {
 	struct request_table requests;
 	struct timer_set timers;
 	struct retain_store retained;
-	size_t pending_bytes; /* held in all pending lists */
+	size_t pending_bytes; /* message bytes in all pending lists */
+	size_t pending_mem;   /* what they really take: each buffer once,
+				 and the list entries */
 	uint64_t seq;	      /* the last bus sequence number */
 
 	char why[256]; /* a refusal's sentence, built for the answer */

@@ -479,12 +479,14 @@ int stats_text(struct server *s, char *buf, size_t cap)
 		 "timers=%zu\n"
 		 "retained=%zu\n"
 		 "pending_bytes=%zu\n"
+		 "pending_mem=%zu\n"
 		 "buffers_live=%zu\n",
 		 s->bus, (int)s->pid,
 		 wake_method_name(wake_method_of(s->wake)),
 		 (long long)(now.tv_sec - s->started.tv_sec), s->peers.count,
 		 router_count(s->router), s->requests.count, s->timers.n,
-		 s->retained.count, s->pending_bytes, s->pool.live);
+		 s->retained.count, s->pending_bytes, s->pending_mem,
+		 s->pool.live);
 	/* "dropped" counts every message a subscriber lost, coalesced ones
 	 * too: the gaps its sequence numbers show */
 	text_add(buf, cap, &len, "dropped=%llu\n",

@@ -1620,7 +1620,10 @@ START_TEST(test_slow_block_unheld)
 	struct slow s;
 	uint32_t i;
 
-	slow_start(&s, "[topic \"bu/#\"]\nbacklog = 4\noverflow = block\n",
+	/* a 2 ms timer: below the default timer_min_period_ms */
+	slow_start(&s,
+		   "[bus]\ntimer_min_period_ms = 1\n"
+		   "[topic \"bu/#\"]\nbacklog = 4\noverflow = block\n",
 		   "bu/#");
 	ck_assert_int_eq(mqbus_timer_add(s.pub, "bu/t", "t", 1,
 					 MQBUS_PRIORITY_DEFAULT, 0, 2, 0, &id),
