@@ -158,6 +158,52 @@ mqb_true "daemon RSS stays small ($RSS KiB < 64 MiB)" $?
 mqb_daemon_stop
 mqb_is "mqbusd stops with status 0" "$MQB_DSTATUS" 0
 
+# ------------------------------------------------------------ pending share
+
+# One user's subscribers that never read hold at most its share of the
+# pending memory; another user's subscriber, briefly behind, loses none
+# of a burst.
+printf '[bus]\npending_budget = 200000\npending_budget_per_uid = 100000\npending_max = 1000\npending_bytes = 10000000\n' \
+	>"$CONF"
+mqb_daemon_start notify -c "$CONF" || mqb_bail "mqbusd starts (share)"
+u1_bg /dev/null sub 'flood/#'
+F1=$BGPID
+u1_bg /dev/null sub 'flood/#'
+F2=$BGPID
+as_u2_json=$MQB_TMP/u2-flood.json
+setpriv --reuid="$U2ID" --regid="$U2GID" --clear-groups -- \
+	env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$RUN" MQBUS_BUS="$BUS" \
+	MQBUS_QUEUE_MAXMSG=4 MQBUS_QUEUE_MSGSIZE=512 \
+	${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} \
+	${UBSAN_OPTIONS:+UBSAN_OPTIONS=$UBSAN_OPTIONS} \
+	${LSAN_OPTIONS:+LSAN_OPTIONS=$LSAN_OPTIONS} \
+	"$RUN/mqbusctl" sub 'flood/#' -n 62 -t 30000 --json >"$as_u2_json" 2>&1 &
+F3=$!
+mqb_track "$F3"
+mqb_wait_for 10000 mqb_stat_ge subscriptions 3
+kill -STOP "$F1" "$F2"
+for i in $(seq 1 50); do "$MQBUSCTL" pub flood/x "a$i"; done
+kill -STOP "$F3"
+for i in $(seq 1 12); do "$MQBUSCTL" pub flood/x "b$i"; done
+mem=$(mqb_stat pending_mem)
+kill -CONT "$F3"
+mqb_wait_pid "$F3" 20000
+got=$(python3 -c '
+import json, sys
+ms = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+print(len(ms), sum(m.get("dropped", 0) for m in ms))' "$as_u2_json" 2>&1)
+mqb_is "another user's briefly stopped subscriber lost nothing (62 got, 0 dropped)" \
+	"$got" "62 0"
+[ "$mem" -le 200000 ]
+mqb_true "the pending memory stayed within pending_budget ($mem)" $?
+mqb_true "... the stopped user's subscribers lost messages instead" \
+	"$([ "$(mqb_stat dropped_backlog)" -gt 0 ]; echo $?)"
+kill -CONT "$F1" "$F2"
+kill "$F1" "$F2" 2>/dev/null
+wait "$F1" "$F2" 2>/dev/null
+mqb_daemon_stop
+mqb_is "mqbusd stops with status 0" "$MQB_DSTATUS" 0
+
 # ------------------------------------------------------------ block_timeout
 
 # overflow = block: a subscriber that stops reading holds its publishers
