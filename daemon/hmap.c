@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/random.h>
 
 #include "daemon/hmap.h"
@@ -102,15 +103,23 @@ struct hmap_node *hmap_next_hash(const struct hmap_node *node)
 	return hmap_skip(node->next, node->hash);
 }
 
-uint32_t hmap_hash_string(const char *s, uint32_t basis)
+/* FNV-1a, then a finalizer: FNV leaves the low bits weak, and tables
+ * index by them */
+uint32_t hmap_hash_bytes(const void *p, size_t len, uint32_t basis)
 {
+	const unsigned char *b = p;
 	uint32_t h = 2166136261u ^ basis;
 
-	while (*s) {
-		h ^= (unsigned char)*s++;
+	while (len--) {
+		h ^= *b++;
 		h *= 16777619u;
 	}
 	return hmap_hash_int(h);
+}
+
+uint32_t hmap_hash_string(const char *s, uint32_t basis)
+{
+	return hmap_hash_bytes(s, strlen(s), basis);
 }
 
 /* a finalizer that spreads every input bit over the low bits the

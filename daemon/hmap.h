@@ -64,6 +64,7 @@ struct hmap_node *hmap_next_hash(const struct hmap_node *node);
  * hash of a first key part for a key of two strings).
  */
 uint32_t hmap_hash_string(const char *s, uint32_t basis);
+uint32_t hmap_hash_bytes(const void *p, size_t len, uint32_t basis);
 uint32_t hmap_hash_int(uint32_t x);
 
 #endif

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "daemon/hmap.h"
 #include "daemon/router.h"
 #include "proto/proto.h"
 
@@ -72,23 +73,6 @@ struct router {
 	uint32_t seed;
 };
 
-static uint32_t level_hash(uint32_t seed, const char *s, size_t len)
-{
-	uint32_t h = 2166136261u ^ seed;
-
-	while (len--) {
-		h ^= (unsigned char)*s++;
-		h *= 16777619u;
-	}
-	/* FNV leaves the low bits weak and the table indexes by them */
-	h ^= h >> 16;
-	h *= 0x85ebca6bu;
-	h ^= h >> 13;
-	h *= 0xc2b2ae35u;
-	h ^= h >> 16;
-	return h;
-}
-
 static struct node *node_new(const char *key, size_t len)
 {
 	struct node *n = calloc(1, sizeof(*n) + len);
@@ -114,7 +98,7 @@ static bool node_key_is(const struct node *n, const char *key, size_t len)
 static size_t node_slot(const struct router *r, const struct node *parent,
 			const char *key, size_t len)
 {
-	return level_hash(r->seed, key, len) &
+	return hmap_hash_bytes(key, len, r->seed) &
 	       (((size_t)1 << parent->kids_shift) - 1);
 }
 

@@ -216,6 +216,41 @@ mqb_test_user() {
 	return 0
 }
 
+# mqb_copy_ctl DIR: copies mqbusctl (tests/helpers/mqbusctl-test, a real
+# binary) and libmqbus.so* into DIR, where any user can run them (the
+# build tree may not be readable by the test users).
+mqb_copy_ctl() {
+	mkdir -p "$1" &&
+		chmod 755 "$MQB_TMP" "$1" &&
+		cp "$top_builddir/tests/helpers/mqbusctl-test" "$1/mqbusctl" &&
+		cp -P "$top_builddir"/client/.libs/libmqbus.so* "$1/" &&
+		chmod -R a+rX "$1"
+}
+
+# mqb_as_argv UID GID GROUPS DIR [VAR=VALUE...]: sets MQB_AS to the
+# command prefix that runs a program as that user, with the supplementary
+# GROUPS (a comma list, or none), the libraries of DIR, the bus $BUS, the
+# sanitizers' options and the VAR=VALUE given.  setpriv and env exec, so
+# the pid of "${MQB_AS[@]}" PROGRAM & is PROGRAM's.
+mqb_as_argv() {
+	local uid=$1 gid=$2 groups=$3 dir=$4 v
+	shift 4
+	MQB_AS=(setpriv --reuid="$uid" --regid="$gid")
+	if [ -n "$groups" ]; then
+		MQB_AS+=(--groups="$groups")
+	else
+		MQB_AS+=(--clear-groups)
+	fi
+	MQB_AS+=(-- env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$dir"
+		MQBUS_BUS="$BUS")
+	for v in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
+		if [ -n "${!v:-}" ]; then
+			MQB_AS+=("$v=${!v}")
+		fi
+	done
+	MQB_AS+=("$@")
+}
+
 # ---------------------------------------------------------------- time
 
 mqb_now_ms() {

@@ -20,7 +20,6 @@ if [ "$(id -u)" != 0 ]; then
 	exit 77
 fi
 mqb_init
-CTL_TEST=$top_builddir/tests/helpers/mqbusctl-test
 
 if ! mqb_test_user; then
 	[ "${CI:-}" = true ] && mqb_bail "a second user exists" "$MQB_USER_WHY"
@@ -37,48 +36,24 @@ OPSGID=$(getent group mqbus-ops | cut -d: -f3)
 mqb_ok "users $U1 ($U1ID), $U2 ($U2ID) and group mqbus-ops ($OPSGID)"
 
 RUN=$MQB_TMP/run
-mkdir -p "$RUN"
-chmod 755 "$MQB_TMP" "$RUN"
-cp "$CTL_TEST" "$RUN/mqbusctl" &&
-	cp -P "$top_builddir"/client/.libs/libmqbus.so* "$RUN/" &&
-	chmod -R a+rX "$RUN"
+mqb_copy_ctl "$RUN"
 mqb_true "mqbusctl copied where the users can run it" $?
 
-# as UID GID [GROUPS] -- CMD...: CMD as that user, with those
-# supplementary groups (comma list, may be empty)
-as() {
-	local uid=$1 gid=$2 groups=$3
-	shift 4
-	local g=(--clear-groups)
-	[ -n "$groups" ] && g=(--groups="$groups")
-	setpriv --reuid="$uid" --regid="$gid" "${g[@]}" -- \
-		env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$RUN" \
-		MQBUS_BUS="$BUS" ${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} \
-		${UBSAN_OPTIONS:+UBSAN_OPTIONS=$UBSAN_OPTIONS} \
-		${LSAN_OPTIONS:+LSAN_OPTIONS=$LSAN_OPTIONS} "$@"
-}
-u1() { as "$U1ID" "$U1GID" "" -- "$RUN/mqbusctl" "$@"; }
-u2() { as "$U2ID" "$U2GID" "$OPSGID" -- "$RUN/mqbusctl" "$@"; }
-# bg UID GID GROUPS OUT ARGS...: mqbusctl ARGS as that user in the
-# background, output to OUT; BGPID is mqbusctl's own pid (setpriv and env
-# exec), so that killing it ends the client
+# u1 / u2 ARGS: mqbusctl ARGS as the second / third user (the third with
+# its supplementary group, u2_nogroup without); u1_bg / u2_bg OUT ARGS:
+# the same in the background, output to OUT, BGPID mqbusctl's own pid
+u1() { mqb_as_argv "$U1ID" "$U1GID" "" "$RUN"; "${MQB_AS[@]}" "$RUN/mqbusctl" "$@"; }
+u2() { mqb_as_argv "$U2ID" "$U2GID" "$OPSGID" "$RUN"; "${MQB_AS[@]}" "$RUN/mqbusctl" "$@"; }
+u2_nogroup() { mqb_as_argv "$U2ID" "$U2GID" "" "$RUN"; "${MQB_AS[@]}" "$RUN/mqbusctl" "$@"; }
 bg() {
-	local uid=$1 gid=$2 groups=$3 out=$4
-	shift 4
-	local g=(--clear-groups)
-	[ -n "$groups" ] && g=(--groups="$groups")
-	setpriv --reuid="$uid" --regid="$gid" "${g[@]}" -- \
-		env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$RUN" \
-		MQBUS_BUS="$BUS" ${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} \
-		${UBSAN_OPTIONS:+UBSAN_OPTIONS=$UBSAN_OPTIONS} \
-		${LSAN_OPTIONS:+LSAN_OPTIONS=$LSAN_OPTIONS} \
-		"$RUN/mqbusctl" "$@" >"$out" 2>&1 &
+	local out=$1
+	shift
+	"${MQB_AS[@]}" "$RUN/mqbusctl" "$@" >"$out" 2>&1 &
 	BGPID=$!
 	mqb_track "$BGPID"
 }
-u1_bg() { bg "$U1ID" "$U1GID" "" "$@"; }
-u2_bg() { bg "$U2ID" "$U2GID" "$OPSGID" "$@"; }
-u2_nogroup() { as "$U2ID" "$U2GID" "" -- "$RUN/mqbusctl" "$@"; }
+u1_bg() { mqb_as_argv "$U1ID" "$U1GID" "" "$RUN"; bg "$@"; }
+u2_bg() { mqb_as_argv "$U2ID" "$U2GID" "$OPSGID" "$RUN"; bg "$@"; }
 
 CONF=$MQB_TMP/mqbusd.conf
 write_conf() {

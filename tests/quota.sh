@@ -20,7 +20,6 @@ if [ "$(id -u)" != 0 ]; then
 	exit 77
 fi
 mqb_init
-CTL_TEST=$top_builddir/tests/helpers/mqbusctl-test
 if ! mqb_test_user; then
 	[ "${CI:-}" = true ] && mqb_bail "a second user exists" "$MQB_USER_WHY"
 	echo "# SKIP: $MQB_USER_WHY"
@@ -32,38 +31,23 @@ MQBUS_TEST_USER=mqbus-test2 mqb_test_user ||
 U2ID=$TUID U2GID=$TGID
 
 RUN=$MQB_TMP/run
-mkdir -p "$RUN"
-chmod 755 "$MQB_TMP" "$RUN"
-cp "$CTL_TEST" "$RUN/mqbusctl" &&
-	cp -P "$top_builddir"/client/.libs/libmqbus.so* "$RUN/" &&
-	chmod -R a+rX "$RUN"
+mqb_copy_ctl "$RUN"
 mqb_true "mqbusctl copied where the users can run it" $?
 
+# u1 / u2 ARGS: mqbusctl ARGS as the second / third user, small queues;
+# u1_bg OUT ARGS: the same in the background, output to OUT, BGPID
+# mqbusctl's own pid
 as() {
-	local uid=$1 gid=$2
-	shift 2
-	setpriv --reuid="$uid" --regid="$gid" --clear-groups -- \
-		env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$RUN" \
-		MQBUS_BUS="$BUS" MQBUS_QUEUE_MAXMSG=4 MQBUS_QUEUE_MSGSIZE=512 \
-		${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} \
-		${UBSAN_OPTIONS:+UBSAN_OPTIONS=$UBSAN_OPTIONS} \
-		${LSAN_OPTIONS:+LSAN_OPTIONS=$LSAN_OPTIONS} \
-		"$RUN/mqbusctl" "$@"
+	mqb_as_argv "$1" "$2" "" "$RUN" MQBUS_QUEUE_MAXMSG=4 \
+		MQBUS_QUEUE_MSGSIZE=512
 }
-u1() { as "$U1ID" "$U1GID" "$@"; }
-u2() { as "$U2ID" "$U2GID" "$@"; }
-# u1_bg OUT ARGS...: mqbusctl ARGS as the second user in the background,
-# output to OUT; BGPID is mqbusctl's own pid (setpriv and env exec)
+u1() { as "$U1ID" "$U1GID"; "${MQB_AS[@]}" "$RUN/mqbusctl" "$@"; }
+u2() { as "$U2ID" "$U2GID"; "${MQB_AS[@]}" "$RUN/mqbusctl" "$@"; }
 u1_bg() {
 	local out=$1
 	shift
-	setpriv --reuid="$U1ID" --regid="$U1GID" --clear-groups -- \
-		env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$RUN" \
-		MQBUS_BUS="$BUS" MQBUS_QUEUE_MAXMSG=4 MQBUS_QUEUE_MSGSIZE=512 \
-		${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} \
-		${UBSAN_OPTIONS:+UBSAN_OPTIONS=$UBSAN_OPTIONS} \
-		${LSAN_OPTIONS:+LSAN_OPTIONS=$LSAN_OPTIONS} \
-		"$RUN/mqbusctl" "$@" >"$out" 2>&1 &
+	as "$U1ID" "$U1GID"
+	"${MQB_AS[@]}" "$RUN/mqbusctl" "$@" >"$out" 2>&1 &
 	BGPID=$!
 	mqb_track "$BGPID"
 }
@@ -171,13 +155,9 @@ F1=$BGPID
 u1_bg /dev/null sub 'flood/#'
 F2=$BGPID
 as_u2_json=$MQB_TMP/u2-flood.json
-setpriv --reuid="$U2ID" --regid="$U2GID" --clear-groups -- \
-	env -i PATH=/usr/bin:/bin LD_LIBRARY_PATH="$RUN" MQBUS_BUS="$BUS" \
-	MQBUS_QUEUE_MAXMSG=4 MQBUS_QUEUE_MSGSIZE=512 \
-	${ASAN_OPTIONS:+ASAN_OPTIONS=$ASAN_OPTIONS} \
-	${UBSAN_OPTIONS:+UBSAN_OPTIONS=$UBSAN_OPTIONS} \
-	${LSAN_OPTIONS:+LSAN_OPTIONS=$LSAN_OPTIONS} \
-	"$RUN/mqbusctl" sub 'flood/#' -n 62 -t 30000 --json >"$as_u2_json" 2>&1 &
+as "$U2ID" "$U2GID"
+"${MQB_AS[@]}" "$RUN/mqbusctl" sub 'flood/#' -n 62 -t 30000 --json \
+	>"$as_u2_json" 2>&1 &
 F3=$!
 mqb_track "$F3"
 mqb_wait_for 10000 mqb_stat_ge subscriptions 3
