@@ -23,6 +23,7 @@
  */
 #include <ctype.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
@@ -95,10 +96,11 @@ static const char *const policy_action_names[POLICY_N_ACTIONS] = {
 /*
  * Every policy gets the next number, so that a cache entry made under one
  * policy can never pass for a decision of another, even one allocated at
- * the same address after a reload.  Only ever incremented, by the loop's
- * thread, at configuration load.
+ * the same address after a reload.  Only ever incremented, at
+ * configuration load; atomic, as two buses of one process may load theirs
+ * from two threads.  It allocates numbers and holds no other state.
  */
-static uint64_t policy_last_generation;
+static _Atomic uint64_t policy_last_generation;
 
 const char *policy_action_name(enum policy_action action)
 {
@@ -660,7 +662,7 @@ struct policy *policy_new(const char *path, unsigned header_line)
 	pol->deflt.rule.wildcards = 1;
 	pol->deflt.rule.multi = true;
 	pol->header_line = header_line;
-	pol->generation = ++policy_last_generation;
+	pol->generation = atomic_fetch_add(&policy_last_generation, 1) + 1;
 	return pol;
 }
 
