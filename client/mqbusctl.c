@@ -688,8 +688,9 @@ struct sub_opts {
 	int timeout_ms; /* total deadline, if >= 0 */
 	bool json;
 	const char *cmd; /* for messages: "sub" (NULL) or "monitor" */
-	/* prints one message: print_message (NULL) or print_monitored */
-	void (*print)(FILE *f, const mqbus_msg *m, bool json);
+	/* prints one message: print_message (NULL) or print_monitored;
+	 * false: it was not one to print or count */
+	bool (*print)(FILE *f, const mqbus_msg *m, bool json);
 };
 
 /*
@@ -745,9 +746,13 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 		if (!m)
 			continue;
 
-		(o->print ? o->print : print_message)(stdout, m, o->json);
+		if (!o->print) {
+			print_message(stdout, m, o->json);
+			seen++;
+		} else if (o->print(stdout, m, o->json)) {
+			seen++;
+		}
 		mqbus_msg_free(m);
-		seen++;
 		/*
 		 * Flush each line: a reader on a pipe must see a message when
 		 * it arrives, not when a buffer fills.  A reader that went
@@ -897,9 +902,11 @@ static const char *monitored_kind(const mqbus_msg *m)
  * were lost when the monitor fell behind, then "KIND TOPIC uid=U pid=P
  * [id=N] [key=K] PAYLOAD" with KIND pub, req or rep and the payload
  * escaped as sub does.  JSON: sub's fields (but "retained" and
- * "request"), "kind" and, for a request or reply, "request_id".
+ * "request"), "kind" and, for a request or reply, "request_id".  Returns
+ * false, having said so on stderr, for a message that is not a monitor's
+ * copy, which is not counted.
  */
-static void print_monitored(FILE *f, const mqbus_msg *m, bool json)
+static bool print_monitored(FILE *f, const mqbus_msg *m, bool json)
 {
 	const char *kind = monitored_kind(m);
 	const char *topic = mqbus_msg_topic(m);
@@ -914,6 +921,15 @@ static void print_monitored(FILE *f, const mqbus_msg *m, bool json)
 		topic = "";
 	if (!payload)
 		len = 0;
+	/* a monitor has no other subscription: this is the daemon's error */
+	if (!mqbus_msg_is_monitored(m)) {
+		fputs("mqbusctl: monitor: a message on ", stderr);
+		put_escaped(stderr, (const unsigned char *)topic,
+			    strlen(topic), true);
+		fputs(" is not marked as a monitor's copy; not shown\n",
+		      stderr);
+		return false;
+	}
 
 	if (json) {
 		fprintf(f, "{\"kind\":\"%s\",\"topic\":", kind);
@@ -939,7 +955,7 @@ static void print_monitored(FILE *f, const mqbus_msg *m, bool json)
 			fprintf(f, ",\"request_id\":%" PRIu32, id);
 		put_json_time(f, m);
 		fputs("}\n", f);
-		return;
+		return true;
 	}
 	if (dropped > 0)
 		fprintf(f, "gap %" PRIu32 " message%s lost: the monitor fell "
@@ -958,6 +974,7 @@ static void print_monitored(FILE *f, const mqbus_msg *m, bool json)
 		put_escaped(f, payload, len, false);
 	}
 	putc('\n', f);
+	return true;
 }
 
 static int cmd_monitor(const struct ctl *ctl, int argc, char **argv)
