@@ -210,7 +210,7 @@ static void route_reply_monitors(struct server *s, struct peer *p,
 				 const struct request *req,
 				 const struct proto_msg *pm)
 {
-	struct route_ctx ctx = { .d = { .prio = req->prio } };
+	struct route_ctx ctx = { .d = { .prio = PROTO_PRIO_MAX } };
 	size_t tlen = strlen(req->topic);
 	struct proto_header h;
 	struct msgbuf *m;
@@ -228,6 +228,7 @@ static void route_reply_monitors(struct server *s, struct peer *p,
 	if (n > 0) {
 		m->len = (size_t)n;
 		ctx.d.m = m;
+		ctx.d.prio = req->prio;
 		ctx.d.seq = route_stamp(s, p->uid, p->pid, p->id, m,
 					PROTO_DELIVER,
 					PROTO_F_MONITOR | PROTO_F_REPLY,
