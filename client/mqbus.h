@@ -342,8 +342,9 @@ int mqbus_msg_is_request(const mqbus_msg *m);
  * "no responders" answer and takes no turn in a queue group).  Its
  * copies never slow the bus: beyond the bus's pending_max they are
  * dropped, and mqbus_msg_dropped() of the next copy says how many.
- * -EPERM: the daemon allows monitors to root and to its own uid only
- * (its sentence in mqbus_last_error()); -EINVAL: bad pattern; -EEXIST:
+ * -EPERM: not allowed (without an access policy the daemon allows
+ * monitors to root and to its own uid only; its sentence is in
+ * mqbus_last_error()); -EINVAL: bad pattern; -EEXIST:
  * already monitoring it; -EDQUOT: too many subscriptions (monitors count
  * among them).  mqbus_unmonitor() ends one (-ENOENT: there is none).
  */
