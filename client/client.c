@@ -1233,6 +1233,52 @@ MQBUS_EXPORT int mqbus_unsubscribe_group(mqbus *b, const char *pattern,
 }
 
 /* -------------------------------------------------------------------- */
+/* monitors                                                              */
+
+/*
+ * A SUBSCRIBE or UNSUBSCRIBE of pattern with PROTO_F_MONITOR: no group,
+ * answered like a subscription.  The daemon's sentence of a refusal
+ * (EPERM: not root or the bus owner) follows what we tried.
+ */
+static int monitor_control(mqbus *b, enum proto_type type,
+			   const char *pattern)
+{
+	struct proto_header h;
+	struct proto_msg reply;
+	char what[PROTO_TOPIC_MAX + 32];
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	b->error[0] = '\0';
+	if (!pattern || !proto_topic_valid(pattern, strlen(pattern), true))
+		return set_error(b, -EINVAL,
+				 "invalid pattern '%s': '/'-separated "
+				 "levels, '+' for one whole level, '#' as "
+				 "the whole last level",
+				 pattern ? pattern : "(null)");
+	r = check_connected(b);
+	if (r < 0)
+		return r;
+	proto_header_init(&h, type);
+	h.flags = PROTO_F_MONITOR;
+	snprintf(what, sizeof(what), "cannot %s %s",
+		 type == PROTO_SUBSCRIBE ? "monitor" : "stop monitoring",
+		 pattern);
+	return control(b, &h, pattern, NULL, NULL, 0, what, &reply);
+}
+
+MQBUS_EXPORT int mqbus_monitor(mqbus *b, const char *pattern)
+{
+	return monitor_control(b, PROTO_SUBSCRIBE, pattern);
+}
+
+MQBUS_EXPORT int mqbus_unmonitor(mqbus *b, const char *pattern)
+{
+	return monitor_control(b, PROTO_UNSUBSCRIBE, pattern);
+}
+
+/* -------------------------------------------------------------------- */
 /* timers                                                                */
 
 MQBUS_EXPORT int mqbus_timer_add_opts(mqbus *b, const char *topic,
@@ -1518,6 +1564,14 @@ MQBUS_EXPORT int mqbus_reply(mqbus *b, const mqbus_msg *request,
 	if (!b)
 		return -EINVAL;
 	b->error[0] = '\0';
+	if (mqbus_msg_is_monitored(request))
+		return set_error(b, -EINVAL,
+				 "cannot reply to a monitor's copy: this "
+				 "client watched the %s but did not receive "
+				 "it, and the daemon would refuse the reply "
+				 "as forged",
+				 mqbus_msg_is_reply(request) ? "reply"
+							     : "request");
 	if (!mqbus_msg_is_request(request))
 		return set_error(b, -EINVAL, "not a request");
 	if (len && !data)
@@ -1746,6 +1800,31 @@ MQBUS_EXPORT int mqbus_msg_retained(const mqbus_msg *m)
 
 MQBUS_EXPORT int mqbus_msg_is_request(const mqbus_msg *m)
 {
+	/* a monitor's copy did not make this client a recipient: the
+	 * daemon would refuse its answer as forged */
 	return m && m->h.type == PROTO_DELIVER &&
-	       (m->h.flags & PROTO_F_REQUEST) && m->h.token != 0;
+	       (m->h.flags & PROTO_F_REQUEST) &&
+	       !(m->h.flags & PROTO_F_MONITOR) && m->h.token != 0;
+}
+
+MQBUS_EXPORT int mqbus_msg_is_monitored(const mqbus_msg *m)
+{
+	return m && m->h.type == PROTO_DELIVER &&
+	       (m->h.flags & PROTO_F_MONITOR) != 0;
+}
+
+MQBUS_EXPORT int mqbus_msg_is_reply(const mqbus_msg *m)
+{
+	return mqbus_msg_is_monitored(m) && (m->h.flags & PROTO_F_REPLY) != 0;
+}
+
+MQBUS_EXPORT uint32_t mqbus_msg_request_id(const mqbus_msg *m)
+{
+	if (!m || m->h.type != PROTO_DELIVER)
+		return 0;
+	if (m->h.flags & PROTO_F_REQUEST)
+		return m->h.token;
+	if ((m->h.flags & PROTO_F_MONITOR) && (m->h.flags & PROTO_F_REPLY))
+		return m->h.token;
+	return 0;
 }

@@ -330,8 +330,37 @@ uint32_t mqbus_msg_dropped(const mqbus_msg *m);
 const char *mqbus_msg_key(const mqbus_msg *m);
 /* 1 if the message is a retained value sent because of a subscription. */
 int mqbus_msg_retained(const mqbus_msg *m);
-/* 1 if the message is a request to answer with mqbus_reply(), else 0. */
+/* 1 if the message is a request to answer with mqbus_reply(), else 0
+ * (also 0 for a monitor's copy of a request, which it may not answer). */
 int mqbus_msg_is_request(const mqbus_msg *m);
+
+/*
+ * Monitors (since LIBMQBUS_1.2).  mqbus_monitor() makes this client a
+ * passive monitor of pattern and waits for the daemon to confirm: it
+ * receives a copy of every publish, request and reply on a matching
+ * topic, from every client, but counts as no subscriber (it changes no
+ * "no responders" answer and takes no turn in a queue group).  Its
+ * copies never slow the bus: beyond the bus's pending_max they are
+ * dropped, and mqbus_msg_dropped() of the next copy says how many.
+ * -EPERM: not allowed (without an access policy the daemon allows
+ * monitors to root and to its own uid only; its sentence is in
+ * mqbus_last_error()); -EINVAL: bad pattern; -EEXIST:
+ * already monitoring it; -EDQUOT: too many subscriptions (monitors count
+ * among them).  mqbus_unmonitor() ends one (-ENOENT: there is none).
+ */
+int mqbus_monitor(mqbus *b, const char *pattern);
+int mqbus_unmonitor(mqbus *b, const char *pattern);
+/* 1 if the message is a monitor's copy (of a publish, request or reply). */
+int mqbus_msg_is_monitored(const mqbus_msg *m);
+/* 1 if the message is a monitor's copy of a reply: its topic is the
+ * request's, its sender the client that answered, its payload the
+ * reply's.  A monitor's copy of a request has mqbus_msg_request_id() != 0
+ * and is neither a reply nor a request to answer. */
+int mqbus_msg_is_reply(const mqbus_msg *m);
+/* The bus's id of the request a message is (a request received, or a
+ * monitor's copy of one) or answers (a monitor's copy of a reply), so
+ * that a monitor can pair them; 0 for other messages. */
+uint32_t mqbus_msg_request_id(const mqbus_msg *m);
 
 #ifdef __cplusplus
 }

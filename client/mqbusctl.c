@@ -605,6 +605,31 @@ static void put_json_string(FILE *f, const unsigned char *p, size_t len)
 	putc('"', f);
 }
 
+/*
+ * The exact forms of a message's timestamp in JSON.  The number in
+ * "timestamp" (nanoseconds) is above 2^53, which JSON tools that read
+ * numbers as doubles (jq, JavaScript) round: "timestamp_ns" is the same
+ * value as a string, and "timestamp_us" the microseconds, a number that
+ * such tools keep exact until the year 2255.
+ */
+static void put_json_time(FILE *f, const mqbus_msg *m)
+{
+	uint64_t ns = mqbus_msg_timestamp(m);
+
+	fprintf(f, ",\"timestamp_ns\":\"%" PRIu64 "\",\"timestamp_us\":%" PRIu64,
+		ns, ns / 1000u);
+}
+
+/* "request" (a request to answer), and its id where there is one. */
+static void put_json_request(FILE *f, const mqbus_msg *m)
+{
+	fprintf(f, ",\"request\":%s",
+		mqbus_msg_is_request(m) ? "true" : "false");
+	if (mqbus_msg_is_request(m))
+		fprintf(f, ",\"request_id\":%" PRIu32,
+			mqbus_msg_request_id(m));
+}
+
 static void print_message(FILE *f, const mqbus_msg *m, bool json)
 {
 	const char *topic = mqbus_msg_topic(m);
@@ -633,13 +658,16 @@ static void print_message(FILE *f, const mqbus_msg *m, bool json)
 			",\"priority\":%u,\"sender_uid\":%lu"
 			",\"sender_pid\":%ld,\"client_id\":%" PRIu32
 			",\"seq\":%" PRIu64 ",\"timestamp\":%" PRIu64
-			",\"dropped\":%" PRIu32 ",\"retained\":%s}\n",
+			",\"dropped\":%" PRIu32 ",\"retained\":%s",
 			mqbus_msg_priority(m),
 			(unsigned long)mqbus_msg_sender_uid(m),
 			(long)mqbus_msg_sender_pid(m), mqbus_msg_client_id(m),
 			mqbus_msg_seq(m), mqbus_msg_timestamp(m),
 			mqbus_msg_dropped(m),
 			mqbus_msg_retained(m) ? "true" : "false");
+		put_json_request(f, m);
+		put_json_time(f, m);
+		fputs("}\n", f);
 		return;
 	}
 	put_escaped(f, (const unsigned char *)topic, strlen(topic), true);
@@ -659,6 +687,10 @@ struct sub_opts {
 	bool has_count;
 	int timeout_ms; /* total deadline, if >= 0 */
 	bool json;
+	const char *cmd; /* for messages: "sub" (NULL) or "monitor" */
+	/* prints one message: print_message (NULL) or print_monitored;
+	 * false: it was not one to print or count */
+	bool (*print)(FILE *f, const mqbus_msg *m, bool json);
 };
 
 /*
@@ -667,6 +699,7 @@ struct sub_opts {
  */
 static int sub_loop(mqbus *b, const struct sub_opts *o)
 {
+	const char *cmd = o->cmd ? o->cmd : "sub";
 	uint64_t deadline = 0;
 	unsigned long long seen = 0;
 
@@ -698,9 +731,9 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 		if (r == -ETIMEDOUT || r == -EINTR || r == -EAGAIN) {
 			if (o->timeout_ms >= 0 && now_ns() >= deadline) {
 				fprintf(stderr,
-					"mqbusctl: sub: timed out after %d ms "
+					"mqbusctl: %s: timed out after %d ms "
 					"(%llu message%s)\n",
-					o->timeout_ms, seen,
+					cmd, o->timeout_ms, seen,
 					seen == 1 ? "" : "s");
 				return EXIT_TIMEOUT;
 			}
@@ -713,9 +746,13 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 		if (!m)
 			continue;
 
-		print_message(stdout, m, o->json);
+		if (!o->print) {
+			print_message(stdout, m, o->json);
+			seen++;
+		} else if (o->print(stdout, m, o->json)) {
+			seen++;
+		}
 		mqbus_msg_free(m);
-		seen++;
 		/*
 		 * Flush each line: a reader on a pipe must see a message when
 		 * it arrives, not when a buffer fills.  A reader that went
@@ -723,8 +760,8 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 		 */
 		if (fflush(stdout) == EOF || ferror(stdout)) {
 			if (errno != EPIPE)
-				fprintf(stderr, "mqbusctl: sub: stdout: %s\n",
-					strerror(errno));
+				fprintf(stderr, "mqbusctl: %s: stdout: %s\n",
+					cmd, strerror(errno));
 			return EXIT_ERROR;
 		}
 	}
@@ -843,6 +880,186 @@ static int cmd_sub(const struct ctl *ctl, int argc, char **argv)
 	r = listen_start(ctl, "sub", argv + optind, argc - optind, group, &b);
 	if (!b)
 		return r;
+	r = sub_loop(b, &o);
+	mqbus_free(b);
+	return r;
+}
+
+/* --- monitor ---------------------------------------------------------- */
+
+/* What a monitor's copy is: "publish", "request" or "reply". */
+static const char *monitored_kind(const mqbus_msg *m)
+{
+	if (mqbus_msg_is_reply(m))
+		return "reply";
+	if (mqbus_msg_request_id(m))
+		return "request";
+	return "publish";
+}
+
+/*
+ * One line per copy a monitor gets.  Plain: a line saying how many copies
+ * were lost when the monitor fell behind, then "KIND TOPIC uid=U pid=P
+ * [id=N] [key=K] PAYLOAD" with KIND pub, req or rep and the payload
+ * escaped as sub does.  JSON: sub's fields (but "retained" and
+ * "request"), "kind" and, for a request or reply, "request_id".  Returns
+ * false, having said so on stderr, for a message that is not a monitor's
+ * copy, which is not counted.
+ */
+static bool print_monitored(FILE *f, const mqbus_msg *m, bool json)
+{
+	const char *kind = monitored_kind(m);
+	const char *topic = mqbus_msg_topic(m);
+	const char *key = mqbus_msg_key(m);
+	uint32_t id = mqbus_msg_request_id(m);
+	uint32_t dropped = mqbus_msg_dropped(m);
+	const void *payload;
+	size_t len = 0;
+
+	payload = mqbus_msg_payload(m, &len);
+	if (!topic)
+		topic = "";
+	if (!payload)
+		len = 0;
+	/* a monitor has no other subscription: this is the daemon's error */
+	if (!mqbus_msg_is_monitored(m)) {
+		fputs("mqbusctl: monitor: a message on ", stderr);
+		put_escaped(stderr, (const unsigned char *)topic,
+			    strlen(topic), true);
+		fputs(" is not marked as a monitor's copy; not shown\n",
+		      stderr);
+		return false;
+	}
+
+	if (json) {
+		fprintf(f, "{\"kind\":\"%s\",\"topic\":", kind);
+		put_json_string(f, (const unsigned char *)topic, strlen(topic));
+		fputs(",\"key\":", f);
+		if (key)
+			put_json_string(f, (const unsigned char *)key,
+					strlen(key));
+		else
+			fputs("null", f);
+		fputs(",\"payload\":", f);
+		put_json_string(f, payload, len);
+		fprintf(f,
+			",\"priority\":%u,\"sender_uid\":%lu"
+			",\"sender_pid\":%ld,\"client_id\":%" PRIu32
+			",\"seq\":%" PRIu64 ",\"timestamp\":%" PRIu64
+			",\"dropped\":%" PRIu32,
+			mqbus_msg_priority(m),
+			(unsigned long)mqbus_msg_sender_uid(m),
+			(long)mqbus_msg_sender_pid(m), mqbus_msg_client_id(m),
+			mqbus_msg_seq(m), mqbus_msg_timestamp(m), dropped);
+		if (id)
+			fprintf(f, ",\"request_id\":%" PRIu32, id);
+		put_json_time(f, m);
+		fputs("}\n", f);
+		return true;
+	}
+	if (dropped > 0)
+		fprintf(f, "gap %" PRIu32 " message%s lost: the monitor fell "
+			   "behind\n",
+			dropped, dropped == 1 ? "" : "s");
+	fprintf(f, "%.3s ", kind);
+	put_escaped(f, (const unsigned char *)topic, strlen(topic), true);
+	fprintf(f, " uid=%lu pid=%ld", (unsigned long)mqbus_msg_sender_uid(m),
+		(long)mqbus_msg_sender_pid(m));
+	if (id)
+		fprintf(f, " id=%" PRIu32, id);
+	if (key)
+		fprintf(f, " key=%s", key); /* printable, no spaces */
+	if (len > 0) {
+		putc(' ', f);
+		put_escaped(f, payload, len, false);
+	}
+	putc('\n', f);
+	return true;
+}
+
+static int cmd_monitor(const struct ctl *ctl, int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "count", required_argument, NULL, 'n' },
+		{ "timeout", required_argument, NULL, 't' },
+		{ "json", no_argument, NULL, OPT_JSON },
+		{ "quiet", no_argument, NULL, 'q' },
+		{ "help", no_argument, NULL, 'h' },
+		{ 0 },
+	};
+	static char all[] = "#";
+	struct sub_opts o = { .timeout_ms = -1,
+			      .cmd = "monitor",
+			      .print = print_monitored };
+	char *dflt[] = { all };
+	char **patterns = dflt;
+	bool quiet = false;
+	char name[64];
+	unsigned long long v;
+	mqbus *b = NULL;
+	int c, n = 1, r;
+
+	command_argv0(argv, name, sizeof(name));
+	while ((c = getopt_long(argc, argv, "n:t:qh", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			if (parse_number(optarg, ULLONG_MAX, &v) < 0)
+				return bad_number("monitor", "the count",
+						  optarg, ULLONG_MAX);
+			o.count = v;
+			o.has_count = true;
+			break;
+		case 't':
+			if (parse_number(optarg, INT_MAX, &v) < 0)
+				return bad_number("monitor", "the timeout",
+						  optarg, INT_MAX);
+			o.timeout_ms = (int)v;
+			break;
+		case OPT_JSON:
+			o.json = true;
+			break;
+		case 'q':
+			quiet = true;
+			break;
+		case 'h':
+			usage_command(stdout, command_find("monitor"));
+			return EXIT_OK;
+		default:
+			return usage_error("monitor");
+		}
+	}
+	if (optind < argc) {
+		patterns = argv + optind;
+		n = argc - optind;
+	}
+
+	r = install_stop_handlers();
+	if (r < 0) {
+		fprintf(stderr, "mqbusctl: monitor: sigaction: %s\n",
+			strerror(-r));
+		return EXIT_ERROR;
+	}
+	r = ctl_connect(ctl, &b);
+	for (int i = 0; r == EXIT_OK && i < n && !stop_signal; i++) {
+		int m = mqbus_monitor(b, patterns[i]);
+
+		/* A pattern given twice is no reason to fail. */
+		if (m < 0 && m != -EEXIST) {
+			print_error(b, m, "monitor");
+			r = EXIT_ERROR;
+		}
+	}
+	if (r != EXIT_OK || stop_signal) {
+		mqbus_free(b);
+		return stop_signal ? EXIT_OK : r;
+	}
+	/* like tcpdump's "listening on": the copies flow from here on */
+	if (!quiet) {
+		fprintf(stderr, "mqbusctl: monitoring bus %s:", bus_name(ctl));
+		for (int i = 0; i < n; i++)
+			fprintf(stderr, " %s", patterns[i]);
+		fputc('\n', stderr);
+	}
 	r = sub_loop(b, &o);
 	mqbus_free(b);
 	return r;
@@ -1960,6 +2177,22 @@ static const struct command commands[] = {
 			   "the other servers of queue\n"
 			   "                        group NAME: each goes to "
 			   "one of them\n",
+	},
+	{
+		.name = "monitor",
+		.run = cmd_monitor,
+		.args = "[PATTERN...] [-n COUNT] [-t MS] [--json] [-q]",
+		.summary = "Watch publishes, requests and replies on topics "
+			   "matching a PATTERN.",
+		.options = "  -n, --count=COUNT     exit 0 after COUNT "
+			   "messages\n"
+			   "  -t, --timeout=MS      exit 3 if MS milliseconds "
+			   "pass first\n"
+			   "      --json            one JSON object per line "
+			   "with \"kind\" publish,\n"
+			   "                        request or reply\n"
+			   "  -q, --quiet           do not say on stderr when "
+			   "the monitor is in place\n",
 	},
 	{
 		.name = "timer",

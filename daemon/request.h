@@ -42,6 +42,7 @@ struct request {
 	uint32_t *recipients; /* client ids; inline storage when few */
 	uint32_t inline_recipients[REQUEST_INLINE_RECIPIENTS];
 	char topic[PROTO_TOPIC_MAX + 1]; /* for a monitor's reply copy */
+	unsigned prio; /* its copies' priority: the reply copy's too */
 };
 
 TAILQ_HEAD(request_list, request);

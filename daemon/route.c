@@ -221,6 +221,7 @@ void route_request(struct peer *p, struct msgbuf *m,
 	s->stats.c.requests++;
 	topic_counts->requests++;
 	snprintf(ctx.req->topic, sizeof(ctx.req->topic), "%s", topic);
+	ctx.req->prio = ctx.d.prio;
 	router_match(s->router, topic, route_one, &ctx);
 	route_monitors(s, &ctx, topic);
 	if (ctx.accepted == 0) {
@@ -236,7 +237,9 @@ void route_request(struct peer *p, struct msgbuf *m,
 /*
  * The monitors of a request's topic see its reply too: a DELIVER on the
  * request's topic, marked as a reply with the request id, as sent by the
- * peer that answered.  Made only when a monitor matches.
+ * peer that answered.  Made only when a monitor matches.  It goes at the
+ * request's priority: higher, it would overtake the request's copy still
+ * in the monitor's queue, and the monitor would see the answer first.
  */
 static void route_reply_monitors(struct server *s, struct peer *p,
 				 const struct request *req,
@@ -261,10 +264,11 @@ static void route_reply_monitors(struct server *s, struct peer *p,
 	if (n > 0) {
 		m->len = (size_t)n;
 		ctx.d.m = m;
+		ctx.d.prio = req->prio;
 		ctx.d.seq = route_stamp(s, p->uid, p->pid, p->id, m,
 					PROTO_DELIVER,
 					PROTO_F_MONITOR | PROTO_F_REPLY,
-					req->id, PROTO_PRIO_MAX);
+					req->id, req->prio);
 		router_match(s->monitors, req->topic, route_one, &ctx);
 	}
 	msgbuf_unref(m);

@@ -16,6 +16,7 @@
  * used only to show that something does NOT happen.
  */
 #include <check.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <mqueue.h>
@@ -3046,6 +3047,159 @@ START_TEST(test_group_request)
 }
 END_TEST
 
+/* The answer a monitor test's requester got: 1 the reply "ans", -1 other. */
+static void monitor_on_reply(mqbus *b, int error, const mqbus_msg *reply,
+			     void *userdata)
+{
+	int *got = userdata;
+	const void *p;
+	size_t len = 0;
+
+	(void)b;
+	p = reply ? mqbus_msg_payload(reply, &len) : NULL;
+	*got = error == 0 && p && len == 3 && memcmp(p, "ans", 3) == 0 ? 1
+									 : -1;
+}
+
+/*
+ * A monitor (mqbus_monitor) receives marked copies of a publish, a
+ * request and its reply, tells them apart, and may answer none of them;
+ * it is no recipient (no responders stays so); it is not a subscription
+ * (mqbus_unsubscribe does not end it, mqbus_unmonitor does).
+ */
+START_TEST(test_monitor)
+{
+	struct testbus tb = { 0 };
+	mqbus *mon, *pub, *srv, *req;
+	mqbus_msg *m, *q, *reply = NULL;
+	const void *p;
+	size_t len = 0;
+	uint32_t id;
+	uint64_t deadline;
+	int got = 0;
+
+	testbus_start(&tb, NULL);
+	mon = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	srv = testbus_connect(&tb, 0, 0);
+	req = testbus_connect(&tb, 0, 0);
+
+	ck_assert_int_eq(mqbus_monitor(NULL, "mo/#"), -EINVAL);
+	ck_assert_int_eq(mqbus_monitor(mon, "mo/#/x"), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(mqbus_last_error(mon), "invalid pattern"));
+	ck_assert_int_eq(mqbus_monitor(mon, "mo/#"), 0);
+	ck_assert_int_eq(mqbus_monitor(mon, "mo/#"), -EEXIST);
+	ck_assert_int_eq(mqbus_unsubscribe(mon, "mo/#"), -ENOENT);
+	testbus_subscribe(srv, "mo/rpc");
+
+	/* a publish */
+	ck_assert_int_eq(mqbus_publish(pub, "mo/pub", "hi", 2,
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+	m = testbus_recv(mon, RECV_MS);
+	ck_assert_str_eq(mqbus_msg_topic(m), "mo/pub");
+	ck_assert_int_eq(mqbus_msg_is_monitored(m), 1);
+	ck_assert_int_eq(mqbus_msg_is_reply(m), 0);
+	ck_assert_int_eq(mqbus_msg_is_request(m), 0);
+	ck_assert_uint_eq(mqbus_msg_request_id(m), 0);
+	ck_assert_uint_eq(mqbus_msg_client_id(m), mqbus_client_id(pub));
+	ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
+	ck_assert_int_eq(mqbus_reply(mon, m, "x", 1), -EINVAL);
+	mqbus_msg_free(m);
+
+	/* a request: the responder's copy is one to answer, the monitor's
+	 * is not */
+	ck_assert_int_eq(mqbus_request_async(req, "mo/rpc", "ask", 3, 5000,
+					     monitor_on_reply, &got),
+			 0);
+	q = testbus_recv(srv, RECV_MS);
+	ck_assert_int_eq(mqbus_msg_is_request(q), 1);
+	ck_assert_int_eq(mqbus_msg_is_monitored(q), 0);
+	ck_assert_int_eq(mqbus_msg_is_reply(q), 0);
+	id = mqbus_msg_request_id(q);
+	ck_assert_uint_ne(id, 0);
+	m = testbus_recv(mon, RECV_MS);
+	ck_assert_str_eq(mqbus_msg_topic(m), "mo/rpc");
+	ck_assert_int_eq(mqbus_msg_is_monitored(m), 1);
+	ck_assert_int_eq(mqbus_msg_is_request(m), 0);
+	ck_assert_int_eq(mqbus_msg_is_reply(m), 0);
+	ck_assert_uint_eq(mqbus_msg_request_id(m), id);
+	ck_assert_uint_eq(mqbus_msg_client_id(m), mqbus_client_id(req));
+	p = mqbus_msg_payload(m, &len);
+	ck_assert(len == 3 && memcmp(p, "ask", 3) == 0);
+	ck_assert_int_eq(mqbus_reply(mon, m, "forged", 6), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(mqbus_last_error(mon), "monitor's copy"));
+	mqbus_msg_free(m);
+
+	/* its reply */
+	ck_assert_int_eq(mqbus_reply(srv, q, "ans", 3), 0);
+	mqbus_msg_free(q);
+	m = testbus_recv(mon, RECV_MS);
+	ck_assert_str_eq(mqbus_msg_topic(m), "mo/rpc");
+	ck_assert_int_eq(mqbus_msg_is_monitored(m), 1);
+	ck_assert_int_eq(mqbus_msg_is_reply(m), 1);
+	ck_assert_int_eq(mqbus_msg_is_request(m), 0);
+	ck_assert_uint_eq(mqbus_msg_request_id(m), id);
+	ck_assert_uint_eq(mqbus_msg_client_id(m), mqbus_client_id(srv));
+	p = mqbus_msg_payload(m, &len);
+	ck_assert(len == 3 && memcmp(p, "ans", 3) == 0);
+	ck_assert_int_eq(mqbus_reply(mon, m, "x", 1), -EINVAL);
+	mqbus_msg_free(m);
+	deadline = testbus_now_ms() + 5000;
+	while (got == 0 && testbus_now_ms() < deadline) {
+		struct pollfd pfd = { .fd = mqbus_get_fd(req),
+				      .events = POLLIN };
+
+		poll(&pfd, 1, 100);
+		ck_assert_int_ge(mqbus_process(req), 0);
+	}
+	ck_assert_int_eq(got, 1);
+	ck_assert_int_eq(testbus_stat(req, "replies_refused"), 0);
+
+	/* a monitor is no responder */
+	ck_assert_int_eq(mqbus_request(req, "mo/none", "n", 1, 5000, &reply),
+			 -EHOSTUNREACH);
+	m = testbus_recv(mon, RECV_MS);
+	ck_assert_str_eq(mqbus_msg_topic(m), "mo/none");
+	ck_assert_uint_ne(mqbus_msg_request_id(m), 0);
+	ck_assert_int_eq(mqbus_msg_is_request(m), 0);
+	mqbus_msg_free(m);
+
+	/* the end of it */
+	ck_assert_int_eq(mqbus_unmonitor(mon, "mo/#"), 0);
+	ck_assert_int_eq(mqbus_unmonitor(mon, "mo/#"), -ENOENT);
+	testbus_publish_index(pub, "mo/pub", 1, MQBUS_PRIORITY_DEFAULT);
+	testbus_expect_nothing(mon, QUIET_MS);
+
+	mqbus_free(req);
+	mqbus_free(srv);
+	mqbus_free(pub);
+	mqbus_free(mon);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* The monitor calls have the symbol version LIBMQBUS_1.2 and only that
+ * (client/libmqbus.sym). */
+START_TEST(test_monitor_symbols)
+{
+	static const char *const added[] = {
+		"mqbus_monitor",	  "mqbus_unmonitor",
+		"mqbus_msg_is_monitored", "mqbus_msg_is_reply",
+		"mqbus_msg_request_id",
+	};
+
+	for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++) {
+		ck_assert_msg(dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1.2"),
+			      "%s@LIBMQBUS_1.2 not found", added[i]);
+		ck_assert_msg(!dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1.1"),
+			      "%s has the version LIBMQBUS_1.1", added[i]);
+		ck_assert_msg(!dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1"),
+			      "%s has the version LIBMQBUS_1", added[i]);
+	}
+}
+END_TEST
+
 static void add_case(Suite *s, const char *name, const TTest *test)
 {
 	testbus_add_case(s, name, test, 1);
@@ -3089,6 +3243,8 @@ int main(void)
 	add_case(s, "group_full", test_group_full);
 	add_case(s, "group_unsubscribe", test_group_unsubscribe);
 	add_case(s, "group_request", test_group_request);
+	add_case(s, "monitor", test_monitor);
+	add_case(s, "monitor_symbols", test_monitor_symbols);
 
 	return testbus_run(s, "check_bus");
 }

@@ -76,3 +76,6 @@ EXTRA_DIST += tests/journal.sh
 tests_helpers_mqbusctl_test_SOURCES += client/history.c
 tests_helpers_mqbusctl_test_CFLAGS += $(LIBSYSTEMD_CFLAGS)
 tests_helpers_mqbusctl_test_LDADD += $(LIBSYSTEMD_LIBS)
+# tests/monitor.sh: mqbusctl monitor and the marks of sub --json
+TESTS += tests/monitor.sh
+EXTRA_DIST += tests/monitor.sh
