@@ -1376,7 +1376,10 @@ MQBUS_EXPORT int mqbus_timer_list(mqbus *b, char **ret)
 /* request/reply                                                         */
 
 /* The sentence and code for an ERROR answering a request on topic. */
-static int request_error(mqbus *b, const char *topic, uint32_t status)
+/* The daemon's own sentence (text, len bytes) wins where it gave one:
+ * it names the rule that refused a request, say. */
+static int request_error(mqbus *b, const char *topic, uint32_t status,
+			 const void *text, size_t len)
 {
 	if (status == EHOSTUNREACH)
 		return set_error(b, -EHOSTUNREACH,
@@ -1385,6 +1388,9 @@ static int request_error(mqbus *b, const char *topic, uint32_t status)
 		return set_error(b, -ETIMEDOUT,
 				 "no reply on topic %s before the timeout",
 				 topic);
+	if (text && len)
+		return set_error(b, -(int)status, "%.*s", (int)len,
+				 (const char *)text);
 	return set_error(b, -(int)status, "request on topic %s failed: %s",
 			 topic, strerror((int)status));
 }
@@ -1443,7 +1449,8 @@ MQBUS_EXPORT int mqbus_request_opts(mqbus *b, const char *topic,
 	if (r < 0)
 		return r;
 	if (reply.h.type == PROTO_ERROR)
-		return request_error(b, topic, reply.h.status);
+		return request_error(b, topic, reply.h.status, reply.payload,
+				     reply.h.payload_len);
 	if (reply.h.type != PROTO_REPLY)
 		return set_error(b, -EPROTO, "unexpected answer to a request");
 	*ret_reply = msg_from(&reply);
@@ -1600,7 +1607,9 @@ static int dispatch_async(mqbus *b)
 			int err = 0;
 
 			if (m->h.type != PROTO_REPLY)
-				err = request_error(b, a->topic, m->h.status);
+				err = request_error(b, a->topic, m->h.status,
+						    m->payload,
+						    m->h.payload_len);
 			async_remove(b, a);
 			fn(b, err, err ? NULL : m, userdata);
 			handled++;
@@ -1613,7 +1622,7 @@ static int dispatch_async(mqbus *b)
 			mqbus_reply_handler fn = a->fn;
 			void *userdata = a->userdata;
 
-			request_error(b, a->topic, ETIMEDOUT);
+			request_error(b, a->topic, ETIMEDOUT, NULL, 0);
 			async_remove(b, a);
 			fn(b, -ETIMEDOUT, NULL, userdata);
 			handled++;
