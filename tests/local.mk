@@ -74,3 +74,7 @@ EXTRA_DIST += tests/journal.sh
 tests_helpers_mqbusctl_test_SOURCES += client/history.c
 tests_helpers_mqbusctl_test_CFLAGS += $(LIBSYSTEMD_CFLAGS)
 tests_helpers_mqbusctl_test_LDADD += $(LIBSYSTEMD_LIBS)
+# tests/introspect.sh: mqbusctl stats, list, topics and top, QUERY
+tests_helpers_mqbusctl_test_SOURCES += client/inspect.c
+TESTS += tests/introspect.sh
+EXTRA_DIST += tests/introspect.sh
