@@ -258,7 +258,7 @@ if [ "${MQBUS_TEST_PRIVATE_IPC:-}" = 1 ] &&
 	echo 1024 >/proc/sys/fs/mqueue/queues_max 2>/dev/null; then
 	MASS=()
 	for i in $(seq 300); do
-		MQBUS_QUEUE_MAXMSG=1 MQBUS_QUEUE_MSGSIZE=320 \
+		MQBUS_QUEUE_MAXMSG=1 MQBUS_QUEUE_MSGSIZE=400 \
 			"${ISUB[@]}" sub mass/x -t 600000 >/dev/null 2>&1 &
 		mqb_track $!
 		MASS+=("$!")
