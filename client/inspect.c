@@ -292,12 +292,11 @@ static int stats(mqbus *b, struct items *ret, char **ret_raw)
 		report(b, r, "stats");
 		return r;
 	}
+	/* the items cut their copy apart; the text stays whole */
 	copy = strdup(text);
 	if (!copy || items_parse(copy, ret) < 0) {
-		if (!copy)
-			free(copy);
-		else
-			items_free(ret);
+		if (copy)
+			items_free(ret); /* frees copy too */
 		free(text);
 		fprintf(stderr, "mqbusctl: out of memory\n");
 		return -ENOMEM;

@@ -35,8 +35,7 @@ int inspect_main(const char *bus, int argc, char **argv);
 
 #define INSPECT_TOPICS_ARGS "[--json]"
 #define INSPECT_TOPICS_SUMMARY                                                 \
-	"List subscription patterns with their subscribers and groups, "     \
-	"retained\n        topics and timers."
+	"List patterns with subscribers and groups, retained values, timers."
 #define INSPECT_TOPICS_OPTIONS INSPECT_LIST_OPTIONS
 
 #define INSPECT_TOP_ARGS "[--once] [-d MS]"
