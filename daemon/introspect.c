@@ -95,7 +95,7 @@ static const char *field_comm(const struct part *pt, const struct peer *p,
 
 	if (!part_shows(pt, p->uid))
 		return "-";
-	for (size_t i = 0; p->comm[i] && i < sizeof(p->comm) && o + 4 < cap;
+	for (size_t i = 0; i < sizeof(p->comm) && p->comm[i] && o + 4 < cap;
 	     i++) {
 		unsigned char c = (unsigned char)p->comm[i];
 
