@@ -656,6 +656,7 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 	case PROTO_STATS:
 	case PROTO_REPLY:
 	case PROTO_TIMER_LIST:
+	case PROTO_QUERY:
 		if (reply && ret_replied && pm.h.token == token) {
 			*reply = pm; /* points into b->buf */
 			*ret_replied = true;
@@ -1634,6 +1635,101 @@ static int dispatch_async(mqbus *b)
 MQBUS_EXPORT int mqbus_stats(mqbus *b, char **ret)
 {
 	return request_text(b, PROTO_STATS, ret);
+}
+
+/* -------------------------------------------------------------------- */
+/* introspection                                                         */
+
+/*
+ * Asks for the first part, then again from the cursor each part gives
+ * (its topic and seq) until one comes without PROTO_F_MORE.  Each part
+ * waits up to the handle's timeout.  The text is gathered in a buffer
+ * that doubles, bounded by MQBUS_QUERY_TEXT_MAX.
+ */
+MQBUS_EXPORT int mqbus_query(mqbus *b, const char *what, char **ret_text)
+{
+	char topic[PROTO_TOPIC_MAX + 1] = "", label[64];
+	unsigned code = proto_query_of(what);
+	size_t len = 0, cap = 0;
+	uint64_t seq = 0;
+	char *text = NULL;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	b->error[0] = '\0';
+	if (!ret_text)
+		return set_error(b, -EINVAL, "invalid arguments");
+	if (!code)
+		return set_error(b, -EINVAL,
+				 "cannot query '%s': ask for clients, topics, "
+				 "subscriptions, retained or timers",
+				 what ? what : "(null)");
+	r = check_connected(b);
+	if (r < 0)
+		return r;
+	snprintf(label, sizeof(label), "query %s", what);
+	for (;;) {
+		struct proto_header h;
+		struct proto_msg part;
+
+		proto_header_init(&h, PROTO_QUERY);
+		h.status = code;
+		h.seq = seq;
+		r = control(b, &h, topic, NULL, NULL, 0, label, &part);
+		if (r < 0)
+			goto fail;
+		if (part.h.type != PROTO_QUERY || part.h.status != code) {
+			r = set_error(b, -EPROTO,
+				      "%s: the daemon answered a %s", label,
+				      proto_type_name(part.h.type));
+			goto fail;
+		}
+		if (len + part.h.payload_len > MQBUS_QUERY_TEXT_MAX) {
+			r = set_error(b, -EMSGSIZE,
+				      "%s: the answer is longer than %u bytes",
+				      label, MQBUS_QUERY_TEXT_MAX);
+			goto fail;
+		}
+		if (len + part.h.payload_len + 1 > cap) {
+			size_t want = cap ? cap : 4096;
+			char *t;
+
+			while (want < len + part.h.payload_len + 1)
+				want *= 2;
+			t = realloc(text, want);
+			if (!t) {
+				r = set_error(b, -ENOMEM, "out of memory");
+				goto fail;
+			}
+			text = t;
+			cap = want;
+		}
+		memcpy(text + len, part.payload, part.h.payload_len);
+		len += part.h.payload_len;
+		text[len] = '\0';
+		if (!(part.h.flags & PROTO_F_MORE))
+			break;
+		/* a part that says "more" but holds nothing would never end */
+		if (part.h.payload_len == 0) {
+			r = set_error(b, -EPROTO,
+				      "%s: the daemon sent an empty part", label);
+			goto fail;
+		}
+		seq = part.h.seq;
+		memcpy(topic, part.topic, part.h.topic_len + 1);
+	}
+	if (!text) {
+		text = strdup("");
+		if (!text)
+			return set_error(b, -ENOMEM, "out of memory");
+	}
+	*ret_text = text;
+	return 0;
+
+fail:
+	free(text);
+	return r;
 }
 
 /* -------------------------------------------------------------------- */

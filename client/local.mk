@@ -19,3 +19,5 @@ dist_man_MANS += client/mqbusctl.1 client/libmqbus.3
 client_mqbusctl_SOURCES += client/history.c client/history.h daemon/log-ids.h
 client_mqbusctl_CFLAGS = $(AM_CFLAGS) $(LIBSYSTEMD_CFLAGS)
 client_mqbusctl_LDADD += $(LIBSYSTEMD_LIBS)
+# mqbusctl stats, list, topics and top (client/inspect.c)
+client_mqbusctl_SOURCES += client/inspect.c client/inspect.h

@@ -299,6 +299,21 @@ int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms);
  */
 int mqbus_stats(mqbus *b, char **ret);
 
+/*
+ * Introspection (LIBMQBUS_1.3): asks the daemon for a list, what =
+ * "clients", "topics" (this stats interval's counters per topic),
+ * "subscriptions", "retained" or "timers", and returns it in *ret_text,
+ * a malloc'ed text of one line per item, "name=value" fields separated by
+ * single spaces (mqbusd(8), INTROSPECTION), freed by the caller.  The
+ * daemon answers in parts, each within the handle's timeout; the text is
+ * whole or the call fails.  -EINVAL: unknown what; -EMSGSIZE: longer
+ * than MQBUS_QUERY_TEXT_MAX, or rx messages too small for one line;
+ * -ETIMEDOUT, -ENOTCONN as for other requests.  Messages that arrive
+ * meanwhile are kept for mqbus_receive()/mqbus_process().
+ */
+#define MQBUS_QUERY_TEXT_MAX (64u << 20)
+int mqbus_query(mqbus *b, const char *what, char **ret_text);
+
 /* Event-loop use. */
 typedef void (*mqbus_handler)(mqbus *b, const mqbus_msg *msg,
 			      void *userdata);

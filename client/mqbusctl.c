@@ -33,6 +33,7 @@
 #include <unistd.h>
 
 #include "client/history.h"
+#include "client/inspect.h"
 #include "mqbus.h"
 
 #ifndef PACKAGE_VERSION
@@ -1618,34 +1619,17 @@ static int help_only(int argc, char **argv, const char *cmd)
 	return -1;
 }
 
-static int cmd_stats(const struct ctl *ctl, int argc, char **argv)
+/* "stats", "list", "topics" and "top" live in client/inspect.c. */
+static int cmd_inspect(const struct ctl *ctl, int argc, char **argv)
 {
-	char name[64];
-	char *text = NULL;
-	mqbus *b;
-	int c, r;
+	const char *cmd = argv[0];
+	int r = inspect_main(bus_name(ctl), argc, argv);
 
-	command_argv0(argv, name, sizeof(name));
-	c = help_only(argc, argv, "stats");
-	if (c >= 0)
-		return c;
-	if (optind < argc) {
-		fprintf(stderr, "mqbusctl: stats: unexpected argument '%s'\n",
-			argv[optind]);
-		return usage_error("stats");
+	if (r == INSPECT_HELP) {
+		usage_command(stdout, command_find(cmd));
+		return EXIT_OK;
 	}
-
-	r = ctl_connect(ctl, &b);
-	if (r != EXIT_OK)
-		return r;
-	r = mqbus_stats(b, &text);
-	if (r < 0) {
-		print_error(b, r, "stats");
-		mqbus_free(b);
-		return EXIT_ERROR;
-	}
-	mqbus_free(b);
-	return put_text("stats", text);
+	return r;
 }
 
 /* --- timer ------------------------------------------------------------ */
@@ -2203,10 +2187,31 @@ static const struct command commands[] = {
 	},
 	{
 		.name = "stats",
-		.run = cmd_stats,
-		.args = "",
-		.summary = "Print the daemon's counters.",
-		.options = NULL,
+		.run = cmd_inspect,
+		.args = INSPECT_STATS_ARGS,
+		.summary = INSPECT_STATS_SUMMARY,
+		.options = INSPECT_STATS_OPTIONS,
+	},
+	{
+		.name = "list",
+		.run = cmd_inspect,
+		.args = INSPECT_LIST_ARGS,
+		.summary = INSPECT_LIST_SUMMARY,
+		.options = INSPECT_LIST_OPTIONS,
+	},
+	{
+		.name = "topics",
+		.run = cmd_inspect,
+		.args = INSPECT_TOPICS_ARGS,
+		.summary = INSPECT_TOPICS_SUMMARY,
+		.options = INSPECT_TOPICS_OPTIONS,
+	},
+	{
+		.name = "top",
+		.run = cmd_inspect,
+		.args = INSPECT_TOP_ARGS,
+		.summary = INSPECT_TOP_SUMMARY,
+		.options = INSPECT_TOP_OPTIONS,
 	},
 	{
 		.name = "limits",

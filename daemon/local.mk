@@ -21,6 +21,7 @@ daemon_libmqbusd_la_SOURCES = \
 	daemon/timer.c daemon/timer.h \
 	daemon/retain.c daemon/retain.h \
 	daemon/stats.c daemon/stats.h \
+	daemon/introspect.c daemon/introspect.h \
 	daemon/server.c daemon/server.h \
 	daemon/sweep.c daemon/sweep.h
 daemon_libmqbusd_la_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) \

@@ -22,6 +22,7 @@
 #include <systemd/sd-daemon.h>
 
 #include "daemon/deliver.h"
+#include "daemon/introspect.h"
 #include "daemon/log.h"
 #include "daemon/route.h"
 #include "daemon/router.h"
@@ -207,6 +208,7 @@ static const peer_handler server_handlers[PROTO_TYPE_MAX + 1] = {
 	[PROTO_TIMER_ADD] = timer_handle,
 	[PROTO_TIMER_CANCEL] = timer_handle,
 	[PROTO_TIMER_LIST] = timer_handle,
+	[PROTO_QUERY] = introspect_handle,
 	[PROTO_BYE] = server_bye,
 };
 

@@ -182,6 +182,15 @@ static int proto_check_type(const struct proto_header *h, const char *topic,
 		if (h->topic_len != 0)
 			return -PROTO_E_TOPIC;
 		return 0;
+	case PROTO_QUERY:
+		/* the topic, if any, is where to resume: a concrete topic */
+		if (h->topic_len != 0 &&
+		    !proto_topic_valid(topic, h->topic_len, false))
+			return -PROTO_E_TOPIC;
+		if (h->status == 0 || h->status > PROTO_QUERY_MAX ||
+		    h->priority != 0)
+			return -PROTO_E_FIELD;
+		return 0;
 	case PROTO_ACK:
 		if (h->topic_len != 0)
 			return -PROTO_E_TOPIC;
@@ -232,6 +241,11 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 	if ((h.flags & (PROTO_F_MONITOR | PROTO_F_REPLY)) &&
 	    h.type != PROTO_DELIVER && h.type != PROTO_SUBSCRIBE &&
 	    h.type != PROTO_UNSUBSCRIBE)
+		return -PROTO_E_FLAGS;
+	/* a QUERY has no flag but PROTO_F_MORE, which only it has */
+	if ((h.flags & PROTO_F_MORE) && h.type != PROTO_QUERY)
+		return -PROTO_E_FLAGS;
+	if (h.type == PROTO_QUERY && (h.flags & ~PROTO_F_MORE))
 		return -PROTO_E_FLAGS;
 	if (h.topic_len > PROTO_TOPIC_MAX)
 		return -PROTO_E_TOOBIG;
@@ -398,9 +412,33 @@ const char *proto_type_name(unsigned type)
 		[PROTO_TIMER_ADD] = "TIMER_ADD",
 		[PROTO_TIMER_CANCEL] = "TIMER_CANCEL",
 		[PROTO_TIMER_LIST] = "TIMER_LIST",
+		[PROTO_QUERY] = "QUERY",
 	};
 
 	if (type == 0 || type > PROTO_TYPE_MAX)
 		return "unknown";
 	return names[type];
+}
+
+static const char *const proto_query_names[] = {
+	[PROTO_QUERY_CLIENTS] = "clients",
+	[PROTO_QUERY_TOPICS] = "topics",
+	[PROTO_QUERY_SUBSCRIPTIONS] = "subscriptions",
+	[PROTO_QUERY_RETAINED] = "retained",
+	[PROTO_QUERY_TIMERS] = "timers",
+};
+
+const char *proto_query_name(unsigned what)
+{
+	if (what == 0 || what > PROTO_QUERY_MAX)
+		return NULL;
+	return proto_query_names[what];
+}
+
+unsigned proto_query_of(const char *name)
+{
+	for (unsigned w = 1; name && w <= PROTO_QUERY_MAX; w++)
+		if (strcmp(name, proto_query_names[w]) == 0)
+			return w;
+	return 0;
 }

@@ -60,7 +60,13 @@ enum proto_type {
 	PROTO_TIMER_CANCEL, /* client -> tx: token, seq = timer id */
 	PROTO_TIMER_LIST,   /* client -> tx: token; daemon -> rx: token,
 			       payload = one line per timer */
-	PROTO_TYPE_MAX = PROTO_TIMER_LIST,
+	PROTO_QUERY,        /* client -> tx: token, status = what
+			       (enum proto_query), topic and seq = where
+			       to resume (empty and 0 at first);
+			       daemon -> rx: token, status = what,
+			       payload = whole lines, PROTO_F_MORE with
+			       the topic and seq to ask again from */
+	PROTO_TYPE_MAX = PROTO_QUERY,
 };
 
 /* header flags */
@@ -77,7 +83,24 @@ enum proto_type {
 #define PROTO_F_REPLY 0x0080u    /* DELIVER with PROTO_F_MONITOR: a reply;
 				    topic = its request's, token = the
 				    request id */
-#define PROTO_F_ALL 0x00ffu
+#define PROTO_F_MORE 0x0100u     /* QUERY answer: not the last part; ask
+				    again with its topic and seq */
+#define PROTO_F_ALL 0x01ffu
+
+/*
+ * What a QUERY asks for (its status).  Each answer part holds whole
+ * lines of "name=value" fields separated by one space (PROTOCOL.md,
+ * Introspection).
+ */
+enum proto_query {
+	PROTO_QUERY_CLIENTS = 1, /* one line per connected client */
+	PROTO_QUERY_TOPICS,      /* per topic: its counters this interval */
+	PROTO_QUERY_SUBSCRIPTIONS, /* per subscription: pattern, client,
+				      group */
+	PROTO_QUERY_RETAINED,    /* per retained value */
+	PROTO_QUERY_TIMERS,      /* per timer */
+	PROTO_QUERY_MAX = PROTO_QUERY_TIMERS,
+};
 
 /* a queue group name: 1..PROTO_GROUP_MAX of [A-Za-z0-9._-] */
 #define PROTO_GROUP_MAX 64
@@ -233,5 +256,11 @@ const char *proto_strerror(int err);
 
 /* The name of a message type ("PUBLISH"), or "unknown". */
 const char *proto_type_name(unsigned type);
+
+/* The name of a QUERY's what ("clients"), or NULL if it has none. */
+const char *proto_query_name(unsigned what);
+
+/* The enum proto_query of a name, or 0 if there is none of that name. */
+unsigned proto_query_of(const char *name);
 
 #endif

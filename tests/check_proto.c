@@ -151,6 +151,17 @@ static void check_proto_sample_get(unsigned type, struct check_proto_sample *s)
 		s->payload = check_proto_stats;
 		s->payload_len = strlen(check_proto_stats);
 		break;
+	case PROTO_QUERY:
+		/* an answer part with more to come: the fuzz loop reaches
+		 * the topic, the flag and the status from here */
+		s->topic = "sensors/kitchen/temp";
+		s->h.flags = PROTO_F_MORE;
+		s->h.token = 11;
+		s->h.status = PROTO_QUERY_TOPICS;
+		s->h.seq = 42;
+		s->payload = check_proto_stats;
+		s->payload_len = strlen(check_proto_stats);
+		break;
 	case PROTO_REPLY:
 		s->h.token = 7;
 		s->h.sender_uid = 1000;
@@ -679,9 +690,10 @@ END_TEST
 START_TEST(check_proto_bad_flags)
 {
 	unsigned char buf[CHECK_PROTO_BUF];
-	static const uint16_t bad[] = { 0x0100, 0x8000, 0xffff,
-					PROTO_F_PRIORITY | 0x0100,
-					PROTO_F_MONITOR, PROTO_F_REPLY };
+	static const uint16_t bad[] = { 0x0200, 0x8000, 0xffff,
+					PROTO_F_PRIORITY | 0x0200,
+					PROTO_F_MONITOR, PROTO_F_REPLY,
+					PROTO_F_MORE };
 	struct check_proto_sample s;
 	size_t n, i;
 
@@ -1067,6 +1079,73 @@ START_TEST(check_proto_priority)
 }
 END_TEST
 
+/*
+ * QUERY: a what in status (1..PROTO_QUERY_MAX), where to resume in an
+ * empty or concrete topic, no key, no priority, no flag but
+ * PROTO_F_MORE; and PROTO_F_MORE on no other type.
+ */
+START_TEST(check_proto_query_rules)
+{
+	unsigned char buf[CHECK_PROTO_BUF];
+	struct check_proto_sample s;
+	size_t n;
+
+	check_proto_sample_get(PROTO_QUERY, &s);
+	s.h.flags = 0;
+	s.h.seq = 0;
+	/* the request: nothing but the what */
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, NULL, 0, NULL, 0), 0);
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a/b", 3, NULL, 0), 0);
+	for (unsigned w = 1; w <= PROTO_QUERY_MAX; w++) {
+		s.h.status = w;
+		ck_assert_int_eq(check_proto_decode_raw(&s.h, NULL, 0, NULL, 0),
+				 0);
+		ck_assert_ptr_nonnull(proto_query_name(w));
+		ck_assert_uint_eq(proto_query_of(proto_query_name(w)), w);
+	}
+	s.h.status = 0;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, NULL, 0, NULL, 0),
+			 -PROTO_E_FIELD);
+	s.h.status = PROTO_QUERY_MAX + 1;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, NULL, 0, NULL, 0),
+			 -PROTO_E_FIELD);
+	ck_assert_ptr_null(proto_query_name(0));
+	ck_assert_ptr_null(proto_query_name(PROTO_QUERY_MAX + 1));
+	ck_assert_uint_eq(proto_query_of("client"), 0);
+	ck_assert_uint_eq(proto_query_of(NULL), 0);
+	s.h.status = PROTO_QUERY_CLIENTS;
+	s.h.priority = 1;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, NULL, 0, NULL, 0),
+			 -PROTO_E_FIELD);
+	s.h.priority = 0;
+	/* a cursor topic is concrete */
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a/#", 3, NULL, 0),
+			 -PROTO_E_TOPIC);
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a//b", 4, NULL, 0),
+			 -PROTO_E_TOPIC);
+	/* flags: PROTO_F_MORE only */
+	s.h.flags = PROTO_F_MORE;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, "x\n", 2), 0);
+	s.h.flags = PROTO_F_MORE | PROTO_F_PRIORITY;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0),
+			 -PROTO_E_FLAGS);
+	s.h.flags = PROTO_F_MONITOR;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, "a", 1, NULL, 0),
+			 -PROTO_E_FLAGS);
+	s.h.flags = 0;
+	/* no key */
+	s.key = "k";
+	s.h.status = PROTO_QUERY_TIMERS;
+	n = (size_t)proto_encode_key(buf, sizeof(buf), &s.h, "a", "k", NULL, 0);
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_KEY);
+	/* PROTO_F_MORE belongs to QUERY alone */
+	check_proto_sample_get(PROTO_STATS, &s);
+	s.h.flags = PROTO_F_MORE;
+	ck_assert_int_eq(check_proto_decode_raw(&s.h, NULL, 0, NULL, 0),
+			 -PROTO_E_FLAGS);
+}
+END_TEST
+
 START_TEST(check_proto_control_rules)
 {
 	static const char long_text[1000] = "x";
@@ -1326,7 +1405,7 @@ START_TEST(check_proto_type_names)
 		NULL, "ANNOUNCE", "HELLO", "WELCOME", "PUBLISH",
 		"DELIVER", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "ERROR",
 		"BYE", "STATS", "REQUEST", "REPLY", "TIMER_ADD",
-		"TIMER_CANCEL", "TIMER_LIST",
+		"TIMER_CANCEL", "TIMER_LIST", "QUERY",
 	};
 	unsigned t;
 
@@ -1381,6 +1460,7 @@ static Suite *check_proto_suite(void)
 	tcase_add_test(tc, check_proto_welcome_rules);
 	tcase_add_test(tc, check_proto_priority);
 	tcase_add_test(tc, check_proto_control_rules);
+	tcase_add_test(tc, check_proto_query_rules);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("misc");

@@ -79,3 +79,7 @@ tests_helpers_mqbusctl_test_LDADD += $(LIBSYSTEMD_LIBS)
 # tests/monitor.sh: mqbusctl monitor and the marks of sub --json
 TESTS += tests/monitor.sh
 EXTRA_DIST += tests/monitor.sh
+# tests/introspect.sh: mqbusctl stats, list, topics and top, QUERY
+tests_helpers_mqbusctl_test_SOURCES += client/inspect.c
+TESTS += tests/introspect.sh
+EXTRA_DIST += tests/introspect.sh
