@@ -97,6 +97,10 @@ struct mqbus {
 	mqbus_handler handler;
 	void *userdata;
 	char error[512];
+	/* the first ERROR the daemon sent unasked (to a publish it
+	 * refused), for mqbus_sync(): its errno, 0 for none, and text */
+	int unasked_err;
+	char unasked[512];
 };
 
 static unsigned queue_counter;
@@ -669,6 +673,14 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 			if (!m)
 				return set_error(b, -ENOMEM, "out of memory");
 			fifo_push(&b->replies_head, &b->replies_tail, m);
+		} else if (pm.h.type == PROTO_ERROR && pm.h.token == 0 &&
+			   !b->unasked_err && pm.h.status) {
+			/* an answer to a message that waits for none (a
+			 * refused publish): kept for mqbus_sync() */
+			b->unasked_err = -(int)pm.h.status;
+			snprintf(b->unasked, sizeof(b->unasked), "%.*s",
+				 (int)pm.h.payload_len,
+				 (const char *)pm.payload);
 		}
 		break;
 	default:
@@ -1128,15 +1140,14 @@ static uint32_t new_token(mqbus *b)
  * daemon's answer in *ret.  An ERROR gives its errno, and the daemon's
  * sentence, after what and a colon if what is not NULL, in b's error.
  */
-static int control(mqbus *b, struct proto_header *h, const char *topic,
-		   const char *key, const void *payload, size_t len,
-		   const char *what, struct proto_msg *ret)
+static int control_at(mqbus *b, struct proto_header *h, const char *topic,
+		      const char *key, const void *payload, size_t len,
+		      const char *what, unsigned prio, struct proto_msg *ret)
 {
 	int r;
 
 	h->token = new_token(b);
-	/* requests overtake queued publishes, as replies do on rx */
-	r = send_msg_key(b, h, topic, key, payload, len, PROTO_PRIO_MAX);
+	r = send_msg_key(b, h, topic, key, payload, len, prio);
 	if (r < 0)
 		return r;
 	r = wait_reply(b, h->token, b->timeout_ms, ret);
@@ -1148,6 +1159,15 @@ static int control(mqbus *b, struct proto_header *h, const char *topic,
 				 (int)ret->h.payload_len,
 				 (const char *)ret->payload);
 	return 0;
+}
+
+static int control(mqbus *b, struct proto_header *h, const char *topic,
+		   const char *key, const void *payload, size_t len,
+		   const char *what, struct proto_msg *ret)
+{
+	/* requests overtake queued publishes, as replies do on rx */
+	return control_at(b, h, topic, key, payload, len, what,
+			  PROTO_PRIO_MAX, ret);
 }
 
 /* A control request of type with topic and a text payload. */
@@ -1635,6 +1655,38 @@ static int dispatch_async(mqbus *b)
 MQBUS_EXPORT int mqbus_stats(mqbus *b, char **ret)
 {
 	return request_text(b, PROTO_STATS, ret);
+}
+
+/*
+ * The daemon reads a client's tx queue highest priority first, FIFO
+ * within a priority, and answers in order: once the answer to a request
+ * sent now at priority 0 is here, every earlier message was handled, and
+ * a refusal of one came before it.
+ */
+MQBUS_EXPORT int mqbus_sync(mqbus *b)
+{
+	struct proto_header h;
+	struct proto_msg reply;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	b->error[0] = '\0';
+	r = check_connected(b);
+	if (r < 0)
+		return r;
+	/* at the lowest priority, sent last: the daemon reads it after
+	 * everything queued before it in tx */
+	proto_header_init(&h, PROTO_STATS);
+	r = control_at(b, &h, NULL, NULL, NULL, 0, NULL, 0, &reply);
+	if (r < 0)
+		return r;
+	if (b->unasked_err) {
+		r = b->unasked_err;
+		b->unasked_err = 0;
+		return set_error(b, r, "%s", b->unasked);
+	}
+	return 0;
 }
 
 /* -------------------------------------------------------------------- */

@@ -314,6 +314,16 @@ int mqbus_stats(mqbus *b, char **ret);
 #define MQBUS_QUERY_TEXT_MAX (64u << 20)
 int mqbus_query(mqbus *b, const char *what, char **ret_text);
 
+/*
+ * Waits (up to the handle's timeout) until the daemon has handled every
+ * message this client sent before, and says whether it refused one that
+ * waits for no answer: a publish that the access policy denied, or whose
+ * retained value was not kept.  Returns 0, or the first such refusal
+ * since the last mqbus_sync() as -errno (-EACCES, -EDQUOT, -ENOSPC ...)
+ * with the daemon's sentence in mqbus_last_error().
+ */
+int mqbus_sync(mqbus *b);
+
 /* Event-loop use. */
 typedef void (*mqbus_handler)(mqbus *b, const mqbus_msg *msg,
 			      void *userdata);

@@ -12,16 +12,20 @@
  *                          │         one message at a time to
  *                          ▼
  *                      server.c      dispatch by type (handler table):
- *            ┌─────────────┼──────────────┬───────────┬──────────┐
- *            ▼             ▼              ▼           ▼          ▼
- *        route.c        sub.c         timer.c     stats.c    (BYE)
- *   publish/request/  subscribe,     timed        counters
- *   reply: stamp,     groups,        messages
- *   router_match      retain.c
- *            └──────┬──────┘
- *                   ▼
+ *            ┌─────────────┼──────────────┬───────────┬──────────────┐
+ *            ▼             ▼              ▼           ▼              ▼
+ *        route.c        sub.c         timer.c     stats.c    introspect.c
+ *   publish/request/  subscribe,     timed        counters,   QUERY: lists
+ *   reply: stamp,     groups,        messages     journal     of clients,
+ *   router_match      monitors,                   rounds      topics ...
+ *                     retain.c
+ *            └──────┬──────┘    (each asks access.c: may this peer do
+ *                   ▼            that on this topic? policy.c decides)
  *              deliver.c         send to rx, or the pending list and the
  *                                overflow policies; rx writable → flush
+ *
+ * Per-uid shares (clients, timers, retained values, pending memory) are
+ * counted in account.c as things are made and freed.
  *
  * Lower modules never call up: the wake source's read, the peer table's
  * message handler and reaper, and the request table's expiry are

@@ -103,7 +103,11 @@ mqb_is "... and root sees it" "$(cat "$MQB_TMP/root-u.out")" \
 # publish refused: nothing reaches a subscriber, the refusal is counted
 before=$(mqb_stat policy_refused)
 mqb_sub_start "$MQB_TMP/root-other.out" "users/root/#" -t 1500
-u1 pub users/root/x forged
+out=$(u1 pub users/root/x forged 2>&1)
+st=$?
+mqb_is "a denied publish fails (exit 1)" "$st" 1
+mqb_like "... naming action, topic and rule" "$out" \
+	"publish to users/root/x denied by default \($CONF:2\)"
 mqb_wait_pid "$MQB_SPID" 5000
 mqb_is "a denied publish reaches nobody" "$(cat "$MQB_TMP/root-other.out")" ""
 mqb_wait_for 3000 mqb_stat_ge policy_refused $((before + 1))

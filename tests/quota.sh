@@ -121,9 +121,15 @@ mqb_is "another user still makes timers" "$?" 0
 # ------------------------------------------------------------ retained
 
 before=$(mqb_stat retain_refused)
-for i in 1 2 3 4 5; do
+for i in 1 2 3; do
 	u1 pub "quota/r/$i" v --retain >/dev/null 2>&1
 done
+out=$(u1 pub quota/r/4 v --retain 2>&1)
+mqb_is "a 4th retained value of that uid: the publish says so (exit 1)" \
+	"$?" 1
+mqb_like "... naming the bound" "$out" \
+	"value of quota/r/4 not retained: uid $U1ID would hold more than max_retained_per_uid \(3\)"
+u1 pub quota/r/5 v --retain >/dev/null 2>&1
 mqb_wait_for 3000 mqb_stat_ge retain_refused $((before + 2))
 mqb_true "retained values past max_retained_per_uid (3) are refused" $?
 mqb_is "... the bus keeps 3 of that uid" "$(mqb_stat retained)" 3
