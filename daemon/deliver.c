@@ -69,14 +69,17 @@ static int send_now(struct peer *p, struct msgbuf *m, unsigned prio,
 
 	if (deliver) {
 		memcpy(m->data + status_off, &dropped, sizeof(dropped));
-		memcpy(&flags, m->data + flags_off, sizeof(flags));
-		marked = flags | mark;
-		memcpy(m->data + flags_off, &marked, sizeof(marked));
+		if (mark) {
+			memcpy(&flags, m->data + flags_off, sizeof(flags));
+			marked = flags | mark;
+			memcpy(m->data + flags_off, &marked, sizeof(marked));
+		}
 	}
 	r = mq_send(p->rx, (const char *)m->data, m->len, prio);
 	if (deliver) {
 		memcpy(m->data + status_off, &zero, sizeof(zero));
-		memcpy(m->data + flags_off, &flags, sizeof(flags));
+		if (mark)
+			memcpy(m->data + flags_off, &flags, sizeof(flags));
 	}
 	if (r < 0)
 		return -errno;
@@ -495,7 +498,7 @@ struct peer *deliver_subscriber(struct subscriber *sub,
 {
 	struct peer *p = container_of(sub, struct peer, sub);
 
-	if (!access_receive(p, d))
+	if (p->server->cfg.policy && !access_receive(p, d))
 		return NULL;
 	return deliver_message(p, d) == 0 ? p : NULL;
 }
