@@ -1205,20 +1205,30 @@ static int request_text(mqbus *b, enum proto_type type, char **ret)
 	return 0;
 }
 
-static int subscription(mqbus *b, enum proto_type type, const char *pattern,
-			const char *group)
+/* A subscription pattern, or -EINVAL with the sentence that says why. */
+static int check_pattern(mqbus *b, const char *pattern)
 {
-	struct proto_msg reply;
-
-	if (!b)
-		return -EINVAL;
-	b->error[0] = '\0';
 	if (!pattern || !proto_topic_valid(pattern, strlen(pattern), true))
 		return set_error(b, -EINVAL,
 				 "invalid pattern '%s': '/'-separated "
 				 "levels, '+' for one whole level, '#' as "
 				 "the whole last level",
 				 pattern ? pattern : "(null)");
+	return 0;
+}
+
+static int subscription(mqbus *b, enum proto_type type, const char *pattern,
+			const char *group)
+{
+	struct proto_msg reply;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	b->error[0] = '\0';
+	r = check_pattern(b, pattern);
+	if (r < 0)
+		return r;
 	if (group && !proto_group_valid(group, strlen(group)))
 		return set_error(b, -EINVAL,
 				 "invalid group name '%s': 1 to %d of "
@@ -1272,12 +1282,9 @@ static int monitor_control(mqbus *b, enum proto_type type,
 	if (!b)
 		return -EINVAL;
 	b->error[0] = '\0';
-	if (!pattern || !proto_topic_valid(pattern, strlen(pattern), true))
-		return set_error(b, -EINVAL,
-				 "invalid pattern '%s': '/'-separated "
-				 "levels, '+' for one whole level, '#' as "
-				 "the whole last level",
-				 pattern ? pattern : "(null)");
+	r = check_pattern(b, pattern);
+	if (r < 0)
+		return r;
 	r = check_connected(b);
 	if (r < 0)
 		return r;
