@@ -33,6 +33,8 @@ ISUB=(env LD_LIBRARY_PATH="$RUN" "$RUN/isub")
 CONF=$MQB_TMP/mqbusd.conf
 cat >"$CONF" <<'EOF'
 [bus]
+max_clients_per_uid = 1000
+# (300 clients of root below: above the default per-uid bound)
 stats_interval = 0
 
 [topic "drop/#"]
