@@ -2228,10 +2228,12 @@ static void run_scale(enum bench_wake wake)
 	 * value for the late subscriber's small queue */
 	if (!fc ||
 	    fprintf(fc,
-		    "[bus]\nmax_clients = %u\npending_max = %u\n"
+		    "[bus]\nmax_clients = %u\nmax_clients_per_uid = %u\n"
+		    "pending_max = %u\n"
 		    "pending_bytes = 67108864\nmax_subscriptions = 1024\n"
 		    "max_retained = %u\n",
-		    clients + 16, clients + 256, n_retained + clients + 64) <
+		    clients + 16, clients + 16, clients + 256,
+		    n_retained + clients + 64) <
 		    0 ||
 	    fclose(fc) != 0)
 		fatal("cannot write %s", cfg);
