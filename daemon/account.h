@@ -22,6 +22,8 @@ enum account_item {
 	ACCOUNT_RETAINED,
 	ACCOUNT_RETAINED_BYTES,
 	ACCOUNT_PENDING_MEM, /* memory held for its slow subscriptions */
+	ACCOUNT_SUBS,	     /* subscriptions, group memberships, monitors */
+	ACCOUNT_REQUESTS,    /* requests in flight */
 	ACCOUNT_ITEMS,
 };
 

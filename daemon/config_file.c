@@ -72,6 +72,8 @@ static const struct config_key config_bus_keys[] = {
 	CONFIG_BUS_KEY(max_retained, 0, 10000000),
 	CONFIG_BUS_KEY(max_clients_per_uid, 1, 65535),
 	CONFIG_BUS_KEY(block_timeout, 0, 86400),
+	CONFIG_BUS_KEY(max_subscriptions_per_uid, 1, 100000000),
+	CONFIG_BUS_KEY(max_requests_per_uid, 1, 10000000),
 	CONFIG_BUS_KEY(pending_budget_per_uid, 1, INT_MAX),
 	CONFIG_BUS_KEY(max_timers_per_uid, 0, 1000000),
 	CONFIG_BUS_KEY(timer_min_period_ms, 1, 3600000),
@@ -164,6 +166,8 @@ int config_init(struct config *cfg)
 	cfg->max_retained = 65536;
 	cfg->max_clients_per_uid = 256;
 	cfg->block_timeout = 10;
+	cfg->max_subscriptions_per_uid = 65536;
+	cfg->max_requests_per_uid = 4096;
 	cfg->pending_budget_per_uid = 16 * 1024 * 1024;
 	cfg->max_timers_per_uid = 1024;
 	cfg->timer_min_period_ms = 10;

@@ -84,6 +84,8 @@ struct config {
 	unsigned max_retained;      /* retained values, default 65536 */
 	/* per uid, what one user may make the daemon hold (quotas) */
 	unsigned max_clients_per_uid;        /* default 256 */
+	unsigned max_subscriptions_per_uid;  /* default 65536 */
+	unsigned max_requests_per_uid;       /* in flight, default 4096 */
 	unsigned pending_budget_per_uid;     /* memory held for one uid's
 						slow subscribers, 16 MiB */
 	unsigned block_timeout;              /* s a subscriber may hold

@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 
+#include "daemon/account.h"
 #include "daemon/peer.h"
 #include "daemon/request.h"
 
@@ -117,6 +118,9 @@ struct request *request_new(struct request_table *t, struct peer *requester,
 	t->count++;
 	TAILQ_INSERT_TAIL(&requester->requests, r, peer_link);
 	requester->n_requests++;
+	if (t->accounts)
+		account_charge(t->accounts, requester->uid,
+			       ACCOUNT_REQUESTS);
 
 	if (timeout_ms == 0)
 		timeout_ms = REQUEST_DEFAULT_TIMEOUT_MS;
@@ -185,6 +189,9 @@ void request_free(struct request *r)
 	t->count--;
 	TAILQ_REMOVE(&r->requester->requests, r, peer_link);
 	r->requester->n_requests--;
+	if (t->accounts)
+		account_credit(t->accounts, r->requester->uid,
+			       ACCOUNT_REQUESTS);
 	event_del(r->timeout_ev);
 	if (r->recipients != r->inline_recipients)
 		free(r->recipients);

@@ -18,6 +18,7 @@
 
 #include "proto/proto.h"
 
+struct account_table;
 struct event;
 struct event_base;
 struct peer;
@@ -52,6 +53,7 @@ typedef void (*request_expired_fn)(struct request *r, void *arg);
 
 struct request_table {
 	struct event_base *base;
+	struct account_table *accounts; /* requests in flight per uid */
 	request_expired_fn expired;
 	void *expired_arg;
 	struct request **buckets;

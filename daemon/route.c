@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "daemon/access.h"
+#include "daemon/account.h"
 #include "daemon/config_file.h"
 #include "daemon/deliver.h"
 #include "daemon/log.h"
@@ -202,6 +203,15 @@ void route_request(struct peer *p, struct msgbuf *m,
 		return;
 	}
 	p->counts.requests++;
+	if (account_held(&s->accounts, p->uid, ACCOUNT_REQUESTS) >=
+	    s->cfg.max_requests_per_uid) {
+		snprintf(text, sizeof(text),
+			 "uid %u has reached max_requests_per_uid (%u) in "
+			 "flight",
+			 (unsigned)p->uid, s->cfg.max_requests_per_uid);
+		deliver_reply(p, token, EBUSY, text);
+		return;
+	}
 	if (p->n_requests >= REQUEST_MAX_PER_CLIENT) {
 		snprintf(text, sizeof(text),
 			 "too many requests in flight: at most %d",

@@ -440,6 +440,7 @@ int server_init(struct server *s, const struct server_options *opt,
 		return set_error(ret_error, -ENOMEM, "out of memory");
 	server_apply_config(s);
 	request_table_init(&s->requests, s->base, route_request_expired, s);
+	s->requests.accounts = &s->accounts;
 	r = wake_new(s->base, opt->wake, s->wake_signo, SERVER_READ_BUDGET,
 		     &s->wake);
 	if (r < 0)

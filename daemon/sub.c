@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "daemon/access.h"
+#include "daemon/account.h"
 #include "daemon/config_file.h"
 #include "daemon/deliver.h"
 #include "daemon/peer.h"
@@ -303,6 +304,14 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 		deliver_reply(p, pm->h.token, EDQUOT, text);
 		return;
 	}
+	if (account_held(&s->accounts, p->uid, ACCOUNT_SUBS) >=
+	    s->cfg.max_subscriptions_per_uid) {
+		snprintf(text, sizeof(text),
+			 "uid %u has reached max_subscriptions_per_uid (%u)",
+			 (unsigned)p->uid, s->cfg.max_subscriptions_per_uid);
+		deliver_reply(p, pm->h.token, EDQUOT, text);
+		return;
+	}
 	/* a duplicate is found by the router or the group, in O(levels):
 	 * a scan of subs here would make many subscriptions quadratic */
 	if (p->n_subs == p->cap_subs) {
@@ -340,6 +349,13 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 					     : "invalid pattern");
 		return;
 	}
+	if (account_charge(&s->accounts, p->uid, ACCOUNT_SUBS) < 0) {
+		sub_remove(p, sub->pattern, sub->group, sub->monitor);
+		free(sub->pattern);
+		free(sub->group);
+		deliver_reply(p, pm->h.token, ENOMEM, "out of memory");
+		return;
+	}
 	p->n_subs++;
 	sub_count_mixed(p, sub, 1);
 	deliver_reply(p, pm->h.token, 0, NULL);
@@ -373,6 +389,7 @@ void sub_unsubscribe(struct peer *p, struct msgbuf *m,
 				: group != NULL))
 			continue;
 		sub_count_mixed(p, sub, -1);
+		account_credit(&p->server->accounts, p->uid, ACCOUNT_SUBS);
 		free(sub->pattern);
 		free(sub->group);
 		*sub = p->subs[--p->n_subs];
@@ -387,6 +404,7 @@ void sub_drop_peer(struct peer *p)
 		struct peer_sub *sub = &p->subs[i];
 
 		sub_remove(p, sub->pattern, sub->group, sub->monitor);
+		account_credit(&p->server->accounts, p->uid, ACCOUNT_SUBS);
 		free(sub->pattern);
 		free(sub->group);
 	}
@@ -446,6 +464,7 @@ void sub_reapply(struct server *s)
 			sub_tell_ended(p, sub, text);
 			sub_remove(p, sub->pattern, sub->group, sub->monitor);
 			sub_count_mixed(p, sub, -1);
+			account_credit(&s->accounts, p->uid, ACCOUNT_SUBS);
 			free(sub->pattern);
 			free(sub->group);
 			*sub = p->subs[--p->n_subs];

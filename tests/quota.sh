@@ -70,6 +70,8 @@ max_timers_per_uid = 4
 timer_min_period_ms = 50
 timer_rate_per_uid = 30
 max_retained_per_uid = 3
+max_subscriptions_per_uid = 3
+max_requests_per_uid = 1
 CONF
 mqb_daemon_start notify -c "$CONF" || mqb_bail "mqbusd starts"
 
@@ -96,6 +98,35 @@ mqb_true "meanwhile another user's round trip works" $?
 kill "${pids[@]}" 2>/dev/null
 wait "${pids[@]}" 2>/dev/null
 mqb_wait_for 5000 eval "[ \"\$(mqb_stat clients)\" = 1 ]"
+
+# ------------------------------------------------------------ subscriptions, requests
+
+u1_bg /dev/null sub quota/s/1 quota/s/2 quota/s/3 -t 30000
+SP=$BGPID
+mqb_wait_for 10000 mqb_stat_ge subscriptions 3
+out=$(u1 sub quota/s/4 -n 1 -t 1000 2>&1)
+mqb_like "a 4th subscription of that uid (in another client) is refused" \
+	"$out" "uid $U1ID has reached max_subscriptions_per_uid \(3\)"
+kill "$SP" 2>/dev/null
+wait "$SP" 2>/dev/null
+mqb_wait_for 5000 eval "[ \"\$(mqb_stat subscriptions)\" = 0 ]"
+"$MQBUSCTL" serve quota/q --echo >/dev/null 2>&1 &
+SV=$!
+mqb_track "$SV"
+mqb_wait_for 10000 mqb_stat_ge subscriptions 1
+kill -STOP "$SV"
+u1_bg /dev/null call quota/q one -t 20000
+CP=$BGPID
+mqb_wait_for 5000 mqb_stat_ge requests_in_flight 1
+out=$(u1 call quota/q two -t 2000 2>&1)
+mqb_like "a 2nd request in flight of that uid is refused" "$out" \
+	"uid $U1ID has reached max_requests_per_uid \(1\) in flight"
+kill -CONT "$SV"
+mqb_wait_pid "$CP" 10000
+mqb_is "... while the first is answered" "$?" 0
+kill "$SV" 2>/dev/null
+wait "$SV" 2>/dev/null
+mqb_wait_for 5000 eval "[ \"\$(mqb_stat clients)\" = 0 ]"
 
 # ------------------------------------------------------------ timers
 
