@@ -313,18 +313,70 @@ static int retained_by_topic(const void *a, const void *b)
 		      (*(struct retained *const *)b)->topic);
 }
 
+/* A heap of the k smallest items seen, the largest of them at the top. */
+static void heap_sift_down(struct retained **h, size_t n, size_t i)
+{
+	for (;;) {
+		size_t c = 2 * i + 1;
+		struct retained *t;
+
+		if (c >= n)
+			return;
+		if (c + 1 < n && strcmp(h[c + 1]->topic, h[c]->topic) > 0)
+			c++;
+		if (strcmp(h[i]->topic, h[c]->topic) >= 0)
+			return;
+		t = h[i];
+		h[i] = h[c];
+		h[c] = t;
+		i = c;
+	}
+}
+
+static void heap_sift_up(struct retained **h, size_t i)
+{
+	while (i > 0) {
+		size_t parent = (i - 1) / 2;
+		struct retained *t;
+
+		if (strcmp(h[parent]->topic, h[i]->topic) >= 0)
+			return;
+		t = h[i];
+		h[i] = h[parent];
+		h[parent] = t;
+		i = parent;
+	}
+}
+
+/*
+ * The values after the cursor, by name.  A part holds at most one line
+ * per 40 bytes of it, so only that many of the smallest names are kept
+ * (a bounded heap): a part costs n log k string compares, not a sort of
+ * every value, and listing many values stays cheap for the daemon.
+ */
 static int query_retained(struct part *pt, const char *after)
 {
 	struct retain_store *rs = &pt->viewer->server->retained;
-	struct retained **v = malloc((rs->count + 1) * sizeof(*v));
-	struct retained *val;
-	size_t n = 0;
+	size_t k = pt->cap / 40 + 1, n = 0, seen = 0, shown = 0;
+	struct retained **v, *val;
 
+	if (k > rs->count)
+		k = rs->count;
+	v = malloc((k + 1) * sizeof(*v));
 	if (!v)
 		return -ENOMEM;
-	TAILQ_FOREACH(val, &rs->values, link)
-		if (strcmp(val->topic, after) > 0 && n < rs->count)
-			v[n++] = val;
+	TAILQ_FOREACH(val, &rs->values, link) {
+		if (strcmp(val->topic, after) <= 0)
+			continue;
+		seen++;
+		if (n < k) {
+			v[n] = val;
+			heap_sift_up(v, n++);
+		} else if (k && strcmp(val->topic, v[0]->topic) < 0) {
+			v[0] = val;
+			heap_sift_down(v, n, 0);
+		}
+	}
 	qsort(v, n, sizeof(*v), retained_by_topic);
 	for (size_t i = 0; i < n; i++) {
 		struct proto_header h;
@@ -340,8 +392,12 @@ static int query_retained(struct part *pt, const char *after)
 					 (pid_t)h.sender_pid, pid, sizeof(pid)),
 			       h.client_id))
 			break;
+		shown++;
 		snprintf(pt->topic, sizeof(pt->topic), "%s", v[i]->topic);
 	}
+	/* every kept one fitted, but there are more after them */
+	if (shown == n && seen > n)
+		pt->more = true;
 	free(v);
 	return 0;
 }
