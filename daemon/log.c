@@ -601,6 +601,14 @@ uint64_t log_ratelimit_hit(struct log_ratelimit *rl, uint64_t key,
 	uint64_t r;
 
 	if (!s->used || s->key != key) {
+		/* every slot it may take was written this interval: taking
+		 * one would let a client that sprays topics write an entry
+		 * per message.  Held back, not journalled (the counters of
+		 * the stats still have it). */
+		if (s->used && now_usec - s->last_usec < rl->interval_usec) {
+			rl->crowded += n;
+			return 0;
+		}
 		*s = (struct log_ratelimit_slot){
 		    .key = key, .last_usec = now_usec, .used = true};
 		return n;
@@ -615,22 +623,38 @@ uint64_t log_ratelimit_hit(struct log_ratelimit *rl, uint64_t key,
 	return r;
 }
 
+/*
+ * The start of a warning about subscriber sub and topic, rate limited by
+ * rl (may be NULL) per subscriber and topic: false when no entry may be
+ * written now; else *n is what the entry reports (held-back ones too).
+ */
+static bool entry_begin_limited(struct log_entry *e, enum log_event ev,
+				struct log_ratelimit *rl, uint64_t now_usec,
+				const struct log_client *sub,
+				const char *topic, uint64_t *n)
+{
+	if (rl) {
+		*n = log_ratelimit_hit(rl, log_ratelimit_key(sub->id, topic),
+				       now_usec, *n);
+		if (*n == 0)
+			return false;
+	}
+	if (!entry_begin(e, ev, LOG_WARNING))
+		return false;
+	entry_str(e, "MQBUS_TOPIC", topic);
+	entry_client(e, sub);
+	return true;
+}
+
 void log_slow_consumer(struct log_ratelimit *rl, uint64_t now_usec,
 		       const struct log_client *sub, const char *topic,
 		       const char *policy, uint64_t n)
 {
 	struct log_entry e;
 
-	if (rl) {
-		n = log_ratelimit_hit(rl, log_ratelimit_key(sub->id, topic),
-				      now_usec, n);
-		if (n == 0)
-			return;
-	}
-	if (!entry_begin(&e, LOG_EV_SLOW_CONSUMER, LOG_WARNING))
+	if (!entry_begin_limited(&e, LOG_EV_SLOW_CONSUMER, rl, now_usec, sub,
+				 topic, &n))
 		return;
-	entry_str(&e, "MQBUS_TOPIC", topic);
-	entry_client(&e, sub);
 	entry_str(&e, "MQBUS_POLICY", policy);
 	entry_u64(&e, "MQBUS_COUNT", n);
 	entry_send(&e,
@@ -646,16 +670,9 @@ void log_too_large(struct log_ratelimit *rl, uint64_t now_usec,
 {
 	struct log_entry e;
 
-	if (rl) {
-		n = log_ratelimit_hit(rl, log_ratelimit_key(sub->id, topic),
-				      now_usec, n);
-		if (n == 0)
-			return;
-	}
-	if (!entry_begin(&e, LOG_EV_TOO_LARGE, LOG_WARNING))
+	if (!entry_begin_limited(&e, LOG_EV_TOO_LARGE, rl, now_usec, sub,
+				 topic, &n))
 		return;
-	entry_str(&e, "MQBUS_TOPIC", topic);
-	entry_client(&e, sub);
 	entry_u64(&e, "MQBUS_SIZE", size);
 	entry_u64(&e, "MQBUS_QUEUE_MSGSIZE", msgsize);
 	entry_u64(&e, "MQBUS_COUNT", n);

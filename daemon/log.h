@@ -120,8 +120,11 @@ void log_handshake_refused(const char *queue, uid_t uid, pid_t pid,
 /*
  * At most one entry per key and interval: events beyond that are counted
  * and their number added to the next entry of the same key.  Slots hold
- * the keys; a key pushed out by others (more than LOG_RL_SLOTS keys in an
- * interval) loses its count.  Zero-initialise, then set interval_usec.
+ * the keys; a new key takes a free slot or one idle for an interval, and
+ * when it may take none it is not written (its events are counted in
+ * crowded): so at most about LOG_RL_SLOTS entries go out per interval,
+ * however many keys a client makes.  Zero-initialise, then set
+ * interval_usec.
  */
 #define LOG_RL_SLOTS 64
 struct log_ratelimit {
@@ -132,6 +135,9 @@ struct log_ratelimit {
 		uint64_t pending;   /* events held back since */
 		bool used;
 	} slot[LOG_RL_SLOTS];
+	/* events of keys that found every slot they may take written in
+	 * this interval: held back for good, counted here */
+	uint64_t crowded;
 };
 
 /* A key for a subscriber (client id) and a topic. */

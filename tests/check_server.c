@@ -143,6 +143,28 @@ START_TEST(two_buses)
 }
 END_TEST
 
+/*
+ * The journal's rate limiter bounds the entries of an interval whatever a
+ * client does: 1000 keys (a client spraying topics) get at most the
+ * slots' worth of entries, the rest are counted as crowded, and after
+ * the interval a new key is written again.
+ */
+START_TEST(ratelimit_keys)
+{
+	static struct log_ratelimit rl = { .interval_usec = 1000000 };
+	uint64_t written = 0;
+
+	for (uint32_t i = 0; i < 1000; i++)
+		written += log_ratelimit_hit(&rl, log_ratelimit_key(i, "t"),
+					     100, 1) > 0;
+	ck_assert_uint_le(written, LOG_RL_SLOTS);
+	ck_assert_uint_eq(written + rl.crowded, 1000);
+	ck_assert_uint_gt(log_ratelimit_hit(&rl, log_ratelimit_key(5000, "t"),
+					    100 + 2000000, 1),
+			  0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("server");
@@ -154,6 +176,9 @@ int main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, two_buses, 0,
 			    sizeof(methods) / sizeof(methods[0]));
+	suite_add_tcase(s, tc);
+	tc = tcase_create("log rate limit");
+	tcase_add_test(tc, ratelimit_keys);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
