@@ -80,6 +80,7 @@ static const struct config_key config_bus_keys[] = {
 	CONFIG_BUS_KEY(timer_rate_per_uid, 1, 1000000),
 	CONFIG_BUS_KEY(max_retained_per_uid, 0, 10000000),
 	CONFIG_BUS_KEY(max_retained_bytes_per_uid, 0, INT_MAX),
+	CONFIG_BUS_KEY(restart_grace_ms, 0, 600000),
 	CONFIG_BUS_KEY(stats_interval, 0, 86400),
 	CONFIG_BUS_KEY(stats_topics, 0, 10000),
 	CONFIG_OVERFLOW_KEY(struct config, overflow),
@@ -166,6 +167,7 @@ int config_init(struct config *cfg)
 	cfg->max_retained = 65536;
 	cfg->max_clients_per_uid = 256;
 	cfg->block_timeout = 10;
+	cfg->restart_grace_ms = 5000;
 	cfg->max_subscriptions_per_uid = 65536;
 	cfg->max_requests_per_uid = 4096;
 	cfg->pending_budget_per_uid = 16 * 1024 * 1024;

@@ -91,6 +91,10 @@ struct config {
 	unsigned block_timeout;              /* s a subscriber may hold
 						publishers up, default 10;
 						0: for ever */
+	unsigned restart_grace_ms;           /* after a restart, how long the
+						queues of live clients of the
+						previous daemon wait to be
+						re-announced, default 5000 */
 	unsigned max_timers_per_uid;         /* default 1024 */
 	unsigned timer_min_period_ms;        /* default 10 */
 	unsigned timer_rate_per_uid;         /* periodic firings/s, 1000 */

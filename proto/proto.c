@@ -247,6 +247,9 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 		return -PROTO_E_FLAGS;
 	if (h.type == PROTO_QUERY && (h.flags & ~PROTO_F_MORE))
 		return -PROTO_E_FLAGS;
+	/* PROTO_F_RESUME is an ANNOUNCE's only flag */
+	if ((h.flags & PROTO_F_RESUME) && h.type != PROTO_ANNOUNCE)
+		return -PROTO_E_FLAGS;
 	if (h.topic_len > PROTO_TOPIC_MAX)
 		return -PROTO_E_TOOBIG;
 

@@ -85,7 +85,10 @@ enum proto_type {
 				    request id */
 #define PROTO_F_MORE 0x0100u     /* QUERY answer: not the last part; ask
 				    again with its topic and seq */
-#define PROTO_F_ALL 0x01ffu
+#define PROTO_F_RESUME 0x0200u   /* ANNOUNCE: this tx was connected to an
+				    earlier daemon; adopt it without a
+				    HELLO (see PROTOCOL.md, Restart) */
+#define PROTO_F_ALL 0x03ffu
 
 /*
  * What a QUERY asks for (its status).  Each answer part holds whole
