@@ -60,7 +60,7 @@ TESTS += tests/check_proto tests/check_router tests/check_config \
 	tests/cli.sh tests/multiuser.sh tests/systemd.sh tests/policy.sh \
 	tests/quota.sh
 EXTRA_DIST += tests/harness.sh tests/lib.sh tests/bus-notify.sh \
-	tests/adopt.sh \
+	tests/adopt.sh tests/soak.sh \
 	tests/policy.sh tests/quota.sh \
 	tests/delivery.sh \
 	tests/bus-thread.sh tests/bus-poll.sh tests/cli.sh tests/multiuser.sh \
