@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -338,8 +339,15 @@ static const char *check_process(struct candidate *c)
 	c->pidfd = pidfd_open_compat(c->pid);
 	if (c->pidfd < 0 && (errno == EMFILE || errno == ENFILE))
 		return out_of_fds(c, "pidfd_open");
-	if (c->pidfd < 0 || proc_fsuid(c->pid, &fsuid) < 0 ||
-	    fsuid != c->uid || !pidfd_alive(c->pidfd))
+	/* no pidfds (before Linux 5.3, or under valgrind): the peer's
+	 * process is then looked for every PEER_PID_POLL_MS */
+	if (c->pidfd < 0 && errno == ENOSYS) {
+		if (kill(c->pid, 0) < 0)
+			return "process gone or of another uid";
+	} else if (c->pidfd < 0 || !pidfd_alive(c->pidfd)) {
+		return "process gone or of another uid";
+	}
+	if (proc_fsuid(c->pid, &fsuid) < 0 || fsuid != c->uid)
 		return "process gone or of another uid";
 	return NULL;
 }
