@@ -56,11 +56,11 @@ tests_helpers_mqbusctl_test_LDFLAGS = $(AM_LDFLAGS) -no-install
 TESTS += tests/check_proto tests/check_router tests/check_config \
 	tests/check_retain tests/check_server tests/check_policy \
 	tests/bus-notify.sh tests/bus-thread.sh tests/bus-poll.sh \
-	tests/delivery.sh tests/adopt.sh \
+	tests/delivery.sh tests/adopt.sh tests/completion.sh \
 	tests/cli.sh tests/multiuser.sh tests/systemd.sh tests/policy.sh \
 	tests/quota.sh
 EXTRA_DIST += tests/harness.sh tests/lib.sh tests/bus-notify.sh \
-	tests/adopt.sh tests/soak.sh \
+	tests/adopt.sh tests/soak.sh tests/completion.sh \
 	tests/policy.sh tests/quota.sh \
 	tests/delivery.sh \
 	tests/bus-thread.sh tests/bus-poll.sh tests/cli.sh tests/multiuser.sh \
