@@ -83,3 +83,7 @@ EXTRA_DIST += tests/monitor.sh
 tests_helpers_mqbusctl_test_SOURCES += client/inspect.c
 TESTS += tests/introspect.sh
 EXTRA_DIST += tests/introspect.sh
+# tests/state.sh: retained values and timers across restarts (-s DIR);
+# tests/check_state.c: the state file's parser, bounds and timer_claim()
+TESTS += tests/state.sh
+EXTRA_DIST += tests/state.sh
