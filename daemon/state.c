@@ -513,6 +513,7 @@ struct state {
 	bool dirty;
 	bool closed;
 	bool failing; /* the last write failed */
+	uint64_t writes;
 	struct log_ratelimit rl;
 };
 
@@ -648,6 +649,7 @@ int state_flush(struct state *st)
 		log_info("state: %s written again", st->path);
 	st->failing = false;
 	st->dirty = false;
+	st->writes++;
 	return 0;
 }
 
@@ -695,6 +697,11 @@ struct state *state_free(struct state *st)
 const char *state_path(const struct state *st)
 {
 	return st ? st->path : NULL;
+}
+
+uint64_t state_writes(const struct state *st)
+{
+	return st ? st->writes : 0;
 }
 
 /* -------------------------------------------------------------------- */

@@ -171,5 +171,7 @@ struct state *state_free(struct state *st);
 
 /* The path of the state file, or NULL without state. */
 const char *state_path(const struct state *st);
+/* How many writes succeeded since state_open(); 0 without state. */
+uint64_t state_writes(const struct state *st);
 
 #endif
