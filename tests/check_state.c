@@ -431,6 +431,94 @@ END_TEST
 /* -------------------------------------------------------------------- */
 /* restoring                                                             */
 
+static int64_t clock_ns(clockid_t clock)
+{
+	struct timespec t;
+
+	clock_gettime(clock, &t);
+	return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+static void put64(unsigned char *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+/*
+ * A periodic timer whose next firing passed 150 s ago, with a period of
+ * 60 s (two firings and a half missed): it fires once at start, counts
+ * on from its old count, and its next firing is on its old phase, 30 s
+ * ahead.  One whose next firing is ahead keeps that time.
+ */
+START_TEST(missed_firings_once)
+{
+	const int64_t period = 60000000000LL, second = 1000000000LL;
+	struct timer *det, *own;
+	unsigned char *buf, *rec;
+	struct server s;
+	struct child c;
+	char bus[32], path[128];
+	int64_t real, mono, next_real, stored;
+	size_t len;
+	FILE *f;
+
+	make_state_dir();
+	snprintf(bus, sizeof(bus), "st%dm", (int)getpid());
+	server_start(&s, bus, NULL);
+	c = child_start(bus, client_values);
+	child_wait(&s, &c);
+	ck_assert_int_eq(state_flush(s.state), 0);
+	buf = read_state(&s, &len);
+	child_kill(&c);
+	server_deinit(&s);
+
+	real = clock_ns(CLOCK_REALTIME);
+	stored = real - 150 * second;
+	rec = memmem(buf, len, "t/det", 6);
+	ck_assert_ptr_nonnull(rec);
+	rec -= 64; /* the timer's fixed part */
+	put64(rec + 16, (uint64_t)stored);
+	put64(rec + 24, 7);
+	rec = memmem(buf, len, "t/own", 6);
+	ck_assert_ptr_nonnull(rec);
+	rec -= 64;
+	put64(rec + 16, (uint64_t)(real + 10 * second));
+	fix_crc(buf, len);
+	snprintf(path, sizeof(path), "%s/%s.state", state_dir, bus);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fwrite(buf, 1, len, f), len);
+	ck_assert_int_eq(fclose(f), 0);
+	free(buf);
+
+	server_start(&s, bus, "[bus]\nrestart_grace_ms = 600000\n");
+	det = find_timer(&s, "t/det");
+	own = find_timer(&s, "t/own");
+	ck_assert_ptr_nonnull(det);
+	ck_assert_ptr_nonnull(own);
+	ck_assert_uint_eq(det->fired, 7);
+	run_for(&s, 200);
+	ck_assert_uint_eq(det->fired, 8);
+	run_for(&s, 200);
+	ck_assert_uint_eq(det->fired, 8);
+	/* its next firing, as a wall-clock time, on the old phase */
+	mono = clock_ns(CLOCK_MONOTONIC);
+	real = clock_ns(CLOCK_REALTIME);
+	next_real = det->next - mono + real;
+	ck_assert_msg(llabs(next_real - (stored + 3 * period)) < 50000000,
+		      "next firing %.3f s off the old phase",
+		      (double)(next_real - (stored + 3 * period)) / 1e9);
+	/* the one ahead: still about 10 s ahead, not fired */
+	ck_assert_uint_eq(own->fired, 0);
+	ck_assert_msg(llabs(own->next - mono - 10 * second) < second,
+		      "the timer 10 s ahead is now %.3f s ahead",
+		      (double)(own->next - mono) / 1e9);
+	server_deinit(&s);
+	remove_state_dir();
+}
+END_TEST
+
 /*
  * Writes the state of client_timers() and returns the tx names of the
  * clients that own c/one and c/two.
@@ -675,6 +763,7 @@ int main(void)
 	tcase_add_test(tc, parse_good_and_damaged);
 	tcase_add_test(tc, claim_and_drop);
 	tcase_add_test(tc, grace_drops_unclaimed);
+	tcase_add_test(tc, missed_firings_once);
 	tcase_add_loop_test(tc, bounds_on_load, 0, 2);
 	tcase_add_test(tc, burst_one_write);
 	suite_add_tcase(s, tc);
