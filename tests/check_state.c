@@ -312,6 +312,36 @@ static struct timer *find_timer(struct server *s, const char *topic)
 /* -------------------------------------------------------------------- */
 /* the parser                                                            */
 
+/* The CRC is the usual one (zlib's crc32()), at every length and
+ * alignment its eight-byte steps meet. */
+START_TEST(crc_known_values)
+{
+	static const char digits[] = "123456789";
+	unsigned char buf[64];
+	uint32_t bitwise;
+
+	ck_assert_uint_eq(state_crc32(digits, 9), 0xcbf43926u);
+	ck_assert_uint_eq(state_crc32("", 0), 0);
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char)(i * 37 + 11);
+	for (size_t off = 0; off < 8; off++) {
+		for (size_t len = 0; len + off <= sizeof(buf); len++) {
+			bitwise = 0xffffffffu;
+			for (size_t i = 0; i < len; i++) {
+				bitwise ^= buf[off + i];
+				for (int k = 0; k < 8; k++)
+					bitwise = bitwise & 1
+							  ? 0xedb88320u ^
+								    (bitwise >> 1)
+							  : bitwise >> 1;
+			}
+			ck_assert_uint_eq(state_crc32(buf + off, len),
+					  bitwise ^ 0xffffffffu);
+		}
+	}
+}
+END_TEST
+
 START_TEST(parse_good_and_damaged)
 {
 	struct state_image img = { 0 };
@@ -760,6 +790,7 @@ int main(void)
 
 	log_init(false);
 	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, crc_known_values);
 	tcase_add_test(tc, parse_good_and_damaged);
 	tcase_add_test(tc, claim_and_drop);
 	tcase_add_test(tc, grace_drops_unclaimed);
