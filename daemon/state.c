@@ -782,7 +782,11 @@ static void state_log_load(const struct state *st,
 			   const struct state_image *img,
 			   const struct state_load *ld)
 {
-	int64_t age = (clock_ns(CLOCK_REALTIME) - img->written_ns) / NS_PER_S;
+	int64_t real = clock_ns(CLOCK_REALTIME);
+	/* the file's word, not trusted: a time ahead or absurd is age 0 */
+	int64_t age = img->written_ns >= 0 && img->written_ns <= real
+			      ? (real - img->written_ns) / NS_PER_S
+			      : 0;
 	char dropped[256] = "";
 
 	if (ld->over_max || ld->over_share || ld->timers_over ||
@@ -800,7 +804,7 @@ static void state_log_load(const struct state *st,
 		 "waiting for their clients) from %s, written %lld s ago%s",
 		 ld->retained, ld->retained == 1 ? "" : "s", ld->timers,
 		 ld->timers == 1 ? "" : "s", ld->waiting, st->path,
-		 (long long)(age < 0 ? 0 : age), dropped);
+		 (long long)age, dropped);
 }
 
 /*
