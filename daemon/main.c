@@ -73,7 +73,8 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			if (!*optarg) {
-				fprintf(stderr, "mqbusd: -s needs a directory\n");
+				fprintf(stderr,
+					"mqbusd: -s needs a directory\n");
 				return 2;
 			}
 			opt.state_dir = optarg;

@@ -330,10 +330,9 @@ START_TEST(crc_known_values)
 			for (size_t i = 0; i < len; i++) {
 				bitwise ^= buf[off + i];
 				for (int k = 0; k < 8; k++)
-					bitwise = bitwise & 1
-							  ? 0xedb88320u ^
-								    (bitwise >> 1)
-							  : bitwise >> 1;
+					bitwise = (bitwise >> 1) ^
+						  (bitwise & 1 ? 0xedb88320u
+							       : 0);
 			}
 			ck_assert_uint_eq(state_crc32(buf + off, len),
 					  bitwise ^ 0xffffffffu);
