@@ -89,3 +89,12 @@ EXTRA_DIST += tests/monitor.sh
 tests_helpers_mqbusctl_test_SOURCES += client/inspect.c
 TESTS += tests/introspect.sh
 EXTRA_DIST += tests/introspect.sh
+# tests/state.sh: retained values and timers across restarts (-s DIR);
+# tests/check_state.c: the state file's parser, bounds and timer_claim()
+TESTS += tests/state.sh
+EXTRA_DIST += tests/state.sh
+check_PROGRAMS += tests/check_state
+tests_check_state_SOURCES = tests/check_state.c
+tests_check_state_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_state_LDADD = $(TEST_CHECK_LIBS) client/libmqbus.la
+TESTS += tests/check_state
