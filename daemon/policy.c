@@ -1295,6 +1295,17 @@ out:
 	return scope;
 }
 
+const char *policy_path(const struct policy *pol)
+{
+	return pol->path;
+}
+
+bool policy_rule_is_default(const struct policy *pol,
+			    const struct policy_rule *rule)
+{
+	return rule == &pol->deflt.rule;
+}
+
 int policy_describe(const struct policy *pol, enum policy_action action,
 		    const char *topic, const struct policy_rule *rule,
 		    char *buf, size_t size)

@@ -221,6 +221,14 @@ enum policy_scope policy_check_pattern(const struct policy *pol,
 				       const char *pattern,
 				       const struct policy_rule **ret_rule);
 
+/* The file pol was read from (as given); lives as long as pol. */
+const char *policy_path(const struct policy *pol);
+
+/* Whether rule, as policy_check() or policy_check_pattern() returned it,
+ * is pol's default rather than a rule of the file. */
+bool policy_rule_is_default(const struct policy *pol,
+			    const struct policy_rule *rule);
+
 /* "publish", ... ; "unknown" out of range. */
 const char *policy_action_name(enum policy_action action);
 

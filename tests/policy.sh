@@ -67,6 +67,8 @@ allow = subscribe user=* topic=public/#
 deny = subscribe user=* topic=public/secret/#
 allow = request,subscribe user=* topic=svc/#
 allow = serve user=$U2 topic=svc/#
+allow = group user=* topic=public/#
+deny = group user=* topic=public/secret/#
 $1
 CONF
 }
@@ -125,6 +127,24 @@ mqb_wait_pid "$S1" 10000
 mqb_is "public/# gets public/news, never public/secret/" \
 	"$(cat "$MQB_TMP/u1-public.out" | tr '\n' ' ')" \
 	"public/news one public/news two "
+
+# a queue group's members take turns: it needs all of its pattern
+before=$(mqb_stat policy_refused)
+out=$(u1 sub 'public/#' --group readers -n 1 -t 2000 2>&1)
+st=$?
+mqb_is "a queue group on a partly allowed pattern is refused (exit 1)" \
+	"$st" 1
+mqb_like "... naming the part denied and its rule" "$out" \
+	"group on public/#: the policy allows only part of it \\(group to public/# denied by $CONF:11\\)"
+mqb_wait_for 3000 mqb_stat_ge policy_refused $((before + 1))
+mqb_true "... and is counted (policy_refused)" $?
+u1_bg "$MQB_TMP/u1-group.out" sub 'public/news' --group readers -n 1 -t 10000
+S1=$BGPID
+mqb_wait_for 10000 mqb_stat_ge subscriptions 1
+"$MQBUSCTL" pub public/news grouped
+mqb_wait_pid "$S1" 10000
+mqb_is "... while one on an allowed pattern works" \
+	"$(cat "$MQB_TMP/u1-group.out")" "public/news grouped"
 
 # a supplementary group counts
 u2_bg "$MQB_TMP/u2-ops.out" sub 'ops/#' -n 1 -t 10000

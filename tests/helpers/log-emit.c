@@ -129,6 +129,10 @@ static void emit_all(void)
 	topic.other_topics = 8;
 	topic.delta = (struct log_counters){.published = 9, .delivered = 9};
 	log_stats_topic(&topic);
+	log_policy_refused(NULL, 0, &alice, "publish", "secret/plans",
+			   "/etc/mqbus/mqbusd.conf", 12, false, 1);
+	log_policy_refused(NULL, 0, &bob, "subscribe", "secret/#",
+			   "/etc/mqbus/mqbusd.conf", 3, true, 4);
 }
 
 static void emit_ratelimit(void)
