@@ -12,6 +12,8 @@
 # protected side sees nothing of it.  A wildcard subscription half denied
 # gets the allowed half only; a user who may not serve gets no requests;
 # a reload that takes a right away ends the subscription that used it.
+# Last, daemon/mqbusd.conf.example, the installed configuration of the
+# system unit: it parses, denies by default and opens what it documents.
 
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 
@@ -209,6 +211,54 @@ mqb_is "... and nothing more reaches it" \
 kill "$S1" 2>/dev/null
 wait "$S1" 2>/dev/null
 
+mqb_daemon_stop
+mqb_is "mqbusd stops with status 0" "$MQB_DSTATUS" 0
+
+# ------------------------------------------------------------ the example
+
+# daemon/mqbusd.conf.example is what make install puts at
+# $(sysconfdir)/mqbus/mqbusd.conf for the system unit: it must parse,
+# deny by default and open the set it documents.
+EX=$top_srcdir/daemon/mqbusd.conf.example
+EXDEF=$(grep -n '^default = deny$' "$EX" | cut -d: -f1)
+[ -n "$EXDEF" ]
+mqb_true "the example's policy denies by default (line $EXDEF)" $?
+BUS=$(mqb_new_bus ex)
+export MQBUS_BUS=$BUS
+mqb_daemon_start notify -c "$EX" ||
+	mqb_bail "mqbusd starts with daemon/mqbusd.conf.example"
+mqb_ok "mqbusd starts with daemon/mqbusd.conf.example"
+mqb_check "root may publish anywhere" "$MQBUSCTL" pub system/boot done
+out=$(u1 pub elsewhere/x hi 2>&1)
+mqb_is "$U1: a topic the example does not open is refused" "$?" 1
+mqb_like "... by its default" "$out" \
+	"publish to elsewhere/x denied by default \\($EX:$EXDEF\\)"
+out=$(u1 pub system/boot forged 2>&1)
+mqb_like "$U1 may not publish on system/" "$out" \
+	"publish to system/boot denied by default"
+out=$(u1 monitor 'public/#' -n 1 -t 1000 2>&1)
+mqb_like "$U1 may not monitor public/" "$out" "monitor to public/# denied"
+out=$(u1 serve 'service/#' --echo -n 1 2>&1)
+mqb_like "$U1 may not serve service/ (not even subscribe to it)" "$out" \
+	"subscribe to service/# denied by default"
+u1_bg "$MQB_TMP/ex-sys.out" sub 'system/#' -n 1 -t 10000
+S1=$BGPID
+u1_bg "$MQB_TMP/ex-users.out" sub 'users/#' -n 1 -t 10000
+S2=$BGPID
+mqb_wait_for 10000 mqb_stat_ge subscriptions 2
+"$MQBUSCTL" pub users/root/x not-for-you
+"$MQBUSCTL" pub system/boot again
+u1 pub "users/$U1/x" own
+mqb_check "$U1 may retain in public/" \
+	"${MQB_AS[@]}" "$RUN/mqbusctl" pub public/motd hello --retain
+mqb_wait_pid "$S1" 10000
+mqb_wait_pid "$S2" 10000
+mqb_is "$U1 may subscribe to system/#" "$(cat "$MQB_TMP/ex-sys.out")" \
+	"system/boot again"
+mqb_is "users/# gives $U1 its own tree only" \
+	"$(cat "$MQB_TMP/ex-users.out")" "users/$U1/x own"
+out=$(u2 call service/time now -t 1000 2>&1)
+mqb_is "$U2 may call service/ (no responder here: exit 4)" "$?" 4
 mqb_daemon_stop
 mqb_is "mqbusd stops with status 0" "$MQB_DSTATUS" 0
 mqb_done
