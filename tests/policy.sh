@@ -10,8 +10,10 @@
 # Each allowed action works and each denied one is refused with a
 # sentence naming the action, the topic and the rule (file:line); the
 # protected side sees nothing of it.  A wildcard subscription half denied
-# gets the allowed half only; a user who may not serve gets no requests;
-# a reload that takes a right away ends the subscription that used it.
+# gets the allowed half only (a queue group on it is refused); a user who
+# may not serve gets no requests, and one whose right to serve a reload
+# took away has its reply refused; a reload that takes a right away ends
+# the subscription that used it.
 # Last, daemon/mqbusd.conf.example, the installed configuration of the
 # system unit: it parses, denies by default and opens what it documents.
 
@@ -117,6 +119,14 @@ mqb_is "a denied publish reaches nobody" "$(cat "$MQB_TMP/root-other.out")" ""
 mqb_wait_for 3000 mqb_stat_ge policy_refused $((before + 1))
 mqb_true "... and is counted (policy_refused)" $?
 
+# retain is an action of its own: publishing is not enough
+out=$(u1 pub "users/$U1/state" kept --retain 2>&1)
+st=$?
+mqb_is "a denied retain fails (exit 1)" "$st" 1
+mqb_like "... naming action, topic and rule" "$out" \
+	"retain to users/$U1/state denied by default \($CONF:2\)"
+mqb_is "... and nothing is kept" "$(mqb_stat retained)" 0
+
 # a wildcard subscription half denied: the allowed half only
 u1_bg "$MQB_TMP/u1-public.out" sub 'public/#' -n 2 -t 10000
 S1=$BGPID
@@ -180,6 +190,36 @@ mqb_is "one who may serve answers" \
 	"$(u1 call svc/echo ping -t 3000 2>&1)" ping
 kill "$SV1" "$SV2" 2>/dev/null
 wait "$SV1" "$SV2" 2>/dev/null
+
+# a forbidden reply: the server's right to serve is revoked by a reload
+# while it works on a request; its reply is refused, the caller gets none
+mqb_wait_for 5000 mqb_settled "$BUS"
+nsubs=$(mqb_stat subscriptions)
+u2_bg "$MQB_TMP/u2-slow.out" serve svc/slow --exec 'sleep 2; cat' -n 1
+SV2=$BGPID
+mqb_wait_for 10000 mqb_stat_ge subscriptions $((nsubs + 1))
+rbefore=$(mqb_stat replies_refused)
+pbefore=$(mqb_stat policy_refused)
+u1_bg "$MQB_TMP/u1-slow.out" call svc/slow ping -t 5000
+C1=$BGPID
+mqb_wait_for 5000 mqb_stat_ge requests_in_flight 1
+mqb_true "the request reached the server" $?
+write_conf "deny = serve user=$U2 topic=svc/slow"
+kill -HUP "$DPID"
+mqb_wait_pid "$C1" 10000
+wait "$C1"
+mqb_is "a reply from one who may no longer serve never arrives (exit 3)" \
+	"$?" 3
+mqb_is "... nothing of it reached the caller" \
+	"$(grep -c ping "$MQB_TMP/u1-slow.out")" 0
+mqb_true "... the reply was refused (replies_refused)" \
+	"$(mqb_stat_ge replies_refused $((rbefore + 1)); echo $?)"
+mqb_true "... as a policy refusal (policy_refused)" \
+	"$(mqb_stat_ge policy_refused $((pbefore + 1)); echo $?)"
+kill "$SV2" 2>/dev/null
+wait "$SV2" 2>/dev/null
+write_conf ""
+kill -HUP "$DPID"
 
 # ------------------------------------------------------------ timer, monitor
 
