@@ -6,6 +6,8 @@
  * ties them to a peer (its identity, the bus's policy of the moment) and
  * turns a refusal into what the issue of access control asks of it: a
  * sentence for the client, a count in the stats, an entry in the journal.
+ * Refusals for a quota (a per-client or per-uid bound) are counted and
+ * journalled here too, so that both kinds read alike.
  */
 #include <stdio.h>
 #include <time.h>
@@ -16,6 +18,14 @@
 #include "daemon/server.h"
 #include "daemon/stats.h"
 #include "daemon/subscriber.h"
+
+static uint64_t access_now_usec(void)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (uint64_t)now.tv_sec * 1000000u + (uint64_t)now.tv_nsec / 1000u;
+}
 
 /*
  * Counts a refusal of action on topic by rule and writes it to the log:
@@ -29,16 +39,23 @@ static void access_refused(struct peer *p, enum policy_action action,
 	const struct policy *pol = p->server->cfg.policy;
 	struct bus_stats *st = &p->server->stats;
 	struct log_client who = stats_who(p);
-	struct timespec now;
 
 	st->policy_refused++;
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	log_policy_refused(&st->rl_policy,
-			   (uint64_t)now.tv_sec * 1000000u +
-				   (uint64_t)now.tv_nsec / 1000u,
-			   &who, policy_action_name(action), topic,
+	log_policy_refused(&st->rl_policy, access_now_usec(), &who,
+			   policy_action_name(action), topic,
 			   policy_path(pol), rule ? rule->line : 0,
 			   !rule || policy_rule_is_default(pol, rule), 1);
+}
+
+void access_quota_refused(struct peer *p, const char *quota,
+			  const char *topic, const char *why)
+{
+	struct bus_stats *st = &p->server->stats;
+	struct log_client who = stats_who(p);
+
+	st->quota_refused++;
+	log_quota_refused(&st->rl_quota, access_now_usec(), &who, quota, topic,
+			  why, 1);
 }
 
 bool access_check(struct peer *p, enum policy_action action,

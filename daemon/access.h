@@ -45,6 +45,16 @@ enum policy_scope access_scope(struct peer *p, enum policy_action action,
 			       size_t size);
 
 /*
+ * p was refused something because it or its uid reached quota (the
+ * mqbusd.conf(5) key); why is the sentence it is told, topic what it was
+ * about (NULL if nothing).  Counts it (quota_refused) and writes it to the
+ * journal (log_quota_refused(): at most one entry per uid and quota and
+ * interval).  The caller answers the client.
+ */
+void access_quota_refused(struct peer *p, const char *quota,
+			  const char *topic, const char *why);
+
+/*
  * Whether p may receive d: a request only if it may serve its topic, a
  * message through a partly denied subscription only if it may subscribe
  * to its topic.  Refusals here are not answered (the sender did nothing

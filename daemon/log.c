@@ -49,6 +49,7 @@ enum log_event {
 	LOG_EV_STATS_BUS,
 	LOG_EV_STATS_TOPIC,
 	LOG_EV_POLICY_REFUSED,
+	LOG_EV_QUOTA_REFUSED,
 };
 
 static const struct log_event_kind {
@@ -71,6 +72,7 @@ static const struct log_event_kind {
     [LOG_EV_STATS_BUS] = {LOG_ID_STATS_BUS, LOG_INFO, true},
     [LOG_EV_STATS_TOPIC] = {LOG_ID_STATS_TOPIC, LOG_INFO, true},
     [LOG_EV_POLICY_REFUSED] = {LOG_ID_POLICY_REFUSED, LOG_NOTICE, false},
+    [LOG_EV_QUOTA_REFUSED] = {LOG_ID_QUOTA_REFUSED, LOG_NOTICE, false},
 };
 
 static bool log_is_verbose;
@@ -725,6 +727,37 @@ void log_policy_refused(struct log_ratelimit *rl, uint64_t now_usec,
 		   c->id, log_comm(c), (int)c->pid, (unsigned)c->uid, action,
 		   topic, is_default ? "default (" : "", config_file, line,
 		   is_default ? ")" : "", more);
+}
+
+void log_quota_refused(struct log_ratelimit *rl, uint64_t now_usec,
+		       const struct log_client *c, const char *quota,
+		       const char *topic, const char *reason, uint64_t n)
+{
+	struct log_entry e;
+	char more[96] = "";
+
+	if (rl) {
+		n = log_ratelimit_hit(rl, log_ratelimit_key((uint32_t)c->uid,
+							    quota),
+				      now_usec, n);
+		if (n == 0)
+			return;
+	}
+	if (!entry_begin(&e, LOG_EV_QUOTA_REFUSED, LOG_NOTICE))
+		return;
+	entry_client(&e, c);
+	entry_str(&e, "MQBUS_QUOTA", quota);
+	entry_str(&e, "MQBUS_TOPIC", topic);
+	entry_str(&e, "MQBUS_REASON", reason);
+	entry_u64(&e, "MQBUS_COUNT", n);
+	if (n > 1)
+		snprintf(more, sizeof(more),
+			 "; %" PRIu64 " refusals of uid %u for %s since the "
+			 "last entry",
+			 n, (unsigned)c->uid, quota);
+	entry_send(&e, "client %" PRIu32 " (%s, pid %d, uid %u) refused: %s%s",
+		   c->id, log_comm(c), (int)c->pid, (unsigned)c->uid, reason,
+		   more);
 }
 
 void log_bad_messages(const struct log_client *c, uint64_t count,

@@ -192,6 +192,17 @@ void log_policy_refused(struct log_ratelimit *rl, uint64_t now_usec,
 			const char *topic, const char *config_file,
 			unsigned line, bool is_default, uint64_t n);
 
+/*
+ * Client c was refused something because it, or its uid, reached quota
+ * (the key of mqbusd.conf(5) that bounds it: "max_subscriptions_per_uid",
+ * ...); reason is the sentence the client was told, topic what it was
+ * about (NULL if nothing), n the times.  Rate limited by rl (may be NULL)
+ * per uid and quota, as log_policy_refused() is per uid and action.
+ */
+void log_quota_refused(struct log_ratelimit *rl, uint64_t now_usec,
+		       const struct log_client *c, const char *quota,
+		       const char *topic, const char *reason, uint64_t n);
+
 /* One delivery-stats round of the bus (interval interval_usec, round seq). */
 struct log_bus_stats {
 	uint64_t seq;

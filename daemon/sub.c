@@ -294,6 +294,7 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 		snprintf(text, sizeof(text),
 			 "too many subscriptions: at most %u per client",
 			 s->cfg.max_subscriptions);
+		access_quota_refused(p, "max_subscriptions", pm->topic, text);
 		deliver_reply(p, pm->h.token, EDQUOT, text);
 		return;
 	}
@@ -302,6 +303,8 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 		snprintf(text, sizeof(text),
 			 "uid %u has reached max_subscriptions_per_uid (%u)",
 			 (unsigned)p->uid, s->cfg.max_subscriptions_per_uid);
+		access_quota_refused(p, "max_subscriptions_per_uid", pm->topic,
+				     text);
 		deliver_reply(p, pm->h.token, EDQUOT, text);
 		return;
 	}

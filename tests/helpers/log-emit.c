@@ -133,6 +133,10 @@ static void emit_all(void)
 			   "/etc/mqbus/mqbusd.conf", 12, false, 1);
 	log_policy_refused(NULL, 0, &bob, "subscribe", "secret/#",
 			   "/etc/mqbus/mqbusd.conf", 3, true, 4);
+	log_quota_refused(NULL, 0, &bob, "max_subscriptions_per_uid",
+			  "sensors/#",
+			  "uid 1002 has reached max_subscriptions_per_uid (64)",
+			  2);
 }
 
 static void emit_ratelimit(void)
