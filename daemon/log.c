@@ -697,9 +697,9 @@ void log_policy_refused(struct log_ratelimit *rl, uint64_t now_usec,
 	char rule[512], more[96] = "";
 
 	if (rl) {
-		n = log_ratelimit_hit(rl, log_ratelimit_key((uint32_t)c->uid,
-							    action),
-				      now_usec, n);
+		n = log_ratelimit_hit(
+		    rl, log_ratelimit_key((uint32_t)c->uid, action), now_usec,
+		    n);
 		if (n == 0)
 			return;
 	}
@@ -737,9 +737,9 @@ void log_quota_refused(struct log_ratelimit *rl, uint64_t now_usec,
 	char more[96] = "";
 
 	if (rl) {
-		n = log_ratelimit_hit(rl, log_ratelimit_key((uint32_t)c->uid,
-							    quota),
-				      now_usec, n);
+		n = log_ratelimit_hit(
+		    rl, log_ratelimit_key((uint32_t)c->uid, quota), now_usec,
+		    n);
 		if (n == 0)
 			return;
 	}
