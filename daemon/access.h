@@ -8,8 +8,9 @@
  * name, groups, read at the handshake) through the policy's per-identity
  * cache (policy.h), so a message costs a cache look-up, not a walk of the
  * rules.  A refusal is counted (policy_refused in the stats), written to
- * the log at most once per uid and interval, and answered with a sentence
- * naming the action, the topic and the rule that refused it.
+ * the journal (log_policy_refused(): at most one entry per uid and action
+ * and interval), and answered with a sentence naming the action, the
+ * topic and the rule that refused it.
  */
 #ifndef MQBUS_ACCESS_H
 #define MQBUS_ACCESS_H
@@ -34,10 +35,24 @@ bool access_check(struct peer *p, enum policy_action action,
 
 /*
  * What a subscription pattern may receive: POLICY_ALLOWED without a
- * policy.  POLICY_DENIED fills why as access_check() does.
+ * policy.  POLICY_DENIED fills why as access_check() does.  With whole
+ * (a queue group, whose members take turns, needs all of its pattern), a
+ * pattern only partly allowed is refused too: POLICY_DENIED, and why
+ * names a deny rule that takes part.
  */
 enum policy_scope access_scope(struct peer *p, enum policy_action action,
-			       const char *pattern, char *why, size_t size);
+			       const char *pattern, bool whole, char *why,
+			       size_t size);
+
+/*
+ * p was refused something because it or its uid reached quota (the
+ * mqbusd.conf(5) key); why is the sentence it is told, topic what it was
+ * about (NULL if nothing).  Counts it (quota_refused) and writes it to the
+ * journal (log_quota_refused(): at most one entry per uid and quota and
+ * interval).  The caller answers the client.
+ */
+void access_quota_refused(struct peer *p, const char *quota,
+			  const char *topic, const char *why);
 
 /*
  * Whether p may receive d: a request only if it may serve its topic, a

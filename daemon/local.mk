@@ -37,6 +37,36 @@ daemon_mqbusd_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS)
 daemon_mqbusd_LDADD = daemon/libmqbusd.la
 dist_man_MANS += daemon/mqbusd.8 daemon/mqbusd.conf.5
 EXTRA_DIST += daemon/mqbusd.conf.example
+
+# The commented example is installed as the configuration the system unit
+# reads, $(sysconfdir)/mqbus/mqbusd.conf.  A file already there that
+# differs from it (one an administrator edited) is kept, and the example
+# goes beside it as mqbusd.conf.example; uninstalling removes the file
+# only if it is still the example.
+mqbusconfdir = $(sysconfdir)/mqbus
+install-data-local: install-mqbusd-conf
+uninstall-local: uninstall-mqbusd-conf
+install-mqbusd-conf:
+	$(MKDIR_P) '$(DESTDIR)$(mqbusconfdir)'
+	@src='$(srcdir)/daemon/mqbusd.conf.example'; \
+	dst='$(DESTDIR)$(mqbusconfdir)/mqbusd.conf'; \
+	if test -f "$$dst" && ! cmp -s "$$src" "$$dst"; then \
+	  echo " $$dst differs from the example: kept;" \
+	    "the example is installed as $$dst.example"; \
+	  echo " $(INSTALL_DATA) $$src $$dst.example"; \
+	  $(INSTALL_DATA) "$$src" "$$dst.example"; \
+	else \
+	  echo " $(INSTALL_DATA) $$src $$dst"; \
+	  $(INSTALL_DATA) "$$src" "$$dst"; \
+	fi
+uninstall-mqbusd-conf:
+	@src='$(srcdir)/daemon/mqbusd.conf.example'; \
+	dst='$(DESTDIR)$(mqbusconfdir)/mqbusd.conf'; \
+	if cmp -s "$$src" "$$dst"; then \
+	  echo " rm -f $$dst"; rm -f "$$dst"; \
+	fi; \
+	rm -f "$$dst.example"
+.PHONY: install-mqbusd-conf uninstall-mqbusd-conf
 # journalctl -x explains mqbusd's entries from this catalog
 catalogdir = $(libdir)/systemd/catalog
 dist_catalog_DATA = daemon/mqbus.catalog

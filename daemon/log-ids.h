@@ -25,6 +25,8 @@
 #define LOG_ID_KERNEL_LIMIT "ca446fe34e3441a18732bf5db27c7489"
 #define LOG_ID_STATS_BUS "5099115783a4474cafa17e89f6eb24b7"
 #define LOG_ID_STATS_TOPIC "990a879b1b944b9688ff00aa31a8b2c2"
+#define LOG_ID_POLICY_REFUSED "8881371cad3a41039b0ee8f7ab482d91"
+#define LOG_ID_QUOTA_REFUSED "46127e903089437097702c2648c27b7b"
 
 /*
  * The delivery counters of "client left" and the delivery-stats entries,

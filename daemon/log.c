@@ -48,6 +48,8 @@ enum log_event {
 	LOG_EV_KERNEL_LIMIT,
 	LOG_EV_STATS_BUS,
 	LOG_EV_STATS_TOPIC,
+	LOG_EV_POLICY_REFUSED,
+	LOG_EV_QUOTA_REFUSED,
 };
 
 static const struct log_event_kind {
@@ -69,6 +71,8 @@ static const struct log_event_kind {
     [LOG_EV_KERNEL_LIMIT] = {LOG_ID_KERNEL_LIMIT, LOG_ERR, false},
     [LOG_EV_STATS_BUS] = {LOG_ID_STATS_BUS, LOG_INFO, true},
     [LOG_EV_STATS_TOPIC] = {LOG_ID_STATS_TOPIC, LOG_INFO, true},
+    [LOG_EV_POLICY_REFUSED] = {LOG_ID_POLICY_REFUSED, LOG_NOTICE, false},
+    [LOG_EV_QUOTA_REFUSED] = {LOG_ID_QUOTA_REFUSED, LOG_NOTICE, false},
 };
 
 static bool log_is_verbose;
@@ -682,6 +686,78 @@ void log_too_large(struct log_ratelimit *rl, uint64_t now_usec,
 		   "message (%" PRIu64 " times)",
 		   size, topic, sub->id, log_comm(sub), (int)sub->pid,
 		   (unsigned)sub->uid, msgsize, n);
+}
+
+void log_policy_refused(struct log_ratelimit *rl, uint64_t now_usec,
+			const struct log_client *c, const char *action,
+			const char *topic, const char *config_file,
+			unsigned line, bool is_default, uint64_t n)
+{
+	struct log_entry e;
+	char rule[512], more[96] = "";
+
+	if (rl) {
+		n = log_ratelimit_hit(
+		    rl, log_ratelimit_key((uint32_t)c->uid, action), now_usec,
+		    n);
+		if (n == 0)
+			return;
+	}
+	if (!entry_begin(&e, LOG_EV_POLICY_REFUSED, LOG_NOTICE))
+		return;
+	if (is_default)
+		snprintf(rule, sizeof(rule), "default");
+	else
+		snprintf(rule, sizeof(rule), "%s:%u", config_file, line);
+	entry_client(&e, c);
+	entry_str(&e, "MQBUS_ACTION", action);
+	entry_str(&e, "MQBUS_TOPIC", topic);
+	entry_str(&e, "MQBUS_RULE", rule);
+	entry_str(&e, "MQBUS_CONFIG_FILE", config_file);
+	entry_u64(&e, "MQBUS_CONFIG_LINE", line);
+	entry_u64(&e, "MQBUS_COUNT", n);
+	if (n > 1)
+		snprintf(more, sizeof(more),
+			 "; %" PRIu64 " %s refusals of uid %u since the last "
+			 "entry",
+			 n, action, (unsigned)c->uid);
+	entry_send(&e,
+		   "client %" PRIu32 " (%s, pid %d, uid %u): %s to %s denied "
+		   "by %s%s:%u%s%s",
+		   c->id, log_comm(c), (int)c->pid, (unsigned)c->uid, action,
+		   topic, is_default ? "default (" : "", config_file, line,
+		   is_default ? ")" : "", more);
+}
+
+void log_quota_refused(struct log_ratelimit *rl, uint64_t now_usec,
+		       const struct log_client *c, const char *quota,
+		       const char *topic, const char *reason, uint64_t n)
+{
+	struct log_entry e;
+	char more[96] = "";
+
+	if (rl) {
+		n = log_ratelimit_hit(
+		    rl, log_ratelimit_key((uint32_t)c->uid, quota), now_usec,
+		    n);
+		if (n == 0)
+			return;
+	}
+	if (!entry_begin(&e, LOG_EV_QUOTA_REFUSED, LOG_NOTICE))
+		return;
+	entry_client(&e, c);
+	entry_str(&e, "MQBUS_QUOTA", quota);
+	entry_str(&e, "MQBUS_TOPIC", topic);
+	entry_str(&e, "MQBUS_REASON", reason);
+	entry_u64(&e, "MQBUS_COUNT", n);
+	if (n > 1)
+		snprintf(more, sizeof(more),
+			 "; %" PRIu64 " refusals of uid %u for %s since the "
+			 "last entry",
+			 n, (unsigned)c->uid, quota);
+	entry_send(&e, "client %" PRIu32 " (%s, pid %d, uid %u) refused: %s%s",
+		   c->id, log_comm(c), (int)c->pid, (unsigned)c->uid, reason,
+		   more);
 }
 
 void log_bad_messages(const struct log_client *c, uint64_t count,

@@ -176,6 +176,33 @@ void log_bad_messages(const struct log_client *c, uint64_t count,
 void log_kernel_limit(const char *limit, uint64_t value, const char *operation,
 		      int errnum, uid_t uid, const char *hint);
 
+/*
+ * The access policy (mqbusd.conf(5), [policy]) refused client c action
+ * ("publish", ...) on topic (the pattern, for a subscription), n times.
+ * The rule that refused is line of config_file, or, when is_default, the
+ * "default =" key at that line.  With rl (may be NULL), rate limited per
+ * uid and action, not per client or topic: a client refused on ever new
+ * topics, or reconnecting under new client ids, writes at most one entry
+ * per interval for its uid and that action (and the limiter's slots bound
+ * the entries of all uids together); the entry reports the refusals held
+ * back before it, but names only its own topic and rule.
+ */
+void log_policy_refused(struct log_ratelimit *rl, uint64_t now_usec,
+			const struct log_client *c, const char *action,
+			const char *topic, const char *config_file,
+			unsigned line, bool is_default, uint64_t n);
+
+/*
+ * Client c was refused something because it, or its uid, reached quota
+ * (the key of mqbusd.conf(5) that bounds it: "max_subscriptions_per_uid",
+ * ...); reason is the sentence the client was told, topic what it was
+ * about (NULL if nothing), n the times.  Rate limited by rl (may be NULL)
+ * per uid and quota, as log_policy_refused() is per uid and action.
+ */
+void log_quota_refused(struct log_ratelimit *rl, uint64_t now_usec,
+		       const struct log_client *c, const char *quota,
+		       const char *topic, const char *reason, uint64_t n);
+
 /* One delivery-stats round of the bus (interval interval_usec, round seq). */
 struct log_bus_stats {
 	uint64_t seq;

@@ -1093,10 +1093,28 @@ uint32_t policy_cache_hash(const char *topic, size_t len)
 	return h;
 }
 
+/* Remembers the decision rule for action on topic (len bytes). */
+static void policy_memo_set(struct policy_identity *id,
+			    const struct policy *pol, enum policy_action action,
+			    const char *topic, size_t len,
+			    const struct policy_rule *rule)
+{
+	struct policy_memo *m = &id->memo;
+
+	if (len > POLICY_MEMO_TOPIC_MAX)
+		return;
+	m->generation = pol->generation;
+	m->rule = rule;
+	m->len = (uint16_t)len;
+	m->action = (uint8_t)action;
+	memcpy(m->topic, topic, len);
+}
+
 bool policy_check(const struct policy *pol, struct policy_identity *id,
 		  enum policy_action action, const char *topic,
 		  const struct policy_rule **ret_rule)
 {
+	const struct policy_memo *memo = &id->memo;
 	struct policy_walk w = { id, topic, 1u << action, NULL };
 	struct policy_cache_entry *set = NULL, *slot;
 	size_t len;
@@ -1109,6 +1127,13 @@ bool policy_check(const struct policy *pol, struct policy_identity *id,
 		return true;
 	}
 	len = strlen(topic);
+	if (memo->generation == pol->generation && memo->action == action &&
+	    memo->len == len && memcmp(memo->topic, topic, len) == 0) {
+		id->cache_hits++;
+		if (ret_rule)
+			*ret_rule = memo->rule;
+		return memo->rule->allow;
+	}
 	if (len <= POLICY_CACHE_TOPIC_MAX) {
 		if (!id->cache)
 			id->cache = calloc(1, sizeof(*id->cache));
@@ -1128,6 +1153,8 @@ bool policy_check(const struct policy *pol, struct policy_identity *id,
 				continue;
 			id->cache_hits++;
 			slot->used = id->cache->clock;
+			policy_memo_set(id, pol, action, topic, len,
+					slot->rule);
 			if (ret_rule)
 				*ret_rule = slot->rule;
 			return slot->allow;
@@ -1161,6 +1188,7 @@ bool policy_check(const struct policy *pol, struct policy_identity *id,
 		slot->allow = w.best->allow;
 		memcpy(slot->topic, topic, len);
 	}
+	policy_memo_set(id, pol, action, topic, len, w.best);
 	if (ret_rule)
 		*ret_rule = w.best;
 	return w.best->allow;
@@ -1293,6 +1321,17 @@ out:
 	if (ret_rule)
 		*ret_rule = rule;
 	return scope;
+}
+
+const char *policy_path(const struct policy *pol)
+{
+	return pol->path;
+}
+
+bool policy_rule_is_default(const struct policy *pol,
+			    const struct policy_rule *rule)
+{
+	return rule == &pol->deflt.rule;
 }
 
 int policy_describe(const struct policy *pol, enum policy_action action,

@@ -80,6 +80,22 @@ struct policy_cache;
 #define POLICY_CACHE_TOPIC_MAX 128
 
 /*
+ * The last decision of an identity, looked at before its cache: a client
+ * mostly publishes, requests or serves the topic of its last message
+ * again, and this answers that from one cache line of the identity itself,
+ * without hashing the topic or touching the cache.  Topics longer than
+ * POLICY_MEMO_TOPIC_MAX bytes go to the cache.
+ */
+#define POLICY_MEMO_TOPIC_MAX 45
+struct policy_memo {
+	uint64_t generation; /* of the policy that decided; 0: none */
+	const struct policy_rule *rule;
+	uint16_t len;
+	uint8_t action;
+	char topic[POLICY_MEMO_TOPIC_MAX];
+};
+
+/*
  * Who a client is, as far as the policy is concerned: its uid (the owner
  * of its queues), its name (NULL when the uid has no passwd entry, or one
  * that cannot stand in a topic level: then rules with %u never apply to
@@ -93,7 +109,8 @@ struct policy_identity {
 	gid_t *groups;
 	size_t n_groups;
 	struct policy_cache *cache;
-	uint64_t cache_hits;   /* checks answered from the cache */
+	struct policy_memo memo;
+	uint64_t cache_hits;   /* checks answered from the memo or cache */
 	uint64_t cache_misses; /* checks that walked the rules */
 };
 
@@ -175,8 +192,9 @@ size_t policy_n_rules(const struct policy *pol);
  * With pol NULL: true, and *ret_rule NULL.  Otherwise *ret_rule (when
  * ret_rule is not NULL) is the rule that decided, or for the default a
  * rule with pattern "#" and the line of the "default =" key; it lives as
- * long as pol.  The answer comes from id's cache when it holds one for
- * this policy generation, action and topic; else the rules are walked
+ * long as pol.  The answer comes from id's memo (its last decision) or
+ * its cache when they hold one for this policy generation, action and
+ * topic; else the rules are walked
  * (through an index, so the cost grows with the rules whose patterns
  * could match topic, not with all of them) and the answer cached.  Once
  * id's cache exists, this never allocates.
@@ -220,6 +238,14 @@ enum policy_scope policy_check_pattern(const struct policy *pol,
 				       enum policy_action action,
 				       const char *pattern,
 				       const struct policy_rule **ret_rule);
+
+/* The file pol was read from (as given); lives as long as pol. */
+const char *policy_path(const struct policy *pol);
+
+/* Whether rule, as policy_check() or policy_check_pattern() returned it,
+ * is pol's default rather than a rule of the file. */
+bool policy_rule_is_default(const struct policy *pol,
+			    const struct policy_rule *rule);
 
 /* "publish", ... ; "unknown" out of range. */
 const char *policy_action_name(enum policy_action action);

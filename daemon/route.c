@@ -180,6 +180,11 @@ void route_publish(struct peer *p, struct msgbuf *m,
 				 "value of %s not retained: %s", topic,
 				 strerror(-r));
 		s->stats.retain_refused++;
+		if (r == -EDQUOT)
+			access_quota_refused(p, "max_retained_per_uid", topic,
+					     why);
+		else if (r == -ENOSPC)
+			access_quota_refused(p, "max_retained", topic, why);
 		deliver_reply(p, pm->h.token, -r, why);
 	}
 }
@@ -210,6 +215,7 @@ void route_request(struct peer *p, struct msgbuf *m,
 			 "uid %u has reached max_requests_per_uid (%u) in "
 			 "flight",
 			 (unsigned)p->uid, s->cfg.max_requests_per_uid);
+		access_quota_refused(p, "max_requests_per_uid", topic, text);
 		deliver_reply(p, token, EBUSY, text);
 		return;
 	}
@@ -217,6 +223,8 @@ void route_request(struct peer *p, struct msgbuf *m,
 		snprintf(text, sizeof(text),
 			 "too many requests in flight: at most %d",
 			 REQUEST_MAX_PER_CLIENT);
+		access_quota_refused(p, "requests in flight per client", topic,
+				     text);
 		deliver_reply(p, token, EBUSY, text);
 		return;
 	}

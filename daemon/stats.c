@@ -382,6 +382,7 @@ int stats_init(struct server *s)
 	st->rl_large.interval_usec = 10 * 1000000ull;
 	st->rl_refused.interval_usec = 10 * 1000000ull;
 	st->rl_policy.interval_usec = 10 * 1000000ull;
+	st->rl_quota.interval_usec = 10 * 1000000ull;
 	return stats_reconfigure(s);
 }
 
@@ -446,7 +447,7 @@ static const struct {
 	STAT(replies_refused),	  STAT(timers_fired),
 	STAT(publishers_blocked), STAT(slow_disconnects),
 	STAT(control_lost),	  STAT(policy_refused),
-	STAT(retain_refused),
+	STAT(retain_refused),	  STAT(quota_refused),
 	STAT(stats_rounds),
 };
 #undef STAT

@@ -74,6 +74,7 @@ struct bus_stats {
 	uint64_t control_lost; /* answers a client could not be sent */
 	uint64_t policy_refused; /* actions the access policy refused */
 	uint64_t retain_refused; /* values not kept: bus or uid bounds */
+	uint64_t quota_refused;	 /* refused for a per-client or uid bound */
 	uint64_t stats_rounds; /* delivery-stats entries written */
 	uint64_t stats_rounds_all; /* rounds, written or not (hints) */
 
@@ -93,7 +94,8 @@ struct bus_stats {
 	struct log_ratelimit rl_slow;
 	struct log_ratelimit rl_large;
 	struct log_ratelimit rl_refused;
-	struct log_ratelimit rl_policy; /* per uid */
+	struct log_ratelimit rl_policy; /* per uid and action */
+	struct log_ratelimit rl_quota;	/* per uid and quota */
 };
 
 /* Sets up the counters and, if s->cfg.stats_interval, the rounds. */

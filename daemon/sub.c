@@ -283,16 +283,9 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 		deliver_reply(p, pm->h.token, EPERM, text);
 		return;
 	}
-	scope = access_scope(p, sub_action(monitor, group), pm->topic, why,
-			     sizeof(why));
 	/* a group's members take turns: each must be allowed it all */
-	if (scope == POLICY_MIXED && group) {
-		snprintf(why, sizeof(why),
-			 "group on %s: the policy allows only part of it; "
-			 "join a group on a narrower pattern",
-			 pm->topic);
-		scope = POLICY_DENIED;
-	}
+	scope = access_scope(p, sub_action(monitor, group), pm->topic,
+			     group != NULL, why, sizeof(why));
 	if (scope == POLICY_DENIED) {
 		deliver_reply(p, pm->h.token, EACCES, why);
 		return;
@@ -301,6 +294,7 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 		snprintf(text, sizeof(text),
 			 "too many subscriptions: at most %u per client",
 			 s->cfg.max_subscriptions);
+		access_quota_refused(p, "max_subscriptions", pm->topic, text);
 		deliver_reply(p, pm->h.token, EDQUOT, text);
 		return;
 	}
@@ -309,6 +303,8 @@ void sub_subscribe(struct peer *p, struct msgbuf *m,
 		snprintf(text, sizeof(text),
 			 "uid %u has reached max_subscriptions_per_uid (%u)",
 			 (unsigned)p->uid, s->cfg.max_subscriptions_per_uid);
+		access_quota_refused(p, "max_subscriptions_per_uid", pm->topic,
+				     text);
 		deliver_reply(p, pm->h.token, EDQUOT, text);
 		return;
 	}
@@ -443,14 +439,17 @@ void sub_reapply(struct server *s)
 
 			if (p->closing)
 				break;
-			if (sub->monitor && !s->cfg.policy && !may_monitor(p))
+			if (sub->monitor && !s->cfg.policy && !may_monitor(p)) {
+				snprintf(why, sizeof(why),
+					 "monitor is allowed to root and to "
+					 "the bus owner (uid %u) only",
+					 (unsigned)s->uid);
 				scope = POLICY_DENIED;
-			else
+			} else
 				scope = access_scope(
 					p, sub_action(sub->monitor, sub->group),
-					sub->pattern, why, sizeof(why));
-			if (scope == POLICY_MIXED && sub->group)
-				scope = POLICY_DENIED;
+					sub->pattern, sub->group != NULL, why,
+					sizeof(why));
 			sub_count_mixed(p, sub, -1);
 			sub->mixed = scope == POLICY_MIXED;
 			sub_count_mixed(p, sub, 1);

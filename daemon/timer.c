@@ -337,6 +337,7 @@ static int timer_add(struct server *s, struct peer *c,
 			 "uid %u has reached max_timers_per_uid (%u)",
 			 (unsigned)c->uid, s->cfg.max_timers_per_uid);
 		*ret_why = s->why;
+		access_quota_refused(c, "max_timers_per_uid", pm->topic, s->why);
 		return -EDQUOT;
 	}
 	rate = timer_rate(pm->h.timestamp);
@@ -347,6 +348,8 @@ static int timer_add(struct server *s, struct peer *c,
 			 (unsigned long long)pm->h.timestamp,
 			 s->cfg.timer_min_period_ms);
 		*ret_why = s->why;
+		access_quota_refused(c, "timer_min_period_ms", pm->topic,
+				     s->why);
 		return -EINVAL;
 	}
 	if (account_held(&s->accounts, c->uid, ACCOUNT_TIMER_RATE) + rate >
@@ -356,6 +359,7 @@ static int timer_add(struct server *s, struct peer *c,
 			 "than timer_rate_per_uid (%u a second)",
 			 (unsigned)c->uid, s->cfg.timer_rate_per_uid);
 		*ret_why = s->why;
+		access_quota_refused(c, "timer_rate_per_uid", pm->topic, s->why);
 		return -EDQUOT;
 	}
 	/* bounds that keep every sum below in range of int64_t ns */

@@ -753,6 +753,66 @@ START_TEST(test_cache)
 }
 END_TEST
 
+/* The memo of the last decision: exact topic, action and policy only. */
+START_TEST(test_memo)
+{
+	struct policy_identity id;
+	const struct policy_rule *rule;
+	struct config cfg;
+	char at[POLICY_MEMO_TOPIC_MAX + 1], over[POLICY_MEMO_TOPIC_MAX + 2];
+
+	/* "m/" and x's: POLICY_MEMO_TOPIC_MAX bytes, and one more */
+	memset(at, 'x', sizeof(at) - 1);
+	at[sizeof(at) - 1] = '\0';
+	memcpy(at, "m/", 2);
+	memset(over, 'x', sizeof(over) - 1);
+	over[sizeof(over) - 1] = '\0';
+	memcpy(over, "m/", 2);
+	pol_load_ok(&cfg, "[policy]\ndefault = deny\n"
+			  "allow = publish * topic=m/#\n"
+			  "deny = publish * topic=m/secret\n");
+	ident(&id, 1000, 1000, "alice");
+	for (int i = 0; i < 3; i++) {
+		ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH, at,
+				       &rule));
+		ck_assert_uint_eq(rule->line, 3);
+		ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH, at,
+				       NULL));
+		/* the same topic, another action: not the memo's answer */
+		ck_assert(!policy_check(cfg.policy, &id, POLICY_SUBSCRIBE, at,
+					&rule));
+		ck_assert_uint_eq(rule->line, 2);
+		ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH, over,
+				       NULL));
+		ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH, over,
+				       NULL));
+		/* a topic the memo's is a prefix of, and one it is not */
+		ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH,
+				       "m/sec", NULL));
+		ck_assert(!policy_check(cfg.policy, &id, POLICY_PUBLISH,
+					"m/secret", &rule));
+		ck_assert_uint_eq(rule->line, 4);
+		ck_assert(!policy_check(cfg.policy, &id, POLICY_PUBLISH,
+					"m/secret", NULL));
+		ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH,
+				       "m/secre", NULL));
+	}
+	ck_assert_uint_eq(id.cache_misses, 6);
+	ck_assert_uint_eq(id.cache_hits, 3 * 9 - 6);
+	/* a new policy: the memo of the old one does not answer */
+	ck_assert(policy_check(cfg.policy, &id, POLICY_PUBLISH, "m/a", NULL));
+	ck_assert_int_eq(pol_load(&cfg, "[policy]\ndefault = allow\n"
+					"deny = publish * topic=m/a\n",
+				  NULL, NULL),
+			 0);
+	ck_assert(!policy_check(cfg.policy, &id, POLICY_PUBLISH, "m/a",
+				&rule));
+	ck_assert_uint_eq(rule->line, 3);
+	policy_identity_deinit(&id);
+	config_deinit(&cfg);
+}
+END_TEST
+
 static int u64_cmp(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -1417,6 +1477,7 @@ static Suite *policy_suite(void)
 	tcase_add_loop_test(tc, test_scope, 0,
 			    (int)(sizeof(scope_cases) / sizeof(scope_cases[0])));
 	tcase_add_test(tc, test_cache);
+	tcase_add_test(tc, test_memo);
 	tcase_add_test(tc, test_cache_collision);
 	tcase_add_test(tc, test_cache_lru);
 	tcase_add_test(tc, test_describe);

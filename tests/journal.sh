@@ -18,7 +18,9 @@
 #     catalog and mqbusd(8) must all agree with it.
 #   - the rate limiter, the stderr form of the same events, and --log=auto
 #     with and without a JOURNAL_STREAM that names stderr;
-#   - the real mqbusd with --log=journal (and --log=stderr);
+#   - the real mqbusd with --log=journal (and --log=stderr), among them
+#     access policy refusals: one entry per refusal, a burst rate limited
+#     per uid and action;
 #   - daemon/mqbus.catalog: journalctl --update-catalog into a temporary
 #     root, --dump-catalog of every id, and journalctl -x with that
 #     database showing an entry's explanation with its fields filled in;
@@ -146,7 +148,7 @@ out=$("$LOG_EMIT" --log=journal -b "$EBUS" all 2>"$MQB_TMP/emit.err")
 mqb_is "log-emit --log=journal chose the journal" "$out" journal
 mqb_is "log-emit --log=journal wrote nothing on stderr" \
 	"$(cat "$MQB_TMP/emit.err")" ""
-mqb_wait_for 5000 count_at_least "$EBUS" 16
+mqb_wait_for 5000 count_at_least "$EBUS" 19
 entries "$EBUS" >"$MQB_TMP/events.json"
 
 cat >"$MQB_TMP/check_events.py" <<'EOF'
@@ -169,6 +171,8 @@ IDS = {
     "KERNEL_LIMIT": "ca446fe34e3441a18732bf5db27c7489",
     "STATS_BUS": "5099115783a4474cafa17e89f6eb24b7",
     "STATS_TOPIC": "990a879b1b944b9688ff00aa31a8b2c2",
+    "POLICY_REFUSED": "8881371cad3a41039b0ee8f7ab482d91",
+    "QUOTA_REFUSED": "46127e903089437097702c2648c27b7b",
 }
 
 alice = {"MQBUS_CLIENT_ID": "7", "MQBUS_CLIENT_UID": "1001",
@@ -249,6 +253,27 @@ EXPECT = [
                               MQBUS_STATS_SEQ="3",
                               MQBUS_INTERVAL_USEC="60000000",
                               MQBUS_OTHER_TOPICS="8"), ["8 other topics"]),
+    ("POLICY_REFUSED", "5", dict(alice, MQBUS_ACTION="publish",
+                                 MQBUS_TOPIC="secret/plans",
+                                 MQBUS_RULE="/etc/mqbus/mqbusd.conf:12",
+                                 MQBUS_CONFIG_FILE="/etc/mqbus/mqbusd.conf",
+                                 MQBUS_CONFIG_LINE="12", MQBUS_COUNT="1"),
+     ["client 7 (sensor-feed, pid 4242, uid 1001): publish to secret/plans "
+      "denied by /etc/mqbus/mqbusd.conf:12"]),
+    ("POLICY_REFUSED", "5", dict(bob, MQBUS_ACTION="subscribe",
+                                 MQBUS_TOPIC="secret/#", MQBUS_RULE="default",
+                                 MQBUS_CONFIG_FILE="/etc/mqbus/mqbusd.conf",
+                                 MQBUS_CONFIG_LINE="3", MQBUS_COUNT="4"),
+     ["subscribe to secret/# denied by default (/etc/mqbus/mqbusd.conf:3)",
+      "4 subscribe refusals of uid 1002"]),
+    ("QUOTA_REFUSED", "5", dict(bob, MQBUS_QUOTA="max_subscriptions_per_uid",
+                                MQBUS_TOPIC="sensors/#",
+                                MQBUS_REASON="uid 1002 has reached "
+                                "max_subscriptions_per_uid (64)",
+                                MQBUS_COUNT="2"),
+     ["client 9 (slow reader, pid 5151, uid 1002) refused: uid 1002 has "
+      "reached max_subscriptions_per_uid (64); 2 refusals of uid 1002 for "
+      "max_subscriptions_per_uid"]),
 ]
 
 def result(ok, name, detail=""):
@@ -347,8 +372,8 @@ mqb_like "stderr: a reload refused names file:line" \
 mqb_is "stderr without -v: no client and stats lines" \
 	"$(grep -cE ' connected:| left \(|delivery stats|handshake' "$MQB_TMP/stderr.txt")" 0
 "$LOG_EMIT" --log=stderr -v -b "$SBUS" all 2>"$MQB_TMP/stderr-v.txt" >/dev/null
-mqb_is "stderr with -v: all 14 events and 3 lines, one line each" \
-	"$(grep -c '^mqbusd: ' "$MQB_TMP/stderr-v.txt")" 17
+mqb_is "stderr with -v: all 17 events and 3 lines, one line each" \
+	"$(grep -c '^mqbusd: ' "$MQB_TMP/stderr-v.txt")" 20
 mqb_is "stderr without -v: no debug line, the info and warn lines" \
 	"$(grep -c 'a debug line' "$MQB_TMP/stderr.txt") $(grep -c '^mqbusd: an info line here$' "$MQB_TMP/stderr.txt") $(grep -c '^mqbusd: opening /nonexistent: No such file or directory$' "$MQB_TMP/stderr.txt")" \
 	"0 1 1"
@@ -521,6 +546,108 @@ fi
 BUS=$BUS_SAVED
 unset MQBUS_BUS
 
+# Access policy and quota refusals: one entry each, naming the rule or
+# the bound; a burst of
+# 1000 from 1000 clients of one uid writes at most one entry per 10 s
+# interval (the limiter's key is uid and action), and the entry after the
+# interval reports those held back, so the counts add up.
+PBUS=$(mqb_new_bus pj)
+PCONF=$MQB_TMP/pj.conf
+printf '[bus]\nstats_interval = 0\nmax_subscriptions = 1\n[policy]\ndefault = allow\ndeny = publish,subscribe * topic=secret/#\n' \
+	>"$PCONF"
+BUS_SAVED=$BUS
+BUS=$PBUS
+export MQBUS_BUS=$PBUS
+if mqb_daemon_start notify --log=journal -c "$PCONF"; then
+	mqb_ok "mqbusd --log=journal with a [policy] starts"
+	mqb_check_status "a refused publish fails (exit 1)" 1 \
+		"$MQBUSCTL" pub secret/one x
+	mqb_check_status "a refused subscription fails (exit 1)" 1 \
+		"$MQBUSCTL" sub 'secret/#' -n 1 -t 2000
+	mqb_check "an allowed publish works" "$MQBUSCTL" pub open/one x
+	mqb_check_status "a 2nd subscription of a client is refused (exit 1)" \
+		1 "$MQBUSCTL" sub open/a open/b -n 1 -t 2000
+	mqb_like "... naming the bound" "$MQB_ERR" \
+		'too many subscriptions: at most 1 per client'
+	mqb_is "... counted (quota_refused)" "$(mqb_stat quota_refused)" 1
+	entries "$PBUS" >"$MQB_TMP/pj1.json"
+	t0=$(mqb_now_ms)
+	seq 1 1000 | xargs -P 4 -I '{}' \
+		"$MQBUSCTL" pub 'secret/burst/{}' x >/dev/null 2>&1
+	t1=$(mqb_now_ms)
+	mqb_is "the burst: 1000 more refusals counted (policy_refused)" \
+		"$(mqb_stat policy_refused)" 1002
+	entries "$PBUS" >"$MQB_TMP/pj2.json"
+	# past the limiter's interval, one more: its entry carries the rest
+	sleep 10.5
+	"$MQBUSCTL" pub secret/last x >/dev/null 2>&1
+	mqb_daemon_stop
+	mqb_is "mqbusd stops with status 0" "$MQB_DSTATUS" 0
+	entries "$PBUS" >"$MQB_TMP/pj3.json"
+	py_checks - "$MQB_TMP/pj1.json" "$MQB_TMP/pj2.json" \
+		"$MQB_TMP/pj3.json" "$PCONF" $(((t1 - t0) / 1000)) <<'PYEOF'
+import json, sys
+f1, f2, f3, conf, secs = sys.argv[1:6]
+POLICY = "8881371cad3a41039b0ee8f7ab482d91"
+def load(f):
+    return [e for e in (json.loads(l) for l in open(f) if l.strip())
+            if e.get("MESSAGE_ID") == POLICY]
+def result(ok, name, detail=""):
+    print(("PASS %s" % name) if ok else ("FAIL %s: %s" % (name, detail)))
+def act(es, a):
+    return [e for e in es if e.get("MQBUS_ACTION") == a]
+es = load(f1)
+want = {"MQBUS_TOPIC": "secret/one", "MQBUS_RULE": conf + ":6",
+        "MQBUS_CONFIG_FILE": conf, "MQBUS_CONFIG_LINE": "6",
+        "MQBUS_COUNT": "1", "MQBUS_CLIENT_UID": "0",
+        "MQBUS_CLIENT_COMM": "mqbusctl", "PRIORITY": "5"}
+p = act(es, "publish")
+result(len(p) == 1 and all(p[0].get(k) == v for k, v in want.items()) and
+       "MQBUS_CLIENT_ID" in p[0] and "MQBUS_CLIENT_PID" in p[0] and
+       p[0].get("MESSAGE", "").endswith(
+           "publish to secret/one denied by %s:6" % conf),
+       "policy: a refused publish wrote exactly one entry, with the rule",
+       repr(p))
+s = act(es, "subscribe")
+result(len(s) == 1 and s[0].get("MQBUS_TOPIC") == "secret/#" and
+       s[0].get("MQBUS_RULE") == conf + ":6" and
+       s[0].get("MQBUS_COUNT") == "1",
+       "policy: a refused subscription wrote exactly one entry", repr(s))
+result(len(es) == 2, "policy: the allowed publish wrote none",
+       "%d entries" % len(es))
+QUOTA = "46127e903089437097702c2648c27b7b"
+q = [e for e in (json.loads(l) for l in open(f1) if l.strip())
+     if e.get("MESSAGE_ID") == QUOTA]
+result(len(q) == 1 and q[0].get("MQBUS_QUOTA") == "max_subscriptions" and
+       q[0].get("MQBUS_TOPIC") == "open/b" and
+       q[0].get("MQBUS_REASON") ==
+       "too many subscriptions: at most 1 per client" and
+       q[0].get("MQBUS_COUNT") == "1" and
+       q[0].get("MQBUS_CLIENT_COMM") == "mqbusctl",
+       "quota: the refused subscription wrote exactly one entry, naming "
+       "the bound", repr([(e.get("MQBUS_QUOTA"), e.get("MQBUS_TOPIC"))
+                          for e in q]))
+burst = act(load(f2), "publish")
+bound = 1 + int(secs) // 10 + 1
+result(len(burst) <= bound,
+       "policy: 1000 refusals in %s s wrote %d publish entries (at most "
+       "%d)" % (secs, len(burst), bound),
+       repr([(e.get("MQBUS_TOPIC"), e.get("MQBUS_CLIENT_ID"))
+             for e in burst[:5]]))
+last = act(load(f3), "publish")
+total = sum(int(e.get("MQBUS_COUNT", 0)) for e in last)
+result(total == 1002 and last[-1].get("MQBUS_TOPIC") == "secret/last",
+       "policy: the entry after the interval reports the held-back ones "
+       "(counts add up to 1002)",
+       "%d; %r" % (total, [(e.get("MQBUS_TOPIC"), e.get("MQBUS_COUNT"))
+                           for e in last]))
+PYEOF
+else
+	mqb_notok "mqbusd --log=journal with a [policy] starts"
+fi
+BUS=$BUS_SAVED
+unset MQBUS_BUS
+
 if mqb_daemon_start notify --log=stderr; then
 	mqb_daemon_stop
 	mqb_like "mqbusd --log=stderr writes plain lines" \
@@ -547,10 +674,10 @@ for id in $(sed -n 's/^#define LOG_ID_[A-Z_]* "\([0-9a-f]*\)"$/\1/p' \
 		mqb_diag "no catalog text for $id"
 	fi
 done
-mqb_is "the database explains all 13 ids" "$n" 13
-mqb_is "--list-catalog shows 13 entries defined by mqbus" \
+mqb_is "the database explains all 15 ids" "$n" 15
+mqb_is "--list-catalog shows 15 entries defined by mqbus" \
 	"$(journalctl --root "$ROOT" --list-catalog 2>/dev/null |
-		grep -c ' mqbus: ')" 13
+		grep -c ' mqbus: ')" 15
 
 # journalctl -x reads the database at its fixed place: put ours there,
 # in this namespace only.

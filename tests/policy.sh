@@ -10,8 +10,12 @@
 # Each allowed action works and each denied one is refused with a
 # sentence naming the action, the topic and the rule (file:line); the
 # protected side sees nothing of it.  A wildcard subscription half denied
-# gets the allowed half only; a user who may not serve gets no requests;
-# a reload that takes a right away ends the subscription that used it.
+# gets the allowed half only (a queue group on it is refused); a user who
+# may not serve gets no requests, and one whose right to serve a reload
+# took away has its reply refused; a reload that takes a right away ends
+# the subscription that used it.
+# Last, daemon/mqbusd.conf.example, the installed configuration of the
+# system unit: it parses, denies by default and opens what it documents.
 
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 
@@ -67,6 +71,8 @@ allow = subscribe user=* topic=public/#
 deny = subscribe user=* topic=public/secret/#
 allow = request,subscribe user=* topic=svc/#
 allow = serve user=$U2 topic=svc/#
+allow = group user=* topic=public/#
+deny = group user=* topic=public/secret/#
 $1
 CONF
 }
@@ -113,6 +119,14 @@ mqb_is "a denied publish reaches nobody" "$(cat "$MQB_TMP/root-other.out")" ""
 mqb_wait_for 3000 mqb_stat_ge policy_refused $((before + 1))
 mqb_true "... and is counted (policy_refused)" $?
 
+# retain is an action of its own: publishing is not enough
+out=$(u1 pub "users/$U1/state" kept --retain 2>&1)
+st=$?
+mqb_is "a denied retain fails (exit 1)" "$st" 1
+mqb_like "... naming action, topic and rule" "$out" \
+	"retain to users/$U1/state denied by default \($CONF:2\)"
+mqb_is "... and nothing is kept" "$(mqb_stat retained)" 0
+
 # a wildcard subscription half denied: the allowed half only
 u1_bg "$MQB_TMP/u1-public.out" sub 'public/#' -n 2 -t 10000
 S1=$BGPID
@@ -125,6 +139,24 @@ mqb_wait_pid "$S1" 10000
 mqb_is "public/# gets public/news, never public/secret/" \
 	"$(cat "$MQB_TMP/u1-public.out" | tr '\n' ' ')" \
 	"public/news one public/news two "
+
+# a queue group's members take turns: it needs all of its pattern
+before=$(mqb_stat policy_refused)
+out=$(u1 sub 'public/#' --group readers -n 1 -t 2000 2>&1)
+st=$?
+mqb_is "a queue group on a partly allowed pattern is refused (exit 1)" \
+	"$st" 1
+mqb_like "... naming the part denied and its rule" "$out" \
+	"group on public/#: the policy allows only part of it \\(group to public/# denied by $CONF:11\\)"
+mqb_wait_for 3000 mqb_stat_ge policy_refused $((before + 1))
+mqb_true "... and is counted (policy_refused)" $?
+u1_bg "$MQB_TMP/u1-group.out" sub 'public/news' --group readers -n 1 -t 10000
+S1=$BGPID
+mqb_wait_for 10000 mqb_stat_ge subscriptions 1
+"$MQBUSCTL" pub public/news grouped
+mqb_wait_pid "$S1" 10000
+mqb_is "... while one on an allowed pattern works" \
+	"$(cat "$MQB_TMP/u1-group.out")" "public/news grouped"
 
 # a supplementary group counts
 u2_bg "$MQB_TMP/u2-ops.out" sub 'ops/#' -n 1 -t 10000
@@ -159,6 +191,36 @@ mqb_is "one who may serve answers" \
 kill "$SV1" "$SV2" 2>/dev/null
 wait "$SV1" "$SV2" 2>/dev/null
 
+# a forbidden reply: the server's right to serve is revoked by a reload
+# while it works on a request; its reply is refused, the caller gets none
+mqb_wait_for 5000 mqb_settled "$BUS"
+nsubs=$(mqb_stat subscriptions)
+u2_bg "$MQB_TMP/u2-slow.out" serve svc/slow --exec 'sleep 2; cat' -n 1
+SV2=$BGPID
+mqb_wait_for 10000 mqb_stat_ge subscriptions $((nsubs + 1))
+rbefore=$(mqb_stat replies_refused)
+pbefore=$(mqb_stat policy_refused)
+u1_bg "$MQB_TMP/u1-slow.out" call svc/slow ping -t 5000
+C1=$BGPID
+mqb_wait_for 5000 mqb_stat_ge requests_in_flight 1
+mqb_true "the request reached the server" $?
+write_conf "deny = serve user=$U2 topic=svc/slow"
+kill -HUP "$DPID"
+mqb_wait_pid "$C1" 10000
+wait "$C1"
+mqb_is "a reply from one who may no longer serve never arrives (exit 3)" \
+	"$?" 3
+mqb_is "... nothing of it reached the caller" \
+	"$(grep -c ping "$MQB_TMP/u1-slow.out")" 0
+mqb_true "... the reply was refused (replies_refused)" \
+	"$(mqb_stat_ge replies_refused $((rbefore + 1)); echo $?)"
+mqb_true "... as a policy refusal (policy_refused)" \
+	"$(mqb_stat_ge policy_refused $((pbefore + 1)); echo $?)"
+kill "$SV2" 2>/dev/null
+wait "$SV2" 2>/dev/null
+write_conf ""
+kill -HUP "$DPID"
+
 # ------------------------------------------------------------ timer, monitor
 
 out=$(u1 pub secret/later x --delay 100 2>&1)
@@ -189,6 +251,54 @@ mqb_is "... and nothing more reaches it" \
 kill "$S1" 2>/dev/null
 wait "$S1" 2>/dev/null
 
+mqb_daemon_stop
+mqb_is "mqbusd stops with status 0" "$MQB_DSTATUS" 0
+
+# ------------------------------------------------------------ the example
+
+# daemon/mqbusd.conf.example is what make install puts at
+# $(sysconfdir)/mqbus/mqbusd.conf for the system unit: it must parse,
+# deny by default and open the set it documents.
+EX=$top_srcdir/daemon/mqbusd.conf.example
+EXDEF=$(grep -n '^default = deny$' "$EX" | cut -d: -f1)
+[ -n "$EXDEF" ]
+mqb_true "the example's policy denies by default (line $EXDEF)" $?
+BUS=$(mqb_new_bus ex)
+export MQBUS_BUS=$BUS
+mqb_daemon_start notify -c "$EX" ||
+	mqb_bail "mqbusd starts with daemon/mqbusd.conf.example"
+mqb_ok "mqbusd starts with daemon/mqbusd.conf.example"
+mqb_check "root may publish anywhere" "$MQBUSCTL" pub system/boot done
+out=$(u1 pub elsewhere/x hi 2>&1)
+mqb_is "$U1: a topic the example does not open is refused" "$?" 1
+mqb_like "... by its default" "$out" \
+	"publish to elsewhere/x denied by default \\($EX:$EXDEF\\)"
+out=$(u1 pub system/boot forged 2>&1)
+mqb_like "$U1 may not publish on system/" "$out" \
+	"publish to system/boot denied by default"
+out=$(u1 monitor 'public/#' -n 1 -t 1000 2>&1)
+mqb_like "$U1 may not monitor public/" "$out" "monitor to public/# denied"
+out=$(u1 serve 'service/#' --echo -n 1 2>&1)
+mqb_like "$U1 may not serve service/ (not even subscribe to it)" "$out" \
+	"subscribe to service/# denied by default"
+u1_bg "$MQB_TMP/ex-sys.out" sub 'system/#' -n 1 -t 10000
+S1=$BGPID
+u1_bg "$MQB_TMP/ex-users.out" sub 'users/#' -n 1 -t 10000
+S2=$BGPID
+mqb_wait_for 10000 mqb_stat_ge subscriptions 2
+"$MQBUSCTL" pub users/root/x not-for-you
+"$MQBUSCTL" pub system/boot again
+u1 pub "users/$U1/x" own
+mqb_check "$U1 may retain in public/" \
+	"${MQB_AS[@]}" "$RUN/mqbusctl" pub public/motd hello --retain
+mqb_wait_pid "$S1" 10000
+mqb_wait_pid "$S2" 10000
+mqb_is "$U1 may subscribe to system/#" "$(cat "$MQB_TMP/ex-sys.out")" \
+	"system/boot again"
+mqb_is "users/# gives $U1 its own tree only" \
+	"$(cat "$MQB_TMP/ex-users.out")" "users/$U1/x own"
+out=$(u2 call service/time now -t 1000 2>&1)
+mqb_is "$U2 may call service/ (no responder here: exit 4)" "$?" 4
 mqb_daemon_stop
 mqb_is "mqbusd stops with status 0" "$MQB_DSTATUS" 0
 mqb_done

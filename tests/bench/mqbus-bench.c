@@ -22,6 +22,8 @@
  *   clients   1, 8 and 32 publishers to one subscriber;
  *   memory    mqbusd's resident memory with 32 publishers and 100000
  *             subscriptions;
+ *   policy    pubsub and rtt on a daemon without a policy and on one with
+ *             200 rules, in turns (pol0-*, pol200-*);
  *   scale     2000 clients with 5 subscriptions and a retained value
  *             each, in a private IPC namespace, as users mqbench1-8: the
  *             handshake rate, a late subscriber of '#', mqbusd's memory,
@@ -78,6 +80,7 @@
 #define REPEAT_MAX 9
 #define DEFAULT_REPEAT 3
 #define QUICK_DURATION_MS 400
+#define POLICY_RULES 200 /* of the pol200-* rows */
 
 enum mode {
 	MODE_DIRECT,
@@ -93,6 +96,10 @@ enum mode {
 	MODE_MEMORY,
 	MODE_SCALE_RTT,
 	MODE_SCALE_REQ,
+	MODE_POL0_PUB,	 /* pubsub, no policy: the reference of ... */
+	MODE_POL200_PUB, /* ... pubsub with a 200-rule policy */
+	MODE_POL0_RTT,	 /* the same for rtt */
+	MODE_POL200_RTT,
 	MODE_COUNT,
 };
 
@@ -110,12 +117,16 @@ static const char *const mode_names[] = {
 	[MODE_MEMORY] = "memory",
 	[MODE_SCALE_RTT] = "scale-rtt",
 	[MODE_SCALE_REQ] = "scale-req",
+	[MODE_POL0_PUB] = "pol0-pub",
+	[MODE_POL200_PUB] = "pol200-pub",
+	[MODE_POL0_RTT] = "pol0-rtt",
+	[MODE_POL200_RTT] = "pol200-rtt",
 };
 
 /* --only names a group: "rtt" selects the three round-trip modes */
 static const char *const group_names[] = {
 	"direct", "relay", "pubsub", "rtt", "fanout", "topics", "clients",
-	"memory", "scale",
+	"memory", "scale", "policy",
 };
 
 #define N_GROUPS (sizeof(group_names) / sizeof(group_names[0]))
@@ -153,6 +164,9 @@ struct row {
 	double cpu_us_per_msg, cpu_us_per_delivery;
 	long rss_kib, hwm_kib;
 	double ratio_direct, ratio_relay;
+	/* pol200-*: the median over the repetitions of this row's speed
+	 * relative to its pol0-* row's in the same repetition; NAN else */
+	double pair_ratio;
 	unsigned repeats;
 	char targets[160];
 };
@@ -945,6 +959,10 @@ static bool group_on(enum mode m)
 		[MODE_MEMORY] = 7,
 		[MODE_SCALE_RTT] = 8,
 		[MODE_SCALE_REQ] = 8,
+		[MODE_POL0_PUB] = 9,
+		[MODE_POL200_PUB] = 9,
+		[MODE_POL0_RTT] = 9,
+		[MODE_POL200_RTT] = 9,
 	};
 
 	return opt.only == 0 || (opt.only & 1u << group_of[m]);
@@ -968,7 +986,8 @@ static bool row_is_rtt(const struct row *r)
 {
 	return r->mode == MODE_RTT_DIRECT || r->mode == MODE_RTT_RELAY ||
 	       r->mode == MODE_RTT || r->mode == MODE_SCALE_RTT ||
-	       r->mode == MODE_SCALE_REQ;
+	       r->mode == MODE_SCALE_REQ || r->mode == MODE_POL0_RTT ||
+	       r->mode == MODE_POL200_RTT;
 }
 
 /* Speed relative to a reference row: throughput, or for round trips the
@@ -1130,6 +1149,37 @@ static void row_judge(struct row *r)
 				   ref->cpu_us_per_msg);
 		}
 		break;
+	case MODE_POL200_PUB:
+		ref = row_find(MODE_POL0_PUB, r->wake, r->size, 1, 0);
+		if (ref) {
+			double x = r->pair_ratio;
+
+			target_add(r, "tput", x >= 0.95,
+				   "%u policy rules: throughput %.2fx without "
+				   "(median of %u paired runs; medians %.0f "
+				   "and %.0f msgs/s; daemon CPU %.2f and %.2f "
+				   "us/msg); target >= 0.95x",
+				   POLICY_RULES, x, r->repeats,
+				   r->msgs_per_s, ref->msgs_per_s,
+				   r->cpu_us_per_msg, ref->cpu_us_per_msg);
+		}
+		break;
+	case MODE_POL200_RTT:
+		ref = row_find(MODE_POL0_RTT, r->wake, r->size, 1, 0);
+		if (ref) {
+			/* pair_ratio is a speed: the reference's p50 over ours */
+			double x = 1 / r->pair_ratio;
+
+			target_add(r, "p50", x <= 1.05,
+				   "%u policy rules: round trip p50 %.2fx "
+				   "without (median of %u paired runs; medians "
+				   "%.1f and %.1f us; daemon CPU %.2f and %.2f "
+				   "us/msg); target <= 1.05x",
+				   POLICY_RULES, x, r->repeats, r->p50_us,
+				   ref->p50_us, r->cpu_us_per_msg,
+				   ref->cpu_us_per_msg);
+		}
+		break;
 	case MODE_MEMORY:
 		target_add(r, "rss", r->rss_kib >= 0 && r->rss_kib <= 32768,
 			   "%u clients, %ld subscriptions: daemon VmRSS %.1f "
@@ -1181,6 +1231,7 @@ static void row_print_json(const struct row *r)
 	json_num("daemon_hwm_kib", r->hwm_kib >= 0 ? r->hwm_kib : NAN, 0);
 	json_num("ratio_direct", r->ratio_direct, 3);
 	json_num("ratio_relay", r->ratio_relay, 3);
+	json_num("paired_ratio", r->pair_ratio, 3);
 	fprintf(out, ",\"repeats\":%u,\"queue_maxmsg\":%d,\"queue_msgsize\":%d",
 		r->repeats,
 		scale ? BENCH_SCALE_MAXMSG : BENCH_MAXMSG,
@@ -1277,7 +1328,7 @@ static void row_fill(struct row *r, enum mode mode, int wake, size_t size,
 				     : m->cpu_s * 1e6 / (double)m->deliveries;
 	r->rss_kib = isnan(m->cpu_s) ? -1 : m->rss_kib;
 	r->hwm_kib = isnan(m->cpu_s) ? -1 : m->hwm_kib;
-	r->ratio_direct = r->ratio_relay = NAN;
+	r->ratio_direct = r->ratio_relay = r->pair_ratio = NAN;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -1306,6 +1357,22 @@ static double median_of(const struct row *s, unsigned n, size_t off)
 		return NAN;
 	qsort(v, k, sizeof(v[0]), cmp_double);
 	return k % 2 ? v[k / 2] : (v[k / 2 - 1] + v[k / 2]) / 2;
+}
+
+/*
+ * The median over n repetitions of row s's speed relative to row ref's
+ * in the same repetition (row_speed_ratio()).  The two ran next to each
+ * other, so a slower spell of the machine that spans both cancels out,
+ * where the ratio of the two medians would keep it.
+ */
+static double paired_ratio(const struct row *s, const struct row *ref,
+			   unsigned n)
+{
+	struct row x[REPEAT_MAX];
+
+	for (unsigned i = 0; i < n; i++)
+		x[i].pair_ratio = row_speed_ratio(&s[i], &ref[i]);
+	return median_of(x, n, offsetof(struct row, pair_ratio));
 }
 
 /*
@@ -1539,7 +1606,7 @@ static void run_bus_rtt(const struct spec *sp, struct row *r)
 	j->count = row_count(1);
 	p.n_streams = p.n_sinks = 1;
 	plan_run(&p, &m);
-	row_fill(r, MODE_RTT, (int)sp->d->wake, sp->size, 1, 1, 0, &m);
+	row_fill(r, sp->mode, (int)sp->d->wake, sp->size, 1, 1, 0, &m);
 }
 
 /* The users the scale rows' clients run as (mqbench1 ...). */
@@ -1627,6 +1694,8 @@ static void spec_run(const struct spec *sp, struct row *r)
 		run_rtt_relay(sp, r);
 		break;
 	case MODE_RTT:
+	case MODE_POL0_RTT:
+	case MODE_POL200_RTT:
 		run_bus_rtt(sp, r);
 		break;
 	case MODE_SCALE_RTT:
@@ -1652,6 +1721,9 @@ static unsigned spec_queues(const struct spec *sp)
 	case MODE_RTT_DIRECT:
 	case MODE_RTT:
 		return sp->mode == MODE_RTT ? 4 : 2;
+	case MODE_POL0_RTT:
+	case MODE_POL200_RTT:
+		return 4;
 	case MODE_RTT_RELAY:
 	case MODE_SCALE_RTT: /* of other uids, checked by run_scale() */
 	case MODE_SCALE_REQ:
@@ -1683,11 +1755,21 @@ static void measure(const struct spec *specs, unsigned n)
 		}
 		run[n_run++] = &specs[i];
 	}
+	/* every other repetition in reverse order, so that no row of the
+	 * set always runs first, or right after a given other */
 	for (unsigned k = 0; k < opt.repeat; k++)
-		for (unsigned i = 0; i < n_run; i++)
-			spec_run(run[i], &samples[i][k]);
-	for (unsigned i = 0; i < n_run; i++)
+		for (unsigned i = 0; i < n_run; i++) {
+			unsigned j = k % 2 ? n_run - 1 - i : i;
+
+			spec_run(run[j], &samples[j][k]);
+		}
+	for (unsigned i = 0; i < n_run; i++) {
+		if (i > 0 && (run[i]->mode == MODE_POL200_PUB ||
+			      run[i]->mode == MODE_POL200_RTT))
+			samples[i][0].pair_ratio =
+			    paired_ratio(samples[i], samples[i - 1], opt.repeat);
 		row_commit(samples[i], opt.repeat);
+	}
 }
 
 static void measure1(struct spec sp)
@@ -1829,6 +1911,137 @@ static void run_topics(enum bench_wake wake)
 		holder_stop(holder);
 	}
 	daemon_stop(&d);
+}
+
+/* ---------------------------------------------------------------- policy */
+
+/*
+ * Writes the config of the pol200-* rows to path: the one every daemon of
+ * the run has, and a [policy] section of POLICY_RULES rules such as a
+ * system bus would have.  Users' own trees with %u and %U, a few group
+ * rules, per-uid rules for the applications of a machine, denies inside
+ * allowed trees; and the rules the bench's own clients need, some of
+ * them more specific than bench/# so that the rule that decides is not
+ * the first one found.  The bench's clients have uids without a passwd
+ * entry (--uid-base), so %u never applies to them, as for a system
+ * service's dynamic user; %U does.
+ */
+static void policy_write(const char *path)
+{
+	FILE *f = fopen(path, "we");
+	unsigned n = 0, base = (unsigned)opt.uid_base;
+
+	if (!f)
+		fatal("cannot write %s: %s", path, strerror(errno));
+#define RULE(...) (fprintf(f, __VA_ARGS__), fputc('\n', f), n++)
+	fprintf(f, "[bus]\nmax_subscriptions = 200000\n[policy]\n"
+		   "default = deny\n");
+	RULE("allow = all user=root topic=#");
+	RULE("allow = publish,subscribe,request,serve,retain,timer,group "
+	     "user=* topic=users/%%u/#");
+	RULE("allow = publish,subscribe,retain user=* topic=uid/%%U/#");
+	RULE("allow = subscribe * topic=system/#");
+	RULE("allow = publish,subscribe,retain,group * topic=public/#");
+	RULE("deny = publish,subscribe * topic=public/secret/#");
+	RULE("allow = request * topic=service/#");
+	RULE("allow = publish,subscribe,request,serve * topic=bench/#");
+	RULE("deny = publish * topic=" BENCH_PING);
+	RULE("deny = all * topic=bench/data/private/#");
+	RULE("allow = subscribe group=%u topic=bench/+", base);
+	for (unsigned k = 0; k < 4; k++) {
+		RULE("allow = publish,subscribe user=%u topic=" BENCH_TOPIC,
+		     base + k);
+		RULE("allow = request,serve,subscribe user=%u topic=" BENCH_PING,
+		     base + k);
+	}
+	for (unsigned i = 0; i < 24; i++)
+		RULE("allow = subscribe group=%u topic=sensors/room%u/+/temp",
+		     base + 100000 + i % 6, i);
+	for (unsigned i = 0; n < POLICY_RULES; i++) {
+		switch (i % 4) {
+		case 0:
+			RULE("allow = publish,subscribe,serve user=%u "
+			     "topic=apps/app%u/#",
+			     base + 200000 + i, i);
+			break;
+		case 1:
+			RULE("allow = publish user=* topic=apps/app%u/%%u/status",
+			     i);
+			break;
+		case 2:
+			RULE("deny = publish * topic=apps/app%u/admin/#", i);
+			break;
+		default:
+			RULE("allow = request * topic=apps/app%u/+/rpc", i);
+			break;
+		}
+	}
+#undef RULE
+	if (fclose(f) != 0)
+		fatal("cannot write %s", path);
+}
+
+/*
+ * Whether daemon d applies the policy of policy_write(): a subscription
+ * to bench/data/private/x is refused there (-EACCES) and accepted by a
+ * daemon without one, so the two kinds of rows cannot be mixed up.
+ */
+static void policy_probe(const struct daemon *d, bool want_refused)
+{
+	mqbus *b = NULL;
+	int r = mqbus_new(&b);
+
+	if (r < 0 || mqbus_set_bus(b, d->bus) < 0 ||
+	    mqbus_set_queue_size(b, BENCH_MAXMSG, BENCH_MSGSIZE) < 0 ||
+	    mqbus_connect(b) < 0)
+		fatal("policy probe: cannot connect to %s: %s", d->bus,
+		      b ? mqbus_last_error(b) : strerror(-r));
+	r = mqbus_subscribe(b, "bench/data/private/x");
+	if ((r == -EACCES) != want_refused)
+		fatal("policy probe: a subscription to bench/data/private/x on "
+		      "%s %s (%s)",
+		      d->bus, want_refused ? "was not refused" : "failed",
+		      r < 0 ? mqbus_last_error(b) : "accepted");
+	mqbus_free(b);
+}
+
+/*
+ * pubsub and rtt on two daemons, one without a policy and one with
+ * POLICY_RULES rules, each pair measured in turns so that both see the
+ * same machine.
+ */
+static void run_policy(enum bench_wake wake)
+{
+	struct daemon plain, pol;
+	struct spec pair[2];
+	char cfg[192];
+
+	if (!group_on(MODE_POL0_PUB))
+		return;
+	snprintf(cfg, sizeof(cfg), "%s/mqbusd-policy.conf", tmp_dir);
+	policy_write(cfg);
+	note("policy: the pol200-* daemon has %u rules (%s); the pol0-* one "
+	     "none", POLICY_RULES, cfg);
+	daemon_start(&plain, wake);
+	daemon_start_cfg(&pol, wake, cfg);
+	policy_probe(&plain, false);
+	policy_probe(&pol, true);
+	for (size_t i = 0; i < n_sizes(); i++) {
+		pair[0] = spec_of(MODE_POL0_PUB, (int)wake, sizes[i], 1, 1, 0,
+				  &plain);
+		pair[1] = spec_of(MODE_POL200_PUB, (int)wake, sizes[i], 1, 1,
+				  0, &pol);
+		measure(pair, 2);
+	}
+	for (size_t i = 0; i < n_rtt_sizes(); i++) {
+		pair[0] = spec_of(MODE_POL0_RTT, (int)wake, sizes[i], 1, 1, 0,
+				  &plain);
+		pair[1] = spec_of(MODE_POL200_RTT, (int)wake, sizes[i], 1, 1,
+				  0, &pol);
+		measure(pair, 2);
+	}
+	daemon_stop(&pol);
+	daemon_stop(&plain);
 }
 
 /* ---------------------------------------------------------------- scale */
@@ -2323,6 +2536,7 @@ static void run_all(void)
 		run_wake(opt.wakes[w]);
 	run_fanout_clients(opt.wakes[0]);
 	run_topics(opt.wakes[0]);
+	run_policy(opt.wakes[0]);
 	run_scale(opt.wakes[0]);
 }
 
@@ -2358,8 +2572,8 @@ static void usage(FILE *f)
 		"rows)\n"
 		"      --only=LIST        rows: direct,relay,pubsub,rtt,fanout,"
 		"topics,\n"
-		"                         clients,memory,scale (default all; "
-		"scale\n"
+		"                         clients,memory,policy,scale (default "
+		"all; scale\n"
 		"                         needs root and makes users mqbench1-8 "
 		"with\n"
 		"                         useradd if missing)\n"

@@ -129,6 +129,14 @@ static void emit_all(void)
 	topic.other_topics = 8;
 	topic.delta = (struct log_counters){.published = 9, .delivered = 9};
 	log_stats_topic(&topic);
+	log_policy_refused(NULL, 0, &alice, "publish", "secret/plans",
+			   "/etc/mqbus/mqbusd.conf", 12, false, 1);
+	log_policy_refused(NULL, 0, &bob, "subscribe", "secret/#",
+			   "/etc/mqbus/mqbusd.conf", 3, true, 4);
+	log_quota_refused(NULL, 0, &bob, "max_subscriptions_per_uid",
+			  "sensors/#",
+			  "uid 1002 has reached max_subscriptions_per_uid (64)",
+			  2);
 }
 
 static void emit_ratelimit(void)
