@@ -33,6 +33,13 @@
  * that is already in one: unshare -i -m, then mount -t mqueue none
  * /dev/mqueue).  It needs three queues of at most 10 x 2048 bytes.
  * MQBUS_FUZZ_WAKE=notify|thread|poll picks the wake-up back-end (poll).
+ *
+ * The daemon logs to stderr (a line for a client's first bad message, and
+ * another when it disconnects one for too many): a few hundred bytes per
+ * reconnect, gigabytes in a long run.  Run with -close_fd_mask=2
+ * (fuzz_daemon.options) to drop them: this target's own messages go to a
+ * copy of stderr taken before libFuzzer closes it, and libFuzzer's and the
+ * sanitizers' reports to libFuzzer's own copy.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -109,6 +116,7 @@ static const char fuzz_conf[] =
 	"deny = serve,group * topic=svc/private/#\n";
 
 static struct server fuzz_srv;
+static FILE *fuzz_err; /* stderr, kept open across -close_fd_mask=2 */
 static char fuzz_bus[64];
 static mqd_t fuzz_announce = (mqd_t)-1;
 
@@ -134,11 +142,12 @@ static void fuzz_die(const char *fmt, ...)
 {
 	va_list ap;
 
-	fprintf(stderr, "fuzz_daemon: ");
+	fprintf(fuzz_err, "fuzz_daemon: ");
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vfprintf(fuzz_err, fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
+	fputc('\n', fuzz_err);
+	fflush(fuzz_err);
 	abort();
 }
 
@@ -150,8 +159,8 @@ static void fuzz_private_ipc(void)
 	if (no && *no && strcmp(no, "0") != 0)
 		return;
 	if (geteuid() != 0) {
-		fprintf(stderr, "fuzz_daemon: not root: the queues are made "
-				"in this IPC namespace\n");
+		fprintf(fuzz_err, "fuzz_daemon: not root: the queues are made "
+				  "in this IPC namespace\n");
 		return;
 	}
 	if (unshare(CLONE_NEWIPC | CLONE_NEWNS) < 0 ||
@@ -408,7 +417,7 @@ static void fuzz_settle(void)
 
 static void fuzz_report(void)
 {
-	fprintf(stderr,
+	fprintf(fuzz_err,
 		"fuzz_daemon: %llu inputs, %llu messages sent, %llu "
 		"received, %llu connects, bus seq %llu, %llu bad messages\n",
 		(unsigned long long)fuzz_stats.inputs,
@@ -417,12 +426,13 @@ static void fuzz_report(void)
 		(unsigned long long)fuzz_stats.connects,
 		(unsigned long long)fuzz_srv.seq,
 		(unsigned long long)fuzz_srv.stats.bad_messages);
-	fprintf(stderr, "fuzz_daemon: received by type:");
+	fprintf(fuzz_err, "fuzz_daemon: received by type:");
 	for (unsigned t = 1; t <= PROTO_TYPE_MAX; t++)
 		if (fuzz_stats.by_type[t])
-			fprintf(stderr, " %s=%llu", proto_type_name(t),
+			fprintf(fuzz_err, " %s=%llu", proto_type_name(t),
 				(unsigned long long)fuzz_stats.by_type[t]);
-	fputc('\n', stderr);
+	fputc('\n', fuzz_err);
+	fflush(fuzz_err);
 	/* the queues, when they are in a namespace that outlives us */
 	if (fuzz_cl.tx != (mqd_t)-1) {
 		mq_unlink(fuzz_cl.tx_name);
@@ -441,6 +451,10 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 	(void)argc;
 	(void)argv;
+	fd = fcntl(STDERR_FILENO, F_DUPFD_CLOEXEC, 3);
+	fuzz_err = fd >= 0 ? fdopen(fd, "w") : NULL;
+	if (!fuzz_err)
+		fuzz_err = stderr;
 	fuzz_private_ipc();
 	snprintf(fuzz_bus, sizeof(fuzz_bus), "fuzz%d", (int)getpid());
 	log_setup(LOG_TARGET_STDERR, fuzz_bus, false);

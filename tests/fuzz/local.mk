@@ -25,9 +25,9 @@ tests_fuzz_fuzz_daemon_LDADD = daemon/libmqbusd.la
 tests_fuzz_fuzz_daemon_LDFLAGS = $(FUZZ_LDFLAGS)
 
 EXTRA_DIST += tests/fuzz/run.sh tests/fuzz/gen-seeds.py \
-	tests/fuzz/fuzz_config.dict tests/fuzz/fuzz_proto.dict \
-	tests/fuzz/fuzz_daemon.dict tests/fuzz/fuzz_daemon.options \
-	tests/fuzz/corpus
+	tests/fuzz/fuzz_proto.dict tests/fuzz/fuzz_config.dict \
+	tests/fuzz/fuzz_daemon.dict tests/fuzz/fuzz_config.options \
+	tests/fuzz/fuzz_daemon.options tests/fuzz/corpus
 
 .PHONY: fuzz fuzz-run
 if FUZZ
@@ -54,4 +54,4 @@ endif
 
 clean-local: clean-local-fuzz
 clean-local-fuzz:
-	-rm -rf fuzz-build fuzz-corpus
+	-rm -rf fuzz-build fuzz-corpus fuzz-artifacts

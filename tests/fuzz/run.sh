@@ -10,7 +10,7 @@
 # options FUZZDIR/T.options (one line) if there are.  What
 # libFuzzer finds on the way goes to fuzz-corpus/T in the current
 # directory (the seeds are only read), a crashing input to
-# fuzz-artifacts/T-crash-*.  One process at a time, -jobs=1.
+# fuzz-artifacts/T-crash-*.  One process at a time (no -jobs or -fork).
 #
 # Prints one TAP line per target with libFuzzer's final figures (runs,
 # cov, ft) and exits 1 if a target crashed, leaked, timed out or broke
@@ -35,7 +35,7 @@ for target in "$@"; do
 	name=$(basename "$target")
 	mkdir -p "fuzz-corpus/$name"
 	args=(-max_total_time="$seconds" -print_final_stats=1 -timeout=30
-		-rss_limit_mb=2048 -jobs=1
+		-rss_limit_mb=2048
 		-artifact_prefix="fuzz-artifacts/$name-")
 	if [ -f "$fuzzdir/$name.dict" ]; then
 		args+=(-dict="$fuzzdir/$name.dict")
