@@ -473,13 +473,22 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 			 wake);
 	if (server_init(&fuzz_srv, &opt, &err) < 0)
 		fuzz_die("server_init: %s", err ? err : "?");
-	/* the daemon blocks these for its signalfd; libFuzzer's own
-	 * handlers (-max_total_time, ^C) need them */
+	/*
+	 * The daemon blocks these for its signalfd and handles them by
+	 * raising them again (for its notification threads).  libFuzzer
+	 * leaves a signal alone that already has a handler, and unblocked
+	 * such a handler would raise its signal for ever: back to the
+	 * defaults, so that libFuzzer installs its own (^C, SIGTERM and
+	 * SIGUSR1 end the run with its final figures).
+	 */
 	sigemptyset(&unblock);
 	sigaddset(&unblock, SIGINT);
 	sigaddset(&unblock, SIGTERM);
 	sigaddset(&unblock, SIGUSR1);
 	sigaddset(&unblock, SIGHUP);
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
+	signal(SIGUSR1, SIG_DFL);
 	signal(SIGHUP, SIG_DFL);
 	sigprocmask(SIG_UNBLOCK, &unblock, NULL);
 

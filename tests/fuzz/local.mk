@@ -27,7 +27,7 @@ tests_fuzz_fuzz_daemon_LDFLAGS = $(FUZZ_LDFLAGS)
 EXTRA_DIST += tests/fuzz/run.sh tests/fuzz/gen-seeds.py \
 	tests/fuzz/fuzz_proto.dict tests/fuzz/fuzz_config.dict \
 	tests/fuzz/fuzz_daemon.dict tests/fuzz/fuzz_config.options \
-	tests/fuzz/fuzz_daemon.options tests/fuzz/corpus
+	tests/fuzz/fuzz_daemon.options tests/fuzz/corpus tests/README
 
 .PHONY: fuzz fuzz-run
 if FUZZ
