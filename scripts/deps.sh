@@ -21,6 +21,8 @@ PACKAGES=(
 	passwd       # useradd, for tests/multiuser.sh
 	procps       # /bin/kill, used by the unit's ExecReload
 	coreutils gzip tar
+	clang libclang-rt-14-dev # the libFuzzer targets (tests/fuzz); the
+	             # fuzzer runtime is only a Recommends of clang-14
 )
 
 missing=()

@@ -11,6 +11,9 @@
 # 4. build-san/: configure --enable-sanitizers, make, make check
 #    (AddressSanitizer + UBSan)
 # 5. build/: make distcheck (the tarball builds and passes its tests)
+# 6. build-fuzz/: configure CC=clang --enable-fuzz, make fuzz-run: each
+#    libFuzzer target of tests/fuzz runs FUZZ_SECONDS (default 25) from
+#    its seed corpus; a crash, leak or broken check fails it
 #
 # Builds use make -j2; the tests themselves run one at a time (the harness
 # serializes them: RLIMIT_MSGQUEUE is shared by all tests of a uid).
@@ -21,8 +24,9 @@
 # A test that printed neither counts as one failure, so does a failed
 # build step.  Exit status: 0 only if nothing failed.
 #
-# Environment: MQBUS_SKIP_SANITIZERS=1, MQBUS_SKIP_DISTCHECK=1 to leave a
-# stage out (both run by default and in CI).
+# Environment: MQBUS_SKIP_SANITIZERS=1, MQBUS_SKIP_DISTCHECK=1,
+# MQBUS_SKIP_FUZZ=1 to leave a stage out (all run by default and in CI);
+# FUZZ_SECONDS=N for another time per fuzz target.
 
 set -uo pipefail
 export LC_ALL=C
@@ -58,19 +62,20 @@ step() {
 	return 1
 }
 
-# make_check RUN DIR [TARGET]: runs make TARGET in DIR with the tests'
-# outputs collected in build-results/RUN/
+# make_check RUN DIR [TARGET [VAR=VALUE...]]: runs make TARGET in DIR with
+# the tests' outputs collected in build-results/RUN/
 make_check() {
 	local run=$1 dir=$2 target=${3:-check}
-	MQBUS_RESULTS_DIR=$RESULTS/$run make -C "$dir" -j"$JOBS" "$target"
+	shift 3 2>/dev/null || shift $#
+	MQBUS_RESULTS_DIR=$RESULTS/$run make -C "$dir" -j"$JOBS" "$target" "$@"
 }
 
 # ------------------------------------------------------------ steps
 
 step setup deps bash "$SRC/scripts/deps.sh"
 if step setup autoreconf autoreconf -fi; then
-	rm -rf "$SRC/build" "$SRC/build-san"
-	mkdir -p "$SRC/build" "$SRC/build-san"
+	rm -rf "$SRC/build" "$SRC/build-san" "$SRC/build-fuzz"
+	mkdir -p "$SRC/build" "$SRC/build-san" "$SRC/build-fuzz"
 
 	if step plain configure sh -c 'cd build && ../configure'; then
 		step plain make make -C build -j"$JOBS" &&
@@ -89,6 +94,15 @@ if step setup autoreconf autoreconf -fi; then
 
 	if [ "${MQBUS_SKIP_DISTCHECK:-}" != 1 ] && [ -f build/Makefile ]; then
 		step distcheck "make distcheck" make_check distcheck build distcheck
+	fi
+
+	if [ "${MQBUS_SKIP_FUZZ:-}" != 1 ]; then
+		if step fuzz "configure --enable-fuzz" \
+			sh -c 'cd build-fuzz && ../configure CC=clang --enable-fuzz'; then
+			step fuzz "make fuzz" make -C build-fuzz -j"$JOBS" fuzz &&
+				step fuzz "make fuzz-run" make_check fuzz build-fuzz \
+					fuzz-run FUZZ_SECONDS="${FUZZ_SECONDS:-25}"
+		fi
 	fi
 fi
 
@@ -141,7 +155,7 @@ count_log() {
 
 echo
 echo "== results"
-for run in plain sanitizers distcheck; do
+for run in plain sanitizers distcheck fuzz; do
 	dir=$RESULTS/$run
 	run_fail=0
 	if [ -d "$dir" ]; then

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fuzz_proto.c - libFuzzer target of the wire decoder (proto/proto.c).
+ *
+ * Every byte the daemon reads from a client queue goes through
+ * proto_decode() first, so the input is one message exactly as it would
+ * come out of mq_receive().  Besides what ASan and UBSan catch, the target
+ * checks what the decoder promises: a message it accepts encodes back to
+ * the very same bytes (nothing was read that the lengths do not cover,
+ * nothing was accepted that the encoder would write differently), its
+ * topic and key pass the validators the decoder used, and the validators
+ * agree with each other (a topic is a pattern without wildcards).  A
+ * broken promise aborts, which libFuzzer reports like a crash.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto/proto.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define FUZZ_CHECK(cond)                                                   \
+	do {                                                               \
+		if (!(cond)) {                                             \
+			fprintf(stderr, "fuzz_proto: broken: %s (%s:%d)\n", \
+				#cond, __FILE__, __LINE__);                \
+			abort();                                           \
+		}                                                          \
+	} while (0)
+
+/* A decoded message encodes back to exactly the bytes it came from. */
+static void fuzz_roundtrip(const uint8_t *data, size_t size,
+			   const struct proto_msg *m)
+{
+	static unsigned char out[65536 + PROTO_HEADER_SIZE + 1024];
+	int n;
+
+	if (size > sizeof(out))
+		return;
+	n = proto_encode_key(out, sizeof(out), &m->h, m->topic, m->key,
+			     m->payload, m->h.payload_len);
+	FUZZ_CHECK(n >= 0);
+	FUZZ_CHECK((size_t)n == size);
+	FUZZ_CHECK(memcmp(out, data, size) == 0);
+}
+
+/* What an accepted message is known to satisfy. */
+static void fuzz_accepted(const uint8_t *data, size_t size,
+			  const struct proto_msg *m)
+{
+	FUZZ_CHECK(m->h.magic == PROTO_MAGIC);
+	FUZZ_CHECK(m->h.version == PROTO_VERSION);
+	FUZZ_CHECK(m->h.type >= 1 && m->h.type <= PROTO_TYPE_MAX);
+	FUZZ_CHECK((m->h.flags & ~PROTO_F_ALL) == 0);
+	FUZZ_CHECK(strlen(m->topic) == m->h.topic_len);
+	FUZZ_CHECK(strlen(m->key) == m->h.key_len);
+	FUZZ_CHECK(size == proto_size_key(m->h.topic_len, m->h.key_len,
+					  m->h.payload_len));
+	FUZZ_CHECK((const uint8_t *)m->payload + m->h.payload_len ==
+		   data + size);
+	if (m->h.key_len)
+		FUZZ_CHECK(proto_key_valid(m->key, m->h.key_len));
+	switch (m->h.type) {
+	case PROTO_PUBLISH:
+	case PROTO_DELIVER:
+	case PROTO_REQUEST:
+	case PROTO_TIMER_ADD:
+		FUZZ_CHECK(proto_topic_valid(m->topic, m->h.topic_len, false));
+		FUZZ_CHECK(m->h.priority <= PROTO_PRIO_MAX);
+		break;
+	case PROTO_SUBSCRIBE:
+	case PROTO_UNSUBSCRIBE:
+		FUZZ_CHECK(proto_topic_valid(m->topic, m->h.topic_len, true));
+		break;
+	case PROTO_ANNOUNCE:
+	case PROTO_HELLO:
+		FUZZ_CHECK(proto_qname_valid(m->topic, m->h.topic_len));
+		break;
+	case PROTO_QUERY:
+		FUZZ_CHECK(proto_query_name(m->h.status) != NULL);
+		break;
+	default:
+		break;
+	}
+	FUZZ_CHECK(strcmp(proto_type_name(m->h.type), "unknown") != 0);
+	fuzz_roundtrip(data, size, m);
+}
+
+/* The validators on the raw bytes, and how they relate. */
+static void fuzz_validators(const uint8_t *data, size_t size)
+{
+	const char *s = (const char *)data;
+	size_t len = size < 300 ? size : 300;
+	bool topic = proto_topic_valid(s, len, false);
+	bool pattern = proto_topic_valid(s, len, true);
+
+	/* every topic is a pattern; a pattern without wildcards is a topic */
+	if (topic)
+		FUZZ_CHECK(pattern);
+	if (pattern && !memchr(s, '+', len) && !memchr(s, '#', len))
+		FUZZ_CHECK(topic);
+	if (topic || pattern)
+		FUZZ_CHECK(len >= 1 && len <= PROTO_TOPIC_MAX);
+	if (proto_group_valid(s, len))
+		FUZZ_CHECK(proto_key_valid(s, len));
+	if (proto_qname_valid(s, len))
+		FUZZ_CHECK(len >= 2 && s[0] == '/');
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct proto_msg m, untouched;
+	int r;
+
+	memset(&m, 0xa5, sizeof(m));
+	memcpy(&untouched, &m, sizeof(m));
+	r = proto_decode(data, size, &m);
+	if (r == 0) {
+		fuzz_accepted(data, size, &m);
+	} else {
+		/* every refusal is one of the decoder's own errors */
+		FUZZ_CHECK(r <= -PROTO_E_SHORT && r >= -PROTO_E_KEY);
+		FUZZ_CHECK(r != -PROTO_E_NOSPACE);
+		FUZZ_CHECK(proto_strerror(r) != NULL);
+		/* and leaves what it was to fill as it was */
+		FUZZ_CHECK(memcmp(&m, &untouched, sizeof(m)) == 0);
+	}
+	fuzz_validators(data, size);
+	return 0;
+}
