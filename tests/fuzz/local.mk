@@ -4,7 +4,7 @@
 # tree in fuzz-build/ and builds it there), "make fuzz-run" runs each for
 # FUZZ_SECONDS (25) from its seed corpus.
 FUZZ_TARGETS = tests/fuzz/fuzz_proto tests/fuzz/fuzz_config \
-	tests/fuzz/fuzz_daemon
+	tests/fuzz/fuzz_daemon tests/fuzz/fuzz_state
 FUZZ_SECONDS = 25
 FUZZ_TARGET_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) $(LIBSYSTEMD_CFLAGS)
 
@@ -23,6 +23,10 @@ tests_fuzz_fuzz_daemon_SOURCES = tests/fuzz/fuzz_daemon.c
 tests_fuzz_fuzz_daemon_CFLAGS = $(FUZZ_TARGET_CFLAGS)
 tests_fuzz_fuzz_daemon_LDADD = daemon/libmqbusd.la
 tests_fuzz_fuzz_daemon_LDFLAGS = $(FUZZ_LDFLAGS)
+tests_fuzz_fuzz_state_SOURCES = tests/fuzz/fuzz_state.c
+tests_fuzz_fuzz_state_CFLAGS = $(FUZZ_TARGET_CFLAGS)
+tests_fuzz_fuzz_state_LDADD = daemon/libmqbusd.la
+tests_fuzz_fuzz_state_LDFLAGS = $(FUZZ_LDFLAGS)
 
 EXTRA_DIST += tests/fuzz/run.sh tests/fuzz/gen-seeds.py \
 	tests/fuzz/fuzz_proto.dict tests/fuzz/fuzz_config.dict \
