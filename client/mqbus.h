@@ -226,8 +226,9 @@ int mqbus_request_async_prio(mqbus *b, const char *topic, const void *data,
 			     size_t len, int priority, int timeout_ms,
 			     mqbus_reply_handler fn, void *userdata);
 
-/* Milliseconds until mqbus_process() must run to time out an
- * asynchronous request, or -1 if none is in flight. */
+/* Milliseconds until mqbus_process() must run: to time out an
+ * asynchronous request, or while disconnected for the next step of a
+ * reconnection; -1 if nothing is due. */
 int mqbus_get_timeout(const mqbus *b);
 
 /* Answers a received request (mqbus_msg_is_request()).  The daemon
@@ -327,16 +328,77 @@ int mqbus_sync(mqbus *b);
 /* Event-loop use. */
 typedef void (*mqbus_handler)(mqbus *b, const mqbus_msg *msg,
 			      void *userdata);
-/* The fd to poll for readability (the rx queue), or -ENOTCONN. */
+/*
+ * The fd to poll for readability, or -ENOTCONN before mqbus_connect():
+ * an epoll fd (epoll(7)) holding the rx queue and a pidfd of the daemon,
+ * so that it becomes readable when a message arrives and when the daemon
+ * dies.  Use it with poll(), select(), epoll or libevent as any fd that
+ * polls readable; do not add to it or read it with epoll_wait().  It
+ * stays the same fd for the handle's life, across reconnections.
+ */
 int mqbus_get_fd(const mqbus *b);
 /* The handler mqbus_process() calls for each message. */
 void mqbus_set_handler(mqbus *b, mqbus_handler fn, void *userdata);
 /*
  * Reads every message waiting, without blocking, and passes each to the
- * handler (messages are freed after it returns).  Returns the number
- * handled, -ENOTCONN after the daemon said goodbye.
+ * handler (messages are freed after it returns); runs the callbacks of
+ * asynchronous requests and of the connection (mqbus_set_connection_cb())
+ * that are due, and the steps of a reconnection.  Returns the number
+ * handled, or -ENOTCONN while disconnected (the daemon died, stopped or
+ * dropped this client; mqbus_last_error() says which).
  */
 int mqbus_process(mqbus *b);
+
+/*
+ * Surviving a daemon restart (since LIBMQBUS_1.4).
+ *
+ * The library notices the daemon's death at once in mqbus_process()
+ * (the fd of mqbus_get_fd() becomes readable) and within a second in
+ * blocking calls.  When the daemon died or stopped, and reconnecting is
+ * on (the default), it keeps the handle's queues and asks the next
+ * daemon of the bus to adopt them, trying after 50 ms, then doubling the
+ * wait up to 1 s; if its queues are gone it makes new ones and connects
+ * afresh.  It makes again every subscription, queue-group join and
+ * monitor the program had.  While disconnected: mqbus_process() returns
+ * -ENOTCONN and mqbus_get_timeout() the time until the next attempt (so
+ * an event loop keeps calling mqbus_process()); a publish that fits into
+ * the tx queue is kept there and returns 0, to be routed once a daemon
+ * adopts the queue (a new connection's fresh queues keep what was
+ * published after they were made); other blocking calls wait up to their
+ * timeout for the reconnection, then return -ENOTCONN.  Asynchronous
+ * requests in flight fail at once with -ECONNRESET, a blocking one too;
+ * answers to them are lost with the daemon.  A client that the daemon
+ * dropped (a slow consumer, say) is not reconnected.
+ *
+ * mqbus_set_reconnect(b, 0), or MQBUS_RECONNECT=0 in the environment of
+ * mqbus_new(), turns reconnecting off: the first disconnection is then
+ * final and every call returns -ENOTCONN.  The call wins over the
+ * environment and may be made at any time.  -EINVAL: on not 0 or 1.
+ */
+int mqbus_set_reconnect(mqbus *b, int on);
+
+/*
+ * The connection callback, called from inside mqbus_process() and
+ * mqbus_receive(): once with MQBUS_DISCONNECTED when the connection is
+ * lost, error -ECONNRESET (the daemon died), -ESHUTDOWN (it stopped) or
+ * -ECONNABORTED (it dropped this client: final); once with
+ * MQBUS_RECONNECTED when a daemon took the client back and answered
+ * every subscription made again, error 0, or the first refusal of one
+ * (-EACCES from a changed access policy, say; the subscription is
+ * forgotten) or -ETIMEDOUT when answers did not come within the
+ * handle's timeout.  mqbus_last_error() gives the sentence during the
+ * call.  fn NULL removes it.
+ */
+#define MQBUS_DISCONNECTED 1
+#define MQBUS_RECONNECTED 2
+typedef void (*mqbus_connection_handler)(mqbus *b, int event, int error,
+					 void *userdata);
+void mqbus_set_connection_cb(mqbus *b, mqbus_connection_handler fn,
+			     void *userdata);
+
+/* 1 while disconnected and reconnecting, else 0 (connected, or the
+ * disconnection is final). */
+int mqbus_reconnecting(const mqbus *b);
 
 /* A received message. */
 mqbus_msg *mqbus_msg_free(mqbus_msg *m);

@@ -1123,6 +1123,8 @@ START_TEST(test_shutdown)
 
 	testbus_start(&tb, NULL);
 	c1 = testbus_connect(&tb, 0, 0);
+	/* what a client sees that does not reconnect (the setter) */
+	ck_assert_int_eq(mqbus_set_reconnect(c1, 0), 0);
 	testbus_subscribe(c1, "s/x");
 	testbus_pipe(ready);
 	testbus_pipe(result);
@@ -1132,6 +1134,8 @@ START_TEST(test_shutdown)
 	if (child == 0) {
 		mqbus *b = NULL;
 
+		/* ... and the environment */
+		setenv("MQBUS_RECONNECT", "0", 1);
 		r = testbus_try_connect(tb.bus, 0, 0, &b, NULL, 0);
 		if (r == 0)
 			r = mqbus_subscribe(b, "s/x");
