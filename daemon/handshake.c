@@ -59,6 +59,34 @@ static void handshake_spares(struct handshake *hs, bool take)
 	}
 }
 
+/*
+ * The announce queue a previous daemon of the bus left (it was killed, or
+ * stopped while clients lived): reused if it is ours, as we would make it
+ * (owner, mode, sizes), so the ANNOUNCEs written while no daemon ran are
+ * read now.  Anything else is not trusted: (mqd_t)-1.
+ */
+static mqd_t announce_reuse(struct handshake *hs, const struct mq_attr *want)
+{
+	struct mq_attr attr;
+	struct stat st;
+	mqd_t q;
+
+	q = mq_open(hs->name, O_RDONLY | O_NONBLOCK);
+	if (q == (mqd_t)-1)
+		return q;
+	if (fstat(q, &st) < 0 || st.st_uid != geteuid() ||
+	    (st.st_mode & 07777) != 0622 || mq_getattr(q, &attr) < 0 ||
+	    attr.mq_msgsize != want->mq_msgsize ||
+	    attr.mq_maxmsg != want->mq_maxmsg) {
+		mq_close(q);
+		return (mqd_t)-1;
+	}
+	log_info("kept the announce queue %s of the previous daemon, %ld "
+		 "announcements waiting",
+		 hs->name, attr.mq_curmsgs);
+	return q;
+}
+
 int handshake_open(struct handshake *hs, struct server *s, char **ret_error)
 {
 	struct mq_attr attr = { 0 };
@@ -78,7 +106,12 @@ int handshake_open(struct handshake *hs, struct server *s, char **ret_error)
 	if (attr.mq_maxmsg > 64)
 		attr.mq_maxmsg = 64;
 	attr.mq_msgsize = HANDSHAKE_ANNOUNCE_MSGSIZE;
-	/* we hold the bus lock: a queue by this name is a dead daemon's */
+	/* we hold the bus lock: a queue by this name is a dead daemon's,
+	 * kept for what clients announced meanwhile if it is as we make
+	 * it, or somebody else's, removed */
+	hs->announce = announce_reuse(hs, &attr);
+	if (hs->announce != (mqd_t)-1)
+		goto watch;
 	if (mq_unlink(hs->name) == 0)
 		log_info("removed stale announce queue %s", hs->name);
 	hs->announce = mq_open(hs->name,
@@ -107,6 +140,7 @@ int handshake_open(struct handshake *hs, struct server *s, char **ret_error)
 	/* anyone may announce, only we read: undo the umask */
 	if (fchmod(hs->announce, 0622) < 0)
 		log_warn("cannot set mode 0622 on %s", hs->name);
+watch:
 	hs->src.mqd = hs->announce;
 	hs->src.read = handshake_read;
 	err = wake_add(s->wake, &hs->src);
@@ -146,6 +180,7 @@ struct candidate {
 	mqd_t tx;
 	mqd_t rx;
 	int pidfd;
+	bool resume;	 /* PROTO_F_RESUME: no HELLO to read */
 	bool out_of_fds; /* the daemon ran out of descriptors on the way */
 };
 
@@ -206,8 +241,6 @@ static const char *check_name(struct handshake *hs, struct candidate *c)
 	    !sweep_parse_name(hs->server->bus, c->tx_name + 1, &c->pid))
 		return "not a tx queue name of this bus";
 	c->stem = len - 3;
-	if (peer_find_tx(&hs->server->peers, c->tx_name))
-		return "already connected";
 	return NULL;
 }
 
@@ -281,6 +314,20 @@ static const char *check_hello(struct handshake *hs, struct candidate *c)
 	    strcmp(c->rx_name + c->stem, ".rx") != 0)
 		return "rx queue name does not match";
 	return NULL;
+}
+
+/* A resumed client wrote no HELLO: its rx is named after its tx. */
+static const char *resume_rx_name(struct candidate *c)
+{
+	memcpy(c->rx_name, c->tx_name, c->stem);
+	memcpy(c->rx_name + c->stem, ".rx", 4);
+	return NULL;
+}
+
+/* The rx name: from the HELLO, or for a resumed client from tx's. */
+static const char *check_rx_name(struct handshake *hs, struct candidate *c)
+{
+	return c->resume ? resume_rx_name(c) : check_hello(hs, c);
 }
 
 /* The process: alive, and running as the owner of the queues. */
@@ -437,6 +484,8 @@ static void admit(struct handshake *hs, struct candidate *c)
 		log_client_connected(&who);
 	}
 	welcome(s, p);
+	/* a client of the previous daemon: held until the others are back */
+	restart_adopt(&s->restart, p);
 	/* anything already queued behind HELLO */
 	wake_src_ready(&p->src);
 }
@@ -459,7 +508,7 @@ static void refuse_out_of_fds(struct handshake *hs, struct candidate *c)
 		c->pidfd = -1;
 	}
 	/* rx, opened and checked now if it was not already */
-	if ((c->tx != (mqd_t)-1 || (!check_tx(c) && !check_hello(hs, c))) &&
+	if ((c->tx != (mqd_t)-1 || (!check_tx(c) && !check_rx_name(hs, c))) &&
 	    c->rx_name[0] && (c->rx != (mqd_t)-1 || !check_rx(c))) {
 		getrlimit(RLIMIT_NOFILE, &rl);
 		snprintf(text, sizeof(text),
@@ -474,7 +523,8 @@ static void refuse_out_of_fds(struct handshake *hs, struct candidate *c)
 	handshake_spares(hs, true);
 }
 
-static void handshake_run(struct handshake *hs, const char *tx_name)
+static void handshake_run(struct handshake *hs, const char *tx_name,
+			  bool resume)
 {
 	struct candidate c = {
 		.tx_name = tx_name,
@@ -482,11 +532,18 @@ static void handshake_run(struct handshake *hs, const char *tx_name)
 		.tx = (mqd_t)-1,
 		.rx = (mqd_t)-1,
 		.pidfd = -1,
+		.resume = resume,
 	};
 	const char *why;
 
+	/* a client announcing itself twice (a resumed one retries) */
+	if (peer_find_tx(&hs->server->peers, tx_name)) {
+		log_debug("%s: already connected", tx_name);
+		return;
+	}
 	if ((why = check_name(hs, &c)) || (why = check_tx(&c)) ||
-	    (why = check_hello(hs, &c)) || (why = check_process(&c)) ||
+	    (why = check_rx_name(hs, &c)) ||
+	    (why = check_process(&c)) ||
 	    (why = check_rx(&c))) {
 		refuse(hs, &c, why);
 		if (c.out_of_fds)
@@ -523,7 +580,7 @@ static int handshake_read(struct wake_src *src, unsigned budget)
 					: proto_type_name(pm.h.type));
 			continue;
 		}
-		handshake_run(hs, pm.topic);
+		handshake_run(hs, pm.topic, pm.h.flags & PROTO_F_RESUME);
 	}
 	return 1;
 }

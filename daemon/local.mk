@@ -22,6 +22,7 @@ daemon_libmqbusd_la_SOURCES = \
 	daemon/retain.c daemon/retain.h \
 	daemon/stats.c daemon/stats.h \
 	daemon/introspect.c daemon/introspect.h \
+	daemon/restart.c daemon/restart.h \
 	daemon/server.c daemon/server.h \
 	daemon/sweep.c daemon/sweep.h
 daemon_libmqbusd_la_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) \

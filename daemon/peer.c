@@ -222,6 +222,9 @@ void peer_close(struct peer *p, bool bye, const char *why)
 		int n;
 
 		proto_header_init(&h, PROTO_BYE);
+		/* ESHUTDOWN: the queues stay, announce them to the next
+		 * daemon (PROTO_F_RESUME) */
+		h.status = p->keep_queues ? ESHUTDOWN : 0;
 		n = proto_encode(buf, sizeof(buf), &h, NULL, NULL, 0);
 		if (n > 0 && mq_send(p->rx, (char *)buf, n, PROTO_PRIO_MAX) < 0)
 			log_debug("client %u: BYE not sent: %s", p->id,

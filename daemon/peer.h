@@ -85,6 +85,14 @@ struct peer {
 	int pidfd;
 	struct event *pid_ev;
 	bool closing;
+	bool keep_queues; /* the bus stops, the client lives: its queues
+			     stay for the next daemon (server.c) */
+
+	/* adopted from the previous daemon during the grace period: what
+	 * it sends to others waits here until the period ends (restart.c) */
+	bool held;
+	struct msgbuf **stash;
+	unsigned n_stash;
 
 	/* subscriptions, kept to unsubscribe on close (sub.c); how many
 	 * of them (plain, monitor) the policy allows in part only, whose

@@ -6,15 +6,19 @@
  * The map of the daemon is at the top of server.h.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -60,20 +64,91 @@ static bool bus_name_valid(const char *bus)
 }
 
 /*
- * One daemon per bus: an abstract socket named after the bus and this IPC
- * namespace is the lock.  The kernel drops it when the process dies, so a
- * crashed daemon never blocks its successor.
+ * One daemon per bus and IPC namespace.  The lock is a file in a
+ * directory only the daemon's uid may write ($RUNTIME_DIRECTORY under
+ * systemd, /run/mqbus for root, $XDG_RUNTIME_DIR/mqbus for a user), held
+ * with flock(): the kernel drops it when the process dies, so a crashed
+ * daemon never blocks its successor, and no other user can take it first.
+ * Without such a directory it falls back to an abstract socket, which any
+ * local user could bind first (said in the log).
  */
+static int server_lock_dir(char *dir, size_t size)
+{
+	const char *rt = getenv("RUNTIME_DIRECTORY");
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	struct stat st;
+
+	if (rt && rt[0] == '/' && !strchr(rt, ':'))
+		snprintf(dir, size, "%s", rt);
+	else if (geteuid() == 0)
+		snprintf(dir, size, "/run/mqbus");
+	else if (xdg && xdg[0] == '/')
+		snprintf(dir, size, "%s/mqbus", xdg);
+	else
+		return -ENOENT;
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+		return -errno;
+	if (lstat(dir, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & 022))
+		return -EPERM;
+	return 0;
+}
+
+static int server_lock_file(struct server *s, const char *ns)
+{
+	char dir[PATH_MAX - 128], path[PATH_MAX];
+	struct stat a, b;
+	const char *id;
+	int r, fd;
+
+	r = server_lock_dir(dir, sizeof(dir));
+	if (r < 0)
+		return r;
+	/* "ipc:[4026531839]": the number tells namespaces apart */
+	id = strchr(ns, '[') ? strchr(ns, '[') + 1 : "0";
+	snprintf(path, sizeof(path), "%s/%s.%.*s.lock", dir, s->bus,
+		 (int)strspn(id, "0123456789"), id);
+	for (;;) {
+		fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+			  0644);
+		if (fd < 0)
+			return -errno;
+		if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+			r = errno == EWOULDBLOCK ? -EADDRINUSE : -errno;
+			close(fd);
+			return r;
+		}
+		/* the file we locked must still be the one by that name:
+		 * a daemon that stopped unlinks it as it lets go */
+		if (fstat(fd, &a) == 0 && stat(path, &b) == 0 &&
+		    a.st_ino == b.st_ino && a.st_dev == b.st_dev)
+			break;
+		close(fd);
+	}
+	s->lock_fd = fd;
+	s->lock_path = strdup(path);
+	return 0;
+}
+
 static int server_lock(struct server *s)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char ns[64] = "";
 	ssize_t n;
-	int fd, len;
+	int fd, len, r;
 
 	n = readlink("/proc/self/ns/ipc", ns, sizeof(ns) - 1);
 	if (n > 0)
 		ns[n] = '\0';
+	r = server_lock_file(s, ns);
+	if (r != -ENOENT && r != -EPERM && r != -EACCES && r != -EROFS)
+		return r;
+	log_warnx("no private directory for the bus lock (%s): using an "
+		  "abstract socket, which any local user could take first; "
+		  "set XDG_RUNTIME_DIR or RuntimeDirectory=",
+		  strerror(-r));
 	len = snprintf(sa.sun_path + 1, sizeof(sa.sun_path) - 1,
 		       "mqbusd/%s/%s", ns, s->bus);
 	if (len < 0 || (size_t)len >= sizeof(sa.sun_path) - 1)
@@ -197,8 +272,19 @@ static void server_bye(struct peer *p, struct msgbuf *m,
 	peer_close(p, false, "said goodbye");
 }
 
+/*
+ * A HELLO after the handshake: a client of the previous daemon that
+ * announced itself with PROTO_F_RESUME may have written one as well, or
+ * a duplicate ANNOUNCE came first.  Nothing to do.
+ */
+static void server_hello(struct peer *p, struct msgbuf *m,
+			 const struct proto_msg *pm)
+{
+}
+
 /* What a client may send, by type; the rest is a bad message. */
 static const peer_handler server_handlers[PROTO_TYPE_MAX + 1] = {
+	[PROTO_HELLO] = server_hello,
 	[PROTO_PUBLISH] = route_publish,
 	[PROTO_REQUEST] = route_request,
 	[PROTO_REPLY] = route_reply,
@@ -227,6 +313,8 @@ static void server_message(struct peer *p, struct msgbuf *m)
 		deliver_bad(p, 0, r, "message rejected");
 		return;
 	}
+	if (p->held && restart_stash(p, m, pm.h.type))
+		return;
 	handler = pm.h.type <= PROTO_TYPE_MAX ? server_handlers[pm.h.type]
 					      : NULL;
 	if (!handler) {
@@ -252,6 +340,8 @@ static void server_reap_peer(struct peer *p, void *arg)
 	struct server *s = arg;
 	struct log_client who = stats_who(p);
 
+	/* what it queued before the grace period ended: routed now */
+	restart_drop_peer(p);
 	sub_drop_peer(p);
 	request_drop_peer(p);
 	timer_drop_peer(p);
@@ -261,7 +351,7 @@ static void server_reap_peer(struct peer *p, void *arg)
 	account_credit(&s->accounts, p->uid, ACCOUNT_PEERS);
 	policy_identity_deinit(&p->ident);
 	s->stats.clients_gone++;
-	peer_free(p, true);
+	peer_free(p, !p->keep_queues);
 }
 
 static void server_drop_all(struct server *s)
@@ -284,6 +374,7 @@ static void server_tick(evutil_socket_t fd, short what, void *arg)
 		if (p->n_blocked)
 			deliver_check_blocking(p, now);
 	s->stats.wakeups_rescued += wake_rescue(s->wake);
+	restart_tick(&s->restart);
 	stats_notify_status(s);
 }
 
@@ -473,6 +564,10 @@ int server_init(struct server *s, const struct server_options *opt,
 			 SWEEP_MQUEUE_DIR, SWEEP_MQUEUE_DIR);
 	else if (r < 0)
 		log_warnx("sweeping stale queues: %s", strerror(-r));
+	else if ((r = restart_init(&s->restart, s, SWEEP_MQUEUE_DIR,
+				   server_message)) < 0)
+		log_warnx("looking for the previous daemon's clients: %s",
+			  strerror(-r));
 
 	return handshake_open(&s->handshake, s, ret_error);
 }
@@ -562,10 +657,14 @@ int server_run(struct server *s)
 		stats_round(s);
 	TAILQ_FOREACH(p, &s->peers.all, link)
 		deliver_flush(p);
+	/* a live client keeps its queues, and what it queues from now on,
+	 * for the next daemon of the bus */
 	for (p = TAILQ_FIRST(&s->peers.all); p; p = next) {
 		next = TAILQ_NEXT(p, link);
-		if (!p->closing)
-			peer_close(p, true, "bus shutting down");
+		if (p->closing)
+			continue;
+		p->keep_queues = true;
+		peer_close(p, true, "bus shutting down");
 	}
 	server_drop_all(s);
 	return s->exit_code;
@@ -580,6 +679,7 @@ void server_deinit(struct server *s)
 		timer_set_deinit(s);
 	if (s->retained.index)
 		retain_deinit(&s->retained);
+	restart_deinit(&s->restart);
 	handshake_close(&s->handshake);
 	peer_table_deinit(&s->peers);
 	group_table_deinit(&s->groups);
@@ -599,6 +699,11 @@ void server_deinit(struct server *s)
 	if (s->base)
 		event_base_free(s->base);
 	config_deinit(&s->cfg);
+	if (s->lock_path) {
+		/* unlinked while still held: see server_lock_file() */
+		unlink(s->lock_path);
+		free(s->lock_path);
+	}
 	if (s->lock_fd >= 0)
 		close(s->lock_fd);
 	free(s->bus);

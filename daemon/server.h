@@ -27,6 +27,10 @@
  * Per-uid shares (clients, timers, retained values, pending memory) are
  * counted in account.c as things are made and freed.
  *
+ * After a restart, restart.c keeps the queues of the previous daemon's
+ * live clients for them to announce again, and holds what they queued
+ * until all are back (the grace period).
+ *
  * Lower modules never call up: the wake source's read, the peer table's
  * message handler and reaper, and the request table's expiry are
  * callbacks that this file sets.  Nothing here is process-wide: two
@@ -49,6 +53,7 @@
 #include "daemon/request.h"
 #include "daemon/retain.h"
 #include "daemon/stats.h"
+#include "daemon/restart.h"
 #include "daemon/sub.h"
 #include "daemon/timer.h"
 #include "daemon/wake.h"
@@ -78,6 +83,7 @@ struct server {
 	pid_t pid;
 	struct timespec started;
 	int lock_fd;
+	char *lock_path; /* the lock file, NULL with the abstract socket */
 
 	/* wake-ups and signals */
 	struct wake *wake;
@@ -98,6 +104,7 @@ struct server {
 	struct request_table requests;
 	struct timer_set timers;
 	struct retain_store retained;
+	struct restart restart; /* the previous daemon's clients */
 	size_t pending_bytes; /* message bytes in all pending lists */
 	size_t pending_mem;   /* what they really take: each buffer once,
 				 and the list entries */

@@ -54,11 +54,14 @@ bool sweep_parse_name(const char *bus, const char *name, pid_t *ret_pid)
 	return true;
 }
 
-int sweep_stale(const char *dir, const char *bus)
+/* Calls fn with each queue name of the bus in dir (with its '/'). */
+static int sweep_each(const char *dir, const char *bus,
+		      int (*fn)(const char *name, pid_t pid, void *arg),
+		      void *arg)
 {
 	struct statfs sfs;
 	struct dirent *de;
-	int removed = 0;
+	int r = 0;
 	DIR *d;
 
 	if (statfs(dir, &sfs) < 0)
@@ -68,23 +71,63 @@ int sweep_stale(const char *dir, const char *bus)
 	d = opendir(dir);
 	if (!d)
 		return -errno;
-	while ((de = readdir(d))) {
+	while (r >= 0 && (de = readdir(d))) {
 		char path[NAME_MAX + 2];
 		pid_t pid;
 
 		if (!sweep_parse_name(bus, de->d_name, &pid))
 			continue;
-		if (kill(pid, 0) == 0 || errno != ESRCH)
-			continue;
 		snprintf(path, sizeof(path), "/%s", de->d_name);
-		if (mq_unlink(path) == 0) {
-			log_info("removed stale queue %s of dead pid %d", path,
-				 (int)pid);
-			removed++;
-		} else if (errno != ENOENT) {
-			log_warn("cannot remove stale queue %s", path);
-		}
+		r = fn(path, pid, arg);
 	}
 	closedir(d);
-	return removed;
+	return r < 0 ? r : 0;
+}
+
+static int sweep_dead(const char *path, pid_t pid, void *arg)
+{
+	int *removed = arg;
+
+	if (kill(pid, 0) == 0 || errno != ESRCH)
+		return 0;
+	if (mq_unlink(path) == 0) {
+		log_info("removed stale queue %s of dead pid %d", path,
+			 (int)pid);
+		(*removed)++;
+	} else if (errno != ENOENT) {
+		log_warn("cannot remove stale queue %s", path);
+	}
+	return 0;
+}
+
+int sweep_stale(const char *dir, const char *bus)
+{
+	int removed = 0;
+	int r = sweep_each(dir, bus, sweep_dead, &removed);
+
+	return r < 0 ? r : removed;
+}
+
+struct sweep_live_ctx {
+	sweep_live_fn fn;
+	void *arg;
+};
+
+static int sweep_live_one(const char *path, pid_t pid, void *arg)
+{
+	struct sweep_live_ctx *ctx = arg;
+	size_t len = strlen(path);
+
+	if (len < 3 || strcmp(path + len - 3, ".tx") != 0)
+		return 0;
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return 0;
+	return ctx->fn(path, pid, ctx->arg);
+}
+
+int sweep_live(const char *dir, const char *bus, sweep_live_fn fn, void *arg)
+{
+	struct sweep_live_ctx ctx = { fn, arg };
+
+	return sweep_each(dir, bus, sweep_live_one, &ctx);
 }

@@ -28,4 +28,14 @@ bool sweep_parse_name(const char *bus, const char *name, pid_t *ret_pid);
  */
 int sweep_stale(const char *dir, const char *bus);
 
+typedef int (*sweep_live_fn)(const char *tx_name, pid_t pid, void *arg);
+
+/*
+ * Calls fn with the name ("/BUS.<pid>.<n>.tx") and pid of each tx queue
+ * of the bus in dir whose process is alive: the clients of a previous
+ * daemon.  Stops at fn's first negative return and returns it; else 0,
+ * or -ENOTSUP/-errno as sweep_stale().
+ */
+int sweep_live(const char *dir, const char *bus, sweep_live_fn fn, void *arg);
+
 #endif

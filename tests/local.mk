@@ -7,7 +7,8 @@ TEST_CHECK_LIBS = daemon/libmqbusd.la $(CHECK_LIBS)
 
 check_PROGRAMS += tests/check_proto tests/check_router tests/check_config \
 	tests/check_retain tests/check_delivery \
-	tests/check_bus tests/check_server tests/check_policy
+	tests/check_bus tests/check_server tests/check_policy \
+	tests/check_adopt
 tests_check_proto_SOURCES = tests/check_proto.c
 tests_check_proto_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_proto_LDADD = proto/libproto.la $(CHECK_LIBS)
@@ -30,6 +31,10 @@ tests_check_delivery_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
 tests_check_server_SOURCES = tests/check_server.c
 tests_check_server_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_server_LDADD = $(TEST_CHECK_LIBS) client/libmqbus.la
+tests_check_adopt_SOURCES = tests/check_adopt.c tests/testbus.c \
+	tests/testbus.h
+tests_check_adopt_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_adopt_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
 tests_check_bus_SOURCES = tests/check_bus.c tests/testbus.c tests/testbus.h
 tests_check_bus_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_bus_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
@@ -51,10 +56,11 @@ tests_helpers_mqbusctl_test_LDFLAGS = $(AM_LDFLAGS) -no-install
 TESTS += tests/check_proto tests/check_router tests/check_config \
 	tests/check_retain tests/check_server tests/check_policy \
 	tests/bus-notify.sh tests/bus-thread.sh tests/bus-poll.sh \
-	tests/delivery.sh \
+	tests/delivery.sh tests/adopt.sh \
 	tests/cli.sh tests/multiuser.sh tests/systemd.sh tests/policy.sh \
 	tests/quota.sh
 EXTRA_DIST += tests/harness.sh tests/lib.sh tests/bus-notify.sh \
+	tests/adopt.sh tests/soak.sh \
 	tests/policy.sh tests/quota.sh \
 	tests/delivery.sh \
 	tests/bus-thread.sh tests/bus-poll.sh tests/cli.sh tests/multiuser.sh \

@@ -78,10 +78,24 @@ as_set_env
 
 mqb_check "$TUSER can run the copied mqbusctl" as_user "$RUN/mqbusctl" --version
 
+# The bus lock is no name another user can take first: $TUSER binds the
+# abstract socket name that older daemons locked with, and waits.
+"${AS_USER[@]}" python3 -c '
+import os, socket, sys, time
+s = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+s.bind("\0mqbusd/%s/%s" % (os.readlink("/proc/self/ns/ipc"), sys.argv[1]))
+print("bound", flush=True)
+time.sleep(60)' "$BUS" >"$MQB_TMP/squat.out" 2>&1 &
+SQUAT=$!
+mqb_track "$SQUAT"
+mqb_wait_for 5000 grep -q bound "$MQB_TMP/squat.out"
+mqb_true "$TUSER holds the abstract socket name of bus $BUS" $?
+
 if ! mqb_daemon_start notify; then
-	mqb_bail "mqbusd starts as root"
+	mqb_bail "mqbusd starts as root (though $TUSER squats the old lock)"
 fi
-mqb_ok "mqbusd starts as root"
+mqb_ok "mqbusd starts as root (though $TUSER squats the old lock)"
+kill "$SQUAT" 2>/dev/null
 
 mqb_is "$TUSER may write the announce queue /$BUS" \
 	"$(as_user "$RUN/mqtool" open "/$BUS" w 2>/dev/null)" ok
