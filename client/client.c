@@ -27,9 +27,10 @@
  * message costs no system call more than before.
  *
  * Reconnecting (see mqbus.h): a disconnection is a daemon that died (its
- * pidfd), stopped (a BYE after it removed the announce queue: a stopping
- * daemon removes it before it says goodbye) or dropped us (a BYE while the
- * announce queue is there, or rx removed under a live daemon; final).
+ * pidfd), stopped (a BYE with ESHUTDOWN) or dropped us (another BYE, or
+ * rx removed under a live daemon; final).  A client that only publishes
+ * reads no rx: its publishes look at the pidfd at most every
+ * LIVENESS_MS, so that it, too, notices and resumes in time.
  * After the first two the library writes what it replays (the
  * subscriptions it knows) into tx at the highest priority, then announces
  * tx with PROTO_F_RESUME so that the next daemon adopts it without a
@@ -78,6 +79,8 @@ _Static_assert(MQBUS_KEY_MAX == PROTO_KEY_MAX, "mqbus.h and proto.h agree");
 #define BACKOFF_MAX_MS 1000
 /* while replayed subscriptions wait for room in a full tx */
 #define REPLAY_RETRY_MS 10
+/* how often publishing looks whether the daemon is still there */
+#define LIVENESS_MS 100
 
 struct mqbus_msg {
 	struct mqbus_msg *next;
@@ -134,6 +137,7 @@ struct mqbus {
 	int backoff_ms;
 	int64_t attempt_at; /* CLOCK_MONOTONIC ms of the next announce */
 	int64_t restore_deadline;
+	int64_t liveness_at; /* publishing: the next look at the pidfd */
 	int epfd;  /* mqbus_get_fd(): rx and pidfd */
 	int pidfd; /* of the daemon, -1 while disconnected */
 	struct replay *replay;
@@ -421,16 +425,21 @@ static void lose(mqbus *b, bool daemon_left, bool queues_gone, int err,
  * overflow = disconnect, whose full rx had no room for BYE) and unlinked
  * our queues (final).  Marks the handle disconnected if so.
  */
-static bool daemon_gone(mqbus *b)
+static bool daemon_died(mqbus *b)
 {
 	if (b->bye)
 		return true;
-	if (daemon_dead(b)) {
-		lose(b, true, false, -ECONNRESET,
-		     "the daemon of bus %s (pid %u) died", b->bus,
-		     (unsigned)b->welcome.daemon_pid);
+	if (!daemon_dead(b))
+		return false;
+	lose(b, true, false, -ECONNRESET, "the daemon of bus %s (pid %u) died",
+	     b->bus, (unsigned)b->welcome.daemon_pid);
+	return true;
+}
+
+static bool daemon_gone(mqbus *b)
+{
+	if (daemon_died(b))
 		return true;
-	}
 	if (b->welcome.daemon_pid && !queue_exists(b->rx_name)) {
 		lose(b, false, true, -ECONNABORTED,
 		     "the daemon of bus %s closed the connection", b->bus);
@@ -793,9 +802,10 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		break;
 	}
 	case PROTO_BYE:
-		/* a stopping daemon removes the announce queue first */
-		if (!b->bye && !announce_queue_exists(b))
-			lose(b, true, true, -ESHUTDOWN,
+		/* a stopping daemon says so (ESHUTDOWN) and leaves us our
+		 * queues; an older one removed the announce queue first */
+		if (pm.h.status == ESHUTDOWN || !announce_queue_exists(b))
+			lose(b, true, false, -ESHUTDOWN,
 			     "the daemon of bus %s stopped", b->bus);
 		else
 			lose(b, false, true, -ECONNABORTED,
@@ -1356,7 +1366,7 @@ static void reconnect_step(mqbus *b)
 	b->attempt_at = now + b->backoff_ms;
 	b->backoff_ms = b->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
 							   : b->backoff_ms * 2;
-	if (!b->fresh && !b->hello &&
+	if (!b->fresh &&
 	    (!queue_exists(b->tx_name) || !queue_exists(b->rx_name)))
 		b->fresh = true;
 	if (b->fresh) {
@@ -1538,11 +1548,25 @@ static int check_connected(mqbus *b, enum conn_need need)
 {
 	if (!b->connected)
 		return set_error(b, -ENOTCONN, "not connected");
+	/* a publisher may never read rx: look at the pidfd now and then
+	 * (CLOCK_MONOTONIC is read without a system call) */
+	if (!b->bye && need == CONN_QUEUE) {
+		int64_t now = now_ms();
+
+		if (now >= b->liveness_at) {
+			b->liveness_at = now + LIVENESS_MS;
+			daemon_died(b);
+		}
+	}
 	if (!b->bye)
 		return 0;
 	if (b->reconnecting && need == CONN_WAIT)
 		return wait_reconnected(b);
 	if (b->reconnecting && need == CONN_QUEUE) {
+		/* the WELCOME, for a client that reads rx no other way */
+		for (int i = 0; i < 2 * b->maxmsg && b->bye; i++)
+			if (read_one(b, 0, 0, NULL, NULL) <= 0)
+				break;
 		reconnect_step(b);
 		return 0;
 	}
@@ -2597,7 +2621,7 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 		}
 		/* rx is empty: was it the pidfd that woke the caller? */
 		if (!got && !b->bye)
-			daemon_gone(b);
+			daemon_died(b);
 		if (!b->bye || !b->reconnecting)
 			break;
 		/* one step; a WELCOME it brings is read in the next round */

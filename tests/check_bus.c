@@ -3222,6 +3222,8 @@ struct rc_client {
 	unsigned got;               /* messages handled */
 	uint32_t last_index;
 	char last_topic[64];
+	uint32_t xs[64];            /* indexes of messages on "bk/x" */
+	unsigned nxs;
 	int last;                   /* last mqbus_process() result */
 	bool saw_no_timeout;        /* get_timeout -1 while reconnecting */
 };
@@ -3252,6 +3254,8 @@ static void rc_handler(mqbus *b, const mqbus_msg *msg, void *userdata)
 	snprintf(c->last_topic, sizeof(c->last_topic), "%s",
 		 mqbus_msg_topic(msg));
 	c->last_index = testbus_msg_index(msg);
+	if (strcmp(c->last_topic, "bk/x") == 0 && c->nxs < 64)
+		c->xs[c->nxs++] = c->last_index;
 }
 
 static void rc_async(mqbus *b, int error, const mqbus_msg *reply,
@@ -3382,7 +3386,6 @@ START_TEST(test_reconnect_loop)
 	int r, status = -1;
 	uint64_t t0, took;
 	mqbus_msg *m = NULL;
-	uint32_t old_id;
 	mqbus *pub;
 
 	testbus_start(&tb, NULL);
@@ -3399,7 +3402,6 @@ START_TEST(test_reconnect_loop)
 	ck_assert_int_eq(mqbus_receive(mute->b, &m, RECV_MS), 0);
 	ck_assert(mqbus_msg_is_request(m));
 	mqbus_msg_free(m);
-	old_id = mqbus_client_id(sub->b);
 	ck_assert_int_eq(mqbus_process(sub->b), 0);
 	ck_assert_int_eq(mqbus_get_timeout(sub->b) > 0, 1);
 
@@ -3452,8 +3454,8 @@ START_TEST(test_reconnect_loop)
 	ck_assert_int_eq(sub->lost, 1);
 	ck_assert_int_eq(sub->async_calls, 1);
 	ck_assert_int_eq(mqbus_reconnecting(sub->b), 0);
+	/* ids are the new daemon's, from 1 again */
 	ck_assert_uint_ne(mqbus_client_id(sub->b), 0);
-	ck_assert_uint_ne(mqbus_client_id(sub->b), old_id);
 	ck_assert_int_eq(mqbus_process(sub->b), 0);
 
 	pub = testbus_connect(&tb2, 0, 0);
@@ -3592,6 +3594,74 @@ START_TEST(test_reconnect_stop)
 }
 END_TEST
 
+/*
+ * Nothing already queued is lost: what a publisher wrote into its tx
+ * while no daemon ran (mqbus_publish() returned 0) reaches the subscriber
+ * once both are back, in order, and after the subscriber's subscription
+ * is in place again.  The publisher only publishes: it notices the death
+ * from its publishes.
+ */
+START_TEST(test_reconnect_backlog)
+{
+	enum { N = 6 };
+	struct testbus tb = { 0 }, tb2 = { 0 };
+	struct rc_client cs[2], *sub = &cs[0], *pub = &cs[1];
+	int r, status = -1;
+	uint64_t t0;
+	uint32_t i;
+
+	testbus_start(&tb, NULL);
+	rc_init(sub, "sub", testbus_connect(&tb, 0, 0));
+	rc_init(pub, "pub", testbus_connect(&tb, 0, 0));
+	testbus_subscribe(sub->b, "bk/#");
+	testbus_publish_index(pub->b, "bk/x", 100, MQBUS_PRIORITY_DEFAULT);
+	rc_expect(sub, "bk/x", 100, RECV_MS);
+
+	testbus_kill(&tb);
+	for (i = 0; i < N; i++)
+		testbus_publish_index(pub->b, "bk/x", i,
+				      MQBUS_PRIORITY_DEFAULT);
+	/* the subscriber's loop notices, and so do the publishes */
+	ck_assert(RC_UNTIL(cs, 1, lost, 1, 2000));
+	usleep(150 * 1000);
+	testbus_publish_index(pub->b, "bk/x", N, MQBUS_PRIORITY_DEFAULT);
+	ck_assert_int_eq(mqbus_reconnecting(pub->b), 1);
+
+	r = testbus_spawn(&tb2, tb.bus, NULL, -1, &status);
+	ck_assert_msg(r == 0, "daemon not ready: %s (status %d)",
+		      strerror(-r), status);
+	t0 = testbus_now_ms();
+	/* the publisher is not in a loop: its next publish finds the
+	 * WELCOME; the subscriber's loop runs meanwhile */
+	while (mqbus_reconnecting(pub->b) && testbus_now_ms() - t0 < 5000) {
+		rc_round(sub, 1, 20);
+		testbus_publish_index(pub->b, "bk/y", 0,
+				      MQBUS_PRIORITY_DEFAULT);
+	}
+	ck_assert_int_eq(mqbus_reconnecting(pub->b), 0);
+	while (sub->nxs < 1 + N + 1 && testbus_now_ms() - t0 < 8000)
+		rc_round(sub, 1, 50);
+	ck_assert_msg(sub->nxs == 1 + N + 1,
+		      "%u of the %u messages queued while no daemon ran were "
+		      "delivered",
+		      sub->nxs - 1, N + 1);
+	for (i = 0; i <= N; i++)
+		ck_assert_msg(sub->xs[1 + i] == i,
+			      "message %u of the backlog is #%u", i,
+			      sub->xs[1 + i]);
+	printf("reconnect_backlog: %u queued messages delivered, the last "
+	       "%llu ms after the start\n",
+	       N + 1, (unsigned long long)(testbus_now_ms() - t0));
+	ck_assert_int_eq(sub->restored, 1);
+	ck_assert_int_eq(sub->restored_err, 0);
+	ck_assert_int_eq(sub->lost, 1);
+
+	mqbus_free(pub->b);
+	mqbus_free(sub->b);
+	testbus_finish(&tb2);
+}
+END_TEST
+
 /* The calls of LIBMQBUS_1.4 carry that version. */
 START_TEST(test_reconnect_symbols)
 {
@@ -3658,6 +3728,7 @@ int main(void)
 	testbus_add_case(s, "reconnect_loop", test_reconnect_loop, 2);
 	add_case(s, "reconnect_off", test_reconnect_off);
 	add_case(s, "reconnect_stop", test_reconnect_stop);
+	add_case(s, "reconnect_backlog", test_reconnect_backlog);
 	add_case(s, "reconnect_symbols", test_reconnect_symbols);
 
 	return testbus_run(s, "check_bus");
