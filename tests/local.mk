@@ -89,3 +89,6 @@ EXTRA_DIST += tests/monitor.sh
 tests_helpers_mqbusctl_test_SOURCES += client/inspect.c
 TESTS += tests/introspect.sh
 EXTRA_DIST += tests/introspect.sh
+# tests/restart.sh: mqbusctl sub and serve across daemon restarts
+TESTS += tests/restart.sh
+EXTRA_DIST += tests/restart.sh
