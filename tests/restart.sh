@@ -50,7 +50,7 @@ both_back() {
 # is the number of this restart.
 round() {
 	local kind=$1 sig=$2 n=$3 reply
-	mqb_daemon_stop "$sig" 10000
+	mqb_daemon_stop "$sig" 10000 2>/dev/null
 	mqb_wait_for 5000 ge_lines "$SUB_OUT.err" \
 		"^mqbusctl: sub: the daemon of bus .* $kind; reconnecting\$" 1
 	mqb_true "$kind: sub says on stderr that the daemon $kind" $? \
