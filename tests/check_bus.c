@@ -3386,7 +3386,8 @@ START_TEST(test_reconnect_loop)
 	int r, status = -1;
 	uint64_t t0, took;
 	mqbus_msg *m = NULL;
-	mqbus *pub;
+	unsigned before, in_member = 0;
+	mqbus *pub, *member;
 
 	testbus_start(&tb, NULL);
 	rc_init(sub, "sub", testbus_connect(&tb, 0, 0));
@@ -3465,6 +3466,29 @@ START_TEST(test_reconnect_loop)
 	rc_expect(sub, "rc/g", 2, RECV_MS);
 	ck_assert_int_eq(testbus_stat(pub, "clients"), 3);
 
+	/* still a member of the group, not a plain subscriber: a second
+	 * member shares the messages with it */
+	member = testbus_connect(&tb2, 0, 0);
+	ck_assert_int_eq(mqbus_subscribe_group(member, "rc/g", "grp"), 0);
+	before = sub->got;
+	for (uint32_t i = 10; i < 14; i++)
+		testbus_publish_index(pub, "rc/g", i, MQBUS_PRIORITY_DEFAULT);
+	ck_assert_int_eq(mqbus_sync(pub), 0);
+	t0 = testbus_now_ms();
+	while (testbus_now_ms() - t0 < QUIET_MS * 2) {
+		rc_round(sub, 1, 20);
+		while (mqbus_receive(member, &m, 0) == 0) {
+			mqbus_msg_free(m);
+			in_member++;
+		}
+	}
+	ck_assert_msg(sub->got - before + in_member == 4 &&
+			      sub->got > before && in_member > 0,
+		      "4 messages to a group of 2: %u to the reconnected "
+		      "member, %u to the other",
+		      sub->got - before, in_member);
+
+	mqbus_free(member);
 	mqbus_free(pub);
 	mqbus_free(mute->b);
 	mqbus_free(sub->b);
