@@ -55,6 +55,11 @@ round() {
 		"^mqbusctl: sub: the daemon of bus .* $kind; reconnecting\$" 1
 	mqb_true "$kind: sub says on stderr that the daemon $kind" $? \
 		"$(cat "$SUB_OUT.err")"
+	# several of their receive slices with no daemon at all
+	sleep 1
+	mqb_alive "$SUB" && mqb_alive "$SRV"
+	mqb_true "$kind: sub and serve wait while no daemon runs" $? \
+		"sub: $(cat "$SUB_OUT.err")" "serve: $(cat "$SRV_OUT.err")"
 	if ! mqb_daemon_start "$WAKE"; then
 		mqb_bail "mqbusd starts again after it $kind"
 	fi
