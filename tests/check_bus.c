@@ -3686,6 +3686,53 @@ START_TEST(test_reconnect_backlog)
 }
 END_TEST
 
+/*
+ * A subscription that the next daemon refuses (its access policy
+ * changed) reaches the program: the RECONNECTED callback's error and
+ * sentence name it, and the other subscriptions work.
+ */
+START_TEST(test_reconnect_refused)
+{
+	struct testbus tb = { 0 }, tb2 = { 0 };
+	struct rc_client c;
+	int r, status = -1;
+	mqbus *pub;
+
+	testbus_start(&tb, NULL);
+	rc_init(&c, "sub", testbus_connect(&tb, 0, 0));
+	testbus_subscribe(c.b, "pol/a/#");
+	testbus_subscribe(c.b, "pol/b");
+	testbus_kill(&tb);
+	ck_assert(RC_UNTIL(&c, 1, lost, 1, 3000));
+
+	r = testbus_spawn(&tb2, tb.bus,
+			  "[policy]\ndefault = allow\n"
+			  "deny = subscribe user=* topic=pol/b\n",
+			  -1, &status);
+	ck_assert_msg(r == 0, "daemon not ready: %s (status %d)",
+		      strerror(-r), status);
+	ck_assert_msg(RC_UNTIL(&c, 1, restored, 1, 8000), "not reconnected: %s",
+		      mqbus_last_error(c.b));
+	ck_assert_msg(c.restored_err == -EACCES,
+		      "reconnected with %d (%s), expected -EACCES", c.restored_err,
+		      c.restored_why);
+	ck_assert_msg(strstr(c.restored_why, "pol/b") &&
+			      !strstr(c.restored_why, "pol/a"),
+		      "the sentence does not name the refused subscription: "
+		      "\"%s\"",
+		      c.restored_why);
+	pub = testbus_connect(&tb2, 0, 0);
+	testbus_publish_index(pub, "pol/a/x", 3, MQBUS_PRIORITY_DEFAULT);
+	rc_expect(&c, "pol/a/x", 3, RECV_MS);
+	/* forgotten: nothing to unsubscribe from */
+	ck_assert_int_eq(mqbus_unsubscribe(c.b, "pol/b"), -ENOENT);
+
+	mqbus_free(pub);
+	mqbus_free(c.b);
+	testbus_finish(&tb2);
+}
+END_TEST
+
 /* The calls of LIBMQBUS_1.4 carry that version. */
 START_TEST(test_reconnect_symbols)
 {
@@ -3753,6 +3800,7 @@ int main(void)
 	add_case(s, "reconnect_off", test_reconnect_off);
 	add_case(s, "reconnect_stop", test_reconnect_stop);
 	add_case(s, "reconnect_backlog", test_reconnect_backlog);
+	add_case(s, "reconnect_refused", test_reconnect_refused);
 	add_case(s, "reconnect_symbols", test_reconnect_symbols);
 
 	return testbus_run(s, "check_bus");
