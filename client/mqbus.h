@@ -138,8 +138,9 @@ struct mqbus_publish_opts {
  * Publishes len bytes of data on topic with opts (NULL: the defaults).
  * Returns once the message is in the tx queue.  -EINVAL: bad topic, key,
  * priority, flags or options struct; -EMSGSIZE: too big for the queues;
- * -ETIMEDOUT: the tx queue stayed full; -ENOTCONN: not connected or the
- * daemon said goodbye.
+ * -ETIMEDOUT: the tx queue stayed full; -ENOTCONN: not connected, or the
+ * connection is lost and not being made again.  While reconnecting the
+ * message waits in tx for the next daemon and 0 is returned.
  */
 int mqbus_publish_opts(mqbus *b, const char *topic, const void *data,
 		       size_t len, const struct mqbus_publish_opts *opts);
@@ -202,8 +203,8 @@ int mqbus_request_opts(mqbus *b, const char *topic, const void *data,
 /*
  * The asynchronous form: returns at once (0, or -errno if it could not be
  * sent); fn is called later from inside mqbus_process() with error 0 and
- * the reply (valid during the call only), or with -EHOSTUNREACH or
- * -ETIMEDOUT and NULL.  Any number may be in flight; call mqbus_process()
+ * the reply (valid during the call only), or with -EHOSTUNREACH,
+ * -ETIMEDOUT or -ECONNRESET (the daemon went away first) and NULL.  Any number may be in flight; call mqbus_process()
  * when the fd is readable or mqbus_get_timeout() has passed.
  */
 typedef void (*mqbus_reply_handler)(mqbus *b, int error,
@@ -290,7 +291,8 @@ int mqbus_timer_list(mqbus *b, char **ret);
 /*
  * Waits up to timeout_ms (-1: forever, 0: don't wait) for the next message
  * and returns it in *ret, which the caller frees with mqbus_msg_free().
- * -ETIMEDOUT when none came; -ENOTCONN when the daemon said goodbye.
+ * -ETIMEDOUT when none came; -ENOTCONN when the connection is lost (while
+ * reconnecting: it waits, and returns -ENOTCONN if not back in time).
  */
 int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms);
 

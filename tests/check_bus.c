@@ -1109,8 +1109,8 @@ END_TEST
 
 /*
  * SIGTERM: exit status 0, STOPPING=1, BYE to every client (a blocked
- * receive returns -ENOTCONN), and the daemon unlinks /BUS and the queues
- * of its clients.
+ * receive of a client that does not reconnect returns -ENOTCONN), and the
+ * daemon unlinks /BUS.
  */
 START_TEST(test_shutdown)
 {
