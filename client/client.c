@@ -26,19 +26,20 @@
  * The pidfd is looked at only when mqbus_process() finds rx empty, so a
  * message costs no system call more than before.
  *
- * Reconnecting (see mqbus.h): a disconnection is a daemon that died (its
- * pidfd), stopped (a BYE with ESHUTDOWN) or dropped us (another BYE, or
- * rx removed under a live daemon; final).  A client that only publishes
- * reads no rx: its publishes look at the pidfd at most every
- * LIVENESS_MS, so that it, too, notices and resumes in time.
+ * Reconnecting (see mqbus.h and PROTOCOL.md, Restart): a disconnection is
+ * a daemon that died (its pidfd), stopped (a BYE with ESHUTDOWN) or
+ * dropped us (another BYE, or rx removed under a live daemon; final).
  * After the first two the library writes what it replays (the
  * subscriptions it knows) into tx at the highest priority, then announces
  * tx with PROTO_F_RESUME so that the next daemon adopts it without a
  * HELLO, and announces again after each back-off until a WELCOME comes.
- * Queues that are gone (a stopping daemon removes them; a new one removes
- * those not resumed within its grace time) are made anew, with a HELLO
- * first in tx and a plain ANNOUNCE.  Callbacks run only at the top of
- * mqbus_process() and mqbus_receive(), never while a read is half done.
+ * Queues that are gone (the next daemon removes those not resumed within
+ * its grace time; an older daemon removed them when it stopped) are made
+ * anew, with a HELLO first in tx and a plain ANNOUNCE.  A client that
+ * only publishes reads no rx: its publishes look at the pidfd at most
+ * every LIVENESS_MS, so that it, too, notices and resumes in time.
+ * Callbacks run only at the top of mqbus_process() and mqbus_receive(),
+ * never while a read is half done.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -419,12 +420,8 @@ static bool queue_exists(const char *name)
 static void lose(mqbus *b, bool daemon_left, bool queues_gone, int err,
 		 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
-/*
- * Whether the session is over without a goodbye we could read: the daemon
- * died (we may reconnect), or it dropped us (a slow subscriber under
- * overflow = disconnect, whose full rx had no room for BYE) and unlinked
- * our queues (final).  Marks the handle disconnected if so.
- */
+/* Whether the daemon died (or we are disconnected anyway); marks the
+ * handle disconnected if so, and we may reconnect. */
 static bool daemon_died(mqbus *b)
 {
 	if (b->bye)
@@ -436,6 +433,12 @@ static bool daemon_died(mqbus *b)
 	return true;
 }
 
+/*
+ * Whether the session is over without a goodbye we could read: the daemon
+ * died (we may reconnect), or it dropped us (a slow subscriber under
+ * overflow = disconnect, whose full rx had no room for BYE) and unlinked
+ * our queues (final).  Marks the handle disconnected if so.
+ */
 static bool daemon_gone(mqbus *b)
 {
 	if (daemon_died(b))
@@ -1161,7 +1164,7 @@ static void replay_remove(mqbus *b, struct replay *e)
 static void replay_note(mqbus *b, const char *pattern, const char *group,
 			bool monitor, bool on)
 {
-	struct replay *e = replay_find(b, pattern, group, monitor);
+	struct replay *e = replay_find(b, pattern, group, monitor), **p;
 
 	if (!on) {
 		if (e)
@@ -1179,8 +1182,11 @@ static void replay_note(mqbus *b, const char *pattern, const char *group,
 		free(e);
 		return;
 	}
-	e->next = b->replay;
-	b->replay = e;
+	/* in the program's order: a later subscription's retained values
+	 * come after an earlier one's, as they did the first time */
+	for (p = &b->replay; *p; p = &(*p)->next)
+		;
+	*p = e;
 }
 
 /* Writes into tx at once or not at all (tx full: -EAGAIN). */
