@@ -21,3 +21,6 @@ client_mqbusctl_CFLAGS = $(AM_CFLAGS) $(LIBSYSTEMD_CFLAGS)
 client_mqbusctl_LDADD += $(LIBSYSTEMD_LIBS)
 # mqbusctl stats, list, topics and top (client/inspect.c)
 client_mqbusctl_SOURCES += client/inspect.c client/inspect.h
+# bash completion of mqbusctl (tests/completion.sh)
+bashcompletiondir = $(datadir)/bash-completion/completions
+dist_bashcompletion_DATA = client/completion/mqbusctl

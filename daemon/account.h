@@ -24,6 +24,8 @@ enum account_item {
 	ACCOUNT_PENDING_MEM, /* memory held for its slow subscriptions */
 	ACCOUNT_SUBS,	     /* subscriptions, group memberships, monitors */
 	ACCOUNT_REQUESTS,    /* requests in flight */
+	ACCOUNT_STAT_TOPICS, /* entries it made in this interval's topic
+				stats table (stats.c) */
 	ACCOUNT_ITEMS,
 };
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <systemd/sd-daemon.h>
 
 #include "daemon/account.h"
 #include "daemon/deliver.h"
@@ -57,6 +60,44 @@ static void handshake_spares(struct handshake *hs, bool take)
 			hs->spare[i] = -1;
 		}
 	}
+}
+
+/*
+ * The announce queue systemd passed (socket activation: a .socket unit
+ * with ListenMessageQueue=/BUS), or (mqd_t)-1.  systemd made it, with the
+ * unit's mode and sizes, and keeps it across our restarts: what clients
+ * announced while no daemon ran waits in it.
+ */
+static mqd_t announce_inherited(struct handshake *hs)
+{
+	int n = sd_listen_fds(0);
+
+	for (int fd = SD_LISTEN_FDS_START; n > 0 && fd < SD_LISTEN_FDS_START + n;
+	     fd++) {
+		struct mq_attr attr;
+
+		if (sd_is_mq(fd, hs->name) <= 0)
+			continue;
+		if (mq_getattr(fd, &attr) < 0)
+			continue;
+		if (attr.mq_msgsize > HANDSHAKE_ANNOUNCE_MSGSIZE) {
+			log_warnx("the announce queue %s passed by the service "
+				  "manager has messages of %ld bytes, more than "
+				  "the %d mqbusd reads: not used (set "
+				  "MessageQueueMessageSize=%d)",
+				  hs->name, attr.mq_msgsize,
+				  HANDSHAKE_ANNOUNCE_MSGSIZE,
+				  HANDSHAKE_ANNOUNCE_MSGSIZE);
+			return (mqd_t)-1;
+		}
+		if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
+		    fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+			return (mqd_t)-1;
+		log_info("announce queue %s passed by the service manager",
+			 hs->name);
+		return (mqd_t)fd;
+	}
+	return (mqd_t)-1;
 }
 
 /*
@@ -109,6 +150,11 @@ int handshake_open(struct handshake *hs, struct server *s, char **ret_error)
 	/* we hold the bus lock: a queue by this name is a dead daemon's,
 	 * kept for what clients announced meanwhile if it is as we make
 	 * it, or somebody else's, removed */
+	hs->announce = announce_inherited(hs);
+	if (hs->announce != (mqd_t)-1) {
+		hs->inherited = true;
+		goto watch;
+	}
 	hs->announce = announce_reuse(hs, &attr);
 	if (hs->announce != (mqd_t)-1)
 		goto watch;
@@ -152,7 +198,8 @@ watch:
 
 void handshake_unlink(struct handshake *hs)
 {
-	if (hs->name)
+	/* a passed queue is systemd's: it stays for the next start */
+	if (hs->name && !hs->inherited)
 		mq_unlink(hs->name);
 }
 
@@ -338,8 +385,15 @@ static const char *check_process(struct candidate *c)
 	c->pidfd = pidfd_open_compat(c->pid);
 	if (c->pidfd < 0 && (errno == EMFILE || errno == ENFILE))
 		return out_of_fds(c, "pidfd_open");
-	if (c->pidfd < 0 || proc_fsuid(c->pid, &fsuid) < 0 ||
-	    fsuid != c->uid || !pidfd_alive(c->pidfd))
+	/* no pidfds (before Linux 5.3, or under valgrind): the peer's
+	 * process is then looked for every PEER_PID_POLL_MS */
+	if (c->pidfd < 0 && errno == ENOSYS) {
+		if (kill(c->pid, 0) < 0)
+			return "process gone or of another uid";
+	} else if (c->pidfd < 0 || !pidfd_alive(c->pidfd)) {
+		return "process gone or of another uid";
+	}
+	if (proc_fsuid(c->pid, &fsuid) < 0 || fsuid != c->uid)
 		return "process gone or of another uid";
 	return NULL;
 }

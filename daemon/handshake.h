@@ -29,6 +29,7 @@ struct handshake {
 	struct server *server;
 	char *name; /* "/BUS" */
 	mqd_t announce;
+	bool inherited; /* passed by systemd (socket activation) */
 	struct wake_src src;
 	unsigned char buf[HANDSHAKE_ANNOUNCE_MSGSIZE];
 	int spare[HANDSHAKE_SPARE_FDS]; /* /dev/null, -1 while lent */

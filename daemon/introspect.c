@@ -428,7 +428,7 @@ static int query_timers(struct part *pt, uint64_t after)
 			       " key=%s",
 			       tm->id, tm->topic,
 			       (long long)(left < 0 ? 0 : left), tm->period_ms,
-			       tm->fired, tm->owner ? 0 : 1, (unsigned)tm->uid,
+			       tm->fired, timer_detached(tm), (unsigned)tm->uid,
 			       field_pid(pt, tm->uid, tm->pid, pid,
 					 sizeof(pid)),
 			       tm->client_id, tm->key ? tm->key : "-"))

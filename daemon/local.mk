@@ -20,6 +20,7 @@ daemon_libmqbusd_la_SOURCES = \
 	daemon/request.c daemon/request.h \
 	daemon/timer.c daemon/timer.h \
 	daemon/retain.c daemon/retain.h \
+	daemon/state.c daemon/state.h \
 	daemon/stats.c daemon/stats.h \
 	daemon/introspect.c daemon/introspect.h \
 	daemon/restart.c daemon/restart.h \

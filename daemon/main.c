@@ -2,7 +2,7 @@
 /*
  * main.c - mqbusd's command line.
  *
- * mqbusd [-b BUS] [-c FILE] [--wake=notify|thread|poll]
+ * mqbusd [-b BUS] [-c FILE] [-s DIR] [--wake=notify|thread|poll]
  *        [--log=auto|journal|stderr] [-v]
  *
  * Runs in the foreground (systemd Type=notify).  Start-up failures are the
@@ -24,6 +24,10 @@ static void usage(FILE *out)
 		"  -b, --bus=BUS        bus name (default: $MQBUS_BUS or "
 		"mqbus)\n"
 		"  -c, --config=FILE    configuration file (mqbusd.conf(5))\n"
+		"  -s, --state-dir=DIR  keep retained values and timers in "
+		"DIR/BUS.state\n"
+		"                       across restarts ($STATE_DIRECTORY, "
+		"when set, wins)\n"
 		"  -w, --wake=METHOD    wake-ups: notify (default), thread, "
 		"poll\n"
 		"      --log=TARGET     where to log: journal, stderr or auto "
@@ -40,6 +44,7 @@ int main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "bus", required_argument, NULL, 'b' },
 		{ "config", required_argument, NULL, 'c' },
+		{ "state-dir", required_argument, NULL, 's' },
 		{ "wake", required_argument, NULL, 'w' },
 		{ "verbose", no_argument, NULL, 'v' },
 		{ "help", no_argument, NULL, 'h' },
@@ -50,14 +55,14 @@ int main(int argc, char **argv)
 	struct server_options opt = { .wake = WAKE_NOTIFY };
 	struct server s;
 	enum log_target log_target = LOG_TARGET_AUTO;
-	char *error = NULL;
+	char *error = NULL, *state_env = NULL;
 	bool verbose = false;
 	int c, r;
 
 	opt.bus = getenv("MQBUS_BUS");
 	if (!opt.bus || !*opt.bus)
 		opt.bus = "mqbus";
-	while ((c = getopt_long(argc, argv, "b:c:w:vh", longopts, NULL)) !=
+	while ((c = getopt_long(argc, argv, "b:c:s:w:vh", longopts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'b':
@@ -65,6 +70,14 @@ int main(int argc, char **argv)
 			break;
 		case 'c':
 			opt.config_path = optarg;
+			break;
+		case 's':
+			if (!*optarg) {
+				fprintf(stderr,
+					"mqbusd: -s needs a directory\n");
+				return 2;
+			}
+			opt.state_dir = optarg;
 			break;
 		case 'w':
 			if (wake_method_parse(optarg, &opt.wake) < 0) {
@@ -104,15 +117,31 @@ int main(int argc, char **argv)
 		return 2;
 	}
 
+	/*
+	 * systemd's StateDirectory= sets $STATE_DIRECTORY (a list split by
+	 * ':' when it names more than one: the first is ours).
+	 */
+	if (getenv("STATE_DIRECTORY") && *getenv("STATE_DIRECTORY")) {
+		state_env = strndup(getenv("STATE_DIRECTORY"),
+				    strcspn(getenv("STATE_DIRECTORY"), ":"));
+		if (!state_env) {
+			fprintf(stderr, "mqbusd: out of memory\n");
+			return 1;
+		}
+		opt.state_dir = state_env;
+	}
+
 	log_setup(log_target, opt.bus, verbose);
 	r = server_init(&s, &opt, &error);
 	if (r < 0) {
 		log_errx("%s", error ? error : "start-up failed");
 		free(error);
 		server_deinit(&s);
+		free(state_env);
 		return 1;
 	}
 	r = server_run(&s);
 	server_deinit(&s);
+	free(state_env);
 	return r;
 }

@@ -9,6 +9,7 @@
  * a connected client) through two hash indexes.
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -103,7 +104,20 @@ static void close_all(mqd_t tx, mqd_t rx, int pidfd)
 {
 	mq_close(tx);
 	mq_close(rx);
-	close(pidfd);
+	if (pidfd >= 0)
+		close(pidfd);
+}
+
+/* Without a pidfd (a kernel before 5.3, or valgrind): look every
+ * PEER_PID_POLL_MS whether the process is still there. */
+static void peer_pid_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer *p = arg;
+
+	if (kill(p->pid, 0) == 0 || errno != ESRCH)
+		return;
+	event_del(p->pid_ev);
+	peer_pid_exited(fd, what, p);
 }
 
 int peer_new(struct peer_table *t, struct server *s, uid_t uid, pid_t pid,
@@ -162,9 +176,19 @@ int peer_new(struct peer_table *t, struct server *s, uid_t uid, pid_t pid,
 	TAILQ_INSERT_TAIL(&t->all, p, link);
 	t->count++;
 	r = -ENOMEM;
-	p->pid_ev = event_new(t->base, pidfd, EV_READ, peer_pid_exited, p);
-	if (!p->pid_ev || event_add(p->pid_ev, NULL) < 0)
-		goto fail_listed;
+	if (pidfd >= 0) {
+		p->pid_ev = event_new(t->base, pidfd, EV_READ,
+				      peer_pid_exited, p);
+		if (!p->pid_ev || event_add(p->pid_ev, NULL) < 0)
+			goto fail_listed;
+	} else {
+		struct timeval tv = { 0, PEER_PID_POLL_MS * 1000 };
+
+		p->pid_ev = event_new(t->base, -1, EV_PERSIST, peer_pid_poll,
+				      p);
+		if (!p->pid_ev || event_add(p->pid_ev, &tv) < 0)
+			goto fail_listed;
+	}
 	p->src.mqd = tx;
 	p->src.read = peer_read;
 	r = wake_add(t->wake, &p->src);

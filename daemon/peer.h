@@ -38,6 +38,9 @@ struct msgbuf;
 struct msgbuf_pool;
 struct peer_table;
 
+/* how often a peer without a pidfd is looked for (kill(pid, 0)) */
+#define PEER_PID_POLL_MS 250
+
 /* a peer sending this many bad messages is disconnected */
 #define PEER_MAX_BAD 64
 

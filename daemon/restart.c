@@ -103,6 +103,7 @@ static void restart_close(struct restart *r, const char *why)
 	while ((o = TAILQ_FIRST(&r->list)))
 		orphan_remove(r, o,
 			      "not announced again within restart_grace_ms");
+	timer_drop_unclaimed(r->server);
 	/*
 	 * What the held clients sent and we have not read yet may be the
 	 * subscriptions they made again: serve those first (their messages
@@ -183,6 +184,8 @@ void restart_adopt(struct restart *r, struct peer *p)
 		return;
 	orphan_free(r, o);
 	r->adopted++;
+	/* the timers it had, restored from the state file, are its again */
+	timer_claim(r->server, p);
 	if (!r->open)
 		return;
 	p->held = true;

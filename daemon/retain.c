@@ -21,6 +21,8 @@ int retain_init(struct retain_store *st)
 	st->accounts = NULL;
 	st->max_per_uid = 0;
 	st->max_bytes_per_uid = 0;
+	st->on_change = NULL;
+	st->on_change_arg = NULL;
 	st->index = router_new();
 	return st->index ? 0 : -ENOMEM;
 }
@@ -58,6 +60,12 @@ void retain_deinit(struct retain_store *st)
 	while (!TAILQ_EMPTY(&st->values))
 		retained_free(st, TAILQ_FIRST(&st->values));
 	st->index = router_free(st->index);
+}
+
+static void retain_changed(struct retain_store *st)
+{
+	if (st->on_change)
+		st->on_change(st->on_change_arg);
 }
 
 static void retain_found(void *entry, void *userdata)
@@ -103,8 +111,10 @@ int retain_set(struct retain_store *st, struct msgbuf_pool *pool, uid_t uid,
 	struct msgbuf *copy;
 
 	if (payload_len == 0) {
-		if (v)
+		if (v) {
 			retained_free(st, v);
+			retain_changed(st);
+		}
 		return 0;
 	}
 	if (!v && st->count >= st->max)
@@ -129,6 +139,7 @@ int retain_set(struct retain_store *st, struct msgbuf_pool *pool, uid_t uid,
 		v->uid = uid;
 		v->bytes = bytes;
 		retained_account(st, v, true);
+		retain_changed(st);
 		return 0;
 	}
 	v = calloc(1, sizeof(*v));
@@ -147,6 +158,7 @@ int retain_set(struct retain_store *st, struct msgbuf_pool *pool, uid_t uid,
 	retained_account(st, v, true);
 	TAILQ_INSERT_TAIL(&st->values, v, link);
 	st->count++;
+	retain_changed(st);
 	return 0;
 
 nomem:

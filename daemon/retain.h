@@ -44,6 +44,10 @@ struct retain_store {
 	struct account_table *accounts;
 	uint64_t max_per_uid;
 	uint64_t max_bytes_per_uid;
+	/* called after each change of a value, NULL for none (the state
+	 * file's writer, state.h) */
+	void (*on_change)(void *arg);
+	void *on_change_arg;
 };
 
 int retain_init(struct retain_store *st);
@@ -54,6 +58,7 @@ void retain_deinit(struct retain_store *st);
  * pool, sized to fit) as the topic's value, charged to uid, or forgets
  * the value if the payload is empty.  -ENOSPC when st->max values are
  * kept already, -EDQUOT when uid would hold more than its share, -ENOMEM.
+ * st->on_change hears of every value made, replaced or forgotten.
  */
 int retain_set(struct retain_store *st, struct msgbuf_pool *pool, uid_t uid,
 	       const char *topic, const struct msgbuf *m, size_t payload_len,

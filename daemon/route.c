@@ -94,7 +94,8 @@ static struct log_counters *route_policy(struct server *s,
 	ctx->d.prio = config_rule_priority(&s->cfg, rule, requested_prio);
 	ctx->d.pol = config_rule_policy(&s->cfg, rule);
 	m->stat = stats_topic(s, topic,
-			      ctx->d.from ? &ctx->d.from->last_topic : NULL);
+			      ctx->d.from ? &ctx->d.from->last_topic : NULL,
+			      ctx->d.from ? ctx->d.from->uid : s->uid);
 	m->measured = false;
 	if (!m->stat)
 		s->stats.n_untracked++;

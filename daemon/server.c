@@ -31,6 +31,7 @@
 #include "daemon/route.h"
 #include "daemon/router.h"
 #include "daemon/server.h"
+#include "daemon/state.h"
 #include "daemon/sweep.h"
 #include "proto/proto.h"
 
@@ -552,6 +553,9 @@ int server_init(struct server *s, const struct server_options *opt,
 	r = stats_init(s);
 	if (r < 0)
 		return set_error(ret_error, r, "out of memory");
+	r = state_open(s, opt->state_dir, ret_error);
+	if (r < 0)
+		return r;
 	s->tick_ev = event_new(s->base, -1, EV_PERSIST, server_tick, s);
 	if (!s->tick_ev || event_add(s->tick_ev, &one_second) < 0 ||
 	    server_setup_watchdog(s) < 0)
@@ -646,6 +650,8 @@ int server_run(struct server *s)
 	}
 
 	sd_notify(0, "STOPPING=1");
+	/* before the clients go: their timers stay in the file */
+	state_shutdown(s->state);
 	/* no new clients; flush what fits, say goodbye, remove the queues */
 	handshake_unlink(&s->handshake);
 	n = s->peers.count;
@@ -672,6 +678,7 @@ int server_run(struct server *s)
 
 void server_deinit(struct server *s)
 {
+	s->state = state_free(s->state);
 	if (s->peers.reap_ev)
 		server_drop_all(s);
 	request_table_deinit(&s->requests);

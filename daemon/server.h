@@ -61,6 +61,7 @@
 struct event;
 struct event_base;
 struct router;
+struct state;
 
 /* messages read from one queue before the others get a turn */
 #define SERVER_READ_BUDGET 32
@@ -72,6 +73,8 @@ struct server_options {
 	/* the realtime signal of --wake=notify; 0: SIGRTMIN + 1.  Two buses
 	 * in one process need two signals. */
 	int wake_signo;
+	/* where the state file goes (state.h); NULL: no state kept */
+	const char *state_dir;
 };
 
 struct server {
@@ -105,6 +108,7 @@ struct server {
 	struct timer_set timers;
 	struct retain_store retained;
 	struct restart restart; /* the previous daemon's clients */
+	struct state *state; /* the state file's writer, NULL: none */
 	size_t pending_bytes; /* message bytes in all pending lists */
 	size_t pending_mem;   /* what they really take: each buffer once,
 				 and the list entries */

@@ -78,7 +78,7 @@ static uint64_t *drop_counter(struct log_counters *c, enum drop_reason r)
 }
 
 struct topic_stat *stats_topic(struct server *s, const char *topic,
-			       struct topic_hint *hint)
+			       struct topic_hint *hint, uid_t uid)
 {
 	struct hmap *map = &s->stats.topics;
 	struct hmap_node *node;
@@ -96,14 +96,22 @@ struct topic_stat *stats_topic(struct server *s, const char *topic,
 		if (strcmp(ts->topic, topic) == 0)
 			goto found;
 	}
-	if (map->count >= STATS_TOPICS_MAX)
+	if (map->count >= STATS_TOPICS_MAX ||
+	    account_held(&s->accounts, uid, ACCOUNT_STAT_TOPICS) >=
+		    STATS_TOPICS_PER_UID)
 		return NULL;
 	len = strlen(topic);
 	ts = calloc(1, sizeof(*ts) + len + 1);
 	if (!ts)
 		return NULL;
 	memcpy(ts->topic, topic, len + 1);
+	ts->uid = uid;
+	if (account_charge(&s->accounts, uid, ACCOUNT_STAT_TOPICS) < 0) {
+		free(ts);
+		return NULL;
+	}
 	if (hmap_insert(map, &ts->node, hash) < 0) {
+		account_credit(&s->accounts, uid, ACCOUNT_STAT_TOPICS);
 		free(ts);
 		return NULL;
 	}
@@ -272,6 +280,8 @@ static void stats_round_topics(struct server *s, uint64_t seq,
 			if (counters_zero(&ts->delta)) {
 				if (ts->waiting == 0) {
 					hmap_remove(&st->topics, node);
+					account_credit(&s->accounts, ts->uid,
+						       ACCOUNT_STAT_TOPICS);
 					free(ts);
 				}
 				continue;

@@ -32,6 +32,9 @@ struct server;
 
 /* the topics one interval tracks by name; more are summed as "other" */
 #define STATS_TOPICS_MAX 4096
+/* the entries one uid may make in an interval: a uid spraying topics
+ * leaves the rest of the table to the others */
+#define STATS_TOPICS_PER_UID (STATS_TOPICS_MAX * 3 / 4)
 /* latency histogram: 4 sub-buckets per power of two of nanoseconds */
 #define STATS_LAT_SUB 4
 #define STATS_LAT_BUCKETS (64 * STATS_LAT_SUB)
@@ -52,6 +55,7 @@ struct topic_stat {
 	struct hmap_node node;
 	struct log_counters delta;
 	unsigned waiting; /* pending messages that point here */
+	uid_t uid;	  /* who made it, charged ACCOUNT_STAT_TOPICS */
 	char topic[];
 };
 
@@ -107,11 +111,12 @@ struct topic_hint {
 	uint64_t round;
 };
 
-/* The entry of topic for this interval (made if needed), or NULL when
- * the table is full (the message then counts as "other").  hint (may be
- * NULL) is tried first and updated. */
+/* The entry of topic for this interval (made if needed, charged to uid),
+ * or NULL when the table is full or uid made its share of it
+ * (STATS_TOPICS_PER_UID): the message then counts as "other".  hint (may
+ * be NULL) is tried first and updated. */
 struct topic_stat *stats_topic(struct server *s, const char *topic,
-			       struct topic_hint *hint);
+			       struct topic_hint *hint, uid_t uid);
 
 /* The counters of m's topic (m->stat), or the untracked sum. */
 struct log_counters *stats_of(struct server *s, const struct msgbuf *m);

@@ -24,6 +24,7 @@
 #include "daemon/peer.h"
 #include "daemon/route.h"
 #include "daemon/server.h"
+#include "daemon/state.h"
 #include "daemon/timer.h"
 #include "proto/proto.h"
 
@@ -212,6 +213,8 @@ static void timer_fire(struct timer *t)
 		timer_free(t);
 		return;
 	}
+	/* only its count and time moved: written lazily (state.h) */
+	state_touched(s->state);
 	{
 		int64_t now = clock_ns(CLOCK_MONOTONIC);
 		int64_t period = (int64_t)t->period_ms * 1000000;
@@ -239,14 +242,85 @@ static struct timer *timer_find(const struct timer_set *ts, uint64_t id)
 	return NULL;
 }
 
-/* Makes a timer from a TIMER_ADD of c.  Returns 0 and its id in *ret_id,
- * or -errno with *ret_why saying why in a sentence. */
 /* What a period costs of the uid's firing rate: firings per 1000 s. */
 static uint64_t timer_rate(uint64_t period_ms)
 {
 	return period_ms ? (1000000 + period_ms - 1) / period_ms : 0;
 }
 
+/*
+ * Makes a timer id of uid with copies of topic, key (NULL: none) and
+ * payload, charged to uid's account, in the id index, with room for it in
+ * the heap; the caller fills in the rest and calls timer_link().  NULL
+ * when out of memory, with nothing made.
+ */
+static struct timer *timer_new(struct server *s, uint64_t id, uid_t uid,
+			       const char *topic, const char *key,
+			       const void *payload, size_t payload_len,
+			       uint64_t period_ms)
+{
+	struct timer_set *ts = &s->timers;
+	uint64_t rate = timer_rate(period_ms);
+	struct timer *t;
+
+	if (ts->n == ts->cap) {
+		size_t cap = ts->cap ? ts->cap * 2 : 16;
+		struct timer **heap = realloc(ts->heap, cap * sizeof(*heap));
+
+		if (!heap)
+			return NULL;
+		ts->heap = heap;
+		ts->cap = cap;
+	}
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->topic = strdup(topic);
+	t->key = key ? strdup(key) : NULL;
+	t->payload = malloc(payload_len ? payload_len : 1);
+	if (!t->topic || !t->payload || (key && !t->key))
+		goto free_strings;
+	memcpy(t->payload, payload, payload_len);
+	t->payload_len = payload_len;
+	t->id = id;
+	t->uid = uid;
+	t->period_ms = period_ms;
+	t->server = s;
+	if (account_charge(&s->accounts, uid, ACCOUNT_TIMERS) < 0)
+		goto free_strings;
+	if (account_charge_n(&s->accounts, uid, ACCOUNT_TIMER_RATE, rate) < 0)
+		goto credit;
+	if (hmap_insert(&ts->by_id, &t->id_node,
+			hmap_hash_int((uint32_t)(id ^ (id >> 32)))) < 0)
+		goto credit;
+	return t;
+
+credit:
+	account_credit(&s->accounts, uid, ACCOUNT_TIMERS);
+	account_credit_n(&s->accounts, uid, ACCOUNT_TIMER_RATE, rate);
+free_strings:
+	free(t->topic);
+	free(t->key);
+	free(t->payload);
+	free(t);
+	return NULL;
+}
+
+/* Puts t, made by timer_new() and filled in, on the lists and the heap. */
+static void timer_link(struct server *s, struct timer *t)
+{
+	struct timer_set *ts = &s->timers;
+
+	TAILQ_INSERT_TAIL(&ts->all, t, link);
+	if (t->owner)
+		TAILQ_INSERT_TAIL(&t->owner->timers, t, owner_link);
+	heap_place(ts, t, ts->n++);
+	heap_up(ts, t->heap_index);
+	timer_set_arm(ts);
+}
+
+/* Makes a timer from a TIMER_ADD of c.  Returns 0 and its id in *ret_id,
+ * or -errno with *ret_why saying why in a sentence. */
 static int timer_add(struct server *s, struct peer *c,
 		     const struct proto_msg *pm, uint64_t *ret_id,
 		     const char **ret_why)
@@ -301,70 +375,92 @@ static int timer_add(struct server *s, struct peer *c,
 	} else {
 		first = mono + (int64_t)pm->h.seq * 1000000;
 	}
-	if (ts->n == ts->cap) {
-		size_t cap = ts->cap ? ts->cap * 2 : 16;
-		struct timer **heap = realloc(ts->heap, cap * sizeof(*heap));
-
-		if (!heap)
-			goto nomem;
-		ts->heap = heap;
-		ts->cap = cap;
+	t = timer_new(s, ts->next_id + 1, c->uid, pm->topic,
+		      pm->h.key_len ? pm->key : NULL, pm->payload,
+		      pm->h.payload_len, pm->h.timestamp);
+	if (!t) {
+		*ret_why = "out of memory";
+		return -ENOMEM;
 	}
-	t = calloc(1, sizeof(*t));
-	if (!t)
-		goto nomem;
-	t->id = ++ts->next_id;
-	if (account_charge(&s->accounts, c->uid, ACCOUNT_TIMERS) < 0) {
-		free(t);
-		goto nomem;
-	}
-	account_charge_n(&s->accounts, c->uid, ACCOUNT_TIMER_RATE, rate);
-	if (hmap_insert(&ts->by_id, &t->id_node,
-			hmap_hash_int((uint32_t)(t->id ^ (t->id >> 32)))) <
-	    0) {
-		account_credit(&s->accounts, c->uid, ACCOUNT_TIMERS);
-		account_credit_n(&s->accounts, c->uid, ACCOUNT_TIMER_RATE,
-				 rate);
-		free(t);
-		goto nomem;
-	}
-	t->topic = strdup(pm->topic);
-	t->key = pm->h.key_len ? strdup(pm->key) : NULL;
-	t->payload = malloc(pm->h.payload_len ? pm->h.payload_len : 1);
-	if (!t->topic || !t->payload || (pm->h.key_len && !t->key)) {
-		hmap_remove(&ts->by_id, &t->id_node);
-		account_credit(&s->accounts, c->uid, ACCOUNT_TIMERS);
-		account_credit_n(&s->accounts, c->uid, ACCOUNT_TIMER_RATE,
-				 rate);
-		free(t->topic);
-		free(t->key);
-		free(t->payload);
-		free(t);
-		goto nomem;
-	}
-	memcpy(t->payload, pm->payload, pm->h.payload_len);
-	t->payload_len = pm->h.payload_len;
-	t->server = s;
+	ts->next_id++;
 	t->owner = detached ? NULL : c;
-	t->uid = c->uid;
 	t->pid = c->pid;
 	t->client_id = c->id;
 	t->priority = pm->h.flags & PROTO_F_PRIORITY ? (int)pm->h.priority
 						     : -1;
-	t->period_ms = pm->h.timestamp;
 	t->next = first;
-	TAILQ_INSERT_TAIL(&ts->all, t, link);
-	if (t->owner)
-		TAILQ_INSERT_TAIL(&c->timers, t, owner_link);
-	heap_place(ts, t, ts->n++);
-	heap_up(ts, t->heap_index);
-	timer_set_arm(ts);
+	timer_link(s, t);
+	state_changed(s->state);
 	*ret_id = t->id;
 	return 0;
+}
 
-nomem:
-	*ret_why = "out of memory";
-	return -ENOMEM;
+int timer_restore(struct server *s, const struct state_timer *rec)
+{
+	struct timer_set *ts = &s->timers;
+	uint64_t rate = timer_rate(rec->period_ms);
+	int64_t mono = clock_ns(CLOCK_MONOTONIC);
+	int64_t real = clock_ns(CLOCK_REALTIME);
+	int64_t next;
+	struct timer *t;
+
+	if (account_held(&s->accounts, rec->uid, ACCOUNT_TIMERS) >=
+	    s->cfg.max_timers_per_uid ||
+	    account_held(&s->accounts, rec->uid, ACCOUNT_TIMER_RATE) + rate >
+		    (uint64_t)s->cfg.timer_rate_per_uid * 1000)
+		return -EDQUOT;
+	if (rec->period_ms && rec->period_ms < s->cfg.timer_min_period_ms)
+		return -EINVAL;
+	if (timer_find(ts, rec->id))
+		return -EEXIST;
+	/*
+	 * Both times are below 2^63 ns and the period below 2^60 ns (the
+	 * loader checked), so no difference here wraps.  A time ahead is
+	 * at most TIMER_MAX_DELAY_MS away, as a new timer's would be.
+	 */
+	if (rec->next_ns >= real) {
+		int64_t ahead = rec->next_ns - real;
+
+		if (ahead > (int64_t)TIMER_MAX_DELAY_MS * 1000000)
+			ahead = (int64_t)TIMER_MAX_DELAY_MS * 1000000;
+		next = mono + ahead;
+	} else if (rec->period_ms) {
+		int64_t period = (int64_t)rec->period_ms * 1000000;
+
+		/* the last boundary that passed: due now, and timer_fire()
+		 * steps on to the next one, in phase */
+		next = mono - (real - rec->next_ns) % period;
+	} else {
+		next = mono;
+	}
+	t = timer_new(s, rec->id, rec->uid, rec->topic, rec->key, rec->payload,
+		      rec->payload_len, rec->period_ms);
+	if (!t)
+		return -ENOMEM;
+	if (rec->owner_tx) {
+		t->owner_tx = strdup(rec->owner_tx);
+		if (!t->owner_tx) {
+			/* not yet on a list or the heap: undo timer_new() */
+			hmap_remove(&ts->by_id, &t->id_node);
+			account_credit(&s->accounts, t->uid, ACCOUNT_TIMERS);
+			account_credit_n(&s->accounts, t->uid,
+					 ACCOUNT_TIMER_RATE, rate);
+			free(t->topic);
+			free(t->key);
+			free(t->payload);
+			free(t);
+			return -ENOMEM;
+		}
+	}
+	t->pid = rec->pid;
+	t->client_id = rec->client_id;
+	t->priority = rec->priority;
+	t->fired = rec->fired;
+	t->next = next;
+	if (ts->next_id < t->id)
+		ts->next_id = t->id;
+	timer_link(s, t);
+	return 0;
 }
 
 static void timer_free(struct timer *t)
@@ -379,10 +475,17 @@ static void timer_free(struct timer *t)
 	TAILQ_REMOVE(&s->timers.all, t, link);
 	if (t->owner)
 		TAILQ_REMOVE(&t->owner->timers, t, owner_link);
+	state_changed(s->state);
+	free(t->owner_tx);
 	free(t->topic);
 	free(t->key);
 	free(t->payload);
 	free(t);
+}
+
+bool timer_detached(const struct timer *t)
+{
+	return !t->owner && !t->owner_tx;
 }
 
 /* Who may see and cancel a timer: its own client, or for a detached one
@@ -393,14 +496,15 @@ static bool timer_visible(const struct timer *t, const struct peer *c)
 }
 
 /* Cancels timer id for c: -ENOENT if there is none, -EPERM if it belongs
- * to another uid or is another client's own. */
+ * to another uid or is another client's own (also one that waits for its
+ * client to come back). */
 static int timer_cancel(struct server *s, struct peer *c, uint64_t id)
 {
 	struct timer *t = timer_find(&s->timers, id);
 
 	if (!t)
 		return -ENOENT;
-	if (!timer_visible(t, c) || (t->owner && t->owner != c))
+	if (!timer_visible(t, c) || (!timer_detached(t) && t->owner != c))
 		return -EPERM;
 	timer_free(t);
 	return 0;
@@ -426,7 +530,7 @@ static int timer_list_text(struct server *s, struct peer *c, char *buf,
 			     "period_ms=%" PRIu64 " fired=%" PRIu64
 			     " detached=%d uid=%u pid=%d%s%s\n",
 			     t->id, t->topic, (long long)(left < 0 ? 0 : left),
-			     t->period_ms, t->fired, t->owner ? 0 : 1,
+			     t->period_ms, t->fired, timer_detached(t),
 			     (unsigned)t->uid, (int)t->pid,
 			     t->key ? " key=" : "", t->key ? t->key : "");
 		if (n < 0 || (size_t)n >= cap - len)
@@ -486,4 +590,47 @@ void timer_drop_peer(struct peer *p)
 {
 	while (!TAILQ_EMPTY(&p->timers))
 		timer_free(TAILQ_FIRST(&p->timers));
+}
+
+void timer_claim(struct server *s, struct peer *p)
+{
+	struct timer *t;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(t, &s->timers.all, link) {
+		if (!t->owner_tx || t->uid != p->uid ||
+		    strcmp(t->owner_tx, p->tx_name) != 0)
+			continue;
+		free(t->owner_tx);
+		t->owner_tx = NULL;
+		t->owner = p;
+		t->pid = p->pid;
+		t->client_id = p->id;
+		TAILQ_INSERT_TAIL(&p->timers, t, owner_link);
+		n++;
+	}
+	if (n) {
+		log_debug("client %u (%s) took back %u timer%s", p->id,
+			  p->tx_name, n, n == 1 ? "" : "s");
+		state_changed(s->state);
+	}
+}
+
+unsigned timer_drop_unclaimed(struct server *s)
+{
+	struct timer *t, *next;
+	unsigned n = 0;
+
+	for (t = TAILQ_FIRST(&s->timers.all); t; t = next) {
+		next = TAILQ_NEXT(t, link);
+		if (!t->owner_tx)
+			continue;
+		timer_free(t);
+		n++;
+	}
+	if (n)
+		log_info("restart grace over: dropped %u restored timer%s "
+			 "whose client did not come back",
+			 n, n == 1 ? "" : "s");
+	return n;
 }

@@ -11,6 +11,13 @@
  * it, unless made detached: then it lives until a client of the same uid
  * cancels it.  The message goes out as from the timer's creator (its uid,
  * pid and client id).
+ *
+ * With a state directory (state.h) the timers are written to the state
+ * file and made again at start by timer_restore().  A restored timer that
+ * had an owner waits for it: it keeps firing as before, and the owner's tx
+ * queue name says which client takes it back (timer_claim()); the ones no
+ * client claims by the end of the restart grace go
+ * (timer_drop_unclaimed()).
  */
 #ifndef MQBUS_TIMER_H
 #define MQBUS_TIMER_H
@@ -38,6 +45,8 @@ struct timer {
 	uint64_t id;
 	struct server *server;
 	struct peer *owner; /* NULL for a detached timer */
+	char *owner_tx;	    /* restored, waiting for the client of this tx
+			       queue to come back (owner is NULL) */
 	uid_t uid;
 	pid_t pid;
 	uint32_t client_id;
@@ -84,5 +93,39 @@ void timer_handle(struct peer *p, struct msgbuf *m,
 
 /* Frees the timers p owns (p is going); detached ones stay. */
 void timer_drop_peer(struct peer *p);
+
+/* Whether t outlives its client: made detached, not waiting for one. */
+bool timer_detached(const struct timer *t);
+
+/* Where a restored timer comes from (see state.h, struct state_timer). */
+struct state_timer;
+
+/*
+ * Makes a timer again from what the state file kept: its id, topic, key,
+ * payload, priority, period and fired count, its creator's uid, pid and
+ * client id, and its next firing, a CLOCK_REALTIME time.  A next firing
+ * that passed while the bus was down is due at once, and a periodic timer
+ * then keeps its phase: it fires once, however many firings it missed,
+ * and next at the first period boundary after now.  A timer with an owner
+ * waits for it (see timer_claim()).  The bounds of the config apply as to
+ * a new timer.  Returns 0; -EDQUOT (max_timers_per_uid or
+ * timer_rate_per_uid), -EINVAL (a period below timer_min_period_ms),
+ * -EEXIST (the id is taken) or -ENOMEM, with nothing made.
+ */
+int timer_restore(struct server *s, const struct state_timer *rec);
+
+/*
+ * Gives p the restored timers that wait for a client of p's tx queue
+ * name and uid, as if p had made them: they keep their ids and schedule,
+ * and fire from p's pid and client id from now on.  For a client of the
+ * previous daemon that is adopted again.
+ */
+void timer_claim(struct server *s, struct peer *p);
+
+/*
+ * Frees the restored timers that no client claimed, and logs how many.
+ * Returns that number; calling it again finds none.
+ */
+unsigned timer_drop_unclaimed(struct server *s);
 
 #endif

@@ -1,6 +1,7 @@
 # systemd/: the unit.  configure does not expand ${prefix} inside @sbindir@,
 # so the unit is made here, by make, from the final $(sbindir).
 systemdsystemunit_DATA = systemd/mqbusd.service
+dist_systemdsystemunit_DATA = systemd/mqbusd.socket
 EXTRA_DIST += systemd/mqbusd.service.in
 CLEANFILES += systemd/mqbusd.service
 

@@ -388,6 +388,51 @@ START_TEST(test_adopt_after_stop)
 }
 END_TEST
 
+/* A timer its client owned, kept in the state file, is that client's
+ * again once it is back: it goes on firing after the grace period, when
+ * the timers nobody claimed are dropped. */
+START_TEST(test_adopt_claims_timer)
+{
+	const char *config = "[bus]\nrestart_grace_ms = 1000\n";
+	char tx[MAX_NAMES][PROTO_QNAME_MAX + 1], rx_s[PROTO_QNAME_MAX + 1];
+	char dir[] = "/tmp/mqbus-adopt-XXXXXX", cmd[64];
+	struct mqbus_timer_add_opts topts = MQBUS_TIMER_ADD_OPTS_INIT;
+	struct testbus tb = { 0 };
+	unsigned char buf[8192];
+	struct proto_msg pm;
+	uint64_t id;
+	mqbus *s;
+
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	setenv("STATE_DIRECTORY", dir, 1);
+	testbus_start(&tb, config);
+	s = testbus_connect(&tb, 4, 1024);
+	testbus_subscribe(s, "ot/#");
+	topts.when = 100;
+	topts.period_ms = 100;
+	ck_assert_int_eq(mqbus_timer_add_opts(s, "ot/x", "tick", 4, &topts,
+					      &id),
+			 0);
+	ck_assert_int_eq(our_tx_names(tb.bus, getpid(), tx, MAX_NAMES), 1);
+	rx_of(tx[0], rx_s, sizeof(rx_s));
+	usleep(1300 * 1000); /* written within a second */
+	testbus_kill(&tb);
+	subscribe_raw(tx[0], "ot/#", 3);
+	restart(&tb, config);
+	resume_raw(tb.bus, tx[0]);
+	/* past the grace period: an unclaimed timer would be gone */
+	usleep(1500 * 1000);
+	while (recv_raw(rx_s, buf, sizeof(buf), &pm, 0))
+		;
+	expect_deliver(rx_s, "tick", RECV_MS);
+	mqbus_free(s);
+	testbus_finish(&tb);
+	unsetenv("STATE_DIRECTORY");
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("adopt");
@@ -397,5 +442,6 @@ int main(void)
 	testbus_add_case(s, "adopt_all_back", test_adopt_all_back, 1);
 	testbus_add_case(s, "adopt_orphan_dies", test_adopt_orphan_dies, 1);
 	testbus_add_case(s, "adopt_after_stop", test_adopt_after_stop, 1);
+	testbus_add_case(s, "adopt_claims_timer", test_adopt_claims_timer, 1);
 	return testbus_run(s, "adopt");
 }

@@ -165,6 +165,31 @@ START_TEST(ratelimit_keys)
 }
 END_TEST
 
+/*
+ * A uid that publishes on thousands of topics in one stats interval
+ * takes at most its share of the topic table: others' topics still get
+ * entries of their own, not the "other" sum.
+ */
+START_TEST(topic_share)
+{
+	struct server s;
+	char bus[32], topic[32];
+	unsigned made = 0;
+
+	snprintf(bus, sizeof(bus), "share%d", (int)getpid());
+	server_pair_start(&s, bus, WAKE_POLL, 0);
+	for (unsigned i = 0; i < STATS_TOPICS_MAX; i++) {
+		snprintf(topic, sizeof(topic), "spray/%u", i);
+		made += stats_topic(&s, topic, NULL, 4242) != NULL;
+	}
+	ck_assert_uint_eq(made, STATS_TOPICS_PER_UID);
+	ck_assert_ptr_nonnull(stats_topic(&s, "mine/x", NULL, 4243));
+	/* an entry it has is still found */
+	ck_assert_ptr_nonnull(stats_topic(&s, "spray/7", NULL, 4242));
+	server_deinit(&s);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("server");
@@ -179,6 +204,7 @@ int main(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("log rate limit");
 	tcase_add_test(tc, ratelimit_keys);
+	tcase_add_test(tc, topic_share);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -30,6 +30,14 @@ if [ -z "${top_builddir:-}" ]; then
 	top_builddir=$top_srcdir
 fi
 MQBUSD=${MQBUSD:-$top_builddir/daemon/mqbusd}
+# MQBUS_TEST_VALGRIND=DIR: the daemon runs under memcheck (tests/README)
+if [ -n "${MQBUS_TEST_VALGRIND:-}" ]; then
+	MQBUSD_WRAP=(valgrind --quiet --error-exitcode=99 --leak-check=full
+		--errors-for-leak-kinds=definite
+		"--log-file=$MQBUS_TEST_VALGRIND/mqbusd.%p.log")
+else
+	MQBUSD_WRAP=()
+fi
 MQBUSCTL=${MQBUSCTL:-$top_builddir/client/mqbusctl}
 MQTOOL=${MQTOOL:-$top_builddir/tests/helpers/mqtool}
 NOTIFY_LISTEN=${NOTIFY_LISTEN:-$top_builddir/tests/helpers/notify-listen}
@@ -444,7 +452,8 @@ mqb_daemon_start() {
 	MQB_DERR=$MQB_TMP/mqbusd.$MQB_DCOUNT.err
 	: >"$MQB_DNOTIFY"
 	"$NOTIFY_LISTEN" "$sock" "$MQB_DNOTIFY" -- \
-		"$MQBUSD" -b "$BUS" --wake="$wake" "$@" 2>"$MQB_DERR" &
+		"${MQBUSD_WRAP[@]}" "$MQBUSD" -b "$BUS" --wake="$wake" "$@" \
+		2>"$MQB_DERR" &
 	MQB_DPID=$!
 	mqb_track "$MQB_DPID"
 	if ! mqb_wait_for 10000 mqb_daemon_ready_or_dead "$MQB_DPID" \

@@ -56,11 +56,11 @@ tests_helpers_mqbusctl_test_LDFLAGS = $(AM_LDFLAGS) -no-install
 TESTS += tests/check_proto tests/check_router tests/check_config \
 	tests/check_retain tests/check_server tests/check_policy \
 	tests/bus-notify.sh tests/bus-thread.sh tests/bus-poll.sh \
-	tests/delivery.sh tests/adopt.sh \
+	tests/delivery.sh tests/adopt.sh tests/completion.sh \
 	tests/cli.sh tests/multiuser.sh tests/systemd.sh tests/policy.sh \
 	tests/quota.sh
 EXTRA_DIST += tests/harness.sh tests/lib.sh tests/bus-notify.sh \
-	tests/adopt.sh tests/soak.sh \
+	tests/adopt.sh tests/soak.sh tests/completion.sh \
 	tests/policy.sh tests/quota.sh \
 	tests/delivery.sh \
 	tests/bus-thread.sh tests/bus-poll.sh tests/cli.sh tests/multiuser.sh \
@@ -92,3 +92,12 @@ EXTRA_DIST += tests/introspect.sh
 # tests/restart.sh: mqbusctl sub and serve across daemon restarts
 TESTS += tests/restart.sh
 EXTRA_DIST += tests/restart.sh
+# tests/state.sh: retained values and timers across restarts (-s DIR);
+# tests/check_state.c: the state file's parser, bounds and timer_claim()
+TESTS += tests/state.sh
+EXTRA_DIST += tests/state.sh
+check_PROGRAMS += tests/check_state
+tests_check_state_SOURCES = tests/check_state.c
+tests_check_state_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_state_LDADD = $(TEST_CHECK_LIBS) client/libmqbus.la
+TESTS += tests/check_state

@@ -60,6 +60,12 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 	mqb_is "systemd-analyze verify says nothing about our unit" \
 		"$(grep -i mqbusd "$MQB_TMP/verify.out")" ""
 	mqb_diag_file "systemd-analyze verify" "$MQB_TMP/verify.out"
+	cp "$top_srcdir/systemd/mqbusd.socket" "$VDIR/"
+	systemd-analyze verify --man=no "$VDIR/mqbusd.socket" \
+		>"$MQB_TMP/verify-socket.out" 2>&1
+	mqb_is "systemd-analyze verify passes for mqbusd.socket" "$?" 0
+	mqb_diag_file "systemd-analyze verify (socket)" \
+		"$MQB_TMP/verify-socket.out"
 
 	# Exposure as systemd-analyze security rates it: 0 (locked down)
 	# to 10 (wide open).  Keep the unit well below "MEDIUM".
@@ -188,5 +194,33 @@ dst=$?
 mqb_true "a missing config file: exit 1 without READY=1" $? \
 	"start: $st, exit status: $dst"
 mqb_is "... with one line on stderr" "$(wc -l <"$MQB_DERR")" 1
+
+# socket activation: the announce queue exists first (systemd makes it
+# for ListenMessageQueue=), a client announces itself before any daemon
+# runs and waits in the kernel; the daemon gets the queue as fd 3 with
+# LISTEN_FDS/LISTEN_PID, serves the waiting client, and leaves the queue
+# (systemd's) when it stops
+mqb_is "the socket unit's queue size is what mqbusd reads" \
+	"$(sed -n 's/^MessageQueueMessageSize=//p' "$top_srcdir/systemd/mqbusd.socket")" 512
+"$MQTOOL" create "/$BUS" -m 10 -s 512 -M 0622 >/dev/null
+MQBUS_BUS=$BUS "$MQBUSCTL" pub sa/x early >"$MQB_TMP/sa-pub.out" 2>&1 &
+SAPUB=$!
+mqb_track "$SAPUB"
+mqb_wait_for 3000 eval "[ \"\$(\"$MQTOOL\" attr /$BUS | sed -n 's/^curmsgs=//p')\" = 1 ]"
+mqb_true "a client announced itself with no daemon running" $?
+"$NOTIFY_LISTEN" "$MQB_TMP/sa.sock" "$MQB_TMP/sa-notify.log" -- \
+	"$MQTOOL" activate "/$BUS" "$MQBUSD" -b "$BUS" 2>"$MQB_TMP/sa.err" &
+SADPID=$!
+mqb_track "$SADPID"
+mqb_wait_pid "$SAPUB" 10000
+mqb_is "the waiting client is served once the daemon starts" "$?" 0
+mqb_like "... which took the queue from the service manager" \
+	"$(cat "$MQB_TMP/sa.err")" 'passed by the service manager'
+kill -TERM "$SADPID"
+mqb_wait_pid "$SADPID" 10000
+mqb_is "socket-activated daemon: exit status 0" "$?" 0
+mqb_is "the passed announce queue stays for the next start" \
+	"$("$MQTOOL" open "/$BUS" w)" ok
+"$MQTOOL" unlink "/$BUS" >/dev/null
 
 mqb_done

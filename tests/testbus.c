@@ -42,6 +42,8 @@
 #define MQUEUE_SYSCTL "/proc/sys/fs/mqueue/"
 #define READY_TIMEOUT_MS 5000
 #define STOP_TIMEOUT_MS 5000
+/* a daemon under valgrind starts and stops this many times slower */
+#define SLOW(ms) (getenv("MQBUS_TEST_VALGRIND") ? 4 * (ms) : (ms))
 /* Queue numbers probed per process when /dev/mqueue is not mounted. */
 #define PROBE_MAX 256
 
@@ -423,15 +425,38 @@ static void remove_config(struct testbus *tb)
 	}
 }
 
+/*
+ * MQBUS_TEST_VALGRIND=DIR runs the daemon under valgrind's memcheck, its
+ * report in DIR/mqbusd.PID.log; an error makes the daemon exit 99, which
+ * fails the test that stops it (tests/README).
+ */
+static int valgrind_argv(const char **argv, char *log, size_t size)
+{
+	const char *dir = getenv("MQBUS_TEST_VALGRIND");
+	int argc = 0;
+
+	if (!dir || !*dir)
+		return 0;
+	snprintf(log, size, "--log-file=%s/mqbusd.%%p.log", dir);
+	argv[argc++] = "/usr/bin/valgrind";
+	argv[argc++] = "--quiet";
+	argv[argc++] = "--error-exitcode=99";
+	argv[argc++] = "--leak-check=full";
+	argv[argc++] = "--errors-for-leak-kinds=definite";
+	argv[argc++] = log;
+	return argc;
+}
+
 static void exec_daemon(const struct testbus *tb, int stderr_fd)
 {
-	char path_buf[4096], wake[64];
-	const char *argv[8];
-	int argc = 0;
+	char path_buf[4096], wake[64], log[4200];
+	const char *argv[16];
+	int argc;
 
 	if (stderr_fd >= 0 && dup2(stderr_fd, STDERR_FILENO) < 0)
 		_exit(126);
 	snprintf(wake, sizeof(wake), "--wake=%s", wake_backend());
+	argc = valgrind_argv(argv, log, sizeof(log));
 	argv[argc++] = daemon_path(path_buf, sizeof(path_buf));
 	argv[argc++] = "-b";
 	argv[argc++] = tb->bus;
@@ -483,7 +508,7 @@ int testbus_spawn(struct testbus *tb, const char *bus, const char *config,
 	if (rec)
 		rec_add_pid(rec->pids, tb->pid);
 
-	deadline = testbus_now_ms() + READY_TIMEOUT_MS;
+	deadline = testbus_now_ms() + SLOW(READY_TIMEOUT_MS);
 	while (!ready) {
 		struct pollfd pfd = { .fd = tb->notify_fd, .events = POLLIN };
 
@@ -540,7 +565,7 @@ int testbus_stop(struct testbus *tb)
 	/* sd_notify() blocks on a full socket: keep ours readable. */
 	drain_notify(tb);
 	kill(tb->pid, SIGTERM);
-	status = testbus_wait(tb->pid, STOP_TIMEOUT_MS);
+	status = testbus_wait(tb->pid, SLOW(STOP_TIMEOUT_MS));
 	if (status == -ETIMEDOUT) {
 		testbus_kill(tb);
 		ck_abort_msg("daemon of bus %s did not exit within %d ms of "

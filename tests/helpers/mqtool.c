@@ -17,6 +17,10 @@
  *   mqtool recv NAME                     one message, without blocking:
  *                                        prints "PRIO LEN"
  *   mqtool attr NAME                     maxmsg=, msgsize=, curmsgs=
+ *   mqtool activate NAME CMD [ARG...]    runs CMD with queue NAME (made
+ *                                        0622 10 x 512 if missing) as fd 3,
+ *                                        LISTEN_FDS=1 and LISTEN_PID: as
+ *                                        systemd passes a .socket's queue
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,7 +57,8 @@ static int usage(void)
 		"       mqtool send NAME DATA [-p PRIO]\n"
 		"       mqtool sendfile NAME FILE [-p PRIO]\n"
 		"       mqtool recv NAME\n"
-		"       mqtool attr NAME\n");
+		"       mqtool attr NAME\n"
+		"       mqtool activate NAME CMD [ARG...]\n");
 	return 2;
 }
 
@@ -262,6 +267,29 @@ static int cmd_attr(const char *name)
 	return 0;
 }
 
+static int cmd_activate(const char *name, char **argv)
+{
+	struct mq_attr attr = { .mq_maxmsg = 10, .mq_msgsize = 512 };
+	char pid[32];
+	mode_t old = umask(0);
+	mqd_t q = mq_open(name, O_RDONLY | O_CREAT, 0622, &attr);
+
+	umask(old);
+	if (q == (mqd_t)-1)
+		return fail("open", name);
+	/* glibc opens queues close-on-exec: dup2() clears it, for fd 3
+	 * itself fcntl() does */
+	if (q != 3 && (dup2(q, 3) < 0 || close(q) < 0))
+		return fail("dup2 of", name);
+	if (fcntl(3, F_SETFD, 0) < 0)
+		return fail("fcntl of", name);
+	snprintf(pid, sizeof(pid), "%d", (int)getpid());
+	setenv("LISTEN_FDS", "1", 1);
+	setenv("LISTEN_PID", pid, 1);
+	execvp(argv[0], argv);
+	return fail("exec", argv[0]);
+}
+
 int main(int argc, char **argv)
 {
 	const char *cmd, *name;
@@ -297,5 +325,7 @@ int main(int argc, char **argv)
 		return cmd_recv(name);
 	if (!strcmp(cmd, "attr") && argc == 3)
 		return cmd_attr(name);
+	if (!strcmp(cmd, "activate") && argc >= 4)
+		return cmd_activate(name, argv + 3);
 	return usage();
 }
