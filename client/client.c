@@ -17,8 +17,29 @@
  * so on a busy CPU the two take turns message by message (measured with
  * one CPU: a third less throughput, a quarter more daemon CPU per
  * message), where one in poll() lets a burst collect.  Waits go in slices
- * of at most a second; between slices the daemon's pid is checked, so a
+ * of at most a second; between slices the daemon's pidfd is checked, so a
  * client notices a daemon that died without a goodbye.
+ *
+ * For the caller's own loop, mqbus_get_fd() is an epoll fd holding rx and
+ * the daemon's pidfd: one fd to watch, readable for a message or for the
+ * daemon's death, while the library's own waits keep reading rx directly.
+ * The pidfd is looked at only when mqbus_process() finds rx empty, so a
+ * message costs no system call more than before.
+ *
+ * Reconnecting (see mqbus.h and PROTOCOL.md, Restart): a disconnection is
+ * a daemon that died (its pidfd), stopped (a BYE with ESHUTDOWN) or
+ * dropped us (another BYE, or rx removed under a live daemon; final).
+ * After the first two the library writes what it replays (the
+ * subscriptions it knows) into tx at the highest priority, then announces
+ * tx with PROTO_F_RESUME so that the next daemon adopts it without a
+ * HELLO, and announces again after each back-off until a WELCOME comes.
+ * Queues that are gone (the next daemon removes those not resumed within
+ * its grace time; an older daemon removed them when it stopped) are made
+ * anew, with a HELLO first in tx and a plain ANNOUNCE.  A client that
+ * only publishes reads no rx: its publishes look at the pidfd at most
+ * every LIVENESS_MS, so that it, too, notices and resumes in time.
+ * Callbacks run only at the top of mqbus_process() and mqbus_receive(),
+ * never while a read is half done.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +53,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -52,6 +75,13 @@ _Static_assert(MQBUS_KEY_MAX == PROTO_KEY_MAX, "mqbus.h and proto.h agree");
  * (48 bytes) and struct posix_msg_tree_node (48 bytes) */
 #define KERNEL_MSG_OVERHEAD 48
 #define KERNEL_PRIO_NODE 48
+/* reconnecting: the first wait and the cap of the doubling back-off */
+#define BACKOFF_FIRST_MS 50
+#define BACKOFF_MAX_MS 1000
+/* while replayed subscriptions wait for room in a full tx */
+#define REPLAY_RETRY_MS 10
+/* how often publishing looks whether the daemon is still there */
+#define LIVENESS_MS 100
 
 struct mqbus_msg {
 	struct mqbus_msg *next;
@@ -70,6 +100,24 @@ struct async_req {
 	int64_t deadline; /* CLOCK_MONOTONIC ms */
 	mqbus_reply_handler fn;
 	void *userdata;
+	bool reset; /* the daemon went away: fails with -ECONNRESET */
+};
+
+/* what the library makes again on a reconnection */
+enum replay_state {
+	REPLAY_DONE,    /* the daemon has it */
+	REPLAY_TO_SEND, /* not yet written into the current tx */
+	REPLAY_SENT,    /* written, its answer awaited (token) */
+};
+
+/* a subscription, queue-group join or monitor the program made */
+struct replay {
+	struct replay *next;
+	enum replay_state state;
+	uint32_t token;
+	bool monitor;
+	char *group; /* NULL: none */
+	char pattern[];
 };
 
 struct mqbus {
@@ -78,7 +126,24 @@ struct mqbus {
 	long msgsize;
 	int timeout_ms;
 	bool connected;
-	bool bye; /* the daemon said goodbye or died */
+	bool bye; /* disconnected: the daemon said goodbye, died or dropped us */
+	bool reconnect; /* reconnect after the daemon died or stopped */
+	bool reconnecting; /* bye, and the steps of a reconnection run */
+	bool fresh; /* the queues are gone: make new ones, HELLO */
+	bool hello; /* tx holds a HELLO not yet welcomed */
+	bool restoring; /* welcomed again, replay answers awaited */
+	bool lost_due, restored_due; /* connection callbacks to run */
+	int lost_err, restored_err;
+	char lost_why[256], restored_why[512];
+	int backoff_ms;
+	int64_t attempt_at; /* CLOCK_MONOTONIC ms of the next announce */
+	int64_t restore_deadline;
+	int64_t liveness_at; /* publishing: the next look at the pidfd */
+	int epfd;  /* mqbus_get_fd(): rx and pidfd */
+	int pidfd; /* of the daemon, -1 while disconnected */
+	struct replay *replay;
+	mqbus_connection_handler conn_fn;
+	void *conn_userdata;
 	bool serving; /* mqbus_receive() last returned a request */
 	const char *bad_env; /* an environment variable we could not use */
 	mqd_t tx;
@@ -90,6 +155,7 @@ struct mqbus {
 	uint32_t next_token;
 	struct proto_welcome welcome;
 	unsigned char *buf; /* msgsize bytes */
+	unsigned char *obuf; /* msgsize bytes: what reconnecting writes */
 	struct mqbus_msg *head, *tail;
 	/* answers to asynchronous requests, for mqbus_process() */
 	struct mqbus_msg *replies_head, *replies_tail;
@@ -175,6 +241,7 @@ MQBUS_EXPORT size_t mqbus_queue_bytes(long maxmsg, long msgsize)
 MQBUS_EXPORT int mqbus_new(mqbus **ret)
 {
 	const char *bus = getenv("MQBUS_BUS");
+	const char *rc = getenv("MQBUS_RECONNECT");
 	mqbus *b;
 
 	if (!ret)
@@ -183,6 +250,8 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 	if (!b)
 		return -ENOMEM;
 	b->tx = b->rx = b->rx_wait = (mqd_t)-1;
+	b->epfd = b->pidfd = -1;
+	b->reconnect = true;
 	b->maxmsg = DEFAULT_MAXMSG;
 	b->msgsize = DEFAULT_MSGSIZE;
 	b->timeout_ms = DEFAULT_TIMEOUT_MS;
@@ -192,6 +261,12 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 		b->bad_env = "MQBUS_QUEUE_MSGSIZE";
 	if (bus && *bus && !bus_valid(bus))
 		b->bad_env = "MQBUS_BUS";
+	if (rc && *rc) {
+		if (strcmp(rc, "0") == 0)
+			b->reconnect = false;
+		else if (strcmp(rc, "1") != 0)
+			b->bad_env = "MQBUS_RECONNECT";
+	}
 	snprintf(b->bus, sizeof(b->bus), "%s",
 		 bus && bus_valid(bus) ? bus : DEFAULT_BUS);
 	*ret = b;
@@ -228,7 +303,7 @@ MQBUS_EXPORT int mqbus_set_queue_size(mqbus *b, long maxmsg, long msgsize)
 				 maxmsg, msgsize);
 	b->maxmsg = maxmsg;
 	b->msgsize = msgsize;
-	if (b->bad_env && strcmp(b->bad_env, "MQBUS_BUS") != 0)
+	if (b->bad_env && strncmp(b->bad_env, "MQBUS_QUEUE_", 12) == 0)
 		b->bad_env = NULL;
 	return 0;
 }
@@ -318,23 +393,61 @@ static int slice_until(int64_t deadline)
 	return left > 1000 ? 1000 : (int)left;
 }
 
+/* Whether the daemon of this session has exited. */
+static bool daemon_dead(const mqbus *b)
+{
+	if (b->pidfd >= 0) {
+		struct pollfd p = { .fd = b->pidfd, .events = POLLIN };
+
+		return poll(&p, 1, 0) > 0;
+	}
+	if (b->welcome.daemon_pid == 0)
+		return false;
+	return kill((pid_t)b->welcome.daemon_pid, 0) < 0 && errno == ESRCH;
+}
+
+/* Whether a queue of ours still has its name (a daemon removes them). */
+static bool queue_exists(const char *name)
+{
+	mqd_t q = mq_open(name, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+
+	if (q == (mqd_t)-1)
+		return errno != ENOENT;
+	mq_close(q);
+	return true;
+}
+
+static void lose(mqbus *b, bool daemon_left, bool queues_gone, int err,
+		 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Whether the daemon died (or we are disconnected anyway); marks the
+ * handle disconnected if so, and we may reconnect. */
+static bool daemon_died(mqbus *b)
+{
+	if (b->bye)
+		return true;
+	if (!daemon_dead(b))
+		return false;
+	lose(b, true, false, -ECONNRESET, "the daemon of bus %s (pid %u) died",
+	     b->bus, (unsigned)b->welcome.daemon_pid);
+	return true;
+}
+
 /*
  * Whether the session is over without a goodbye we could read: the daemon
- * died, or it dropped us (a slow subscriber under overflow = disconnect,
- * whose full rx had no room for BYE) and unlinked our queues.
+ * died (we may reconnect), or it dropped us (a slow subscriber under
+ * overflow = disconnect, whose full rx had no room for BYE) and unlinked
+ * our queues (final).  Marks the handle disconnected if so.
  */
 static bool daemon_gone(mqbus *b)
 {
-	mqd_t q;
-
-	if (b->welcome.daemon_pid == 0)
-		return false;
-	if (kill((pid_t)b->welcome.daemon_pid, 0) < 0 && errno == ESRCH)
+	if (daemon_died(b))
 		return true;
-	q = mq_open(b->rx_name, O_RDONLY | O_NONBLOCK);
-	if (q == (mqd_t)-1)
-		return errno == ENOENT;
-	mq_close(q);
+	if (b->welcome.daemon_pid && !queue_exists(b->rx_name)) {
+		lose(b, false, true, -ECONNABORTED,
+		     "the daemon of bus %s closed the connection", b->bus);
+		return true;
+	}
 	return false;
 }
 
@@ -453,6 +566,19 @@ static int create_queues(mqbus *b)
 			close_queues(b);
 			return queue_error(b, err, b->rx_name);
 		}
+		if (b->epfd >= 0) {
+			struct epoll_event ev = { .events = EPOLLIN };
+
+			/* closing the old rx took it out of the set */
+			if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, (int)b->rx,
+				      &ev) < 0) {
+				int err = errno;
+
+				close_queues(b);
+				return set_error(b, -err, "epoll_ctl: %s",
+						 strerror(err));
+			}
+		}
 		return 0;
 	}
 	return set_error(b, -EEXIST, "cannot find a free queue name");
@@ -461,31 +587,55 @@ static int create_queues(mqbus *b)
 /* -------------------------------------------------------------------- */
 /* sending                                                               */
 
+static void reconnect_step(mqbus *b);
+static int reconnect_slice(const mqbus *b, int slice);
+static void resumed(mqbus *b, const struct proto_msg *pm);
+static bool replay_answer(mqbus *b, const struct proto_msg *pm);
+static bool announce_queue_exists(const mqbus *b);
+static int wait_reconnected(mqbus *b);
+static uint32_t new_token(mqbus *b);
+struct replay;
+static void replay_remove(mqbus *b, struct replay *e);
+
+/*
+ * Writes into tx, waiting up to the handle's timeout while it is full.
+ * While reconnecting the message goes into tx all the same (the next
+ * daemon reads it), and the steps of the reconnection run between
+ * slices; tx may be replaced by a fresh one meanwhile.
+ */
 static int send_tx(mqbus *b, const void *buf, size_t len, unsigned prio)
 {
 	int64_t deadline = deadline_of(b->timeout_ms);
 
 	for (;;) {
-		struct timespec ts = realtime_in(slice_until(deadline));
+		int slice = slice_until(deadline);
+		struct timespec ts;
 
-		if (mq_timedsend(b->tx, buf, len, prio, &ts) == 0)
+		if (b->reconnecting) {
+			reconnect_step(b);
+			slice = reconnect_slice(b, slice);
+		}
+		ts = realtime_in(slice);
+		if (b->tx == (mqd_t)-1) {
+			/* queues lost, new ones not made yet */
+			nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+			errno = ETIMEDOUT;
+		} else if (mq_timedsend(b->tx, buf, len, prio, &ts) == 0) {
 			return 0;
+		}
 		if (errno == EINTR)
 			continue;
 		if (errno != ETIMEDOUT)
 			return set_error(b, -errno, "cannot write %s: %s",
 					 b->tx_name, strerror(errno));
-		if (daemon_gone(b)) {
-			b->bye = true;
-			return set_error(b, -ENOTCONN,
-					 "the daemon of bus %s is gone",
-					 b->bus);
-		}
+		if (daemon_gone(b) && !b->reconnecting)
+			return set_error(b, -ENOTCONN, "%s", b->lost_why);
 		if (deadline >= 0 && now_ms() >= deadline)
 			return set_error(b, -ETIMEDOUT,
 					 "the daemon of bus %s is not reading "
-					 "(tx queue %s full)",
-					 b->bus, b->tx_name);
+					 "(tx queue %s full)%s",
+					 b->bus, b->tx_name,
+					 b->bye ? " while reconnecting" : "");
 	}
 }
 
@@ -622,6 +772,9 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 	ssize_t n;
 	int r;
 
+	/* between losing queues and making new ones */
+	if (b->rx == (mqd_t)-1)
+		return 0;
 	if (wait_ms > 0) {
 		struct timespec until = realtime_in(wait_ms);
 
@@ -652,15 +805,42 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		break;
 	}
 	case PROTO_BYE:
-		b->bye = true;
+		/* a stopping daemon says so (ESHUTDOWN) and leaves us our
+		 * queues; an older one removed the announce queue first */
+		if (pm.h.status == ESHUTDOWN || !announce_queue_exists(b))
+			lose(b, true, false, -ESHUTDOWN,
+			     "the daemon of bus %s stopped", b->bus);
+		else
+			lose(b, false, true, -ECONNABORTED,
+			     "the daemon of bus %s closed the connection",
+			     b->bus);
 		break;
 	case PROTO_WELCOME:
+		if (b->reconnecting) {
+			resumed(b, &pm);
+			break;
+		}
+		/* fall through */
 	case PROTO_ACK:
 	case PROTO_ERROR:
 	case PROTO_STATS:
 	case PROTO_REPLY:
 	case PROTO_TIMER_LIST:
 	case PROTO_QUERY:
+		if ((pm.h.type == PROTO_ACK || pm.h.type == PROTO_ERROR) &&
+		    pm.h.token && replay_answer(b, &pm))
+			break;
+		if (pm.h.type == PROTO_ERROR && pm.h.token == 0 &&
+		    b->reconnecting && b->hello) {
+			/* our fresh handshake refused: try anew later */
+			b->fresh = true;
+			snprintf(b->lost_why, sizeof(b->lost_why),
+				 "the daemon of bus %s refused the "
+				 "connection: %.*s",
+				 b->bus, (int)pm.h.payload_len,
+				 (const char *)pm.payload);
+			break;
+		}
 		if (reply && ret_replied && pm.h.token == token) {
 			*reply = pm; /* points into b->buf */
 			*ret_replied = true;
@@ -707,23 +887,22 @@ static int wait_reply(mqbus *b, uint32_t token, int timeout_ms,
 			return r;
 		if (replied)
 			return 0;
+		/* what we asked went with the daemon: reconnecting does
+		 * not bring the answer back */
+		if (b->bye && b->reconnecting)
+			return set_error(b, -ECONNRESET,
+					 "%s before it answered",
+					 b->lost_why);
 		if (b->bye)
-			return set_error(b, -ENOTCONN,
-					 "the daemon of bus %s closed the "
-					 "connection",
-					 b->bus);
+			return set_error(b, -ENOTCONN, "%s", b->lost_why);
 		if (deadline >= 0 && now_ms() >= deadline)
 			return set_error(b, -ETIMEDOUT,
 					 "the daemon of bus %s did not answer "
 					 "within %d ms",
 					 b->bus, timeout_ms);
 		/* a quiet slice: is the daemon still there? */
-		if (r == 0 && daemon_gone(b)) {
-			b->bye = true;
-			return set_error(b, -ENOTCONN,
-					 "the daemon of bus %s is gone",
-					 b->bus);
-		}
+		if (r == 0)
+			daemon_gone(b);
 	}
 }
 
@@ -771,8 +950,31 @@ static int announce(mqbus *b, int64_t deadline)
 	return r;
 }
 
+/*
+ * What a WELCOME starts, the first or after a reconnection: our id, the
+ * daemon's grants and a pidfd of it in the epoll set.  Without a pidfd
+ * (a kernel before 5.3) liveness falls back to kill(pid, 0).
+ */
+static void session_begin(mqbus *b, const struct proto_msg *welcome)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	memcpy(&b->welcome, welcome->payload, sizeof(b->welcome));
+	b->client_id = welcome->h.client_id;
+	if (b->pidfd >= 0)
+		close(b->pidfd);
+	b->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)b->welcome.daemon_pid,
+				0);
+	if (b->pidfd >= 0 &&
+	    epoll_ctl(b->epfd, EPOLL_CTL_ADD, b->pidfd, &ev) < 0) {
+		close(b->pidfd);
+		b->pidfd = -1;
+	}
+}
+
 MQBUS_EXPORT int mqbus_connect(mqbus *b)
 {
+	struct epoll_event ev = { 0 };
 	struct proto_header h;
 	struct proto_msg reply;
 	int64_t deadline;
@@ -823,13 +1025,32 @@ MQBUS_EXPORT int mqbus_connect(mqbus *b)
 		r = set_error(b, -EPROTO, "unexpected answer from the daemon");
 		goto fail;
 	}
-	memcpy(&b->welcome, reply.payload, sizeof(b->welcome));
-	b->client_id = reply.h.client_id;
+	b->obuf = malloc((size_t)b->msgsize);
+	if (!b->obuf) {
+		r = set_error(b, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	b->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (b->epfd < 0) {
+		r = set_error(b, -errno, "epoll_create1: %s", strerror(errno));
+		goto fail;
+	}
+	ev.events = EPOLLIN;
+	if (epoll_ctl(b->epfd, EPOLL_CTL_ADD, (int)b->rx, &ev) < 0) {
+		r = set_error(b, -errno, "epoll_ctl: %s", strerror(errno));
+		goto fail;
+	}
+	session_begin(b, &reply);
 	b->connected = true;
 	b->bye = false;
 	return 0;
 
 fail:
+	if (b->epfd >= 0)
+		close(b->epfd);
+	b->epfd = -1;
+	free(b->obuf);
+	b->obuf = NULL;
 	close_queues(b);
 	return r;
 }
@@ -883,9 +1104,428 @@ MQBUS_EXPORT mqbus *mqbus_free(mqbus *b)
 		free(m);
 	while (b->async)
 		async_remove(b, b->async);
+	while (b->replay)
+		replay_remove(b, b->replay);
+	if (b->pidfd >= 0)
+		close(b->pidfd);
+	if (b->epfd >= 0)
+		close(b->epfd);
 	free(b->buf);
+	free(b->obuf);
 	free(b);
 	return NULL;
+}
+
+/* -------------------------------------------------------------------- */
+/* reconnecting                                                          */
+
+static bool announce_queue_exists(const mqbus *b)
+{
+	char name[BUS_NAME_MAX + 2];
+	mqd_t a;
+
+	snprintf(name, sizeof(name), "/%s", b->bus);
+	a = mq_open(name, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (a == (mqd_t)-1)
+		return errno != ENOENT;
+	mq_close(a);
+	return true;
+}
+
+static struct replay *replay_find(mqbus *b, const char *pattern,
+				  const char *group, bool monitor)
+{
+	struct replay *e;
+
+	for (e = b->replay; e; e = e->next)
+		if (e->monitor == monitor && strcmp(e->pattern, pattern) == 0 &&
+		    (e->group ? group && strcmp(e->group, group) == 0
+			      : !group))
+			return e;
+	return NULL;
+}
+
+static void replay_remove(mqbus *b, struct replay *e)
+{
+	struct replay **p = &b->replay;
+
+	while (*p != e)
+		p = &(*p)->next;
+	*p = e->next;
+	free(e->group);
+	free(e);
+}
+
+/*
+ * Remembers (on) or forgets a subscription the program made or ended, to
+ * make it again on a reconnection.  Out of memory it is not remembered:
+ * the call that made it has succeeded, and fails nothing now.
+ */
+static void replay_note(mqbus *b, const char *pattern, const char *group,
+			bool monitor, bool on)
+{
+	struct replay *e = replay_find(b, pattern, group, monitor), **p;
+
+	if (!on) {
+		if (e)
+			replay_remove(b, e);
+		return;
+	}
+	if (e)
+		return;
+	e = calloc(1, sizeof(*e) + strlen(pattern) + 1);
+	if (!e)
+		return;
+	strcpy(e->pattern, pattern);
+	e->monitor = monitor;
+	if (group && !(e->group = strdup(group))) {
+		free(e);
+		return;
+	}
+	/* in the program's order: a later subscription's retained values
+	 * come after an earlier one's, as they did the first time */
+	for (p = &b->replay; *p; p = &(*p)->next)
+		;
+	*p = e;
+}
+
+/* Writes into tx at once or not at all (tx full: -EAGAIN). */
+static int send_now(mqbus *b, const void *buf, size_t len, unsigned prio)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (mq_timedsend(b->tx, buf, len, prio, &now) == 0)
+		return 0;
+	return errno == ETIMEDOUT ? -EAGAIN : -errno;
+}
+
+/*
+ * Writes the subscriptions not yet in tx, at the highest priority so that
+ * the daemon reads them before anything the program queued; stops where
+ * tx is full (the rest follows later).  Returns whether all are written.
+ */
+static bool replay_write(mqbus *b)
+{
+	struct replay *e;
+
+	for (e = b->replay; e; e = e->next) {
+		struct proto_header h;
+		int n;
+
+		if (e->state != REPLAY_TO_SEND)
+			continue;
+		proto_header_init(&h, PROTO_SUBSCRIBE);
+		if (e->monitor)
+			h.flags = PROTO_F_MONITOR;
+		h.token = new_token(b);
+		n = proto_encode(b->obuf, (size_t)b->msgsize, &h, e->pattern,
+				 e->group, e->group ? strlen(e->group) : 0);
+		if (n < 0 || send_now(b, b->obuf, (size_t)n,
+				      PROTO_PRIO_MAX) < 0)
+			return false;
+		e->token = h.token;
+		e->state = REPLAY_SENT;
+	}
+	return true;
+}
+
+/*
+ * An answer to a subscription made again, if pm is one.  A refusal (the
+ * access policy changed, say) forgets the subscription and is kept for
+ * the RECONNECTED callback; EEXIST means the daemon has it already.
+ */
+static bool replay_answer(mqbus *b, const struct proto_msg *pm)
+{
+	struct replay *e;
+
+	for (e = b->replay; e; e = e->next)
+		if (e->state == REPLAY_SENT && e->token == pm->h.token)
+			break;
+	if (!e)
+		return false;
+	e->state = REPLAY_DONE;
+	if (pm->h.type == PROTO_ERROR && pm->h.status &&
+	    pm->h.status != EEXIST) {
+		if (!b->restored_err) {
+			b->restored_err = -(int)pm->h.status;
+			snprintf(b->restored_why, sizeof(b->restored_why),
+				 "cannot %s %s%s%s again after reconnecting: "
+				 "%.*s",
+				 e->monitor ? "monitor" : "subscribe to",
+				 e->pattern, e->group ? " in group " : "",
+				 e->group ? e->group : "",
+				 (int)pm->h.payload_len,
+				 (const char *)pm->payload);
+		}
+		replay_remove(b, e);
+	}
+	return true;
+}
+
+/*
+ * The connection is lost.  daemon_left: the daemon died or stopped, so a
+ * next one may take us back (if reconnecting is on); queues_gone: it
+ * removes our queues.  Requests in flight fail (their callbacks run in
+ * mqbus_process()); the subscriptions are to be made again.
+ */
+static void lose(mqbus *b, bool daemon_left, bool queues_gone, int err,
+		 const char *fmt, ...)
+{
+	struct async_req *a;
+	struct replay *e;
+	va_list ap;
+
+	if (b->bye)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(b->lost_why, sizeof(b->lost_why), fmt, ap);
+	va_end(ap);
+	b->bye = true;
+	b->reconnecting = daemon_left && b->reconnect;
+	b->lost_err = err;
+	b->lost_due = true;
+	b->restored_due = false;
+	b->restoring = false;
+	if (b->pidfd >= 0)
+		close(b->pidfd); /* leaves the epoll set with it */
+	b->pidfd = -1;
+	for (a = b->async; a; a = a->next)
+		a->reset = true;
+	for (e = b->replay; e; e = e->next)
+		e->state = REPLAY_TO_SEND;
+	b->fresh = queues_gone;
+	b->backoff_ms = BACKOFF_FIRST_MS;
+	b->attempt_at = now_ms();
+}
+
+/* Puts ANNOUNCE (with flags) of tx into the announce queue, if it can
+ * now: a full or missing announce queue waits for the next attempt. */
+static void announce_now(mqbus *b, unsigned flags)
+{
+	char name[BUS_NAME_MAX + 2];
+	unsigned char buf[PROTO_HEADER_SIZE + PROTO_QNAME_MAX + 1];
+	struct proto_header h;
+	mqd_t a;
+	int n;
+
+	snprintf(name, sizeof(name), "/%s", b->bus);
+	a = mq_open(name, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (a == (mqd_t)-1)
+		return;
+	proto_header_init(&h, PROTO_ANNOUNCE);
+	h.flags = (uint16_t)flags;
+	n = proto_encode(buf, sizeof(buf), &h, b->tx_name, NULL, 0);
+	if (n > 0)
+		mq_send(a, (const char *)buf, (size_t)n, 0);
+	mq_close(a);
+}
+
+/*
+ * Our queues are gone: new ones, with a HELLO first in tx so that the
+ * next daemon takes them as a new client.  The old names are removed in
+ * case only one of them went.
+ */
+static int fresh_queues(mqbus *b)
+{
+	struct proto_header h;
+	struct replay *e;
+	int n, r;
+
+	close_queues(b);
+	r = create_queues(b);
+	if (r < 0)
+		return r;
+	proto_header_init(&h, PROTO_HELLO);
+	h.sender_pid = (uint32_t)getpid();
+	n = proto_encode(b->obuf, (size_t)b->msgsize, &h, b->rx_name, NULL, 0);
+	if (n < 0 || send_now(b, b->obuf, (size_t)n, PROTO_PRIO_MAX) < 0)
+		return set_error(b, -EIO, "cannot write the HELLO into %s",
+				 b->tx_name);
+	for (e = b->replay; e; e = e->next)
+		e->state = REPLAY_TO_SEND;
+	b->fresh = false;
+	b->hello = true;
+	return 0;
+}
+
+/*
+ * One step of a reconnection, when its time has come: fresh queues if
+ * ours are gone, what we replay into tx, then an announce; the next
+ * attempt after the back-off.  Once reconnected, the rest of the replay
+ * that did not fit.  Never blocks.
+ */
+static void reconnect_step(mqbus *b)
+{
+	int64_t now;
+
+	if (!b->bye) {
+		if (b->restoring)
+			replay_write(b);
+		return;
+	}
+	if (!b->reconnecting)
+		return;
+	now = now_ms();
+	if (now < b->attempt_at)
+		return;
+	b->attempt_at = now + b->backoff_ms;
+	b->backoff_ms = b->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS
+							   : b->backoff_ms * 2;
+	if (!b->fresh &&
+	    (!queue_exists(b->tx_name) || !queue_exists(b->rx_name)))
+		b->fresh = true;
+	if (b->fresh) {
+		char why[sizeof(b->error)];
+
+		/* keep the caller's error: this is no call of theirs */
+		memcpy(why, b->error, sizeof(why));
+		if (fresh_queues(b) < 0) {
+			memcpy(b->error, why, sizeof(why));
+			return;
+		}
+	}
+	replay_write(b);
+	announce_now(b, b->hello ? 0 : PROTO_F_RESUME);
+}
+
+/* How long a wait may last while reconnecting: until the next step. */
+static int reconnect_slice(const mqbus *b, int slice)
+{
+	int64_t left;
+
+	if (!b->reconnecting)
+		return slice;
+	left = b->attempt_at - now_ms();
+	if (left < 1)
+		left = 1;
+	return left < slice ? (int)left : slice;
+}
+
+/* Whether the RECONNECTED callback is due: every subscription answered,
+ * or the handle's timeout passed waiting for that. */
+static void restore_check(mqbus *b)
+{
+	struct replay *e;
+
+	if (!b->restoring)
+		return;
+	for (e = b->replay; e; e = e->next)
+		if (e->state != REPLAY_DONE)
+			break;
+	if (e && (b->restore_deadline < 0 || now_ms() < b->restore_deadline))
+		return;
+	if (e && !b->restored_err) {
+		b->restored_err = -ETIMEDOUT;
+		snprintf(b->restored_why, sizeof(b->restored_why),
+			 "the daemon of bus %s did not answer the "
+			 "subscriptions made again within %d ms",
+			 b->bus, b->timeout_ms);
+	}
+	b->restoring = false;
+	b->restored_due = true;
+}
+
+/* A WELCOME while reconnecting: a daemon took us back. */
+static void resumed(mqbus *b, const struct proto_msg *pm)
+{
+	session_begin(b, pm);
+	b->bye = false;
+	b->reconnecting = false;
+	b->hello = false;
+	b->restoring = true;
+	b->restored_err = 0;
+	b->restored_why[0] = '\0';
+	b->restore_deadline = deadline_of(b->timeout_ms);
+	snprintf(b->restored_why, sizeof(b->restored_why),
+		 "reconnected to bus %s (daemon pid %u)", b->bus,
+		 (unsigned)b->welcome.daemon_pid);
+}
+
+/* Runs the connection callbacks that are due. */
+static void conn_dispatch(mqbus *b)
+{
+	restore_check(b);
+	if (b->lost_due) {
+		b->lost_due = false;
+		set_error(b, b->lost_err, "%s%s", b->lost_why,
+			  b->reconnecting ? "; reconnecting" : "");
+		if (b->conn_fn)
+			b->conn_fn(b, MQBUS_DISCONNECTED, b->lost_err,
+				   b->conn_userdata);
+	}
+	if (b->restored_due && !b->bye) {
+		b->restored_due = false;
+		set_error(b, b->restored_err, "%s", b->restored_why);
+		if (b->conn_fn)
+			b->conn_fn(b, MQBUS_RECONNECTED, b->restored_err,
+				   b->conn_userdata);
+	}
+}
+
+/*
+ * For a call that needs the daemon (a control request, a request): while
+ * reconnecting, waits up to the handle's timeout for the reconnection,
+ * keeping what arrives for mqbus_receive()/mqbus_process().
+ */
+static int wait_reconnected(mqbus *b)
+{
+	int64_t deadline = deadline_of(b->timeout_ms);
+
+	while (b->bye && b->reconnecting) {
+		int slice;
+		int r;
+
+		reconnect_step(b);
+		r = read_one(b, 0, 0, NULL, NULL);
+		if (r < 0)
+			return r;
+		if (r > 0)
+			continue;
+		if (deadline >= 0 && now_ms() >= deadline)
+			break;
+		slice = reconnect_slice(b, slice_until(deadline));
+		if (slice > 0) {
+			struct pollfd p = { .fd = b->rx, .events = POLLIN };
+
+			poll(&p, 1, slice);
+		}
+	}
+	if (b->bye)
+		return set_error(b, -ENOTCONN, "%s%s", b->lost_why,
+				 b->reconnecting ? "; not reconnected yet"
+						 : "");
+	return 0;
+}
+
+MQBUS_EXPORT int mqbus_set_reconnect(mqbus *b, int on)
+{
+	if (!b)
+		return -EINVAL;
+	if (on != 0 && on != 1)
+		return set_error(b, -EINVAL,
+				 "invalid reconnect setting %d: 0 or 1", on);
+	b->reconnect = on;
+	if (b->bad_env && strcmp(b->bad_env, "MQBUS_RECONNECT") == 0)
+		b->bad_env = NULL;
+	if (!on)
+		b->reconnecting = false;
+	return 0;
+}
+
+MQBUS_EXPORT void mqbus_set_connection_cb(mqbus *b,
+					  mqbus_connection_handler fn,
+					  void *userdata)
+{
+	if (!b)
+		return;
+	b->conn_fn = fn;
+	b->conn_userdata = userdata;
+}
+
+MQBUS_EXPORT int mqbus_reconnecting(const mqbus *b)
+{
+	return b && b->connected && b->bye && b->reconnecting;
 }
 
 /* -------------------------------------------------------------------- */
@@ -903,15 +1543,40 @@ static bool topic_ok(mqbus *b, const char *topic)
 	return false;
 }
 
-static int check_connected(mqbus *b)
+/* What a call does while the connection is lost and being made again. */
+enum conn_need {
+	CONN_WAIT,  /* wait for the reconnection (it needs an answer) */
+	CONN_QUEUE, /* go on: tx keeps the message for the next daemon */
+	CONN_NOW,   /* fail: it makes sense only to the lost daemon */
+};
+
+static int check_connected(mqbus *b, enum conn_need need)
 {
 	if (!b->connected)
 		return set_error(b, -ENOTCONN, "not connected");
-	if (b->bye)
-		return set_error(b, -ENOTCONN,
-				 "the daemon of bus %s closed the connection",
-				 b->bus);
-	return 0;
+	/* a publisher may never read rx: look at the pidfd now and then
+	 * (CLOCK_MONOTONIC is read without a system call) */
+	if (!b->bye && need == CONN_QUEUE) {
+		int64_t now = now_ms();
+
+		if (now >= b->liveness_at) {
+			b->liveness_at = now + LIVENESS_MS;
+			daemon_died(b);
+		}
+	}
+	if (!b->bye)
+		return 0;
+	if (b->reconnecting && need == CONN_WAIT)
+		return wait_reconnected(b);
+	if (b->reconnecting && need == CONN_QUEUE) {
+		/* the WELCOME, for a client that reads rx no other way */
+		for (int i = 0; i < 2 * b->maxmsg && b->bye; i++)
+			if (read_one(b, 0, 0, NULL, NULL) <= 0)
+				break;
+		reconnect_step(b);
+		return 0;
+	}
+	return set_error(b, -ENOTCONN, "%s", b->lost_why);
 }
 
 /*
@@ -919,10 +1584,11 @@ static int check_connected(mqbus *b)
  * topic, the key (NULL: none), the priority and the data; says what is
  * wrong in b's error.
  */
-static int message_ok(mqbus *b, const char *topic, const char *key,
-		      int priority, const void *data, size_t len)
+static int message_ok(mqbus *b, enum conn_need need, const char *topic,
+		      const char *key, int priority, const void *data,
+		      size_t len)
 {
-	int r = check_connected(b);
+	int r = check_connected(b, need);
 
 	if (r < 0)
 		return r;
@@ -1080,7 +1746,7 @@ MQBUS_EXPORT int mqbus_publish_opts(mqbus *b, const char *topic,
 	r = OPTS_READ(b, "mqbus_publish_opts", &o, opts, publish_opts_ends);
 	if (r < 0)
 		return r;
-	r = message_ok(b, topic, o.key, o.priority, data, len);
+	r = message_ok(b, CONN_QUEUE, topic, o.key, o.priority, data, len);
 	if (r < 0)
 		return r;
 	if (o.flags & ~MQBUS_PUBLISH_RETAIN)
@@ -1177,7 +1843,7 @@ static int request(mqbus *b, enum proto_type type, const char *topic,
 	struct proto_header h;
 	int r;
 
-	r = check_connected(b);
+	r = check_connected(b, CONN_WAIT);
 	if (r < 0)
 		return r;
 	proto_header_init(&h, type);
@@ -1217,6 +1883,23 @@ static int check_pattern(mqbus *b, const char *pattern)
 	return 0;
 }
 
+/*
+ * Keeps the list of what a reconnection makes again after a SUBSCRIBE or
+ * UNSUBSCRIBE that gave r.  -ECONNRESET (the daemon went before it
+ * answered) counts as done: a subscription may have been made, and is
+ * made again; EEXIST and ENOENT say how things already are.
+ */
+static void subscription_note(mqbus *b, enum proto_type type,
+			      const char *pattern, const char *group,
+			      bool monitor, int r)
+{
+	bool on = type == PROTO_SUBSCRIBE;
+
+	if (r == 0 || r == -ECONNRESET || (on && r == -EEXIST) ||
+	    (!on && r == -ENOENT))
+		replay_note(b, pattern, group, monitor, on);
+}
+
 static int subscription(mqbus *b, enum proto_type type, const char *pattern,
 			const char *group)
 {
@@ -1234,7 +1917,9 @@ static int subscription(mqbus *b, enum proto_type type, const char *pattern,
 				 "invalid group name '%s': 1 to %d of "
 				 "A-Z a-z 0-9 . _ -",
 				 group, PROTO_GROUP_MAX);
-	return request(b, type, pattern, group, &reply);
+	r = request(b, type, pattern, group, &reply);
+	subscription_note(b, type, pattern, group, false, r);
+	return r;
 }
 
 MQBUS_EXPORT int mqbus_subscribe(mqbus *b, const char *pattern)
@@ -1285,7 +1970,7 @@ static int monitor_control(mqbus *b, enum proto_type type,
 	r = check_pattern(b, pattern);
 	if (r < 0)
 		return r;
-	r = check_connected(b);
+	r = check_connected(b, CONN_WAIT);
 	if (r < 0)
 		return r;
 	proto_header_init(&h, type);
@@ -1293,7 +1978,9 @@ static int monitor_control(mqbus *b, enum proto_type type,
 	snprintf(what, sizeof(what), "cannot %s %s",
 		 type == PROTO_SUBSCRIBE ? "monitor" : "stop monitoring",
 		 pattern);
-	return control(b, &h, pattern, NULL, NULL, 0, what, &reply);
+	r = control(b, &h, pattern, NULL, NULL, 0, what, &reply);
+	subscription_note(b, type, pattern, NULL, true, r);
+	return r;
 }
 
 MQBUS_EXPORT int mqbus_monitor(mqbus *b, const char *pattern)
@@ -1326,7 +2013,7 @@ MQBUS_EXPORT int mqbus_timer_add_opts(mqbus *b, const char *topic,
 		      timer_add_opts_ends);
 	if (r < 0)
 		return r;
-	r = message_ok(b, topic, o.key, o.priority, data, len);
+	r = message_ok(b, CONN_WAIT, topic, o.key, o.priority, data, len);
 	if (r < 0)
 		return r;
 	if (o.flags & ~(MQBUS_TIMER_DETACHED | MQBUS_TIMER_ABSOLUTE))
@@ -1385,7 +2072,7 @@ MQBUS_EXPORT int mqbus_timer_cancel(mqbus *b, uint64_t id)
 	b->error[0] = '\0';
 	if (id == 0)
 		return set_error(b, -ENOENT, "no such timer");
-	r = check_connected(b);
+	r = check_connected(b, CONN_WAIT);
 	if (r < 0)
 		return r;
 	proto_header_init(&h, PROTO_TIMER_CANCEL);
@@ -1424,15 +2111,15 @@ static int request_error(mqbus *b, const char *topic, uint32_t status,
 }
 
 /* Checks the arguments and sends a REQUEST with token. */
-static int send_request(mqbus *b, const char *topic, const void *data,
-			size_t len, int priority, int timeout_ms,
-			uint32_t token)
+static int send_request(mqbus *b, enum conn_need need, const char *topic,
+			const void *data, size_t len, int priority,
+			int timeout_ms, uint32_t token)
 {
 	struct proto_header h;
 	unsigned prio;
 	int r;
 
-	r = message_ok(b, topic, NULL, priority, data, len);
+	r = message_ok(b, need, topic, NULL, priority, data, len);
 	if (r < 0)
 		return r;
 	if (timeout_ms < -1)
@@ -1466,7 +2153,8 @@ MQBUS_EXPORT int mqbus_request_opts(mqbus *b, const char *topic,
 	if (r < 0)
 		return r;
 	token = new_token(b);
-	r = send_request(b, topic, data, len, o.priority, o.timeout_ms, token);
+	r = send_request(b, CONN_WAIT, topic, data, len, o.priority,
+			 o.timeout_ms, token);
 	if (r < 0)
 		return r;
 	wait_ms = o.timeout_ms < 0 ? b->timeout_ms : o.timeout_ms;
@@ -1535,8 +2223,9 @@ mqbus_request_async_opts(mqbus *b, const char *topic, const void *data,
 	a->userdata = userdata;
 	a->deadline = deadline_of(o.timeout_ms < 0 ? b->timeout_ms
 						   : o.timeout_ms);
-	r = send_request(b, topic, data, len, o.priority, o.timeout_ms,
-			 a->token);
+	/* while reconnecting it waits in tx, as a publish does */
+	r = send_request(b, CONN_QUEUE, topic, data, len, o.priority,
+			 o.timeout_ms, a->token);
 	if (r < 0) {
 		free(a->topic);
 		free(a);
@@ -1578,11 +2267,30 @@ MQBUS_EXPORT int mqbus_get_timeout(const mqbus *b)
 
 	if (!b)
 		return -1;
-	if (b->replies_head)
+	if (b->replies_head || b->lost_due || b->restored_due)
 		return 0;
-	for (a = b->async; a; a = a->next)
+	if (b->bye && b->reconnecting)
+		first = b->attempt_at;
+	if (b->restoring) {
+		struct replay *e;
+
+		for (e = b->replay; e; e = e->next)
+			if (e->state == REPLAY_TO_SEND)
+				first = now_ms() + REPLAY_RETRY_MS;
+		if (b->restore_deadline >= 0 &&
+		    (first < 0 || b->restore_deadline < first))
+			first = b->restore_deadline;
+	}
+	/* without a pidfd in the fd, liveness is looked at every second */
+	if (b->connected && !b->bye && b->pidfd < 0)
+		first = first < 0 || first > now_ms() + 1000 ? now_ms() + 1000
+							     : first;
+	for (a = b->async; a; a = a->next) {
+		if (a->reset)
+			return 0;
 		if (a->deadline >= 0 && (first < 0 || a->deadline < first))
 			first = a->deadline;
+	}
 	if (first < 0)
 		return -1;
 	now = now_ms();
@@ -1611,7 +2319,7 @@ MQBUS_EXPORT int mqbus_reply(mqbus *b, const mqbus_msg *request,
 		return set_error(b, -EINVAL, "not a request");
 	if (len && !data)
 		return set_error(b, -EINVAL, "no data");
-	r = check_connected(b);
+	r = check_connected(b, CONN_NOW);
 	if (r < 0)
 		return r;
 	proto_header_init(&h, PROTO_REPLY);
@@ -1646,6 +2354,18 @@ static int dispatch_async(mqbus *b)
 	}
 	for (a = b->async; a; a = next) {
 		next = a->next;
+		if (a->reset) {
+			mqbus_reply_handler fn = a->fn;
+			void *userdata = a->userdata;
+
+			set_error(b, -ECONNRESET,
+				  "request on topic %s: %s before it answered",
+				  a->topic, b->lost_why);
+			async_remove(b, a);
+			fn(b, -ECONNRESET, NULL, userdata);
+			handled++;
+			continue;
+		}
 		if (a->deadline >= 0 && now_ms() >= a->deadline) {
 			mqbus_reply_handler fn = a->fn;
 			void *userdata = a->userdata;
@@ -1679,7 +2399,7 @@ MQBUS_EXPORT int mqbus_sync(mqbus *b)
 	if (!b)
 		return -EINVAL;
 	b->error[0] = '\0';
-	r = check_connected(b);
+	r = check_connected(b, CONN_WAIT);
 	if (r < 0)
 		return r;
 	/* at the lowest priority, sent last: the daemon reads it after
@@ -1724,7 +2444,7 @@ MQBUS_EXPORT int mqbus_query(mqbus *b, const char *what, char **ret_text)
 				 "cannot query '%s': ask for clients, topics, "
 				 "subscriptions, retained or timers",
 				 what ? what : "(null)");
-	r = check_connected(b);
+	r = check_connected(b, CONN_WAIT);
 	if (r < 0)
 		return r;
 	snprintf(label, sizeof(label), "query %s", what);
@@ -1808,39 +2528,57 @@ MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 	for (;;) {
 		int r;
 
+		conn_dispatch(b);
 		if (b->head) {
 			*ret = queue_pop(b);
 			b->serving = mqbus_msg_is_request(*ret);
 			return 0;
 		}
-		if (b->bye)
-			return set_error(b, -ENOTCONN,
-					 "the daemon of bus %s closed the "
-					 "connection",
-					 b->bus);
+		if (b->bye && !b->reconnecting)
+			return set_error(b, -ENOTCONN, "%s", b->lost_why);
+		reconnect_step(b);
 		/* see the top of the file for the two ways of waiting */
-		r = read_one(b, b->serving ? slice_until(deadline) : 0, 0, NULL,
-			     NULL);
+		r = read_one(b, b->serving && !b->bye ? slice_until(deadline)
+						      : 0,
+			     0, NULL, NULL);
 		if (r < 0)
 			return r;
 		if (r > 0)
 			continue;
-		if (deadline >= 0 && now_ms() >= deadline)
+		if (deadline >= 0 && now_ms() >= deadline) {
+			/* a pending callback first, then the news */
+			conn_dispatch(b);
+			if (b->head)
+				continue;
+			if (b->bye)
+				return set_error(b, -ENOTCONN, "%s%s",
+						 b->lost_why,
+						 b->reconnecting
+							 ? "; not reconnected "
+							   "yet"
+							 : "");
 			return set_error(b, -ETIMEDOUT,
 					 "no message within %d ms", timeout_ms);
-		if (!b->serving) {
-			struct pollfd p = { .fd = b->rx, .events = POLLIN };
+		}
+		if (!b->serving || b->bye) {
+			struct pollfd p[2] = {
+				{ .fd = b->rx, .events = POLLIN },
+				{ .fd = b->pidfd, .events = POLLIN },
+			};
 
-			r = poll(&p, 1, slice_until(deadline));
+			r = poll(p, b->pidfd >= 0 ? 2 : 1,
+				 reconnect_slice(b, slice_until(deadline)));
 			if (r < 0 && errno != EINTR)
 				return set_error(b, -errno, "poll: %s",
 						 strerror(errno));
+			if (r > 0 && !(p[0].revents & POLLIN))
+				daemon_gone(b);
 			if (r != 0)
 				continue;
 		}
 		/* a quiet slice: is the daemon still there? */
-		if (daemon_gone(b))
-			b->bye = true;
+		if (!b->bye)
+			daemon_gone(b);
 	}
 }
 
@@ -1848,7 +2586,7 @@ MQBUS_EXPORT int mqbus_get_fd(const mqbus *b)
 {
 	if (!b || !b->connected)
 		return -ENOTCONN;
-	return (int)b->rx;
+	return b->epfd;
 }
 
 MQBUS_EXPORT void mqbus_set_handler(mqbus *b, mqbus_handler fn,
@@ -1862,6 +2600,7 @@ MQBUS_EXPORT void mqbus_set_handler(mqbus *b, mqbus_handler fn,
 
 MQBUS_EXPORT int mqbus_process(mqbus *b)
 {
+	bool got = false;
 	int handled = 0;
 
 	if (!b)
@@ -1869,6 +2608,7 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 	b->error[0] = '\0';
 	if (!b->connected)
 		return set_error(b, -ENOTCONN, "not connected");
+	conn_dispatch(b);
 	for (;;) {
 		struct mqbus_msg *m;
 		int r;
@@ -1881,14 +2621,26 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 		r = read_one(b, 0, 0, NULL, NULL);
 		if (r < 0)
 			return r;
-		if (r == 0)
+		if (r > 0) {
+			got = true;
+			continue;
+		}
+		/* rx is empty: was it the pidfd that woke the caller? */
+		if (!got && !b->bye)
+			daemon_died(b);
+		if (!b->bye || !b->reconnecting)
 			break;
+		/* one step; a WELCOME it brings is read in the next round */
+		if (now_ms() < b->attempt_at)
+			break;
+		reconnect_step(b);
 	}
+	reconnect_step(b);
 	handled += dispatch_async(b);
-	if (b->bye && handled == 0)
-		return set_error(b, -ENOTCONN,
-				 "the daemon of bus %s closed the connection",
-				 b->bus);
+	conn_dispatch(b);
+	if (b->bye)
+		return set_error(b, -ENOTCONN, "%s%s", b->lost_why,
+				 b->reconnecting ? "; reconnecting" : "");
 	return handled;
 }
 

@@ -138,8 +138,9 @@ struct mqbus_publish_opts {
  * Publishes len bytes of data on topic with opts (NULL: the defaults).
  * Returns once the message is in the tx queue.  -EINVAL: bad topic, key,
  * priority, flags or options struct; -EMSGSIZE: too big for the queues;
- * -ETIMEDOUT: the tx queue stayed full; -ENOTCONN: not connected or the
- * daemon said goodbye.
+ * -ETIMEDOUT: the tx queue stayed full; -ENOTCONN: not connected, or the
+ * connection is lost and not being made again.  While reconnecting the
+ * message waits in tx for the next daemon and 0 is returned.
  */
 int mqbus_publish_opts(mqbus *b, const char *topic, const void *data,
 		       size_t len, const struct mqbus_publish_opts *opts);
@@ -202,8 +203,8 @@ int mqbus_request_opts(mqbus *b, const char *topic, const void *data,
 /*
  * The asynchronous form: returns at once (0, or -errno if it could not be
  * sent); fn is called later from inside mqbus_process() with error 0 and
- * the reply (valid during the call only), or with -EHOSTUNREACH or
- * -ETIMEDOUT and NULL.  Any number may be in flight; call mqbus_process()
+ * the reply (valid during the call only), or with -EHOSTUNREACH,
+ * -ETIMEDOUT or -ECONNRESET (the daemon went away first) and NULL.  Any number may be in flight; call mqbus_process()
  * when the fd is readable or mqbus_get_timeout() has passed.
  */
 typedef void (*mqbus_reply_handler)(mqbus *b, int error,
@@ -226,8 +227,9 @@ int mqbus_request_async_prio(mqbus *b, const char *topic, const void *data,
 			     size_t len, int priority, int timeout_ms,
 			     mqbus_reply_handler fn, void *userdata);
 
-/* Milliseconds until mqbus_process() must run to time out an
- * asynchronous request, or -1 if none is in flight. */
+/* Milliseconds until mqbus_process() must run: to time out an
+ * asynchronous request, or while disconnected for the next step of a
+ * reconnection; -1 if nothing is due. */
 int mqbus_get_timeout(const mqbus *b);
 
 /* Answers a received request (mqbus_msg_is_request()).  The daemon
@@ -289,7 +291,8 @@ int mqbus_timer_list(mqbus *b, char **ret);
 /*
  * Waits up to timeout_ms (-1: forever, 0: don't wait) for the next message
  * and returns it in *ret, which the caller frees with mqbus_msg_free().
- * -ETIMEDOUT when none came; -ENOTCONN when the daemon said goodbye.
+ * -ETIMEDOUT when none came; -ENOTCONN when the connection is lost (while
+ * reconnecting: it waits, and returns -ENOTCONN if not back in time).
  */
 int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms);
 
@@ -327,16 +330,77 @@ int mqbus_sync(mqbus *b);
 /* Event-loop use. */
 typedef void (*mqbus_handler)(mqbus *b, const mqbus_msg *msg,
 			      void *userdata);
-/* The fd to poll for readability (the rx queue), or -ENOTCONN. */
+/*
+ * The fd to poll for readability, or -ENOTCONN before mqbus_connect():
+ * an epoll fd (epoll(7)) holding the rx queue and a pidfd of the daemon,
+ * so that it becomes readable when a message arrives and when the daemon
+ * dies.  Use it with poll(), select(), epoll or libevent as any fd that
+ * polls readable; do not add to it or read it with epoll_wait().  It
+ * stays the same fd for the handle's life, across reconnections.
+ */
 int mqbus_get_fd(const mqbus *b);
 /* The handler mqbus_process() calls for each message. */
 void mqbus_set_handler(mqbus *b, mqbus_handler fn, void *userdata);
 /*
  * Reads every message waiting, without blocking, and passes each to the
- * handler (messages are freed after it returns).  Returns the number
- * handled, -ENOTCONN after the daemon said goodbye.
+ * handler (messages are freed after it returns); runs the callbacks of
+ * asynchronous requests and of the connection (mqbus_set_connection_cb())
+ * that are due, and the steps of a reconnection.  Returns the number
+ * handled, or -ENOTCONN while disconnected (the daemon died, stopped or
+ * dropped this client; mqbus_last_error() says which).
  */
 int mqbus_process(mqbus *b);
+
+/*
+ * Surviving a daemon restart (since LIBMQBUS_1.4).
+ *
+ * The library notices the daemon's death at once in mqbus_process()
+ * (the fd of mqbus_get_fd() becomes readable) and within a second in
+ * blocking calls.  When the daemon died or stopped, and reconnecting is
+ * on (the default), it keeps the handle's queues and asks the next
+ * daemon of the bus to adopt them, trying after 50 ms, then doubling the
+ * wait up to 1 s; if its queues are gone it makes new ones and connects
+ * afresh.  It makes again every subscription, queue-group join and
+ * monitor the program had.  While disconnected: mqbus_process() returns
+ * -ENOTCONN and mqbus_get_timeout() the time until the next attempt (so
+ * an event loop keeps calling mqbus_process()); a publish that fits into
+ * the tx queue is kept there and returns 0, to be routed once a daemon
+ * adopts the queue (a new connection's fresh queues keep what was
+ * published after they were made); other blocking calls wait up to their
+ * timeout for the reconnection, then return -ENOTCONN.  Asynchronous
+ * requests in flight fail at once with -ECONNRESET, a blocking one too;
+ * answers to them are lost with the daemon.  A client that the daemon
+ * dropped (a slow consumer, say) is not reconnected.
+ *
+ * mqbus_set_reconnect(b, 0), or MQBUS_RECONNECT=0 in the environment of
+ * mqbus_new(), turns reconnecting off: the first disconnection is then
+ * final and every call returns -ENOTCONN.  The call wins over the
+ * environment and may be made at any time.  -EINVAL: on not 0 or 1.
+ */
+int mqbus_set_reconnect(mqbus *b, int on);
+
+/*
+ * The connection callback, called from inside mqbus_process() and
+ * mqbus_receive(): once with MQBUS_DISCONNECTED when the connection is
+ * lost, error -ECONNRESET (the daemon died), -ESHUTDOWN (it stopped) or
+ * -ECONNABORTED (it dropped this client: final); once with
+ * MQBUS_RECONNECTED when a daemon took the client back and answered
+ * every subscription made again, error 0, or the first refusal of one
+ * (-EACCES from a changed access policy, say; the subscription is
+ * forgotten) or -ETIMEDOUT when answers did not come within the
+ * handle's timeout.  mqbus_last_error() gives the sentence during the
+ * call.  fn NULL removes it.
+ */
+#define MQBUS_DISCONNECTED 1
+#define MQBUS_RECONNECTED 2
+typedef void (*mqbus_connection_handler)(mqbus *b, int event, int error,
+					 void *userdata);
+void mqbus_set_connection_cb(mqbus *b, mqbus_connection_handler fn,
+			     void *userdata);
+
+/* 1 while disconnected and reconnecting, else 0 (connected, or the
+ * disconnection is final). */
+int mqbus_reconnecting(const mqbus *b);
 
 /* A received message. */
 mqbus_msg *mqbus_msg_free(mqbus_msg *m);

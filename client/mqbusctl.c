@@ -701,6 +701,21 @@ struct sub_opts {
 };
 
 /*
+ * The long-running commands (sub, monitor, serve) keep running across a
+ * daemon restart: libmqbus reconnects and subscribes again, and they say
+ * one line on stderr when the connection goes and when it is back (the
+ * library's sentence: which daemon, and why).  userdata is the command.
+ */
+static void ctl_connection(mqbus *b, int event, int error, void *userdata)
+{
+	const char *cmd = userdata;
+
+	(void)error;
+	if (event == MQBUS_DISCONNECTED || event == MQBUS_RECONNECTED)
+		fprintf(stderr, "mqbusctl: %s: %s\n", cmd, mqbus_last_error(b));
+}
+
+/*
  * The receive loop of sub.  Returns an exit status; the caller frees b,
  * which unlinks the queues whatever happened here.
  */
@@ -710,6 +725,7 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 	uint64_t deadline = 0;
 	unsigned long long seen = 0;
 
+	mqbus_set_connection_cb(b, ctl_connection, (void *)cmd);
 	if (o->timeout_ms >= 0)
 		deadline = now_ns() + (uint64_t)o->timeout_ms * 1000000u;
 
@@ -735,6 +751,9 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 		}
 
 		r = mqbus_receive(b, &m, slice);
+		/* no daemon now: the library is reconnecting */
+		if (r == -ENOTCONN && mqbus_reconnecting(b))
+			r = -ETIMEDOUT;
 		if (r == -ETIMEDOUT || r == -EINTR || r == -EAGAIN) {
 			if (o->timeout_ms >= 0 && now_ns() >= deadline) {
 				fprintf(stderr,
@@ -1430,6 +1449,7 @@ static int serve_loop(mqbus *b, const struct serve_opts *o)
 	unsigned long long answered = 0;
 	int status = EXIT_OK;
 
+	mqbus_set_connection_cb(b, ctl_connection, (void *)"serve");
 	if (o->exec) {
 		/* max + 1, so that malloc(0) never happens */
 		res.out = malloc(max + 1);
@@ -1450,6 +1470,9 @@ static int serve_loop(mqbus *b, const struct serve_opts *o)
 			break;
 		r = mqbus_receive(b, &m, RECEIVE_SLICE_MS);
 		if (r == -ETIMEDOUT || r == -EINTR || r == -EAGAIN)
+			continue;
+		/* no daemon now: the library is reconnecting */
+		if (r == -ENOTCONN && mqbus_reconnecting(b))
 			continue;
 		if (r < 0) {
 			print_error(b, r, "receive");
@@ -1485,7 +1508,7 @@ static int serve_loop(mqbus *b, const struct serve_opts *o)
 		}
 		r = mqbus_reply(b, m, data, len);
 		mqbus_msg_free(m);
-		if (r == -ENOTCONN) {
+		if (r == -ENOTCONN && !mqbus_reconnecting(b)) {
 			print_error(b, r, "reply");
 			status = EXIT_ERROR;
 			break;

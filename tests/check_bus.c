@@ -22,6 +22,7 @@
 #include <mqueue.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1108,8 +1109,8 @@ END_TEST
 
 /*
  * SIGTERM: exit status 0, STOPPING=1, BYE to every client (a blocked
- * receive returns -ENOTCONN), and the daemon unlinks /BUS and the queues
- * of its clients.
+ * receive of a client that does not reconnect returns -ENOTCONN), and the
+ * daemon unlinks /BUS.
  */
 START_TEST(test_shutdown)
 {
@@ -1123,6 +1124,8 @@ START_TEST(test_shutdown)
 
 	testbus_start(&tb, NULL);
 	c1 = testbus_connect(&tb, 0, 0);
+	/* what a client sees that does not reconnect (the setter) */
+	ck_assert_int_eq(mqbus_set_reconnect(c1, 0), 0);
 	testbus_subscribe(c1, "s/x");
 	testbus_pipe(ready);
 	testbus_pipe(result);
@@ -1132,6 +1135,8 @@ START_TEST(test_shutdown)
 	if (child == 0) {
 		mqbus *b = NULL;
 
+		/* ... and the environment */
+		setenv("MQBUS_RECONNECT", "0", 1);
 		r = testbus_try_connect(tb.bus, 0, 0, &b, NULL, 0);
 		if (r == 0)
 			r = mqbus_subscribe(b, "s/x");
@@ -3202,6 +3207,550 @@ START_TEST(test_monitor_symbols)
 }
 END_TEST
 
+/* -------------------------------------------------------------------- */
+/* surviving a daemon restart                                            */
+
+/* What one client saw of its connection and messages. */
+struct rc_client {
+	mqbus *b;
+	const char *name;
+	int lost, restored;        /* connection callbacks */
+	int lost_err, restored_err;
+	char lost_why[256], restored_why[256];
+	int async_calls, async_err; /* its asynchronous request */
+	char async_why[256];
+	unsigned got;               /* messages handled */
+	uint32_t last_index;
+	char last_topic[64];
+	uint32_t xs[64];            /* indexes of messages on "bk/x" */
+	unsigned nxs;
+	int last;                   /* last mqbus_process() result */
+	bool saw_no_timeout;        /* get_timeout -1 while reconnecting */
+};
+
+static void rc_conn(mqbus *b, int event, int error, void *userdata)
+{
+	struct rc_client *c = userdata;
+
+	if (event == MQBUS_DISCONNECTED) {
+		c->lost++;
+		c->lost_err = error;
+		snprintf(c->lost_why, sizeof(c->lost_why), "%s",
+			 mqbus_last_error(b));
+	} else if (event == MQBUS_RECONNECTED) {
+		c->restored++;
+		c->restored_err = error;
+		snprintf(c->restored_why, sizeof(c->restored_why), "%s",
+			 mqbus_last_error(b));
+	}
+}
+
+static void rc_handler(mqbus *b, const mqbus_msg *msg, void *userdata)
+{
+	struct rc_client *c = userdata;
+
+	(void)b;
+	c->got++;
+	snprintf(c->last_topic, sizeof(c->last_topic), "%s",
+		 mqbus_msg_topic(msg));
+	c->last_index = testbus_msg_index(msg);
+	if (strcmp(c->last_topic, "bk/x") == 0 && c->nxs < 64)
+		c->xs[c->nxs++] = c->last_index;
+}
+
+static void rc_async(mqbus *b, int error, const mqbus_msg *reply,
+		     void *userdata)
+{
+	struct rc_client *c = userdata;
+
+	(void)reply;
+	c->async_calls++;
+	c->async_err = error;
+	snprintf(c->async_why, sizeof(c->async_why), "%s",
+		 mqbus_last_error(b));
+}
+
+static void rc_init(struct rc_client *c, const char *name, mqbus *b)
+{
+	memset(c, 0, sizeof(*c));
+	c->b = b;
+	c->name = name;
+	mqbus_set_connection_cb(b, rc_conn, c);
+	mqbus_set_handler(b, rc_handler, c);
+}
+
+/*
+ * One round of the clients' own event loops: poll on every fd with the
+ * smallest mqbus_get_timeout() (at most max_ms), then mqbus_process() on
+ * each.  Notes a -1 timeout while a client is reconnecting.
+ */
+static void rc_round(struct rc_client *cs, int n, int max_ms)
+{
+	struct pollfd pfd[8];
+	int wait = max_ms;
+
+	ck_assert_int_le(n, 8);
+	for (int i = 0; i < n; i++) {
+		int t = mqbus_get_timeout(cs[i].b);
+
+		if (t < 0 && mqbus_reconnecting(cs[i].b))
+			cs[i].saw_no_timeout = true;
+		if (t >= 0 && t < wait)
+			wait = t;
+		pfd[i].fd = mqbus_get_fd(cs[i].b);
+		pfd[i].events = POLLIN;
+		ck_assert_int_ge(pfd[i].fd, 0);
+	}
+	poll(pfd, (nfds_t)n, wait);
+	for (int i = 0; i < n; i++) {
+		cs[i].last = mqbus_process(cs[i].b);
+		ck_assert_msg(cs[i].last >= 0 || cs[i].last == -ENOTCONN,
+			      "%s: mqbus_process: %s: %s", cs[i].name,
+			      strerror(-cs[i].last),
+			      mqbus_last_error(cs[i].b));
+	}
+}
+
+/* Runs the loops until *field of every client reaches want, or ms. */
+static bool rc_until(struct rc_client *cs, int n, size_t field, int want,
+		     int ms)
+{
+	uint64_t deadline = testbus_now_ms() + (uint64_t)ms;
+
+	for (;;) {
+		bool all = true;
+
+		for (int i = 0; i < n; i++)
+			if (*(int *)((char *)&cs[i] + field) < want)
+				all = false;
+		if (all)
+			return true;
+		if (testbus_now_ms() >= deadline)
+			return false;
+		rc_round(cs, n, 50);
+	}
+}
+
+#define RC_UNTIL(cs, n, field, want, ms)                                     \
+	rc_until(cs, n, offsetof(struct rc_client, field), want, ms)
+
+/* Runs c's loop until it has handled want messages, or ms. */
+static void rc_expect(struct rc_client *c, const char *topic, uint32_t index,
+		      int ms)
+{
+	unsigned want = c->got + 1;
+	uint64_t deadline = testbus_now_ms() + (uint64_t)ms;
+
+	while (c->got < want && testbus_now_ms() < deadline)
+		rc_round(c, 1, 50);
+	ck_assert_msg(c->got == want,
+		      "%s: no message on %s after the restart (handled %u, "
+		      "last process %d: %s)",
+		      c->name, topic, c->got, c->last,
+		      mqbus_last_error(c->b));
+	ck_assert_str_eq(c->last_topic, topic);
+	ck_assert_uint_eq(c->last_index, index);
+}
+
+/* Unlinks every client queue of bus that this process owns, as a new
+ * daemon does with those that were not resumed in its grace time. */
+static void rc_unlink_own_queues(const char *bus)
+{
+	char names[1024], *save = NULL, *name;
+
+	ck_assert_int_gt(testbus_queues(bus, getpid(), names, sizeof(names)),
+			 0);
+	for (name = strtok_r(names, " ", &save); name;
+	     name = strtok_r(NULL, " ", &save)) {
+		char path[128];
+
+		snprintf(path, sizeof(path), "/%s", name + (*name == '/'));
+		ck_assert_msg(mq_unlink(path) == 0 || errno == ENOENT,
+			      "mq_unlink %s: %s", path, strerror(errno));
+	}
+}
+
+/*
+ * A client in its own event loop when the daemon is SIGKILLed: it sees
+ * -ENOTCONN within about a second, the callback once, its request in
+ * flight failing with -ECONNRESET; after a new daemon starts on the bus
+ * it reconnects on its own, and its subscription and its place in a
+ * queue group work again.  _i 0: the new daemon adopts the old queues
+ * (PROTO_F_RESUME); _i 1: they are gone, it connects afresh.
+ */
+START_TEST(test_reconnect_loop)
+{
+	struct testbus tb = { 0 }, tb2 = { 0 };
+	struct rc_client cs[2], *sub = &cs[0], *mute = &cs[1];
+	bool unlink_queues = _i == 1;
+	int r, status = -1;
+	uint64_t t0, took;
+	mqbus_msg *m = NULL;
+	unsigned before, in_member = 0;
+	mqbus *pub, *member;
+
+	testbus_start(&tb, NULL);
+	rc_init(sub, "sub", testbus_connect(&tb, 0, 0));
+	rc_init(mute, "mute", testbus_connect(&tb, 0, 0));
+	testbus_subscribe(sub->b, "rc/x");
+	ck_assert_int_eq(mqbus_subscribe_group(sub->b, "rc/g", "grp"), 0);
+	/* it takes requests and never answers */
+	ck_assert_int_eq(mqbus_subscribe(mute->b, "rc/req"), 0);
+	mqbus_set_handler(mute->b, NULL, NULL);
+	ck_assert_int_eq(mqbus_request_async(sub->b, "rc/req", "q", 1, 30000,
+					     rc_async, sub),
+			 0);
+	ck_assert_int_eq(mqbus_receive(mute->b, &m, RECV_MS), 0);
+	ck_assert(mqbus_msg_is_request(m));
+	mqbus_msg_free(m);
+	ck_assert_int_eq(mqbus_process(sub->b), 0);
+	ck_assert_int_eq(mqbus_get_timeout(sub->b) > 0, 1);
+
+	t0 = testbus_now_ms();
+	testbus_kill(&tb);
+	while (sub->last != -ENOTCONN && testbus_now_ms() - t0 < 5000)
+		rc_round(sub, 1, 5000);
+	took = testbus_now_ms() - t0;
+	printf("reconnect_loop: -ENOTCONN %llu ms after the SIGKILL\n",
+	       (unsigned long long)took);
+	ck_assert_int_eq(sub->last, -ENOTCONN);
+	ck_assert_msg(took <= 1200, "the client saw the death after %llu ms",
+		      (unsigned long long)took);
+	ck_assert_int_eq(sub->lost, 1);
+	ck_assert_int_eq(sub->lost_err, -ECONNRESET);
+	ck_assert_msg(strstr(sub->lost_why, "died"), "lost: \"%s\"",
+		      sub->lost_why);
+	ck_assert_int_eq(sub->async_calls, 1);
+	ck_assert_int_eq(sub->async_err, -ECONNRESET);
+	ck_assert_msg(strstr(sub->async_why, "rc/req"),
+		      "the request's error does not name its topic: \"%s\"",
+		      sub->async_why);
+	ck_assert_int_eq(mqbus_reconnecting(sub->b), 1);
+	ck_assert_str_ne(mqbus_last_error(sub->b), "");
+
+	/* no daemon: it keeps trying, the callback does not repeat */
+	RC_UNTIL(cs, 1, restored, 1, 400);
+	ck_assert_int_eq(sub->last, -ENOTCONN);
+	ck_assert_int_eq(sub->lost, 1);
+	ck_assert_int_eq(sub->restored, 0);
+	ck_assert_msg(!sub->saw_no_timeout,
+		      "mqbus_get_timeout() was -1 while reconnecting");
+	ck_assert_int_le(mqbus_get_timeout(sub->b), 1000);
+
+	if (unlink_queues)
+		rc_unlink_own_queues(tb.bus);
+	r = testbus_spawn(&tb2, tb.bus, NULL, -1, &status);
+	ck_assert_msg(r == 0, "daemon not ready: %s (status %d)",
+		      strerror(-r), status);
+	t0 = testbus_now_ms();
+	ck_assert_msg(RC_UNTIL(cs, 2, restored, 1, 8000),
+		      "not reconnected: sub %d (%s), mute %d (%s)",
+		      sub->restored, mqbus_last_error(sub->b), mute->restored,
+		      mqbus_last_error(mute->b));
+	printf("reconnect_loop (%s): reconnected %llu ms after the start\n",
+	       unlink_queues ? "fresh" : "resume",
+	       (unsigned long long)(testbus_now_ms() - t0));
+	ck_assert_msg(sub->restored_err == 0, "reconnected with %s: %s",
+		      strerror(-sub->restored_err), sub->restored_why);
+	ck_assert_int_eq(sub->lost, 1);
+	ck_assert_int_eq(sub->async_calls, 1);
+	ck_assert_int_eq(mqbus_reconnecting(sub->b), 0);
+	/* ids are the new daemon's, from 1 again */
+	ck_assert_uint_ne(mqbus_client_id(sub->b), 0);
+	ck_assert_int_eq(mqbus_process(sub->b), 0);
+
+	pub = testbus_connect(&tb2, 0, 0);
+	testbus_publish_index(pub, "rc/x", 1, MQBUS_PRIORITY_DEFAULT);
+	rc_expect(sub, "rc/x", 1, RECV_MS);
+	testbus_publish_index(pub, "rc/g", 2, MQBUS_PRIORITY_DEFAULT);
+	rc_expect(sub, "rc/g", 2, RECV_MS);
+	ck_assert_int_eq(testbus_stat(pub, "clients"), 3);
+
+	/* still a member of the group, not a plain subscriber: a second
+	 * member shares the messages with it */
+	member = testbus_connect(&tb2, 0, 0);
+	ck_assert_int_eq(mqbus_subscribe_group(member, "rc/g", "grp"), 0);
+	before = sub->got;
+	for (uint32_t i = 10; i < 14; i++)
+		testbus_publish_index(pub, "rc/g", i, MQBUS_PRIORITY_DEFAULT);
+	ck_assert_int_eq(mqbus_sync(pub), 0);
+	t0 = testbus_now_ms();
+	while (testbus_now_ms() - t0 < QUIET_MS * 2) {
+		rc_round(sub, 1, 20);
+		while (mqbus_receive(member, &m, 0) == 0) {
+			mqbus_msg_free(m);
+			in_member++;
+		}
+	}
+	ck_assert_msg(sub->got - before + in_member == 4 &&
+			      sub->got > before && in_member > 0,
+		      "4 messages to a group of 2: %u to the reconnected "
+		      "member, %u to the other",
+		      sub->got - before, in_member);
+
+	mqbus_free(member);
+	mqbus_free(pub);
+	mqbus_free(mute->b);
+	mqbus_free(sub->b);
+	testbus_finish(&tb2);
+}
+END_TEST
+
+/*
+ * Reconnecting off (the setter, and MQBUS_RECONNECT=0): the client sees
+ * the death as promptly, and stays disconnected when a daemon comes back.
+ */
+START_TEST(test_reconnect_off)
+{
+	struct testbus tb = { 0 }, tb2 = { 0 };
+	struct rc_client cs[2];
+	int r, status = -1;
+	mqbus_msg *m = NULL;
+	uint64_t t0;
+	mqbus *mon;
+
+	testbus_start(&tb, NULL);
+	rc_init(&cs[0], "setter", testbus_connect(&tb, 0, 0));
+	ck_assert_int_eq(mqbus_set_reconnect(cs[0].b, 2), -EINVAL);
+	ck_assert_int_eq(mqbus_set_reconnect(cs[0].b, 0), 0);
+	setenv("MQBUS_RECONNECT", "0", 1);
+	rc_init(&cs[1], "env", testbus_connect(&tb, 0, 0));
+	unsetenv("MQBUS_RECONNECT");
+	testbus_subscribe(cs[0].b, "off/x");
+	testbus_subscribe(cs[1].b, "off/x");
+
+	t0 = testbus_now_ms();
+	testbus_kill(&tb);
+	ck_assert(RC_UNTIL(cs, 2, lost, 1, 3000));
+	ck_assert_msg(testbus_now_ms() - t0 <= 1200,
+		      "the death was seen after %llu ms",
+		      (unsigned long long)(testbus_now_ms() - t0));
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(cs[i].last, -ENOTCONN);
+		ck_assert_int_eq(cs[i].lost_err, -ECONNRESET);
+		ck_assert_int_eq(mqbus_reconnecting(cs[i].b), 0);
+		ck_assert_int_eq(mqbus_get_timeout(cs[i].b), -1);
+	}
+	/* blocking calls fail at once */
+	t0 = testbus_now_ms();
+	ck_assert_int_eq(mqbus_receive(cs[0].b, &m, 3000), -ENOTCONN);
+	ck_assert_int_eq(mqbus_subscribe(cs[1].b, "off/y"), -ENOTCONN);
+	ck_assert_int_eq(mqbus_publish(cs[0].b, "off/x", "x", 1,
+				       MQBUS_PRIORITY_DEFAULT),
+			 -ENOTCONN);
+	ck_assert_int_lt(testbus_now_ms() - t0, 500);
+
+	r = testbus_spawn(&tb2, tb.bus, NULL, -1, &status);
+	ck_assert_msg(r == 0, "daemon not ready: %s (status %d)",
+		      strerror(-r), status);
+	RC_UNTIL(cs, 2, restored, 1, 1500);
+	for (int i = 0; i < 2; i++) {
+		ck_assert_msg(cs[i].restored == 0, "%s reconnected",
+			      cs[i].name);
+		ck_assert_int_eq(cs[i].lost, 1);
+		ck_assert_int_eq(cs[i].last, -ENOTCONN);
+	}
+	mon = testbus_connect(&tb2, 0, 0);
+	ck_assert_int_eq(testbus_stat(mon, "clients"), 1);
+
+	mqbus_free(mon);
+	mqbus_free(cs[0].b);
+	mqbus_free(cs[1].b);
+	testbus_finish(&tb2);
+}
+END_TEST
+
+/*
+ * A clean stop and a new start (systemctl restart): the client learns of
+ * the stop from the BYE (-ESHUTDOWN), makes new queues at once (the
+ * daemon removes the old ones), keeps what it publishes meanwhile there,
+ * and connects afresh to the next daemon, its subscription made again.
+ * Blocking calls: mqbus_receive() runs the reconnection.
+ */
+START_TEST(test_reconnect_stop)
+{
+	struct testbus tb = { 0 }, tb2 = { 0 };
+	struct rc_client c;
+	int r, status = -1;
+	mqbus_msg *m = NULL;
+	char names[512];
+	mqbus *pub;
+
+	testbus_start(&tb, NULL);
+	rc_init(&c, "sub", testbus_connect(&tb, 0, 0));
+	testbus_subscribe(c.b, "st/#");
+	ck_assert_int_eq(testbus_stop(&tb), 0);
+
+	r = mqbus_receive(c.b, &m, 300);
+	ck_assert_msg(r == -ENOTCONN, "receive: %d (%s)", r, strerror(-r));
+	ck_assert_int_eq(c.lost, 1);
+	ck_assert_int_eq(c.lost_err, -ESHUTDOWN);
+	ck_assert_msg(strstr(c.lost_why, "stopped"), "lost: \"%s\"",
+		      c.lost_why);
+	ck_assert_int_eq(mqbus_reconnecting(c.b), 1);
+	ck_assert_int_eq(testbus_queues(tb.bus, getpid(), names,
+					sizeof(names)),
+			 2);
+	/* kept in the new tx, behind the HELLO and the subscription */
+	ck_assert_int_eq(mqbus_publish(c.b, "st/self", "abcd", 4,
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+
+	r = testbus_spawn(&tb2, tb.bus, NULL, -1, &status);
+	ck_assert_msg(r == 0, "daemon not ready: %s (status %d)",
+		      strerror(-r), status);
+	r = mqbus_receive(c.b, &m, 5000);
+	ck_assert_msg(r == 0, "receive after the restart: %s: %s",
+		      strerror(-r), mqbus_last_error(c.b));
+	ck_assert_str_eq(mqbus_msg_topic(m), "st/self");
+	mqbus_msg_free(m);
+	ck_assert_int_eq(c.restored, 1);
+	ck_assert_int_eq(c.restored_err, 0);
+	ck_assert_int_eq(c.lost, 1);
+
+	pub = testbus_connect(&tb2, 0, 0);
+	testbus_publish_index(pub, "st/x", 7, MQBUS_PRIORITY_DEFAULT);
+	testbus_expect_index(c.b, "st/x", 7, RECV_MS);
+
+	mqbus_free(pub);
+	mqbus_free(c.b);
+	testbus_finish(&tb2);
+}
+END_TEST
+
+/*
+ * Nothing already queued is lost: what a publisher wrote into its tx
+ * while no daemon ran (mqbus_publish() returned 0) reaches the subscriber
+ * once both are back, in order, and after the subscriber's subscription
+ * is in place again.  The publisher only publishes: it notices the death
+ * from its publishes.
+ */
+START_TEST(test_reconnect_backlog)
+{
+	enum { N = 6 };
+	struct testbus tb = { 0 }, tb2 = { 0 };
+	struct rc_client cs[2], *sub = &cs[0], *pub = &cs[1];
+	int r, status = -1;
+	uint64_t t0;
+	uint32_t i;
+
+	testbus_start(&tb, NULL);
+	rc_init(sub, "sub", testbus_connect(&tb, 0, 0));
+	rc_init(pub, "pub", testbus_connect(&tb, 0, 0));
+	testbus_subscribe(sub->b, "bk/#");
+	testbus_publish_index(pub->b, "bk/x", 100, MQBUS_PRIORITY_DEFAULT);
+	rc_expect(sub, "bk/x", 100, RECV_MS);
+
+	testbus_kill(&tb);
+	for (i = 0; i < N; i++)
+		testbus_publish_index(pub->b, "bk/x", i,
+				      MQBUS_PRIORITY_DEFAULT);
+	/* the subscriber's loop notices, and so do the publishes */
+	ck_assert(RC_UNTIL(cs, 1, lost, 1, 2000));
+	usleep(150 * 1000);
+	testbus_publish_index(pub->b, "bk/x", N, MQBUS_PRIORITY_DEFAULT);
+	ck_assert_int_eq(mqbus_reconnecting(pub->b), 1);
+
+	r = testbus_spawn(&tb2, tb.bus, NULL, -1, &status);
+	ck_assert_msg(r == 0, "daemon not ready: %s (status %d)",
+		      strerror(-r), status);
+	t0 = testbus_now_ms();
+	/* the publisher is not in a loop: its next publish finds the
+	 * WELCOME; the subscriber's loop runs meanwhile */
+	while (mqbus_reconnecting(pub->b) && testbus_now_ms() - t0 < 5000) {
+		rc_round(sub, 1, 20);
+		testbus_publish_index(pub->b, "bk/y", 0,
+				      MQBUS_PRIORITY_DEFAULT);
+	}
+	ck_assert_int_eq(mqbus_reconnecting(pub->b), 0);
+	while (sub->nxs < 1 + N + 1 && testbus_now_ms() - t0 < 8000)
+		rc_round(sub, 1, 50);
+	ck_assert_msg(sub->nxs == 1 + N + 1,
+		      "%u of the %u messages queued while no daemon ran were "
+		      "delivered",
+		      sub->nxs - 1, N + 1);
+	for (i = 0; i <= N; i++)
+		ck_assert_msg(sub->xs[1 + i] == i,
+			      "message %u of the backlog is #%u", i,
+			      sub->xs[1 + i]);
+	printf("reconnect_backlog: %u queued messages delivered, the last "
+	       "%llu ms after the start\n",
+	       N + 1, (unsigned long long)(testbus_now_ms() - t0));
+	ck_assert_int_eq(sub->restored, 1);
+	ck_assert_int_eq(sub->restored_err, 0);
+	ck_assert_int_eq(sub->lost, 1);
+
+	mqbus_free(pub->b);
+	mqbus_free(sub->b);
+	testbus_finish(&tb2);
+}
+END_TEST
+
+/*
+ * A subscription that the next daemon refuses (its access policy
+ * changed) reaches the program: the RECONNECTED callback's error and
+ * sentence name it, and the other subscriptions work.
+ */
+START_TEST(test_reconnect_refused)
+{
+	struct testbus tb = { 0 }, tb2 = { 0 };
+	struct rc_client c;
+	int r, status = -1;
+	mqbus *pub;
+
+	testbus_start(&tb, NULL);
+	rc_init(&c, "sub", testbus_connect(&tb, 0, 0));
+	testbus_subscribe(c.b, "pol/a/#");
+	testbus_subscribe(c.b, "pol/b");
+	testbus_kill(&tb);
+	ck_assert(RC_UNTIL(&c, 1, lost, 1, 3000));
+
+	r = testbus_spawn(&tb2, tb.bus,
+			  "[policy]\ndefault = allow\n"
+			  "deny = subscribe user=* topic=pol/b\n",
+			  -1, &status);
+	ck_assert_msg(r == 0, "daemon not ready: %s (status %d)",
+		      strerror(-r), status);
+	ck_assert_msg(RC_UNTIL(&c, 1, restored, 1, 8000), "not reconnected: %s",
+		      mqbus_last_error(c.b));
+	ck_assert_msg(c.restored_err == -EACCES,
+		      "reconnected with %d (%s), expected -EACCES", c.restored_err,
+		      c.restored_why);
+	ck_assert_msg(strstr(c.restored_why, "pol/b") &&
+			      !strstr(c.restored_why, "pol/a"),
+		      "the sentence does not name the refused subscription: "
+		      "\"%s\"",
+		      c.restored_why);
+	pub = testbus_connect(&tb2, 0, 0);
+	testbus_publish_index(pub, "pol/a/x", 3, MQBUS_PRIORITY_DEFAULT);
+	rc_expect(&c, "pol/a/x", 3, RECV_MS);
+	/* forgotten: nothing to unsubscribe from */
+	ck_assert_int_eq(mqbus_unsubscribe(c.b, "pol/b"), -ENOENT);
+
+	mqbus_free(pub);
+	mqbus_free(c.b);
+	testbus_finish(&tb2);
+}
+END_TEST
+
+/* The calls of LIBMQBUS_1.4 carry that version. */
+START_TEST(test_reconnect_symbols)
+{
+	static const char *const added[] = {
+		"mqbus_set_reconnect",
+		"mqbus_set_connection_cb",
+		"mqbus_reconnecting",
+	};
+
+	for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++) {
+		ck_assert_msg(dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1.4"),
+			      "%s@LIBMQBUS_1.4 not found", added[i]);
+		ck_assert_msg(!dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1"),
+			      "%s has the version LIBMQBUS_1", added[i]);
+	}
+}
+END_TEST
+
 static void add_case(Suite *s, const char *name, const TTest *test)
 {
 	testbus_add_case(s, name, test, 1);
@@ -3247,6 +3796,12 @@ int main(void)
 	add_case(s, "group_request", test_group_request);
 	add_case(s, "monitor", test_monitor);
 	add_case(s, "monitor_symbols", test_monitor_symbols);
+	testbus_add_case(s, "reconnect_loop", test_reconnect_loop, 2);
+	add_case(s, "reconnect_off", test_reconnect_off);
+	add_case(s, "reconnect_stop", test_reconnect_stop);
+	add_case(s, "reconnect_backlog", test_reconnect_backlog);
+	add_case(s, "reconnect_refused", test_reconnect_refused);
+	add_case(s, "reconnect_symbols", test_reconnect_symbols);
 
 	return testbus_run(s, "check_bus");
 }

@@ -12,6 +12,9 @@
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 
 mqb_init
+# its clients end with the daemon at the end (tests/restart.sh: reconnect)
+MQBUS_RECONNECT=0
+export MQBUS_RECONNECT
 ME=$(id -u)
 CTL_TEST=$top_builddir/tests/helpers/mqbusctl-test
 

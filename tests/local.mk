@@ -89,6 +89,9 @@ EXTRA_DIST += tests/monitor.sh
 tests_helpers_mqbusctl_test_SOURCES += client/inspect.c
 TESTS += tests/introspect.sh
 EXTRA_DIST += tests/introspect.sh
+# tests/restart.sh: mqbusctl sub and serve across daemon restarts
+TESTS += tests/restart.sh
+EXTRA_DIST += tests/restart.sh
 # tests/state.sh: retained values and timers across restarts (-s DIR);
 # tests/check_state.c: the state file's parser, bounds and timer_claim()
 TESTS += tests/state.sh
