@@ -33,6 +33,7 @@ MQBUSD=${MQBUSD:-$top_builddir/daemon/mqbusd}
 # MQBUS_TEST_VALGRIND=DIR: the daemon runs under memcheck (tests/README)
 if [ -n "${MQBUS_TEST_VALGRIND:-}" ]; then
 	MQBUSD_WRAP=(valgrind --quiet --error-exitcode=99 --leak-check=full
+		"--suppressions=$top_srcdir/tests/valgrind.supp"
 		--errors-for-leak-kinds=definite
 		"--log-file=$MQBUS_TEST_VALGRIND/mqbusd.%p.log")
 else

@@ -2,13 +2,14 @@
 # real daemon, and the benchmark.  Every test runs under tests/harness.sh
 # (a private IPC namespace with its own mqueue mount when possible).
 TEST_CHECK_CFLAGS = $(AM_CFLAGS) $(CHECK_CFLAGS) $(LIBEVENT_CFLAGS) \
-	$(LIBSYSTEMD_CFLAGS)
+	$(LIBSYSTEMD_CFLAGS) \
+	-DMQBUS_VALGRIND_SUPP='"$(abs_top_srcdir)/tests/valgrind.supp"'
 TEST_CHECK_LIBS = daemon/libmqbusd.la $(CHECK_LIBS)
 
 check_PROGRAMS += tests/check_proto tests/check_router tests/check_config \
 	tests/check_retain tests/check_delivery \
 	tests/check_bus tests/check_server tests/check_policy \
-	tests/check_adopt
+	tests/check_adopt tests/check_crash
 tests_check_proto_SOURCES = tests/check_proto.c
 tests_check_proto_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_proto_LDADD = proto/libproto.la $(CHECK_LIBS)
@@ -35,6 +36,10 @@ tests_check_adopt_SOURCES = tests/check_adopt.c tests/testbus.c \
 	tests/testbus.h
 tests_check_adopt_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_adopt_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
+tests_check_crash_SOURCES = tests/check_crash.c tests/testbus.c \
+	tests/testbus.h
+tests_check_crash_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_crash_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
 tests_check_bus_SOURCES = tests/check_bus.c tests/testbus.c tests/testbus.h
 tests_check_bus_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_bus_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
@@ -56,11 +61,12 @@ tests_helpers_mqbusctl_test_LDFLAGS = $(AM_LDFLAGS) -no-install
 TESTS += tests/check_proto tests/check_router tests/check_config \
 	tests/check_retain tests/check_server tests/check_policy \
 	tests/bus-notify.sh tests/bus-thread.sh tests/bus-poll.sh \
-	tests/delivery.sh tests/adopt.sh tests/completion.sh \
+	tests/delivery.sh tests/adopt.sh tests/completion.sh tests/crash.sh \
 	tests/cli.sh tests/multiuser.sh tests/systemd.sh tests/policy.sh \
 	tests/quota.sh
 EXTRA_DIST += tests/harness.sh tests/lib.sh tests/bus-notify.sh \
-	tests/adopt.sh tests/soak.sh tests/completion.sh \
+	tests/adopt.sh tests/soak.sh tests/completion.sh tests/crash.sh \
+	tests/valgrind.supp \
 	tests/policy.sh tests/quota.sh \
 	tests/delivery.sh \
 	tests/bus-thread.sh tests/bus-poll.sh tests/cli.sh tests/multiuser.sh \

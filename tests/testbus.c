@@ -430,6 +430,10 @@ static void remove_config(struct testbus *tb)
  * report in DIR/mqbusd.PID.log; an error makes the daemon exit 99, which
  * fails the test that stops it (tests/README).
  */
+#ifndef MQBUS_VALGRIND_SUPP
+#define MQBUS_VALGRIND_SUPP "tests/valgrind.supp"
+#endif
+
 static int valgrind_argv(const char **argv, char *log, size_t size)
 {
 	const char *dir = getenv("MQBUS_TEST_VALGRIND");
@@ -439,6 +443,7 @@ static int valgrind_argv(const char **argv, char *log, size_t size)
 		return 0;
 	snprintf(log, size, "--log-file=%s/mqbusd.%%p.log", dir);
 	argv[argc++] = "/usr/bin/valgrind";
+	argv[argc++] = "--suppressions=" MQBUS_VALGRIND_SUPP;
 	argv[argc++] = "--quiet";
 	argv[argc++] = "--error-exitcode=99";
 	argv[argc++] = "--leak-check=full";
