@@ -89,3 +89,8 @@ EXTRA_DIST += tests/monitor.sh
 tests_helpers_mqbusctl_test_SOURCES += client/inspect.c
 TESTS += tests/introspect.sh
 EXTRA_DIST += tests/introspect.sh
+# tests/python.sh: the Python package python/mqbus against the daemon
+TESTS += tests/python.sh
+EXTRA_DIST += tests/python.sh python/pyproject.toml python/README.md \
+	python/mqbus/__init__.py python/mqbus/_ffi.py \
+	python/tests/conftest.py python/tests/test_bus.py

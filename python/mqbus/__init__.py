@@ -36,6 +36,8 @@ from . import _ffi
 __all__ = ["Bus", "Error", "Message", "Subscription", "AsyncSubscription",
            "topic_match", "PRIORITY_MAX", "KEY_MAX"]
 
+__version__ = "0.1.0"
+
 PRIORITY_MAX = 32767
 KEY_MAX = _ffi.KEY_MAX
 
@@ -713,6 +715,18 @@ class Bus:
         self._stopped = True
 
     # ---------------------------------------------------------- asyncio
+
+    def attach(self):
+        """Has the running asyncio loop watch fileno() (loop.add_reader)
+        and run process() whenever the bus is readable or an asynchronous
+        request times out, so that callbacks and responders run from the
+        loop.  subscribe_async() and arequest() attach by themselves."""
+        self._attach_loop()
+
+    def detach(self):
+        """Stops the loop's watching of fileno()."""
+        if self._loop is not None:
+            self._detach_loop()
 
     def _attach_loop(self):
         loop = asyncio.get_running_loop()
