@@ -11,6 +11,7 @@ libmqbus.so.1 through the dynamic loader's search path.
 
 import ctypes
 import ctypes.util
+import errno
 import os
 
 from ctypes import (CFUNCTYPE, POINTER, Structure, c_char_p, c_int, c_long,
@@ -152,10 +153,10 @@ def _load():
         try:
             return ctypes.CDLL(name, use_errno=False)
         except OSError as e:
-            tried.append(f"{name}: {e}")
-    raise ImportError("mqbus: cannot load libmqbus (install libmqbus1, or "
-                      "set MQBUS_LIBRARY to the library's path): "
-                      + "; ".join(tried))
+            tried.append(str(e))
+    raise OSError(errno.ENOENT, "cannot load libmqbus (install libmqbus1, "
+                  "or set MQBUS_LIBRARY to the library's path): "
+                  + "; ".join(tried))
 
 
 def lib():
