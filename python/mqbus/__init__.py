@@ -428,7 +428,9 @@ class Bus:
     def serve(self, pattern, handler, group=None):
         """Answers the requests on pattern with handler(msg), which returns
         the reply (bytes or str; None: an empty reply).  Handlers run from
-        inside process() / run() / the asyncio reader."""
+        inside process() / run() / the asyncio reader.  An exception of
+        the handler propagates out of process() and leaves the request
+        unanswered (the requester times out)."""
         if not callable(handler):
             raise TypeError("handler must be callable")
         return self._subscribe(Subscription, pattern, group, None, handler)
