@@ -139,7 +139,7 @@ OPTIONAL = {
 }
 
 _lib = None
-_libc = None
+_free = None
 
 
 def _load():
@@ -178,10 +178,13 @@ def lib():
 
 
 def free(ptr):
-    """free(3) of a text the library allocated with malloc(3)."""
-    global _libc
-    if _libc is None:
-        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        _libc.free.argtypes = [c_void_p]
-        _libc.free.restype = None
-    _libc.free(ptr)
+    """free(3) of a text the library allocated with malloc(3).  The symbol
+    is looked up through the library's handle, so that it is the free of
+    the malloc the library uses (an interposed one too, as in a sanitizer
+    build), not necessarily libc's."""
+    global _free
+    if _free is None:
+        _free = lib().free
+        _free.argtypes = [c_void_p]
+        _free.restype = None
+    _free(ptr)
