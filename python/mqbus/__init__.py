@@ -142,8 +142,8 @@ class Message:
     def reply(self, payload=b""):
         """Answers this request (once) with payload."""
         if self._req is None:
-            raise Error(errno.EINVAL, "not a request, or already answered"
-                        if not self.is_request else "already answered")
+            raise Error(errno.EINVAL, "already answered" if self.is_request
+                        else "not a request: nothing to answer")
         bus = self._bus
         data = _data(payload)
         try:

@@ -39,6 +39,9 @@ def test_round_trip_with_sender_fields(bus, other, prefix):
     assert msg.is_request is False
     assert msg.seq > 0
     assert abs(msg.timestamp_ns / 1e9 - time.time()) < 60
+    with pytest.raises(mqbus.Error) as e:
+        msg.reply(b"not a request")
+    assert e.value.errno == errno.EINVAL
     other.publish(prefix + "/a/b", "text")
     second = sub.get(timeout=5)
     assert second.payload == b"text"
