@@ -17,6 +17,7 @@ PACKAGES=(
 	systemd      # systemd-analyze (tests/systemd.sh); systemd-journald,
 	             # journalctl, systemd-id128 (tests/journal.sh)
 	python3      # JSON checks in the tests
+	python3-pytest  # tests/python.sh
 	util-linux   # unshare, setpriv, flock, prlimit
 	passwd       # useradd, for tests/multiuser.sh
 	procps       # /bin/kill, used by the unit's ExecReload

@@ -107,3 +107,8 @@ tests_check_state_SOURCES = tests/check_state.c
 tests_check_state_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_state_LDADD = $(TEST_CHECK_LIBS) client/libmqbus.la
 TESTS += tests/check_state
+# tests/python.sh: the Python package python/mqbus against the daemon
+TESTS += tests/python.sh
+EXTRA_DIST += tests/python.sh python/pyproject.toml python/README.md \
+	python/mqbus/__init__.py python/mqbus/_ffi.py \
+	python/tests/conftest.py python/tests/test_bus.py
