@@ -43,7 +43,7 @@ cat >"$CONF" <<EOF
 [bus]
 restart_grace_ms = 2000
 stats_interval = 0
-[topic soak/slow/#]
+[topic "soak/slow/#"]
 overflow = drop-old
 backlog = 16
 EOF
@@ -98,6 +98,8 @@ abuse() {
 	kind=${KIND[$victim]}
 	case $((RANDOM % 5)) in
 	0 | 1) # killed, or leaves; someone of its kind comes
+		# (a stopped process takes SIGTERM only once it goes on)
+		kill -CONT "$victim" 2>/dev/null
 		kill -"$([ $((RANDOM % 2)) = 0 ] && echo KILL || echo TERM)" \
 			"$victim" 2>/dev/null
 		pkill -KILL -P "$victim" 2>/dev/null
