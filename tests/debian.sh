@@ -326,7 +326,8 @@ EOF
 check "pkg-config libmqbus: the version of configure.ac" \
 	test "$(pkg-config --modversion libmqbus)" = "$want"
 check "a program builds against libmqbus-dev" \
-	sh -c "cc -o '$TMP/hello' '$TMP/hello.c' \$(pkg-config --cflags --libs libmqbus)"
+	sh -c "cc -o '$TMP/hello' '$TMP/hello.c' \
+		\$(pkg-config --cflags --libs libmqbus)"
 
 # --------------------------------------------------------------- run
 
@@ -418,7 +419,8 @@ is "no package of the test left" "${left[*]}" ""
 is "installed packages as before the test" "$(installed_set)" "$before"
 gone=()
 for f in /usr/sbin/mqbusd /usr/bin/mqbusctl /etc/mqbus \
-	/usr/lib/systemd/catalog/mqbus.catalog /lib/systemd/system/mqbusd.service \
+	/usr/lib/systemd/catalog/mqbus.catalog \
+	/lib/systemd/system/mqbusd.service \
 	/etc/systemd/system/multi-user.target.wants/mqbusd.service \
 	/etc/systemd/system/sockets.target.wants/mqbusd.socket \
 	/var/lib/systemd/deb-systemd-helper-enabled/mqbusd.service.dsh-also; do
