@@ -39,6 +39,7 @@ FAIL=0
 TMP=
 INSTALLED=()      # what to purge at the end: ours and what came with them
 LOCK=${MQBUS_TEST_LOCK:-/tmp/mqbus-tests.lock}
+CHILD=            # a background child the trap must stop first
 
 ok() {
 	N=$((N + 1))
@@ -118,6 +119,10 @@ is_present() {
 cleanup() {
 	local st=$? left=() p
 	trap - EXIT INT TERM
+	if [ -n "$CHILD" ]; then
+		kill -TERM "$CHILD" 2>/dev/null
+		wait "$CHILD" 2>/dev/null
+	fi
 	for p in "${INSTALLED[@]}"; do
 		is_present "${p%%:*}" && left+=("$p")
 	done
@@ -241,7 +246,7 @@ ok "apt-get install -y ./*.deb"
 after=$(installed_set)
 # a dependency installed for ours goes with them
 while IFS= read -r p; do
-	[ -n "$p" ] && INSTALLED+=("$p")
+	[[ " ${INSTALLED[*]} " == *" ${p%%:*} "* ]] || INSTALLED+=("$p")
 done < <(comm -13 <(echo "$before") <(echo "$after"))
 echo "# installed: $(comm -13 <(echo "$before") <(echo "$after") |
 	tr '\n' ' ')"
@@ -343,6 +348,9 @@ mount -t mqueue none /dev/mqueue || exit 90
 /usr/sbin/mqbusd -b "$BUS" -c /etc/mqbus/mqbusd.conf --log=stderr \
 	2>"$T/mqbusd.err" &
 dpid=$!
+spid=
+# stopped from outside (the test's trap, timeout): the daemon goes too
+trap 'kill -TERM $dpid $spid 2>/dev/null; exit 143' TERM
 up=0
 for _ in $(seq 250); do
 	if /usr/bin/mqbusctl -b "$BUS" stats >/dev/null 2>&1; then
@@ -375,10 +383,17 @@ wait "$dpid"
 echo $? >"$T/mqbusd.st"
 ls /dev/mqueue >"$T/queues.left"
 EOF
+# (in the background and waited for, so that a signal to the test runs
+# its trap at once, not when the child is done)
 exec 9>>"$LOCK"
-flock -w 3600 9 || echo "# could not take $LOCK; running anyway"
-timeout -k 5 120 unshare -i -m bash "$TMP/run.sh" "$TMP" "$BUS"
+flock -w 3600 9 &
+CHILD=$!
+wait "$CHILD" || echo "# could not take $LOCK; running anyway"
+timeout -k 5 120 unshare -i -m bash "$TMP/run.sh" "$TMP" "$BUS" &
+CHILD=$!
+wait "$CHILD"
 st=$?
+CHILD=
 exec 9>&-
 is "the namespace script ran" "$st" 0
 if is "installed mqbusd serves with the installed mqbusd.conf" \
