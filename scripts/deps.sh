@@ -16,6 +16,7 @@ PACKAGES=(
 	libevent-dev libsystemd-dev check libinih-dev
 	systemd      # systemd-analyze (tests/systemd.sh); systemd-journald,
 	             # journalctl, systemd-id128 (tests/journal.sh)
+	debhelper lintian dpkg-dev # the Debian packages (tests/debian.sh)
 	python3      # JSON checks in the tests
 	python3-pytest  # tests/python.sh
 	util-linux   # unshare, setpriv, flock, prlimit

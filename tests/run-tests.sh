@@ -106,6 +106,17 @@ if step setup autoreconf autoreconf -fi; then
 	fi
 fi
 
+# ---- Debian packages (tests/debian.sh): in CI (CI=true) or when asked
+# with MQBUS_TEST_DEBIAN=1 (MQBUS_TEST_DEBIAN=0 leaves it out in CI too).
+# It builds the packages from a copy of the tree, installs them into this
+# machine, runs the installed daemon, then purges them: root only.  Its
+# TAP lines (in build-results/debian.log) are counted like a suite's.
+if [ "${MQBUS_TEST_DEBIAN:-}" = 1 ] ||
+	{ [ "${CI:-}" = true ] && [ "${MQBUS_TEST_DEBIAN:-}" != 0 ]; }; then
+	step debian debian sh -c 'bash "$1/tests/debian.sh"; st=$?
+		echo "# harness-exit: $st"; exit $st' sh "$SRC"
+fi
+
 # ------------------------------------------------------------ counting
 
 TOTAL_PASS=0
@@ -180,6 +191,14 @@ for run in plain sanitizers distcheck fuzz; do
 		TOTAL_FAIL=$((TOTAL_FAIL + 1))
 	fi
 done
+# ---- Debian packages: the cases of tests/debian.sh, if it ran
+if [ -f "$RESULTS/debian.log" ]; then
+	count_log "$RESULTS/debian.log"
+	printf '%-11s %-14s %4d passed %3d failed%s\n' debian debian.sh \
+		"$P" "$F" "${NOTE:+  ($NOTE)}"
+	TOTAL_PASS=$((TOTAL_PASS + P))
+	TOTAL_FAIL=$((TOTAL_FAIL + F))
+fi
 if [ "${RUN_STEP_FAILED[setup]:-0}" -gt 0 ]; then
 	printf '%-11s %-14s %4d passed %3d failed  (deps or autoreconf failed)\n' \
 		setup - 0 1
