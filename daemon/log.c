@@ -853,3 +853,16 @@ void log_stats_topic(const struct log_topic_stats *st)
 			   st->delta.delivered,
 			   log_counters_dropped(&st->delta));
 }
+
+int log_error_text(char **ret_error, int err, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ret_error) {
+		va_start(ap, fmt);
+		if (vasprintf(ret_error, fmt, ap) < 0)
+			*ret_error = NULL;
+		va_end(ap);
+	}
+	return err;
+}

@@ -57,6 +57,14 @@ bool log_verbose(void);
 /* True when entries go to the journal (after log_setup()). */
 bool log_is_journal(void);
 
+/*
+ * For set-up functions that answer with a sentence: stores a malloc'ed
+ * one in *ret_error (if ret_error is not NULL; NULL when out of memory)
+ * and returns err.
+ */
+int log_error_text(char **ret_error, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 void log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void log_warnx(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

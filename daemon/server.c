@@ -37,22 +37,6 @@
 
 #define BUS_NAME_MAX 200
 
-static int set_error(char **ret_error, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int set_error(char **ret_error, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ret_error) {
-		va_start(ap, fmt);
-		if (vasprintf(ret_error, fmt, ap) < 0)
-			*ret_error = NULL;
-		va_end(ap);
-	}
-	return err;
-}
-
 static bool bus_name_valid(const char *bus)
 {
 	size_t len = strlen(bus);
@@ -419,16 +403,16 @@ static int server_load_config(struct server *s, const char *path,
 
 	r = config_init(&s->cfg);
 	if (r < 0)
-		return set_error(ret_error, r, "out of memory");
+		return log_error_text(ret_error, r, "out of memory");
 	if (!path)
 		return 0;
 	s->config_path = strdup(path);
 	if (!s->config_path)
-		return set_error(ret_error, -ENOMEM, "out of memory");
+		return log_error_text(ret_error, -ENOMEM, "out of memory");
 	r = config_load(&loaded, path, &cfg_error);
 	if (r < 0) {
-		r = set_error(ret_error, r, "%s",
-			      cfg_error ? cfg_error : strerror(-r));
+		r = log_error_text(ret_error, r, "%s",
+				   cfg_error ? cfg_error : strerror(-r));
 		free(cfg_error);
 		return r;
 	}
@@ -502,24 +486,24 @@ int server_init(struct server *s, const struct server_options *opt,
 	server_raise_nofile();
 	s->wake_signo = opt->wake_signo ? opt->wake_signo : SIGRTMIN + 1;
 	if (!bus_name_valid(opt->bus))
-		return set_error(ret_error, -EINVAL,
-				 "invalid bus name '%s': use 1 to %d of "
-				 "A-Z a-z 0-9 . _ -",
-				 opt->bus, BUS_NAME_MAX);
+		return log_error_text(ret_error, -EINVAL,
+				      "invalid bus name '%s': use 1 to %d of "
+				      "A-Z a-z 0-9 . _ -",
+				      opt->bus, BUS_NAME_MAX);
 	s->bus = strdup(opt->bus);
 	if (!s->bus)
-		return set_error(ret_error, -ENOMEM, "out of memory");
+		return log_error_text(ret_error, -ENOMEM, "out of memory");
 
 	r = server_lock(s);
 	if (r == -EADDRINUSE)
-		return set_error(ret_error, r,
-				 "bus '%s' is already served by another "
-				 "mqbusd",
-				 s->bus);
+		return log_error_text(ret_error, r,
+				      "bus '%s' is already served by another "
+				      "mqbusd",
+				      s->bus);
 	if (r < 0)
-		return set_error(ret_error, r,
-				 "cannot take the lock of bus '%s': %s",
-				 s->bus, strerror(-r));
+		return log_error_text(ret_error, r,
+				      "cannot take the lock of bus '%s': %s",
+				      s->bus, strerror(-r));
 	r = server_load_config(s, opt->config_path, ret_error);
 	if (r < 0)
 		return r;
@@ -529,37 +513,37 @@ int server_init(struct server *s, const struct server_options *opt,
 	s->monitors = router_new();
 	if (!s->base || !s->router || !s->monitors ||
 	    retain_init(&s->retained) < 0)
-		return set_error(ret_error, -ENOMEM, "out of memory");
+		return log_error_text(ret_error, -ENOMEM, "out of memory");
 	server_apply_config(s);
 	request_table_init(&s->requests, s->base, route_request_expired, s);
 	s->requests.accounts = &s->accounts;
 	r = wake_new(s->base, opt->wake, s->wake_signo, SERVER_READ_BUDGET,
 		     &s->wake);
 	if (r < 0)
-		return set_error(ret_error, r, "cannot set up wake-ups: %s",
-				 strerror(-r));
+		return log_error_text(
+		    ret_error, r, "cannot set up wake-ups: %s", strerror(-r));
 	r = peer_table_init(&s->peers, s->base, s->wake, &s->pool,
 			    server_message, server_reap_peer, s);
 	if (r < 0)
-		return set_error(ret_error, r, "out of memory");
+		return log_error_text(ret_error, r, "out of memory");
 	r = server_setup_signals(s);
 	if (r < 0)
-		return set_error(ret_error, r, "cannot set up signals: %s",
-				 strerror(-r));
+		return log_error_text(ret_error, r, "cannot set up signals: %s",
+				      strerror(-r));
 	r = timer_set_init(s);
 	if (r < 0)
-		return set_error(ret_error, r, "cannot set up timers: %s",
-				 strerror(-r));
+		return log_error_text(ret_error, r, "cannot set up timers: %s",
+				      strerror(-r));
 	r = stats_init(s);
 	if (r < 0)
-		return set_error(ret_error, r, "out of memory");
+		return log_error_text(ret_error, r, "out of memory");
 	r = state_open(s, opt->state_dir, ret_error);
 	if (r < 0)
 		return r;
 	s->tick_ev = event_new(s->base, -1, EV_PERSIST, server_tick, s);
 	if (!s->tick_ev || event_add(s->tick_ev, &one_second) < 0 ||
 	    server_setup_watchdog(s) < 0)
-		return set_error(ret_error, -ENOMEM, "out of memory");
+		return log_error_text(ret_error, -ENOMEM, "out of memory");
 
 	r = sweep_stale(SWEEP_MQUEUE_DIR, s->bus);
 	if (r == -ENOTSUP || r == -ENOENT)

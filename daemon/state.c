@@ -929,22 +929,6 @@ static bool state_load(struct state *st)
 	       ld.timers_bad || ld.nomem;
 }
 
-static int state_error(char **ret_error, int err, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int state_error(char **ret_error, int err, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (ret_error) {
-		va_start(ap, fmt);
-		if (vasprintf(ret_error, fmt, ap) < 0)
-			*ret_error = NULL;
-		va_end(ap);
-	}
-	return err;
-}
-
 int state_open(struct server *s, const char *dir, char **ret_error)
 {
 	struct state *st;
@@ -955,7 +939,7 @@ int state_open(struct server *s, const char *dir, char **ret_error)
 		return 0;
 	st = calloc(1, sizeof(*st));
 	if (!st)
-		return state_error(ret_error, -ENOMEM, "out of memory");
+		return log_error_text(ret_error, -ENOMEM, "out of memory");
 	st->server = s;
 	st->rl.interval_usec = STATE_LOG_INTERVAL_USEC;
 	st->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -963,9 +947,9 @@ int state_open(struct server *s, const char *dir, char **ret_error)
 		int err = -errno;
 
 		state_free(st);
-		return state_error(ret_error, err,
-				   "cannot use state directory %s: %s", dir,
-				   strerror(-err));
+		return log_error_text(ret_error, err,
+				      "cannot use state directory %s: %s", dir,
+				      strerror(-err));
 	}
 	if (asprintf(&st->path, "%s/%s.state", dir, s->bus) < 0)
 		st->path = NULL;
@@ -979,7 +963,7 @@ int state_open(struct server *s, const char *dir, char **ret_error)
 	if (!st->path || !st->name || !st->tmp_name || !st->bad_name ||
 	    !st->write_ev) {
 		state_free(st);
-		return state_error(ret_error, -ENOMEM, "out of memory");
+		return log_error_text(ret_error, -ENOMEM, "out of memory");
 	}
 	/* a temporary file a crash left behind is of no use */
 	unlinkat(st->dirfd, st->tmp_name, 0);

@@ -176,18 +176,6 @@ static void expect_no_deliver(const char *rx, int ms)
 			      (const char *)pm.payload, rx);
 }
 
-/* Starts a daemon of tb's bus again (tb's daemon is gone). */
-static void restart(struct testbus *tb, const char *config)
-{
-	char bus[TESTBUS_NAME_MAX];
-	int status = 0, r;
-
-	snprintf(bus, sizeof(bus), "%s", tb->bus);
-	r = testbus_spawn(tb, bus, config, -1, &status);
-	ck_assert_msg(r == 0, "restarting the daemon of %s: %s (status %d)",
-		      bus, strerror(-r), status);
-}
-
 static bool queue_exists(const char *name)
 {
 	mqd_t q = mq_open(name, O_RDONLY | O_NONBLOCK);
@@ -248,7 +236,7 @@ START_TEST(test_adopt_backlog_waits)
 	resume_raw(tb.bus, tx[0]);
 
 	t0 = testbus_now_ms();
-	restart(&tb, config);
+	testbus_restart(&tb, config);
 	/* held: Q has not come back */
 	expect_no_deliver(rx_s, 700);
 	expect_deliver(rx_s, "zero", RECV_MS);
@@ -291,7 +279,7 @@ START_TEST(test_adopt_all_back)
 	publish_raw(tx[1], "ra/x", "queued");
 	subscribe_raw(tx[0], "ra/#", 5);
 	t0 = testbus_now_ms();
-	restart(&tb, config);
+	testbus_restart(&tb, config);
 	/* announced after the start this time */
 	resume_raw(tb.bus, tx[1]);
 	resume_raw(tb.bus, tx[0]);
@@ -337,7 +325,7 @@ START_TEST(test_adopt_orphan_dies)
 	ck_assert_int_eq(our_tx_names(tb.bus, child, tx, MAX_NAMES), 1);
 	rx_of(tx[0], rx, sizeof(rx));
 	testbus_kill(&tb);
-	restart(&tb, config);
+	testbus_restart(&tb, config);
 	usleep(300000);
 	ck_assert_msg(queue_exists(tx[0]), "a live orphan's queue went");
 	testbus_write_all(go[1], "g", 1);
@@ -377,7 +365,7 @@ START_TEST(test_adopt_after_stop)
 
 	publish_raw(tx[1], "rt/x", "kept");
 	subscribe_raw(tx[0], "rt/#", 9);
-	restart(&tb, config);
+	testbus_restart(&tb, config);
 	resume_raw(tb.bus, tx[0]);
 	resume_raw(tb.bus, tx[1]);
 	expect_deliver(rx_s, "kept", RECV_MS);
@@ -418,7 +406,7 @@ START_TEST(test_adopt_claims_timer)
 	usleep(1300 * 1000); /* written within a second */
 	testbus_kill(&tb);
 	subscribe_raw(tx[0], "ot/#", 3);
-	restart(&tb, config);
+	testbus_restart(&tb, config);
 	resume_raw(tb.bus, tx[0]);
 	/* past the grace period: an unclaimed timer would be gone */
 	usleep(1500 * 1000);

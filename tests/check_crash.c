@@ -183,10 +183,6 @@ static void crash_and_restart(struct testbus *tb, const char *config,
 			      mqbus *asker, const pid_t *pubs,
 			      const pid_t *subs, unsigned long *held)
 {
-	char bus[TESTBUS_NAME_MAX];
-	int status = 0, r;
-
-	snprintf(bus, sizeof(bus), "%s", tb->bus);
 	for (int i = 0; i < N_PUB; i++)
 		kill(pubs[i], SIGSTOP);
 	usleep(200 * 1000);
@@ -195,9 +191,7 @@ static void crash_and_restart(struct testbus *tb, const char *config,
 	for (int i = 0; i < N_PUB; i++)
 		kill(pubs[i], SIGCONT);
 	usleep(DOWN_MS * 1000);
-	r = testbus_spawn(tb, bus, config, -1, &status);
-	ck_assert_msg(r == 0, "restarting the daemon of %s: %s", bus,
-		      strerror(-r));
+	testbus_restart(tb, config);
 }
 
 START_TEST(test_crash_twice)

@@ -560,6 +560,17 @@ void testbus_start(struct testbus *tb, const char *config)
 		      "daemon said READY=1 but /%s does not exist", bus);
 }
 
+void testbus_restart(struct testbus *tb, const char *config)
+{
+	char bus[TESTBUS_NAME_MAX];
+	int status = 0, r;
+
+	snprintf(bus, sizeof(bus), "%s", tb->bus);
+	r = testbus_spawn(tb, bus, config, -1, &status);
+	ck_assert_msg(r == 0, "restarting the daemon of %s: %s (status %d)",
+		      bus, strerror(-r), status);
+}
+
 int testbus_stop(struct testbus *tb)
 {
 	int status;

@@ -94,6 +94,8 @@ int testbus_spawn(struct testbus *tb, const char *bus, const char *config,
 
 /* A new bus, its daemon started and ready; fails the test otherwise. */
 void testbus_start(struct testbus *tb, const char *config);
+/* Starts a daemon of tb's bus again, after testbus_kill() or _stop(). */
+void testbus_restart(struct testbus *tb, const char *config);
 
 /*
  * SIGTERM, then waits up to 5 s.  Returns the exit status, or 128 + the
