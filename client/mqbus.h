@@ -327,6 +327,33 @@ int mqbus_query(mqbus *b, const char *what, char **ret_text);
  */
 int mqbus_sync(mqbus *b);
 
+/*
+ * Batch frames (LIBMQBUS_1.5).  The daemon packs several messages for
+ * this client into one queue message when it has more than one for it
+ * in a turn of its loop; the library hands them out one by one,
+ * unchanged, and it is nothing the program sees.
+ *
+ * The publishing side is asked for: with mqbus_set_publish_batch(b, 1)
+ * (or MQBUS_PUBLISH_BATCH=1 in the environment), a publish that finds tx
+ * full does not wait: the message is held with the ones after it in one
+ * frame of up to the queue's message size and one priority, and the
+ * publish returns 0.  The frame goes into tx as soon as the library is
+ * called and tx has room: the next publish, any other message sent,
+ * mqbus_process() and mqbus_receive() (the fd of mqbus_get_fd() is
+ * readable while a frame waits), mqbus_free(), or mqbus_flush().  A
+ * publish waits as before when the frame is full or of another priority.
+ * A program that publishes in bursts and then does not call the library
+ * for a while calls mqbus_flush() after the burst: a held frame waits
+ * for the library, not for a timer.
+ *
+ * mqbus_flush() writes the held frame, waiting up to the handle's
+ * timeout for room.  Returns 0 (also when nothing was held) or -errno as
+ * a publish does.  MQBUS_BATCH=0 in the environment turns frames off
+ * both ways.
+ */
+void mqbus_set_publish_batch(mqbus *b, int on);
+int mqbus_flush(mqbus *b);
+
 /* Event-loop use. */
 typedef void (*mqbus_handler)(mqbus *b, const mqbus_msg *msg,
 			      void *userdata);
