@@ -536,6 +536,17 @@ static unsigned char *frame_buffer(struct peer_table *t, size_t cap)
 	return t->frame;
 }
 
+/* Sets a frame's payload length and count, once its parts are in. */
+static void frame_seal(unsigned char *f, size_t used, unsigned n)
+{
+	uint32_t len = (uint32_t)(used - PROTO_BATCH_HEAD), count = n;
+
+	memcpy(f + offsetof(struct proto_header, payload_len), &len,
+	       sizeof(len));
+	memcpy(f + offsetof(struct proto_header, status), &count,
+	       sizeof(count));
+}
+
 /*
  * Sends the n entries from first on (frame_run() said they fit) as one
  * BATCH frame.  Each part is the message as send_now() would send it:
@@ -555,19 +566,24 @@ static int send_frame(struct peer *p, const struct pending *first,
 	if (!f)
 		return -ENOMEM;
 	used = (size_t)proto_batch_begin(f, cap, first->prio);
+	/* frame_run() measured the parts against cap: written here
+	 * directly, the header once at the end */
 	for (e = first, i = 0; i < n; e = e->next, i++) {
 		unsigned char *part = f + used + PROTO_BATCH_PART_HEAD;
+		uint32_t len = (uint32_t)e->m->len;
 		uint16_t flags;
 
-		if (proto_batch_add(f, cap, &used, e->m->data, e->m->len) < 0)
-			return -EMSGSIZE; /* frame_run() measured it */
+		memcpy(f + used, &len, sizeof(len));
+		memcpy(part, e->m->data, len);
 		memcpy(part + status_off, &e->dropped, sizeof(e->dropped));
 		if (e->mark) {
 			memcpy(&flags, part + flags_off, sizeof(flags));
 			flags |= e->mark;
 			memcpy(part + flags_off, &flags, sizeof(flags));
 		}
+		used += PROTO_BATCH_PART_HEAD + len;
 	}
+	frame_seal(f, used, n);
 	if (mq_send(p->rx, (const char *)f, used, first->prio) < 0)
 		return -errno;
 	p->server->stats.frames_sent++;
