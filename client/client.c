@@ -3015,6 +3015,12 @@ MQBUS_EXPORT int mqbus_msg_is_request(const mqbus_msg *m)
 	       !(m->h.flags & PROTO_F_MONITOR) && m->h.token != 0;
 }
 
+MQBUS_EXPORT int mqbus_msg_is_drop_notice(const mqbus_msg *m)
+{
+	return m && m->h.type == PROTO_DELIVER &&
+	       (m->h.flags & PROTO_F_DROPS) != 0;
+}
+
 MQBUS_EXPORT int mqbus_msg_is_monitored(const mqbus_msg *m)
 {
 	return m && m->h.type == PROTO_DELIVER &&

@@ -352,6 +352,17 @@ int mqbus_sync(mqbus *b);
  * both ways.
  */
 void mqbus_set_publish_batch(mqbus *b, int on);
+
+/*
+ * Drop notices (LIBMQBUS_1.5).  A subscriber learns how many messages
+ * were lost just before a message from mqbus_msg_dropped().  When no
+ * message follows the losses, the daemon sends a drop notice as soon as
+ * the rx queue has room: a message with no payload and no sender, whose
+ * topic is that of the last message lost and whose mqbus_msg_dropped()
+ * is the count.  mqbus_msg_is_drop_notice() tells it (1) from a message
+ * (0).
+ */
+int mqbus_msg_is_drop_notice(const mqbus_msg *m);
 int mqbus_flush(mqbus *b);
 
 /* Event-loop use. */

@@ -149,6 +149,10 @@ static uint32_t count_drop(struct peer *p, struct msgbuf *m,
 		log_debug("client %u: control reply dropped", p->id);
 		return 0;
 	}
+	if (p->last_drop != m) {
+		msgbuf_unref(p->last_drop);
+		p->last_drop = msgbuf_ref(m);
+	}
 	if (mark) {
 		/* a monitor that fell behind: its own gap, nobody else's */
 		p->counts.dropped_backlog++;
@@ -617,6 +621,7 @@ static int send_run(struct peer *p, struct pending *first, bool waited,
 /* staging: route first, send at the end of the turn                     */
 
 static void stage_flush(struct peer *p);
+static void drop_notice_later(struct peer *p);
 
 static void stage_flush_all(evutil_socket_t fd, short what, void *arg)
 {
@@ -738,6 +743,7 @@ static void stage_flush(struct peer *p)
 		e = next;
 	}
 	p->dropped += gap;
+	drop_notice_later(p);
 }
 
 /* Drops what p was given this turn (p is going). */
@@ -784,6 +790,7 @@ int deliver_message(struct peer *p, const struct delivery *d)
 		return 0;
 	}
 	p->dropped += count_drop(p, d->m, drop_reason_of(r), d->mark);
+	drop_notice_later(p);
 	return r;
 }
 
@@ -917,6 +924,48 @@ void deliver_bad(struct peer *p, uint32_t token, int err, const char *what)
 	deliver_reply(p, token, -err >= PROTO_E_SHORT ? EBADMSG : -err, text);
 }
 
+/*
+ * Losses that no message followed: once rx has room and nothing waits, a
+ * drop notice says how many (a DELIVER with PROTO_F_DROPS, the topic of
+ * the last one lost, no payload), at the lowest priority so that it comes
+ * after whatever rx holds.  rx still full: tried again when it has room.
+ */
+static void drop_notice(struct peer *p)
+{
+	unsigned char buf[PROTO_HEADER_SIZE + PROTO_TOPIC_MAX + 1];
+	struct proto_header h;
+	int n;
+
+	if (!p->dropped || !p->last_drop || p->n_pending || p->n_staged ||
+	    p->closing)
+		return;
+	proto_header_init(&h, PROTO_DELIVER);
+	h.flags = PROTO_F_DROPS;
+	h.status = p->dropped;
+	n = proto_encode(buf, sizeof(buf), &h, msg_topic(p->last_drop), NULL,
+			 0);
+	if (n < 0)
+		return;
+	if (mq_send(p->rx, (const char *)buf, (size_t)n, 0) < 0) {
+		if (errno == EAGAIN)
+			watch_rx(p);
+		return;
+	}
+	p->dropped = 0;
+	msgbuf_unref(p->last_drop);
+	p->last_drop = NULL;
+	p->server->stats.drop_notices++;
+}
+
+/* Drops with nothing waiting to carry their count: a notice as soon as
+ * rx has room (deliver_flush()). */
+static void drop_notice_later(struct peer *p)
+{
+	if (p->dropped && !p->n_pending && !p->n_staged && !p->closing &&
+	    !(p->rx_ev && event_pending(p->rx_ev, EV_WRITE, NULL)))
+		watch_rx(p);
+}
+
 void deliver_flush(struct peer *p)
 {
 	while (p->pending_head && !p->closing) {
@@ -938,6 +987,7 @@ void deliver_flush(struct peer *p)
 	/* room again: the publishers held up may go on */
 	if (p->n_blocked && p->n_pending <= p->release_at)
 		release_publishers(p);
+	drop_notice(p);
 }
 
 void deliver_drop_peer(struct peer *p)
@@ -950,6 +1000,8 @@ void deliver_drop_peer(struct peer *p)
 	stage_drop(p);
 	while (p->pending_head)
 		pending_drop(p, NULL, p->pending_head, DROP_DISCONNECT);
+	msgbuf_unref(p->last_drop);
+	p->last_drop = NULL;
 }
 
 void deliver_check_blocking(struct peer *p, uint64_t now)

@@ -149,6 +149,9 @@ struct peer {
 	unsigned blocked_by;
 
 	uint32_t dropped; /* dropped since the last message taken */
+	/* the last message dropped on its way here, whose topic a drop
+	 * notice names when no message follows (deliver.c) */
+	struct msgbuf *last_drop;
 
 	/* counters: what it published and sent, and what was delivered
 	 * to it and dropped on its way to it (stats.c) */

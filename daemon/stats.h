@@ -78,6 +78,7 @@ struct bus_stats {
 	uint64_t frames_sent;	  /* BATCH frames written (deliver.c) */
 	uint64_t framed_sent;	  /* the messages that went in them */
 	uint64_t frames_received; /* BATCH frames clients wrote */
+	uint64_t drop_notices;	  /* losses told with no message after */
 	uint64_t stats_rounds; /* delivery-stats entries written */
 	uint64_t stats_rounds_all; /* rounds, written or not (hints) */
 

@@ -168,6 +168,13 @@ static int proto_check_type(const struct proto_header *h, const char *topic,
 		    (!(h->flags & PROTO_F_MONITOR) ||
 		     (h->flags & PROTO_F_REQUEST) || h->token == 0))
 			return -PROTO_E_FIELD;
+		/* a drop notice comes from the daemon and carries a count
+		 * only */
+		if ((h->flags & PROTO_F_DROPS) &&
+		    (h->type != PROTO_DELIVER || h->payload_len != 0 ||
+		     h->status == 0 || h->key_len != 0 ||
+		     (h->flags & (PROTO_F_REQUEST | PROTO_F_RETAINED))))
+			return -PROTO_E_FIELD;
 		return 0;
 	case PROTO_SUBSCRIBE:
 	case PROTO_UNSUBSCRIBE:
@@ -275,6 +282,8 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 	if ((h.flags & (PROTO_F_MONITOR | PROTO_F_REPLY)) &&
 	    h.type != PROTO_DELIVER && h.type != PROTO_SUBSCRIBE &&
 	    h.type != PROTO_UNSUBSCRIBE)
+		return -PROTO_E_FLAGS;
+	if ((h.flags & PROTO_F_DROPS) && h.type != PROTO_DELIVER)
 		return -PROTO_E_FLAGS;
 	/* a QUERY has no flag but PROTO_F_MORE, which only it has */
 	if ((h.flags & PROTO_F_MORE) && h.type != PROTO_QUERY)

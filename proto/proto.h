@@ -96,7 +96,11 @@ enum proto_type {
 				    frames on its rx; WELCOME: this daemon
 				    reads them on tx (PROTOCOL.md, Batch
 				    frames) */
-#define PROTO_F_ALL 0x07ffu
+#define PROTO_F_DROPS 0x0800u    /* DELIVER: no message, a drop notice:
+				    status = messages dropped since the
+				    last delivery, topic = the last one's,
+				    no payload, no sender */
+#define PROTO_F_ALL 0x0fffu
 
 /*
  * What a QUERY asks for (its status).  Each answer part holds whole

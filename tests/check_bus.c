@@ -955,6 +955,59 @@ START_TEST(test_batch_priority)
 }
 END_TEST
 
+/*
+ * Losses that no message follows are told all the same: a drop notice
+ * once rx has room, with the count and the last lost message's topic,
+ * and the count starts again after it.
+ */
+START_TEST(test_drop_notice)
+{
+	enum { N = 20, BACKLOG = 2 };
+	struct testbus tb = { 0 };
+	mqbus *sub, *pub;
+	mqbus_msg *m;
+	size_t len = 99;
+	uint32_t i;
+
+	testbus_start(&tb, "[topic \"dn/#\"]\nbacklog = 2\n");
+	setenv("MQBUS_BATCH", "0", 1); /* 2 slots, 2 messages */
+	sub = testbus_connect(&tb, 2, 0);
+	unsetenv("MQBUS_BATCH");
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "dn/#");
+	for (i = 0; i < N; i++)
+		testbus_publish_index(pub, "dn/x", i, MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(pub, "dropped", N - 2 - BACKLOG, 5000);
+	for (i = 0; i < 2 + BACKLOG; i++) {
+		m = testbus_recv(sub, RECV_MS);
+		ck_assert(!mqbus_msg_is_drop_notice(m));
+		ck_assert_uint_eq(testbus_msg_index(m), i);
+		ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
+		mqbus_msg_free(m);
+	}
+	m = testbus_recv(sub, RECV_MS);
+	ck_assert_msg(mqbus_msg_is_drop_notice(m), "no drop notice");
+	ck_assert_uint_eq(mqbus_msg_dropped(m), N - 2 - BACKLOG);
+	ck_assert_str_eq(mqbus_msg_topic(m), "dn/x");
+	mqbus_msg_payload(m, &len);
+	ck_assert_uint_eq(len, 0);
+	ck_assert_uint_eq(mqbus_msg_client_id(m), 0);
+	mqbus_msg_free(m);
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(pub, "drop_notices"), 1);
+	/* told once: the next message starts a new count */
+	testbus_publish_index(pub, "dn/x", N, MQBUS_PRIORITY_DEFAULT);
+	m = testbus_recv(sub, RECV_MS);
+	ck_assert(!mqbus_msg_is_drop_notice(m));
+	ck_assert_uint_eq(testbus_msg_index(m), N);
+	ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
+	mqbus_msg_free(m);
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
 START_TEST(test_pending)
 {
 	struct testbus tb = { 0 };
@@ -4041,6 +4094,7 @@ int main(void)
 	add_case(s, "batch_drops", test_batch_drops);
 	add_case(s, "batch_publish", test_batch_publish);
 	add_case(s, "batch_priority", test_batch_priority);
+	add_case(s, "drop_notice", test_drop_notice);
 	add_case(s, "group_full", test_group_full);
 	add_case(s, "group_unsubscribe", test_group_unsubscribe);
 	add_case(s, "group_request", test_group_request);
