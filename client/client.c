@@ -2715,6 +2715,7 @@ MQBUS_EXPORT int mqbus_query(mqbus *b, const char *what, char **ret_text)
 {
 	char topic[PROTO_TOPIC_MAX + 1] = "", label[64];
 	unsigned code = proto_query_of(what);
+	int64_t busy_until = -1;
 	size_t len = 0, cap = 0;
 	uint64_t seq = 0;
 	char *text = NULL;
@@ -2742,8 +2743,20 @@ MQBUS_EXPORT int mqbus_query(mqbus *b, const char *what, char **ret_text)
 		h.status = code;
 		h.seq = seq;
 		r = control(b, &h, topic, NULL, NULL, 0, label, &part);
+		/* over the uid's listing budget for this second: the same
+		 * part again a little later, within the handle's timeout */
+		if (r == -EBUSY) {
+			if (busy_until < 0)
+				busy_until = deadline_of(b->timeout_ms);
+			if (b->timeout_ms < 0 || now_ms() < busy_until) {
+				nanosleep(&(struct timespec){ 0, 200000000 },
+					  NULL);
+				continue;
+			}
+		}
 		if (r < 0)
 			goto fail;
+		busy_until = -1;
 		if (part.h.type != PROTO_QUERY || part.h.status != code) {
 			r = set_error(b, -EPROTO,
 				      "%s: the daemon answered a %s", label,

@@ -311,7 +311,9 @@ int mqbus_stats(mqbus *b, char **ret);
  * daemon answers in parts, each within the handle's timeout; the text is
  * whole or the call fails.  -EINVAL: unknown what; -EMSGSIZE: longer
  * than MQBUS_QUERY_TEXT_MAX, or rx messages too small for one line;
- * -ETIMEDOUT, -ENOTCONN as for other requests.  Messages that arrive
+ * -EBUSY: the daemon kept refusing a part for the handle's timeout (the
+ * uid's query_budget_per_uid; refused parts are asked again every
+ * 200 ms); -ETIMEDOUT, -ENOTCONN as for other requests.  Messages that arrive
  * meanwhile are kept for mqbus_receive()/mqbus_process().
  */
 #define MQBUS_QUERY_TEXT_MAX (64u << 20)

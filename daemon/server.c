@@ -402,6 +402,7 @@ static void server_tick(evutil_socket_t fd, short what, void *arg)
 		if (p->n_blocked)
 			deliver_check_blocking(p, now);
 	s->stats.wakeups_rescued += wake_rescue(s->wake);
+	account_clear_all(&s->accounts, ACCOUNT_QUERY_COST);
 	restart_tick(&s->restart);
 	stats_notify_status(s);
 }

@@ -1008,6 +1008,75 @@ START_TEST(test_drop_notice)
 }
 END_TEST
 
+/*
+ * Listings cost the daemon time: a user that is not root or the bus's
+ * owner may make its parts walk query_budget_per_uid items a second.
+ * Asked in a loop, the user is refused (-EBUSY, the quota named) within
+ * a few tries; mqbus_query() asks again later and gets its answer once
+ * the second has passed; root is never refused.
+ */
+START_TEST(test_query_budget)
+{
+	struct testbus tb = { 0 };
+	uid_t uid;
+	gid_t gid;
+	long long refused;
+	mqbus *root;
+	pid_t child;
+	char *text;
+	int i;
+
+	if (testbus_need_test_user("query_budget", &uid, &gid) < 0)
+		return;
+	testbus_start(&tb, "[bus]\nquery_budget_per_uid = 3\n");
+	root = testbus_connect(&tb, 0, 0);
+	refused = testbus_stat(root, "quota_refused");
+	/* root asks as often as it likes */
+	for (i = 0; i < 5; i++) {
+		ck_assert_int_eq(mqbus_query(root, "clients", &text), 0);
+		free(text);
+	}
+	child = testbus_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		mqbus *b = NULL;
+		int r, busy = 0;
+
+		r = testbus_become(uid, gid);
+		if (r == 0)
+			r = testbus_try_connect(tb.bus, 0, 0, &b, NULL, 0);
+		if (r < 0)
+			_exit(2);
+		/* 2 clients: each part walks 3 items, the whole budget */
+		mqbus_set_timeout(b, 100);
+		for (i = 0; i < 10 && !busy; i++) {
+			r = mqbus_query(b, "clients", &text);
+			if (r == 0)
+				free(text);
+			else if (r == -EBUSY &&
+				 strstr(mqbus_last_error(b),
+					"query_budget_per_uid = 3"))
+				busy = 1;
+			else
+				_exit(3);
+		}
+		if (!busy)
+			_exit(4);
+		mqbus_set_timeout(b, 5000);
+		r = mqbus_query(b, "clients", &text);
+		if (r < 0 || !strstr(text, "id="))
+			_exit(5);
+		free(text);
+		mqbus_free(b);
+		_exit(0);
+	}
+	ck_assert_int_eq(testbus_wait(child, 20000), 0);
+	ck_assert_int_gt(testbus_stat(root, "quota_refused"), refused);
+	mqbus_free(root);
+	testbus_finish(&tb);
+}
+END_TEST
+
 START_TEST(test_pending)
 {
 	struct testbus tb = { 0 };
@@ -4095,6 +4164,7 @@ int main(void)
 	add_case(s, "batch_publish", test_batch_publish);
 	add_case(s, "batch_priority", test_batch_priority);
 	add_case(s, "drop_notice", test_drop_notice);
+	add_case(s, "query_budget", test_query_budget);
 	add_case(s, "group_full", test_group_full);
 	add_case(s, "group_unsubscribe", test_group_unsubscribe);
 	add_case(s, "group_request", test_group_request);
