@@ -382,6 +382,8 @@ static void dbus_send(void *ctx, const void *buf, size_t len)
 	sd_bus_message *m = NULL;
 	int r;
 
+	if (peer_drop(BENCH_PEER_DBUS, buf))
+		return;
 	r = sd_bus_message_new_signal(bus, &m, DBUS_PATH, DBUS_IFACE, "Data");
 	if (r >= 0)
 		r = sd_bus_message_append_array(m, 'y', buf, len);

@@ -300,6 +300,8 @@ static void mqtt_end(struct mqtt_client *c)
 
 static void mqtt_send(void *ctx, const void *buf, size_t len)
 {
+	if (peer_drop(BENCH_PEER_MQTT, buf))
+		return;
 	mqtt_publish(ctx, BENCH_TOPIC, buf, len);
 }
 

@@ -75,6 +75,28 @@ bool peer_find_program(const char *name, char *path, size_t len)
 	return false;
 }
 
+bool peer_drop(enum bench_peer peer, const void *buf)
+{
+	static int parsed; /* 0: not yet, 1: no drop, 2: drop */
+	static unsigned long long seq;
+	struct bench_payload p;
+
+	if (!parsed) {
+		const char *env = getenv("MQBUS_BENCH_PEER_DROP");
+		const char *name = peer_ops_of(peer)->name;
+		size_t n = strlen(name);
+
+		parsed = 1;
+		if (env && strncmp(env, name, n) == 0 && env[n] == ':' &&
+		    sscanf(env + n + 1, "%llu", &seq) == 1)
+			parsed = 2;
+	}
+	if (parsed == 1)
+		return false;
+	memcpy(&p, buf, sizeof(p));
+	return p.seq == seq;
+}
+
 void peer_work(const struct bench_job *job)
 {
 	if (job->which_peer == BENCH_PEER_DBUS)

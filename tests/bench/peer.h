@@ -66,6 +66,14 @@ void peer_dir_remove(struct peer_broker *b);
 /* The first of PATH, /usr/sbin, /sbin that has an executable name. */
 bool peer_find_program(const char *name, char *path, size_t len);
 
+/*
+ * The test's hook (tests/bench-peers.sh): with MQBUS_BENCH_PEER_DROP set
+ * to "NAME:SEQ" (NAME as in struct peer_ops), the publisher of that peer
+ * leaves out message SEQ, as a broker that lost it would, so that the
+ * test sees the row fail.  True if the payload in buf is that message.
+ */
+bool peer_drop(enum bench_peer peer, const void *buf);
+
 /* The workers: runs job (JOB_PEER_*) as a client of its peer. */
 void peer_work(const struct bench_job *job) __attribute__((noreturn));
 void peer_dbus_work(const struct bench_job *job) __attribute__((noreturn));
