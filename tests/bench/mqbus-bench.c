@@ -1171,6 +1171,11 @@ static void row_judge(struct row *r)
 		/* a pubsub round trip with small queues: no raw counterpart */
 		r->ratio_direct = r->ratio_relay = NAN;
 	}
+	if (r->mode >= MODE_DBUS_PUBSUB && r->mode <= MODE_MQTT_RTT) {
+		/* a peer row: compared with the mqbus row of its set only */
+		r->ratio_direct = r->ratio_relay = NAN;
+		return;
+	}
 	if (r->vs_peers) {
 		/* its own targets are judged on the standard rows */
 		row_judge_peers(r);

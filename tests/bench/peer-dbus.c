@@ -112,7 +112,7 @@ static int dbus_prepare(struct peer_broker *b, char *why, size_t len)
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	char path[128], dummy[256];
 
-	b->listen_fd = b->journal_fd = -1;
+	b->listen_fd = -1;
 	if (!peer_find_program("dbus-broker-launch", launcher_path,
 			       sizeof(launcher_path)) ||
 	    !peer_find_program("dbus-broker", dummy, sizeof(dummy))) {
@@ -121,8 +121,8 @@ static int dbus_prepare(struct peer_broker *b, char *why, size_t len)
 			 "dbus-broker)");
 		return -1;
 	}
-	b->journal_fd = journal_listens() ? -2 : -1;
-	if (b->journal_fd == -1 && geteuid() != 0) {
+	b->fake_journal = !journal_listens();
+	if (b->fake_journal && geteuid() != 0) {
 		snprintf(why, len,
 			 "skipped: dbus-broker-launch logs to the journal only,"
 			 " no journald listens on %s, and only root can give "
@@ -204,7 +204,7 @@ static void dbus_exec(struct peer_broker *b)
 	char conf[128], pid[32];
 
 	snprintf(conf, sizeof(conf), "%s/bus.conf", b->dir);
-	if (b->journal_fd == -1)
+	if (b->fake_journal)
 		journal_fake();
 	/* socket activation: the listening socket as fd 3 */
 	if (b->listen_fd != 3 && dup2(b->listen_fd, 3) < 0)

@@ -72,7 +72,7 @@ static int mqtt_prepare(struct peer_broker *b, char *why, size_t len)
 	char conf[128];
 	FILE *f;
 
-	b->listen_fd = b->journal_fd = -1;
+	b->listen_fd = -1;
 #ifndef HAVE_LIBMOSQUITTO
 	snprintf(why, len,
 		 "skipped: mosquitto's clients not built in (libmosquitto-dev "

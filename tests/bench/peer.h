@@ -34,7 +34,7 @@ struct peer_broker {
 	char addr[160];	     /* what clients connect to (job->peer_addr) */
 	unsigned port;	     /* mqtt: the TCP port (job->peer_port) */
 	int listen_fd;	     /* dbus: the listening socket it inherits */
-	int journal_fd;	     /* dbus: see peer-dbus.c */
+	bool fake_journal;   /* dbus: give the launcher a journal */
 };
 
 struct peer_ops {
