@@ -2793,8 +2793,17 @@ static bool peer_start(struct peer_broker *b, enum bench_peer peer)
 	for (;;) {
 		int r = ops->ready(b, why, sizeof(why)), st;
 
-		if (r == 0)
+		if (r == 0) {
+			char port[24] = "";
+
+			if (b->port)
+				snprintf(port, sizeof(port), " port %u",
+					 b->port);
+			peer_version(peer, why, sizeof(why));
+			note("%s: %s, pid %d, on %s%s", ops->name, why,
+			     (int)b->cpu_pid, b->addr, port);
 			return true;
+		}
 		st = child_wait(pid, 0);
 		if (r < 0 || st != -1 || now_ns() > end) {
 			peer_print_log(b);

@@ -311,6 +311,7 @@ static void dbus_cleanup(struct peer_broker *b)
 const struct peer_ops peer_dbus_ops = {
 	.name = "dbus-broker",
 	.column = "dbus_broker",
+	.version = "dbus-broker-launch --version",
 	.prepare = dbus_prepare,
 	.exec = dbus_exec,
 	.ready = dbus_ready,

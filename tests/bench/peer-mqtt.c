@@ -156,6 +156,7 @@ static void mqtt_cleanup(struct peer_broker *b)
 const struct peer_ops peer_mqtt_ops = {
 	.name = "mosquitto",
 	.column = "mosquitto",
+	.version = "mosquitto -h",
 	.prepare = mqtt_prepare,
 	.exec = mqtt_exec,
 	.ready = mqtt_ready,

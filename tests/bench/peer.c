@@ -59,6 +59,22 @@ void peer_dir_remove(struct peer_broker *b)
 	b->dir[0] = '\0';
 }
 
+void peer_version(enum bench_peer peer, char *buf, size_t len)
+{
+	char cmd[128];
+	FILE *f;
+
+	snprintf(buf, len, "?");
+	snprintf(cmd, sizeof(cmd), "PATH=\"$PATH:/usr/sbin:/sbin\" %s 2>&1",
+		 peer_ops_of(peer)->version);
+	f = popen(cmd, "re");
+	if (!f)
+		return;
+	if (fgets(buf, (int)len, f))
+		buf[strcspn(buf, "\n")] = '\0';
+	pclose(f);
+}
+
 bool peer_find_program(const char *name, char *path, size_t len)
 {
 	const char *env = getenv("PATH");

@@ -40,6 +40,7 @@ struct peer_broker {
 struct peer_ops {
 	const char *name;   /* "dbus-broker", "mosquitto" */
 	const char *column; /* the JSON key of the ratio: "dbus_broker" */
+	const char *version; /* a command whose first line is the version */
 	/*
 	 * Makes b's directory and config.  Returns 0, or -1 with why the
 	 * peer cannot be measured here in why ("dbus-broker not
@@ -63,6 +64,8 @@ const struct peer_ops *peer_ops_of(enum bench_peer peer);
 int peer_dir_make(struct peer_broker *b, const char *what, char *why,
 		  size_t len);
 void peer_dir_remove(struct peer_broker *b);
+/* The first line of the peer's version command, or "?". */
+void peer_version(enum bench_peer peer, char *buf, size_t len);
 /* The first of PATH, /usr/sbin, /sbin that has an executable name. */
 bool peer_find_program(const char *name, char *path, size_t len);
 
