@@ -112,3 +112,7 @@ TESTS += tests/python.sh
 EXTRA_DIST += tests/python.sh python/pyproject.toml python/README.md \
 	python/mqbus/__init__.py python/mqbus/_ffi.py \
 	python/tests/conftest.py python/tests/test_bus.py
+# mqbus-bench's peer rows (dbus-broker, mosquitto): they run, and check
+# every message
+TESTS += tests/bench-peers.sh
+EXTRA_DIST += tests/bench-peers.sh

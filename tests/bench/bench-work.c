@@ -42,6 +42,7 @@
 
 #include "client/mqbus.h"
 #include "tests/bench/bench.h"
+#include "tests/bench/peer.h"
 
 /* the relay's notification signal, the one mqbusd uses */
 #define RELAY_SIGNAL (SIGRTMIN + 1)
@@ -1335,6 +1336,64 @@ static void scale_probe(void)
 	bus_end(b);
 }
 
+/* ---------------------------------------------------------------- peers */
+
+/* The same steps for the peers' clients (bench.h). */
+const struct bench_job *work_job(void)
+{
+	return job;
+}
+
+void work_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	bench_vfail(job->ctl, fmt, ap);
+	va_end(ap);
+	_exit(1);
+}
+
+void work_ready(void)
+{
+	phase_ready();
+}
+
+void work_end(void)
+{
+	phase_done();
+	phase_quit();
+}
+
+void work_source(work_send_fn send, void *ctx)
+{
+	static unsigned char buf[BENCH_MSGSIZE];
+
+	source_run(send, ctx, buf, 0);
+}
+
+bool work_sink_take(const void *buf, size_t len)
+{
+	static struct sink_state s;
+
+	return sink_take(&s, buf, len);
+}
+
+bool work_echo_take(const void *buf, size_t len)
+{
+	static uint64_t next;
+
+	return echo_take(buf, len, &next);
+}
+
+void work_pinger(work_exchange_fn exchange, void *ctx)
+{
+	static unsigned char buf[BENCH_MSGSIZE];
+	struct pinger_ops ops = {.exchange = exchange, .ctx = ctx, .pad = 0};
+
+	pinger_run(&ops, buf);
+}
+
 /* ---------------------------------------------------------------- entry */
 
 /* Process names, so that perf, top and ps tell the roles apart. */
@@ -1354,6 +1413,11 @@ static const char *const job_names[] = {
 	[JOB_SCALE_PONG] = "mqb-scale-pong",
 	[JOB_SCALE_LATE] = "mqb-scale-late",
 	[JOB_SCALE_PROBE] = "mqb-scale-probe",
+	/* renamed after their peer by peer_work() */
+	[JOB_PEER_SOURCE] = "mqb-peer-pub",
+	[JOB_PEER_SINK] = "mqb-peer-sub",
+	[JOB_PEER_ECHO] = "mqb-peer-echo",
+	[JOB_PEER_PINGER] = "mqb-peer-req",
 };
 
 void bench_work(const struct bench_job *j)
@@ -1406,6 +1470,12 @@ void bench_work(const struct bench_job *j)
 		break;
 	case JOB_SCALE_PROBE:
 		scale_probe();
+		break;
+	case JOB_PEER_SOURCE:
+	case JOB_PEER_SINK:
+	case JOB_PEER_ECHO:
+	case JOB_PEER_PINGER:
+		peer_work(j);
 		break;
 	}
 	_exit(0);
