@@ -772,7 +772,9 @@ int deliver_message(struct peer *p, const struct delivery *d)
 	/* a client that reads frames gets its messages at the end of the
 	 * turn, packed; behind a backlog, keep order: queue instead of
 	 * overtaking it */
-	if (p->batch && p->n_pending == 0) {
+	/* a request waits for its answer: it goes at once, unless
+	 * something routed before it waits for the end of the turn */
+	if (p->batch && p->n_pending == 0 && (!d->request || p->n_staged)) {
 		if (!stage_fits(p, d))
 			stage_flush(p);
 		if (p->closing)
