@@ -746,7 +746,7 @@ static void ctl_connection(mqbus *b, int event, int error, void *userdata)
 static int sub_loop(mqbus *b, const struct sub_opts *o)
 {
 	const char *cmd = o->cmd ? o->cmd : "sub";
-	uint64_t deadline = 0;
+	uint64_t deadline = 0, synced = now_ns();
 	unsigned long long seen = 0;
 
 	mqbus_set_connection_cb(b, ctl_connection, (void *)cmd);
@@ -786,6 +786,19 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 					cmd, o->timeout_ms, seen,
 					seen == 1 ? "" : "s");
 				return EXIT_TIMEOUT;
+			}
+			/* quiet for a second: did the daemon end one of our
+			 * subscriptions (a reload took the right away)?  It
+			 * says so with an error that answers no request */
+			if (now_ns() - synced >= 1000000000u) {
+				synced = now_ns();
+				r = mqbus_sync(b);
+				if (r < 0 && r != -ENOTCONN && r != -ETIMEDOUT &&
+				    r != -ECONNRESET) {
+					fprintf(stderr, "mqbusctl: %s: %s\n", cmd,
+						mqbus_last_error(b));
+					return EXIT_ERROR;
+				}
 			}
 			continue;
 		}
