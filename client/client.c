@@ -166,6 +166,8 @@ struct mqbus {
 	mqd_t tx;
 	mqd_t rx;      /* O_NONBLOCK */
 	mqd_t rx_wait; /* the same queue, blocking */
+	mqd_t tx_nb;   /* tx, O_NONBLOCK: the held frame's tries (opened
+			  when first needed) */
 	char tx_name[PROTO_QNAME_MAX + 1];
 	char rx_name[PROTO_QNAME_MAX + 1];
 	uint32_t client_id;
@@ -281,7 +283,7 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
-	b->tx = b->rx = b->rx_wait = (mqd_t)-1;
+	b->tx = b->rx = b->rx_wait = b->tx_nb = (mqd_t)-1;
 	b->epfd = b->pidfd = -1;
 	b->reconnect = true;
 	b->maxmsg = DEFAULT_MAXMSG;
@@ -564,11 +566,13 @@ static void close_queues(mqbus *b)
 	}
 	if (b->rx_wait != (mqd_t)-1)
 		mq_close(b->rx_wait);
+	if (b->tx_nb != (mqd_t)-1)
+		mq_close(b->tx_nb);
 	if (b->rx != (mqd_t)-1) {
 		mq_close(b->rx);
 		mq_unlink(b->rx_name);
 	}
-	b->tx = b->rx = b->rx_wait = (mqd_t)-1;
+	b->tx = b->rx = b->rx_wait = b->tx_nb = (mqd_t)-1;
 	b->held_watch = false; /* closing tx took it out of the set */
 }
 
@@ -691,6 +695,25 @@ static int tx_write(mqbus *b, const void *buf, size_t len, unsigned prio)
 static int send_now(mqbus *b, const void *buf, size_t len, unsigned prio);
 
 /*
+ * Writes into tx at once or not at all (-EAGAIN), on a descriptor of tx
+ * opened O_NONBLOCK: a full queue answers at once, where a timed send
+ * that has already timed out still goes through the kernel's sleep and
+ * its task switch, once per publish while a frame is held.
+ */
+static int send_nonblock(mqbus *b, const void *buf, size_t len,
+			 unsigned prio)
+{
+	if (b->tx_nb == (mqd_t)-1) {
+		b->tx_nb = mq_open(b->tx_name, O_WRONLY | O_NONBLOCK);
+		if (b->tx_nb == (mqd_t)-1)
+			return send_now(b, buf, len, prio);
+	}
+	if (mq_send(b->tx_nb, buf, len, prio) == 0)
+		return 0;
+	return -errno;
+}
+
+/*
  * While a frame is held, tx is in the epoll set of mqbus_get_fd(): a
  * program's own loop wakes when tx has room, and mqbus_process() sends
  * the frame.
@@ -756,7 +779,7 @@ static int held_send(mqbus *b, bool wait)
 	else if (b->tx == (mqd_t)-1 || b->bye)
 		r = -EAGAIN;
 	else
-		r = send_now(b, buf, len, b->held_prio);
+		r = send_nonblock(b, buf, len, b->held_prio);
 	if (r == 0) {
 		b->held_n = 0;
 		b->held_len = 0;
@@ -788,7 +811,7 @@ static int publish_out(mqbus *b, const void *buf, size_t len, unsigned prio)
 		return send_tx(b, buf, len, prio);
 	r = held_send(b, false);
 	if (r == 0)
-		r = send_now(b, buf, len, prio);
+		r = send_nonblock(b, buf, len, prio);
 	if (r == 0 || (r == -EAGAIN && held_add(b, buf, len, prio)))
 		return 0;
 	if (r != -EAGAIN)

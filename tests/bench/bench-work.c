@@ -814,10 +814,10 @@ static void bus_source(void)
 	mqbus *b = bus_connect();
 	const char *pb = getenv("MQBUS_BENCH_PUBLISH_BATCH");
 
-	/* MQBUS_BENCH_PUBLISH_BATCH=1: the publisher lets libmqbus pack
-	 * what a full tx cannot take yet, and flushes before it waits for
-	 * its window (README.md says what it measured) */
-	if (pb && strcmp(pb, "1") == 0) {
+	/* a flooding publisher lets libmqbus pack what a full tx cannot
+	 * take yet, and flushes before it waits for its window;
+	 * MQBUS_BENCH_PUBLISH_BATCH=0: it waits for room instead */
+	if (!pb || strcmp(pb, "0") != 0) {
 		mqbus_set_publish_batch(b, 1);
 		bus_flushed = b;
 		window_flush = bus_flush;

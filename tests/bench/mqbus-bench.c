@@ -3294,6 +3294,18 @@ static void print_header(void)
 	else
 		note("every process runs as uid %u", (unsigned)getuid());
 	note("mqbusd: %s", opt.daemon);
+	{
+		const char *pb = getenv("MQBUS_BENCH_PUBLISH_BATCH");
+
+		if (pb && strcmp(pb, "0") == 0)
+			note("mqbus publishers wait for room in a full tx "
+			     "(MQBUS_BENCH_PUBLISH_BATCH=0)");
+		else
+			note("mqbus publishers hold what a full tx cannot "
+			     "take in a batch frame "
+			     "(mqbus_set_publish_batch; "
+			     "MQBUS_BENCH_PUBLISH_BATCH=0: not)");
+	}
 	if (opt.raw_poll)
 		note("raw round-trip clients wait as libmqbus does: poll, then "
 		     "mq_receive (--raw-wait=poll)");
