@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
 
+#include "daemon/bridge.h"
 #include "daemon/deliver.h"
 #include "daemon/msgbuf.h"
 #include "daemon/peer.h"
@@ -516,6 +517,7 @@ int stats_text(struct server *s, char *buf, size_t cap)
 		text_add(buf, cap, &len, "%s=%llu\n", stat_fields[i].name,
 			 (unsigned long long)v);
 	}
+	bridge_stats_text(s, buf, cap, &len);
 	return (int)len;
 }
 

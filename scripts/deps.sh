@@ -23,6 +23,9 @@ PACKAGES=(
 	passwd       # useradd, for tests/multiuser.sh
 	procps       # /bin/kill, used by the unit's ExecReload
 	coreutils gzip tar
+	libmosquitto-dev # the MQTT bridge of mqbusd (configure --with-mqtt)
+	mosquitto mosquitto-clients # tests/bridge.sh: a real broker,
+	             # mosquitto_sub/mosquitto_pub
 	clang libclang-rt-14-dev # the libFuzzer targets (tests/fuzz); the
 	             # fuzzer runtime is only a Recommends of clang-14
 )
