@@ -368,21 +368,26 @@ static int bridge_send(struct bridge *b, struct msgbuf *m)
 			return -ENOMEM;
 		}
 	}
+	/* counted before: libmosquitto writes a QoS 0 message at once if
+	 * it can, and says so (on_publish) before it returns */
+	if (!map->qos)
+		b->inflight0++;
 	rc = mosquitto_publish_v5(b->mosq, &mid, remote,
 				  (int)pm.h.payload_len, pm.payload,
 				  (int)map->qos, false, props);
 	mosquitto_property_free_all(&props);
 	if (rc != MOSQ_ERR_SUCCESS) {
+		if (!map->qos && b->inflight0)
+			b->inflight0--;
 		log_debug("bridge %s: publish on %s: %s", b->conf.name, remote,
 			  mosquitto_strerror(rc));
 		return -EIO;
 	}
 	b->sent++;
 	if (map->qos) {
+		/* its PUBACK comes from a later read, never before this */
 		b->qos1_mid[mid / 8] |= (uint8_t)(1u << (mid % 8));
 		b->inflight1++;
-	} else {
-		b->inflight0++;
 	}
 	return 0;
 }
@@ -616,16 +621,17 @@ out:
 
 static void bridge_subscribe_in(struct bridge *b)
 {
-	int opts;
+	/* MQTT 5: the broker sends nothing we published back to us */
+	int opts = b->conf.mqtt_version == 5 ? MQTT_SUB_OPT_NO_LOCAL : 0;
+	int rc;
 
 	for (size_t i = 0; i < b->conf.n_in; i++) {
-		opts = (int)b->conf.in[i].qos;
-		if (b->conf.mqtt_version == 5)
-			opts |= MQTT_SUB_OPT_NO_LOCAL;
-		if (mosquitto_subscribe_v5(b->mosq, NULL, b->conf.in[i].pattern,
-					   opts, 0, NULL) != MOSQ_ERR_SUCCESS)
-			log_warnx("bridge %s: cannot subscribe to %s",
-				  b->conf.name, b->conf.in[i].pattern);
+		rc = mosquitto_subscribe_v5(b->mosq, NULL, b->conf.in[i].pattern,
+					    (int)b->conf.in[i].qos, opts, NULL);
+		if (rc != MOSQ_ERR_SUCCESS)
+			log_warnx("bridge %s: cannot subscribe to %s: %s",
+				  b->conf.name, b->conf.in[i].pattern,
+				  mosquitto_strerror(rc));
 	}
 }
 

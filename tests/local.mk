@@ -112,3 +112,7 @@ TESTS += tests/python.sh
 EXTRA_DIST += tests/python.sh python/pyproject.toml python/README.md \
 	python/mqbus/__init__.py python/mqbus/_ffi.py \
 	python/tests/conftest.py python/tests/test_bus.py
+# tests/bridge.sh: the MQTT bridge against a real mosquitto on loopback
+# (skipped without mosquitto, failed without it under CI=true)
+TESTS += tests/bridge.sh
+EXTRA_DIST += tests/bridge.sh
