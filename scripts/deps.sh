@@ -19,7 +19,8 @@ PACKAGES=(
 	debhelper lintian dpkg-dev # the Debian packages (tests/debian.sh)
 	python3      # JSON checks in the tests
 	python3-pytest  # tests/python.sh
-	util-linux   # unshare, setpriv, flock, prlimit
+	util-linux   # unshare, nsenter, setpriv, flock, prlimit
+	iproute2     # ip: veth pairs of tests/bridge-hosts.sh
 	passwd       # useradd, for tests/multiuser.sh
 	procps       # /bin/kill, used by the unit's ExecReload
 	coreutils gzip tar

@@ -112,7 +112,8 @@ TESTS += tests/python.sh
 EXTRA_DIST += tests/python.sh python/pyproject.toml python/README.md \
 	python/mqbus/__init__.py python/mqbus/_ffi.py \
 	python/tests/conftest.py python/tests/test_bus.py
-# tests/bridge.sh: the MQTT bridge against a real mosquitto on loopback
-# (skipped without mosquitto, failed without it under CI=true)
-TESTS += tests/bridge.sh
-EXTRA_DIST += tests/bridge.sh
+# tests/bridge.sh: the MQTT bridge against a real mosquitto on loopback;
+# tests/bridge-hosts.sh: two hosts (network, IPC, mount namespaces) through
+# one mosquitto (both skipped without mosquitto, failed under CI=true)
+TESTS += tests/bridge.sh tests/bridge-hosts.sh
+EXTRA_DIST += tests/bridge.sh tests/bridge-hosts.sh
