@@ -76,7 +76,6 @@ struct bridge {
 	char *client_id;
 	char *password;
 	struct policy_identity ident;
-	char *user_name; /* for the mqbus-user property of what goes out */
 
 	struct event *read_ev;	/* on the socket, while there is one */
 	struct event *write_ev; /* while libmosquitto has output */
@@ -106,6 +105,9 @@ struct bridge_set {
 	size_t n;
 	bool injecting; /* routing what came from a broker */
 	char host[256]; /* gethostname(), for mqbus-host */
+	uid_t name_uid;	/* the last uid bridge_user_name() looked up */
+	bool name_valid;
+	char name[64];
 };
 
 static bool bridge_lib_ready;
@@ -310,19 +312,21 @@ static int bridge_prop(mosquitto_property **props, const char *name,
 						  name, value);
 }
 
-/* The user name of uid, remembered for the last uid asked. */
-static const char *bridge_user_name(struct bridge *b, uid_t uid)
+/* The user name of uid ("" if none), remembered for the last uid asked:
+ * a bus's messages mostly come from few users, and a passwd look-up per
+ * message would cost more than the rest of the bridge. */
+static const char *bridge_user_name(struct bridge_set *set, uid_t uid)
 {
-	static uid_t cached_uid = (uid_t)-1;
-	static char cached[64];
 	struct passwd *pw;
 
-	if (uid != cached_uid) {
+	if (!set->name_valid || uid != set->name_uid) {
 		pw = getpwuid(uid);
-		snprintf(cached, sizeof(cached), "%s", pw ? pw->pw_name : "");
-		cached_uid = uid;
+		snprintf(set->name, sizeof(set->name), "%s",
+			 pw ? pw->pw_name : "");
+		set->name_uid = uid;
+		set->name_valid = true;
 	}
-	return cached;
+	return set->name;
 }
 
 /* Hands one message to libmosquitto.  Returns 0 or -EIO. */
@@ -344,7 +348,7 @@ static int bridge_send(struct bridge *b, struct msgbuf *m)
 		 map->prefix ? map->prefix : "", map->prefix ? "/" : "",
 		 pm.topic);
 	if (b->conf.mqtt_version == 5) {
-		user = bridge_user_name(b, pm.h.sender_uid);
+		user = bridge_user_name(b->set, pm.h.sender_uid);
 		rc = bridge_prop(&props, "mqbus-priority", "%u",
 				 (unsigned)pm.h.priority);
 		if (!rc && pm.h.key_len)

@@ -524,8 +524,9 @@ int stats_text(struct server *s, char *buf, size_t cap)
 void stats_handle(struct peer *p, struct msgbuf *m,
 		  const struct proto_msg *pm)
 {
-	unsigned char buf[4096];
-	char text[2048];
+	/* room for the bus's lines and a few dozen bridges' (bridge.c) */
+	unsigned char buf[8192];
+	char text[8192 - PROTO_HEADER_SIZE - 1];
 	struct proto_header h;
 	int len, n;
 

@@ -298,6 +298,144 @@ mqb_check "local publishing does not wait for the broker" \
 mqb_daemon_stop
 mqb_is "mqbusd stops cleanly with its broker gone" "$MQB_DSTATUS" 0
 
+# ---------------------------------------------------------------- auth, TLS
+# a second broker: anonymous on P1, a password on P2, TLS on P3
+P1=$(free_port)
+P2=$(free_port)
+P3=$(free_port)
+T=$MQB_TMP/tls
+mkdir -p "$T"
+(
+	cd "$T" &&
+		openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+			-nodes -keyout ca.key -out ca.crt -days 2 \
+			-subj /CN=mqbus-test-ca &&
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+			-nodes -keyout server.key -out server.csr \
+			-subj /CN=127.0.0.1 &&
+		printf 'subjectAltName=IP:127.0.0.1\n' >san.ext &&
+		openssl x509 -req -in server.csr -CA ca.crt -CAkey ca.key \
+			-CAcreateserial -days 2 -extfile san.ext -out server.crt
+) >"$MQB_TMP/openssl.log" 2>&1 ||
+	mqb_bail "a test CA and server certificate" "$(cat "$MQB_TMP/openssl.log")"
+mosquitto_passwd -b -c "$MQB_TMP/passwd" bridgeuser s3cret ||
+	mqb_bail "mosquitto_passwd makes a password file"
+printf 's3cret\n' >"$MQB_TMP/bridge.pw"
+printf 'wrong\n' >"$MQB_TMP/bad.pw"
+MOSQ_LOG=$MQB_TMP/mosquitto2.log
+cat >"$MQB_TMP/mosquitto.conf" <<MOSQ
+per_listener_settings true
+user $(id -un)
+log_dest file $MOSQ_LOG
+log_type all
+listener $P1 127.0.0.1
+allow_anonymous true
+listener $P2 127.0.0.1
+allow_anonymous false
+password_file $MQB_TMP/passwd
+listener $P3 127.0.0.1
+allow_anonymous true
+cafile $T/ca.crt
+certfile $T/server.crt
+keyfile $T/server.key
+MOSQ
+PORT=$P3 broker_start || mqb_bail "the second mosquitto starts" \
+	"$(cat "$MQB_TMP/mosquitto.err" "$MOSQ_LOG" 2>/dev/null)"
+
+# auth_conf [QUEUE]: the bridges; with QUEUE, tls gets another queue
+# size and bad goes
+auth_conf() {
+	cat <<CONF
+[bridge plain]
+host = 127.0.0.1
+port = $P1
+client_id = plain-$BUS
+out = plain/#
+
+[bridge auth]
+host = 127.0.0.1
+port = $P2
+client_id = auth-$BUS
+username = bridgeuser
+password_file = $MQB_TMP/bridge.pw
+out = auth/#
+
+[bridge tls]
+host = 127.0.0.1
+port = $P3
+client_id = tls-$BUS
+cafile = $T/ca.crt
+queue = ${1:-100}
+out = tls/#
+CONF
+	if [ -z "${1:-}" ]; then
+		cat <<CONF
+
+[bridge bad]
+host = 127.0.0.1
+port = $P2
+client_id = bad-$BUS
+username = bridgeuser
+password_file = $MQB_TMP/bad.pw
+reconnect_min_ms = 100
+out = bad/#
+CONF
+	fi
+}
+auth_conf >"$MQB_TMP/auth.conf"
+mqb_daemon_start notify -c "$MQB_TMP/auth.conf" -v ||
+	mqb_bail "mqbusd starts with four bridges"
+mqb_wait_for 5000 stat_is bridge.auth.connected 1
+mqb_true "a password_file's password is accepted" $? \
+	"$(grep -i bridge "$MQB_DERR")"
+mqb_wait_for 5000 stat_is bridge.tls.connected 1
+mqb_true "TLS with cafile connects (port $P3)" $? \
+	"$(grep -i bridge "$MQB_DERR")"
+mqb_wait_for 5000 grep -q "bridge bad: no connection to" "$MQB_DERR"
+mqb_true "a wrong password is refused and said so" $? \
+	"$(grep -i bridge "$MQB_DERR")"
+mqb_is "the refused bridge is not connected" \
+	"$(mqb_stat bridge.bad.connected)" 0
+R=$MQB_TMP/tls.out
+mosquitto_sub -h 127.0.0.1 -p "$P3" --cafile "$T/ca.crt" -V mqttv5 \
+	-i rsub-tls -t 'tls/#' -C 1 -F '%t|%p' >"$R" 2>&1 &
+RPID=$!
+mqb_track "$RPID"
+mqb_wait_for 5000 grep -q "Received SUBSCRIBE from rsub-tls" "$MOSQ_LOG"
+"$MQBUSCTL" pub tls/x over-tls
+mqb_wait_pid "$RPID" 5000
+mqb_is "a message crosses over TLS" "$(cat "$R")" "tls/x|over-tls"
+
+# reload: plain and auth unchanged (their connection stays), tls changed
+# (reconnects), bad gone
+connects() {
+	grep -c "New client connected from .* as $1-$BUS" "$MOSQ_LOG"
+}
+tls_reconnected() {
+	[ "$(connects tls)" -gt "$before_tls" ]
+}
+before_plain=$(connects plain)
+before_tls=$(connects tls)
+auth_conf 7 >"$MQB_TMP/auth.conf"
+kill -HUP "$MQB_DPID"
+mqb_wait_for 5000 grep -q "reloaded $MQB_TMP/auth.conf" "$MQB_DERR"
+mqb_true "reload" $?
+mqb_wait_for 5000 tls_reconnected
+mqb_true "reload: the changed bridge reconnects" $?
+mqb_wait_for 5000 stat_is bridge.tls.connected 1
+mqb_true "reload: and is connected again" $?
+mqb_is "reload: an unchanged one keeps its connection" \
+	"$(connects plain)" "$before_plain"
+mqb_is "reload: the removed one is gone from the stats" \
+	"$("$MQBUSCTL" stats | grep -c '^bridge\.bad\.')" 0
+mqb_is "reload: four bridges became three, all connected" \
+	"$("$MQBUSCTL" stats | grep -c '^bridge\..*\.connected=1')" 3
+mqb_daemon_stop
+mqb_is "mqbusd stops cleanly" "$MQB_DSTATUS" 0
+mqb_like "the broker saw the bridges say goodbye" \
+	"$(grep "Received DISCONNECT from auth-$BUS" "$MOSQ_LOG")" DISCONNECT
+broker_stop
+
 # ---------------------------------------------------------------- config
 bad_config() {
 	local name=$1 want=$2 f=$MQB_TMP/bad.conf
