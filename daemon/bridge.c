@@ -86,7 +86,7 @@ struct bridge {
 	bool ever_connected;
 	unsigned failures; /* attempts failed since the last connection */
 	unsigned retry_ms;
-	char last_error[128];
+	char refusal[128]; /* the broker's CONNACK reason, until used */
 
 	struct bridge_item *head, *tail;
 	unsigned n_queued;
@@ -162,8 +162,10 @@ static void bridge_want_write(struct bridge *b)
 static void bridge_after_io(struct bridge *b, int rc)
 {
 	if (b->fd >= 0 && mosquitto_socket(b->mosq) != b->fd) {
-		bridge_lost(b, rc ? mosquitto_strerror(rc) :
-				    "connection closed");
+		bridge_lost(b, b->refusal[0] ? b->refusal :
+			       rc	     ? mosquitto_strerror(rc) :
+					       "connection closed");
+		b->refusal[0] = '\0';
 		return;
 	}
 	if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) {
@@ -223,7 +225,6 @@ static void bridge_schedule(struct bridge *b, const char *why)
 
 	b->failures++;
 	b->retry_ms = bridge_backoff(b);
-	snprintf(b->last_error, sizeof(b->last_error), "%s", why);
 	/* the journal hears of the first failure, the rest only in the
 	 * debug log: a broker down for a day is one entry, not thousands */
 	if (first)
@@ -645,8 +646,10 @@ static void bridge_on_connect(struct mosquitto *mosq, void *arg, int rc,
 	struct bridge *b = arg;
 
 	if (rc != 0) {
-		/* libmosquitto closes the socket; bridge_after_io() sees */
-		snprintf(b->last_error, sizeof(b->last_error), "%s",
+		/* libmosquitto closes the socket; bridge_after_io() sees
+		 * that and says why */
+		snprintf(b->refusal, sizeof(b->refusal),
+			 "the broker refused the connection: %s",
 			 b->conf.mqtt_version == 5 ? mosquitto_reason_string(rc) :
 						     mosquitto_connack_string(rc));
 		return;

@@ -391,7 +391,7 @@ mqb_true "a password_file's password is accepted" $? \
 mqb_wait_for 5000 stat_is bridge.tls.connected 1
 mqb_true "TLS with cafile connects (port $P3)" $? \
 	"$(grep -i bridge "$MQB_DERR")"
-mqb_wait_for 5000 grep -q "bridge bad: no connection to" "$MQB_DERR"
+mqb_wait_for 5000 grep -Eq "bridge bad: no connection to .*refused the connection: Not authori[sz]ed" "$MQB_DERR"
 mqb_true "a wrong password is refused and said so" $? \
 	"$(grep -i bridge "$MQB_DERR")"
 mqb_is "the refused bridge is not connected" \
