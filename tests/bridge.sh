@@ -234,6 +234,22 @@ mqb_is "loops: nothing of ours came back" \
 kill "$RPID" "$MQB_SPID" 2>/dev/null
 
 # ---------------------------------------------------------------- broker away
+# local_ms N: ms for N local messages on the bridged sensors/rtt, from
+# the first publish to the last delivery to a local subscriber
+local_ms() {
+	local n=$1 t0 t1 i
+	mqb_sub_start "$MQB_TMP/rtt.out" sensors/rtt -n "$n"
+	t0=$(mqb_now_ms)
+	for i in $(seq "$n"); do
+		"$MQBUSCTL" pub sensors/rtt "$i"
+	done
+	mqb_wait_pid "$MQB_SPID" 10000 || return 1
+	t1=$(mqb_now_ms)
+	[ "$(wc -l <"$MQB_TMP/rtt.out")" = "$n" ] || return 1
+	echo $((t1 - t0))
+}
+up_ms=$(local_ms 20)
+mqb_wait_for 5000 stat_is bridge.b1.queued 0
 # a persistent QoS 1 subscriber, then the broker goes
 R=$MQB_TMP/q1.out
 remote_sub "$R.first" rsub-q1 -c -q 1 -t 'site1/#' -C 1 ||
@@ -259,6 +275,15 @@ mqb_is "away: the queue holds 5" "$(mqb_stat bridge.b1.queued)" 5
 mqb_is "away: 2 dropped" "$(mqb_stat bridge.b1.dropped)" 2
 mqb_like "away: the overflow is logged" "$(cat "$MQB_DERR")" \
 	"bridge b1 dropped [0-9]+ messages: the broker is away, queue full"
+# the same 20 local messages with the broker gone, the bridge's queue
+# full: the local bus does not wait (each one a new mqbusctl process)
+down_ms=$(local_ms 20)
+mqb_true "away: 20 local messages delivered (broker up: ${up_ms:-?} ms, down: ${down_ms:-?} ms)" \
+	"$([ -n "$down_ms" ] && [ -n "$up_ms" ] &&
+		[ "$down_ms" -lt $((3 * up_ms + 2000)) ]; echo $?)"
+echo "# local, 20 messages through a bridged topic: broker up ${up_ms} ms, broker down ${down_ms} ms"
+mqb_is "away: the queue still holds 5" "$(mqb_stat bridge.b1.queued)" 5
+mqb_is "away: 22 dropped now" "$(mqb_stat bridge.b1.dropped)" 22
 # back-off: 100, 200, 400, then 800 ms for good
 mqb_wait_for 5000 stat_is bridge.b1.retry_ms 800
 mqb_true "back-off doubles up to reconnect_max_ms" $? \
@@ -274,6 +299,7 @@ broker_start || mqb_bail "mosquitto starts again"
 mqb_wait_for 5000 stat_is bridge.b1.connected 1
 mqb_true "the bridge reconnects" $?
 mqb_is "stats: one reconnection" "$(mqb_stat bridge.b1.reconnects)" 1
+mqb_is "stats: nothing more dropped" "$(mqb_stat bridge.b1.dropped)" 22
 mqb_wait_for 5000 stat_is bridge.b1.queued 0
 mqb_true "the queue drains" $? "queued=$(mqb_stat bridge.b1.queued)"
 remote_sub "$R" rsub-q1 -c -q 1 -t 'site1/#' -C 5 ||
