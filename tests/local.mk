@@ -113,6 +113,10 @@ TESTS += tests/python.sh
 # symbols file, -version-info and the MQBUS_VERSION_* macros
 TESTS += tests/symbols.sh
 EXTRA_DIST += tests/symbols.sh
+# tests/manlinks.sh: man mqbus_publish (the .so pages make install puts
+# in man3)
+TESTS += tests/manlinks.sh
+EXTRA_DIST += tests/manlinks.sh
 EXTRA_DIST += tests/python.sh python/pyproject.toml python/README.md \
 	python/mqbus/__init__.py python/mqbus/_ffi.py \
 	python/tests/conftest.py python/tests/test_bus.py
