@@ -103,6 +103,11 @@ if [ -f "$DEBSYM" ]; then
 		"$(sed -n 's/^ \(LIBMQBUS_[0-9.]*\)@\1 .*/\1/p' "$DEBSYM" |
 			sort | tr '\n' ' ')" \
 		"$(sort "$MQB_TMP/sym.nodes" | tr '\n' ' ')"
+elif [ ! -d "$top_srcdir/debian" ]; then
+	# a release tarball (make dist, distcheck) has no debian/; the git
+	# tree that make check runs in has
+	mqb_skip "debian/libmqbus1.symbols lists the exported symbols" \
+		"no debian/ in $top_srcdir"
 else
 	mqb_notok "debian/libmqbus1.symbols exists" "missing: $DEBSYM"
 fi
