@@ -13,8 +13,9 @@
 #  - -version-info follows configure.ac's rule: current - age is 1 (the
 #    soname libmqbus.so.1), current is N + 2 for the newest node
 #    LIBMQBUS_1.N;
-#  - <mqbus.h>'s MQBUS_VERSION_* are configure.ac's version, and
-#    MQBUS_VERSION_AT_LEAST() compares with it.
+#  - <mqbus.h>'s MQBUS_VERSION_* are configure.ac's version (so is the
+#    Python package's __version__), and MQBUS_VERSION_AT_LEAST() compares
+#    with it.
 . "$(dirname "$0")/lib.sh"
 mqb_init
 
@@ -195,6 +196,9 @@ config_version=$(sed -n 's/^#define PACKAGE_VERSION "\(.*\)"$/\1/p' \
 	"$top_builddir/config.h")
 mqb_is "the build's config.h has the same version" "$config_version" \
 	"$version"
+mqb_is "the Python package's mqbus.__version__ is the same" \
+	"$(sed -n 's/^__version__ = "\(.*\)"$/\1/p' \
+		"$top_srcdir/python/mqbus/__init__.py")" "$version"
 mqb_like "mqbus-version.h is installed beside mqbus.h (client/local.mk)" \
 	"$(sed -n 's/^nodist_include_HEADERS *=//p' "$top_srcdir/client/local.mk")" \
 	'client/mqbus-version\.h'
