@@ -21,6 +21,11 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+/* MQBUS_VERSION_MAJOR, _MINOR, _MICRO, _STRING and
+ * MQBUS_VERSION_AT_LEAST(major, minor, micro): the version of this
+ * header (libmqbus(3), VERSIONS) */
+#include "mqbus-version.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif

@@ -17,6 +17,7 @@ PACKAGES=(
 	systemd      # systemd-analyze (tests/systemd.sh); systemd-journald,
 	             # journalctl, systemd-id128 (tests/journal.sh)
 	debhelper lintian dpkg-dev # the Debian packages (tests/debian.sh)
+	dh-python    # python3-mqbus: dh_python3 (its dependencies, byte-compiling)
 	python3      # JSON checks in the tests
 	python3-pytest  # tests/python.sh
 	util-linux   # unshare, nsenter, setpriv, flock, prlimit

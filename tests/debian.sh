@@ -16,8 +16,10 @@
 # pkg-config file.  The INSTALLED /usr/sbin/mqbusd then runs, with the
 # installed /etc/mqbus/mqbusd.conf, in a private IPC and mount namespace
 # with a fresh mqueue file system, and a pub/sub round trip goes through
-# it with the installed /usr/bin/mqbusctl and with a program built against
-# libmqbus-dev.  Last, apt-get purge -y, and checks that nothing is left.
+# it with the installed /usr/bin/mqbusctl, with a program built against
+# libmqbus-dev and with the installed Python module of python3-mqbus
+# (run by Debian's /usr/bin/python3, whatever python3 PATH finds first).
+# Last, apt-get purge -y, and checks that nothing is left.
 #
 # Whatever happens, the exit trap purges what the test installed (the
 # built packages and any dependency apt-get pulled in for them) and
@@ -32,7 +34,7 @@ export LC_ALL=C
 export DEBIAN_FRONTEND=noninteractive
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
-PKGS=(mqbus libmqbus1 libmqbus-dev)
+PKGS=(mqbus libmqbus1 libmqbus-dev python3-mqbus)
 N=0
 PASS=0
 FAIL=0
@@ -282,14 +284,44 @@ for m in man1/mqbusctl.1 man5/mqbusd.conf.5 man8/mqbusd.8 \
 	man3/libmqbus.3; do
 	check "man page $m" test -f "/usr/share/man/$m.gz"
 done
+check "mqbus-version.h is in libmqbus-dev" \
+	sh -c 'dpkg -L libmqbus-dev | grep -qx /usr/include/mqbus-version.h'
+# a page for each exported call (a .so link or the symlink dh makes of
+# it) in libmqbus-dev
+calls=$(nm -D --defined-only "$(realpath -e /usr/lib/*/libmqbus.so.1)" |
+	awk '$2 != "A" { print $3 }' | sed 's/@.*//' | sort -u)
+nopage=()
+for f in $calls; do
+	dpkg -L libmqbus-dev | grep -q "^/usr/share/man/man3/$f\.3\(\.gz\)\?\$" ||
+		nopage+=("$f")
+done
+is "libmqbus-dev has a man3 page for each of the $(echo "$calls" | wc -w) calls" \
+	"${nopage[*]}" ""
 if command -v man >/dev/null 2>&1; then
 	check "man -w mqbusd finds the installed page" \
 		sh -c 'man -w 8 mqbusd | grep -qx /usr/share/man/man8/mqbusd.8.gz'
+	check "man -w mqbus_publish finds libmqbus(3)" \
+		sh -c 'man -w 3 mqbus_publish | grep -q "/usr/share/man/man3/"'
+	check "man mqbus_publish shows libmqbus(3)" \
+		sh -c 'MANWIDTH=80 man 3 mqbus_publish 2>/dev/null |
+			head -n 3 | grep -q "LIBMQBUS(3)"'
 fi
 
 check "mqbusd.service and mqbusd.socket in /lib/systemd/system" \
 	test -f /lib/systemd/system/mqbusd.service -a \
 	-f /lib/systemd/system/mqbusd.socket
+check "mqbusd@.service and mqbusd@.socket in /lib/systemd/system" \
+	test -f /lib/systemd/system/mqbusd@.service -a \
+	-f /lib/systemd/system/mqbusd@.socket
+check "mqbusd@.service runs /usr/sbin/mqbusd -b %i" \
+	grep -q '^ExecStart=/usr/sbin/mqbusd -b %i ' \
+	/lib/systemd/system/mqbusd@.service
+check "the user units in /usr/lib/systemd/user" \
+	test -f /usr/lib/systemd/user/mqbusd.service -a \
+	-f /usr/lib/systemd/user/mqbusd.socket
+check "the user units are not enabled for every user" \
+	test ! -e /etc/systemd/user/sockets.target.wants/mqbusd.socket -a \
+	! -e /etc/systemd/user/default.target.wants/mqbusd.service
 check "mqbusd.service runs /usr/sbin/mqbusd" \
 	grep -q '^ExecStart=/usr/sbin/mqbusd ' /lib/systemd/system/mqbusd.service
 check "mqbusd.service enabled (multi-user.target.wants)" \
@@ -300,7 +332,22 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 	check "systemd-analyze verify mqbusd.service mqbusd.socket" \
 		systemd-analyze verify /lib/systemd/system/mqbusd.service \
 		/lib/systemd/system/mqbusd.socket
+	check "systemd-analyze verify mqbusd@debtest.service and .socket" \
+		systemd-analyze verify /lib/systemd/system/mqbusd@debtest.service \
+		/lib/systemd/system/mqbusd@debtest.socket
 fi
+
+# python3-mqbus: the module is the installed one, byte-compiled by its
+# postinst (dh_python3), and of configure.ac's version
+PYMOD=/usr/lib/python3/dist-packages/mqbus
+is "python3 imports mqbus from python3-mqbus" \
+	"$(cd / && env -u PYTHONPATH -u MQBUS_LIBRARY /usr/bin/python3 -c \
+		'import mqbus; print(mqbus.__file__, mqbus.__version__)' 2>&1)" \
+	"$PYMOD/__init__.py $want"
+check "python3-mqbus is byte-compiled at install" \
+	sh -c "ls '$PYMOD'/__pycache__/__init__.*.pyc"
+check "python3-mqbus depends on libmqbus1" \
+	sh -c "dpkg-query -W -f='\${Depends}' python3-mqbus | grep -q 'libmqbus1 (>= '"
 
 # a program built against libmqbus-dev: mqbus.h, libmqbus.so, libmqbus.pc
 cat >"$TMP/hello.c" <<'EOF'
@@ -361,7 +408,7 @@ for _ in $(seq 250); do
 done
 echo "$up" >"$T/up"
 if [ "$up" = 1 ]; then
-	/usr/bin/mqbusctl -b "$BUS" sub 'deb/#' -n 2 -t 10000 \
+	/usr/bin/mqbusctl -b "$BUS" sub 'deb/#' -n 3 -t 10000 \
 		>"$T/sub.out" 2>"$T/sub.err" &
 	spid=$!
 	for _ in $(seq 250); do
@@ -375,6 +422,22 @@ if [ "$up" = 1 ]; then
 	echo $? >"$T/pub.st"
 	"$T/hello" "$BUS" deb/lib "from libmqbus-dev" >"$T/hello.out" 2>&1
 	echo $? >"$T/hello.st"
+	# python3-mqbus: its own round trip through the daemon, then one
+	# message for the mqbusctl subscriber
+	(cd / && env -u PYTHONPATH -u MQBUS_LIBRARY timeout 30 /usr/bin/python3 - \
+		"$BUS" >"$T/py.out" 2>&1 <<'PY'
+import os, sys
+import mqbus
+with mqbus.Bus(sys.argv[1]) as bus:
+    sub = bus.subscribe("py/#")
+    bus.publish("py/x", b"round trip")
+    m = sub.get(timeout=10)
+    print(m.topic, m.payload.decode(), m.sender_pid == os.getpid())
+    bus.publish("deb/py", b"from python3-mqbus")
+    bus.sync()
+PY
+	)
+	echo $? >"$T/py.st"
 	wait "$spid"
 	echo $? >"$T/sub.st"
 fi
@@ -402,11 +465,16 @@ if is "installed mqbusd serves with the installed mqbusd.conf" \
 		tail_of "$TMP/pub.out"
 	is "the libmqbus-dev program publishes" "$(cat "$TMP/hello.st")" 0 ||
 		tail_of "$TMP/hello.out"
-	is "mqbusctl sub got both messages" "$(cat "$TMP/sub.st")" 0 ||
+	is "python3-mqbus: the script exits 0" "$(cat "$TMP/py.st")" 0 ||
+		tail_of "$TMP/py.out"
+	is "python3-mqbus: its own message came back through the daemon" \
+		"$(cat "$TMP/py.out")" "py/x round trip True"
+	is "mqbusctl sub got the three messages" "$(cat "$TMP/sub.st")" 0 ||
 		tail_of "$TMP/sub.err"
 	is "round trip: what the subscriber printed" "$(cat "$TMP/sub.out")" \
 		"deb/ctl from mqbusctl
-deb/lib from libmqbus-dev"
+deb/lib from libmqbus-dev
+deb/py from python3-mqbus"
 else
 	tail_of "$TMP/mqbusd.err"
 fi
@@ -436,6 +504,10 @@ gone=()
 for f in /usr/sbin/mqbusd /usr/bin/mqbusctl /etc/mqbus \
 	/usr/lib/systemd/catalog/mqbus.catalog \
 	/lib/systemd/system/mqbusd.service \
+	/lib/systemd/system/mqbusd@.service \
+	/usr/lib/systemd/user/mqbusd.socket \
+	/usr/lib/python3/dist-packages/mqbus \
+	/usr/share/man/man3/mqbus_publish.3.gz \
 	/etc/systemd/system/multi-user.target.wants/mqbusd.service \
 	/etc/systemd/system/sockets.target.wants/mqbusd.socket \
 	/var/lib/systemd/deb-systemd-helper-enabled/mqbusd.service.dsh-also; do

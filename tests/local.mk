@@ -114,6 +114,14 @@ tests_check_state_LDADD = $(TEST_CHECK_LIBS) client/libmqbus.la
 TESTS += tests/check_state
 # tests/python.sh: the Python package python/mqbus against the daemon
 TESTS += tests/python.sh
+# tests/symbols.sh: the exported symbols, their version nodes, the
+# symbols file, -version-info and the MQBUS_VERSION_* macros
+TESTS += tests/symbols.sh
+EXTRA_DIST += tests/symbols.sh
+# tests/manlinks.sh: man mqbus_publish (the .so pages make install puts
+# in man3)
+TESTS += tests/manlinks.sh
+EXTRA_DIST += tests/manlinks.sh
 EXTRA_DIST += tests/python.sh python/pyproject.toml python/README.md \
 	python/mqbus/__init__.py python/mqbus/_ffi.py \
 	python/tests/conftest.py python/tests/test_bus.py

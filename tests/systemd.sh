@@ -223,4 +223,185 @@ mqb_is "the passed announce queue stays for the next start" \
 	"$("$MQTOOL" open "/$BUS" w)" ok
 "$MQTOOL" unlink "/$BUS" >/dev/null
 
+
+# ------------------------------------------------------------ named buses
+# mqbusd@.service / mqbusd@.socket (bus NAME from the instance) and the
+# user units (the per-user bus user-UID)
+
+TPL=$top_builddir/systemd/mqbusd@.service
+TSOCK=$top_srcdir/systemd/mqbusd@.socket
+USVC=$top_builddir/systemd/user/mqbusd.service
+USOCK=$top_srcdir/systemd/user/mqbusd.socket
+for u in "$TPL" "$USVC"; do
+	[ -f "$u" ]
+	mqb_true "make generated ${u#"$top_builddir"/}" $? "missing: $u"
+	mqb_is "no @placeholder@ is left in ${u#"$top_builddir"/}" \
+		"$(grep -c '@[a-zA-Z_]*@' "$u")" 0
+done
+
+# value FILE KEY: the values of KEY= in FILE, one line each
+value() {
+	sed -n "s/^$2=//p" "$1"
+}
+mqb_like "mqbusd@.service: ExecStart serves the bus %i" \
+	"$(value "$TPL" ExecStart)" '^/[^ ]*/mqbusd -b %i( |$)'
+mqb_is "mqbusd@.socket: ListenMessageQueue=/%i" \
+	"$(value "$TSOCK" ListenMessageQueue)" '/%i'
+mqb_is "mqbusd@.socket: messages of 512 bytes" \
+	"$(value "$TSOCK" MessageQueueMessageSize)" 512
+# one lock directory and one uid for every bus of the system
+mqb_is "mqbusd@.service: RuntimeDirectory= is mqbusd.service's" \
+	"$(value "$TPL" RuntimeDirectory)" "$(value "$UNIT" RuntimeDirectory)"
+mqb_is "mqbusd@.service: StateDirectory= is mqbusd.service's" \
+	"$(value "$TPL" StateDirectory)" "$(value "$UNIT" StateDirectory)"
+mqb_is "mqbusd@.service: the dynamic user of mqbusd.service" \
+	"$(value "$TPL" DynamicUser) $(value "$TPL" User)" "yes mqbusd"
+mqb_is "mqbusd@.service: no MQBUS_BUS (the instance names the bus)" \
+	"$(value "$TPL" Environment | grep -c MQBUS_BUS=)" 0
+for k in Type NotifyAccess ExecReload Restart WatchdogSec LimitMSGQUEUE \
+	AmbientCapabilities CapabilityBoundingSet; do
+	mqb_is "mqbusd@.service: $k= as mqbusd.service" \
+		"$(value "$TPL" "$k")" "$(value "$UNIT" "$k")"
+done
+mqb_is "mqbusd@.service: the hardening of mqbusd.service, line for line" \
+	"$(sed -n '/^# Hardening/,/^\[Install\]/p' "$TPL")" \
+	"$(sed -n '/^# Hardening/,/^\[Install\]/p' "$UNIT")"
+mqb_like "user mqbusd.service: ExecStart serves the bus user-%U" \
+	"$(value "$USVC" ExecStart)" '^/[^ ]*/mqbusd -b user-%U( |$)'
+mqb_is "user mqbusd.socket: ListenMessageQueue=/user-%U" \
+	"$(value "$USOCK" ListenMessageQueue)" '/user-%U'
+mqb_is "user mqbusd.socket: only the user may announce (0600)" \
+	"$(value "$USOCK" SocketMode)" 0600
+mqb_is "user mqbusd.service: no DynamicUser, no capability" \
+	"$(value "$USVC" DynamicUser)$(value "$USVC" AmbientCapabilities)" ""
+
+if command -v systemd-analyze >/dev/null 2>&1; then
+	mkdir -p "$VDIR/user" "$MQB_TMP/xdg"
+	chmod 700 "$MQB_TMP/xdg"
+	BUILT_MQBUSD=$(cd "$(dirname "$MQBUSD")" && pwd)/mqbusd
+	sed "s|^ExecStart=[^ ]*|ExecStart=$BUILT_MQBUSD|" "$TPL" \
+		>"$VDIR/mqbusd@.service"
+	cp "$TSOCK" "$VDIR/"
+	systemd-analyze verify --man=no "$VDIR/mqbusd@verify.service" \
+		"$VDIR/mqbusd@verify.socket" >"$MQB_TMP/verify-tpl.out" 2>&1
+	st=$?
+	mqb_is "systemd-analyze verify mqbusd@verify.service and .socket" "$st" 0
+	mqb_is "... says nothing about them" \
+		"$(grep -i mqbusd "$MQB_TMP/verify-tpl.out")" ""
+	mqb_diag_file "systemd-analyze verify (template)" \
+		"$MQB_TMP/verify-tpl.out"
+	if systemd-analyze security --help 2>/dev/null | grep -q -- --offline; then
+		systemd-analyze security --offline=yes --no-pager \
+			"$VDIR/mqbusd@verify.service" >"$MQB_TMP/security-tpl.out" 2>&1
+		EXPO=$(sed -n 's/.*Overall exposure level for mqbusd@verify.service: \([0-9.]*\).*/\1/p' \
+			"$MQB_TMP/security-tpl.out")
+		awk -v e="$EXPO" 'BEGIN { exit !(e != "" && e + 0 < 4.0) }'
+		mqb_true "systemd-analyze security mqbusd@verify: below 4.0" $? \
+			"exposure: '$EXPO'" "$(tail -n 3 "$MQB_TMP/security-tpl.out")"
+	fi
+	# the user units, as the user's service manager reads them (it
+	# needs an XDG_RUNTIME_DIR; nothing is started)
+	sed "s|^ExecStart=[^ ]*|ExecStart=$BUILT_MQBUSD|" "$USVC" \
+		>"$VDIR/user/mqbusd.service"
+	cp "$USOCK" "$VDIR/user/"
+	XDG_RUNTIME_DIR=$MQB_TMP/xdg systemd-analyze --user verify --man=no \
+		"$VDIR/user/mqbusd.service" "$VDIR/user/mqbusd.socket" \
+		>"$MQB_TMP/verify-user.out" 2>&1
+	st=$?
+	mqb_is "systemd-analyze --user verify the user units" "$st" 0
+	mqb_is "... says nothing about them" \
+		"$(grep -i mqbusd "$MQB_TMP/verify-user.out")" ""
+	mqb_diag_file "systemd-analyze --user verify" "$MQB_TMP/verify-user.out"
+fi
+
+# unit_argv UNIT INSTANCE: the unit's ExecStart= as systemd would run it,
+# one word a line: %i is INSTANCE, %U our uid, $MQBUSD_OPTS the unit's
+# Environment= value with the installed config being the example it is
+# installed from, and the built mqbusd.
+unit_argv() {
+	local opts
+	opts=$(sed -n 's/^Environment="*MQBUSD_OPTS=\([^"]*\)"*$/\1/p' "$1" |
+		sed "s|[^ ]*/mqbus/mqbusd\.conf|$top_srcdir/daemon/mqbusd.conf.example|")
+	value "$1" ExecStart | sed -e "s|%i|$2|g" -e "s|%U|$(id -u)|g" \
+		-e "s|\\\$MQBUSD_OPTS|$opts|" -e "s|^[^ ]*|$MQBUSD|" |
+		tr ' ' '\n' | grep .
+}
+
+# run_unit NAME UNIT SOCKET INSTANCE: the daemon of UNIT started as
+# systemd would with SOCKET's queue (ListenMessageQueue=, made with its
+# SocketMode= and sizes) passed as fd 3, RUNTIME_DIRECTORY and
+# STATE_DIRECTORY of its own, no MQBUS_BUS; a retained publish made before
+# it runs waits in the queue and is served; a subscriber gets the retained
+# value; the bus lock is in RUNTIME_DIRECTORY; a second daemon of the same
+# bus with the same RUNTIME_DIRECTORY (another unit of the same bus) is
+# refused; SIGTERM stops it with the state kept in STATE_DIRECTORY.
+run_unit() {
+	local name=$1 unit=$2 sock=$3 inst=$4 q mode bus rt st dpid argv
+	q=$(value "$sock" ListenMessageQueue |
+		sed -e "s|%i|$inst|g" -e "s|%U|$(id -u)|g")
+	bus=${q#/}
+	mode=$(value "$sock" SocketMode)
+	rt=$MQB_TMP/$name.run
+	st=$MQB_TMP/$name.state
+	mkdir -p "$rt" "$st"
+	chmod 755 "$rt"
+	chmod 700 "$st"
+	mapfile -t argv < <(unit_argv "$unit" "$inst")
+	mqb_diag "$name: ${argv[*]}"
+	mqb_like "$name: ExecStart names the bus $bus" "${argv[*]}" " -b $bus( |\$)"
+	"$MQTOOL" create "$q" -m "$(value "$sock" MessageQueueMaxMessages)" \
+		-s "$(value "$sock" MessageQueueMessageSize)" -M "$mode" >/dev/null
+	mqb_is "$name: the socket unit's queue $q is made" "$?" 0
+	env -u MQBUS_BUS "$MQBUSCTL" -b "$bus" pub --retain "$name/x" early \
+		>"$MQB_TMP/$name.pub" 2>&1 &
+	local pub=$!
+	mqb_track "$pub"
+	mqb_wait_for 3000 eval "[ \"\$(\"$MQTOOL\" attr $q | sed -n 's/^curmsgs=//p')\" = 1 ]"
+	mqb_true "$name: a client announced itself before the daemon runs" $?
+	: >"$MQB_TMP/$name.notify"
+	env -u MQBUS_BUS RUNTIME_DIRECTORY="$rt" STATE_DIRECTORY="$st" \
+		"$NOTIFY_LISTEN" "$MQB_TMP/$name.sock" "$MQB_TMP/$name.notify" -- \
+		"$MQTOOL" activate "$q" "${argv[@]}" 2>"$MQB_TMP/$name.err" &
+	dpid=$!
+	mqb_track "$dpid"
+	mqb_wait_for 10000 mqb_daemon_ready_or_dead "$dpid" "$MQB_TMP/$name.notify"
+	grep -qx 'READY=1' "$MQB_TMP/$name.notify"
+	mqb_true "$name: the daemon gets ready" $? \
+		"$(tail -n 5 "$MQB_TMP/$name.err")"
+	mqb_wait_pid "$pub" 10000
+	mqb_is "$name: the waiting publisher is served" "$?" 0
+	mqb_like "$name: the daemon took the queue passed to it" \
+		"$(cat "$MQB_TMP/$name.err")" 'passed by the service manager'
+	mqb_is "$name: the subscriber gets the retained value" \
+		"$(env -u MQBUS_BUS timeout 10 "$MQBUSCTL" -b "$bus" sub "$name/#" \
+			-n 1 -t 5000 2>&1)" "$name/x early (retained)"
+	mqb_like "$name: the bus lock is in RUNTIME_DIRECTORY" \
+		"$(cd "$rt" && ls)" "^$bus\\..*\\.lock\$"
+	env -u MQBUS_BUS RUNTIME_DIRECTORY="$rt" STATE_DIRECTORY="$st" \
+		timeout 10 "$MQBUSD" -b "$bus" >/dev/null 2>"$MQB_TMP/$name.2.err"
+	mqb_is "$name: a second daemon of the bus exits 1" "$?" 1
+	mqb_diag_file "$name: the second daemon" "$MQB_TMP/$name.2.err"
+	kill -TERM "$dpid"
+	mqb_wait_pid "$dpid" 10000
+	mqb_is "$name: SIGTERM: exit status 0" "$?" 0
+	mqb_like "$name: the state is kept in STATE_DIRECTORY/$bus.state" \
+		"$(cd "$st" && ls)" "^$bus\\.state\$"
+	"$MQTOOL" unlink "$q" >/dev/null
+}
+
+run_unit template "$TPL" "$TSOCK" "$(mqb_new_bus tpl)"
+# the per-user bus has a fixed name, user-UID; outside a private IPC
+# namespace the test gives it a suffix of its own (in copies of the
+# units), not to meet a real user bus
+MQB_BUSES+=("user-$(id -u)")
+if [ "${MQBUS_TEST_PRIVATE_IPC:-}" = 1 ]; then
+	run_unit user "$USVC" "$USOCK" ""
+else
+	MQB_BUSES+=("user-$(id -u)-$$")
+	sed "s|user-%U|user-%U-$$|" "$USVC" >"$MQB_TMP/user-mqbusd.service"
+	sed "s|user-%U|user-%U-$$|" "$USOCK" >"$MQB_TMP/user-mqbusd.socket"
+	run_unit user "$MQB_TMP/user-mqbusd.service" \
+		"$MQB_TMP/user-mqbusd.socket" ""
+fi
+
 mqb_done
