@@ -697,8 +697,20 @@ static void stage_overflow(struct peer *p, struct pending *e)
 		.from = e->from ? peer_find(p->table, e->from) : NULL,
 		.mark = e->mark,
 	};
-	int r = p->closing ? -EPIPE : overflow(p, &d);
+	int r;
 
+	/* a publisher that went between routing and this end of the turn
+	 * (its BYE came in the same turn) cannot be held up any more; what
+	 * it sent before was taken when it could have been, so it waits,
+	 * beyond the bound as a held-up publisher's message would */
+	if (p->closing)
+		r = -EPIPE;
+	else if (e->pol.overflow == OVERFLOW_BLOCK && e->from &&
+		 (!d.from || d.from->closing) && backlog_full(p, e->m, &e->pol))
+		r = enqueue(p, e->m, e->prio, p->dropped, e->mark) ? 0
+								  : -ENOMEM;
+	else
+		r = overflow(p, &d);
 	if (r == 0)
 		p->dropped = 0;
 	else
