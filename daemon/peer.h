@@ -24,6 +24,7 @@
 #include <sys/types.h>
 
 #include "daemon/hmap.h"
+#include "daemon/large.h"
 #include "daemon/log.h"
 #include "daemon/policy.h"
 #include "daemon/request.h"
@@ -133,6 +134,9 @@ struct peer {
 	unsigned blocked_by;
 
 	uint32_t dropped; /* dropped since the last message taken */
+
+	/* messages in pieces, coming in and going out (large.c) */
+	struct large_peer large;
 
 	/* counters: what it published and sent, and what was delivered
 	 * to it and dropped on its way to it (stats.c) */
