@@ -13,6 +13,7 @@
  * with it and counted as incomplete.
  */
 #include <errno.h>
+#include <mqueue.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -332,6 +333,31 @@ static int send_piece(struct peer *p, struct msgbuf *m, size_t off, size_t n,
 	return r;
 }
 
+/*
+ * Starts sending m in pieces.  They go at m's priority, unless the
+ * pieces of the previous large message may still be in rx (it is not
+ * empty): then at most at that one's, so that ours queue behind its last
+ * pieces instead of overtaking them, and the receiver never has the
+ * pieces of two messages mixed.
+ */
+static void start_out(struct peer *p, struct msgbuf *m, unsigned prio)
+{
+	struct large_peer *l = &p->large;
+	struct mq_attr a;
+
+	if (l->floor_set && prio > l->floor &&
+	    (mq_getattr(p->rx, &a) < 0 || a.mq_curmsgs > 0))
+		prio = l->floor;
+	l->floor = prio;
+	l->floor_set = true;
+	l->out = m;
+	l->out_off = 0;
+	l->out_prio = prio;
+	if (++l->next_id == 0)
+		l->next_id = 1;
+	l->out_id = l->next_id;
+}
+
 int large_send(struct peer *p, struct msgbuf *m, unsigned prio)
 {
 	struct large_peer *l = &p->large;
@@ -339,20 +365,15 @@ int large_send(struct peer *p, struct msgbuf *m, unsigned prio)
 
 	if (chunk == 0)
 		return -EMSGSIZE;
-	if (l->out != m) {
-		l->out = m;
-		l->out_off = 0;
-		if (++l->next_id == 0)
-			l->next_id = 1;
-		l->out_id = l->next_id;
-	}
+	if (l->out != m)
+		start_out(p, m, prio);
 	while (l->out_off < m->len) {
 		size_t n = m->len - l->out_off;
 		int r;
 
 		if (n > chunk)
 			n = chunk;
-		r = send_piece(p, m, l->out_off, n, prio);
+		r = send_piece(p, m, l->out_off, n, l->out_prio);
 		if (r < 0)
 			return r;
 		l->out_off += n;

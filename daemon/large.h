@@ -47,6 +47,9 @@ struct large_peer {
 	size_t out_off;		 /* bytes of it sent */
 	uint32_t out_id;
 	uint32_t next_id;
+	unsigned out_prio;	 /* the mq priority of its pieces */
+	unsigned floor;		 /* that of the last large message's */
+	bool floor_set;
 };
 
 /* the bus's counters and the state of the message being routed */
@@ -96,8 +99,9 @@ int large_admit(struct peer *p, const struct msgbuf *m);
 bool large_for(const struct peer *p, const struct msgbuf *m);
 
 /*
- * deliver.c: sends m to p in pieces at mq priority prio, from where the
- * last call stopped.  0 when its last piece is in; -EAGAIN when rx is
+ * deliver.c: sends m to p in pieces at mq priority prio (lower while the
+ * previous large message's last pieces may still be in p's rx), from
+ * where the last call stopped.  0 when its last piece is in; -EAGAIN when rx is
  * full (the progress is kept); another -errno.
  */
 int large_send(struct peer *p, struct msgbuf *m, unsigned prio);
