@@ -44,6 +44,13 @@ tests_check_large_SOURCES = tests/check_large.c tests/testbus.c \
 	tests/testbus.h
 tests_check_large_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_large_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
+# large-bench: large messages through mqbus against a direct queue pair
+# doing the same fragmenting (built by make, not installed; run it under
+# tests/harness.sh: see the head of tests/bench/large-bench.c)
+noinst_PROGRAMS += tests/bench/large-bench
+tests_bench_large_bench_SOURCES = tests/bench/large-bench.c
+tests_bench_large_bench_LDADD = client/libmqbus.la proto/libproto.la
+tests_bench_large_bench_LDFLAGS = $(AM_LDFLAGS) -no-install
 tests_check_bus_SOURCES = tests/check_bus.c tests/testbus.c tests/testbus.h
 tests_check_bus_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_bus_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
