@@ -118,26 +118,35 @@ static void wait_stat_ge(mqbus *mon, const char *key, long long value)
 /* -------------------------------------------------------------------- */
 /* round trips                                                           */
 
-/* 1 MiB (the default max_message) through default-sized queues. */
+/*
+ * 1 MiB (the default max_message) through default-sized queues, to two
+ * subscribers of different queue sizes: both get it whole from the one
+ * buffer the daemon keeps.
+ */
 START_TEST(test_roundtrip_1m)
 {
 	struct testbus tb;
-	mqbus *pub, *sub, *mon;
+	mqbus *pub, *sub, *sub2, *mon;
 
 	testbus_start(&tb, NULL);
 	pub = testbus_connect(&tb, 0, 0);
 	sub = testbus_connect(&tb, 0, 0);
+	sub2 = testbus_connect(&tb, 3, 1000);
 	mon = testbus_connect(&tb, 0, 0);
 	testbus_subscribe(sub, "big/#");
+	testbus_subscribe(sub2, "big/#");
 	ck_assert_uint_eq(mqbus_max_payload(pub, "big/one"), MIB);
 
 	publish(pub, "big/one", MIB, 1, MQBUS_PRIORITY_DEFAULT);
 	recv_payload(sub, "big/one", MIB, 1);
+	recv_payload(sub2, "big/one", MIB, 1);
 	/* and a small one after it, unharmed */
 	publish(pub, "big/two", 10, 2, MQBUS_PRIORITY_DEFAULT);
 	recv_payload(sub, "big/two", 10, 2);
+	recv_payload(sub2, "big/two", 10, 2);
+	mqbus_free(sub2);
 	ck_assert_int_eq(testbus_stat(mon, "large_reassembled"), 1);
-	ck_assert_int_eq(testbus_stat(mon, "large_sent"), 1);
+	ck_assert_int_eq(testbus_stat(mon, "large_sent"), 2);
 	ck_assert_int_eq(testbus_stat(mon, "dropped"), 0);
 	expect_nothing_held(mon);
 	mqbus_free(mon);
@@ -522,7 +531,7 @@ START_TEST(test_flood_refused)
 	/* another client goes on: 1 MiB whole, within the uid's 8 MB */
 	publish(other, "f/ok", MIB, 9, MQBUS_PRIORITY_DEFAULT);
 	recv_payload(sub, "f/ok", MIB, 9);
-	/* but what would take the uid beyond its quota is refused */
+	/* and a message over max_message is refused before it is sent */
 	{
 		unsigned char *p = payload(3 * MIB, 10);
 		int e = mqbus_publish(other, "f/big", p, 3 * MIB,
@@ -568,6 +577,63 @@ START_TEST(test_uid_quota)
 	testbus_wait_stat(mon, "large_incomplete", 1, 5000);
 	expect_nothing_held(mon);
 	mqbus_free(mon);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * Pieces that do not follow one another in a client's rx (which the
+ * daemon never sends) are dropped by the library: nothing is delivered
+ * from them, and the next message arrives as it should.
+ */
+START_TEST(test_client_bad_pieces)
+{
+	char names[1024], path[300], *rx;
+	unsigned char *whole, *data, frame[2048];
+	size_t chunk = frag_chunk(2048), total;
+	const size_t order[3] = { 0, 2, 1 };
+	struct proto_header h;
+	struct testbus tb;
+	mqbus *sub, *pub;
+	mqd_t q;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "bp/#");
+	ck_assert_int_eq(testbus_queues_suffix(tb.bus, getpid(), ".rx", names,
+					       sizeof(names)),
+			 1);
+	rx = strtok(names, " ");
+	ck_assert_ptr_nonnull(rx);
+	q = mq_open(queue_path(path, sizeof(path), rx), O_WRONLY);
+	ck_assert_msg(q != (mqd_t)-1, "open %s: %s", path, strerror(errno));
+	pub = testbus_connect(&tb, 0, 0);
+
+	/* a DELIVER of 3 pieces, sent as pieces 0, 2, 1 */
+	data = payload(5000, 3);
+	total = proto_size(4, 5000);
+	whole = malloc(total);
+	proto_header_init(&h, PROTO_DELIVER);
+	h.seq = 1;
+	ck_assert_int_eq(proto_encode(whole, total, &h, "bp/x", data, 5000),
+			 (int)total);
+	for (unsigned i = 0; i < 3; i++) {
+		size_t off = order[i] * chunk;
+		size_t n = total - off < chunk ? total - off : chunk;
+		int f = frag_encode(frame, sizeof(frame), 5, off, total, 0,
+				    whole + off, n);
+
+		ck_assert_int_gt(f, 0);
+		ck_assert_int_eq(mq_send(q, (char *)frame, (size_t)f, 0), 0);
+	}
+	publish(pub, "bp/ok", 10, 4, MQBUS_PRIORITY_DEFAULT);
+	recv_payload(sub, "bp/ok", 10, 4);
+	testbus_expect_nothing(sub, QUIET_MS);
+	mq_close(q);
+	free(whole);
+	free(data);
+	mqbus_free(pub);
+	mqbus_free(sub);
 	testbus_finish(&tb);
 }
 END_TEST
@@ -896,6 +962,7 @@ int main(void)
 	add_case(s, "killed_halfway", test_killed_halfway);
 	add_case(s, "flood_refused", test_flood_refused);
 	add_case(s, "uid_quota", test_uid_quota);
+	add_case(s, "client_bad_pieces", test_client_bad_pieces);
 	add_case(s, "receiver_limit", test_receiver_limit);
 	add_case(s, "slow_drop_old", test_slow_drop_old);
 	add_case(s, "slow_coalesce", test_slow_coalesce);
