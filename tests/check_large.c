@@ -132,7 +132,7 @@ START_TEST(test_roundtrip_1m)
 	pub = testbus_connect(&tb, 0, 0);
 	sub = testbus_connect(&tb, 0, 0);
 	sub2 = testbus_connect(&tb, 3, 1000);
-	mon = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	testbus_subscribe(sub, "big/#");
 	testbus_subscribe(sub2, "big/#");
 	ck_assert_uint_eq(mqbus_max_payload(pub, "big/one"), MIB);
@@ -166,7 +166,7 @@ START_TEST(test_roundtrip_16m)
 			   "pending_budget_per_uid = 67108864\n");
 	pub = testbus_connect(&tb, 4, 8192);
 	sub = testbus_connect(&tb, 4, 8192);
-	mon = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	testbus_subscribe(sub, "big/#");
 	publish(pub, "big/sixteen", 16 * MIB, 16, 3);
 	recv_payload(sub, "big/sixteen", 16 * MIB, 16);
@@ -196,7 +196,7 @@ START_TEST(test_boundaries)
 	testbus_start(&tb, "[bus]\nmax_message = 100000\n");
 	pub = testbus_connect(&tb, 0, 0);
 	sub = testbus_connect(&tb, 0, 0);
-	mon = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	testbus_subscribe(sub, "b/#");
 	one = 2048 - proto_size(strlen(topic), 0);
 	chunk = frag_chunk(2048);
@@ -243,11 +243,12 @@ START_TEST(test_priority_between_whole)
 	mqbus *a, *b, *c, *sub, *mon;
 
 	testbus_start(&tb, "[bus]\nmax_priority = 20\n");
+	/* few queues: RLIMIT_MSGQUEUE is the uid's, machine-wide */
 	a = testbus_connect(&tb, 0, 0);
-	b = testbus_connect(&tb, 0, 0);
-	c = testbus_connect(&tb, 0, 0);
+	b = testbus_connect(&tb, 2, 0);
+	c = testbus_connect(&tb, 2, 0);
 	sub = testbus_connect(&tb, 0, 0);
-	mon = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	testbus_subscribe(sub, "p/#");
 
 	publish(a, "p/l1", 300000, 1, 0);
@@ -320,7 +321,7 @@ START_TEST(test_two_publishers)
 			   "pending_bytes = 16777216\n"
 			   "pending_budget_per_uid = 33554432\n");
 	sub = testbus_connect(&tb, 0, 0);
-	mon = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	testbus_subscribe(sub, "c/#");
 	p1 = spawn_publisher(tb.bus, 1, false);
 	p2 = spawn_publisher(tb.bus, 2, true);
@@ -484,7 +485,7 @@ START_TEST(test_killed_halfway)
 	}
 	ck_assert_int_eq(testbus_read_all(ready[0], &c, 1, RECV_MS), 0);
 	sub = testbus_connect(&tb, 0, 0);
-	mon = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	testbus_subscribe(sub, "k/#");
 	/* the daemon holds the whole message's buffer from the first piece */
 	wait_stat_ge(mon, "large_held", MIB);
@@ -517,7 +518,7 @@ START_TEST(test_flood_refused)
 	raw_open(&r, &tb);
 	other = testbus_connect(&tb, 0, 0);
 	sub = testbus_connect(&tb, 0, 0);
-	mon = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	testbus_subscribe(sub, "f/#");
 	/* 4 unfinished (LARGE_PARTS_MAX) are allowed, the 5th is not */
 	for (unsigned i = 1; i <= 4; i++)
@@ -564,7 +565,7 @@ START_TEST(test_uid_quota)
 
 	testbus_start(&tb, "[bus]\npending_budget_per_uid = 2500000\n");
 	raw_open(&r, &tb);
-	mon = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	raw_pieces(&r, "q/x", MIB, 1, 2001, 0, 1);
 	raw_pieces(&r, "q/x", MIB, 2, 2002, 0, 1);
 	raw_pieces(&r, "q/x", MIB, 3, 2003, 0, 1);
@@ -661,7 +662,7 @@ START_TEST(test_receiver_limit)
 	ck_assert_int_eq(mqbus_set_max_message(small, 100000), 0);
 	ck_assert_int_eq(mqbus_connect(small), 0);
 	big = testbus_connect(&tb, 0, 0);
-	mon = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	testbus_subscribe(small, "r/#");
 
 	/* the limit declaration is read before this publish */
@@ -721,7 +722,7 @@ static void slow_large(const char *overflow, bool keyed)
 	testbus_start(&tb, config);
 	pub = testbus_connect(&tb, 0, 0);
 	sub = testbus_connect(&tb, 2, 0);
-	mon = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	testbus_subscribe(sub, "s/#");
 	for (unsigned i = 0; i < N; i++) {
 		unsigned char *p = payload(LEN, i);
@@ -775,7 +776,7 @@ START_TEST(test_slow_drop_new)
 	testbus_start(&tb, "[topic \"s/#\"]\nbacklog = 2\n");
 	pub = testbus_connect(&tb, 0, 0);
 	sub = testbus_connect(&tb, 2, 0);
-	mon = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	testbus_subscribe(sub, "s/#");
 	for (unsigned i = 0; i < N; i++)
 		publish(pub, "s/x", LEN, i, MQBUS_PRIORITY_DEFAULT);
@@ -865,7 +866,7 @@ START_TEST(test_retained)
 
 	testbus_start(&tb, NULL);
 	pub = testbus_connect(&tb, 0, 0);
-	mon = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	p = payload(MIB, 5);
 	ck_assert_int_eq(mqbus_publish_flags(pub, "ret/x", p, MIB,
 					     MQBUS_PRIORITY_DEFAULT,
