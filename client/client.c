@@ -361,11 +361,18 @@ MQBUS_EXPORT size_t mqbus_max_payload(const mqbus *b, const char *topic)
 
 	if (!b)
 		return 0;
+	over = proto_size(topic ? strlen(topic) : 0, 0);
+	return (size_t)b->msgsize > over ? (size_t)b->msgsize - over : 0;
+}
+
+MQBUS_EXPORT size_t mqbus_max_message(const mqbus *b)
+{
+	if (!b)
+		return 0;
 	/* connected to a daemon that carries messages in pieces */
 	if (b->connected && b->bus_max)
 		return b->bus_max;
-	over = proto_size(topic ? strlen(topic) : 0, 0);
-	return (size_t)b->msgsize > over ? (size_t)b->msgsize - over : 0;
+	return mqbus_max_payload(b, "");
 }
 
 MQBUS_EXPORT int mqbus_set_max_message(mqbus *b, size_t max)
@@ -865,6 +872,32 @@ static struct mqbus_msg *msg_from(const struct proto_msg *pm)
 }
 
 /*
+ * A DELIVER put together from pieces becomes the message itself, without
+ * a copy: its buffer has room for the struct in front and a byte after
+ * the payload for the NUL.  NULL for one read in one piece.
+ */
+static struct mqbus_msg *msg_whole(mqbus *b, const struct proto_msg *pm)
+{
+	struct mqbus_msg *m;
+	unsigned char *end;
+
+	if (!b->reasm.done ||
+	    (const unsigned char *)pm->topic !=
+		    b->reasm.done + offsetof(struct mqbus_msg, data) +
+			    PROTO_HEADER_SIZE)
+		return NULL;
+	m = reasm_steal(&b->reasm);
+	m->next = NULL;
+	m->h = pm->h;
+	m->topic = pm->topic;
+	m->key = pm->h.key_len ? pm->key : NULL;
+	m->payload = pm->payload;
+	end = (unsigned char *)m->payload + pm->h.payload_len;
+	*end = '\0'; /* text payloads print as-is */
+	return m;
+}
+
+/*
  * Reads one message from rx, waiting up to wait_ms for one (0: not at
  * all).  A DELIVER is queued; a reply is copied into *reply if reply is
  * not NULL and its token matches.  Returns 1 if something was read, 0 if
@@ -905,7 +938,8 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		const unsigned char *whole;
 		size_t len;
 
-		r = reasm_add(&b->reasm, &pm, recv_limit(b), &whole, &len);
+		r = reasm_add(&b->reasm, &pm, recv_limit(b),
+			      offsetof(struct mqbus_msg, data), &whole, &len);
 		if (r == -ENOMEM)
 			return set_error(b, -ENOMEM, "out of memory");
 		if (r <= 0 || proto_decode(whole, len, &pm) < 0 ||
@@ -919,7 +953,9 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		/* messages refused here for their size count as dropped */
 		pm.h.status += b->reasm.refused;
 		b->reasm.refused = 0;
-		m = msg_from(&pm);
+		m = msg_whole(b, &pm);
+		if (!m)
+			m = msg_from(&pm);
 
 		if (!m)
 			return set_error(b, -ENOMEM, "out of memory");

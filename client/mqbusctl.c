@@ -1444,7 +1444,7 @@ static void exec_warn(const char *cmd, const struct exec_result *res,
 static int serve_loop(mqbus *b, const struct serve_opts *o)
 {
 	/* A reply carries no topic: all of a message but the header. */
-	size_t max = mqbus_max_payload(b, "");
+	size_t max = mqbus_max_message(b);
 	struct exec_result res = { 0 };
 	unsigned long long answered = 0;
 	int status = EXIT_OK;
@@ -1973,7 +1973,7 @@ static int cmd_limits(const struct ctl *ctl, int argc, char **argv)
 	mqbus_set_reconnect(b, 0);
 	have_max = mqbus_connect(b) == 0;
 	if (have_max)
-		max_message = mqbus_max_payload(b, "");
+		max_message = mqbus_max_message(b);
 	mqbus_free(b);
 
 	report_proc(&rep, "msg_max", &msg_max);

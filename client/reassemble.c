@@ -24,7 +24,7 @@ static void drop_partial(struct reasm *r)
 /* A first piece: what is in progress is given up (the daemon stopped
  * sending it), and the new one is checked against our limit. */
 static int reasm_start(struct reasm *r, const struct proto_msg *pm,
-		       size_t limit)
+		       size_t limit, size_t room)
 {
 	struct proto_header inner;
 
@@ -35,9 +35,10 @@ static int reasm_start(struct reasm *r, const struct proto_msg *pm,
 		r->refused++;
 		return -EMSGSIZE;
 	}
-	r->buf = malloc(pm->h.timestamp);
+	r->buf = malloc(room + pm->h.timestamp + 1);
 	if (!r->buf)
 		return -ENOMEM;
+	r->room = room;
 	r->id = pm->h.token;
 	r->total = pm->h.timestamp;
 	r->have = 0;
@@ -45,7 +46,7 @@ static int reasm_start(struct reasm *r, const struct proto_msg *pm,
 }
 
 int reasm_add(struct reasm *r, const struct proto_msg *pm, size_t limit,
-	      const unsigned char **ret_buf, size_t *ret_len)
+	      size_t room, const unsigned char **ret_buf, size_t *ret_len)
 {
 	int e;
 
@@ -53,7 +54,7 @@ int reasm_add(struct reasm *r, const struct proto_msg *pm, size_t limit,
 	if (pm->h.token == 0)
 		return 0; /* a limit declaration is not for us */
 	if (pm->h.seq == 0) {
-		e = reasm_start(r, pm, limit);
+		e = reasm_start(r, pm, limit, room);
 		if (e < 0)
 			return e;
 	} else if (pm->h.token == r->skip_id && !r->id) {
@@ -62,16 +63,24 @@ int reasm_add(struct reasm *r, const struct proto_msg *pm, size_t limit,
 		drop_partial(r);
 		return -EBADMSG;
 	}
-	memcpy(r->buf + r->have, pm->payload, pm->h.payload_len);
+	memcpy(r->buf + r->room + r->have, pm->payload, pm->h.payload_len);
 	r->have += pm->h.payload_len;
 	if (r->have < r->total)
 		return 0;
 	r->done = r->buf;
-	*ret_buf = r->buf;
+	*ret_buf = r->buf + r->room;
 	*ret_len = r->total;
 	r->buf = NULL;
 	r->id = 0;
 	return 1;
+}
+
+void *reasm_steal(struct reasm *r)
+{
+	void *p = r->done;
+
+	r->done = NULL;
+	return p;
 }
 
 void reasm_release(struct reasm *r)

@@ -23,7 +23,8 @@ struct reasm {
 	uint32_t id;	     /* 0: none */
 	size_t total;	     /* bytes of the whole encoded message */
 	size_t have;
-	unsigned char *buf;  /* total bytes */
+	unsigned char *buf;  /* room + total + 1 bytes */
+	size_t room;	     /* before the message, for the caller */
 	uint32_t skip_id;    /* a message refused: its pieces are skipped */
 	unsigned char *done; /* the last whole message, kept until the next
 				read (replies point into it) */
@@ -34,13 +35,19 @@ struct reasm {
 /*
  * Adds fragment pm.  Returns 1 and the whole message in *ret_buf and
  * *ret_len (valid until the next reasm_add() or reasm_release()) when it
- * is complete; 0 when more must come; -EMSGSIZE when the message is
+ * is complete: it lies room bytes into its allocation, and one spare
+ * byte follows it, so that the caller can make it its own without a copy
+ * (reasm_steal()); 0 when more must come; -EMSGSIZE when the message is
  * larger than limit bytes of payload (counted in refused; the rest of it
  * is skipped); -EBADMSG for a piece that does not follow (what was there
  * is dropped, counted incomplete); -ENOMEM.
  */
 int reasm_add(struct reasm *r, const struct proto_msg *pm, size_t limit,
-	      const unsigned char **ret_buf, size_t *ret_len);
+	      size_t room, const unsigned char **ret_buf, size_t *ret_len);
+
+/* The allocation of the last whole message handed out, now the
+ * caller's (free() it); NULL if there is none. */
+void *reasm_steal(struct reasm *r);
 
 /* Frees the last whole message handed out. */
 void reasm_release(struct reasm *r);
