@@ -175,6 +175,10 @@ struct mqbus {
 	size_t max_message;
 	size_t bus_max;
 	struct reasm reasm;
+	/* the last large message sent, kept for the next one: its pages
+	 * are in place already */
+	unsigned char *sbuf;
+	size_t sbuf_cap;
 };
 
 static unsigned queue_counter;
@@ -760,16 +764,22 @@ static int send_large(mqbus *b, const struct proto_header *h,
 				 len, b->bus_max);
 	if (copy.type == PROTO_PUBLISH)
 		copy.token = new_token(b);
-	msg = malloc(total);
-	if (!msg)
-		return set_error(b, -ENOMEM, "out of memory for a message of "
-					     "%zu bytes",
-				 len);
+	if (b->sbuf_cap < total) {
+		free(b->sbuf);
+		b->sbuf_cap = 0;
+		b->sbuf = malloc(total);
+		if (!b->sbuf)
+			return set_error(b, -ENOMEM,
+					 "out of memory for a message of %zu "
+					 "bytes",
+					 len);
+		b->sbuf_cap = total;
+	}
+	msg = b->sbuf;
 	r = proto_encode_key(msg, total, &copy, topic, key, payload, len);
 	if (r >= 0)
 		r = reasm_send(msg, total, new_token(b), b->msgsize, prio,
 			       send_piece, b);
-	free(msg);
 	if (r < 0)
 		return b->error[0] ? r
 				   : set_error(b, r, "cannot send in pieces: "
@@ -1294,6 +1304,7 @@ MQBUS_EXPORT mqbus *mqbus_free(mqbus *b)
 	if (b->epfd >= 0)
 		close(b->epfd);
 	reasm_reset(&b->reasm);
+	free(b->sbuf);
 	free(b->buf);
 	free(b->obuf);
 	free(b);

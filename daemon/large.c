@@ -13,6 +13,7 @@
  * with it and counted as incomplete.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <mqueue.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,35 @@
 static size_t large_limit(const struct server *s)
 {
 	return s->cfg.max_message;
+}
+
+/*
+ * Large buffers come and go with every large message.  glibc would give
+ * each of them fresh pages (mmap, or a heap trimmed after every free),
+ * so that the daemon spends more time in page faults than in copying:
+ * they stay in the heap while large messages flow, and large_tick()
+ * gives the memory back once they stop.
+ */
+static void large_heap_setup(struct server *s)
+{
+	static bool done;
+
+	s->large.untrimmed = true;
+	if (done)
+		return;
+	done = true;
+	mallopt(M_MMAP_THRESHOLD, 64 * 1024 * 1024);
+	mallopt(M_TRIM_THRESHOLD, 256 * 1024 * 1024);
+}
+
+void large_tick(struct server *s)
+{
+	if (s->large.reassembled == s->large.ticked && s->large.untrimmed &&
+	    s->large.held == 0) {
+		malloc_trim(0);
+		s->large.untrimmed = false;
+	}
+	s->large.ticked = s->large.reassembled;
 }
 
 static void part_charge(struct peer *p, struct large_part *part, bool on)
@@ -155,6 +185,7 @@ static struct large_part *part_start(struct peer *p,
 		refuse(p, inner.token, EDQUOT, why);
 		return NULL;
 	}
+	large_heap_setup(s);
 	part->m = msgbuf_get_exact(&s->pool, total);
 	if (!part->m) {
 		refuse(p, inner.token, ENOMEM, "out of memory");

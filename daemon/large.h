@@ -61,6 +61,8 @@ struct large_stats {
 	uint64_t too_large;   /* deliveries refused: beyond the receiver's
 				 limit */
 	size_t held;	      /* bytes held by unfinished messages */
+	uint64_t ticked;      /* reassembled at the last large_tick() */
+	bool untrimmed;	      /* large buffers freed since the last trim */
 	/* while a whole large message is routed (route.c, deliver.c) */
 	bool routing;
 	bool routed;
@@ -111,6 +113,12 @@ bool large_in_flight(const struct peer *p, const struct msgbuf *m);
 
 /* deliver.c: m left p's pending list; if it was going out, it stops. */
 void large_unlinked(struct peer *p, const struct msgbuf *m);
+
+/*
+ * Once a second (server.c): after a quiet second, the memory large
+ * messages left in the heap goes back to the system.
+ */
+void large_tick(struct server *s);
 
 /* The "large_*" lines of STATS, appended to buf at *len. */
 void large_stats_text(const struct server *s, char *buf, size_t cap,

@@ -368,6 +368,7 @@ static void server_tick(evutil_socket_t fd, short what, void *arg)
 			deliver_check_blocking(p, now);
 	s->stats.wakeups_rescued += wake_rescue(s->wake);
 	restart_tick(&s->restart);
+	large_tick(s);
 	stats_notify_status(s);
 }
 
