@@ -60,6 +60,8 @@
 #include <unistd.h>
 
 #include "client/mqbus.h"
+#include "client/reassemble.h"
+#include "proto/frag.h"
 #include "proto/proto.h"
 
 #define MQBUS_EXPORT __attribute__((visibility("default")))
@@ -199,6 +201,16 @@ struct mqbus {
 	 * refused), for mqbus_sync(): its errno, 0 for none, and text */
 	int unasked_err;
 	char unasked[512];
+	/* large messages (reassemble.c): the largest payload we take (0:
+	 * the bus's), the bus's max_message from its WELCOME (0: a daemon
+	 * without large messages), what comes in pieces */
+	size_t max_message;
+	size_t bus_max;
+	struct reasm reasm;
+	/* the last large message sent, kept for the next one: its pages
+	 * are in place already */
+	unsigned char *sbuf;
+	size_t sbuf_cap;
 };
 
 static unsigned queue_counter;
@@ -293,6 +305,15 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 		b->bad_env = "MQBUS_QUEUE_MAXMSG";
 	if (!parse_env_long("MQBUS_QUEUE_MSGSIZE", &b->msgsize))
 		b->bad_env = "MQBUS_QUEUE_MSGSIZE";
+	{
+		long max = 0;
+
+		if (!parse_env_long("MQBUS_MAX_MESSAGE", &max) ||
+		    (unsigned long)max > FRAG_TOTAL_MAX)
+			b->bad_env = "MQBUS_MAX_MESSAGE";
+		else
+			b->max_message = (size_t)max;
+	}
 	if (bus && *bus && !bus_valid(bus))
 		b->bad_env = "MQBUS_BUS";
 	if (rc && *rc) {
@@ -393,6 +414,32 @@ MQBUS_EXPORT size_t mqbus_max_payload(const mqbus *b, const char *topic)
 		return 0;
 	over = proto_size(topic ? strlen(topic) : 0, 0);
 	return (size_t)b->msgsize > over ? (size_t)b->msgsize - over : 0;
+}
+
+MQBUS_EXPORT size_t mqbus_max_message(const mqbus *b)
+{
+	if (!b)
+		return 0;
+	/* connected to a daemon that carries messages in pieces */
+	if (b->connected && b->bus_max)
+		return b->bus_max;
+	return mqbus_max_payload(b, "");
+}
+
+MQBUS_EXPORT int mqbus_set_max_message(mqbus *b, size_t max)
+{
+	if (!b || max > FRAG_TOTAL_MAX)
+		return -EINVAL;
+	b->max_message = max;
+	return 0;
+}
+
+/* The largest payload we take: our own limit, within the bus's. */
+static size_t recv_limit(const mqbus *b)
+{
+	if (b->max_message && (!b->bus_max || b->max_message < b->bus_max))
+		return b->max_message;
+	return b->bus_max ? b->bus_max : FRAG_TOTAL_MAX;
 }
 
 /* -------------------------------------------------------------------- */
@@ -827,6 +874,10 @@ static size_t msg_size(const char *topic, const char *key, size_t len)
 			      len);
 }
 
+static int send_large(mqbus *b, const struct proto_header *h,
+		      const char *topic, const char *key, const void *payload,
+		      size_t len, unsigned prio);
+
 static int send_msg_key(mqbus *b, const struct proto_header *h,
 			const char *topic, const char *key,
 			const void *payload, size_t len, unsigned prio)
@@ -834,6 +885,10 @@ static int send_msg_key(mqbus *b, const struct proto_header *h,
 	int n = proto_encode_key(b->buf, (size_t)b->msgsize, h, topic, key,
 				 payload, len);
 
+	/* too large for one queue message: in pieces, if the daemon
+	 * takes them and the message is one that may go so */
+	if (n == -PROTO_E_NOSPACE && b->bus_max && frag_type_ok(h->type))
+		return send_large(b, h, topic, key, payload, len, prio);
 	if (n < 0)
 		return set_error(b, -EMSGSIZE,
 				 "message of %zu bytes does not fit the "
@@ -856,6 +911,73 @@ static int send_msg(mqbus *b, const struct proto_header *h, const char *topic,
 		    const void *payload, size_t len, unsigned prio)
 {
 	return send_msg_key(b, h, topic, NULL, payload, len, prio);
+}
+
+/* -------------------------------------------------------------------- */
+/* large messages: sending in pieces (reassemble.c)                     */
+
+static int wait_reply(mqbus *b, uint32_t token, int timeout_ms,
+		      struct proto_msg *ret);
+
+static int send_piece(void *ctx, const void *buf, size_t len, unsigned prio)
+{
+	return send_tx(ctx, buf, len, prio);
+}
+
+/*
+ * Sends a message larger than a queue message as fragments.  A PUBLISH
+ * is given a token and waits for the daemon's answer: whether the
+ * message got through the bus's limits and whether any subscriber could
+ * take it.
+ */
+static int send_large(mqbus *b, const struct proto_header *h,
+		      const char *topic, const char *key, const void *payload,
+		      size_t len, unsigned prio)
+{
+	size_t total = msg_size(topic, key, len);
+	struct proto_header copy = *h;
+	struct proto_msg reply;
+	unsigned char *msg;
+	int r;
+
+	if (len > b->bus_max)
+		return set_error(b, -EMSGSIZE,
+				 "message of %zu bytes is larger than the "
+				 "bus's max_message (%zu bytes)",
+				 len, b->bus_max);
+	if (copy.type == PROTO_PUBLISH)
+		copy.token = new_token(b);
+	if (b->sbuf_cap < total) {
+		free(b->sbuf);
+		b->sbuf_cap = 0;
+		b->sbuf = malloc(total);
+		if (!b->sbuf)
+			return set_error(b, -ENOMEM,
+					 "out of memory for a message of %zu "
+					 "bytes",
+					 len);
+		b->sbuf_cap = total;
+	}
+	msg = b->sbuf;
+	r = proto_encode_key(msg, total, &copy, topic, key, payload, len);
+	if (r >= 0)
+		r = reasm_send(msg, total, new_token(b), b->msgsize, prio,
+			       send_piece, b);
+	if (r < 0)
+		return b->error[0] ? r
+				   : set_error(b, r, "cannot send in pieces: "
+						     "%s",
+					       proto_strerror(r));
+	if (copy.type != PROTO_PUBLISH)
+		return 0;
+	r = wait_reply(b, copy.token, b->timeout_ms, &reply);
+	if (r < 0)
+		return r;
+	if (reply.h.type == PROTO_ERROR)
+		return set_error(b, -(int)reply.h.status, "%.*s",
+				 (int)reply.h.payload_len,
+				 (const char *)reply.payload);
+	return 0;
 }
 
 /* -------------------------------------------------------------------- */
@@ -1000,11 +1122,20 @@ static struct mqbus_msg *msg_from(mqbus *b, const struct proto_msg *pm)
 	return m;
 }
 
-/* A DELIVER read, alone or from a frame: queued for the program. */
-static int take_deliver(mqbus *b, const struct proto_msg *pm)
-{
-	struct mqbus_msg *m = msg_from(b, pm);
+static struct mqbus_msg *msg_whole(mqbus *b, const struct proto_msg *pm);
 
+/* A DELIVER read, alone, from a frame or put together from pieces:
+ * queued for the program. */
+static int take_deliver(mqbus *b, struct proto_msg *pm)
+{
+	struct mqbus_msg *m;
+
+	/* messages refused here for their size count as dropped */
+	pm->h.status += b->reasm.refused;
+	b->reasm.refused = 0;
+	m = msg_whole(b, pm);
+	if (!m)
+		m = msg_from(b, pm);
 	if (!m)
 		return set_error(b, -ENOMEM, "out of memory");
 	queue_push(b, m);
@@ -1024,6 +1155,33 @@ static int take_batch(mqbus *b, const struct proto_msg *f)
 		    (r = take_deliver(b, &part)) < 0)
 			return r;
 	return 0;
+}
+
+/*
+ * A DELIVER put together from pieces becomes the message itself, without
+ * a copy: its buffer has room for the struct in front and a byte after
+ * the payload for the NUL.  NULL for one read in one piece.
+ */
+static struct mqbus_msg *msg_whole(mqbus *b, const struct proto_msg *pm)
+{
+	struct mqbus_msg *m;
+	unsigned char *end;
+
+	if (!b->reasm.done ||
+	    (const unsigned char *)pm->topic !=
+		    b->reasm.done + offsetof(struct mqbus_msg, data) +
+			    PROTO_HEADER_SIZE)
+		return NULL;
+	m = reasm_steal(&b->reasm);
+	m->next = NULL;
+	m->pool = NULL; /* its own buffer: freed alone */
+	m->h = pm->h;
+	m->topic = pm->topic;
+	m->key = pm->h.key_len ? pm->key : NULL;
+	m->payload = pm->payload;
+	end = (unsigned char *)m->payload + pm->h.payload_len;
+	*end = '\0'; /* text payloads print as-is */
+	return m;
 }
 
 /*
@@ -1062,6 +1220,19 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 	r = proto_decode(b->buf, (size_t)n, &pm);
 	if (r < 0)
 		return 1; /* not from our daemon: skip it */
+	if (pm.h.type == PROTO_FRAGMENT) {
+		/* a piece of a large message; the whole goes on below */
+		const unsigned char *whole;
+		size_t len;
+
+		r = reasm_add(&b->reasm, &pm, recv_limit(b),
+			      offsetof(struct mqbus_msg, data), &whole, &len);
+		if (r == -ENOMEM)
+			return set_error(b, -ENOMEM, "out of memory");
+		if (r <= 0 || proto_decode(whole, len, &pm) < 0 ||
+		    !frag_type_ok(pm.h.type))
+			return 1;
+	}
 	switch (pm.h.type) {
 	case PROTO_DELIVER:
 		r = take_deliver(b, &pm);
@@ -1222,6 +1393,27 @@ static int announce(mqbus *b, int64_t deadline)
 }
 
 /*
+ * Tells the daemon the largest payload we take when it is below the
+ * bus's, so that it refuses larger ones to us (counted as dropped, too
+ * large) instead of sending them.  Best effort, without waiting: the
+ * library refuses them itself as well.
+ */
+static void declare_limit(mqbus *b)
+{
+	unsigned char buf[FRAG_OVERHEAD];
+	struct timespec now;
+	int n;
+
+	if (!b->max_message || !b->bus_max || b->max_message >= b->bus_max)
+		return;
+	n = frag_encode_limit(buf, sizeof(buf), b->max_message);
+	clock_gettime(CLOCK_REALTIME, &now);
+	if (n > 0)
+		mq_timedsend(b->tx, (const char *)buf, (size_t)n,
+			     PROTO_PRIO_MAX, &now);
+}
+
+/*
  * What a WELCOME starts, the first or after a reconnection: our id, the
  * daemon's grants and a pidfd of it in the epoll set.  Without a pidfd
  * (a kernel before 5.3) liveness falls back to kill(pid, 0).
@@ -1233,6 +1425,10 @@ static void session_begin(mqbus *b, const struct proto_msg *welcome)
 	memcpy(&b->welcome, welcome->payload, sizeof(b->welcome));
 	b->client_id = welcome->h.client_id;
 	b->daemon_batch = b->batch && (welcome->h.flags & PROTO_F_BATCH);
+	b->bus_max = welcome->h.seq > FRAG_TOTAL_MAX ? FRAG_TOTAL_MAX
+						      : (size_t)welcome->h.seq;
+	reasm_reset(&b->reasm);
+	declare_limit(b);
 	if (b->pidfd >= 0)
 		close(b->pidfd);
 	b->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)b->welcome.daemon_pid,
@@ -1392,6 +1588,8 @@ MQBUS_EXPORT mqbus *mqbus_free(mqbus *b)
 		close(b->pidfd);
 	if (b->epfd >= 0)
 		close(b->epfd);
+	reasm_reset(&b->reasm);
+	free(b->sbuf);
 	free(b->buf);
 	free(b->obuf);
 	free(b->held);

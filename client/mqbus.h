@@ -78,8 +78,25 @@ const char *mqbus_last_error(const mqbus *b);
 /* This client's id on the bus (0 before connect). */
 uint32_t mqbus_client_id(const mqbus *b);
 
-/* The largest payload that fits this client's queues with this topic. */
+/* The largest payload that fits this client's queues with this topic
+ * (in one queue message). */
 size_t mqbus_max_payload(const mqbus *b, const char *topic);
+
+/*
+ * The largest payload this client can send: connected to a daemon that
+ * carries large messages, the bus's max_message (what does not fit a
+ * queue message goes in pieces); otherwise mqbus_max_payload(b, "").
+ */
+size_t mqbus_max_message(const mqbus *b);
+
+/*
+ * The largest payload this client takes (0, the default: the bus's
+ * max_message; also MQBUS_MAX_MESSAGE).  A larger message is refused to
+ * it: counted as dropped (mqbus_msg_dropped() of the next message), and
+ * the daemon answers its publisher EMSGSIZE when nobody could take it.
+ * Set before mqbus_connect(); -EINVAL above 256 MiB.
+ */
+int mqbus_set_max_message(mqbus *b, size_t max);
 
 /*
  * Options structs.  Calls that take more than their essential arguments

@@ -1484,7 +1484,7 @@ static void exec_warn(const char *cmd, const struct exec_result *res,
 static int serve_loop(mqbus *b, const struct serve_opts *o)
 {
 	/* A reply carries no topic: all of a message but the header. */
-	size_t max = mqbus_max_payload(b, "");
+	size_t max = mqbus_max_message(b);
 	struct exec_result res = { 0 };
 	unsigned long long answered = 0;
 	int status = EXIT_OK;
@@ -1973,6 +1973,8 @@ static int cmd_limits(const struct ctl *ctl, int argc, char **argv)
 	struct rlimit rl;
 	bool json = false, have_rl;
 	long maxmsg = 0, msgsize = 0, prio_max;
+	size_t max_message = 0;
+	bool have_max;
 	char name[64], text[96], jv[32];
 	mqbus *b;
 	int c, r;
@@ -2006,6 +2008,12 @@ static int cmd_limits(const struct ctl *ctl, int argc, char **argv)
 		mqbus_free(b);
 		return EXIT_ERROR;
 	}
+	/* the largest message of the bus, from its daemon if one runs */
+	mqbus_set_timeout(b, 2000);
+	mqbus_set_reconnect(b, 0);
+	have_max = mqbus_connect(b) == 0;
+	if (have_max)
+		max_message = mqbus_max_message(b);
 	mqbus_free(b);
 
 	report_proc(&rep, "msg_max", &msg_max);
@@ -2081,6 +2089,12 @@ static int cmd_limits(const struct ctl *ctl, int argc, char **argv)
 				   "null");
 		report_num(&rep, "clients_fit_total", soft / client_bytes);
 	}
+	if (have_max)
+		report_num(&rep, "max_message",
+			   (unsigned long long)max_message);
+	else
+		report_raw(&rep, "max_message",
+			   "unknown (no daemon serves the bus)", "null");
 
 	report_print(&rep, json);
 

@@ -85,6 +85,7 @@ static const struct config_key config_bus_keys[] = {
 	CONFIG_BUS_KEY(restart_grace_ms, 0, 600000),
 	CONFIG_BUS_KEY(stats_interval, 0, 86400),
 	CONFIG_BUS_KEY(stats_topics, 0, 10000),
+	CONFIG_BUS_KEY(max_message, 1024, 256 * 1024 * 1024),
 	CONFIG_OVERFLOW_KEY(struct config, overflow),
 };
 #define CONFIG_N_BUS_KEYS (sizeof(config_bus_keys) / sizeof(config_bus_keys[0]))
@@ -183,6 +184,7 @@ int config_init(struct config *cfg)
 	cfg->max_retained_bytes_per_uid = 4 * 1024 * 1024;
 	cfg->stats_interval = 60;
 	cfg->stats_topics = 20;
+	cfg->max_message = 1024 * 1024;
 	cfg->rule_index = index;
 	return 0;
 }

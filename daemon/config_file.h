@@ -105,6 +105,9 @@ struct config {
 	unsigned stats_interval;    /* s between delivery-stats entries,
 				       default 60, 0: none */
 	unsigned stats_topics;      /* topics per round, default 20 */
+	unsigned max_message;       /* largest payload, default 1 MiB; what
+				       does not fit a queue message goes in
+				       pieces (large.c) */
 	struct topic_rule *rules;
 	size_t n_rules;
 	struct router *rule_index; /* pattern -> struct topic_rule * */

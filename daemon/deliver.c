@@ -30,6 +30,7 @@
 #include "daemon/account.h"
 #include "daemon/config_file.h"
 #include "daemon/deliver.h"
+#include "daemon/large.h"
 #include "daemon/log.h"
 #include "daemon/msgbuf.h"
 #include "daemon/peer.h"
@@ -93,14 +94,19 @@ static int send_now(struct peer *p, struct msgbuf *m, unsigned prio,
 			memcpy(m->data + flags_off, &marked, sizeof(marked));
 		}
 	}
-	r = mq_send(p->rx, (const char *)m->data, m->len, prio);
+	if (large_for(p, m))
+		r = large_send(p, m, prio); /* in pieces (large.c) */
+	else
+		r = mq_send(p->rx, (const char *)m->data, m->len, prio) < 0
+			    ? -errno
+			    : 0;
 	if (deliver) {
 		memcpy(m->data + status_off, &zero, sizeof(zero));
 		if (mark)
 			memcpy(m->data + flags_off, &flags, sizeof(flags));
 	}
 	if (r < 0)
-		return -errno;
+		return r;
 	if (deliver)
 		count_sent(p, m, mark, waited);
 	return 0;
@@ -179,13 +185,27 @@ static void slow_consumer(struct peer *p, const struct msgbuf *m,
 			  msg_topic(m), config_overflow_name(policy), n);
 }
 
+/* The waiting message going out in pieces now, or NULL. */
+static struct pending *pending_in_flight(const struct peer *p)
+{
+	for (struct pending *e = p->pending_head; e; e = e->next)
+		if (large_in_flight(p, e->m))
+			return e;
+	return NULL;
+}
+
 /* Highest priority first; FIFO within a priority.  Appending is the
  * common case, so the list is scanned only when priorities overtake. */
 static void pending_insert(struct peer *p, struct pending *e)
 {
 	struct pending **at = &p->pending_head;
+	/* a large message never overtakes one going out in pieces: one
+	 * at a time per receiver (large.c) */
+	struct pending *floor = large_for(p, e->m) ? pending_in_flight(p)
+						   : NULL;
 
-	if (!p->pending_tail || p->pending_tail->prio >= e->prio) {
+	if (!p->pending_tail || p->pending_tail->prio >= e->prio ||
+	    p->pending_tail == floor) {
 		e->next = NULL;
 		if (p->pending_tail)
 			p->pending_tail->next = e;
@@ -193,6 +213,8 @@ static void pending_insert(struct peer *p, struct pending *e)
 			p->pending_head = e;
 		p->pending_tail = e;
 	} else {
+		if (floor)
+			at = &floor->next;
 		while ((*at)->prio >= e->prio)
 			at = &(*at)->next;
 		e->next = *at;
@@ -287,6 +309,7 @@ static void pending_unlink(struct peer *p, struct pending *prev,
 	if (p->pending_tail == e)
 		p->pending_tail = prev;
 	p->n_pending--;
+	large_unlinked(p, e->m);
 	pending_charge(p, e->m, false);
 	if (e->m->stat)
 		e->m->stat->waiting--;
@@ -327,7 +350,9 @@ static struct pending *pending_victim(struct peer *p, unsigned prio,
 	struct pending *e, *prev = NULL, *best = NULL, *best_prev = NULL;
 
 	for (e = p->pending_head; e; prev = e, e = e->next) {
-		if (!msg_is_deliver(e->m) || e->prio > prio)
+		/* half sent: the receiver gets all of it or none */
+		if (!msg_is_deliver(e->m) || e->prio > prio ||
+		    large_in_flight(p, e->m))
 			continue;
 		if (!best || e->prio < best->prio) {
 			best = e;
@@ -362,7 +387,8 @@ static struct pending *pending_same_key(struct peer *p,
 	struct pending *e, *prev = NULL;
 
 	for (e = p->pending_head; e; prev = e, e = e->next) {
-		if (!msg_is_deliver(e->m) || msg_topic_key_len(e->m) != len)
+		if (!msg_is_deliver(e->m) || msg_topic_key_len(e->m) != len ||
+		    large_in_flight(p, e->m))
 			continue;
 		if (memcmp(e->m->data + PROTO_HEADER_SIZE,
 			   m->data + PROTO_HEADER_SIZE, len) == 0) {
@@ -385,8 +411,12 @@ static bool backlog_full(const struct peer *p, const struct msgbuf *m,
 	const struct server *s = p->server;
 	size_t cost = pending_cost(m);
 
-	return p->n_pending >= pol->backlog ||
-	       p->pending_bytes + m->len > pol->backlog_bytes ||
+	/* one large message always fits an empty backlog by its bytes:
+	 * it must wait in the daemon while it goes out in pieces */
+	bool bytes = p->pending_bytes + m->len > pol->backlog_bytes &&
+		     !(p->n_pending == 0 && large_for(p, m));
+
+	return p->n_pending >= pol->backlog || bytes ||
 	       s->pending_mem + cost > s->cfg.pending_budget ||
 	       account_held(&s->accounts, p->uid, ACCOUNT_PENDING_MEM) + cost >
 		       s->cfg.pending_budget_per_uid;
@@ -777,15 +807,19 @@ static void stage_drop(struct peer *p)
 
 int deliver_message(struct peer *p, const struct delivery *d)
 {
-	int r = -EAGAIN;
+	int r;
 
 	if (p->closing)
 		return -EPIPE;
+	/* a message in pieces waits in the backlog while it goes out;
+	 * one beyond what p takes is refused (large.c) */
+	r = large_admit(p, d->m);
 	/* a client that reads frames gets its messages at the end of the
-	 * turn, packed; but a request, whose answer is awaited, goes at
-	 * once unless something routed before it waits for that end.
-	 * Behind a backlog, keep order: queue instead of overtaking it */
-	if (p->batch && p->n_pending == 0 && (!d->request || p->n_staged)) {
+	 * turn, packed; but a request, whose answer is awaited, and a
+	 * message in pieces go at once unless something routed before
+	 * them waits for that end */
+	if (r == 0 && p->batch && p->n_pending == 0 &&
+	    !large_for(p, d->m) && (!d->request || p->n_staged)) {
 		if (!stage_fits(p, d))
 			stage_flush(p);
 		if (p->closing)
@@ -793,13 +827,24 @@ int deliver_message(struct peer *p, const struct delivery *d)
 		if (p->n_pending == 0 && stage(p, d))
 			return 0;
 	}
-	if (p->n_pending == 0)
-		r = send_now(p, d->m, d->prio, p->dropped, d->mark, false);
+	/* behind a backlog, keep order: queue instead of overtaking it */
+	if (r == 0) {
+		if (p->n_staged)
+			stage_flush(p);
+		if (p->closing)
+			return -EPIPE;
+		r = p->n_pending == 0 ? send_now(p, d->m, d->prio, p->dropped,
+						 d->mark, false)
+				      : -EAGAIN;
+	}
 	if (r == -EAGAIN)
 		r = overflow(p, d);
 	if (r == 0) {
 		/* the count went out with m: it marks the gap before m */
 		p->dropped = 0;
+		if (large_for(p, d->m) && p->pending_head &&
+		    p->pending_head->m == d->m)
+			deliver_flush(p); /* its first pieces at once */
 		return 0;
 	}
 	p->dropped += count_drop(p, d->m, drop_reason_of(r), d->mark);
@@ -842,7 +887,7 @@ int deliver_try(struct peer *p, struct msgbuf *m, unsigned prio)
 
 	if (p->n_staged)
 		stage_flush(p);
-	if (p->closing || p->n_pending > 0)
+	if (p->closing || p->n_pending > 0 || large_for(p, m))
 		return -EAGAIN;
 	r = send_now(p, m, prio, p->dropped, 0, false);
 	if (r == 0)
@@ -859,7 +904,9 @@ void deliver_buf(struct peer *p, struct msgbuf *m, unsigned prio)
 	/* what was routed to p before m goes first */
 	if (p->n_staged)
 		stage_flush(p);
-	if (p->n_pending == 0)
+	if (large_admit(p, m) == -EMSGSIZE)
+		r = -EMSGSIZE;
+	else if (p->n_pending == 0 && !large_for(p, m))
 		r = send_now(p, m, prio, 0, 0, false);
 	/* replies are bounded by the requests a client makes; the slack
 	 * stops one that never reads its answers */
@@ -871,6 +918,8 @@ void deliver_buf(struct peer *p, struct msgbuf *m, unsigned prio)
 			r = 0;
 		else
 			r = -ENOMEM;
+		if (r == 0 && large_for(p, m) && p->pending_head->m == m)
+			deliver_flush(p);
 	}
 	if (r < 0)
 		count_drop(p, m, drop_reason_of(r), 0);

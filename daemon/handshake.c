@@ -469,6 +469,9 @@ static void welcome(struct server *s, struct peer *p)
 	proto_header_init(&h, PROTO_WELCOME);
 	h.flags = PROTO_F_BATCH; /* we read frames of PUBLISHes */
 	h.client_id = p->id;
+	/* the largest payload the bus carries (PROTOCOL.md, Large
+	 * messages); 0 from a daemon without them */
+	h.seq = p->server->cfg.max_message;
 	n = proto_encode(buf, sizeof(buf), &h, NULL, &w, sizeof(w));
 	if (n > 0)
 		deliver_control(p, buf, (size_t)n);

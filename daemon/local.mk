@@ -14,6 +14,7 @@ daemon_libmqbusd_la_SOURCES = \
 	daemon/subscriber.h \
 	daemon/peer.c daemon/peer.h \
 	daemon/deliver.c daemon/deliver.h \
+	daemon/large.c daemon/large.h \
 	daemon/handshake.c daemon/handshake.h \
 	daemon/route.c daemon/route.h \
 	daemon/sub.c daemon/sub.h \

@@ -25,6 +25,7 @@
 
 #include "daemon/config_file.h"
 #include "daemon/hmap.h"
+#include "daemon/large.h"
 #include "daemon/log.h"
 #include "daemon/policy.h"
 #include "daemon/request.h"
@@ -155,6 +156,9 @@ struct peer {
 	/* the last message dropped on its way here, whose topic a drop
 	 * notice names when no message follows (deliver.c) */
 	struct msgbuf *last_drop;
+
+	/* messages in pieces, coming in and going out (large.c) */
+	struct large_peer large;
 
 	/* counters: what it published and sent, and what was delivered
 	 * to it and dropped on its way to it (stats.c) */

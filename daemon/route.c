@@ -11,6 +11,7 @@
 #include "daemon/account.h"
 #include "daemon/config_file.h"
 #include "daemon/deliver.h"
+#include "daemon/large.h"
 #include "daemon/log.h"
 #include "daemon/msgbuf.h"
 #include "daemon/peer.h"
@@ -130,6 +131,7 @@ void route_message(struct server *s, struct peer *from, uid_t uid, pid_t pid,
 	topic_counts->published++;
 	router_match(s->router, topic, route_one, &ctx);
 	route_monitors(s, &ctx, topic);
+	large_routed(s, ctx.accepted);
 }
 
 void route_publish(struct peer *p, struct msgbuf *m,

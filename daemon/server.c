@@ -27,6 +27,7 @@
 
 #include "daemon/bridge.h"
 #include "daemon/deliver.h"
+#include "daemon/large.h"
 #include "daemon/introspect.h"
 #include "daemon/log.h"
 #include "daemon/route.h"
@@ -34,6 +35,7 @@
 #include "daemon/server.h"
 #include "daemon/state.h"
 #include "daemon/sweep.h"
+#include "proto/frag.h"
 #include "proto/proto.h"
 
 #define BUS_NAME_MAX 200
@@ -342,6 +344,11 @@ static void server_message(struct peer *p, struct msgbuf *m)
 		deliver_bad(p, 0, r, "message rejected");
 		return;
 	}
+	/* a piece of a large message; the whole comes back here */
+	if (pm.h.type == PROTO_FRAGMENT) {
+		large_fragment(p, &pm, server_message);
+		return;
+	}
 	if (p->held && restart_stash(p, m, pm.h.type))
 		return;
 	handler = pm.h.type <= PROTO_TYPE_MAX ? server_handlers[pm.h.type]
@@ -375,6 +382,7 @@ static void server_reap_peer(struct peer *p, void *arg)
 	request_drop_peer(p);
 	timer_drop_peer(p);
 	deliver_drop_peer(p);
+	large_drop_peer(p);
 	log_client_left(&who, p->close_reason ? p->close_reason : "closed",
 			monotonic_usec() - p->connected_usec, &p->counts);
 	account_credit(&s->accounts, p->uid, ACCOUNT_PEERS);
@@ -405,6 +413,7 @@ static void server_tick(evutil_socket_t fd, short what, void *arg)
 	s->stats.wakeups_rescued += wake_rescue(s->wake);
 	account_clear_all(&s->accounts, ACCOUNT_QUERY_COST);
 	restart_tick(&s->restart);
+	large_tick(s);
 	stats_notify_status(s);
 }
 

@@ -123,6 +123,7 @@ struct server {
 	int exit_code;
 	uint64_t status_sum; /* figures in the last STATUS= */
 	struct bus_stats stats;
+	struct large_stats large; /* messages in pieces (large.c) */
 };
 
 /*

@@ -16,6 +16,7 @@
 
 #include "daemon/bridge.h"
 #include "daemon/deliver.h"
+#include "daemon/large.h"
 #include "daemon/msgbuf.h"
 #include "daemon/peer.h"
 #include "daemon/router.h"
@@ -503,6 +504,7 @@ int stats_text(struct server *s, char *buf, size_t cap)
 		 s->pool.live);
 	/* "dropped" counts every message a subscriber lost, coalesced ones
 	 * too: the gaps its sequence numbers show */
+	large_stats_text(s, buf, cap, &len);
 	text_add(buf, cap, &len, "dropped=%llu\n",
 		 (unsigned long long)dropped_sum(c));
 #define TEXT(field, member, label) \

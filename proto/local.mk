@@ -1,4 +1,5 @@
 # proto/: the wire format, shared by daemon and library
 noinst_LTLIBRARIES += proto/libproto.la
-proto_libproto_la_SOURCES = proto/proto.c proto/proto.h
+proto_libproto_la_SOURCES = proto/proto.c proto/proto.h \
+	proto/frag.c proto/frag.h
 EXTRA_DIST += proto/PROTOCOL.md

@@ -13,6 +13,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "proto/frag.h"
 #include "proto/proto.h"
 
 void proto_header_init(struct proto_header *h, enum proto_type type)
@@ -273,7 +274,8 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 		return -PROTO_E_MAGIC;
 	if (h.version != PROTO_VERSION)
 		return -PROTO_E_VERSION;
-	if (h.type == 0 || h.type > PROTO_TYPE_MAX)
+	if ((h.type == 0 || h.type > PROTO_TYPE_MAX) &&
+	    h.type != PROTO_FRAGMENT)
 		return -PROTO_E_TYPE;
 	if ((h.flags & ~PROTO_F_ALL) != 0 || h.reserved1 != 0 ||
 	    h.reserved2 != 0)
@@ -327,7 +329,10 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 	if (h.key_len > 0 && (!proto_type_keyed(h.type) ||
 			      !proto_key_valid(key, h.key_len)))
 		return -PROTO_E_KEY;
-	r = proto_check_type(&h, topic, payload);
+	if (h.type == PROTO_FRAGMENT)
+		r = frag_check(&h); /* proto/frag.c */
+	else
+		r = proto_check_type(&h, topic, payload);
 	if (r < 0)
 		return r;
 
@@ -529,6 +534,8 @@ const char *proto_type_name(unsigned type)
 		[PROTO_BATCH] = "BATCH",
 	};
 
+	if (type == PROTO_FRAGMENT)
+		return "FRAGMENT";
 	if (type == 0 || type > PROTO_TYPE_MAX)
 		return "unknown";
 	return names[type];

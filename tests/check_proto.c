@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/frag.h"
 #include "proto/proto.h"
 
 #define CHECK_PROTO_BUF (PROTO_HEADER_SIZE + PROTO_TOPIC_MAX + 1 + 4096)
@@ -1583,6 +1584,151 @@ START_TEST(check_proto_type_names)
 }
 END_TEST
 
+/* -------------------------------------------------------------------- */
+/* FRAGMENT (proto/frag.h)                                               */
+
+/* A piece of a whole PUBLISH of total bytes: off, len bytes of it. */
+static int check_frag(unsigned char *buf, size_t cap, uint32_t id,
+		      size_t off, size_t total, size_t len)
+{
+	static unsigned char whole[4096];
+
+	memset(whole, 'w', sizeof(whole));
+	return frag_encode(buf, cap, id, off, total, 0, whole, len);
+}
+
+START_TEST(check_proto_fragment_rules)
+{
+	unsigned char buf[CHECK_PROTO_BUF];
+	struct proto_msg m;
+	int n;
+
+	/* a first piece, a middle one, the last one */
+	n = check_frag(buf, sizeof(buf), 7, 0, 5000, 1983);
+	ck_assert_int_eq(n, FRAG_OVERHEAD + 1983);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
+	ck_assert_uint_eq(m.h.type, PROTO_FRAGMENT);
+	ck_assert_uint_eq(m.h.token, 7);
+	ck_assert_uint_eq(m.h.timestamp, 5000);
+	ck_assert(frag_continues(&m, 7, 5000, 0));
+	ck_assert(!frag_continues(&m, 7, 5000, 1));
+	ck_assert(!frag_continues(&m, 8, 5000, 0));
+	ck_assert(!frag_continues(&m, 7, 5001, 0));
+	n = check_frag(buf, sizeof(buf), 7, 1983, 5000, 1983);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
+	n = check_frag(buf, sizeof(buf), 7, 3966, 5000, 1034);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
+	/* a limit declaration */
+	n = frag_encode_limit(buf, sizeof(buf), 100000);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
+	ck_assert_uint_eq(m.h.seq, 100000);
+
+	/* a piece past the end of its message, or ending past it */
+	n = check_frag(buf, sizeof(buf), 7, 5000, 5000, 10);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL), -PROTO_E_FIELD);
+	n = check_frag(buf, sizeof(buf), 7, 4000, 5000, 1001);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL), -PROTO_E_FIELD);
+	/* an empty piece; a message of no bytes, or too large */
+	n = check_frag(buf, sizeof(buf), 7, 10, 5000, 0);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL), -PROTO_E_FIELD);
+	n = check_frag(buf, sizeof(buf), 7, 0, 0, 100);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL), -PROTO_E_FIELD);
+	n = check_frag(buf, sizeof(buf), 7, 0, FRAG_TOTAL_MAX + 1ull, 100);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL), -PROTO_E_FIELD);
+	/* a first piece without the whole inner header */
+	n = check_frag(buf, sizeof(buf), 7, 0, 5000, PROTO_HEADER_SIZE - 1);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL), -PROTO_E_FIELD);
+	n = check_frag(buf, sizeof(buf), 7, 0, 5000, PROTO_HEADER_SIZE);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL), 0);
+	/* a limit declaration with a payload, without a limit */
+	n = check_frag(buf, sizeof(buf), 0, 0, 0, 0);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL), -PROTO_E_FIELD);
+	n = check_frag(buf, sizeof(buf), 0, 100, 0, 5);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL), -PROTO_E_FIELD);
+	/* flags, a topic, a status */
+	n = check_frag(buf, sizeof(buf), 7, 0, 5000, 100);
+	CHECK_PROTO_SET(buf, flags, PROTO_F_PRIORITY);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL), -PROTO_E_FLAGS);
+	CHECK_PROTO_SET(buf, flags, 0);
+	CHECK_PROTO_SET(buf, status, 1);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL), -PROTO_E_FIELD);
+	CHECK_PROTO_SET(buf, status, 0);
+	CHECK_PROTO_SET(buf, priority, PROTO_PRIO_MAX + 1);
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL), -PROTO_E_FIELD);
+	{
+		struct proto_header h;
+
+		proto_header_init(&h, PROTO_FRAGMENT);
+		h.token = 7;
+		h.timestamp = 5000;
+		n = proto_encode(buf, sizeof(buf), &h, "a/b", "x", 100);
+		ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL),
+				 -PROTO_E_TOPIC);
+	}
+	ck_assert_str_eq(proto_type_name(PROTO_FRAGMENT), "FRAGMENT");
+	/* what may come in pieces */
+	ck_assert(frag_type_ok(PROTO_PUBLISH) && frag_type_ok(PROTO_REQUEST) &&
+		  frag_type_ok(PROTO_REPLY) && frag_type_ok(PROTO_DELIVER));
+	ck_assert(!frag_type_ok(PROTO_TIMER_ADD) &&
+		  !frag_type_ok(PROTO_FRAGMENT) && !frag_type_ok(PROTO_STATS));
+}
+END_TEST
+
+/* The decoder's fuzz loop on fragments: whatever it accepts is a piece
+ * within its message (or a limit declaration). */
+START_TEST(check_proto_fragment_fuzz)
+{
+	unsigned char orig[CHECK_PROTO_BUF], copy[CHECK_PROTO_BUF + 16];
+	uint64_t state = 0x243f6a8885a308d3ull;
+	unsigned ok = 0, refused = 0;
+	int n;
+
+	for (unsigned round = 0; round < 4 * CHECK_PROTO_FUZZ_ROUNDS;
+	     round++) {
+		uint64_t rnd = check_proto_rand(&state);
+		size_t len;
+		struct proto_msg m;
+		int r;
+
+		n = round % 3 == 2 ? frag_encode_limit(orig, sizeof(orig), 999)
+				   : check_frag(orig, sizeof(orig), 3,
+						round % 3 ? 1983 : 0, 4000,
+						1983);
+		ck_assert_int_gt(n, 0);
+		len = (size_t)n;
+		memcpy(copy, orig, len);
+		for (unsigned k = 0; k < 1 + rnd % 3; k++) {
+			uint64_t x = check_proto_rand(&state);
+
+			copy[(x >> 8) % PROTO_HEADER_SIZE] ^=
+				check_proto_flip(x >> 32);
+		}
+		if (rnd % 8 == 0)
+			len = (rnd >> 8) % len;
+		r = proto_decode(copy, len, &m);
+		ck_assert(r == 0 || check_proto_is_error(r));
+		if (r != 0 || m.h.type != PROTO_FRAGMENT) {
+			refused += r != 0;
+			continue;
+		}
+		ok++;
+		ck_assert_uint_eq(m.h.topic_len, 0);
+		ck_assert_uint_eq(m.h.flags, 0);
+		if (m.h.token == 0) {
+			ck_assert_uint_eq(m.h.payload_len, 0);
+			continue;
+		}
+		ck_assert_uint_gt(m.h.payload_len, 0);
+		ck_assert_uint_le(m.h.seq + m.h.payload_len, m.h.timestamp);
+		ck_assert_uint_le(m.h.timestamp, FRAG_TOTAL_MAX);
+		if (m.h.seq == 0)
+			ck_assert_uint_ge(m.h.payload_len, PROTO_HEADER_SIZE);
+	}
+	ck_assert_uint_gt(ok, 0);
+	ck_assert_uint_gt(refused, 0);
+}
+END_TEST
+
 static Suite *check_proto_suite(void)
 {
 	Suite *s = suite_create("proto");
@@ -1624,10 +1770,12 @@ static Suite *check_proto_suite(void)
 	tcase_add_test(tc, check_proto_priority);
 	tcase_add_test(tc, check_proto_control_rules);
 	tcase_add_test(tc, check_proto_query_rules);
+	tcase_add_test(tc, check_proto_fragment_rules);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("misc");
 	tcase_add_test(tc, check_proto_fuzz);
+	tcase_add_test(tc, check_proto_fragment_fuzz);
 	tcase_add_test(tc, check_proto_strerror);
 	tcase_add_test(tc, check_proto_type_names);
 	tcase_add_test(tc, check_proto_batch_parts);

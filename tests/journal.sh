@@ -454,7 +454,9 @@ if mqb_daemon_start notify --log=journal -c "$DCONF"; then
 	DJPID=$MQB_DPID
 	mqb_sub_start "$MQB_TMP/slow.out" 'slow/#'
 	SLOWPID=$MQB_SPID
-	mqb_sub_start "$MQB_TMP/big.out" 'big/#'
+	# it takes at most 4000 bytes: larger messages are refused to it
+	# (messages larger than its queue are otherwise sent in pieces)
+	MQBUS_MAX_MESSAGE=4000 mqb_sub_start "$MQB_TMP/big.out" 'big/#'
 	BIGPID=$MQB_SPID
 	kill -STOP "$SLOWPID"
 	for i in $(seq 1 20); do

@@ -9,7 +9,7 @@ TEST_CHECK_LIBS = daemon/libmqbusd.la $(CHECK_LIBS)
 check_PROGRAMS += tests/check_proto tests/check_router tests/check_config \
 	tests/check_retain tests/check_delivery \
 	tests/check_bus tests/check_server tests/check_policy \
-	tests/check_adopt tests/check_crash
+	tests/check_adopt tests/check_crash tests/check_large
 tests_check_proto_SOURCES = tests/check_proto.c
 tests_check_proto_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_proto_LDADD = proto/libproto.la $(CHECK_LIBS)
@@ -40,6 +40,17 @@ tests_check_crash_SOURCES = tests/check_crash.c tests/testbus.c \
 	tests/testbus.h
 tests_check_crash_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_crash_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
+tests_check_large_SOURCES = tests/check_large.c tests/testbus.c \
+	tests/testbus.h
+tests_check_large_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_large_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
+# large-bench: large messages through mqbus against a direct queue pair
+# doing the same fragmenting (built by make, not installed; run it under
+# tests/harness.sh: see the head of tests/bench/large-bench.c)
+noinst_PROGRAMS += tests/bench/large-bench
+tests_bench_large_bench_SOURCES = tests/bench/large-bench.c
+tests_bench_large_bench_LDADD = client/libmqbus.la proto/libproto.la
+tests_bench_large_bench_LDFLAGS = $(AM_LDFLAGS) -no-install
 tests_check_bus_SOURCES = tests/check_bus.c tests/testbus.c tests/testbus.h
 tests_check_bus_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_bus_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
@@ -63,8 +74,8 @@ TESTS += tests/check_proto tests/check_router tests/check_config \
 	tests/bus-notify.sh tests/bus-thread.sh tests/bus-poll.sh \
 	tests/delivery.sh tests/adopt.sh tests/completion.sh tests/crash.sh \
 	tests/cli.sh tests/multiuser.sh tests/systemd.sh tests/policy.sh \
-	tests/quota.sh
-EXTRA_DIST += tests/harness.sh tests/lib.sh tests/bus-notify.sh \
+	tests/quota.sh tests/large.sh tests/large-cli.sh
+EXTRA_DIST += tests/harness.sh tests/large.sh tests/large-cli.sh tests/lib.sh tests/bus-notify.sh \
 	tests/adopt.sh tests/soak.sh tests/completion.sh tests/crash.sh \
 	tests/valgrind.supp \
 	tests/policy.sh tests/quota.sh \

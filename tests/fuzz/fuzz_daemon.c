@@ -61,6 +61,7 @@
 #include "daemon/log.h"
 #include "daemon/peer.h"
 #include "daemon/server.h"
+#include "proto/frag.h"
 #include "proto/proto.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -132,7 +133,7 @@ static struct {
 
 static struct {
 	uint64_t inputs, sent, received, connects;
-	uint64_t by_type[PROTO_TYPE_MAX + 1];
+	uint64_t by_type[256]; /* by the type byte (FRAGMENT is 27) */
 } fuzz_stats;
 
 static void fuzz_die(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
@@ -353,8 +354,13 @@ static void fuzz_repair(unsigned char *msg, size_t n)
 	h.magic = PROTO_MAGIC;
 	h.version = PROTO_VERSION;
 	h.reserved1 = h.reserved2 = 0;
-	if (h.type == 0 || h.type > PROTO_TYPE_MAX)
-		h.type = (uint8_t)(1 + h.type % PROTO_TYPE_MAX);
+	/* into 1..PROTO_TYPE_MAX, or a FRAGMENT (proto/frag.h) */
+	if ((h.type == 0 || h.type > PROTO_TYPE_MAX) &&
+	    h.type != PROTO_FRAGMENT) {
+		h.type = (uint8_t)(h.type % (PROTO_TYPE_MAX + 1));
+		if (h.type == 0)
+			h.type = PROTO_FRAGMENT;
+	}
 	h.flags &= PROTO_F_ALL;
 	if (h.topic_len > PROTO_TOPIC_MAX)
 		h.topic_len %= PROTO_TOPIC_MAX + 1;
@@ -440,7 +446,7 @@ static void fuzz_report(void)
 		(unsigned long long)fuzz_srv.seq,
 		(unsigned long long)fuzz_srv.stats.bad_messages);
 	fprintf(fuzz_err, "fuzz_daemon: received by type:");
-	for (unsigned t = 1; t <= PROTO_TYPE_MAX; t++)
+	for (unsigned t = 1; t < 256; t++)
 		if (fuzz_stats.by_type[t])
 			fprintf(fuzz_err, " %s=%llu", proto_type_name(t),
 				(unsigned long long)fuzz_stats.by_type[t]);

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "proto/frag.h"
 #include "proto/proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -54,7 +55,8 @@ static void fuzz_accepted(const uint8_t *data, size_t size,
 {
 	FUZZ_CHECK(m->h.magic == PROTO_MAGIC);
 	FUZZ_CHECK(m->h.version == PROTO_VERSION);
-	FUZZ_CHECK(m->h.type >= 1 && m->h.type <= PROTO_TYPE_MAX);
+	FUZZ_CHECK((m->h.type >= 1 && m->h.type <= PROTO_TYPE_MAX) ||
+		   m->h.type == PROTO_FRAGMENT);
 	FUZZ_CHECK((m->h.flags & ~PROTO_F_ALL) == 0);
 	FUZZ_CHECK(strlen(m->topic) == m->h.topic_len);
 	FUZZ_CHECK(strlen(m->key) == m->h.key_len);
@@ -82,6 +84,20 @@ static void fuzz_accepted(const uint8_t *data, size_t size,
 		break;
 	case PROTO_QUERY:
 		FUZZ_CHECK(proto_query_name(m->h.status) != NULL);
+		break;
+	case PROTO_FRAGMENT:
+		/* a piece lies within its message, the first holds the
+		 * inner header; a limit declaration carries nothing */
+		FUZZ_CHECK(m->h.topic_len == 0 && m->h.flags == 0);
+		if (m->h.token == 0) {
+			FUZZ_CHECK(m->h.payload_len == 0 && m->h.seq > 0);
+			break;
+		}
+		FUZZ_CHECK(m->h.payload_len > 0);
+		FUZZ_CHECK(m->h.timestamp <= FRAG_TOTAL_MAX);
+		FUZZ_CHECK(m->h.seq + m->h.payload_len <= m->h.timestamp);
+		if (m->h.seq == 0)
+			FUZZ_CHECK(m->h.payload_len >= PROTO_HEADER_SIZE);
 		break;
 	default:
 		break;

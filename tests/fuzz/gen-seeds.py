@@ -24,6 +24,7 @@ MAGIC = 0x3142514d
 (ANNOUNCE, HELLO, WELCOME, PUBLISH, DELIVER, SUBSCRIBE, UNSUBSCRIBE, ACK,
  ERROR, BYE, STATS, REQUEST, REPLY, TIMER_ADD, TIMER_CANCEL, TIMER_LIST,
  QUERY, BATCH) = range(1, 19)
+FRAGMENT = 27  # proto/frag.h: a piece of a message larger than a queue's
 F_PRIORITY, F_REQUEST, F_DETACHED, F_ABSOLUTE = 0x1, 0x2, 0x4, 0x8
 F_RETAIN, F_RETAINED, F_MONITOR, F_REPLY, F_MORE, F_RESUME = (
     0x10, 0x20, 0x40, 0x80, 0x100, 0x200)
@@ -118,7 +119,20 @@ PROTO = {
     'bad-length': msg(PUBLISH, b'a/b', b'payload')[:-3],
     'bad-topic': msg(PUBLISH, b'a//b', b'x'),
     'short': msg(BYE)[:40],
+    'fragment-first': msg(FRAGMENT, payload=msg(PUBLISH, b'big/x',
+                                                b'L' * 3000)[:1983],
+                          token=1, ts=3070),
+    'fragment-last': msg(FRAGMENT, payload=b'L' * 1087, token=1, seq=1983,
+                         ts=3070),
+    'fragment-limit': msg(FRAGMENT, seq=100000),
 }
+
+
+def pieces(whole, mid, chunk=1983, prio=0):
+    """The FRAGMENT frames of one whole encoded message."""
+    return [msg(FRAGMENT, payload=whole[off:off + chunk], token=mid,
+                seq=off, ts=len(whole), priority=prio)
+            for off in range(0, len(whole), chunk)]
 
 S = lambda topic, token=1, **kw: msg(SUBSCRIBE, topic, token=token, **kw)
 P = lambda topic, payload=b'x', **kw: msg(PUBLISH, topic, payload, **kw)
@@ -182,6 +196,24 @@ DAEMON = {
     'repaired-junk': records(b'\0' * 80, b'\xff' * 100, repair=True),
     'many-subs': records(*[S(b'l/%d/#' % i, token=i) for i in range(70)]),
     'big': records(S(b'big'), P(b'big', b'B' * 1900)),
+    'large': records(S(b'big/#'), *pieces(P(b'big/x', b'L' * 6000,
+                                             token=5), 1)),
+    'large-retained': records(*pieces(P(b'big/r', b'R' * 4000,
+                                        flags=F_RETAIN), 2),
+                              S(b'big/#')),
+    'large-request': records(S(b'svc/big'),
+                             *pieces(msg(REQUEST, b'svc/big', b'Q' * 5000,
+                                         token=8), 3)),
+    'large-interleaved': records(S(b'big/#'),
+                                 *[f for pair in zip(
+                                     pieces(P(b'big/a', b'a' * 4000), 4),
+                                     pieces(P(b'big/b', b'b' * 4000), 5))
+                                   for f in pair]),
+    'large-half': records(S(b'big/#'),
+                          *pieces(P(b'big/h', b'h' * 9000), 6)[:2],
+                          msg(BYE)),
+    'large-limit': records(msg(FRAGMENT, seq=3000), S(b'big/#'),
+                           *pieces(P(b'big/x', b'L' * 6000), 7)),
 }
 
 CONFIG = {
