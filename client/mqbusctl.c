@@ -809,7 +809,7 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 		if (!m)
 			continue;
 
-		if (mqbus_msg_is_drop_notice(m)) {
+		if (!o->print && mqbus_msg_is_drop_notice(m)) {
 			/* losses no message followed: not a message */
 			print_drop_notice(m, o->json);
 		} else if (!o->print) {
@@ -987,6 +987,17 @@ static bool print_monitored(FILE *f, const mqbus_msg *m, bool json)
 		topic = "";
 	if (!payload)
 		len = 0;
+	/* copies lost that no copy followed: the gap line on its own (as
+	 * JSON, the drop notice's line); not a copy to count */
+	if (mqbus_msg_is_drop_notice(m)) {
+		if (json)
+			print_drop_notice(m, true);
+		else
+			fprintf(f, "gap %" PRIu32 " message%s lost: the "
+				   "monitor fell behind\n",
+				dropped, dropped == 1 ? "" : "s");
+		return false;
+	}
 	/* a monitor has no other subscription: this is the daemon's error */
 	if (!mqbus_msg_is_monitored(m)) {
 		fputs("mqbusctl: monitor: a message on ", stderr);

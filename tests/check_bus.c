@@ -555,7 +555,9 @@ START_TEST(test_priority_order)
 	 * the list.  Whatever the timing of the reads, the list hands out
 	 * the three before the eight older low ones.
 	 */
+	setenv("MQBUS_BATCH", "0", 1); /* one message per slot, as above */
 	sub = testbus_connect(&tb, 2, 0);
+	unsetenv("MQBUS_BATCH");
 	testbus_subscribe(sub, "prio/y");
 	base = testbus_stat(pub, "published");
 	for (i = 0; i < 10; i++)
