@@ -65,6 +65,8 @@
 #define MQBUS_EXPORT __attribute__((visibility("default")))
 
 _Static_assert(MQBUS_KEY_MAX == PROTO_KEY_MAX, "mqbus.h and proto.h agree");
+_Static_assert(MQBUS_TOPIC_MAX == PROTO_TOPIC_MAX,
+	       "mqbus.h and proto.h agree");
 
 #define DEFAULT_BUS "mqbus"
 #define DEFAULT_MAXMSG 10
@@ -117,6 +119,11 @@ struct replay {
 	uint32_t token;
 	bool monitor;
 	char *group; /* NULL: none */
+	/* mqbus_subscribe_cb(): the subscription's handler (else NULL), and
+	 * the number of the last message offered to it (handlers_offer()) */
+	mqbus_handler fn;
+	void *fn_userdata;
+	unsigned offered;
 	char pattern[];
 };
 
@@ -142,6 +149,8 @@ struct mqbus {
 	int epfd;  /* mqbus_get_fd(): rx and pidfd */
 	int pidfd; /* of the daemon, -1 while disconnected */
 	struct replay *replay;
+	unsigned replay_removed; /* counts removals, for handlers_offer() */
+	unsigned offer_seq;      /* numbers the messages handlers_offer() */
 	mqbus_connection_handler conn_fn;
 	void *conn_userdata;
 	bool serving; /* mqbus_receive() last returned a request */
@@ -1154,6 +1163,7 @@ static void replay_remove(mqbus *b, struct replay *e)
 	*p = e->next;
 	free(e->group);
 	free(e);
+	b->replay_removed++;
 }
 
 /*
@@ -1537,9 +1547,11 @@ static bool topic_ok(mqbus *b, const char *topic)
 	if (topic && proto_topic_valid(topic, strlen(topic), false))
 		return true;
 	set_error(b, -EINVAL,
-		  "invalid topic '%s': '/'-separated levels of printable "
-		  "ASCII, no '+' or '#'",
-		  topic ? topic : "(null)");
+		  "invalid topic '%.*s%s': 1 to %d bytes of printable ASCII "
+		  "in '/'-separated levels, no '+' or '#'",
+		  PROTO_TOPIC_MAX, topic ? topic : "(null)",
+		  topic && strlen(topic) > PROTO_TOPIC_MAX ? "..." : "",
+		  PROTO_TOPIC_MAX);
 	return false;
 }
 
@@ -1876,10 +1888,15 @@ static int check_pattern(mqbus *b, const char *pattern)
 {
 	if (!pattern || !proto_topic_valid(pattern, strlen(pattern), true))
 		return set_error(b, -EINVAL,
-				 "invalid pattern '%s': '/'-separated "
-				 "levels, '+' for one whole level, '#' as "
-				 "the whole last level",
-				 pattern ? pattern : "(null)");
+				 "invalid pattern '%.*s%s': 1 to %d bytes "
+				 "in '/'-separated levels, '+' for one whole "
+				 "level, '#' as the whole last level",
+				 PROTO_TOPIC_MAX,
+				 pattern ? pattern : "(null)",
+				 pattern && strlen(pattern) > PROTO_TOPIC_MAX
+					 ? "..."
+					 : "",
+				 PROTO_TOPIC_MAX);
 	return 0;
 }
 
@@ -1946,6 +1963,76 @@ MQBUS_EXPORT int mqbus_unsubscribe_group(mqbus *b, const char *pattern,
 	if (!group)
 		return -EINVAL;
 	return subscription(b, PROTO_UNSUBSCRIBE, pattern, group);
+}
+
+/*
+ * Whether the concrete topic matches pattern, both valid: level by level,
+ * '+' taking any one level and '#' the rest, none included ("a/#"
+ * matches "a"), as the daemon routes.
+ */
+static bool topic_match(const char *pattern, const char *topic)
+{
+	for (;;) {
+		size_t pl = strcspn(pattern, "/"), tl = strcspn(topic, "/");
+
+		if (pl == 1 && pattern[0] == '#')
+			return true;
+		if (!(pl == 1 && pattern[0] == '+') &&
+		    (pl != tl || memcmp(pattern, topic, pl) != 0))
+			return false;
+		pattern += pl;
+		topic += tl;
+		if (!*topic)
+			return !*pattern || strcmp(pattern, "/#") == 0;
+		if (!*pattern)
+			return false;
+		pattern++;
+		topic++;
+	}
+}
+
+MQBUS_EXPORT int mqbus_topic_match(const char *pattern, const char *topic)
+{
+	if (!pattern || !topic ||
+	    !proto_topic_valid(pattern, strlen(pattern), true) ||
+	    !proto_topic_valid(topic, strlen(topic), false))
+		return -EINVAL;
+	return topic_match(pattern, topic);
+}
+
+/*
+ * A subscription with its own handler: the entry the reconnection keeps
+ * of it carries the handler, so the two live and die together (an
+ * unsubscription, a refusal after reconnecting).  -ECONNRESET leaves it
+ * in place like any subscription, to be made again.
+ */
+MQBUS_EXPORT int mqbus_subscribe_cb(mqbus *b, const char *pattern,
+				    mqbus_handler fn, void *userdata)
+{
+	struct replay *e;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	b->error[0] = '\0';
+	if (!fn)
+		return set_error(b, -EINVAL,
+				 "mqbus_subscribe_cb: no handler for %s",
+				 pattern ? pattern : "(null)");
+	r = subscription(b, PROTO_SUBSCRIBE, pattern, NULL);
+	if (r < 0 && r != -ECONNRESET)
+		return r;
+	e = replay_find(b, pattern, NULL, false);
+	if (!e) {
+		/* replay_note() ran out of memory: no handler, so none */
+		mqbus_unsubscribe(b, pattern);
+		return set_error(b, -ENOMEM, "out of memory");
+	}
+	e->fn = fn;
+	e->fn_userdata = userdata;
+	/* not offered the message being handled now, if any */
+	e->offered = b->offer_seq;
+	return r;
 }
 
 /* -------------------------------------------------------------------- */
@@ -2514,6 +2601,81 @@ fail:
 /* -------------------------------------------------------------------- */
 /* receive and the caller's loop                                         */
 
+/*
+ * Offers m to the handlers of mqbus_subscribe_cb() whose pattern matches
+ * its topic, in the order the subscriptions were made, each once; returns
+ * whether one took it.  A monitor's copy is for the program's other
+ * handler.  A handler may subscribe and unsubscribe: after a call that
+ * removed an entry the walk starts again from the head, skipping the
+ * entries already offered this message, and an entry made during the
+ * walk counts as offered (mqbus_subscribe_cb()).
+ */
+static bool handlers_offer(mqbus *b, const struct mqbus_msg *m)
+{
+	struct replay *e = b->replay;
+	bool taken = false;
+	unsigned seq;
+
+	if (mqbus_msg_is_monitored(m))
+		return false;
+	if (++b->offer_seq == 0)
+		b->offer_seq = 1;
+	seq = b->offer_seq;
+	while (e) {
+		unsigned removed = b->replay_removed;
+
+		if (!e->fn || e->offered == seq ||
+		    !topic_match(e->pattern, m->topic)) {
+			e = e->next;
+			continue;
+		}
+		e->offered = seq;
+		taken = true;
+		e->fn(b, m, e->fn_userdata);
+		e = removed == b->replay_removed ? e->next : b->replay;
+	}
+	return taken;
+}
+
+/*
+ * Hands the waiting messages to the program, for mqbus_process(): each to
+ * the matching handlers of mqbus_subscribe_cb(), else to the handler of
+ * mqbus_set_handler(), else onto the keep list, which the caller
+ * puts back (queue_unkeep()) for mqbus_receive().  Returns the number
+ * handled.
+ */
+static int hand_over(mqbus *b, struct mqbus_msg **keep_head,
+		     struct mqbus_msg **keep_tail)
+{
+	struct mqbus_msg *m;
+	int handled = 0;
+
+	while ((m = queue_pop(b))) {
+		if (!handlers_offer(b, m)) {
+			if (!b->handler) {
+				fifo_push(keep_head, keep_tail, m);
+				continue;
+			}
+			b->handler(b, m, b->userdata);
+		}
+		free(m);
+		handled++;
+	}
+	return handled;
+}
+
+/* Puts messages hand_over() kept back at the head of the queue. */
+static void queue_unkeep(mqbus *b, struct mqbus_msg *head,
+			 struct mqbus_msg *tail)
+{
+	if (!head)
+		return;
+	tail->next = b->head;
+	if (!b->head)
+		b->tail = tail;
+	b->head = head;
+}
+
 MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 {
 	int64_t deadline = deadline_of(timeout_ms);
@@ -2530,8 +2692,15 @@ MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 
 		conn_dispatch(b);
 		if (b->head) {
-			*ret = queue_pop(b);
+			struct mqbus_msg *m = queue_pop(b);
+
+			if (handlers_offer(b, m)) {
+				free(m);
+				continue;
+			}
+			*ret = m;
 			b->serving = mqbus_msg_is_request(*ret);
+			b->error[0] = '\0';
 			return 0;
 		}
 		if (b->bye && !b->reconnecting)
@@ -2600,6 +2769,7 @@ MQBUS_EXPORT void mqbus_set_handler(mqbus *b, mqbus_handler fn,
 
 MQBUS_EXPORT int mqbus_process(mqbus *b)
 {
+	struct mqbus_msg *keep_head = NULL, *keep_tail = NULL;
 	bool got = false;
 	int handled = 0;
 
@@ -2610,17 +2780,14 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 		return set_error(b, -ENOTCONN, "not connected");
 	conn_dispatch(b);
 	for (;;) {
-		struct mqbus_msg *m;
 		int r;
 
-		while (b->handler && (m = queue_pop(b))) {
-			b->handler(b, m, b->userdata);
-			free(m);
-			handled++;
-		}
+		handled += hand_over(b, &keep_head, &keep_tail);
 		r = read_one(b, 0, 0, NULL, NULL);
-		if (r < 0)
+		if (r < 0) {
+			queue_unkeep(b, keep_head, keep_tail);
 			return r;
+		}
 		if (r > 0) {
 			got = true;
 			continue;
@@ -2635,12 +2802,14 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 			break;
 		reconnect_step(b);
 	}
+	queue_unkeep(b, keep_head, keep_tail);
 	reconnect_step(b);
 	handled += dispatch_async(b);
 	conn_dispatch(b);
 	if (b->bye)
 		return set_error(b, -ENOTCONN, "%s%s", b->lost_why,
 				 b->reconnecting ? "; reconnecting" : "");
+	b->error[0] = '\0';
 	return handled;
 }
 

@@ -32,6 +32,14 @@ typedef struct mqbus_msg mqbus_msg;
 #define MQBUS_PRIORITY_DEFAULT (-1)
 
 /*
+ * The longest topic or pattern, in bytes (without the NUL).  A topic is
+ * 1 to MQBUS_TOPIC_MAX bytes of printable ASCII (no space), levels
+ * separated by '/', none of them empty; a longer one is -EINVAL wherever
+ * a topic or pattern is taken.
+ */
+#define MQBUS_TOPIC_MAX 255
+
+/*
  * A new, unconnected handle with the defaults: bus from $MQBUS_BUS or
  * "mqbus", queue sizes from $MQBUS_QUEUE_MAXMSG / $MQBUS_QUEUE_MSGSIZE or
  * 10 x 2048 bytes, timeout 5000 ms.  Returns 0 or -ENOMEM.
@@ -339,8 +347,40 @@ typedef void (*mqbus_handler)(mqbus *b, const mqbus_msg *msg,
  * stays the same fd for the handle's life, across reconnections.
  */
 int mqbus_get_fd(const mqbus *b);
-/* The handler mqbus_process() calls for each message. */
+/* The handler mqbus_process() calls for each message that no handler of
+ * mqbus_subscribe_cb() takes. */
 void mqbus_set_handler(mqbus *b, mqbus_handler fn, void *userdata);
+
+/*
+ * Per-subscription handlers (since LIBMQBUS_1.5).  mqbus_subscribe_cb()
+ * subscribes to pattern as mqbus_subscribe() does and gives the
+ * subscription its own handler fn (not NULL), called with userdata.
+ * Each message is handed to the program once, where mqbus_process() or
+ * mqbus_receive() reads it: every handler of mqbus_subscribe_cb() whose
+ * pattern matches its topic is called with it, once each, in the order
+ * the subscriptions were made; a message that matches none goes to the
+ * handler of mqbus_set_handler() (mqbus_process()) or is returned
+ * (mqbus_receive()), as before; mqbus_process() without such a handler
+ * keeps it for mqbus_receive().  Matching is by topic, whichever
+ * subscription brought the message; a monitor's copy goes to no
+ * subscription's handler.  The message is valid during the call only.
+ * A handler may subscribe, unsubscribe and publish; one made during a
+ * call is not offered the message of that call.  mqbus_unsubscribe() of
+ * the pattern removes the handler with the subscription; a reconnection
+ * keeps both (a subscription refused then loses its handler).
+ * -EEXIST: the pattern is already subscribed (its handler, if any, is
+ * kept); -EINVAL: bad pattern or no handler; other errors as for
+ * mqbus_subscribe().
+ */
+int mqbus_subscribe_cb(mqbus *b, const char *pattern, mqbus_handler fn,
+		       void *userdata);
+
+/*
+ * 1 if the concrete topic matches pattern by the daemon's rules ('+' one
+ * level, '#' as the last level the rest, none included: "a/#" matches
+ * "a"), 0 if not, -EINVAL if either is not valid (since LIBMQBUS_1.5).
+ */
+int mqbus_topic_match(const char *pattern, const char *topic);
 /*
  * Reads every message waiting, without blocking, and passes each to the
  * handler (messages are freed after it returns); runs the callbacks of
