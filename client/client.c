@@ -155,6 +155,7 @@ struct mqbus {
 	void *conn_userdata;
 	bool serving; /* mqbus_receive() last returned a request */
 	const char *bad_env; /* an environment variable we could not use */
+	char bad_env_value[64]; /* its value then, cut */
 	mqd_t tx;
 	mqd_t rx;      /* O_NONBLOCK */
 	mqd_t rx_wait; /* the same queue, blocking */
@@ -226,6 +227,22 @@ static bool parse_env_long(const char *name, long *ret)
 	return true;
 }
 
+/*
+ * The sentence for an environment variable of mqbus_new() whose value is
+ * not valid, saying what it should be; mqbus_connect() fails with it.
+ */
+static void bad_env_error(mqbus *b)
+{
+	const char *rule = "a positive number";
+
+	if (strcmp(b->bad_env, "MQBUS_BUS") == 0)
+		rule = "a bus name, 1 to 200 of A-Z a-z 0-9 . _ -";
+	else if (strcmp(b->bad_env, "MQBUS_RECONNECT") == 0)
+		rule = "0 or 1";
+	set_error(b, -EINVAL, "invalid %s='%s' in the environment: use %s",
+		  b->bad_env, b->bad_env_value, rule);
+}
+
 static bool bus_valid(const char *bus)
 {
 	char name[BUS_NAME_MAX + 2];
@@ -278,16 +295,26 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 	}
 	snprintf(b->bus, sizeof(b->bus), "%s",
 		 bus && bus_valid(bus) ? bus : DEFAULT_BUS);
+	/* said now too, for a program that asks before connecting */
+	if (b->bad_env) {
+		snprintf(b->bad_env_value, sizeof(b->bad_env_value), "%s",
+			 getenv(b->bad_env));
+		bad_env_error(b);
+	}
 	*ret = b;
 	return 0;
 }
 
 MQBUS_EXPORT int mqbus_set_bus(mqbus *b, const char *bus)
 {
-	if (!b || !bus)
+	if (!b)
 		return -EINVAL;
+	b->error[0] = '\0';
+	if (!bus)
+		return set_error(b, -EINVAL, "no bus name");
 	if (b->connected)
-		return -EISCONN;
+		return set_error(b, -EISCONN,
+				 "cannot change the bus of a connected handle");
 	if (!bus_valid(bus))
 		return set_error(b, -EINVAL,
 				 "invalid bus name '%s': use 1 to %d of "
@@ -303,8 +330,11 @@ MQBUS_EXPORT int mqbus_set_queue_size(mqbus *b, long maxmsg, long msgsize)
 {
 	if (!b)
 		return -EINVAL;
+	b->error[0] = '\0';
 	if (b->connected)
-		return -EISCONN;
+		return set_error(b, -EISCONN,
+				 "cannot change the queue size of a connected "
+				 "handle");
 	if (maxmsg <= 0 || msgsize <= 0)
 		return set_error(b, -EINVAL,
 				 "invalid queue size %ld x %ld: both must be "
@@ -322,6 +352,9 @@ MQBUS_EXPORT int mqbus_get_queue_size(const mqbus *b, long *ret_maxmsg,
 {
 	if (!b)
 		return -EINVAL;
+	/* the size would be the default, which connecting refuses */
+	if (b->bad_env && strncmp(b->bad_env, "MQBUS_QUEUE_", 12) == 0)
+		return -EINVAL;
 	if (ret_maxmsg)
 		*ret_maxmsg = b->maxmsg;
 	if (ret_msgsize)
@@ -329,10 +362,17 @@ MQBUS_EXPORT int mqbus_get_queue_size(const mqbus *b, long *ret_maxmsg,
 	return 0;
 }
 
+/* At any time: it applies to the blocking calls made after it. */
 MQBUS_EXPORT int mqbus_set_timeout(mqbus *b, int timeout_ms)
 {
-	if (!b || timeout_ms < -1)
+	if (!b)
 		return -EINVAL;
+	b->error[0] = '\0';
+	if (timeout_ms < -1)
+		return set_error(b, -EINVAL,
+				 "invalid timeout %d ms: -1 (for ever) or "
+				 "more",
+				 timeout_ms);
 	b->timeout_ms = timeout_ms;
 	return 0;
 }
@@ -991,13 +1031,14 @@ MQBUS_EXPORT int mqbus_connect(mqbus *b)
 
 	if (!b)
 		return -EINVAL;
-	if (b->connected)
-		return -EISCONN;
 	b->error[0] = '\0';
-	if (b->bad_env)
-		return set_error(b, -EINVAL,
-				 "invalid %s='%s' in the environment",
-				 b->bad_env, getenv(b->bad_env));
+	if (b->connected)
+		return set_error(b, -EISCONN, "already connected to bus %s",
+				 b->bus);
+	if (b->bad_env) {
+		bad_env_error(b);
+		return -EINVAL;
+	}
 	deadline = deadline_of(b->timeout_ms);
 	free(b->buf);
 	b->buf = malloc((size_t)b->msgsize);
@@ -1512,6 +1553,7 @@ MQBUS_EXPORT int mqbus_set_reconnect(mqbus *b, int on)
 {
 	if (!b)
 		return -EINVAL;
+	b->error[0] = '\0';
 	if (on != 0 && on != 1)
 		return set_error(b, -EINVAL,
 				 "invalid reconnect setting %d: 0 or 1", on);

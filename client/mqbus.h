@@ -8,9 +8,10 @@
  * own event loop: poll mqbus_get_fd() for readability, then call
  * mqbus_process(), which runs the message handler for each message.
  *
- * Errors are negative errno values.  After a failed call,
- * mqbus_last_error() gives a sentence saying what went wrong, naming the
- * kernel limit and how to raise it where one was hit.  The library installs
+ * Errors are negative errno values.  Every call that takes a (non-const)
+ * handle and returns an error code sets mqbus_last_error(): to a sentence
+ * saying what went wrong when it fails (naming the kernel limit and how
+ * to raise it where one was hit), to "" when it succeeds.  The library installs
  * no signal handlers, starts no threads and does not log.  A handle is not
  * thread-safe: use one per thread.
  */
@@ -42,14 +43,19 @@ typedef struct mqbus_msg mqbus_msg;
 /*
  * A new, unconnected handle with the defaults: bus from $MQBUS_BUS or
  * "mqbus", queue sizes from $MQBUS_QUEUE_MAXMSG / $MQBUS_QUEUE_MSGSIZE or
- * 10 x 2048 bytes, timeout 5000 ms.  Returns 0 or -ENOMEM.
+ * 10 x 2048 bytes, timeout 5000 ms.  Returns 0 or -ENOMEM.  A variable
+ * that is set but not valid is refused, not ignored: mqbus_last_error()
+ * names it at once and mqbus_connect() fails with -EINVAL, unless a
+ * setter replaced the value first.
  */
 int mqbus_new(mqbus **ret);
 
-/* Settings, before mqbus_connect() only (-EISCONN after). */
+/* What the connection is made of: before mqbus_connect() only (-EISCONN
+ * after, changing nothing). */
 int mqbus_set_bus(mqbus *b, const char *bus);
 int mqbus_set_queue_size(mqbus *b, long maxmsg, long msgsize);
-/* The queue size this handle uses (or will use, before connect). */
+/* The queue size this handle uses (or will use, before connect); -EINVAL
+ * while it would come from an invalid $MQBUS_QUEUE_* value. */
 int mqbus_get_queue_size(const mqbus *b, long *ret_maxmsg, long *ret_msgsize);
 /*
  * Bytes of RLIMIT_MSGQUEUE one queue of these attributes is charged (the
@@ -57,7 +63,8 @@ int mqbus_get_queue_size(const mqbus *b, long *ret_maxmsg, long *ret_msgsize);
  */
 size_t mqbus_queue_bytes(long maxmsg, long msgsize);
 /* Timeout of blocking calls (connect, subscribe, publish into a full tx
- * queue) in milliseconds; -1 waits forever. */
+ * queue) in milliseconds; -1 waits forever.  At any time, also while
+ * connected: it applies to the blocking calls made after it. */
 int mqbus_set_timeout(mqbus *b, int timeout_ms);
 
 /*
@@ -75,7 +82,8 @@ int mqbus_open(mqbus **ret, const char *bus);
  * NULL. */
 mqbus *mqbus_free(mqbus *b);
 
-/* The last error's sentence ("" if none).  Valid until the next call. */
+/* The sentence of the last call's failure, "" after a success (see the
+ * top of this file).  Valid until the next call. */
 const char *mqbus_last_error(const mqbus *b);
 
 /* This client's id on the bus (0 before connect). */

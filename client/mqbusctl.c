@@ -214,6 +214,55 @@ static int check_group(const char *cmd, const char *name)
 	return usage_error(cmd);
 }
 
+/*
+ * Topics, patterns and keys given on the command line are checked here
+ * too, before anything is connected, by the library's rules: a bad one is
+ * a usage error (exit 2) in every command, like a bad group, priority or
+ * bus name (mqbusctl(1), EXIT STATUS).
+ */
+static int check_topic(const char *cmd, const char *topic)
+{
+	/* every valid topic matches "#"; -EINVAL says it is none */
+	if (mqbus_topic_match("#", topic) >= 0)
+		return 0;
+	fprintf(stderr,
+		"mqbusctl: %s: invalid topic '%s': 1 to %d bytes of printable "
+		"ASCII in '/'-separated levels, no '+' or '#'\n",
+		cmd, topic, MQBUS_TOPIC_MAX);
+	return usage_error(cmd);
+}
+
+static int check_patterns(const char *cmd, char **patterns, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (mqbus_topic_match(patterns[i], "x") >= 0)
+			continue;
+		fprintf(stderr,
+			"mqbusctl: %s: invalid pattern '%s': 1 to %d bytes in "
+			"'/'-separated levels, '+' for one whole level, '#' "
+			"as the whole last level\n",
+			cmd, patterns[i], MQBUS_TOPIC_MAX);
+		return usage_error(cmd);
+	}
+	return 0;
+}
+
+static int check_key(const char *cmd, const char *key)
+{
+	size_t len = strlen(key);
+	bool ok = len >= 1 && len <= MQBUS_KEY_MAX;
+
+	for (size_t i = 0; ok && i < len; i++)
+		ok = key[i] > ' ' && key[i] < 0x7f;
+	if (ok)
+		return 0;
+	fprintf(stderr,
+		"mqbusctl: %s: invalid key '%s': 1 to %d bytes of printable "
+		"ASCII, no space\n",
+		cmd, key, MQBUS_KEY_MAX);
+	return usage_error(cmd);
+}
+
 static const char *bus_name(const struct ctl *ctl)
 {
 	const char *env;
@@ -239,9 +288,16 @@ static void print_error(const mqbus *b, int r, const char *what)
 		fprintf(stderr, "mqbusctl: %s: %s\n", what, strerror(-r));
 }
 
-/* A new handle on the chosen bus, not connected. Returns an exit status. */
+/*
+ * A new handle on the chosen bus, not connected. Returns an exit status.
+ * A value of MQBUS_BUS, MQBUS_QUEUE_MAXMSG, MQBUS_QUEUE_MSGSIZE or
+ * MQBUS_RECONNECT that the library cannot use is a usage error, as a bad
+ * -b is, in every command (the library names it after mqbus_new()); -b
+ * wins over a bad MQBUS_BUS.
+ */
 static int ctl_new(const struct ctl *ctl, mqbus **ret)
 {
+	const char *env_error;
 	mqbus *b = NULL;
 	int r;
 
@@ -249,6 +305,12 @@ static int ctl_new(const struct ctl *ctl, mqbus **ret)
 	if (r < 0) {
 		fprintf(stderr, "mqbusctl: %s\n", strerror(-r));
 		return EXIT_ERROR;
+	}
+	env_error = mqbus_last_error(b);
+	if (*env_error && !(ctl->bus && strstr(env_error, "MQBUS_BUS="))) {
+		fprintf(stderr, "mqbusctl: %s\n", env_error);
+		mqbus_free(b);
+		return EXIT_USAGE;
 	}
 	if (ctl->bus) {
 		r = mqbus_set_bus(b, ctl->bus);
@@ -260,6 +322,17 @@ static int ctl_new(const struct ctl *ctl, mqbus **ret)
 	}
 	*ret = b;
 	return EXIT_OK;
+}
+
+/* What ctl_new() checks, for commands that make their own handle. */
+static int ctl_check(const struct ctl *ctl)
+{
+	mqbus *b;
+	int r = ctl_new(ctl, &b);
+
+	if (r == EXIT_OK)
+		mqbus_free(b);
+	return r;
 }
 
 /* A handle connected to the chosen bus.  Returns an exit status. */
@@ -382,6 +455,8 @@ static int pub_parse(int argc, char **argv, struct pub_opts *o)
 			o->priority = (int)v;
 			break;
 		case 'k':
+			if (check_key("pub", optarg) != 0)
+				return EXIT_USAGE;
 			o->key = optarg;
 			break;
 		case OPT_RETAIN:
@@ -493,6 +568,8 @@ static int topic_and_data(const char *cmd, int argc, char **argv,
 		return usage_error(cmd);
 	}
 	*ret_topic = argv[optind++];
+	if (check_topic(cmd, *ret_topic) != 0)
+		return EXIT_USAGE;
 	if (optind < argc)
 		data = argv[optind++];
 	if (optind < argc) {
@@ -902,6 +979,8 @@ static int cmd_sub(const struct ctl *ctl, int argc, char **argv)
 		fprintf(stderr, "mqbusctl: sub: no pattern given\n");
 		return usage_error("sub");
 	}
+	if (check_patterns("sub", argv + optind, argc - optind) != 0)
+		return EXIT_USAGE;
 
 	r = listen_start(ctl, "sub", argv + optind, argc - optind, group, &b);
 	if (!b)
@@ -1058,6 +1137,8 @@ static int cmd_monitor(const struct ctl *ctl, int argc, char **argv)
 		patterns = argv + optind;
 		n = argc - optind;
 	}
+	if (check_patterns("monitor", patterns, n) != 0)
+		return EXIT_USAGE;
 
 	r = install_stop_handlers();
 	if (r < 0) {
@@ -1588,6 +1669,8 @@ static int cmd_serve(const struct ctl *ctl, int argc, char **argv)
 		fprintf(stderr, "mqbusctl: serve: no pattern given\n");
 		return usage_error("serve");
 	}
+	if (check_patterns("serve", argv + optind, argc - optind) != 0)
+		return EXIT_USAGE;
 
 	/* waitpid() needs SIGCHLD not ignored, whatever our parent set. */
 	if (o.exec) {
@@ -1652,7 +1735,11 @@ static int help_only(int argc, char **argv, const char *cmd)
 static int cmd_inspect(const struct ctl *ctl, int argc, char **argv)
 {
 	const char *cmd = argv[0];
-	int r = inspect_main(bus_name(ctl), argc, argv);
+	int r = ctl_check(ctl);
+
+	if (r != EXIT_OK)
+		return r;
+	r = inspect_main(bus_name(ctl), argc, argv);
 
 	if (r == INSPECT_HELP) {
 		usage_command(stdout, command_find(cmd));
@@ -2071,7 +2158,11 @@ static int cmd_limits(const struct ctl *ctl, int argc, char **argv)
 /* "history" lives in client/history.c. */
 static int cmd_history(const struct ctl *ctl, int argc, char **argv)
 {
-	int r = history_main(bus_name(ctl), argc, argv);
+	int r = ctl_check(ctl);
+
+	if (r != EXIT_OK)
+		return r;
+	r = history_main(bus_name(ctl), argc, argv);
 
 	if (r == HISTORY_HELP) {
 		usage_command(stdout, command_find("history"));

@@ -417,6 +417,278 @@ START_TEST(test_subscribe_cb_reconnect)
 }
 END_TEST
 
+/* -------------------------------------------------------------------- */
+/* the rules of every call                                               */
+
+/* A subscriber of topic that never answers the requests it gets. */
+static mqbus *mute_responder(struct testbus *tb, const char *topic)
+{
+	mqbus *b = testbus_connect(tb, 0, 0);
+
+	testbus_subscribe(b, topic);
+	return b;
+}
+
+/*
+ * After connecting, the bus and the queue size cannot change (-EISCONN,
+ * with a sentence), the timeout and reconnecting can, and a new timeout
+ * governs the very next blocking call.
+ */
+START_TEST(test_setters_connected)
+{
+	struct testbus tb = { 0 };
+	long maxmsg = 0, msgsize = 0;
+	mqbus *b, *mute;
+	mqbus_msg *reply = NULL;
+	uint64_t t0, took;
+
+	testbus_start(&tb, NULL);
+	b = testbus_connect(&tb, 10, 1024);
+	mute = mute_responder(&tb, "set/req");
+
+	ck_assert_int_eq(mqbus_set_bus(b, "elsewhere"), -EISCONN);
+	ck_assert_ptr_nonnull(strstr(mqbus_last_error(b), "connected"));
+	ck_assert_int_eq(mqbus_set_queue_size(b, 5, 512), -EISCONN);
+	ck_assert_ptr_nonnull(strstr(mqbus_last_error(b), "connected"));
+	ck_assert_int_eq(mqbus_get_queue_size(b, &maxmsg, &msgsize), 0);
+	ck_assert_int_eq(maxmsg, 10);
+	ck_assert_int_eq(msgsize, 1024);
+	ck_assert_int_eq(mqbus_connect(b), -EISCONN);
+	ck_assert_ptr_nonnull(strstr(mqbus_last_error(b), tb.bus));
+
+	ck_assert_int_eq(mqbus_set_timeout(b, -2), -EINVAL);
+	ck_assert_str_ne(mqbus_last_error(b), "");
+	ck_assert_int_eq(mqbus_set_timeout(b, 150), 0);
+	ck_assert_str_eq(mqbus_last_error(b), "");
+	ck_assert_int_eq(mqbus_set_reconnect(b, 0), 0);
+	ck_assert_int_eq(mqbus_set_reconnect(b, 1), 0);
+
+	/* a request given -1 waits the handle's timeout, now 150 ms
+	 * instead of the default 5000 */
+	t0 = testbus_now_ms();
+	ck_assert_int_eq(mqbus_request(b, "set/req", "q", 1, -1, &reply),
+			 -ETIMEDOUT);
+	took = testbus_now_ms() - t0;
+	ck_assert_msg(took >= 140 && took < 2500,
+		      "the request timed out after %llu ms, not 150",
+		      (unsigned long long)took);
+	ck_assert_ptr_null(reply);
+
+	mqbus_free(mute);
+	mqbus_free(b);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* Fails a call on b, so that there is a sentence to clear. */
+static void make_error(mqbus *b)
+{
+	ck_assert_int_eq(mqbus_publish(b, "bad/+", "x", 1,
+				       MQBUS_PRIORITY_DEFAULT),
+			 -EINVAL);
+	ck_assert_str_ne(mqbus_last_error(b), "");
+}
+
+#define CLEARS(b, call)                                                      \
+	do {                                                                 \
+		int r_;                                                      \
+		make_error(b);                                               \
+		r_ = (call);                                                 \
+		ck_assert_msg(r_ >= 0, "%s: %d: %s", #call, r_,              \
+			      mqbus_last_error(b));                          \
+		ck_assert_msg(*mqbus_last_error(b) == '\0',                  \
+			      "%s succeeded and left \"%s\"", #call,         \
+			      mqbus_last_error(b));                          \
+	} while (0)
+
+static void noop_handler(mqbus *b, const mqbus_msg *m, void *userdata)
+{
+	(void)b;
+	(void)m;
+	(void)userdata;
+}
+
+static void noop_reply(mqbus *b, int error, const mqbus_msg *reply,
+		       void *userdata)
+{
+	(void)b;
+	(void)error;
+	(void)reply;
+	(void)userdata;
+}
+
+/*
+ * One rule for the last error: every call that takes a handle and
+ * returns an error code sets it, to a sentence when it fails and to ""
+ * when it succeeds, so a sentence never outlives the next call.
+ */
+START_TEST(test_last_error_cleared)
+{
+	struct mqbus_publish_opts po = MQBUS_PUBLISH_OPTS_INIT;
+	struct testbus tb = { 0 };
+	mqbus *b, *pub, *fresh;
+	mqbus_msg *m = NULL;
+	uint64_t id = 0;
+	char *text = NULL;
+
+	testbus_start(&tb, NULL);
+	b = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+
+	CLEARS(b, mqbus_publish(b, "le/a", "x", 1, MQBUS_PRIORITY_DEFAULT));
+	CLEARS(b, mqbus_publish_opts(b, "le/a", "x", 1, &po));
+	CLEARS(b, mqbus_subscribe(b, "le/s"));
+	CLEARS(b, mqbus_unsubscribe(b, "le/s"));
+	CLEARS(b, mqbus_subscribe_group(b, "le/g", "grp"));
+	CLEARS(b, mqbus_unsubscribe_group(b, "le/g", "grp"));
+	CLEARS(b, mqbus_subscribe_cb(b, "le/cb", noop_handler, NULL));
+	CLEARS(b, mqbus_monitor(b, "le/mon"));
+	CLEARS(b, mqbus_unmonitor(b, "le/mon"));
+	CLEARS(b, mqbus_set_timeout(b, 2000));
+	CLEARS(b, mqbus_set_reconnect(b, 1));
+	CLEARS(b, mqbus_sync(b));
+	CLEARS(b, mqbus_stats(b, &text));
+	free(text);
+	CLEARS(b, mqbus_query(b, "clients", &text));
+	free(text);
+	CLEARS(b, mqbus_timer_add(b, "le/t", "x", 1, MQBUS_PRIORITY_DEFAULT,
+				  60000, 0, 0, &id));
+	CLEARS(b, mqbus_timer_list(b, &text));
+	free(text);
+	CLEARS(b, mqbus_timer_cancel(b, id));
+	CLEARS(b, mqbus_request_async(b, "le/nobody", "q", 1, 100, noop_reply,
+				      NULL));
+
+	/* receive, reply and process, each after a failure */
+	testbus_subscribe(b, "le/r");
+	testbus_publish_index(pub, "le/r", 1, MQBUS_PRIORITY_DEFAULT);
+	CLEARS(b, mqbus_receive(b, &m, RECV_MS));
+	mqbus_msg_free(m);
+	ck_assert_int_eq(mqbus_request_async(pub, "le/r", "q", 1, 5000,
+					     noop_reply, NULL),
+			 0);
+	CLEARS(b, mqbus_receive(b, &m, RECV_MS));
+	ck_assert(mqbus_msg_is_request(m));
+	CLEARS(b, mqbus_reply(b, m, "a", 1));
+	mqbus_msg_free(m);
+	mqbus_set_handler(b, noop_handler, NULL);
+	testbus_publish_index(pub, "le/r", 2, MQBUS_PRIORITY_DEFAULT);
+	CLEARS(b, mqbus_process(b));
+
+	/* the setters of an unconnected handle */
+	ck_assert_int_eq(mqbus_new(&fresh), 0);
+	ck_assert_int_eq(mqbus_set_bus(fresh, "a/b"), -EINVAL);
+	ck_assert_str_ne(mqbus_last_error(fresh), "");
+	ck_assert_int_eq(mqbus_set_bus(fresh, tb.bus), 0);
+	ck_assert_str_eq(mqbus_last_error(fresh), "");
+	ck_assert_int_eq(mqbus_set_queue_size(fresh, 0, 512), -EINVAL);
+	ck_assert_str_ne(mqbus_last_error(fresh), "");
+	ck_assert_int_eq(mqbus_set_queue_size(fresh, 4, 512), 0);
+	ck_assert_str_eq(mqbus_last_error(fresh), "");
+	ck_assert_int_eq(mqbus_set_reconnect(fresh, 7), -EINVAL);
+	ck_assert_str_ne(mqbus_last_error(fresh), "");
+	ck_assert_int_eq(mqbus_connect(fresh), 0);
+	ck_assert_str_eq(mqbus_last_error(fresh), "");
+	mqbus_free(fresh);
+
+	mqbus_free(pub);
+	mqbus_free(b);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * An invalid MQBUS_QUEUE_* value is refused, never ignored: mqbus_new()
+ * names it at once, mqbus_get_queue_size() fails, mqbus_connect() fails
+ * with the same sentence; mqbus_set_queue_size() replaces it.
+ */
+START_TEST(test_env_queue_invalid)
+{
+	static const char *const cases[][2] = {
+		{ "MQBUS_QUEUE_MAXMSG", "-3" },
+		{ "MQBUS_QUEUE_MAXMSG", "10x" },
+		{ "MQBUS_QUEUE_MSGSIZE", "0" },
+		{ "MQBUS_QUEUE_MSGSIZE", "big" },
+	};
+	struct testbus tb = { 0 };
+
+	testbus_start(&tb, NULL);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char want[128], said[512];
+		long maxmsg = 0, msgsize = 0;
+		mqbus *b;
+
+		setenv(cases[i][0], cases[i][1], 1);
+		ck_assert_int_eq(mqbus_new(&b), 0);
+		unsetenv(cases[i][0]);
+		snprintf(want, sizeof(want), "invalid %s='%s' in the environment",
+			 cases[i][0], cases[i][1]);
+		ck_assert_msg(strstr(mqbus_last_error(b), want),
+			      "after mqbus_new(): \"%s\"", mqbus_last_error(b));
+		snprintf(said, sizeof(said), "%s", mqbus_last_error(b));
+		ck_assert_int_eq(mqbus_get_queue_size(b, &maxmsg, &msgsize),
+				 -EINVAL);
+		ck_assert_int_eq(mqbus_set_bus(b, tb.bus), 0);
+		ck_assert_int_eq(mqbus_connect(b), -EINVAL);
+		ck_assert_str_eq(mqbus_last_error(b), said);
+		ck_assert_int_eq(mqbus_set_queue_size(b, 4, 512), 0);
+		ck_assert_int_eq(mqbus_get_queue_size(b, &maxmsg, &msgsize), 0);
+		ck_assert_int_eq(maxmsg, 4);
+		ck_assert_int_eq(mqbus_connect(b), 0);
+		mqbus_free(b);
+	}
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * MQBUS_TOPIC_MAX is the daemon's limit: a topic of that many bytes
+ * goes through, one byte more is -EINVAL wherever a topic or pattern is
+ * taken, with a sentence that gives the limit.
+ */
+START_TEST(test_topic_max)
+{
+	char topic[MQBUS_TOPIC_MAX + 2], limit[16];
+	struct testbus tb = { 0 };
+	mqbus *sub, *pub;
+	mqbus_msg *m = NULL;
+
+	ck_assert_int_eq(MQBUS_TOPIC_MAX, 255);
+	snprintf(limit, sizeof(limit), "%d", MQBUS_TOPIC_MAX);
+	memset(topic, 'a', sizeof(topic));
+	topic[MQBUS_TOPIC_MAX] = '\0';
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, topic);
+	testbus_publish_index(pub, topic, 7, MQBUS_PRIORITY_DEFAULT);
+	testbus_expect_index(sub, topic, 7, RECV_MS);
+
+	topic[MQBUS_TOPIC_MAX] = 'a';
+	topic[MQBUS_TOPIC_MAX + 1] = '\0';
+	ck_assert_int_eq(mqbus_publish(pub, topic, "x", 1,
+				       MQBUS_PRIORITY_DEFAULT),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(mqbus_last_error(pub), limit));
+	ck_assert_int_eq(mqbus_request(pub, topic, "x", 1, 100, &m), -EINVAL);
+	ck_assert_int_eq(mqbus_timer_add(pub, topic, "x", 1,
+					 MQBUS_PRIORITY_DEFAULT, 100, 0, 0,
+					 NULL),
+			 -EINVAL);
+	ck_assert_int_eq(mqbus_subscribe(sub, topic), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(mqbus_last_error(sub), limit));
+	ck_assert_int_eq(mqbus_subscribe_cb(sub, topic, noop_handler, NULL),
+			 -EINVAL);
+	ck_assert_int_eq(mqbus_topic_match(topic, "a"), -EINVAL);
+	testbus_expect_nothing(sub, QUIET_MS);
+
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
 START_TEST(test_handler_symbols)
 {
 	static const char *const added[] = {
@@ -447,6 +719,10 @@ int main(void)
 	testbus_add_case(s, "subscribe_cb_reconnect",
 			 test_subscribe_cb_reconnect, 2);
 	testbus_add_case(s, "handler_symbols", test_handler_symbols, 1);
+	testbus_add_case(s, "setters_connected", test_setters_connected, 1);
+	testbus_add_case(s, "last_error_cleared", test_last_error_cleared, 1);
+	testbus_add_case(s, "env_queue_invalid", test_env_queue_invalid, 1);
+	testbus_add_case(s, "topic_max", test_topic_max, 1);
 
 	return testbus_run(s, "check_client");
 }

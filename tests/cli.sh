@@ -536,10 +536,10 @@ print(" ".join("%s=%r" % (m["payload"], m["key"])
                for m in map(json.loads, open(sys.argv[1]))))
 ' "$OUT" 2>&1)" "one='k1' two=None"
 
-mqb_check_status "pub -k with a space in the key exits 1" 1 \
+mqb_check_status "pub -k with a space in the key is a usage error (2)" 2 \
 	"$MQBUSCTL" pub key/x v -k 'a b'
 mqb_like "... saying the key is invalid" "$MQB_ERR" 'invalid key'
-mqb_check_status "pub -k '' exits 1" 1 "$MQBUSCTL" pub key/x v -k ''
+mqb_check_status "pub -k '' is a usage error (2)" 2 "$MQBUSCTL" pub key/x v -k ''
 mqb_check_status "pub without an argument to -k is a usage error (2)" 2 \
 	"$MQBUSCTL" pub key/x v -k
 
@@ -720,9 +720,9 @@ mqb_check_status "sub with an unknown option: exit 2" 2 \
 	"$MQBUSCTL" sub a/b --frob
 mqb_check_status "stats with an argument: exit 2" 2 "$MQBUSCTL" stats x
 mqb_check_status "limits with an argument: exit 2" 2 "$MQBUSCTL" limits x
-mqb_check_status "pub on a wildcard topic fails (exit 1)" 1 \
+mqb_check_status "pub on a wildcard topic: exit 2" 2 \
 	"$MQBUSCTL" pub 'a/+/b' x
-mqb_check_status "sub to a bad pattern fails (exit 1)" 1 \
+mqb_check_status "sub to a bad pattern: exit 2" 2 \
 	"$MQBUSCTL" sub 'a/#/b' -t 1000
 mqb_check_status "call without topic: exit 2" 2 "$MQBUSCTL" call
 mqb_check_status "call with an extra argument: exit 2" 2 \
@@ -738,7 +738,7 @@ mqb_check_status "sub with a bad group name: exit 2" 2 \
 	"$MQBUSCTL" sub a/b --group 'two words'
 mqb_check_status "serve with an empty group name: exit 2" 2 \
 	"$MQBUSCTL" serve a/b --echo --group ''
-mqb_check_status "call on a wildcard topic fails (exit 1)" 1 \
+mqb_check_status "call on a wildcard topic: exit 2" 2 \
 	"$MQBUSCTL" call 'a/#' x
 mqb_check_status "pub --every without --delay or --at: exit 2" 2 \
 	"$MQBUSCTL" pub a/b x --every 100
@@ -776,6 +776,65 @@ mqb_check_status "timer cancel with two ids: exit 2" 2 \
 mqb_check_status "after the usage errors, timer list exits 0" 0 \
 	"$MQBUSCTL" timer list
 mqb_is "... and shows that none of them set a timer" "$MQB_OUT" ""
+# ------------------------------------------------------------ one rule for
+# exit statuses (mqbusctl(1) and mqbusd(8), EXIT STATUS): a value that is
+# not valid is a usage error, 2, in every command and in the daemon,
+# whether on the command line or in the environment, and it is refused
+# before anything is connected
+
+LONG_TOPIC=$(printf 'x%.0s' $(seq 256))
+NOBUS=$(mqb_new_bus nobus)
+# NAME|STATUS|COMMAND...: one line each, "|"-separated
+while IFS='|' read -r what want args; do
+	[ -n "$what" ] || continue
+	eval "set -- $args"
+	mqb_check_status "exit rule: $what: exit $want" "$want" "$@"
+	[ "$want" = 2 ] || continue
+	mqb_like "exit rule: $what: says what is wrong" "$MQB_ERR" \
+		'invalid|must be|use '
+done <<EOF_RULES
+pub, bad topic|2|"$MQBUSCTL" pub 'a/+' x
+pub, topic of 256 bytes|2|"$MQBUSCTL" pub "$LONG_TOPIC" x
+pub, bad key|2|"$MQBUSCTL" pub a/b x -k 'a b'
+pub, bad priority|2|"$MQBUSCTL" pub a/b x -p 32768
+pub --delay, bad topic|2|"$MQBUSCTL" pub 'a/#' x --delay 100
+pub --delay, bad key|2|"$MQBUSCTL" pub a/b x --delay 100 -k ''
+pub, bad -b|2|"$MQBUSCTL" -b 'a/b' pub a/b x
+pub, bad MQBUS_BUS|2|env MQBUS_BUS=a/b "$MQBUSCTL" pub a/b x
+pub, MQBUS_QUEUE_MAXMSG=-3|2|env MQBUS_QUEUE_MAXMSG=-3 "$MQBUSCTL" pub a/b x
+pub, MQBUS_QUEUE_MSGSIZE=x|2|env MQBUS_QUEUE_MSGSIZE=x "$MQBUSCTL" pub a/b x
+pub, MQBUS_RECONNECT=2|2|env MQBUS_RECONNECT=2 "$MQBUSCTL" pub a/b x
+sub, bad pattern|2|"$MQBUSCTL" sub 'a/#/b' -t 100
+sub, bad second pattern|2|"$MQBUSCTL" sub a/b 'a+' -t 100
+sub, bad group|2|"$MQBUSCTL" sub a/b --group 'a b' -t 100
+sub, bad -b|2|"$MQBUSCTL" -b 'x y' sub a -t 100
+call, bad topic|2|"$MQBUSCTL" call 'a/+' x
+call, bad priority|2|"$MQBUSCTL" call a/b x -p 99999
+serve, bad pattern|2|"$MQBUSCTL" serve 'a/#/b' --echo -n 1
+serve, bad group|2|"$MQBUSCTL" serve a/b --echo --group '!'
+monitor, bad pattern|2|"$MQBUSCTL" monitor '#/a' -t 100
+stats, bad MQBUS_BUS|2|env MQBUS_BUS=a/b "$MQBUSCTL" stats
+history, bad topic|2|"$MQBUSCTL" history --topic 'a/+'
+limits, bad -b|2|"$MQBUSCTL" -b 'a/b' limits
+limits, bad MQBUS_BUS|2|env MQBUS_BUS=a/b "$MQBUSCTL" limits
+limits, MQBUS_QUEUE_MAXMSG=-3|2|env MQBUS_QUEUE_MAXMSG=-3 "$MQBUSCTL" limits
+limits, MQBUS_QUEUE_MSGSIZE=0|2|env MQBUS_QUEUE_MSGSIZE=0 "$MQBUSCTL" limits
+mqbusd, bad -b|2|"$MQBUSD" -b 'a/b'
+mqbusd, empty -b|2|"$MQBUSD" -b ''
+mqbusd, bad MQBUS_BUS|2|env MQBUS_BUS='a b' "$MQBUSD"
+-b wins over a bad MQBUS_BUS|0|env MQBUS_BUS=a/b "$MQBUSCTL" -b "$BUS" pub a/b x
+a valid operation that fails is 1|1|env MQBUS_BUS="$NOBUS" "$MQBUSCTL" pub a/b x
+EOF_RULES
+# limits and pub refuse an invalid queue size with the same sentence
+mqb_check_status "limits refuses MQBUS_QUEUE_MAXMSG=-3" 2 \
+	env MQBUS_QUEUE_MAXMSG=-3 "$MQBUSCTL" limits
+LIMITS_ERR=$MQB_ERR
+mqb_is "... printing nothing on stdout" "$MQB_OUT" ""
+mqb_check_status "pub refuses MQBUS_QUEUE_MAXMSG=-3" 2 \
+	env MQBUS_QUEUE_MAXMSG=-3 "$MQBUSCTL" pub a/b x
+mqb_is "... with the sentence limits gives" "$MQB_ERR" "$LIMITS_ERR"
+mqb_like "... naming the variable and its value" "$LIMITS_ERR" \
+	"invalid MQBUS_QUEUE_MAXMSG='-3' in the environment"
 mqb_check_status "pub to a bus nobody serves: exit 1" 1 \
 	env MQBUS_BUS="$(mqb_new_bus nobody)" "$MQBUSCTL" pub a/b x
 mqb_like "... saying that no daemon serves it" "$MQB_ERR" 'no (mqbus )?daemon serves'
