@@ -27,6 +27,13 @@
 #define RECV_MS 2000
 /* How long a message that must not come is waited for. */
 #define QUIET_MS 200
+/*
+ * Small queues: RLIMIT_MSGQUEUE is per uid across IPC namespaces and
+ * shared with whatever else root runs; a few clients of these cost some
+ * 10 KiB each.
+ */
+#define QMAX 4
+#define QSIZE 1024
 
 /* -------------------------------------------------------------------- */
 /* mqbus_topic_match()                                                   */
@@ -56,8 +63,8 @@ START_TEST(test_topic_match_daemon)
 	unsigned pairs = 0, matched = 0;
 
 	testbus_start(&tb, NULL);
-	sub = testbus_connect(&tb, 0, 0);
-	pub = testbus_connect(&tb, 0, 0);
+	sub = testbus_connect(&tb, QMAX, QSIZE);
+	pub = testbus_connect(&tb, QMAX, QSIZE);
 	testbus_subscribe(sub, "tm-end");
 	for (size_t p = 0; p < N_PATTERNS; p++) {
 		bool got[N_TOPICS] = { false };
@@ -245,8 +252,8 @@ START_TEST(test_subscribe_cb)
 	mqbus_msg *m;
 
 	testbus_start(&tb, NULL);
-	sub = testbus_connect(&tb, 0, 0);
-	pub = testbus_connect(&tb, 0, 0);
+	sub = testbus_connect(&tb, QMAX, QSIZE);
+	pub = testbus_connect(&tb, QMAX, QSIZE);
 
 	ck_assert_int_eq(mqbus_subscribe_cb(sub, "cb/#", cb_handler, &all), 0);
 	ck_assert_str_eq(mqbus_last_error(sub), "");
@@ -364,7 +371,7 @@ START_TEST(test_subscribe_cb_reconnect)
 	mqbus_msg *m;
 
 	testbus_start(&tb, NULL);
-	sub = testbus_connect(&tb, 0, 0);
+	sub = testbus_connect(&tb, QMAX, QSIZE);
 	mqbus_set_connection_cb(sub, cb_conn_cb, &conn);
 	mqbus_set_handler(sub, cb_default, &def);
 	ck_assert_int_eq(mqbus_subscribe_cb(sub, "rc/+", cb_handler, &h), 0);
@@ -399,7 +406,7 @@ START_TEST(test_subscribe_cb_reconnect)
 		      "not reconnected: %d, %s", conn.restored,
 		      mqbus_last_error(sub));
 
-	pub = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, QMAX, QSIZE);
 	testbus_publish_index(pub, "rc/a", 1, MQBUS_PRIORITY_DEFAULT);
 	testbus_publish_index(pub, "plain", 2, MQBUS_PRIORITY_DEFAULT);
 	cb_run(sub, &log, 2);
@@ -423,7 +430,7 @@ END_TEST
 /* A subscriber of topic that never answers the requests it gets. */
 static mqbus *mute_responder(struct testbus *tb, const char *topic)
 {
-	mqbus *b = testbus_connect(tb, 0, 0);
+	mqbus *b = testbus_connect(tb, QMAX, QSIZE);
 
 	testbus_subscribe(b, topic);
 	return b;
@@ -443,7 +450,7 @@ START_TEST(test_setters_connected)
 	uint64_t t0, took;
 
 	testbus_start(&tb, NULL);
-	b = testbus_connect(&tb, 10, 1024);
+	b = testbus_connect(&tb, QMAX, QSIZE);
 	mute = mute_responder(&tb, "set/req");
 
 	ck_assert_int_eq(mqbus_set_bus(b, "elsewhere"), -EISCONN);
@@ -451,8 +458,8 @@ START_TEST(test_setters_connected)
 	ck_assert_int_eq(mqbus_set_queue_size(b, 5, 512), -EISCONN);
 	ck_assert_ptr_nonnull(strstr(mqbus_last_error(b), "connected"));
 	ck_assert_int_eq(mqbus_get_queue_size(b, &maxmsg, &msgsize), 0);
-	ck_assert_int_eq(maxmsg, 10);
-	ck_assert_int_eq(msgsize, 1024);
+	ck_assert_int_eq(maxmsg, QMAX);
+	ck_assert_int_eq(msgsize, QSIZE);
 	ck_assert_int_eq(mqbus_connect(b), -EISCONN);
 	ck_assert_ptr_nonnull(strstr(mqbus_last_error(b), tb.bus));
 
@@ -532,8 +539,8 @@ START_TEST(test_last_error_cleared)
 	char *text = NULL;
 
 	testbus_start(&tb, NULL);
-	b = testbus_connect(&tb, 0, 0);
-	pub = testbus_connect(&tb, 0, 0);
+	b = testbus_connect(&tb, QMAX, QSIZE);
+	pub = testbus_connect(&tb, QMAX, QSIZE);
 
 	CLEARS(b, mqbus_publish(b, "le/a", "x", 1, MQBUS_PRIORITY_DEFAULT));
 	CLEARS(b, mqbus_publish_opts(b, "le/a", "x", 1, &po));
@@ -659,8 +666,8 @@ START_TEST(test_topic_max)
 	topic[MQBUS_TOPIC_MAX] = '\0';
 
 	testbus_start(&tb, NULL);
-	sub = testbus_connect(&tb, 0, 0);
-	pub = testbus_connect(&tb, 0, 0);
+	sub = testbus_connect(&tb, QMAX, QSIZE);
+	pub = testbus_connect(&tb, QMAX, QSIZE);
 	testbus_subscribe(sub, topic);
 	testbus_publish_index(pub, topic, 7, MQBUS_PRIORITY_DEFAULT);
 	testbus_expect_index(sub, topic, 7, RECV_MS);
