@@ -700,6 +700,96 @@ mqb_is "stats names the wake-up back-end" \
 mqb_is "stats gives the daemon's pid" \
 	"$(printf '%s\n' "$STATS" | sed -n 's/^pid=//p')" "$DPID"
 
+# ------------------------------------------------------------ pub -l
+
+# one message per line of stdin; empty lines skipped, the last line
+# without a newline still sent
+mqb_sub_start "$OUT" lines/x -n 3 -t 10000 ||
+	mqb_notok "subscriber of lines/x" "$(cat "$OUT.err")"
+mqb_check_status "pub -l exits 0" 0 sh -c \
+	'printf "one\n\ntwo words\nthree" | "$1" pub -l lines/x' sh "$MQBUSCTL"
+sub_finish "pub -l"
+mqb_is "pub -l: one message per line, empty lines skipped" "$(cat "$OUT")" \
+	"lines/x one
+lines/x two words
+lines/x three"
+
+# each line is sent as it is read: the subscriber has the first while
+# pub -l still waits for the second
+FIFO=$MQB_TMP/lines.fifo
+mkfifo "$FIFO"
+mqb_sub_start "$OUT" lines/s -n 2 -t 10000 --json ||
+	mqb_notok "subscriber of lines/s" "$(cat "$OUT.err")"
+"$MQBUSCTL" pub -l lines/s -k k7 <"$FIFO" 2>"$MQB_TMP/lines.err" &
+LPID=$!
+mqb_track "$LPID"
+exec 7>"$FIFO"
+echo first >&7
+mqb_wait_line 10000 "$OUT" '"payload":"first"'
+mqb_true "pub -l sends a line before stdin ends" $? "$(cat "$OUT")"
+mqb_alive "$LPID"
+mqb_true "... and is still reading" $?
+echo second >&7
+exec 7>&-
+mqb_wait_pid "$LPID" 10000
+mqb_is "pub -l exits 0 at the end of stdin" $? 0
+sub_finish "pub -l, streamed"
+mqb_is "pub -l -k: every line carries the key" "$(python3 -c '
+import json, sys
+print(" ".join("%s=%s" % (m["payload"], m["key"])
+               for m in map(json.loads, open(sys.argv[1]))))' "$OUT")" \
+	"first=k7 second=k7"
+mqb_check_status "pub -l with DATA: exit 2" 2 "$MQBUSCTL" pub -l lines/x data
+mqb_check_status "pub -l --delay: exit 2" 2 \
+	"$MQBUSCTL" pub -l lines/x --delay 100 </dev/null
+mqb_check_status "pub -l on a bus nobody serves: exit 1" 1 \
+	env MQBUS_BUS="$(mqb_new_bus nolines)" "$MQBUSCTL" pub -l a/b </dev/null
+printf -v LONG_LINE '%*s' 3000 ''
+LONG_LINE=${LONG_LINE// /x}
+mqb_check_status "pub -l: a line too big for the queues: exit 1" 1 sh -c \
+	'printf "ok\n%s\n" "$2" | MQBUS_QUEUE_MSGSIZE=1024 "$1" pub -l lines/x' \
+	sh "$MQBUSCTL" "$LONG_LINE"
+
+# ------------------------------------------------------------ serve --exec
+# environment, call --json
+
+# what the command is told about the request it answers; a stale
+# MQBUS_KEY of serve's own environment does not leak into it
+MQBUS_KEY=stale "$MQBUSCTL" serve env/x --exec \
+	'printf "%s|%s|%s|%s|%s|%s|%s" "$MQBUS_TOPIC" "${MQBUS_KEY-unset}" \
+	"$MQBUS_SENDER_UID" "$MQBUS_SENDER_PID" "$MQBUS_SENDER_USER" \
+	"$MQBUS_SENDER_CLIENT_ID" "$MQBUS_BUS"' -n 2 \
+	>"$MQB_TMP/env.out" 2>"$MQB_TMP/env.err" &
+EPID=$!
+mqb_track "$EPID"
+MQB_SPID=$EPID
+mqb_wait_subscribed "$(mqb_stat subscriptions)" 1
+"$MQBUSCTL" call env/x q >"$MQB_TMP/call.out" 2>&1 &
+CPID=$!
+wait "$CPID"
+mqb_is "call to serve --exec exits 0" $? 0
+ME_USER=$(id -un)
+mqb_like "serve --exec: MQBUS_TOPIC, no MQBUS_KEY, the caller's uid, pid, user" \
+	"$(cat "$MQB_TMP/call.out")" \
+	"^env/x\\|unset\\|$ME\\|$CPID\\|$ME_USER\\|[1-9][0-9]*\\|$BUS\$"
+
+# call --json: the reply and who answered (serve's pid, its client id)
+mqb_check_status "call --json exits 0" 0 "$MQBUSCTL" call env/x q --json
+printf '%s\n' "$MQB_OUT" >"$MQB_TMP/call.json"
+mqb_is "call --json: topic, the reply, the responder's uid, user and pid" \
+	"$(json_field "$MQB_TMP/call.json" topic sender_uid sender_user \
+		sender_pid)" "'env/x' $ME '$ME_USER' $EPID"
+mqb_like "... its client id and the time the answer took" \
+	"$(json_field "$MQB_TMP/call.json" client_id latency_us)" \
+	'^[1-9][0-9]* [0-9]+$'
+mqb_like "... and the payload the command wrote" \
+	"$(json_field "$MQB_TMP/call.json" payload)" "^'env/x\\|unset\\|$ME\\|"
+mqb_wait_pid "$EPID" 10000
+mqb_is "serve --exec -n 2 exits 0 after two requests" $? 0
+mqb_check_status "call --json with nobody serving: exit 4, no JSON" 4 \
+	"$MQBUSCTL" call env/none q --json
+mqb_is "... nothing on stdout" "$MQB_OUT" ""
+
 # ------------------------------------------------------------ usage errors
 
 mqb_check_status "no command: exit 2" 2 "$MQBUSCTL"
