@@ -127,6 +127,22 @@ struct replay {
 	char pattern[];
 };
 
+/*
+ * The environment variables mqbus_new() reads, in the order a sentence
+ * names the ones it could not use, each with what it should be.
+ */
+enum { ENV_BUS, ENV_MAXMSG, ENV_MSGSIZE, ENV_RECONNECT, ENV_N };
+static const struct {
+	const char *name, *rule;
+} env_vars[ENV_N] = {
+	[ENV_BUS] = { "MQBUS_BUS", "a bus name, 1 to 200 of A-Z a-z 0-9 . _ -" },
+	[ENV_MAXMSG] = { "MQBUS_QUEUE_MAXMSG", "a positive number" },
+	[ENV_MSGSIZE] = { "MQBUS_QUEUE_MSGSIZE", "a positive number" },
+	[ENV_RECONNECT] = { "MQBUS_RECONNECT", "0 or 1" },
+};
+#define ENV_BIT(i) (1u << (i))
+#define ENV_QUEUE (ENV_BIT(ENV_MAXMSG) | ENV_BIT(ENV_MSGSIZE))
+
 struct mqbus {
 	char bus[BUS_NAME_MAX + 1];
 	long maxmsg;
@@ -154,8 +170,8 @@ struct mqbus {
 	mqbus_connection_handler conn_fn;
 	void *conn_userdata;
 	bool serving; /* mqbus_receive() last returned a request */
-	const char *bad_env; /* an environment variable we could not use */
-	char bad_env_value[64]; /* its value then, cut */
+	unsigned bad_env; /* ENV_* bits: variables set but not valid */
+	char bad_env_value[ENV_N][64]; /* their values then, cut */
 	mqd_t tx;
 	mqd_t rx;      /* O_NONBLOCK */
 	mqd_t rx_wait; /* the same queue, blocking */
@@ -233,14 +249,20 @@ static bool parse_env_long(const char *name, long *ret)
  */
 static void bad_env_error(mqbus *b)
 {
-	const char *rule = "a positive number";
+	int i = 0;
 
-	if (strcmp(b->bad_env, "MQBUS_BUS") == 0)
-		rule = "a bus name, 1 to 200 of A-Z a-z 0-9 . _ -";
-	else if (strcmp(b->bad_env, "MQBUS_RECONNECT") == 0)
-		rule = "0 or 1";
+	while (i < ENV_N - 1 && !(b->bad_env & ENV_BIT(i)))
+		i++;
 	set_error(b, -EINVAL, "invalid %s='%s' in the environment: use %s",
-		  b->bad_env, b->bad_env_value, rule);
+		  env_vars[i].name, b->bad_env_value[i], env_vars[i].rule);
+}
+
+/* Notes that variable i of env_vars is set but not valid. */
+static void bad_env_note(mqbus *b, int i)
+{
+	b->bad_env |= ENV_BIT(i);
+	snprintf(b->bad_env_value[i], sizeof(b->bad_env_value[i]), "%s",
+		 getenv(env_vars[i].name));
 }
 
 static bool bus_valid(const char *bus)
@@ -282,25 +304,22 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 	b->msgsize = DEFAULT_MSGSIZE;
 	b->timeout_ms = DEFAULT_TIMEOUT_MS;
 	if (!parse_env_long("MQBUS_QUEUE_MAXMSG", &b->maxmsg))
-		b->bad_env = "MQBUS_QUEUE_MAXMSG";
+		bad_env_note(b, ENV_MAXMSG);
 	if (!parse_env_long("MQBUS_QUEUE_MSGSIZE", &b->msgsize))
-		b->bad_env = "MQBUS_QUEUE_MSGSIZE";
+		bad_env_note(b, ENV_MSGSIZE);
 	if (bus && *bus && !bus_valid(bus))
-		b->bad_env = "MQBUS_BUS";
+		bad_env_note(b, ENV_BUS);
 	if (rc && *rc) {
 		if (strcmp(rc, "0") == 0)
 			b->reconnect = false;
 		else if (strcmp(rc, "1") != 0)
-			b->bad_env = "MQBUS_RECONNECT";
+			bad_env_note(b, ENV_RECONNECT);
 	}
 	snprintf(b->bus, sizeof(b->bus), "%s",
 		 bus && bus_valid(bus) ? bus : DEFAULT_BUS);
 	/* said now too, for a program that asks before connecting */
-	if (b->bad_env) {
-		snprintf(b->bad_env_value, sizeof(b->bad_env_value), "%s",
-			 getenv(b->bad_env));
+	if (b->bad_env)
 		bad_env_error(b);
-	}
 	*ret = b;
 	return 0;
 }
@@ -321,8 +340,7 @@ MQBUS_EXPORT int mqbus_set_bus(mqbus *b, const char *bus)
 				 "A-Z a-z 0-9 . _ -",
 				 bus, BUS_NAME_MAX);
 	snprintf(b->bus, sizeof(b->bus), "%s", bus);
-	if (b->bad_env && strcmp(b->bad_env, "MQBUS_BUS") == 0)
-		b->bad_env = NULL;
+	b->bad_env &= ~ENV_BIT(ENV_BUS);
 	return 0;
 }
 
@@ -342,8 +360,7 @@ MQBUS_EXPORT int mqbus_set_queue_size(mqbus *b, long maxmsg, long msgsize)
 				 maxmsg, msgsize);
 	b->maxmsg = maxmsg;
 	b->msgsize = msgsize;
-	if (b->bad_env && strncmp(b->bad_env, "MQBUS_QUEUE_", 12) == 0)
-		b->bad_env = NULL;
+	b->bad_env &= ~ENV_QUEUE;
 	return 0;
 }
 
@@ -353,7 +370,7 @@ MQBUS_EXPORT int mqbus_get_queue_size(const mqbus *b, long *ret_maxmsg,
 	if (!b)
 		return -EINVAL;
 	/* the size would be the default, which connecting refuses */
-	if (b->bad_env && strncmp(b->bad_env, "MQBUS_QUEUE_", 12) == 0)
+	if (b->bad_env & ENV_QUEUE)
 		return -EINVAL;
 	if (ret_maxmsg)
 		*ret_maxmsg = b->maxmsg;
@@ -1558,8 +1575,7 @@ MQBUS_EXPORT int mqbus_set_reconnect(mqbus *b, int on)
 		return set_error(b, -EINVAL,
 				 "invalid reconnect setting %d: 0 or 1", on);
 	b->reconnect = on;
-	if (b->bad_env && strcmp(b->bad_env, "MQBUS_RECONNECT") == 0)
-		b->bad_env = NULL;
+	b->bad_env &= ~ENV_BIT(ENV_RECONNECT);
 	if (!on)
 		b->reconnecting = false;
 	return 0;
@@ -2738,6 +2754,14 @@ MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 
 			if (handlers_offer(b, m)) {
 				free(m);
+				/* handlers taking a flood do not make the
+				 * call outlive its timeout */
+				if (!b->head && deadline >= 0 &&
+				    now_ms() >= deadline)
+					return set_error(b, -ETIMEDOUT,
+							 "no message within "
+							 "%d ms",
+							 timeout_ms);
 				continue;
 			}
 			*ret = m;

@@ -320,6 +320,18 @@ static int ctl_new(const struct ctl *ctl, mqbus **ret)
 			mqbus_free(b);
 			return r == -EINVAL ? EXIT_USAGE : EXIT_ERROR;
 		}
+		/* -b replaced a bad MQBUS_BUS: the queue size may be bad
+		 * as well */
+		if (mqbus_get_queue_size(b, NULL, NULL) < 0) {
+			fprintf(stderr,
+				"mqbusctl: invalid MQBUS_QUEUE_MAXMSG='%s' or "
+				"MQBUS_QUEUE_MSGSIZE='%s' in the environment: "
+				"use a positive number\n",
+				getenv("MQBUS_QUEUE_MAXMSG") ?: "",
+				getenv("MQBUS_QUEUE_MSGSIZE") ?: "");
+			mqbus_free(b);
+			return EXIT_USAGE;
+		}
 	}
 	*ret = b;
 	return EXIT_OK;

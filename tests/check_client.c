@@ -315,6 +315,12 @@ START_TEST(test_subscribe_cb)
 	cb_run(sub, &log, 2);
 	CB_EXPECT(&log, "all:cb/x:10", "plus:cb/x:10");
 
+	/* mqbus_receive() when only handlers' messages come: they run
+	 * inside it, and it ends at its timeout */
+	testbus_publish_index(pub, "cb/x", 13, MQBUS_PRIORITY_DEFAULT);
+	ck_assert_int_eq(mqbus_receive(sub, &m, 300), -ETIMEDOUT);
+	CB_EXPECT(&log, "all:cb/x:13", "plus:cb/x:13");
+
 	/* a handler that unsubscribes itself, and one that subscribes a
 	 * new handler, in the middle of a message's walk */
 	log.unsub_b = sub;
@@ -642,6 +648,25 @@ START_TEST(test_env_queue_invalid)
 		ck_assert_int_eq(mqbus_get_queue_size(b, &maxmsg, &msgsize), 0);
 		ck_assert_int_eq(maxmsg, 4);
 		ck_assert_int_eq(mqbus_connect(b), 0);
+		mqbus_free(b);
+	}
+
+	/* two bad variables: setting one does not let the other pass */
+	{
+		mqbus *b;
+
+		setenv("MQBUS_BUS", "a/b", 1);
+		setenv("MQBUS_QUEUE_MSGSIZE", "-1", 1);
+		ck_assert_int_eq(mqbus_new(&b), 0);
+		unsetenv("MQBUS_BUS");
+		unsetenv("MQBUS_QUEUE_MSGSIZE");
+		ck_assert_ptr_nonnull(strstr(mqbus_last_error(b),
+					     "MQBUS_BUS='a/b'"));
+		ck_assert_int_eq(mqbus_set_bus(b, tb.bus), 0);
+		ck_assert_int_eq(mqbus_get_queue_size(b, NULL, NULL), -EINVAL);
+		ck_assert_int_eq(mqbus_connect(b), -EINVAL);
+		ck_assert_ptr_nonnull(strstr(mqbus_last_error(b),
+					     "MQBUS_QUEUE_MSGSIZE='-1'"));
 		mqbus_free(b);
 	}
 	testbus_finish(&tb);

@@ -913,6 +913,7 @@ mqbusd, bad -b|2|"$MQBUSD" -b 'a/b'
 mqbusd, empty -b|2|"$MQBUSD" -b ''
 mqbusd, bad MQBUS_BUS|2|env MQBUS_BUS='a b' "$MQBUSD"
 -b wins over a bad MQBUS_BUS|0|env MQBUS_BUS=a/b "$MQBUSCTL" -b "$BUS" pub a/b x
+-b and a bad MQBUS_BUS and queue size|2|env MQBUS_BUS=a/b MQBUS_QUEUE_MAXMSG=0 "$MQBUSCTL" -b "$BUS" pub a/b x
 a valid operation that fails is 1|1|env MQBUS_BUS="$NOBUS" "$MQBUSCTL" pub a/b x
 EOF_RULES
 # limits and pub refuse an invalid queue size with the same sentence
