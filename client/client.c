@@ -85,8 +85,25 @@ _Static_assert(MQBUS_TOPIC_MAX == PROTO_TOPIC_MAX,
 /* how often publishing looks whether the daemon is still there */
 #define LIVENESS_MS 100
 
+/*
+ * Received messages come from a pool of slots of the rx message size, so
+ * that receiving does not touch the heap once the pool has what the
+ * program keeps at a time.  The pool outlives its handle while messages
+ * of it are still held (mqbus_msg_free() may come after mqbus_free()).
+ */
+struct msg_pool {
+	unsigned refs;	     /* the handle, and each message out */
+	size_t slot;	     /* data bytes of a pooled message */
+	struct mqbus_msg *free;
+	unsigned n_free;
+};
+
+/* spare messages a pool keeps */
+#define MSG_POOL_KEEP 64
+
 struct mqbus_msg {
 	struct mqbus_msg *next;
+	struct msg_pool *pool; /* NULL: malloc'ed alone */
 	struct proto_header h;
 	const char *topic;
 	const char *key; /* NULL: none */
@@ -131,7 +148,15 @@ struct replay {
  * The environment variables mqbus_new() reads, in the order a sentence
  * names the ones it could not use, each with what it should be.
  */
-enum { ENV_BUS, ENV_MAXMSG, ENV_MSGSIZE, ENV_RECONNECT, ENV_N };
+enum {
+	ENV_BUS,
+	ENV_MAXMSG,
+	ENV_MSGSIZE,
+	ENV_RECONNECT,
+	ENV_BATCH,
+	ENV_PUBLISH_BATCH,
+	ENV_N
+};
 static const struct {
 	const char *name, *rule;
 } env_vars[ENV_N] = {
@@ -139,6 +164,8 @@ static const struct {
 	[ENV_MAXMSG] = { "MQBUS_QUEUE_MAXMSG", "a positive number" },
 	[ENV_MSGSIZE] = { "MQBUS_QUEUE_MSGSIZE", "a positive number" },
 	[ENV_RECONNECT] = { "MQBUS_RECONNECT", "0 or 1" },
+	[ENV_BATCH] = { "MQBUS_BATCH", "0 or 1" },
+	[ENV_PUBLISH_BATCH] = { "MQBUS_PUBLISH_BATCH", "0 or 1" },
 };
 #define ENV_BIT(i) (1u << (i))
 #define ENV_QUEUE (ENV_BIT(ENV_MAXMSG) | ENV_BIT(ENV_MSGSIZE))
@@ -175,6 +202,8 @@ struct mqbus {
 	mqd_t tx;
 	mqd_t rx;      /* O_NONBLOCK */
 	mqd_t rx_wait; /* the same queue, blocking */
+	mqd_t tx_nb;   /* tx, O_NONBLOCK: the held frame's tries (opened
+			  when first needed) */
 	char tx_name[PROTO_QNAME_MAX + 1];
 	char rx_name[PROTO_QNAME_MAX + 1];
 	uint32_t client_id;
@@ -182,6 +211,19 @@ struct mqbus {
 	struct proto_welcome welcome;
 	unsigned char *buf; /* msgsize bytes */
 	unsigned char *obuf; /* msgsize bytes: what reconnecting writes */
+	struct msg_pool *pool; /* received messages (msg_from()) */
+	bool batch;	 /* frames both ways, unless MQBUS_BATCH=0 */
+	bool daemon_batch; /* the daemon reads frames (its WELCOME) */
+	bool publish_batch; /* hold publishes into a full tx: asked for
+			       with mqbus_set_publish_batch() or
+			       MQBUS_PUBLISH_BATCH=1 */
+	/* publishing into a full tx: messages held in one BATCH frame
+	 * until tx has room (held_send()) */
+	unsigned char *held;
+	size_t held_len;
+	unsigned held_n;
+	unsigned held_prio;
+	bool held_watch; /* tx is in the epoll set, for room */
 	struct mqbus_msg *head, *tail;
 	/* answers to asynchronous requests, for mqbus_process() */
 	struct mqbus_msg *replies_head, *replies_tail;
@@ -290,6 +332,8 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 {
 	const char *bus = getenv("MQBUS_BUS");
 	const char *rc = getenv("MQBUS_RECONNECT");
+	const char *batch = getenv("MQBUS_BATCH");
+	const char *pbatch = getenv("MQBUS_PUBLISH_BATCH");
 	mqbus *b;
 
 	if (!ret)
@@ -297,7 +341,7 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
-	b->tx = b->rx = b->rx_wait = (mqd_t)-1;
+	b->tx = b->rx = b->rx_wait = b->tx_nb = (mqd_t)-1;
 	b->epfd = b->pidfd = -1;
 	b->reconnect = true;
 	b->maxmsg = DEFAULT_MAXMSG;
@@ -314,6 +358,19 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 			b->reconnect = false;
 		else if (strcmp(rc, "1") != 0)
 			bad_env_note(b, ENV_RECONNECT);
+	}
+	b->batch = true;
+	if (batch && *batch) {
+		if (strcmp(batch, "0") == 0)
+			b->batch = false;
+		else if (strcmp(batch, "1") != 0)
+			bad_env_note(b, ENV_BATCH);
+	}
+	if (pbatch && *pbatch) {
+		if (strcmp(pbatch, "1") == 0)
+			b->publish_batch = true;
+		else if (strcmp(pbatch, "0") != 0)
+			bad_env_note(b, ENV_PUBLISH_BATCH);
 	}
 	snprintf(b->bus, sizeof(b->bus), "%s",
 		 bus && bus_valid(bus) ? bus : DEFAULT_BUS);
@@ -585,11 +642,14 @@ static void close_queues(mqbus *b)
 	}
 	if (b->rx_wait != (mqd_t)-1)
 		mq_close(b->rx_wait);
+	if (b->tx_nb != (mqd_t)-1)
+		mq_close(b->tx_nb);
 	if (b->rx != (mqd_t)-1) {
 		mq_close(b->rx);
 		mq_unlink(b->rx_name);
 	}
-	b->tx = b->rx = b->rx_wait = (mqd_t)-1;
+	b->tx = b->rx = b->rx_wait = b->tx_nb = (mqd_t)-1;
+	b->held_watch = false; /* closing tx took it out of the set */
 }
 
 static int create_queues(mqbus *b)
@@ -669,7 +729,7 @@ static void replay_remove(mqbus *b, struct replay *e);
  * daemon reads it), and the steps of the reconnection run between
  * slices; tx may be replaced by a fresh one meanwhile.
  */
-static int send_tx(mqbus *b, const void *buf, size_t len, unsigned prio)
+static int tx_write(mqbus *b, const void *buf, size_t len, unsigned prio)
 {
 	int64_t deadline = deadline_of(b->timeout_ms);
 
@@ -705,6 +765,137 @@ static int send_tx(mqbus *b, const void *buf, size_t len, unsigned prio)
 	}
 }
 
+/* -------------------------------------------------------------------- */
+/* the held frame: publishing into a full tx                             */
+
+static int send_now(mqbus *b, const void *buf, size_t len, unsigned prio);
+
+/*
+ * Writes into tx at once or not at all (-EAGAIN), on a descriptor of tx
+ * opened O_NONBLOCK: a full queue answers at once, where a timed send
+ * that has already timed out still goes through the kernel's sleep and
+ * its task switch, once per publish while a frame is held.
+ */
+static int send_nonblock(mqbus *b, const void *buf, size_t len,
+			 unsigned prio)
+{
+	if (b->tx_nb == (mqd_t)-1) {
+		b->tx_nb = mq_open(b->tx_name, O_WRONLY | O_NONBLOCK);
+		if (b->tx_nb == (mqd_t)-1)
+			return send_now(b, buf, len, prio);
+	}
+	if (mq_send(b->tx_nb, buf, len, prio) == 0)
+		return 0;
+	return -errno;
+}
+
+/*
+ * While a frame is held, tx is in the epoll set of mqbus_get_fd(): a
+ * program's own loop wakes when tx has room, and mqbus_process() sends
+ * the frame.
+ */
+static void held_watch(mqbus *b, bool on)
+{
+	struct epoll_event ev = { .events = EPOLLOUT };
+
+	if (on == b->held_watch || b->epfd < 0 || b->tx == (mqd_t)-1)
+		return;
+	if (epoll_ctl(b->epfd, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, (int)b->tx,
+		      &ev) == 0 ||
+	    !on)
+		b->held_watch = on;
+}
+
+/*
+ * Adds the encoded PUBLISH at buf to the held frame: of one priority, up
+ * to the tx message size.  false: it does not join it (another priority,
+ * no room, no memory).
+ */
+static bool held_add(mqbus *b, const void *buf, size_t len, unsigned prio)
+{
+	size_t cap = (size_t)b->msgsize;
+
+	if (b->held_n && prio != b->held_prio)
+		return false;
+	if (!b->held && !(b->held = malloc(cap)))
+		return false;
+	if (b->held_n == 0) {
+		if (proto_batch_begin(b->held, cap, prio) < 0)
+			return false;
+		b->held_len = PROTO_BATCH_HEAD;
+	}
+	if (proto_batch_add(b->held, cap, &b->held_len, buf, len) < 0)
+		return false;
+	b->held_n++;
+	b->held_prio = prio;
+	held_watch(b, true);
+	return true;
+}
+
+/*
+ * Writes the held frame into tx: at once (wait false: -EAGAIN while tx
+ * is full) or waiting as any message does.  A frame of one message goes
+ * as that message.  Returns 0 (also when nothing is held) or -errno.
+ */
+static int held_send(mqbus *b, bool wait)
+{
+	const size_t one = PROTO_BATCH_HEAD + PROTO_BATCH_PART_HEAD;
+	const unsigned char *buf = b->held;
+	size_t len = b->held_len;
+	int r;
+
+	if (b->held_n == 0)
+		return 0;
+	if (b->held_n == 1) {
+		buf += one;
+		len -= one;
+	}
+	if (wait)
+		r = tx_write(b, buf, len, b->held_prio);
+	else if (b->tx == (mqd_t)-1 || b->bye)
+		r = -EAGAIN;
+	else
+		r = send_nonblock(b, buf, len, b->held_prio);
+	if (r == 0) {
+		b->held_n = 0;
+		b->held_len = 0;
+		held_watch(b, false);
+	}
+	return r;
+}
+
+/* Writes into tx, after the held frame: nothing overtakes a publish. */
+static int send_tx(mqbus *b, const void *buf, size_t len, unsigned prio)
+{
+	int r = held_send(b, true);
+
+	return r < 0 ? r : tx_write(b, buf, len, prio);
+}
+
+/*
+ * A PUBLISH: into tx at once if it has room; if tx is full and the
+ * daemon reads frames, held in one frame with the next ones (publish()
+ * returns at once) until tx has room again, the frame is full, or
+ * anything else is written; otherwise it waits as any message does.
+ */
+static int publish_out(mqbus *b, const void *buf, size_t len, unsigned prio)
+{
+	int r;
+
+	if (!b->publish_batch || !b->daemon_batch || b->bye ||
+	    b->tx == (mqd_t)-1)
+		return send_tx(b, buf, len, prio);
+	r = held_send(b, false);
+	if (r == 0)
+		r = send_nonblock(b, buf, len, prio);
+	if (r == 0 || (r == -EAGAIN && held_add(b, buf, len, prio)))
+		return 0;
+	if (r != -EAGAIN)
+		return set_error(b, r, "cannot write %s: %s", b->tx_name,
+				 strerror(-r));
+	return send_tx(b, buf, len, prio);
+}
+
 /* The bytes a message takes on the queue. */
 static size_t msg_size(const char *topic, const char *key, size_t len)
 {
@@ -732,6 +923,8 @@ static int send_msg_key(mqbus *b, const struct proto_header *h,
 						   msg_size(topic, key, 0)
 					 : 0,
 				 proc_long("msgsize_max", -1));
+	if (h->type == PROTO_PUBLISH)
+		return publish_out(b, b->buf, (size_t)n, prio);
 	return send_tx(b, b->buf, (size_t)n, prio);
 }
 
@@ -800,12 +993,70 @@ static void async_remove(mqbus *b, struct async_req *a)
 	free(a);
 }
 
-static struct mqbus_msg *msg_from(const struct proto_msg *pm)
+/* A message of data bytes: a pooled slot when it fits one. */
+static struct mqbus_msg *msg_get(mqbus *b, size_t bytes)
+{
+	struct msg_pool *pool = b->pool;
+	struct mqbus_msg *m;
+
+	if (pool && bytes <= pool->slot) {
+		m = pool->free;
+		if (m) {
+			pool->free = m->next;
+			pool->n_free--;
+		} else {
+			m = malloc(sizeof(*m) + pool->slot);
+			if (!m)
+				return NULL;
+		}
+		m->pool = pool;
+		pool->refs++;
+		return m;
+	}
+	m = malloc(sizeof(*m) + bytes);
+	if (m)
+		m->pool = NULL;
+	return m;
+}
+
+static void msg_pool_unref(struct msg_pool *pool)
+{
+	if (--pool->refs > 0)
+		return;
+	while (pool->free) {
+		struct mqbus_msg *m = pool->free;
+
+		pool->free = m->next;
+		free(m);
+	}
+	free(pool);
+}
+
+/* Returns m to its pool, or frees it. */
+static void msg_put(struct mqbus_msg *m)
+{
+	struct msg_pool *pool = m ? m->pool : NULL;
+
+	if (!pool) {
+		free(m);
+		return;
+	}
+	/* the handle's reference keeps a live pool above 1 */
+	if (pool->refs > 1 && pool->n_free < MSG_POOL_KEEP) {
+		m->next = pool->free;
+		pool->free = m;
+		pool->n_free++;
+	} else {
+		free(m);
+	}
+	msg_pool_unref(pool);
+}
+
+static struct mqbus_msg *msg_from(mqbus *b, const struct proto_msg *pm)
 {
 	size_t tlen = pm->h.topic_len, klen = pm->h.key_len;
 	size_t plen = pm->h.payload_len;
-	struct mqbus_msg *m =
-		malloc(sizeof(*m) + tlen + 1 + klen + 1 + plen + 1);
+	struct mqbus_msg *m = msg_get(b, tlen + 1 + klen + 1 + plen + 1);
 	unsigned char *p;
 
 	if (!m)
@@ -823,6 +1074,32 @@ static struct mqbus_msg *msg_from(const struct proto_msg *pm)
 	memcpy(p, pm->payload, plen);
 	p[plen] = '\0'; /* text payloads print as-is */
 	return m;
+}
+
+/* A DELIVER read, alone or from a frame: queued for the program. */
+static int take_deliver(mqbus *b, const struct proto_msg *pm)
+{
+	struct mqbus_msg *m = msg_from(b, pm);
+
+	if (!m)
+		return set_error(b, -ENOMEM, "out of memory");
+	queue_push(b, m);
+	return 0;
+}
+
+/* A BATCH frame: its messages in order, as if each had come alone.  The
+ * daemon writes only DELIVERs in frames; anything else is skipped. */
+static int take_batch(mqbus *b, const struct proto_msg *f)
+{
+	struct proto_msg part;
+	size_t off = 0;
+	int r;
+
+	while ((r = proto_batch_next(f, &off, &part)) != 0)
+		if (r > 0 && part.h.type == PROTO_DELIVER &&
+		    (r = take_deliver(b, &part)) < 0)
+			return r;
+	return 0;
 }
 
 /*
@@ -862,14 +1139,16 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 	if (r < 0)
 		return 1; /* not from our daemon: skip it */
 	switch (pm.h.type) {
-	case PROTO_DELIVER: {
-		struct mqbus_msg *m = msg_from(&pm);
-
-		if (!m)
-			return set_error(b, -ENOMEM, "out of memory");
-		queue_push(b, m);
+	case PROTO_DELIVER:
+		r = take_deliver(b, &pm);
+		if (r < 0)
+			return r;
 		break;
-	}
+	case PROTO_BATCH:
+		r = take_batch(b, &pm);
+		if (r < 0)
+			return r;
+		break;
 	case PROTO_BYE:
 		/* a stopping daemon says so (ESHUTDOWN) and leaves us our
 		 * queues; an older one removed the announce queue first */
@@ -914,7 +1193,7 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 			    pm.h.type == PROTO_ERROR) &&
 			   pm.h.token && async_find(b, pm.h.token)) {
 			/* for mqbus_process() to hand to its callback */
-			struct mqbus_msg *m = msg_from(&pm);
+			struct mqbus_msg *m = msg_from(b, &pm);
 
 			if (!m)
 				return set_error(b, -ENOMEM, "out of memory");
@@ -996,6 +1275,8 @@ static int announce(mqbus *b, int64_t deadline)
 				 strerror(errno));
 	}
 	proto_header_init(&h, PROTO_ANNOUNCE);
+	if (b->batch)
+		h.flags = PROTO_F_BATCH;
 	n = proto_encode(buf, sizeof(buf), &h, b->tx_name, NULL, 0);
 	while (mq_send(a, (const char *)buf, (size_t)n, 0) < 0) {
 		struct pollfd p = { .fd = a, .events = POLLOUT };
@@ -1027,6 +1308,7 @@ static void session_begin(mqbus *b, const struct proto_msg *welcome)
 
 	memcpy(&b->welcome, welcome->payload, sizeof(b->welcome));
 	b->client_id = welcome->h.client_id;
+	b->daemon_batch = b->batch && (welcome->h.flags & PROTO_F_BATCH);
 	if (b->pidfd >= 0)
 		close(b->pidfd);
 	b->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)b->welcome.daemon_pid,
@@ -1061,6 +1343,13 @@ MQBUS_EXPORT int mqbus_connect(mqbus *b)
 	b->buf = malloc((size_t)b->msgsize);
 	if (!b->buf)
 		return set_error(b, -ENOMEM, "out of memory");
+	if (!b->pool) {
+		b->pool = calloc(1, sizeof(*b->pool));
+		if (!b->pool)
+			return set_error(b, -ENOMEM, "out of memory");
+		b->pool->refs = 1;
+		b->pool->slot = (size_t)b->msgsize;
+	}
 	if ((size_t)b->msgsize < proto_size(PROTO_QNAME_MAX, 0))
 		return set_error(b, -EINVAL,
 				 "queue message size %ld is too small; mqbus "
@@ -1150,6 +1439,9 @@ MQBUS_EXPORT mqbus *mqbus_free(mqbus *b)
 
 	if (!b)
 		return NULL;
+	/* what publish() took is sent, waiting as publish() would have */
+	if (b->connected && !b->bye)
+		held_send(b, true);
 	if (b->connected && !b->bye) {
 		unsigned char buf[PROTO_HEADER_SIZE + 1];
 		struct proto_header h;
@@ -1166,9 +1458,9 @@ MQBUS_EXPORT mqbus *mqbus_free(mqbus *b)
 	}
 	close_queues(b);
 	while ((m = queue_pop(b)))
-		free(m);
+		msg_put(m);
 	while ((m = fifo_pop(&b->replies_head, &b->replies_tail)))
-		free(m);
+		msg_put(m);
 	while (b->async)
 		async_remove(b, b->async);
 	while (b->replay)
@@ -1179,6 +1471,17 @@ MQBUS_EXPORT mqbus *mqbus_free(mqbus *b)
 		close(b->epfd);
 	free(b->buf);
 	free(b->obuf);
+	free(b->held);
+	if (b->pool) {
+		/* messages the program still holds keep the rest */
+		while (b->pool->free) {
+			m = b->pool->free;
+			b->pool->free = m->next;
+			b->pool->n_free--;
+			free(m);
+		}
+		msg_pool_unref(b->pool);
+	}
 	free(b);
 	return NULL;
 }
@@ -1382,7 +1685,7 @@ static void announce_now(mqbus *b, unsigned flags)
 	if (a == (mqd_t)-1)
 		return;
 	proto_header_init(&h, PROTO_ANNOUNCE);
-	h.flags = (uint16_t)flags;
+	h.flags = (uint16_t)(flags | (b->batch ? PROTO_F_BATCH : 0));
 	n = proto_encode(buf, sizeof(buf), &h, b->tx_name, NULL, 0);
 	if (n > 0)
 		mq_send(a, (const char *)buf, (size_t)n, 0);
@@ -1827,6 +2130,25 @@ MQBUS_EXPORT int mqbus_publish_opts(mqbus *b, const char *topic,
 		h.flags |= PROTO_F_RETAIN;
 	prio = set_priority(&h, o.priority);
 	return send_msg_key(b, &h, topic, o.key, data, len, prio);
+}
+
+MQBUS_EXPORT void mqbus_set_publish_batch(mqbus *b, int on)
+{
+	if (!b)
+		return;
+	b->publish_batch = on != 0;
+	/* the program's word replaces a bad MQBUS_PUBLISH_BATCH */
+	b->bad_env &= ~ENV_BIT(ENV_PUBLISH_BATCH);
+}
+
+MQBUS_EXPORT int mqbus_flush(mqbus *b)
+{
+	if (!b)
+		return -EINVAL;
+	b->error[0] = '\0';
+	if (!b->connected)
+		return set_error(b, -ENOTCONN, "not connected");
+	return held_send(b, true);
 }
 
 MQBUS_EXPORT int mqbus_publish(mqbus *b, const char *topic, const void *data,
@@ -2314,7 +2636,7 @@ MQBUS_EXPORT int mqbus_request_opts(mqbus *b, const char *topic,
 				     reply.h.payload_len);
 	if (reply.h.type != PROTO_REPLY)
 		return set_error(b, -EPROTO, "unexpected answer to a request");
-	*ret_reply = msg_from(&reply);
+	*ret_reply = msg_from(b, &reply);
 	if (!*ret_reply)
 		return set_error(b, -ENOMEM, "out of memory");
 	return 0;
@@ -2495,7 +2817,7 @@ static int dispatch_async(mqbus *b)
 			fn(b, err, err ? NULL : m, userdata);
 			handled++;
 		}
-		free(m);
+		msg_put(m);
 	}
 	for (a = b->async; a; a = next) {
 		next = a->next;
@@ -2574,6 +2896,7 @@ MQBUS_EXPORT int mqbus_query(mqbus *b, const char *what, char **ret_text)
 {
 	char topic[PROTO_TOPIC_MAX + 1] = "", label[64];
 	unsigned code = proto_query_of(what);
+	int64_t busy_until = -1;
 	size_t len = 0, cap = 0;
 	uint64_t seq = 0;
 	char *text = NULL;
@@ -2601,8 +2924,20 @@ MQBUS_EXPORT int mqbus_query(mqbus *b, const char *what, char **ret_text)
 		h.status = code;
 		h.seq = seq;
 		r = control(b, &h, topic, NULL, NULL, 0, label, &part);
+		/* over the uid's listing budget for this second: the same
+		 * part again a little later, within the handle's timeout */
+		if (r == -EBUSY) {
+			if (busy_until < 0)
+				busy_until = deadline_of(b->timeout_ms);
+			if (b->timeout_ms < 0 || now_ms() < busy_until) {
+				nanosleep(&(struct timespec){ 0, 200000000 },
+					  NULL);
+				continue;
+			}
+		}
 		if (r < 0)
 			goto fail;
+		busy_until = -1;
 		if (part.h.type != PROTO_QUERY || part.h.status != code) {
 			r = set_error(b, -EPROTO,
 				      "%s: the daemon answered a %s", label,
@@ -2716,7 +3051,7 @@ static int hand_over(mqbus *b, struct mqbus_msg **keep_head,
 			}
 			b->handler(b, m, b->userdata);
 		}
-		free(m);
+		msg_put(m);
 		handled++;
 	}
 	return handled;
@@ -2753,7 +3088,7 @@ MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 			struct mqbus_msg *m = queue_pop(b);
 
 			if (handlers_offer(b, m)) {
-				free(m);
+				msg_put(m);
 				/* handlers taking a flood do not make the
 				 * call outlive its timeout */
 				if (!b->head && deadline >= 0 &&
@@ -2796,17 +3131,22 @@ MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 					 "no message within %d ms", timeout_ms);
 		}
 		if (!b->serving || b->bye) {
-			struct pollfd p[2] = {
+			/* the held frame goes when tx has room */
+			struct pollfd p[3] = {
 				{ .fd = b->rx, .events = POLLIN },
+				{ .fd = b->held_n ? b->tx : -1,
+				  .events = POLLOUT },
 				{ .fd = b->pidfd, .events = POLLIN },
 			};
 
-			r = poll(p, b->pidfd >= 0 ? 2 : 1,
+			r = poll(p, b->pidfd >= 0 ? 3 : 2,
 				 reconnect_slice(b, slice_until(deadline)));
 			if (r < 0 && errno != EINTR)
 				return set_error(b, -errno, "poll: %s",
 						 strerror(errno));
-			if (r > 0 && !(p[0].revents & POLLIN))
+			if (p[1].revents & POLLOUT)
+				held_send(b, false);
+			else if (r > 0 && !(p[0].revents & POLLIN))
 				daemon_gone(b);
 			if (r != 0)
 				continue;
@@ -2844,6 +3184,7 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 	b->error[0] = '\0';
 	if (!b->connected)
 		return set_error(b, -ENOTCONN, "not connected");
+	held_send(b, false);
 	conn_dispatch(b);
 	for (;;) {
 		int r;
@@ -2884,7 +3225,7 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 
 MQBUS_EXPORT mqbus_msg *mqbus_msg_free(mqbus_msg *m)
 {
-	free(m);
+	msg_put(m);
 	return NULL;
 }
 
@@ -2956,6 +3297,12 @@ MQBUS_EXPORT int mqbus_msg_is_request(const mqbus_msg *m)
 	return m && m->h.type == PROTO_DELIVER &&
 	       (m->h.flags & PROTO_F_REQUEST) &&
 	       !(m->h.flags & PROTO_F_MONITOR) && m->h.token != 0;
+}
+
+MQBUS_EXPORT int mqbus_msg_is_drop_notice(const mqbus_msg *m)
+{
+	return m && m->h.type == PROTO_DELIVER &&
+	       (m->h.flags & PROTO_F_DROPS) != 0;
 }
 
 MQBUS_EXPORT int mqbus_msg_is_monitored(const mqbus_msg *m)

@@ -327,7 +327,9 @@ int mqbus_stats(mqbus *b, char **ret);
  * daemon answers in parts, each within the handle's timeout; the text is
  * whole or the call fails.  -EINVAL: unknown what; -EMSGSIZE: longer
  * than MQBUS_QUERY_TEXT_MAX, or rx messages too small for one line;
- * -ETIMEDOUT, -ENOTCONN as for other requests.  Messages that arrive
+ * -EBUSY: the daemon kept refusing a part for the handle's timeout (the
+ * uid's query_budget_per_uid; refused parts are asked again every
+ * 200 ms); -ETIMEDOUT, -ENOTCONN as for other requests.  Messages that arrive
  * meanwhile are kept for mqbus_receive()/mqbus_process().
  */
 #define MQBUS_QUERY_TEXT_MAX (64u << 20)
@@ -342,6 +344,44 @@ int mqbus_query(mqbus *b, const char *what, char **ret_text);
  * with the daemon's sentence in mqbus_last_error().
  */
 int mqbus_sync(mqbus *b);
+
+/*
+ * Batch frames (LIBMQBUS_1.5).  The daemon packs several messages for
+ * this client into one queue message when it has more than one for it
+ * in a turn of its loop; the library hands them out one by one,
+ * unchanged, and it is nothing the program sees.
+ *
+ * The publishing side is asked for: with mqbus_set_publish_batch(b, 1)
+ * (or MQBUS_PUBLISH_BATCH=1 in the environment), a publish that finds tx
+ * full does not wait: the message is held with the ones after it in one
+ * frame of up to the queue's message size and one priority, and the
+ * publish returns 0.  The frame goes into tx as soon as the library is
+ * called and tx has room: the next publish, any other message sent,
+ * mqbus_process() and mqbus_receive() (the fd of mqbus_get_fd() is
+ * readable while a frame waits), mqbus_free(), or mqbus_flush().  A
+ * publish waits as before when the frame is full or of another priority.
+ * A program that publishes in bursts and then does not call the library
+ * for a while calls mqbus_flush() after the burst: a held frame waits
+ * for the library, not for a timer.
+ *
+ * mqbus_flush() writes the held frame, waiting up to the handle's
+ * timeout for room.  Returns 0 (also when nothing was held) or -errno as
+ * a publish does.  MQBUS_BATCH=0 in the environment turns frames off
+ * both ways.
+ */
+void mqbus_set_publish_batch(mqbus *b, int on);
+
+/*
+ * Drop notices (LIBMQBUS_1.5).  A subscriber learns how many messages
+ * were lost just before a message from mqbus_msg_dropped().  When no
+ * message follows the losses, the daemon sends a drop notice as soon as
+ * the rx queue has room: a message with no payload and no sender, whose
+ * topic is that of the last message lost and whose mqbus_msg_dropped()
+ * is the count.  mqbus_msg_is_drop_notice() tells it (1) from a message
+ * (0).
+ */
+int mqbus_msg_is_drop_notice(const mqbus_msg *m);
+int mqbus_flush(mqbus *b);
 
 /* Event-loop use. */
 typedef void (*mqbus_handler)(mqbus *b, const mqbus_msg *msg,
@@ -360,7 +400,7 @@ int mqbus_get_fd(const mqbus *b);
 void mqbus_set_handler(mqbus *b, mqbus_handler fn, void *userdata);
 
 /*
- * Per-subscription handlers (since LIBMQBUS_1.5).  mqbus_subscribe_cb()
+ * Per-subscription handlers (since LIBMQBUS_1.6).  mqbus_subscribe_cb()
  * subscribes to pattern as mqbus_subscribe() does and gives the
  * subscription its own handler fn (not NULL), called with userdata.
  * Each message is handed to the program once, where mqbus_process() or
@@ -386,7 +426,7 @@ int mqbus_subscribe_cb(mqbus *b, const char *pattern, mqbus_handler fn,
 /*
  * 1 if the concrete topic matches pattern by the daemon's rules ('+' one
  * level, '#' as the last level the rest, none included: "a/#" matches
- * "a"), 0 if not, -EINVAL if either is not valid (since LIBMQBUS_1.5).
+ * "a"), 0 if not, -EINVAL if either is not valid (since LIBMQBUS_1.6).
  */
 int mqbus_topic_match(const char *pattern, const char *topic);
 /*

@@ -871,6 +871,30 @@ static void print_message(FILE *f, const mqbus_msg *m, bool json)
 	putc('\n', f);
 }
 
+/*
+ * A drop notice: messages lost with none after them to say so.  As JSON a
+ * line of its own on stdout; as text a sentence on stderr, so that stdout
+ * holds messages only.
+ */
+static void print_drop_notice(const mqbus_msg *m, bool json)
+{
+	const char *topic = mqbus_msg_topic(m);
+	uint32_t n = mqbus_msg_dropped(m);
+
+	if (json) {
+		fputs("{\"drop_notice\":true,\"topic\":", stdout);
+		put_json_string(stdout, (const unsigned char *)topic,
+				strlen(topic));
+		printf(",\"dropped\":%" PRIu32 "}\n", n);
+		return;
+	}
+	fprintf(stderr, "mqbusctl: %" PRIu32 " message%s dropped on the way "
+			"here (the last on ",
+		n, n == 1 ? "" : "s");
+	put_escaped(stderr, (const unsigned char *)topic, strlen(topic), true);
+	fputs("): the subscriber fell behind\n", stderr);
+}
+
 struct sub_opts {
 	unsigned long long count; /* messages to print, if has_count */
 	bool has_count;
@@ -904,7 +928,7 @@ static void ctl_connection(mqbus *b, int event, int error, void *userdata)
 static int sub_loop(mqbus *b, const struct sub_opts *o)
 {
 	const char *cmd = o->cmd ? o->cmd : "sub";
-	uint64_t deadline = 0;
+	uint64_t deadline = 0, synced = now_ns();
 	unsigned long long seen = 0;
 
 	mqbus_set_connection_cb(b, ctl_connection, (void *)cmd);
@@ -945,6 +969,19 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 					seen == 1 ? "" : "s");
 				return EXIT_TIMEOUT;
 			}
+			/* quiet for a second: did the daemon end one of our
+			 * subscriptions (a reload took the right away)?  It
+			 * says so with an error that answers no request */
+			if (now_ns() - synced >= 1000000000u) {
+				synced = now_ns();
+				r = mqbus_sync(b);
+				if (r < 0 && r != -ENOTCONN && r != -ETIMEDOUT &&
+				    r != -ECONNRESET) {
+					fprintf(stderr, "mqbusctl: %s: %s\n", cmd,
+						mqbus_last_error(b));
+					return EXIT_ERROR;
+				}
+			}
 			continue;
 		}
 		if (r < 0) {
@@ -954,7 +991,10 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 		if (!m)
 			continue;
 
-		if (!o->print) {
+		if (mqbus_msg_is_drop_notice(m)) {
+			/* losses no message followed: not a message */
+			print_drop_notice(m, o->json);
+		} else if (!o->print) {
 			print_message(stdout, m, o->json);
 			seen++;
 		} else if (o->print(stdout, m, o->json)) {

@@ -82,6 +82,23 @@ void account_credit_n(struct account_table *t, uid_t uid,
 	free(a);
 }
 
+void account_clear_all(struct account_table *t, enum account_item item)
+{
+	for (size_t i = 0; i < t->by_uid.n_buckets; i++) {
+		struct hmap_node *node = t->by_uid.buckets[i], *next;
+
+		for (; node; node = next) {
+			struct account *a =
+				container_of(node, struct account, node);
+
+			next = node->next;
+			if (a->held[item])
+				account_credit_n(t, a->uid, item,
+						 a->held[item]);
+		}
+	}
+}
+
 int account_charge(struct account_table *t, uid_t uid,
 		   enum account_item item)
 {

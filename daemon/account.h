@@ -24,6 +24,7 @@ enum account_item {
 	ACCOUNT_PENDING_MEM, /* memory held for its slow subscriptions */
 	ACCOUNT_SUBS,	     /* subscriptions, group memberships, monitors */
 	ACCOUNT_REQUESTS,    /* requests in flight */
+	ACCOUNT_QUERY_COST,  /* items its QUERY parts walked this second */
 	ACCOUNT_STAT_TOPICS, /* entries it made in this interval's topic
 				stats table (stats.c) */
 	ACCOUNT_ITEMS,
@@ -60,6 +61,8 @@ void account_credit_n(struct account_table *t, uid_t uid,
 /* One of item. */
 int account_charge(struct account_table *t, uid_t uid,
 		   enum account_item item);
+/* Sets item to 0 in every account (a per-second share starts anew). */
+void account_clear_all(struct account_table *t, enum account_item item);
 void account_credit(struct account_table *t, uid_t uid,
 		    enum account_item item);
 

@@ -78,6 +78,7 @@ static const struct config_key config_bus_keys[] = {
 	CONFIG_BUS_KEY(max_timers_per_uid, 0, 1000000),
 	CONFIG_BUS_KEY(timer_min_period_ms, 1, 3600000),
 	CONFIG_BUS_KEY(timer_rate_per_uid, 1, 1000000),
+	CONFIG_BUS_KEY(query_budget_per_uid, 1, INT_MAX),
 	CONFIG_BUS_KEY(max_retained_per_uid, 0, 10000000),
 	CONFIG_BUS_KEY(max_retained_bytes_per_uid, 0, INT_MAX),
 	CONFIG_BUS_KEY(restart_grace_ms, 0, 600000),
@@ -174,6 +175,7 @@ int config_init(struct config *cfg)
 	cfg->max_timers_per_uid = 1024;
 	cfg->timer_min_period_ms = 10;
 	cfg->timer_rate_per_uid = 1000;
+	cfg->query_budget_per_uid = 1000000;
 	cfg->max_retained_per_uid = 4096;
 	cfg->max_retained_bytes_per_uid = 4 * 1024 * 1024;
 	cfg->stats_interval = 60;

@@ -98,6 +98,7 @@ struct config {
 	unsigned max_timers_per_uid;         /* default 1024 */
 	unsigned timer_min_period_ms;        /* default 10 */
 	unsigned timer_rate_per_uid;         /* periodic firings/s, 1000 */
+	unsigned query_budget_per_uid;       /* items QUERY walks per s */
 	unsigned max_retained_per_uid;       /* default 4096 */
 	unsigned max_retained_bytes_per_uid; /* default 4 MiB */
 	unsigned stats_interval;    /* s between delivery-stats entries,

@@ -8,6 +8,14 @@
  * dropped just before a message rides in that message's status field,
  * patched into the shared buffer only for the one mq_send (the kernel
  * copies it), so the subscriber learns of every gap.
+ *
+ * Route first, send after: a delivery to a client that reads batch frames
+ * is staged, and the end of the loop's turn (one event, activated by the
+ * first staging) sends each such client what it was given, several
+ * messages of one priority in one BATCH frame where they fit its rx
+ * message size, and a lone message alone.  What rx cannot take then goes
+ * where deliver_message() would have put it.  The pending list is sent
+ * the same way when rx has room again.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -51,11 +59,21 @@ static bool msg_is_deliver(const struct msgbuf *m)
 	return m->data[offsetof(struct proto_header, type)] == PROTO_DELIVER;
 }
 
+/* A delivery went out.  A monitor's copies count for the monitor only,
+ * not for the bus or the topic. */
+static void count_sent(struct peer *p, struct msgbuf *m, uint16_t mark,
+		       bool waited)
+{
+	if (mark)
+		p->counts.delivered++;
+	else
+		stats_delivered(p, m, waited);
+}
+
 /*
  * Sends m now.  A DELIVER carries the number of messages dropped just
  * before it, and a monitor's copy its mark (flags), patched into the
- * shared buffer only for this mq_send (the kernel copies it).  A monitor's
- * copies count for the monitor only, not for the bus or the topic.
+ * shared buffer only for this mq_send (the kernel copies it).
  */
 static int send_now(struct peer *p, struct msgbuf *m, unsigned prio,
 		    uint32_t dropped, uint16_t mark, bool waited)
@@ -83,10 +101,8 @@ static int send_now(struct peer *p, struct msgbuf *m, unsigned prio,
 	}
 	if (r < 0)
 		return -errno;
-	if (deliver && mark)
-		p->counts.delivered++;
-	else if (deliver)
-		stats_delivered(p, m, waited);
+	if (deliver)
+		count_sent(p, m, mark, waited);
 	return 0;
 }
 
@@ -132,6 +148,10 @@ static uint32_t count_drop(struct peer *p, struct msgbuf *m,
 		s->stats.control_lost++;
 		log_debug("client %u: control reply dropped", p->id);
 		return 0;
+	}
+	if (p->last_drop != m) {
+		msgbuf_unref(p->last_drop);
+		p->last_drop = msgbuf_ref(m);
 	}
 	if (mark) {
 		/* a monitor that fell behind: its own gap, nobody else's */
@@ -473,13 +493,295 @@ static int overflow(struct peer *p, const struct delivery *d)
 	}
 }
 
+/* -------------------------------------------------------------------- */
+/* batch frames                                                          */
+
+/* The bytes a message takes in a frame. */
+static size_t part_size(const struct msgbuf *m)
+{
+	return PROTO_BATCH_PART_HEAD + m->len;
+}
+
+/*
+ * How many entries from first on go in one frame: deliveries of its
+ * priority, in a row, that fit p's rx message size together.  1: first
+ * goes alone (a client that reads no frames, a control message, or no
+ * company).
+ */
+static unsigned frame_run(const struct peer *p, const struct pending *first)
+{
+	size_t size = PROTO_BATCH_HEAD;
+	const struct pending *e;
+	unsigned n = 0;
+
+	if (!p->batch)
+		return 1;
+	for (e = first; e; e = e->next) {
+		if (!msg_is_deliver(e->m) || e->prio != first->prio ||
+		    size + part_size(e->m) > (size_t)p->rx_msgsize)
+			break;
+		size += part_size(e->m);
+		n++;
+	}
+	return n ? n : 1;
+}
+
+/* The table's frame buffer, at least cap bytes; NULL: out of memory. */
+static unsigned char *frame_buffer(struct peer_table *t, size_t cap)
+{
+	if (t->frame_cap < cap) {
+		unsigned char *f = realloc(t->frame, cap);
+
+		if (!f)
+			return NULL;
+		t->frame = f;
+		t->frame_cap = cap;
+	}
+	return t->frame;
+}
+
+/* Sets a frame's payload length and count, once its parts are in. */
+static void frame_seal(unsigned char *f, size_t used, unsigned n)
+{
+	uint32_t len = (uint32_t)(used - PROTO_BATCH_HEAD), count = n;
+
+	memcpy(f + offsetof(struct proto_header, payload_len), &len,
+	       sizeof(len));
+	memcpy(f + offsetof(struct proto_header, status), &count,
+	       sizeof(count));
+}
+
+/*
+ * Sends the n entries from first on (frame_run() said they fit) as one
+ * BATCH frame.  Each part is the message as send_now() would send it:
+ * its gap in status, a monitor's mark in its flags.  Counts each message
+ * sent; returns 0 or -errno (nothing was sent).
+ */
+static int send_frame(struct peer *p, const struct pending *first,
+		      unsigned n, bool waited)
+{
+	const size_t status_off = offsetof(struct proto_header, status);
+	const size_t flags_off = offsetof(struct proto_header, flags);
+	size_t cap = (size_t)p->rx_msgsize, used;
+	unsigned char *f = frame_buffer(p->table, cap);
+	const struct pending *e;
+	unsigned i;
+
+	if (!f)
+		return -ENOMEM;
+	used = (size_t)proto_batch_begin(f, cap, first->prio);
+	/* frame_run() measured the parts against cap: written here
+	 * directly, the header once at the end */
+	for (e = first, i = 0; i < n; e = e->next, i++) {
+		unsigned char *part = f + used + PROTO_BATCH_PART_HEAD;
+		uint32_t len = (uint32_t)e->m->len;
+		uint16_t flags;
+
+		memcpy(f + used, &len, sizeof(len));
+		memcpy(part, e->m->data, len);
+		memcpy(part + status_off, &e->dropped, sizeof(e->dropped));
+		if (e->mark) {
+			memcpy(&flags, part + flags_off, sizeof(flags));
+			flags |= e->mark;
+			memcpy(part + flags_off, &flags, sizeof(flags));
+		}
+		used += PROTO_BATCH_PART_HEAD + len;
+	}
+	frame_seal(f, used, n);
+	if (mq_send(p->rx, (const char *)f, used, first->prio) < 0)
+		return -errno;
+	p->server->stats.frames_sent++;
+	p->server->stats.framed_sent += n;
+	for (e = first, i = 0; i < n; e = e->next, i++)
+		count_sent(p, e->m, e->mark, waited);
+	return 0;
+}
+
+/*
+ * Sends the entries from first on that go together: a frame, or first
+ * alone (also when there is no memory for a frame).  *ret_sent: how many
+ * went, or on an error the one that failed.  Returns 0 or -errno.
+ */
+static int send_run(struct peer *p, struct pending *first, bool waited,
+		    unsigned *ret_sent)
+{
+	unsigned n = frame_run(p, first);
+	int r = -ENOMEM;
+
+	if (n > 1 && (r = send_frame(p, first, n, waited)) != -ENOMEM) {
+		*ret_sent = r == 0 ? n : 1;
+		return r;
+	}
+	*ret_sent = 1;
+	return send_now(p, first->m, first->prio, first->dropped, first->mark,
+			waited);
+}
+
+/* -------------------------------------------------------------------- */
+/* staging: route first, send at the end of the turn                     */
+
+static void stage_flush(struct peer *p);
+static void drop_notice_later(struct peer *p);
+
+static void stage_flush_all(evutil_socket_t fd, short what, void *arg)
+{
+	struct peer_table *t = arg;
+	struct peer *p;
+
+	while ((p = TAILQ_FIRST(&t->staged)))
+		stage_flush(p);
+}
+
+/* Keeps the delivery d for the end of the turn.  false: no memory for
+ * that (the caller sends it now). */
+static bool stage(struct peer *p, const struct delivery *d)
+{
+	struct peer_table *t = p->table;
+	struct pending *e;
+
+	if (!t->stage_ev &&
+	    !(t->stage_ev = event_new(t->base, -1, 0, stage_flush_all, t)))
+		return false;
+	e = pending_get(t);
+	if (!e)
+		return false;
+	e->next = NULL;
+	e->m = msgbuf_ref(d->m);
+	e->prio = d->prio;
+	e->dropped = p->dropped; /* the gap rides with it */
+	e->mark = d->mark;
+	e->pol = *d->pol;
+	e->from = d->from ? d->from->id : 0;
+	p->dropped = 0;
+	if (p->stage_tail)
+		p->stage_tail->next = e;
+	else
+		p->stage_head = e;
+	p->stage_tail = e;
+	if (p->n_staged++ == 0) {
+		p->stage_bytes = PROTO_BATCH_HEAD;
+		if (TAILQ_EMPTY(&t->staged))
+			event_active(t->stage_ev, EV_TIMEOUT, 0);
+		TAILQ_INSERT_TAIL(&t->staged, p, stage_link);
+	}
+	p->stage_bytes += part_size(d->m);
+	return true;
+}
+
+/* Whether d joins what p has staged in one frame: of its priority, and
+ * room left.  A turn that routes more to one client sends it a frame at
+ * a time. */
+static bool stage_fits(const struct peer *p, const struct delivery *d)
+{
+	return p->n_staged == 0 ||
+	       (d->prio == p->stage_tail->prio &&
+		p->stage_bytes + part_size(d->m) <= (size_t)p->rx_msgsize);
+}
+
+static void stage_put(struct peer *p, struct pending *e)
+{
+	msgbuf_unref(e->m);
+	pending_put(p->table, e);
+}
+
+/*
+ * What rx did not take: as deliver_message() would have had it with rx
+ * full, within the topic's backlog or by its overflow policy.
+ */
+static void stage_overflow(struct peer *p, struct pending *e)
+{
+	struct delivery d = {
+		.m = e->m,
+		.prio = e->prio,
+		.pol = &e->pol,
+		.from = e->from ? peer_find(p->table, e->from) : NULL,
+		.mark = e->mark,
+	};
+	int r = p->closing ? -EPIPE : overflow(p, &d);
+
+	if (r == 0)
+		p->dropped = 0;
+	else
+		p->dropped += count_drop(p, e->m, drop_reason_of(r), e->mark);
+}
+
+/* Sends what p was given this turn, in frames where it can. */
+static void stage_flush(struct peer *p)
+{
+	struct pending *e = p->stage_head, *next;
+	bool full = false;
+	uint32_t gap = 0;
+
+	p->stage_head = p->stage_tail = NULL;
+	p->n_staged = 0;
+	TAILQ_REMOVE(&p->table->staged, p, stage_link);
+	while (e) {
+		unsigned sent = 1;
+		int r = -EAGAIN;
+
+		e->dropped += gap;
+		gap = 0;
+		if (!full && !p->closing)
+			r = send_run(p, e, false, &sent);
+		if (r != -EAGAIN) {
+			if (r < 0) /* this one alone was lost */
+				gap = e->dropped + count_drop(p, e->m,
+							      drop_reason_of(r),
+							      e->mark);
+			for (; sent > 0; sent--, e = next) {
+				next = e->next;
+				stage_put(p, e);
+			}
+			continue;
+		}
+		/* rx is full: the rest waits behind it, in order */
+		full = true;
+		next = e->next;
+		p->dropped += e->dropped;
+		stage_overflow(p, e);
+		stage_put(p, e);
+		e = next;
+	}
+	p->dropped += gap;
+	drop_notice_later(p);
+}
+
+/* Drops what p was given this turn (p is going). */
+static void stage_drop(struct peer *p)
+{
+	struct pending *e = p->stage_head, *next;
+
+	if (p->n_staged == 0)
+		return;
+	p->stage_head = p->stage_tail = NULL;
+	p->n_staged = 0;
+	TAILQ_REMOVE(&p->table->staged, p, stage_link);
+	for (; e; e = next) {
+		next = e->next;
+		count_drop(p, e->m, DROP_DISCONNECT, e->mark);
+		stage_put(p, e);
+	}
+}
+
 int deliver_message(struct peer *p, const struct delivery *d)
 {
 	int r = -EAGAIN;
 
 	if (p->closing)
 		return -EPIPE;
-	/* behind a backlog, keep order: queue instead of overtaking it */
+	/* a client that reads frames gets its messages at the end of the
+	 * turn, packed; behind a backlog, keep order: queue instead of
+	 * overtaking it */
+	/* a request waits for its answer: it goes at once, unless
+	 * something routed before it waits for the end of the turn */
+	if (p->batch && p->n_pending == 0 && (!d->request || p->n_staged)) {
+		if (!stage_fits(p, d))
+			stage_flush(p);
+		if (p->closing)
+			return -EPIPE;
+		if (p->n_pending == 0 && stage(p, d))
+			return 0;
+	}
 	if (p->n_pending == 0)
 		r = send_now(p, d->m, d->prio, p->dropped, d->mark, false);
 	if (r == -EAGAIN)
@@ -490,6 +792,7 @@ int deliver_message(struct peer *p, const struct delivery *d)
 		return 0;
 	}
 	p->dropped += count_drop(p, d->m, drop_reason_of(r), d->mark);
+	drop_notice_later(p);
 	return r;
 }
 
@@ -526,6 +829,8 @@ int deliver_try(struct peer *p, struct msgbuf *m, unsigned prio)
 {
 	int r;
 
+	if (p->n_staged)
+		stage_flush(p);
 	if (p->closing || p->n_pending > 0)
 		return -EAGAIN;
 	r = send_now(p, m, prio, p->dropped, 0, false);
@@ -540,6 +845,9 @@ void deliver_buf(struct peer *p, struct msgbuf *m, unsigned prio)
 
 	if (p->closing)
 		return;
+	/* what was routed to p before m goes first */
+	if (p->n_staged)
+		stage_flush(p);
 	if (p->n_pending == 0)
 		r = send_now(p, m, prio, 0, 0, false);
 	/* replies are bounded by the requests a client makes; the slack
@@ -618,11 +926,54 @@ void deliver_bad(struct peer *p, uint32_t token, int err, const char *what)
 	deliver_reply(p, token, -err >= PROTO_E_SHORT ? EBADMSG : -err, text);
 }
 
+/*
+ * Losses that no message followed: once rx has room and nothing waits, a
+ * drop notice says how many (a DELIVER with PROTO_F_DROPS, the topic of
+ * the last one lost, no payload), at the lowest priority so that it comes
+ * after whatever rx holds.  rx still full: tried again when it has room.
+ */
+static void drop_notice(struct peer *p)
+{
+	unsigned char buf[PROTO_HEADER_SIZE + PROTO_TOPIC_MAX + 1];
+	struct proto_header h;
+	int n;
+
+	if (!p->dropped || !p->last_drop || p->n_pending || p->n_staged ||
+	    p->closing)
+		return;
+	proto_header_init(&h, PROTO_DELIVER);
+	h.flags = PROTO_F_DROPS;
+	h.status = p->dropped;
+	n = proto_encode(buf, sizeof(buf), &h, msg_topic(p->last_drop), NULL,
+			 0);
+	if (n < 0)
+		return;
+	if (mq_send(p->rx, (const char *)buf, (size_t)n, 0) < 0) {
+		if (errno == EAGAIN)
+			watch_rx(p);
+		return;
+	}
+	p->dropped = 0;
+	msgbuf_unref(p->last_drop);
+	p->last_drop = NULL;
+	p->server->stats.drop_notices++;
+}
+
+/* Drops with nothing waiting to carry their count: a notice as soon as
+ * rx has room (deliver_flush()). */
+static void drop_notice_later(struct peer *p)
+{
+	if (p->dropped && !p->n_pending && !p->n_staged && !p->closing &&
+	    !(p->rx_ev && event_pending(p->rx_ev, EV_WRITE, NULL)))
+		watch_rx(p);
+}
+
 void deliver_flush(struct peer *p)
 {
 	while (p->pending_head && !p->closing) {
 		struct pending *e = p->pending_head;
-		int r = send_now(p, e->m, e->prio, e->dropped, e->mark, true);
+		unsigned sent;
+		int r = send_run(p, e, true, &sent);
 
 		if (r == -EAGAIN) {
 			if (!event_pending(p->rx_ev, EV_WRITE, NULL))
@@ -632,11 +983,13 @@ void deliver_flush(struct peer *p)
 		if (r < 0) /* the next reports the gap */
 			pending_drop(p, NULL, e, drop_reason_of(r));
 		else
-			pending_unlink(p, NULL, e);
+			while (sent--)
+				pending_unlink(p, NULL, p->pending_head);
 	}
 	/* room again: the publishers held up may go on */
 	if (p->n_blocked && p->n_pending <= p->release_at)
 		release_publishers(p);
+	drop_notice(p);
 }
 
 void deliver_drop_peer(struct peer *p)
@@ -646,8 +999,11 @@ void deliver_drop_peer(struct peer *p)
 	p->blocked = NULL;
 	p->cap_blocked = 0;
 	/* what waited for it is lost with it */
+	stage_drop(p);
 	while (p->pending_head)
 		pending_drop(p, NULL, p->pending_head, DROP_DISCONNECT);
+	msgbuf_unref(p->last_drop);
+	p->last_drop = NULL;
 }
 
 void deliver_check_blocking(struct peer *p, uint64_t now)

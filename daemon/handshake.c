@@ -228,6 +228,7 @@ struct candidate {
 	mqd_t rx;
 	int pidfd;
 	bool resume;	 /* PROTO_F_RESUME: no HELLO to read */
+	bool batch;	 /* PROTO_F_BATCH: it reads BATCH frames */
 	bool out_of_fds; /* the daemon ran out of descriptors on the way */
 };
 
@@ -466,6 +467,7 @@ static void welcome(struct server *s, struct peer *p)
 		w.tx_msgsize = a.mq_msgsize;
 	}
 	proto_header_init(&h, PROTO_WELCOME);
+	h.flags = PROTO_F_BATCH; /* we read frames of PUBLISHes */
 	h.client_id = p->id;
 	n = proto_encode(buf, sizeof(buf), &h, NULL, &w, sizeof(w));
 	if (n > 0)
@@ -529,6 +531,7 @@ static void admit(struct handshake *hs, struct candidate *c)
 		return;
 	}
 	p->ident = ident; /* the peer owns it now */
+	p->batch = c->batch;
 	p->sub.deliver = deliver_subscriber;
 	p->mon.deliver = deliver_monitor;
 	s->stats.handshakes++;
@@ -578,7 +581,7 @@ static void refuse_out_of_fds(struct handshake *hs, struct candidate *c)
 }
 
 static void handshake_run(struct handshake *hs, const char *tx_name,
-			  bool resume)
+			  unsigned flags)
 {
 	struct candidate c = {
 		.tx_name = tx_name,
@@ -586,7 +589,8 @@ static void handshake_run(struct handshake *hs, const char *tx_name,
 		.tx = (mqd_t)-1,
 		.rx = (mqd_t)-1,
 		.pidfd = -1,
-		.resume = resume,
+		.resume = (flags & PROTO_F_RESUME) != 0,
+		.batch = (flags & PROTO_F_BATCH) != 0,
 	};
 	const char *why;
 
@@ -634,7 +638,7 @@ static int handshake_read(struct wake_src *src, unsigned budget)
 					: proto_type_name(pm.h.type));
 			continue;
 		}
-		handshake_run(hs, pm.topic, pm.h.flags & PROTO_F_RESUME);
+		handshake_run(hs, pm.topic, pm.h.flags);
 	}
 	return 1;
 }

@@ -18,6 +18,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "daemon/access.h"
+#include "daemon/account.h"
 #include "daemon/deliver.h"
 #include "daemon/introspect.h"
 #include "daemon/log.h"
@@ -467,6 +469,60 @@ static void introspect_send(struct peer *p, const struct proto_msg *pm,
 	free(buf);
 }
 
+/* The items a part of what walks: the whole of its collection (each part
+ * gathers what follows its cursor from all of it). */
+static uint64_t query_cost(const struct server *s, unsigned what)
+{
+	size_t n;
+
+	switch (what) {
+	case PROTO_QUERY_CLIENTS:
+	case PROTO_QUERY_SUBSCRIPTIONS:
+		n = s->peers.count;
+		break;
+	case PROTO_QUERY_TOPICS:
+		n = s->stats.topics.count;
+		break;
+	case PROTO_QUERY_RETAINED:
+		n = s->retained.count;
+		break;
+	default:
+		n = s->timers.n;
+		break;
+	}
+	return (uint64_t)n + 1;
+}
+
+/*
+ * A uid's share of the daemon's time for listings: the items its parts
+ * walk per second (query_budget_per_uid), so that a user asking in a loop
+ * for the list of a large bus cannot keep the daemon from everyone else.
+ * Root and the bus's owner have none.  false: refused, and answered.
+ */
+static bool query_allowed(struct peer *p, const struct proto_msg *pm,
+			  bool privileged)
+{
+	struct server *s = p->server;
+	uint64_t cost = query_cost(s, pm->h.status);
+	uint64_t used = account_held(&s->accounts, p->uid, ACCOUNT_QUERY_COST);
+	char text[200];
+
+	if (privileged)
+		return true;
+	if (used + cost > s->cfg.query_budget_per_uid && used > 0) {
+		snprintf(text, sizeof(text),
+			 "uid %u has used its listing budget for this second "
+			 "(query_budget_per_uid = %u items); ask again later",
+			 (unsigned)p->uid, s->cfg.query_budget_per_uid);
+		access_quota_refused(p, "query_budget_per_uid",
+				     proto_query_name(pm->h.status), text);
+		deliver_reply(p, pm->h.token, EBUSY, text);
+		return false;
+	}
+	account_charge_n(&s->accounts, p->uid, ACCOUNT_QUERY_COST, cost);
+	return true;
+}
+
 void introspect_handle(struct peer *p, struct msgbuf *m,
 		       const struct proto_msg *pm)
 {
@@ -489,6 +545,8 @@ void introspect_handle(struct peer *p, struct msgbuf *m,
 			      "seq to resume from, only");
 		return;
 	}
+	if (!query_allowed(p, pm, pt.privileged))
+		return;
 	/* room for the cursor topic, whatever it will be */
 	room = p->rx_msgsize - (long)proto_size(PROTO_TOPIC_MAX, 0);
 	if (room > INTROSPECT_PART_MAX)

@@ -41,6 +41,7 @@ int peer_table_init(struct peer_table *t, struct event_base *base,
 	t->next_id = 1;
 	TAILQ_INIT(&t->all);
 	TAILQ_INIT(&t->reap_list);
+	TAILQ_INIT(&t->staged);
 	hmap_init(&t->by_id);
 	hmap_init(&t->by_tx);
 	t->reap_ev = event_new(base, -1, 0, peer_reap, t);
@@ -57,6 +58,9 @@ void peer_table_deinit(struct peer_table *t)
 	}
 	if (t->reap_ev)
 		event_free(t->reap_ev);
+	if (t->stage_ev)
+		event_free(t->stage_ev);
+	free(t->frame);
 	hmap_deinit(&t->by_id);
 	hmap_deinit(&t->by_tx);
 	memset(t, 0, sizeof(*t));

@@ -23,6 +23,7 @@
 #include <sys/queue.h>
 #include <sys/types.h>
 
+#include "daemon/config_file.h"
 #include "daemon/hmap.h"
 #include "daemon/log.h"
 #include "daemon/policy.h"
@@ -44,13 +45,18 @@ struct peer_table;
 /* a peer sending this many bad messages is disconnected */
 #define PEER_MAX_BAD 64
 
-/* one message waiting for room in a peer's rx queue */
+/* one message waiting for room in a peer's rx queue, or staged for the
+ * end of the loop's turn (deliver.c) */
 struct pending {
 	struct pending *next;
 	struct msgbuf *m;
 	unsigned prio;
 	uint32_t dropped; /* drops just before this message */
 	uint16_t mark;	  /* flags it is sent with (a monitor's copy) */
+	/* staged only: what deliver_message() would have decided with,
+	 * had rx been full */
+	struct delivery_policy pol;
+	uint32_t from; /* the publisher's id, 0 for none */
 };
 
 /* one subscription: a pattern, alone or in a queue group */
@@ -116,6 +122,16 @@ struct peer {
 	/* timers this peer owns; detached ones are the bus's (timer.c) */
 	struct timer_list timers;
 
+	/* it reads BATCH frames (PROTO_F_BATCH in its ANNOUNCE) */
+	bool batch;
+	/* deliveries routed to it in this turn of the loop, sent at its
+	 * end, several in one frame where they can (deliver.c) */
+	struct pending *stage_head;
+	struct pending *stage_tail;
+	unsigned n_staged;
+	size_t stage_bytes; /* the frame they would make */
+	TAILQ_ENTRY(peer) stage_link; /* table->staged, while n_staged */
+
 	/* output waiting for room in rx, highest priority first
 	 * (deliver.c) */
 	struct pending *pending_head;
@@ -133,6 +149,9 @@ struct peer {
 	unsigned blocked_by;
 
 	uint32_t dropped; /* dropped since the last message taken */
+	/* the last message dropped on its way here, whose topic a drop
+	 * notice names when no message follows (deliver.c) */
+	struct msgbuf *last_drop;
 
 	/* counters: what it published and sent, and what was delivered
 	 * to it and dropped on its way to it (stats.c) */
@@ -164,6 +183,12 @@ struct peer_table {
 	unsigned count;
 	uint32_t next_id;
 	struct pending *pending_pool; /* spare list entries */
+	/* peers with staged output, and the event that sends it at the
+	 * end of the turn; the buffer frames are built in (deliver.c) */
+	struct peer_list staged;
+	struct event *stage_ev;
+	unsigned char *frame;
+	size_t frame_cap;
 };
 
 /* An empty table; -ENOMEM. */

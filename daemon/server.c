@@ -267,6 +267,48 @@ static void server_hello(struct peer *p, struct msgbuf *m,
 {
 }
 
+static void server_message(struct peer *p, struct msgbuf *m);
+
+/*
+ * A BATCH frame of PUBLISHes: each part is handled as if it had come
+ * alone, in its own buffer (routing turns it into a DELIVER in place, and
+ * pending lists may keep it).  A part that does not decode is a bad
+ * message; the others still count.
+ */
+static void server_batch(struct peer *p, struct msgbuf *m,
+			 const struct proto_msg *pm)
+{
+	struct proto_msg part;
+	size_t off = 0;
+	int r;
+
+	p->server->stats.frames_received++;
+	while (!p->closing && (r = proto_batch_next(pm, &off, &part)) != 0) {
+		const unsigned char *bytes = (const unsigned char *)part.topic -
+					     PROTO_HEADER_SIZE;
+		size_t len = proto_size_key(part.h.topic_len, part.h.key_len,
+					    part.h.payload_len);
+		struct msgbuf *one;
+
+		if (r < 0 || part.h.type != PROTO_PUBLISH) {
+			deliver_bad(p, 0, r < 0 ? r : -PROTO_E_TYPE,
+				    "batch part rejected");
+			continue;
+		}
+		one = msgbuf_get(p->table->pool, len);
+		if (!one) {
+			deliver_bad(p, 0, -ENOMEM, "batch part dropped");
+			continue;
+		}
+		memcpy(one->data, bytes, len);
+		one->len = len;
+		one->stat = NULL;
+		one->measured = false;
+		server_message(p, one);
+		msgbuf_unref(one);
+	}
+}
+
 /* What a client may send, by type; the rest is a bad message. */
 static const peer_handler server_handlers[PROTO_TYPE_MAX + 1] = {
 	[PROTO_HELLO] = server_hello,
@@ -281,6 +323,7 @@ static const peer_handler server_handlers[PROTO_TYPE_MAX + 1] = {
 	[PROTO_TIMER_LIST] = timer_handle,
 	[PROTO_QUERY] = introspect_handle,
 	[PROTO_BYE] = server_bye,
+	[PROTO_BATCH] = server_batch,
 };
 
 /*
@@ -359,6 +402,7 @@ static void server_tick(evutil_socket_t fd, short what, void *arg)
 		if (p->n_blocked)
 			deliver_check_blocking(p, now);
 	s->stats.wakeups_rescued += wake_rescue(s->wake);
+	account_clear_all(&s->accounts, ACCOUNT_QUERY_COST);
 	restart_tick(&s->restart);
 	stats_notify_status(s);
 }

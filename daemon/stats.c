@@ -448,6 +448,8 @@ static const struct {
 	STAT(publishers_blocked), STAT(slow_disconnects),
 	STAT(control_lost),	  STAT(policy_refused),
 	STAT(retain_refused),	  STAT(quota_refused),
+	STAT(frames_sent),	  STAT(framed_sent),
+	STAT(frames_received),	  STAT(drop_notices),
 	STAT(stats_rounds),
 };
 #undef STAT

@@ -75,6 +75,10 @@ struct bus_stats {
 	uint64_t policy_refused; /* actions the access policy refused */
 	uint64_t retain_refused; /* values not kept: bus or uid bounds */
 	uint64_t quota_refused;	 /* refused for a per-client or uid bound */
+	uint64_t frames_sent;	  /* BATCH frames written (deliver.c) */
+	uint64_t framed_sent;	  /* the messages that went in them */
+	uint64_t frames_received; /* BATCH frames clients wrote */
+	uint64_t drop_notices;	  /* losses told with no message after */
 	uint64_t stats_rounds; /* delivery-stats entries written */
 	uint64_t stats_rounds_all; /* rounds, written or not (hints) */
 

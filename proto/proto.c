@@ -92,6 +92,34 @@ static bool proto_type_keyed(unsigned type)
 }
 
 /*
+ * A frame's framing: status parts, each a length and at least a header,
+ * filling payload_len exactly.  The parts themselves are decoded one by
+ * one as they are read (proto_batch_next()).
+ */
+static int proto_batch_check(const struct proto_header *h,
+			     const char *payload)
+{
+	size_t left = h->payload_len, n = 0;
+	const unsigned char *p = (const unsigned char *)payload;
+
+	while (left > 0) {
+		uint32_t len;
+
+		if (left < PROTO_BATCH_PART_HEAD)
+			return -PROTO_E_LENGTH;
+		memcpy(&len, p, sizeof(len));
+		left -= PROTO_BATCH_PART_HEAD;
+		p += PROTO_BATCH_PART_HEAD;
+		if (len < PROTO_HEADER_SIZE || len > left)
+			return -PROTO_E_LENGTH;
+		left -= len;
+		p += len;
+		n++;
+	}
+	return n == h->status ? 0 : -PROTO_E_FIELD;
+}
+
+/*
  * Rules of the single message types, run once the framing (magic, version,
  * lengths, the topic's NUL) is known to be sound.
  */
@@ -139,6 +167,13 @@ static int proto_check_type(const struct proto_header *h, const char *topic,
 		if ((h->flags & PROTO_F_REPLY) &&
 		    (!(h->flags & PROTO_F_MONITOR) ||
 		     (h->flags & PROTO_F_REQUEST) || h->token == 0))
+			return -PROTO_E_FIELD;
+		/* a drop notice comes from the daemon and carries a count
+		 * only */
+		if ((h->flags & PROTO_F_DROPS) &&
+		    (h->type != PROTO_DELIVER || h->payload_len != 0 ||
+		     h->status == 0 || h->key_len != 0 ||
+		     (h->flags & (PROTO_F_REQUEST | PROTO_F_RETAINED))))
 			return -PROTO_E_FIELD;
 		return 0;
 	case PROTO_SUBSCRIBE:
@@ -204,6 +239,12 @@ static int proto_check_type(const struct proto_header *h, const char *topic,
 		if (h->status == 0)
 			return -PROTO_E_FIELD;
 		return 0;
+	case PROTO_BATCH:
+		if (h->topic_len != 0)
+			return -PROTO_E_TOPIC;
+		if (h->priority > PROTO_PRIO_MAX || h->status == 0)
+			return -PROTO_E_FIELD;
+		return proto_batch_check(h, payload);
 	case PROTO_BYE:
 	case PROTO_STATS:
 		if (h->topic_len != 0)
@@ -242,13 +283,26 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 	    h.type != PROTO_DELIVER && h.type != PROTO_SUBSCRIBE &&
 	    h.type != PROTO_UNSUBSCRIBE)
 		return -PROTO_E_FLAGS;
+	if ((h.flags & PROTO_F_DROPS) && h.type != PROTO_DELIVER)
+		return -PROTO_E_FLAGS;
 	/* a QUERY has no flag but PROTO_F_MORE, which only it has */
 	if ((h.flags & PROTO_F_MORE) && h.type != PROTO_QUERY)
 		return -PROTO_E_FLAGS;
 	if (h.type == PROTO_QUERY && (h.flags & ~PROTO_F_MORE))
 		return -PROTO_E_FLAGS;
-	/* PROTO_F_RESUME is an ANNOUNCE's only flag */
+	/* PROTO_F_RESUME and PROTO_F_BATCH are an ANNOUNCE's only flags,
+	 * PROTO_F_BATCH a WELCOME's, and a BATCH has none */
 	if ((h.flags & PROTO_F_RESUME) && h.type != PROTO_ANNOUNCE)
+		return -PROTO_E_FLAGS;
+	if ((h.flags & PROTO_F_BATCH) && h.type != PROTO_ANNOUNCE &&
+	    h.type != PROTO_WELCOME)
+		return -PROTO_E_FLAGS;
+	if (h.type == PROTO_WELCOME && (h.flags & ~PROTO_F_BATCH))
+		return -PROTO_E_FLAGS;
+	if (h.type == PROTO_ANNOUNCE &&
+	    (h.flags & ~(PROTO_F_RESUME | PROTO_F_BATCH)))
+		return -PROTO_E_FLAGS;
+	if (h.type == PROTO_BATCH && h.flags)
 		return -PROTO_E_FLAGS;
 	if (h.topic_len > PROTO_TOPIC_MAX)
 		return -PROTO_E_TOOBIG;
@@ -284,6 +338,62 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 		ret->payload = payload;
 	}
 	return 0;
+}
+
+int proto_batch_begin(void *buf, size_t cap, unsigned prio)
+{
+	struct proto_header h;
+
+	if (cap < PROTO_BATCH_HEAD)
+		return -PROTO_E_NOSPACE;
+	proto_header_init(&h, PROTO_BATCH);
+	h.priority = prio;
+	memcpy(buf, &h, sizeof(h));
+	((unsigned char *)buf)[PROTO_HEADER_SIZE] = '\0'; /* no topic */
+	return PROTO_BATCH_HEAD;
+}
+
+int proto_batch_add(void *buf, size_t cap, size_t *used, const void *part,
+		    size_t len)
+{
+	unsigned char *p = buf;
+	struct proto_header h;
+	uint32_t n = (uint32_t)len;
+
+	if (*used > cap || cap - *used < PROTO_BATCH_PART_HEAD ||
+	    cap - *used - PROTO_BATCH_PART_HEAD < len)
+		return -PROTO_E_NOSPACE;
+	memcpy(p + *used, &n, sizeof(n));
+	memcpy(p + *used + PROTO_BATCH_PART_HEAD, part, len);
+	*used += PROTO_BATCH_PART_HEAD + len;
+	memcpy(&h, p, sizeof(h));
+	h.payload_len = (uint32_t)(*used - PROTO_BATCH_HEAD);
+	h.status++;
+	memcpy(p, &h, sizeof(h));
+	return 0;
+}
+
+int proto_batch_next(const struct proto_msg *f, size_t *off,
+		     struct proto_msg *ret)
+{
+	const unsigned char *p = f->payload;
+	struct proto_msg part;
+	uint32_t len;
+	int r;
+
+	/* the framing was checked when f was decoded */
+	if (*off >= f->h.payload_len)
+		return 0;
+	memcpy(&len, p + *off, sizeof(len));
+	p += *off + PROTO_BATCH_PART_HEAD;
+	*off += PROTO_BATCH_PART_HEAD + len;
+	r = proto_decode(p, len, &part);
+	if (r < 0)
+		return r;
+	if (part.h.type != PROTO_PUBLISH && part.h.type != PROTO_DELIVER)
+		return -PROTO_E_TYPE;
+	*ret = part;
+	return 1;
 }
 
 bool proto_topic_valid(const char *topic, size_t len, bool pattern)
@@ -416,6 +526,7 @@ const char *proto_type_name(unsigned type)
 		[PROTO_TIMER_CANCEL] = "TIMER_CANCEL",
 		[PROTO_TIMER_LIST] = "TIMER_LIST",
 		[PROTO_QUERY] = "QUERY",
+		[PROTO_BATCH] = "BATCH",
 	};
 
 	if (type == 0 || type > PROTO_TYPE_MAX)

@@ -66,7 +66,11 @@ enum proto_type {
 			       daemon -> rx: token, status = what,
 			       payload = whole lines, PROTO_F_MORE with
 			       the topic and seq to ask again from */
-	PROTO_TYPE_MAX = PROTO_QUERY,
+	PROTO_BATCH,        /* either way: several messages of one
+			       priority in one queue message; status =
+			       how many, payload = parts (see
+			       proto_batch_next()) */
+	PROTO_TYPE_MAX = PROTO_BATCH,
 };
 
 /* header flags */
@@ -88,7 +92,15 @@ enum proto_type {
 #define PROTO_F_RESUME 0x0200u   /* ANNOUNCE: this tx was connected to an
 				    earlier daemon; adopt it without a
 				    HELLO (see PROTOCOL.md, Restart) */
-#define PROTO_F_ALL 0x03ffu
+#define PROTO_F_BATCH 0x0400u    /* ANNOUNCE: this client reads BATCH
+				    frames on its rx; WELCOME: this daemon
+				    reads them on tx (PROTOCOL.md, Batch
+				    frames) */
+#define PROTO_F_DROPS 0x0800u    /* DELIVER: no message, a drop notice:
+				    status = messages dropped since the
+				    last delivery, topic = the last one's,
+				    no payload, no sender */
+#define PROTO_F_ALL 0x0fffu
 
 /*
  * What a QUERY asks for (its status).  Each answer part holds whole
@@ -247,6 +259,43 @@ bool proto_topic_valid(const char *topic, size_t len, bool pattern);
  * same key.
  */
 bool proto_key_valid(const char *key, size_t len);
+
+/*
+ * Batch frames.  A BATCH's payload is a run of parts, each a 32-bit length
+ * (host order) and then that many bytes: one whole message, encoded as it
+ * would be alone.  The decoder checks the frame's framing (the lengths
+ * add up to payload_len exactly, there are status of them, each at least
+ * a header); proto_batch_next() decodes the parts one by one.  A part is
+ * a PUBLISH (client to daemon) or a DELIVER (daemon to client), never a
+ * BATCH; the frame's priority is the queue priority all of them were sent
+ * at.
+ */
+#define PROTO_BATCH_PART_HEAD 4 /* the length before each part */
+/* a frame's own bytes: the header and its empty topic's NUL */
+#define PROTO_BATCH_HEAD (PROTO_HEADER_SIZE + 1)
+
+/*
+ * Starts a frame in buf (cap bytes) at priority prio: returns the bytes
+ * written (PROTO_BATCH_HEAD), or -PROTO_E_NOSPACE.
+ */
+int proto_batch_begin(void *buf, size_t cap, unsigned prio);
+
+/*
+ * Appends the encoded message at part (len bytes) to the frame of *used
+ * bytes in buf; *used grows.  Returns 0, or -PROTO_E_NOSPACE (nothing
+ * changed).
+ */
+int proto_batch_add(void *buf, size_t cap, size_t *used, const void *part,
+		    size_t len);
+
+/*
+ * The next part of the decoded frame f, from *off (0 at first) into ret;
+ * *off moves past it.  Returns 1 with a part, 0 after the last, or a
+ * negated proto_error for a part that does not decode or may not be in a
+ * frame (*off has moved past it all the same: the next one can be read).
+ */
+int proto_batch_next(const struct proto_msg *f, size_t *off,
+		     struct proto_msg *ret);
 
 /* A queue group name (see PROTO_GROUP_MAX); len bytes at name. */
 bool proto_group_valid(const char *name, size_t len);

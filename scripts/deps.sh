@@ -25,6 +25,8 @@ PACKAGES=(
 	coreutils gzip tar
 	clang libclang-rt-14-dev # the libFuzzer targets (tests/fuzz); the
 	             # fuzzer runtime is only a Recommends of clang-14
+	dbus-broker mosquitto libmosquitto-dev # the peers of mqbus-bench
+	             # --peers (tests/bench-peers.sh)
 )
 
 missing=()

@@ -125,7 +125,10 @@ run() {
 	MALLOC_COUNT_FILE=$out LD_PRELOAD=$MODULE \
 		"$MQBUSD" -b "$bus" --wake="$wake" 2>"$out.err" &
 	DPID=$!
-	"$DRIVER" "$bus" $((WARMUP + msgs)) 2>"$out.driver"
+	# the clients too: libmqbus's receive path takes its messages
+	# from a pool
+	MALLOC_COUNT_FILE=$out.client LD_PRELOAD=$MODULE \
+		"$DRIVER" "$bus" $((WARMUP + msgs)) 2>"$out.driver"
 	st=$?
 	kill -TERM "$DPID" 2>/dev/null
 	wait "$DPID"
@@ -165,6 +168,16 @@ for wake in notify poll thread; do
 			"allocations: $small with $SMALL messages, $large with $LARGE" \
 			"frees: $fdiff more" \
 			"that is about $(((diff * 1000) / (LARGE - SMALL))) per 1000 messages"
+	fi
+	small=$(allocs "$TMP/$wake.$SMALL.client")
+	large=$(allocs "$TMP/$wake.$LARGE.client")
+	diff=$((large - small))
+	name="$wake: libmqbus (publisher and subscriber): $((LARGE - SMALL)) more messages, $diff more allocations (limit $LIMIT)"
+	if [ -s "$TMP/$wake.$LARGE.client" ] && [ "$diff" -lt "$LIMIT" ]; then
+		ok "$name"
+	else
+		not_ok "$name" \
+			"allocations: $small with $SMALL messages, $large with $LARGE"
 	fi
 done
 

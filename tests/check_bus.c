@@ -501,7 +501,11 @@ START_TEST(test_priority_order)
 	long inq;
 
 	testbus_start(&tb, NULL);
+	/* one message per queue message, so that rx counts them
+	 * (test_batch_priority has the same with frames) */
+	setenv("MQBUS_BATCH", "0", 1);
 	sub = testbus_connect(&tb, 10, 0);
+	unsetenv("MQBUS_BATCH");
 	pub = testbus_connect(&tb, 0, 0);
 	testbus_subscribe(sub, "prio/x");
 	base = testbus_stat(pub, "delivered");
@@ -712,6 +716,367 @@ END_TEST
  * pending_max; beyond it the newest are dropped and the count reaches the
  * subscriber with its next message.
  */
+/*
+ * Batch frames: a subscriber whose rx (2 slots) is full gets the backlog
+ * the daemon kept for it in frames, and each message out of a frame is
+ * whole and in order: topic, key, sender, sequence, priority, no gap.  A
+ * client that asks for no frames (MQBUS_BATCH=0) gets none.
+ */
+START_TEST(test_batch_frames)
+{
+	enum { N = 100 };
+	struct testbus tb = { 0 };
+	long long frames, framed;
+	uint64_t last_seq = 0;
+	mqbus *sub, *plain, *pub;
+	uint32_t i;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 2, 0);
+	setenv("MQBUS_BATCH", "0", 1);
+	plain = testbus_connect(&tb, 2, 0);
+	unsetenv("MQBUS_BATCH");
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "batch/a");
+	testbus_subscribe(plain, "batch/b");
+	frames = testbus_stat(pub, "frames_sent");
+	framed = testbus_stat(pub, "framed_sent");
+
+	for (i = 0; i < N; i++) {
+		char key[16];
+		int r;
+
+		snprintf(key, sizeof(key), "k%u", i);
+		r = mqbus_publish_key(pub, "batch/a", i % 2 ? NULL : key, &i,
+				      sizeof(i), 7, 0);
+		ck_assert_msg(r == 0, "publish #%u: %s", i,
+			      mqbus_last_error(pub));
+	}
+	for (i = 0; i < N; i++) {
+		mqbus_msg *m = testbus_recv(sub, RECV_MS);
+		char key[16];
+
+		snprintf(key, sizeof(key), "k%u", i);
+		ck_assert_uint_eq(testbus_msg_index(m), i);
+		ck_assert_str_eq(mqbus_msg_topic(m), "batch/a");
+		if (i % 2)
+			ck_assert_ptr_null(mqbus_msg_key(m));
+		else
+			ck_assert_str_eq(mqbus_msg_key(m), key);
+		ck_assert_uint_eq(mqbus_msg_priority(m), 7);
+		ck_assert_uint_eq(mqbus_msg_sender_uid(m), getuid());
+		ck_assert_int_eq(mqbus_msg_sender_pid(m), getpid());
+		ck_assert_uint_eq(mqbus_msg_client_id(m),
+				  mqbus_client_id(pub));
+		ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
+		ck_assert_uint_gt(mqbus_msg_seq(m), last_seq);
+		last_seq = mqbus_msg_seq(m);
+		mqbus_msg_free(m);
+	}
+	testbus_expect_nothing(sub, QUIET_MS);
+	/* 2 slots for 100 messages: most of them came in frames */
+	frames = testbus_stat(pub, "frames_sent") - frames;
+	framed = testbus_stat(pub, "framed_sent") - framed;
+	ck_assert_msg(frames > 0 && framed >= N / 2 && framed <= N &&
+			      framed >= 2 * frames,
+		      "%lld frames of %lld messages for %d messages", frames,
+		      framed, N);
+
+	/* the same backlog for a client without frames: none */
+	frames = testbus_stat(pub, "frames_sent");
+	for (i = 0; i < N / 2; i++)
+		testbus_publish_index(pub, "batch/b", i, MQBUS_PRIORITY_DEFAULT);
+	for (i = 0; i < N / 2; i++)
+		testbus_expect_index(plain, "batch/b", i, RECV_MS);
+	ck_assert_int_eq(testbus_stat(pub, "frames_sent"), frames);
+
+	mqbus_free(pub);
+	mqbus_free(plain);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * Drops are counted in messages, frames or not: a subscriber that could
+ * not keep up learns of each gap exactly, from the message after it.
+ * drop-old keeps the newest 8 waiting, the first of them carrying the
+ * gap, and they go out in a frame.
+ */
+START_TEST(test_batch_drops)
+{
+	enum { N = 60 };
+	struct testbus tb = { 0 };
+	uint32_t seen = 0, lost = 0, prev = UINT32_MAX;
+	bool published_last = false;
+	long long dropped;
+	mqbus *sub, *pub;
+	uint32_t i, idx = 0;
+
+	testbus_start(&tb,
+		      "[topic \"batch/d\"]\nbacklog = 8\noverflow = drop-old\n");
+	sub = testbus_connect(&tb, 2, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "batch/d");
+	dropped = testbus_stat(pub, "dropped");
+	for (i = 0; i < N; i++)
+		testbus_publish_index(pub, "batch/d", i, MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(pub, "published", N, 5000);
+	poll(NULL, 0, QUIET_MS); /* the daemon routes what it read */
+	/* what was kept, then one more after the drops: it says how many
+	 * went before it */
+	while (idx != N) {
+		mqbus_msg *m = NULL;
+		uint32_t gap;
+
+		if (mqbus_receive(sub, &m, QUIET_MS) == -ETIMEDOUT) {
+			ck_assert_msg(!published_last, "#%u did not come", N);
+			testbus_publish_index(pub, "batch/d", N,
+					      MQBUS_PRIORITY_DEFAULT);
+			published_last = true;
+			continue;
+		}
+		ck_assert_ptr_nonnull(m);
+		idx = testbus_msg_index(m);
+		gap = idx - (prev + 1);
+		ck_assert_msg(mqbus_msg_dropped(m) == gap,
+			      "#%u after #%u says %u dropped before it",
+			      idx, prev, mqbus_msg_dropped(m));
+		lost += gap;
+		seen++;
+		prev = idx;
+		mqbus_msg_free(m);
+	}
+	ck_assert_uint_eq(seen + lost, N + 1);
+	ck_assert_msg(lost > 0, "nothing dropped: the test did not overflow");
+	ck_assert_int_eq(testbus_stat(pub, "dropped") - dropped, lost);
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * The publishing side: a publisher held up (overflow = block) keeps what
+ * it publishes into its full tx in frames, and nothing is lost or
+ * reordered; mqbus_flush() sends the last one.
+ */
+START_TEST(test_batch_publish)
+{
+	enum { N = 300 };
+	struct testbus tb = { 0 };
+	long long frames;
+	mqbus *sub, *probe;
+	pid_t child;
+	uint32_t i;
+
+	testbus_start(&tb, "[topic \"bp/#\"]\nbacklog = 4\noverflow = block\n");
+	sub = testbus_connect(&tb, 2, 0);
+	probe = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "bp/x");
+	frames = testbus_stat(probe, "frames_received");
+	child = testbus_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		mqbus *b = NULL;
+		int r;
+
+		r = testbus_try_connect(tb.bus, 10, 0, &b, NULL, 0);
+		if (r == 0) {
+			mqbus_set_publish_batch(b, 1);
+			mqbus_set_timeout(b, 20000);
+		}
+		for (i = 0; r == 0 && i < N; i++)
+			r = mqbus_publish(b, "bp/x", &i, sizeof(i),
+					  MQBUS_PRIORITY_DEFAULT);
+		if (r == 0)
+			r = mqbus_flush(b);
+		mqbus_free(b);
+		_exit(r == 0 ? 0 : 1);
+	}
+	/* let it fill everything: rx, the backlog, its tx, frames */
+	poll(NULL, 0, 300);
+	for (i = 0; i < N; i++)
+		testbus_expect_index(sub, "bp/x", i, RECV_MS);
+	ck_assert_int_eq(testbus_wait(child, 10000), 0);
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_msg(testbus_stat(probe, "frames_received") > frames,
+		      "the held-up publisher wrote no frame");
+	ck_assert_int_eq(testbus_stat(probe, "dropped"), 0);
+	mqbus_free(probe);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* Priority between frames: a frame holds one priority, and the kernel
+ * puts the later, higher one first. */
+START_TEST(test_batch_priority)
+{
+	struct testbus tb = { 0 };
+	uint32_t i, next_low = 0, next_high = 100, prev = UINT32_MAX;
+	mqbus *sub, *pub;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 2, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "bprio/x");
+	/* the first fills rx alone, the rest wait in the daemon */
+	for (i = 0; i < 8; i++)
+		testbus_publish_index(pub, "bprio/x", i, 1);
+	for (i = 0; i < 8; i++)
+		testbus_publish_index(pub, "bprio/x", 100 + i, 9);
+	testbus_wait_stat(pub, "published", 16, 5000);
+	poll(NULL, 0, QUIET_MS);
+	for (i = 0; i < 16; i++) {
+		mqbus_msg *m = testbus_recv(sub, RECV_MS);
+		uint32_t idx = testbus_msg_index(m);
+
+		/* each priority in its order, the high ones in one run
+		 * (a frame of mixed priorities would split it), and each
+		 * with its own priority */
+		ck_assert_uint_eq(mqbus_msg_priority(m), idx >= 100 ? 9 : 1);
+		if (idx >= 100) {
+			ck_assert_msg(idx == next_high &&
+					      (idx == 100 || prev >= 100),
+				      "#%u after #%u", idx, prev);
+			next_high++;
+		} else {
+			ck_assert_msg(idx == next_low, "#%u after #%u", idx,
+				      prev);
+			next_low++;
+		}
+		prev = idx;
+		mqbus_msg_free(m);
+	}
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * Losses that no message follows are told all the same: a drop notice
+ * once rx has room, with the count and the last lost message's topic,
+ * and the count starts again after it.
+ */
+START_TEST(test_drop_notice)
+{
+	enum { N = 20, BACKLOG = 2 };
+	struct testbus tb = { 0 };
+	mqbus *sub, *pub;
+	mqbus_msg *m;
+	size_t len = 99;
+	uint32_t i;
+
+	testbus_start(&tb, "[topic \"dn/#\"]\nbacklog = 2\n");
+	setenv("MQBUS_BATCH", "0", 1); /* 2 slots, 2 messages */
+	sub = testbus_connect(&tb, 2, 0);
+	unsetenv("MQBUS_BATCH");
+	pub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "dn/#");
+	for (i = 0; i < N; i++)
+		testbus_publish_index(pub, "dn/x", i, MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(pub, "dropped", N - 2 - BACKLOG, 5000);
+	for (i = 0; i < 2 + BACKLOG; i++) {
+		m = testbus_recv(sub, RECV_MS);
+		ck_assert(!mqbus_msg_is_drop_notice(m));
+		ck_assert_uint_eq(testbus_msg_index(m), i);
+		ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
+		mqbus_msg_free(m);
+	}
+	m = testbus_recv(sub, RECV_MS);
+	ck_assert_msg(mqbus_msg_is_drop_notice(m), "no drop notice");
+	ck_assert_uint_eq(mqbus_msg_dropped(m), N - 2 - BACKLOG);
+	ck_assert_str_eq(mqbus_msg_topic(m), "dn/x");
+	mqbus_msg_payload(m, &len);
+	ck_assert_uint_eq(len, 0);
+	ck_assert_uint_eq(mqbus_msg_client_id(m), 0);
+	mqbus_msg_free(m);
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(pub, "drop_notices"), 1);
+	/* told once: the next message starts a new count */
+	testbus_publish_index(pub, "dn/x", N, MQBUS_PRIORITY_DEFAULT);
+	m = testbus_recv(sub, RECV_MS);
+	ck_assert(!mqbus_msg_is_drop_notice(m));
+	ck_assert_uint_eq(testbus_msg_index(m), N);
+	ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
+	mqbus_msg_free(m);
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * Listings cost the daemon time: a user that is not root or the bus's
+ * owner may make its parts walk query_budget_per_uid items a second.
+ * Asked in a loop, the user is refused (-EBUSY, the quota named) within
+ * a few tries; mqbus_query() asks again later and gets its answer once
+ * the second has passed; root is never refused.
+ */
+START_TEST(test_query_budget)
+{
+	struct testbus tb = { 0 };
+	uid_t uid;
+	gid_t gid;
+	long long refused;
+	mqbus *root;
+	pid_t child;
+	char *text;
+	int i;
+
+	if (testbus_need_test_user("query_budget", &uid, &gid) < 0)
+		return;
+	testbus_start(&tb, "[bus]\nquery_budget_per_uid = 3\n");
+	root = testbus_connect(&tb, 0, 0);
+	refused = testbus_stat(root, "quota_refused");
+	/* root asks as often as it likes */
+	for (i = 0; i < 5; i++) {
+		ck_assert_int_eq(mqbus_query(root, "clients", &text), 0);
+		free(text);
+	}
+	child = testbus_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		mqbus *b = NULL;
+		int r, busy = 0;
+
+		r = testbus_become(uid, gid);
+		if (r == 0)
+			r = testbus_try_connect(tb.bus, 0, 0, &b, NULL, 0);
+		if (r < 0)
+			_exit(2);
+		/* 2 clients: each part walks 3 items, the whole budget */
+		mqbus_set_timeout(b, 100);
+		for (i = 0; i < 10 && !busy; i++) {
+			r = mqbus_query(b, "clients", &text);
+			if (r == 0)
+				free(text);
+			else if (r == -EBUSY &&
+				 strstr(mqbus_last_error(b),
+					"query_budget_per_uid = 3"))
+				busy = 1;
+			else
+				_exit(3);
+		}
+		if (!busy)
+			_exit(4);
+		mqbus_set_timeout(b, 5000);
+		r = mqbus_query(b, "clients", &text);
+		if (r < 0 || !strstr(text, "id="))
+			_exit(5);
+		free(text);
+		mqbus_free(b);
+		_exit(0);
+	}
+	ck_assert_int_eq(testbus_wait(child, 20000), 0);
+	ck_assert_int_gt(testbus_stat(root, "quota_refused"), refused);
+	mqbus_free(root);
+	testbus_finish(&tb);
+}
+END_TEST
+
 START_TEST(test_pending)
 {
 	struct testbus tb = { 0 };
@@ -720,7 +1085,10 @@ START_TEST(test_pending)
 	mqbus_msg *m;
 	uint32_t i;
 
-	/* Default pending_max (256): all of 20 wait for a queue of 2. */
+	/* Default pending_max (256): all of 20 wait for a queue of 2.  The
+	 * counts below are of queue slots: no frames here (test_batch_*
+	 * has the pending list with frames). */
+	setenv("MQBUS_BATCH", "0", 1);
 	testbus_start(&tb, NULL);
 	sub = testbus_connect(&tb, 2, 0);
 	pub = testbus_connect(&tb, 0, 0);
@@ -3791,6 +4159,12 @@ int main(void)
 		 test_request_first_reply_wins);
 	add_case(s, "request_forged_reply", test_request_forged_reply);
 	add_case(s, "group_share", test_group_share);
+	add_case(s, "batch_frames", test_batch_frames);
+	add_case(s, "batch_drops", test_batch_drops);
+	add_case(s, "batch_publish", test_batch_publish);
+	add_case(s, "batch_priority", test_batch_priority);
+	add_case(s, "drop_notice", test_drop_notice);
+	add_case(s, "query_budget", test_query_budget);
 	add_case(s, "group_full", test_group_full);
 	add_case(s, "group_unsubscribe", test_group_unsubscribe);
 	add_case(s, "group_request", test_group_request);

@@ -729,10 +729,10 @@ START_TEST(test_handler_symbols)
 	};
 
 	for (size_t i = 0; i < sizeof(added) / sizeof(added[0]); i++) {
-		ck_assert_msg(dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1.5"),
-			      "%s@LIBMQBUS_1.5 not found", added[i]);
-		ck_assert_msg(!dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1.4"),
-			      "%s has the version LIBMQBUS_1.4", added[i]);
+		ck_assert_msg(dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1.6"),
+			      "%s@LIBMQBUS_1.6 not found", added[i]);
+		ck_assert_msg(!dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1.5"),
+			      "%s has the version LIBMQBUS_1.5", added[i]);
 		ck_assert_msg(!dlvsym(RTLD_DEFAULT, added[i], "LIBMQBUS_1"),
 			      "%s has the version LIBMQBUS_1", added[i]);
 	}

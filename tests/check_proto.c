@@ -60,6 +60,46 @@ static const char check_proto_stats[] = "clients=3\nmessages=42\n";
 static const unsigned char check_proto_blob[] = { 0x32, 0x31, 0x00, 0x2e,
 						   0x35, 0xff, 0x80, 0x0a };
 
+static void check_proto_sample_get(unsigned type, struct check_proto_sample *s);
+
+/*
+ * The payload of a BATCH sample: two DELIVERs of priority 12, the second
+ * with a gap of 1 and no key.  Built once from the DELIVER sample.
+ */
+static unsigned char check_proto_frame[1024];
+static size_t check_proto_frame_len;
+
+static void check_proto_frame_build(void)
+{
+	struct check_proto_sample d;
+	unsigned char part[512];
+	size_t used;
+	int n;
+
+	if (check_proto_frame_len)
+		return;
+	ck_assert_int_eq(proto_batch_begin(check_proto_frame,
+					   sizeof(check_proto_frame), 12),
+			 PROTO_BATCH_HEAD);
+	used = PROTO_BATCH_HEAD;
+	check_proto_sample_get(PROTO_DELIVER, &d);
+	n = proto_encode_key(part, sizeof(part), &d.h, d.topic, d.key,
+			     d.payload, d.payload_len);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(proto_batch_add(check_proto_frame,
+					 sizeof(check_proto_frame), &used,
+					 part, (size_t)n), 0);
+	d.h.status = 1;
+	d.h.seq++;
+	n = proto_encode(part, sizeof(part), &d.h, d.topic, d.payload,
+			 d.payload_len);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(proto_batch_add(check_proto_frame,
+					 sizeof(check_proto_frame), &used,
+					 part, (size_t)n), 0);
+	check_proto_frame_len = used - PROTO_BATCH_HEAD;
+}
+
 static void check_proto_sample_get(unsigned type, struct check_proto_sample *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -169,6 +209,13 @@ static void check_proto_sample_get(unsigned type, struct check_proto_sample *s)
 		s->h.client_id = 5;
 		s->payload = check_proto_blob;
 		s->payload_len = sizeof(check_proto_blob);
+		break;
+	case PROTO_BATCH:
+		check_proto_frame_build();
+		s->h.priority = 12;
+		s->h.status = 2;
+		s->payload = check_proto_frame + PROTO_BATCH_HEAD;
+		s->payload_len = check_proto_frame_len;
 		break;
 	default:
 		ck_abort_msg("no sample for type %u", type);
@@ -1399,13 +1446,129 @@ START_TEST(check_proto_strerror)
 }
 END_TEST
 
+/* A frame's parts come out one by one, whole and in order. */
+START_TEST(check_proto_batch_parts)
+{
+	struct proto_msg f, part;
+	size_t off = 0;
+	int n;
+
+	check_proto_frame_build();
+	n = (int)(PROTO_BATCH_HEAD + check_proto_frame_len);
+	ck_assert_int_eq(proto_decode(check_proto_frame, (size_t)n, &f), 0);
+	ck_assert_uint_eq(f.h.type, PROTO_BATCH);
+	ck_assert_uint_eq(f.h.status, 2);
+	ck_assert_uint_eq(f.h.priority, 12);
+	ck_assert_int_eq(proto_batch_next(&f, &off, &part), 1);
+	ck_assert_uint_eq(part.h.type, PROTO_DELIVER);
+	ck_assert_str_eq(part.key, "probe:7");
+	ck_assert_uint_eq(part.h.status, 3);
+	ck_assert_uint_eq(part.h.seq, 0x0102030405060708ull);
+	ck_assert_mem_eq(part.payload, check_proto_blob,
+			 sizeof(check_proto_blob));
+	ck_assert_int_eq(proto_batch_next(&f, &off, &part), 1);
+	ck_assert_str_eq(part.key, "");
+	ck_assert_uint_eq(part.h.status, 1);
+	ck_assert_uint_eq(part.h.seq, 0x0102030405060709ull);
+	ck_assert_int_eq(proto_batch_next(&f, &off, &part), 0);
+	ck_assert_int_eq(proto_batch_next(&f, &off, &part), 0);
+}
+END_TEST
+
+/* What a frame must not be: counted wrong, lengths that do not add up,
+ * flags, nested frames, parts of the wrong type. */
+START_TEST(check_proto_batch_rules)
+{
+	unsigned char buf[1024], part[256];
+	size_t len, used;
+	struct proto_msg f, p;
+	struct proto_header h;
+	uint32_t v;
+	size_t off = 0;
+	int n;
+
+	check_proto_frame_build();
+	len = PROTO_BATCH_HEAD + check_proto_frame_len;
+	/* status says 3 parts, there are 2 */
+	memcpy(buf, check_proto_frame, len);
+	v = 3;
+	memcpy(buf + offsetof(struct proto_header, status), &v, sizeof(v));
+	ck_assert_int_eq(proto_decode(buf, len, &f), -PROTO_E_FIELD);
+	/* no parts at all */
+	v = 0;
+	memcpy(buf + offsetof(struct proto_header, status), &v, sizeof(v));
+	ck_assert_int_eq(proto_decode(buf, len, &f), -PROTO_E_FIELD);
+	/* a part length one byte too long, or too short for a header */
+	memcpy(buf, check_proto_frame, len);
+	memcpy(&v, buf + PROTO_BATCH_HEAD, sizeof(v));
+	v++;
+	memcpy(buf + PROTO_BATCH_HEAD, &v, sizeof(v));
+	ck_assert_int_eq(proto_decode(buf, len, &f), -PROTO_E_LENGTH);
+	v = PROTO_HEADER_SIZE - 1;
+	memcpy(buf + PROTO_BATCH_HEAD, &v, sizeof(v));
+	ck_assert_int_eq(proto_decode(buf, len, &f), -PROTO_E_LENGTH);
+	/* a frame has no flags, and no topic */
+	memcpy(buf, check_proto_frame, len);
+	CHECK_PROTO_SET(buf, flags, (uint16_t)PROTO_F_PRIORITY);
+	ck_assert_int_lt(proto_decode(buf, len, &f), 0);
+	/* a frame inside a frame is decoded but refused as a part */
+	ck_assert_int_eq(proto_batch_begin(buf, sizeof(buf), 12),
+			 PROTO_BATCH_HEAD);
+	used = PROTO_BATCH_HEAD;
+	ck_assert_int_eq(proto_batch_add(buf, sizeof(buf), &used,
+					 check_proto_frame, len), 0);
+	ck_assert_int_eq(proto_decode(buf, used, &f), 0);
+	ck_assert_int_eq(proto_batch_next(&f, &off, &p), -PROTO_E_TYPE);
+	ck_assert_int_eq(proto_batch_next(&f, &off, &p), 0);
+	/* an ACK is no part either; a part that does not decode is
+	 * skipped and the next one still read */
+	proto_header_init(&h, PROTO_ACK);
+	h.token = 1;
+	n = proto_encode(part, sizeof(part), &h, NULL, NULL, 0);
+	ck_assert_int_gt(n, 0);
+	ck_assert_int_eq(proto_batch_begin(buf, sizeof(buf), 0),
+			 PROTO_BATCH_HEAD);
+	used = PROTO_BATCH_HEAD;
+	ck_assert_int_eq(proto_batch_add(buf, sizeof(buf), &used, part,
+					 (size_t)n), 0);
+	part[0] ^= 0xff; /* bad magic */
+	ck_assert_int_eq(proto_batch_add(buf, sizeof(buf), &used, part,
+					 (size_t)n), 0);
+	part[0] ^= 0xff;
+	proto_header_init(&h, PROTO_PUBLISH);
+	n = proto_encode(part, sizeof(part), &h, "a/b", "x", 1);
+	ck_assert_int_eq(proto_batch_add(buf, sizeof(buf), &used, part,
+					 (size_t)n), 0);
+	ck_assert_int_eq(proto_decode(buf, used, &f), 0);
+	off = 0;
+	ck_assert_int_eq(proto_batch_next(&f, &off, &p), -PROTO_E_TYPE);
+	ck_assert_int_eq(proto_batch_next(&f, &off, &p), -PROTO_E_MAGIC);
+	ck_assert_int_eq(proto_batch_next(&f, &off, &p), 1);
+	ck_assert_str_eq(p.topic, "a/b");
+	/* no room: nothing changes */
+	n = (int)used;
+	ck_assert_int_eq(proto_batch_add(buf, (size_t)n + 10, &used, part,
+					 (size_t)n), -PROTO_E_NOSPACE);
+	ck_assert_uint_eq(used, (size_t)n);
+	/* the flag: an ANNOUNCE's and a WELCOME's only */
+	proto_header_init(&h, PROTO_PUBLISH);
+	h.flags = PROTO_F_BATCH;
+	n = proto_encode(part, sizeof(part), &h, "a/b", "x", 1);
+	ck_assert_int_eq(proto_decode(part, (size_t)n, &p), -PROTO_E_FLAGS);
+	proto_header_init(&h, PROTO_ANNOUNCE);
+	h.flags = PROTO_F_BATCH | PROTO_F_RESUME;
+	n = proto_encode(part, sizeof(part), &h, "/mqbus.1.0.tx", NULL, 0);
+	ck_assert_int_eq(proto_decode(part, (size_t)n, &p), 0);
+}
+END_TEST
+
 START_TEST(check_proto_type_names)
 {
 	static const char *const names[] = {
 		NULL, "ANNOUNCE", "HELLO", "WELCOME", "PUBLISH",
 		"DELIVER", "SUBSCRIBE", "UNSUBSCRIBE", "ACK", "ERROR",
 		"BYE", "STATS", "REQUEST", "REPLY", "TIMER_ADD",
-		"TIMER_CANCEL", "TIMER_LIST", "QUERY",
+		"TIMER_CANCEL", "TIMER_LIST", "QUERY", "BATCH",
 	};
 	unsigned t;
 
@@ -1467,6 +1630,8 @@ static Suite *check_proto_suite(void)
 	tcase_add_test(tc, check_proto_fuzz);
 	tcase_add_test(tc, check_proto_strerror);
 	tcase_add_test(tc, check_proto_type_names);
+	tcase_add_test(tc, check_proto_batch_parts);
+	tcase_add_test(tc, check_proto_batch_rules);
 	/* The fuzz loop is slow under valgrind and the sanitizers. */
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);

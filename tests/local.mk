@@ -121,3 +121,7 @@ tests_check_client_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_client_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
 TESTS += tests/client.sh
 EXTRA_DIST += tests/client.sh
+# mqbus-bench's peer rows (dbus-broker, mosquitto): they run, and check
+# every message
+TESTS += tests/bench-peers.sh
+EXTRA_DIST += tests/bench-peers.sh

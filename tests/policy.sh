@@ -248,6 +248,12 @@ mqb_true "a reload that takes the right away ends the subscription" $? \
 sleep 0.5
 mqb_is "... and nothing more reaches it" \
 	"$(grep -c after "$MQB_TMP/u1-reload.out")" 0
+# mqbusctl sub is told, says why and ends with status 1
+mqb_wait_for 5000 eval "! kill -0 $S1 2>/dev/null"
+wait "$S1" 2>/dev/null
+mqb_is "... mqbusctl sub is told and exits 1" "$?" 1
+mqb_like "... saying why" "$(cat "$MQB_TMP/u1-reload.out")" \
+	"subscription to public/# ended by a reload"
 kill "$S1" 2>/dev/null
 wait "$S1" 2>/dev/null
 

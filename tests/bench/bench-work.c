@@ -42,6 +42,7 @@
 
 #include "client/mqbus.h"
 #include "tests/bench/bench.h"
+#include "tests/bench/peer.h"
 
 /* the relay's notification signal, the one mqbusd uses */
 #define RELAY_SIGNAL (SIGRTMIN + 1)
@@ -108,6 +109,10 @@ static uint64_t window_low(unsigned stream)
 	return low;
 }
 
+/* What a source writes but holds (libmqbus's publish frame) goes out
+ * before it waits: set by the mqbus source. */
+static void (*window_flush)(void);
+
 /*
  * Waits until message seq of this stream is within the window of every
  * sink.  The waiting flag is set before the last look, and sinks look at
@@ -126,6 +131,8 @@ static void window_wait(unsigned stream, uint64_t seq)
 			atomic_store(&st->waiting, 0);
 			break;
 		}
+		if (window_flush)
+			window_flush();
 		futex_wait(&st->wake, w, 1000);
 		if (atomic_load(&job->ctl->failed))
 			_exit(1);
@@ -782,8 +789,20 @@ static void bus_send(void *ctx, const void *buf, size_t len)
 		die("mqbus_publish: %s", mqbus_last_error(b));
 }
 
+static mqbus *bus_flushed; /* the source whose frame window_flush sends */
+
+static void bus_flush(void)
+{
+	int r = mqbus_flush(bus_flushed);
+
+	if (r < 0)
+		die("mqbus_flush: %s", mqbus_last_error(bus_flushed));
+}
+
 static void bus_end(mqbus *b)
 {
+	if (mqbus_flush(b) < 0)
+		die("mqbus_flush: %s", mqbus_last_error(b));
 	phase_done();
 	phase_quit();
 	mqbus_free(b);
@@ -793,7 +812,16 @@ static void bus_source(void)
 {
 	static unsigned char buf[BENCH_MSGSIZE];
 	mqbus *b = bus_connect();
+	const char *pb = getenv("MQBUS_BENCH_PUBLISH_BATCH");
 
+	/* a flooding publisher lets libmqbus pack what a full tx cannot
+	 * take yet, and flushes before it waits for its window;
+	 * MQBUS_BENCH_PUBLISH_BATCH=0: it waits for room instead */
+	if (!pb || strcmp(pb, "0") != 0) {
+		mqbus_set_publish_batch(b, 1);
+		bus_flushed = b;
+		window_flush = bus_flush;
+	}
 	phase_ready();
 	source_run(bus_send, b, buf, 0);
 	bus_end(b);
@@ -1335,6 +1363,64 @@ static void scale_probe(void)
 	bus_end(b);
 }
 
+/* ---------------------------------------------------------------- peers */
+
+/* The same steps for the peers' clients (bench.h). */
+const struct bench_job *work_job(void)
+{
+	return job;
+}
+
+void work_fail(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	bench_vfail(job->ctl, fmt, ap);
+	va_end(ap);
+	_exit(1);
+}
+
+void work_ready(void)
+{
+	phase_ready();
+}
+
+void work_end(void)
+{
+	phase_done();
+	phase_quit();
+}
+
+void work_source(work_send_fn send, void *ctx)
+{
+	static unsigned char buf[BENCH_MSGSIZE];
+
+	source_run(send, ctx, buf, 0);
+}
+
+bool work_sink_take(const void *buf, size_t len)
+{
+	static struct sink_state s;
+
+	return sink_take(&s, buf, len);
+}
+
+bool work_echo_take(const void *buf, size_t len)
+{
+	static uint64_t next;
+
+	return echo_take(buf, len, &next);
+}
+
+void work_pinger(work_exchange_fn exchange, void *ctx)
+{
+	static unsigned char buf[BENCH_MSGSIZE];
+	struct pinger_ops ops = {.exchange = exchange, .ctx = ctx, .pad = 0};
+
+	pinger_run(&ops, buf);
+}
+
 /* ---------------------------------------------------------------- entry */
 
 /* Process names, so that perf, top and ps tell the roles apart. */
@@ -1354,6 +1440,11 @@ static const char *const job_names[] = {
 	[JOB_SCALE_PONG] = "mqb-scale-pong",
 	[JOB_SCALE_LATE] = "mqb-scale-late",
 	[JOB_SCALE_PROBE] = "mqb-scale-probe",
+	/* renamed after their peer by peer_work() */
+	[JOB_PEER_SOURCE] = "mqb-peer-pub",
+	[JOB_PEER_SINK] = "mqb-peer-sub",
+	[JOB_PEER_ECHO] = "mqb-peer-echo",
+	[JOB_PEER_PINGER] = "mqb-peer-req",
 };
 
 void bench_work(const struct bench_job *j)
@@ -1406,6 +1497,12 @@ void bench_work(const struct bench_job *j)
 		break;
 	case JOB_SCALE_PROBE:
 		scale_probe();
+		break;
+	case JOB_PEER_SOURCE:
+	case JOB_PEER_SINK:
+	case JOB_PEER_ECHO:
+	case JOB_PEER_PINGER:
+		peer_work(j);
 		break;
 	}
 	_exit(0);

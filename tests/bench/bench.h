@@ -152,6 +152,17 @@ enum job_kind {
 	JOB_SCALE_PONG,	  /* scale client first, answers client peer */
 	JOB_SCALE_LATE,	  /* subscribes to '#', expects n_clients values */
 	JOB_SCALE_PROBE,  /* times SUBSCRIBE beside n_retained values */
+	JOB_PEER_SOURCE,  /* a peer's client (job->peer): publishes */
+	JOB_PEER_SINK,	  /* a peer's client: subscribes */
+	JOB_PEER_ECHO,	  /* a peer's client: answers requests */
+	JOB_PEER_PINGER,  /* a peer's client: requests, one at a time */
+};
+
+/* The other brokers mqbus-bench --peers measures (peer.h). */
+enum bench_peer {
+	BENCH_PEER_DBUS, /* dbus-broker, sd-bus clients */
+	BENCH_PEER_MQTT, /* mosquitto, libmosquitto clients */
+	BENCH_PEER_COUNT,
 };
 
 struct bench_job {
@@ -175,6 +186,9 @@ struct bench_job {
 	unsigned n_clients;   /* scale: clients held, or values expected */
 	unsigned peer;	      /* scale: the other client of the round trip */
 	unsigned n_retained;  /* scale probe: values to load */
+	enum bench_peer which_peer; /* JOB_PEER_*: whose client */
+	char peer_addr[160];  /* dbus: the bus address; mqtt: the host */
+	unsigned peer_port;   /* mqtt: the broker's port */
 };
 
 /* Runs job in this (forked) process and never returns. */
@@ -233,6 +247,33 @@ void bench_fail(struct bench_ctl *ctl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void bench_vfail(struct bench_ctl *ctl, const char *fmt, va_list ap)
 	__attribute__((format(printf, 2, 0)));
+
+/*
+ * What the workers of bench-work.c do for every row, for the peers'
+ * clients (peer-dbus.c, peer-mqtt.c), which run in the same processes
+ * and the same phases.  They act on the job bench_work() was given.
+ */
+typedef void (*work_send_fn)(void *ctx, const void *buf, size_t len);
+typedef const void *(*work_exchange_fn)(void *ctx, const void *buf,
+					 size_t len, size_t *ret_len);
+
+const struct bench_job *work_job(void);
+/* Fails the row with a sentence and exits. */
+void work_fail(const char *fmt, ...) __attribute__((noreturn))
+__attribute__((format(printf, 1, 2)));
+/* Set up: says so and waits for the go. */
+void work_ready(void);
+/* Finished: says so and waits for the quit. */
+void work_end(void);
+/* Publishes the job's messages through send, within the window. */
+void work_source(work_send_fn send, void *ctx);
+/* Checks one received payload (sequence, size, every byte) and
+ * acknowledges it; true when the last of every stream has come. */
+bool work_sink_take(const void *buf, size_t len);
+/* Checks a request's header and sequence; true for the last one. */
+bool work_echo_take(const void *buf, size_t len);
+/* The round trips: exchange sends a payload and returns the answer. */
+void work_pinger(work_exchange_fn exchange, void *ctx);
 
 /* The wake method's name, as mqbusd --wake spells it. */
 const char *bench_wake_name(enum bench_wake w);

@@ -8,8 +8,14 @@
 # and a preloaded module counts mqbusd's allocations, not a shell's.
 noinst_PROGRAMS += tests/bench/mqbus-bench
 tests_bench_mqbus_bench_SOURCES = tests/bench/mqbus-bench.c \
-	tests/bench/bench-work.c tests/bench/bench-util.c tests/bench/bench.h
-tests_bench_mqbus_bench_LDADD = client/libmqbus.la -lpthread -lm
+	tests/bench/bench-work.c tests/bench/bench-util.c tests/bench/bench.h \
+	tests/bench/peer.c tests/bench/peer.h tests/bench/peer-dbus.c \
+	tests/bench/peer-mqtt.c
+# the peers' clients: sd-bus (libsystemd) and libmosquitto when found
+tests_bench_mqbus_bench_CFLAGS = $(AM_CFLAGS) $(LIBSYSTEMD_CFLAGS) \
+	$(LIBMOSQUITTO_CFLAGS)
+tests_bench_mqbus_bench_LDADD = client/libmqbus.la $(LIBSYSTEMD_LIBS) \
+	$(LIBMOSQUITTO_LIBS) -lpthread -lm
 tests_bench_mqbus_bench_LDFLAGS = $(AM_LDFLAGS) -no-install
 
 check_PROGRAMS += tests/bench/alloc-driver
@@ -37,4 +43,15 @@ bench: tests/bench/mqbus-bench daemon/mqbusd
 	top_srcdir='$(abs_top_srcdir)' MQBUS_TEST_TIMEOUT=3600 \
 	$(SHELL) $(top_srcdir)/tests/harness.sh \
 		$(abs_top_builddir)/tests/bench/mqbus-bench --pin 0 $(BENCH_FLAGS)
-.PHONY: bench
+
+# The peer rows alone (tests/bench/README.md): mqbus next to dbus-broker
+# and mosquitto, pinned to CPU 0, where they are installed; five
+# interleaved repetitions (BENCH_FLAGS='--repeat N' overrides), since their
+# ratios are medians of pairs.
+bench-peers: tests/bench/mqbus-bench daemon/mqbusd
+	$(AM_V_at)top_builddir='$(abs_top_builddir)' \
+	top_srcdir='$(abs_top_srcdir)' MQBUS_TEST_TIMEOUT=3600 \
+	$(SHELL) $(top_srcdir)/tests/harness.sh \
+		$(abs_top_builddir)/tests/bench/mqbus-bench --pin 0 \
+		--only peers --repeat 5 $(BENCH_FLAGS)
+.PHONY: bench bench-peers

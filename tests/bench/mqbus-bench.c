@@ -30,6 +30,9 @@
  *             the pubsub round trip between two of them against a daemon
  *             with only those two, and SUBSCRIBE beside 100000 retained
  *             values in other subtrees;
+ *   peers     (--peers) pubsub at 64 and 1024 bytes, fanout to 16 and
+ *             rtt at 64 bytes, each next to the same row through
+ *             dbus-broker and through mosquitto, in turns (peer.h);
  *
  * and prints msgs/s, latency percentiles, the CPU time the daemon (or the
  * relay) spent per message, and each row's ratio to direct and to the
@@ -67,6 +70,7 @@
 
 #include "client/mqbus.h"
 #include "tests/bench/bench.h"
+#include "tests/bench/peer.h"
 
 #define DEFAULT_DURATION_MS 1000
 #define DEFAULT_UID_BASE 1990000000u
@@ -100,6 +104,12 @@ enum mode {
 	MODE_POL200_PUB, /* ... pubsub with a 200-rule policy */
 	MODE_POL0_RTT,	 /* the same for rtt */
 	MODE_POL200_RTT,
+	MODE_DBUS_PUBSUB, /* the peers: pubsub, fanout and rtt rows ... */
+	MODE_MQTT_PUBSUB,
+	MODE_DBUS_FANOUT,
+	MODE_MQTT_FANOUT,
+	MODE_DBUS_RTT,
+	MODE_MQTT_RTT, /* ... through dbus-broker and mosquitto */
 	MODE_COUNT,
 };
 
@@ -121,13 +131,20 @@ static const char *const mode_names[] = {
 	[MODE_POL200_PUB] = "pol200-pub",
 	[MODE_POL0_RTT] = "pol0-rtt",
 	[MODE_POL200_RTT] = "pol200-rtt",
+	[MODE_DBUS_PUBSUB] = "dbus-pubsub",
+	[MODE_MQTT_PUBSUB] = "mqtt-pubsub",
+	[MODE_DBUS_FANOUT] = "dbus-fanout",
+	[MODE_MQTT_FANOUT] = "mqtt-fanout",
+	[MODE_DBUS_RTT] = "dbus-rtt",
+	[MODE_MQTT_RTT] = "mqtt-rtt",
 };
 
 /* --only names a group: "rtt" selects the three round-trip modes */
 static const char *const group_names[] = {
 	"direct", "relay", "pubsub", "rtt", "fanout", "topics", "clients",
-	"memory", "scale", "policy",
+	"memory", "scale", "policy", "peers",
 };
+#define GROUP_PEERS 10 /* only with --peers or --only peers */
 
 #define N_GROUPS (sizeof(group_names) / sizeof(group_names[0]))
 
@@ -146,6 +163,7 @@ static struct {
 	uid_t uid_base;
 	bool raw_poll; /* --raw-wait=poll */
 	uint64_t scale_clients, scale_retained; /* 0: by --quick */
+	bool peers; /* --peers */
 } opt = { .pin = -1, .repeat = DEFAULT_REPEAT };
 
 /* One line of the report. */
@@ -157,6 +175,7 @@ struct row {
 	unsigned subscribers;
 	long subscriptions; /* unrelated ones held; -1: no daemon */
 	uint64_t messages;  /* published (round trips for rtt rows) */
+	uint64_t deliveries; /* received, summed over the subscribers */
 	double seconds;
 	double msgs_per_s;
 	double deliveries_per_s;
@@ -167,6 +186,12 @@ struct row {
 	/* pol200-*: the median over the repetitions of this row's speed
 	 * relative to its pol0-* row's in the same repetition; NAN else */
 	double pair_ratio;
+	/* a row measured next to the peers (vs_peers): the median over
+	 * the repetitions of its speed relative to each peer's row, and of
+	 * its CPU per delivery relative to the peer broker's; NAN else */
+	bool vs_peers;
+	double ratio_peer[BENCH_PEER_COUNT];
+	double cpu_ratio_peer[BENCH_PEER_COUNT];
 	unsigned repeats;
 	char targets[160];
 };
@@ -191,6 +216,8 @@ static unsigned n_made;
 static FILE *out;  /* the table or the JSON rows */
 static FILE *info; /* everything else */
 static volatile sig_atomic_t interrupted;
+/* the peers' brokers of this run (their directories, for cleanup()) */
+static struct peer_broker peer_brokers[BENCH_PEER_COUNT];
 
 /* ---------------------------------------------------------------- children */
 
@@ -295,6 +322,8 @@ static void cleanup(void)
 			child_end(children[i].pid, false);
 	while (n_children > 0)
 		child_end(children[0].pid, children[0].is_daemon);
+	for (unsigned i = 0; i < BENCH_PEER_COUNT; i++)
+		peer_dir_remove(&peer_brokers[i]);
 	for (unsigned i = 0; i < n_queues; i++)
 		mq_unlink(queues[i]);
 	n_queues = 0;
@@ -676,6 +705,8 @@ struct spec {
 	const struct daemon *d; /* bus rows */
 	unsigned clients;	/* scale-rtt: the round trip's two are
 				   clients - 2 and clients - 1 */
+	const struct peer_broker *peer; /* peer rows */
+	bool vs_peers; /* a bus row measured next to peer rows */
 };
 
 struct plan {
@@ -685,7 +716,8 @@ struct plan {
 	unsigned n;
 	unsigned n_streams, n_sinks;
 	int relay;    /* index of the relay job, or -1 */
-	pid_t daemon; /* mqbusd, or 0 */
+	pid_t daemon; /* mqbusd (or a peer's broker), or 0 */
+	pid_t cpu_pid; /* whose CPU is measured, if not the daemon's */
 	char what[96]; /* the row, for messages */
 };
 
@@ -784,7 +816,8 @@ static void row_watch(const struct plan *p, const pid_t *pids, bool *gone)
 		row_failed(p, why);
 	}
 	if (p->daemon && child_wait(p->daemon, 0) != -1)
-		row_failed(p, "mqbusd died");
+		row_failed(p, p->cpu_pid ? "the peer's broker died"
+					 : "mqbusd died");
 }
 
 /*
@@ -810,7 +843,9 @@ static void plan_run(struct plan *p, struct meas *m)
 		if (p->finite[i])
 			n_finite++;
 	}
-	middle = p->relay >= 0 ? pids[p->relay] : p->daemon;
+	middle = p->relay >= 0 ? pids[p->relay]
+	       : p->cpu_pid   ? p->cpu_pid
+			      : p->daemon;
 
 	start = now_ns();
 	while (atomic_load(&ctl_row->ready) < p->n) {
@@ -963,8 +998,16 @@ static bool group_on(enum mode m)
 		[MODE_POL200_PUB] = 9,
 		[MODE_POL0_RTT] = 9,
 		[MODE_POL200_RTT] = 9,
+		[MODE_DBUS_PUBSUB] = GROUP_PEERS,
+		[MODE_MQTT_PUBSUB] = GROUP_PEERS,
+		[MODE_DBUS_FANOUT] = GROUP_PEERS,
+		[MODE_MQTT_FANOUT] = GROUP_PEERS,
+		[MODE_DBUS_RTT] = GROUP_PEERS,
+		[MODE_MQTT_RTT] = GROUP_PEERS,
 	};
 
+	if (group_of[m] == GROUP_PEERS)
+		return opt.peers || (opt.only & 1u << GROUP_PEERS);
 	return opt.only == 0 || (opt.only & 1u << group_of[m]);
 }
 
@@ -987,7 +1030,8 @@ static bool row_is_rtt(const struct row *r)
 	return r->mode == MODE_RTT_DIRECT || r->mode == MODE_RTT_RELAY ||
 	       r->mode == MODE_RTT || r->mode == MODE_SCALE_RTT ||
 	       r->mode == MODE_SCALE_REQ || r->mode == MODE_POL0_RTT ||
-	       r->mode == MODE_POL200_RTT;
+	       r->mode == MODE_POL200_RTT || r->mode == MODE_DBUS_RTT ||
+	       r->mode == MODE_MQTT_RTT;
 }
 
 /* Speed relative to a reference row: throughput, or for round trips the
@@ -1045,6 +1089,63 @@ static const struct row *relay_ref(int wake, size_t size)
 	return poll->msgs_per_s > block->msgs_per_s ? poll : block;
 }
 
+/*
+ * The targets of a row measured next to the peers: against dbus-broker
+ * (issue 12), on the medians of the paired ratios.  mosquitto's ratios
+ * are reported, with no target.
+ */
+static void row_judge_peers(struct row *r)
+{
+	double x = r->ratio_peer[BENCH_PEER_DBUS];
+	double c = r->cpu_ratio_peer[BENCH_PEER_DBUS];
+	const struct row *d;
+
+	if (isnan(x))
+		return;
+	switch (r->mode) {
+	case MODE_PUBSUB:
+		d = row_find(MODE_DBUS_PUBSUB, -1, r->size, 1, 0);
+		target_add(r, "xdbus", x >= 3,
+			   "throughput %.2fx dbus-broker's (median of %u "
+			   "paired runs; medians %.0f and %.0f msgs/s); "
+			   "target >= 3x",
+			   x, r->repeats, r->msgs_per_s,
+			   d ? d->msgs_per_s : NAN);
+		break;
+	case MODE_FANOUT:
+		d = row_find(MODE_DBUS_FANOUT, -1, r->size, r->subscribers, 0);
+		target_add(r, "xdbus", x >= 2,
+			   "%u subscribers: deliveries/s %.2fx dbus-broker's "
+			   "(median of %u paired runs; medians %.0f and %.0f);"
+			   " target >= 2x",
+			   r->subscribers, x, r->repeats, r->deliveries_per_s,
+			   d ? d->deliveries_per_s : NAN);
+		/* below the clock tick (tiny counts) it says nothing */
+		if (!isfinite(c) || c == 0)
+			break;
+		target_add(r, "cpu-dbus", c <= 0.5,
+			   "%u subscribers: daemon CPU per delivery %.2fx "
+			   "dbus-broker's (median of %u paired runs; medians "
+			   "%.2f and %.2f us); target <= 0.5x",
+			   r->subscribers, c, r->repeats,
+			   r->cpu_us_per_delivery,
+			   d ? d->cpu_us_per_delivery : NAN);
+		break;
+	case MODE_RTT:
+		d = row_find(MODE_DBUS_RTT, -1, r->size, 1, 0);
+		/* the ratio is a speed: dbus-broker's p50 over ours */
+		target_add(r, "p50-dbus", 1 / x <= 0.6,
+			   "round trip p50 %.2fx dbus-broker's (median of %u "
+			   "paired runs; medians %.1f and %.1f us); target "
+			   "<= 0.6x",
+			   1 / x, r->repeats, r->p50_us,
+			   d ? d->p50_us : NAN);
+		break;
+	default:
+		break;
+	}
+}
+
 /* The ratios and targets of a row, from the rows measured before it. */
 static void row_judge(struct row *r)
 {
@@ -1069,6 +1170,16 @@ static void row_judge(struct row *r)
 	if (r->mode == MODE_SCALE_RTT || r->mode == MODE_SCALE_REQ) {
 		/* a pubsub round trip with small queues: no raw counterpart */
 		r->ratio_direct = r->ratio_relay = NAN;
+	}
+	if (r->mode >= MODE_DBUS_PUBSUB && r->mode <= MODE_MQTT_RTT) {
+		/* a peer row: compared with the mqbus row of its set only */
+		r->ratio_direct = r->ratio_relay = NAN;
+		return;
+	}
+	if (r->vs_peers) {
+		/* its own targets are judged on the standard rows */
+		row_judge_peers(r);
+		return;
 	}
 
 	switch (r->mode) {
@@ -1217,7 +1328,9 @@ static void row_print_json(const struct row *r)
 		fprintf(out, "%ld", r->subscriptions);
 	else
 		fputs("null", out);
-	fprintf(out, ",\"messages\":%llu", (unsigned long long)r->messages);
+	fprintf(out, ",\"messages\":%llu,\"deliveries\":%llu",
+		(unsigned long long)r->messages,
+		(unsigned long long)r->deliveries);
 	json_num("seconds", r->seconds, 4);
 	json_num("msgs_per_s", r->msgs_per_s, 1);
 	json_num("deliveries_per_s", r->deliveries_per_s, 1);
@@ -1232,6 +1345,16 @@ static void row_print_json(const struct row *r)
 	json_num("ratio_direct", r->ratio_direct, 3);
 	json_num("ratio_relay", r->ratio_relay, 3);
 	json_num("paired_ratio", r->pair_ratio, 3);
+	for (unsigned i = 0; i < BENCH_PEER_COUNT; i++) {
+		char key[64];
+
+		snprintf(key, sizeof(key), "ratio_%s",
+			 peer_ops_of((enum bench_peer)i)->column);
+		json_num(key, r->ratio_peer[i], 3);
+		snprintf(key, sizeof(key), "cpu_ratio_%s",
+			 peer_ops_of((enum bench_peer)i)->column);
+		json_num(key, r->cpu_ratio_peer[i], 3);
+	}
 	fprintf(out, ",\"repeats\":%u,\"queue_maxmsg\":%d,\"queue_msgsize\":%d",
 		r->repeats,
 		scale ? BENCH_SCALE_MAXMSG : BENCH_MAXMSG,
@@ -1249,20 +1372,20 @@ static void cell(char *buf, size_t len, double v, int decimals)
 }
 
 #define TABLE_FMT                                                              \
-	"%-10s %-6s %4s %3s %3s %6s %9s %8s %8s %7s %7s %7s %7s %6s  %s\n"
+	"%-11s %-6s %4s %3s %3s %6s %9s %8s %8s %7s %7s %7s %7s %6s %6s %6s  %s\n"
 
 static void table_header(void)
 {
 	fprintf(out, TABLE_FMT, "mode", "wake", "size", "pub", "sub", "held",
 		"msgs/s", "p50 us", "p99 us", "us/msg", "us/dlv", "RSS MiB",
-		"xdirect", "xrelay", "targets");
+		"xdirect", "xrelay", "xdbus", "xmqtt", "targets");
 	fflush(out);
 }
 
 static void row_print_table(const struct row *r)
 {
 	char size[24], pub[16], sub[16], held[24], rate[24], p50[16], p99[16],
-	    cpu[16], dlv[16], rss[16], xd[16], xr[16];
+	    cpu[16], dlv[16], rss[16], xd[16], xr[16], xp[2][16];
 
 	snprintf(size, sizeof(size), "%zu", r->size);
 	snprintf(pub, sizeof(pub), "%u", r->publishers);
@@ -1279,9 +1402,12 @@ static void row_print_table(const struct row *r)
 	cell(rss, sizeof(rss), r->rss_kib >= 0 ? r->rss_kib / 1024.0 : NAN, 1);
 	cell(xd, sizeof(xd), r->ratio_direct, 2);
 	cell(xr, sizeof(xr), r->ratio_relay, 2);
+	cell(xp[0], sizeof(xp[0]), r->ratio_peer[BENCH_PEER_DBUS], 2);
+	cell(xp[1], sizeof(xp[1]), r->ratio_peer[BENCH_PEER_MQTT], 2);
 	fprintf(out, TABLE_FMT, mode_names[r->mode],
 		r->wake >= 0 ? bench_wake_name(r->wake) : "-", size, pub, sub,
-		held, rate, p50, p99, cpu, dlv, rss, xd, xr, r->targets);
+		held, rate, p50, p99, cpu, dlv, rss, xd, xr, xp[0], xp[1],
+		r->targets);
 	fflush(out);
 }
 
@@ -1315,6 +1441,7 @@ static void row_fill(struct row *r, enum mode mode, int wake, size_t size,
 	r->subscribers = subs;
 	r->subscriptions = subscriptions;
 	r->messages = m->messages;
+	r->deliveries = m->deliveries;
 	r->seconds = m->seconds;
 	r->msgs_per_s = (double)m->messages / m->seconds;
 	r->deliveries_per_s = (double)m->deliveries / m->seconds;
@@ -1329,6 +1456,8 @@ static void row_fill(struct row *r, enum mode mode, int wake, size_t size,
 	r->rss_kib = isnan(m->cpu_s) ? -1 : m->rss_kib;
 	r->hwm_kib = isnan(m->cpu_s) ? -1 : m->hwm_kib;
 	r->ratio_direct = r->ratio_relay = r->pair_ratio = NAN;
+	for (unsigned i = 0; i < BENCH_PEER_COUNT; i++)
+		r->ratio_peer[i] = r->cpu_ratio_peer[i] = NAN;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -1375,6 +1504,18 @@ static double paired_ratio(const struct row *s, const struct row *ref,
 	return median_of(x, n, offsetof(struct row, pair_ratio));
 }
 
+/* The same for the daemon's CPU time per delivery (below 1: cheaper). */
+static double paired_cpu_ratio(const struct row *s, const struct row *ref,
+			       unsigned n)
+{
+	struct row x[REPEAT_MAX];
+
+	for (unsigned i = 0; i < n; i++)
+		x[i].pair_ratio =
+		    s[i].cpu_us_per_delivery / ref[i].cpu_us_per_delivery;
+	return median_of(x, n, offsetof(struct row, pair_ratio));
+}
+
 /*
  * Each figure of a row is the median of its repetitions, so one disturbed
  * run (the machine is shared) does not make the row.
@@ -1391,7 +1532,7 @@ static void row_commit(const struct row *s, unsigned n)
 	    offsetof(struct row, cpu_us_per_delivery),
 	};
 	struct row *r;
-	uint64_t msgs = 0;
+	uint64_t msgs = 0, dlv = 0;
 	long rss = -1, hwm = -1;
 
 	if (n_rows == MAX_ROWS)
@@ -1402,12 +1543,14 @@ static void row_commit(const struct row *s, unsigned n)
 		*(double *)((char *)r + fields[f]) = median_of(s, n, fields[f]);
 	for (unsigned i = 0; i < n; i++) {
 		msgs += s[i].messages;
+		dlv += s[i].deliveries;
 		if (s[i].rss_kib > rss)
 			rss = s[i].rss_kib;
 		if (s[i].hwm_kib > hwm)
 			hwm = s[i].hwm_kib;
 	}
 	r->messages = msgs;
+	r->deliveries = dlv;
 	/* memory only grows: the largest seen is the figure */
 	r->rss_kib = rss;
 	r->hwm_kib = hwm;
@@ -1677,8 +1820,60 @@ static void run_scale_req(const struct spec *sp, struct row *r)
 		 &m);
 }
 
+static struct bench_job *peer_job(struct plan *p, enum job_kind kind,
+				  const struct spec *sp)
+{
+	struct bench_job *j = plan_add(p, kind, opt.uid_base + p->n);
+
+	j->which_peer = sp->peer->peer;
+	snprintf(j->peer_addr, sizeof(j->peer_addr), "%s", sp->peer->addr);
+	j->peer_port = sp->peer->port;
+	j->size = sp->size;
+	return j;
+}
+
+/*
+ * A peer row: the same publisher and subscribers (or requester and
+ * responder), the same window, counts and checks as the bus rows, as
+ * clients of the peer's broker (peer-dbus.c, peer-mqtt.c).  The CPU time
+ * is the broker's.
+ */
+static void run_peer(const struct spec *sp, struct row *r)
+{
+	struct bench_job *j;
+	struct plan p;
+	struct meas m;
+
+	plan_init(&p, sp);
+	p.daemon = sp->peer->pid;
+	p.cpu_pid = sp->peer->cpu_pid;
+	p.n_streams = 1;
+	p.n_sinks = sp->subs;
+	if (sp->mode == MODE_DBUS_RTT || sp->mode == MODE_MQTT_RTT) {
+		peer_job(&p, JOB_PEER_ECHO, sp);
+		j = peer_job(&p, JOB_PEER_PINGER, sp);
+		j->count = row_count(1);
+	} else {
+		for (unsigned k = 0; k < sp->subs; k++) {
+			j = peer_job(&p, JOB_PEER_SINK, sp);
+			j->index = k;
+			j->n_streams = 1;
+		}
+		j = peer_job(&p, JOB_PEER_SOURCE, sp);
+		j->n_sinks = sp->subs;
+		j->window = BENCH_WINDOW;
+		j->count = row_count(1);
+	}
+	plan_run(&p, &m);
+	row_fill(r, sp->mode, -1, sp->size, 1, sp->subs, 0, &m);
+}
+
 static void spec_run(const struct spec *sp, struct row *r)
 {
+	if (sp->peer) {
+		run_peer(sp, r);
+		return;
+	}
 	switch (sp->mode) {
 	case MODE_DIRECT:
 		run_direct(sp, r);
@@ -1708,11 +1903,14 @@ static void spec_run(const struct spec *sp, struct row *r)
 		run_bus(sp, r);
 		break;
 	}
+	r->vs_peers = sp->vs_peers;
 }
 
 /* Queues a row needs: two per client, the holder's, the raw ones. */
 static unsigned spec_queues(const struct spec *sp)
 {
+	if (sp->peer)
+		return 0;
 	switch (sp->mode) {
 	case MODE_DIRECT:
 		return 1;
@@ -1768,8 +1966,19 @@ static void measure(const struct spec *specs, unsigned n)
 			      run[i]->mode == MODE_POL200_RTT))
 			samples[i][0].pair_ratio =
 			    paired_ratio(samples[i], samples[i - 1], opt.repeat);
-		row_commit(samples[i], opt.repeat);
+		/* a bus row against every peer row of the set */
+		for (unsigned j = 0; j < n_run && run[i]->vs_peers; j++) {
+			if (!run[j]->peer)
+				continue;
+			samples[i][0].ratio_peer[run[j]->peer->peer] =
+			    paired_ratio(samples[i], samples[j], opt.repeat);
+			samples[i][0].cpu_ratio_peer[run[j]->peer->peer] =
+			    paired_cpu_ratio(samples[i], samples[j],
+					     opt.repeat);
+		}
 	}
+	for (unsigned i = 0; i < n_run; i++)
+		row_commit(samples[i], opt.repeat);
 }
 
 static void measure1(struct spec sp)
@@ -2529,6 +2738,145 @@ static void run_scale(enum bench_wake wake)
 	scale_print();
 }
 
+/* ---------------------------------------------------------------- peers */
+
+static void peer_print_log(const struct peer_broker *b)
+{
+	char line[512];
+	FILE *f = fopen(b->log, "re");
+
+	while (f && fgets(line, sizeof(line), f))
+		fprintf(stderr, "  %s: %s", peer_ops_of(b->peer)->name, line);
+	if (f)
+		fclose(f);
+}
+
+/*
+ * Starts the private broker of a peer and waits until it serves.  Returns
+ * false, having said why, when the peer cannot be measured here (not
+ * installed); a broker that is there but does not start fails the run.
+ */
+static bool peer_start(struct peer_broker *b, enum bench_peer peer)
+{
+	const struct peer_ops *ops = peer_ops_of(peer);
+	uint64_t end;
+	char why[300];
+	pid_t pid;
+
+	memset(b, 0, sizeof(*b));
+	b->peer = peer;
+	if (ops->prepare(b, why, sizeof(why)) < 0) {
+		ops->cleanup(b);
+		note("%s: %s", ops->name, why);
+		return false;
+	}
+	fflush(NULL);
+	pid = fork();
+	if (pid < 0)
+		fatal("fork: %s", strerror(errno));
+	if (pid == 0) {
+		int fd = open(b->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int nul = open("/dev/null", O_RDWR);
+
+		child_setup(ctl_row, 0, false);
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 ||
+		    dup2(fd, 2) < 0)
+			_exit(126);
+		unsetenv("NOTIFY_SOCKET");
+		unsetenv("JOURNAL_STREAM");
+		unsetenv("WATCHDOG_USEC");
+		ops->exec(b);
+	}
+	child_track(pid, true);
+	b->pid = pid;
+	end = now_ns() + 10000000000ull;
+	for (;;) {
+		int r = ops->ready(b, why, sizeof(why)), st;
+
+		if (r == 0) {
+			char port[24] = "";
+
+			if (b->port)
+				snprintf(port, sizeof(port), " port %u",
+					 b->port);
+			peer_version(peer, why, sizeof(why));
+			note("%s: %s, pid %d, on %s%s", ops->name, why,
+			     (int)b->cpu_pid, b->addr, port);
+			return true;
+		}
+		st = child_wait(pid, 0);
+		if (r < 0 || st != -1 || now_ns() > end) {
+			peer_print_log(b);
+			if (r < 0)
+				fatal("%s: %s", ops->name, why);
+			if (st != -1)
+				fatal("%s exited at start with status %d",
+				      ops->name,
+				      WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+			fatal("%s did not serve within 10 s", ops->name);
+		}
+		check_interrupted();
+		usleep(5000);
+	}
+}
+
+static void peer_stop(struct peer_broker *b)
+{
+	child_end(b->pid, true);
+	peer_ops_of(b->peer)->cleanup(b);
+}
+
+/*
+ * The peer rows: pubsub at 64 and 1024 bytes, fanout to 16 and rtt at
+ * 64 bytes, each a set of the mqbus row and the same row through each
+ * peer that is installed, measured in turns like the relay and pubsub
+ * rows, so that every mqbus row gets the median of its paired ratios to
+ * each peer.  The first wake-up method.
+ */
+static void run_peers(enum bench_wake wake)
+{
+	static const struct {
+		enum mode mode, peer_mode[BENCH_PEER_COUNT];
+		size_t size;
+		unsigned subs;
+	} sets[] = {
+		{MODE_PUBSUB, {MODE_DBUS_PUBSUB, MODE_MQTT_PUBSUB}, 64, 1},
+		{MODE_PUBSUB, {MODE_DBUS_PUBSUB, MODE_MQTT_PUBSUB}, 1024, 1},
+		{MODE_FANOUT, {MODE_DBUS_FANOUT, MODE_MQTT_FANOUT}, 64, 16},
+		{MODE_RTT, {MODE_DBUS_RTT, MODE_MQTT_RTT}, 64, 1},
+	};
+	bool up[BENCH_PEER_COUNT];
+	struct spec set[BENCH_PEER_COUNT + 1];
+	struct daemon d;
+
+	if (!group_on(MODE_DBUS_PUBSUB))
+		return;
+	for (unsigned i = 0; i < BENCH_PEER_COUNT; i++)
+		up[i] = peer_start(&peer_brokers[i], (enum bench_peer)i);
+	daemon_start(&d, wake);
+	for (size_t k = 0; k < sizeof(sets) / sizeof(sets[0]); k++) {
+		unsigned n = 0;
+
+		/* the peers first: their rows are committed, and so found,
+		 * before the mqbus row that is judged against them */
+		for (unsigned i = 0; i < BENCH_PEER_COUNT; i++) {
+			if (!up[i])
+				continue;
+			set[n] = spec_of(sets[k].peer_mode[i], -1, sets[k].size,
+					 1, sets[k].subs, 0, NULL);
+			set[n++].peer = &peer_brokers[i];
+		}
+		set[n] = spec_of(sets[k].mode, (int)wake, sets[k].size, 1,
+				 sets[k].subs, 0, &d);
+		set[n++].vs_peers = true;
+		measure(set, n);
+	}
+	daemon_stop(&d);
+	for (unsigned i = 0; i < BENCH_PEER_COUNT; i++)
+		if (up[i])
+			peer_stop(&peer_brokers[i]);
+}
+
 static void run_all(void)
 {
 	run_raw();
@@ -2538,6 +2886,7 @@ static void run_all(void)
 	run_topics(opt.wakes[0]);
 	run_policy(opt.wakes[0]);
 	run_scale(opt.wakes[0]);
+	run_peers(opt.wakes[0]);
 }
 
 /* ---------------------------------------------------------------- start */
@@ -2572,11 +2921,18 @@ static void usage(FILE *f)
 		"rows)\n"
 		"      --only=LIST        rows: direct,relay,pubsub,rtt,fanout,"
 		"topics,\n"
-		"                         clients,memory,policy,scale (default "
-		"all; scale\n"
-		"                         needs root and makes users mqbench1-8 "
-		"with\n"
-		"                         useradd if missing)\n"
+		"                         clients,memory,policy,scale,peers "
+		"(default\n"
+		"                         all but peers; scale needs root and "
+		"makes\n"
+		"                         users mqbench1-8 with useradd if "
+		"missing)\n"
+		"      --peers            also the peer rows: pubsub, fanout "
+		"and rtt\n"
+		"                         next to dbus-broker and mosquitto, "
+		"where\n"
+		"                         installed (--only peers: those "
+		"alone)\n"
 		"      --uid-base=UID     as root, run the processes of a row "
 		"as UID,\n"
 		"                         UID+1, ... (default %u)\n"
@@ -2672,6 +3028,7 @@ static void parse_options(int argc, char **argv)
 		OPT_RAW_WAIT,
 		OPT_SCALE_CLIENTS,
 		OPT_SCALE_RETAINED,
+		OPT_PEERS,
 	};
 	static const struct option longopts[] = {
 	    {"quick", no_argument, NULL, 'q'},
@@ -2688,6 +3045,7 @@ static void parse_options(int argc, char **argv)
 	    {"raw-wait", required_argument, NULL, OPT_RAW_WAIT},
 	    {"scale-clients", required_argument, NULL, OPT_SCALE_CLIENTS},
 	    {"scale-retained", required_argument, NULL, OPT_SCALE_RETAINED},
+	    {"peers", no_argument, NULL, OPT_PEERS},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -2766,6 +3124,9 @@ static void parse_options(int argc, char **argv)
 			if (!parse_u64(optarg, 1, 10000000,
 				       &opt.scale_retained))
 				goto bad;
+			break;
+		case OPT_PEERS:
+			opt.peers = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -2933,6 +3294,18 @@ static void print_header(void)
 	else
 		note("every process runs as uid %u", (unsigned)getuid());
 	note("mqbusd: %s", opt.daemon);
+	{
+		const char *pb = getenv("MQBUS_BENCH_PUBLISH_BATCH");
+
+		if (pb && strcmp(pb, "0") == 0)
+			note("mqbus publishers wait for room in a full tx "
+			     "(MQBUS_BENCH_PUBLISH_BATCH=0)");
+		else
+			note("mqbus publishers hold what a full tx cannot "
+			     "take in a batch frame "
+			     "(mqbus_set_publish_batch; "
+			     "MQBUS_BENCH_PUBLISH_BATCH=0: not)");
+	}
 	if (opt.raw_poll)
 		note("raw round-trip clients wait as libmqbus does: poll, then "
 		     "mq_receive (--raw-wait=poll)");
@@ -2941,6 +3314,11 @@ static void print_header(void)
 	note("us/msg, us/dlv: CPU time of mqbusd or the relay per message and "
 	     "per delivery; xdirect, xrelay: speed relative to the reference "
 	     "row (>1 faster)");
+	if (group_on(MODE_DBUS_PUBSUB))
+		note("peer rows: dbus-* through dbus-broker (sd-bus clients), "
+		     "mqtt-* through mosquitto (libmosquitto, QoS 0); us/msg is "
+		     "the broker's CPU; xdbus, xmqtt of an mqbus row: median of "
+		     "its speed over the peer row's, paired by repetition");
 	if (!opt.json)
 		table_header();
 }

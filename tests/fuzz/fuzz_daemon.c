@@ -198,6 +198,18 @@ static void fuzz_received(const unsigned char *buf, size_t n)
 				 (int)m.h.payload_len,
 				 (const char *)m.payload);
 		break;
+	case PROTO_BATCH: {
+		/* only whole DELIVERs, each as it would come alone */
+		struct proto_msg part;
+		size_t off = 0;
+
+		while ((r = proto_batch_next(&m, &off, &part)) != 0)
+			if (r < 0 || part.h.type != PROTO_DELIVER)
+				fuzz_die("the daemon sent a bad frame part: %s",
+					 r < 0 ? proto_strerror(r)
+					       : proto_type_name(part.h.type));
+		break;
+	}
 	case PROTO_DELIVER:
 	case PROTO_ACK:
 	case PROTO_STATS:
@@ -307,6 +319,7 @@ static void fuzz_connect(void)
 	if (n < 0 || mq_send(fuzz_cl.tx, (char *)buf, (size_t)n, 0) < 0)
 		fuzz_die("cannot send HELLO");
 	proto_header_init(&h, PROTO_ANNOUNCE);
+	h.flags = PROTO_F_BATCH; /* as libmqbus: frames on rx, please */
 	n = proto_encode(buf, sizeof(buf), &h, fuzz_cl.tx_name, NULL, 0);
 	if (n < 0 || mq_send(fuzz_announce, (char *)buf, (size_t)n, 0) < 0)
 		fuzz_die("cannot send ANNOUNCE: %s", strerror(errno));

@@ -111,6 +111,29 @@ static void fuzz_validators(const uint8_t *data, size_t size)
 		FUZZ_CHECK(len >= 2 && s[0] == '/');
 }
 
+/* An accepted frame: its parts come out, status of them, and each one
+ * returned is a PUBLISH or a DELIVER that passed the decoder itself. */
+static void fuzz_frame(const struct proto_msg *f)
+{
+	struct proto_msg part;
+	size_t off = 0, prev = 0;
+	uint32_t n = 0;
+	int r;
+
+	while ((r = proto_batch_next(f, &off, &part)) != 0) {
+		FUZZ_CHECK(off > prev && off <= f->h.payload_len);
+		prev = off;
+		n++;
+		if (r < 0)
+			continue;
+		FUZZ_CHECK(r == 1);
+		FUZZ_CHECK(part.h.type == PROTO_PUBLISH ||
+			   part.h.type == PROTO_DELIVER);
+	}
+	FUZZ_CHECK(n == f->h.status);
+	FUZZ_CHECK(off == f->h.payload_len);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct proto_msg m, untouched;
@@ -121,6 +144,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = proto_decode(data, size, &m);
 	if (r == 0) {
 		fuzz_accepted(data, size, &m);
+		if (m.h.type == PROTO_BATCH)
+			fuzz_frame(&m);
 	} else {
 		/* every refusal is one of the decoder's own errors */
 		FUZZ_CHECK(r <= -PROTO_E_SHORT && r >= -PROTO_E_KEY);

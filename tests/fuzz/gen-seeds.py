@@ -23,10 +23,11 @@ assert HDR.size == 64
 MAGIC = 0x3142514d
 (ANNOUNCE, HELLO, WELCOME, PUBLISH, DELIVER, SUBSCRIBE, UNSUBSCRIBE, ACK,
  ERROR, BYE, STATS, REQUEST, REPLY, TIMER_ADD, TIMER_CANCEL, TIMER_LIST,
- QUERY) = range(1, 18)
+ QUERY, BATCH) = range(1, 19)
 F_PRIORITY, F_REQUEST, F_DETACHED, F_ABSOLUTE = 0x1, 0x2, 0x4, 0x8
 F_RETAIN, F_RETAINED, F_MONITOR, F_REPLY, F_MORE, F_RESUME = (
     0x10, 0x20, 0x40, 0x80, 0x100, 0x200)
+F_BATCH = 0x400
 
 
 def msg(mtype, topic=b'', payload=b'', key=b'', flags=0, priority=0,
@@ -35,6 +36,12 @@ def msg(mtype, topic=b'', payload=b'', key=b'', flags=0, priority=0,
     return HDR.pack(MAGIC, 1, mtype, flags, len(topic), len(key),
                     len(payload), priority, token, status, uid, pid,
                     client_id, 0, 0, seq, ts) + body
+
+
+def batch(priority, *parts):
+    payload = b''.join(struct.pack('<I', len(p)) + p for p in parts)
+    return msg(BATCH, payload=payload, priority=priority,
+               status=len(parts))
 
 
 def records(*msgs, repair=False):
@@ -95,6 +102,18 @@ PROTO = {
     'query-topics-more': msg(QUERY, b'a/b', b'topic=a/b n=1\n',
                              flags=F_MORE, token=17, status=2, seq=5),
     'query-timers': msg(QUERY, token=18, status=5),
+    'announce-batch': msg(ANNOUNCE, b'/mqbus.1234.1.tx',
+                          flags=F_BATCH | F_RESUME),
+    'welcome-batch': msg(WELCOME, payload=WELCOME_PAYLOAD, client_id=7,
+                         flags=F_BATCH),
+    'batch-publish': batch(0, msg(PUBLISH, b'a/b', b'1'),
+                           msg(PUBLISH, b'a/c', b'2', key=b'k')),
+    'batch-deliver': batch(5, msg(DELIVER, b'a/b', b'1', priority=5,
+                                  uid=1000, pid=42, client_id=3, seq=9),
+                           msg(DELIVER, b'a/b', b'2', priority=5, status=4,
+                               uid=1000, pid=42, client_id=3, seq=14)),
+    'batch-bad-part': batch(0, msg(ACK, token=1),
+                            msg(PUBLISH, b'a//b', b'x')),
     'bad-magic': b'XXXX' + msg(PUBLISH, b'a', b'x')[4:],
     'bad-length': msg(PUBLISH, b'a/b', b'payload')[:-3],
     'bad-topic': msg(PUBLISH, b'a//b', b'x'),
@@ -128,6 +147,13 @@ DAEMON = {
                                 status=50),
                             msg(REPLY, payload=b'noon', token=1)),
     'request-none': records(msg(REQUEST, b'svc/none', b'?', token=6)),
+    'batch-pub': records(S(b'a/#'), batch(0, P(b'a/b', b'1'),
+                                          P(b'a/c', b'2', key=b'k'),
+                                          P(b'a/d', b'3', flags=F_RETAIN))),
+    'batch-bad': records(S(b'a/#'), batch(0, msg(ACK, token=1),
+                                          P(b'a//b'), P(b'a/ok'))),
+    'batch-burst': records(S(b'f/#'), *[P(b'f/x', b'v' * 40)
+                                        for _ in range(30)]),
     'group': records(S(b'jobs/#', payload=b'workers'),
                      S(b'jobs/#', token=2, payload=b'others'),
                      P(b'jobs/1', b'do'),
