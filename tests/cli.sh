@@ -894,6 +894,7 @@ pub, bad MQBUS_BUS|2|env MQBUS_BUS=a/b "$MQBUSCTL" pub a/b x
 pub, MQBUS_QUEUE_MAXMSG=-3|2|env MQBUS_QUEUE_MAXMSG=-3 "$MQBUSCTL" pub a/b x
 pub, MQBUS_QUEUE_MSGSIZE=x|2|env MQBUS_QUEUE_MSGSIZE=x "$MQBUSCTL" pub a/b x
 pub, MQBUS_RECONNECT=2|2|env MQBUS_RECONNECT=2 "$MQBUSCTL" pub a/b x
+pub, MQBUS_BATCH=yes|2|env MQBUS_BATCH=yes "$MQBUSCTL" pub a/b x
 sub, bad pattern|2|"$MQBUSCTL" sub 'a/#/b' -t 100
 sub, bad second pattern|2|"$MQBUSCTL" sub a/b 'a+' -t 100
 sub, bad group|2|"$MQBUSCTL" sub a/b --group 'a b' -t 100
