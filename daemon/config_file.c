@@ -24,6 +24,7 @@
 
 #include <ini.h>
 
+#include "daemon/bridge_conf.h"
 #include "daemon/config_file.h"
 #include "daemon/policy.h"
 #include "daemon/router.h"
@@ -116,6 +117,7 @@ enum config_section {
 	CONFIG_SECTION_BUS,
 	CONFIG_SECTION_TOPIC,
 	CONFIG_SECTION_POLICY,
+	CONFIG_SECTION_BRIDGE,
 };
 
 struct config_parser {
@@ -134,6 +136,7 @@ struct config_parser {
 	size_t rules_cap;
 	unsigned *rule_line; /* of each rule's header, for duplicates */
 	unsigned rule_key_line[CONFIG_N_TOPIC_KEYS];
+	size_t bridge;       /* the current [bridge], into cfg->bridges */
 
 	int err; /* the first error, -errno; parsing stops there */
 	char *err_msg;
@@ -190,6 +193,9 @@ void config_deinit(struct config *cfg)
 
 	router_free(cfg->rule_index);
 	policy_free(cfg->policy);
+	for (i = 0; i < cfg->n_bridges; i++)
+		bridge_conf_deinit(&cfg->bridges[i]);
+	free(cfg->bridges);
 	for (i = 0; i < cfg->n_rules; i++)
 		free(cfg->rules[i].pattern);
 	free(cfg->rules);
@@ -394,6 +400,51 @@ nomem:
 	config_fail(p, -ENOMEM, 0, "%s", strerror(ENOMEM));
 }
 
+/* [bridge NAME]: its keys go to bridge_conf_add(), see bridge_conf.h. */
+static void config_begin_bridge(struct config_parser *p, const char *name,
+				size_t len)
+{
+	struct config *cfg = p->cfg;
+	struct bridge_conf *grown;
+	size_t i;
+
+#ifndef HAVE_MQTT
+	config_fail(p, -EINVAL, p->lineno,
+		    "[bridge %.*s]: this mqbusd was built without MQTT "
+		    "support (configure --with-mqtt, needs libmosquitto)",
+		    (int)len, name);
+	return;
+#endif
+	if (!bridge_conf_name_valid(name, len)) {
+		config_fail(p, -EINVAL, p->lineno,
+			    "'%.*s' is not a valid bridge name (1 to %d of "
+			    "A-Z a-z 0-9 . _ -)",
+			    (int)len, name, BRIDGE_NAME_MAX);
+		return;
+	}
+	for (i = 0; i < cfg->n_bridges; i++) {
+		if (strlen(cfg->bridges[i].name) == len &&
+		    !memcmp(cfg->bridges[i].name, name, len)) {
+			config_fail(p, -EINVAL, p->lineno,
+				    "[bridge %.*s] given twice (first at line %u)",
+				    (int)len, name, cfg->bridges[i].line);
+			return;
+		}
+	}
+	grown = realloc(cfg->bridges, (cfg->n_bridges + 1) * sizeof(*grown));
+	if (!grown) {
+		config_fail(p, -ENOMEM, 0, "%s", strerror(ENOMEM));
+		return;
+	}
+	cfg->bridges = grown;
+	if (bridge_conf_init(&grown[cfg->n_bridges], name, len, p->lineno) < 0) {
+		config_fail(p, -ENOMEM, 0, "%s", strerror(ENOMEM));
+		return;
+	}
+	p->bridge = cfg->n_bridges++;
+	p->section = CONFIG_SECTION_BRIDGE;
+}
+
 /*
  * A line starting with '[': "[bus]" or "[topic "PATTERN"]", optionally
  * followed by a comment.  PATTERN ends at the first '"' that only blanks,
@@ -430,6 +481,21 @@ static void config_section_line(struct config_parser *p, const char *s)
 		return;
 	}
 
+	if (word_len == 6 && !memcmp(word, "bridge", 6)) {
+		const char *name = config_skip_space(word + word_len);
+		size_t len = strcspn(name, " \t]");
+
+		q = config_skip_space(name + len);
+		if (name == word + word_len || *q != ']' ||
+		    !config_is_line_end(q + 1)) {
+			config_fail(p, -EINVAL, p->lineno,
+				    "expected '[bridge NAME]'");
+			return;
+		}
+		config_begin_bridge(p, name, len);
+		return;
+	}
+
 	if (word_len == 5 && !memcmp(word, "topic", 5)) {
 		q = config_skip_space(word + word_len);
 		if (q == word + word_len || *q != '"')
@@ -456,7 +522,7 @@ bad_topic:
 		return;
 	}
 	config_fail(p, -EINVAL, p->lineno,
-		    "unknown section '%.*s' (expected [bus], [topic \"PATTERN\"] or [policy])",
+		    "unknown section '%.*s' (expected [bus], [topic \"PATTERN\"], [policy] or [bridge NAME])",
 		    (int)word_len, word);
 }
 
@@ -655,6 +721,17 @@ static int config_handle(void *user, const char *section, const char *name,
 		free(msg);
 		return r == 0;
 	}
+	case CONFIG_SECTION_BRIDGE: {
+		char *msg = NULL;
+		int r = bridge_conf_add(&p->cfg->bridges[p->bridge], name,
+					value, p->lineno, &msg);
+
+		if (r < 0)
+			config_fail(p, r, p->lineno, "%s",
+				    msg ? msg : strerror(-r));
+		free(msg);
+		return r == 0;
+	}
 	case CONFIG_SECTION_NONE:
 	default:
 		return config_fail(p, -EINVAL, p->lineno,
@@ -676,6 +753,17 @@ static int config_finish(struct config_parser *p)
 		unsigned line = 0;
 
 		r = policy_finish(cfg->policy, &line, &msg);
+		if (r < 0)
+			config_fail(p, r, line, "%s", msg ? msg : strerror(-r));
+		free(msg);
+		if (r < 0)
+			return r;
+	}
+	for (i = 0; i < cfg->n_bridges; i++) {
+		char *msg = NULL;
+		unsigned line = 0;
+
+		r = bridge_conf_check(&cfg->bridges[i], &line, &msg);
 		if (r < 0)
 			config_fail(p, r, line, "%s", msg ? msg : strerror(-r));
 		free(msg);

@@ -36,6 +36,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct bridge_conf;
 struct policy;
 struct router;
 
@@ -109,6 +110,9 @@ struct config {
 	struct router *rule_index; /* pattern -> struct topic_rule * */
 	struct policy *policy;     /* [policy]; NULL without one: all
 				      allowed (see policy.h) */
+	struct bridge_conf *bridges; /* [bridge NAME] sections, in file
+					order (bridge_conf.h) */
+	size_t n_bridges;
 };
 
 /* Fill cfg with the defaults and no topic rules.  Returns 0 or -ENOMEM. */

@@ -770,10 +770,9 @@ int deliver_message(struct peer *p, const struct delivery *d)
 	if (p->closing)
 		return -EPIPE;
 	/* a client that reads frames gets its messages at the end of the
-	 * turn, packed; behind a backlog, keep order: queue instead of
-	 * overtaking it */
-	/* a request waits for its answer: it goes at once, unless
-	 * something routed before it waits for the end of the turn */
+	 * turn, packed; but a request, whose answer is awaited, goes at
+	 * once unless something routed before it waits for that end.
+	 * Behind a backlog, keep order: queue instead of overtaking it */
 	if (p->batch && p->n_pending == 0 && (!d->request || p->n_staged)) {
 		if (!stage_fits(p, d))
 			stage_flush(p);

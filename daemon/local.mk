@@ -25,11 +25,13 @@ daemon_libmqbusd_la_SOURCES = \
 	daemon/introspect.c daemon/introspect.h \
 	daemon/restart.c daemon/restart.h \
 	daemon/server.c daemon/server.h \
-	daemon/sweep.c daemon/sweep.h
+	daemon/sweep.c daemon/sweep.h \
+	daemon/bridge_conf.c daemon/bridge_conf.h \
+	daemon/bridge.c daemon/bridge.h
 daemon_libmqbusd_la_CFLAGS = $(AM_CFLAGS) $(LIBEVENT_CFLAGS) \
-	$(LIBSYSTEMD_CFLAGS) $(INIH_CFLAGS)
+	$(LIBSYSTEMD_CFLAGS) $(INIH_CFLAGS) $(MOSQUITTO_CFLAGS)
 daemon_libmqbusd_la_LIBADD = proto/libproto.la $(LIBEVENT_LIBS) \
-	$(LIBSYSTEMD_LIBS) $(INIH_LIBS) -lpthread
+	$(LIBSYSTEMD_LIBS) $(INIH_LIBS) $(MOSQUITTO_LIBS) -lpthread
 
 sbin_PROGRAMS += daemon/mqbusd
 daemon_mqbusd_SOURCES = daemon/main.c

@@ -27,6 +27,9 @@
 #define LOG_ID_STATS_TOPIC "990a879b1b944b9688ff00aa31a8b2c2"
 #define LOG_ID_POLICY_REFUSED "8881371cad3a41039b0ee8f7ab482d91"
 #define LOG_ID_QUOTA_REFUSED "46127e903089437097702c2648c27b7b"
+#define LOG_ID_BRIDGE_CONNECTED "18f290728d764b9fa694fb66af563bb8"
+#define LOG_ID_BRIDGE_DISCONNECTED "7a08f3fcc5924201ab786c45926f82a0"
+#define LOG_ID_BRIDGE_DROPPED "cf15973270c2411bb42a3d3edbd63fc9"
 
 /*
  * The delivery counters of "client left" and the delivery-stats entries,

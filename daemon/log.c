@@ -50,6 +50,9 @@ enum log_event {
 	LOG_EV_STATS_TOPIC,
 	LOG_EV_POLICY_REFUSED,
 	LOG_EV_QUOTA_REFUSED,
+	LOG_EV_BRIDGE_CONNECTED,
+	LOG_EV_BRIDGE_DISCONNECTED,
+	LOG_EV_BRIDGE_DROPPED,
 };
 
 static const struct log_event_kind {
@@ -73,6 +76,10 @@ static const struct log_event_kind {
     [LOG_EV_STATS_TOPIC] = {LOG_ID_STATS_TOPIC, LOG_INFO, true},
     [LOG_EV_POLICY_REFUSED] = {LOG_ID_POLICY_REFUSED, LOG_NOTICE, false},
     [LOG_EV_QUOTA_REFUSED] = {LOG_ID_QUOTA_REFUSED, LOG_NOTICE, false},
+    [LOG_EV_BRIDGE_CONNECTED] = {LOG_ID_BRIDGE_CONNECTED, LOG_INFO, false},
+    [LOG_EV_BRIDGE_DISCONNECTED] = {LOG_ID_BRIDGE_DISCONNECTED, LOG_WARNING,
+				    false},
+    [LOG_EV_BRIDGE_DROPPED] = {LOG_ID_BRIDGE_DROPPED, LOG_WARNING, false},
 };
 
 static bool log_is_verbose;
@@ -865,4 +872,54 @@ int log_error_text(char **ret_error, int err, const char *fmt, ...)
 		va_end(ap);
 	}
 	return err;
+}
+
+void log_bridge_connected(const char *bridge, const char *host, unsigned port,
+			 unsigned version, uint64_t reconnects)
+{
+	struct log_entry e;
+
+	if (!entry_begin(&e, LOG_EV_BRIDGE_CONNECTED, LOG_INFO))
+		return;
+	entry_str(&e, "MQBUS_BRIDGE", bridge);
+	entry_str(&e, "MQBUS_BROKER", host);
+	entry_u64(&e, "MQBUS_PORT", port);
+	entry_str(&e, "MQBUS_MQTT_VERSION", version == 5 ? "5" : "3.1.1");
+	entry_u64(&e, "MQBUS_RECONNECTS", reconnects);
+	entry_send(&e, "bridge %s connected to %s:%u (MQTT %s)", bridge, host,
+		   port, version == 5 ? "5" : "3.1.1");
+}
+
+void log_bridge_disconnected(const char *bridge, const char *host,
+			     unsigned port, const char *reason,
+			     unsigned retry_ms)
+{
+	struct log_entry e;
+
+	if (!entry_begin(&e, LOG_EV_BRIDGE_DISCONNECTED, LOG_WARNING))
+		return;
+	entry_str(&e, "MQBUS_BRIDGE", bridge);
+	entry_str(&e, "MQBUS_BROKER", host);
+	entry_u64(&e, "MQBUS_PORT", port);
+	entry_str(&e, "MQBUS_REASON", reason);
+	entry_u64(&e, "MQBUS_RETRY_MS", retry_ms);
+	entry_send(&e,
+		   "bridge %s: no connection to %s:%u (%s); trying again "
+		   "in %u ms, holding what goes out meanwhile",
+		   bridge, host, port, reason, retry_ms);
+}
+
+void log_bridge_dropped(const char *bridge, const char *reason,
+			unsigned queue, uint64_t n)
+{
+	struct log_entry e;
+
+	if (!entry_begin(&e, LOG_EV_BRIDGE_DROPPED, LOG_WARNING))
+		return;
+	entry_str(&e, "MQBUS_BRIDGE", bridge);
+	entry_str(&e, "MQBUS_REASON", reason);
+	entry_u64(&e, "MQBUS_QUEUE", queue);
+	entry_u64(&e, "MQBUS_COUNT", n);
+	entry_send(&e, "bridge %s dropped %" PRIu64 " messages: %s (queue = %u)",
+		   bridge, n, reason, queue);
 }

@@ -238,4 +238,18 @@ struct log_topic_stats {
 void log_stats_bus(const struct log_bus_stats *st);
 void log_stats_topic(const struct log_topic_stats *st);
 
+/*
+ * The MQTT bridge (bridge.c): connected to the broker (reconnects: how
+ * many times before); lost it or could not reach it (retry_ms: the next
+ * try); n messages for the broker dropped (the queue full, or lost with
+ * the connection), at most one entry per bridge and interval.
+ */
+void log_bridge_connected(const char *bridge, const char *host, unsigned port,
+			 unsigned version, uint64_t reconnects);
+void log_bridge_disconnected(const char *bridge, const char *host,
+			     unsigned port, const char *reason,
+			     unsigned retry_ms);
+void log_bridge_dropped(const char *bridge, const char *reason,
+			unsigned queue, uint64_t n);
+
 #endif

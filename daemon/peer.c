@@ -93,14 +93,15 @@ struct peer *peer_find_tx(const struct peer_table *t, const char *tx_name)
 	return NULL;
 }
 
-/* A fresh id: never 0, never one in use (after 2^32 connections). */
+/* A fresh id: never 0, never one in use (after 2^32 connections), never
+ * one of the ids the bus keeps for itself (PEER_ID_RESERVED and above). */
 static uint32_t peer_next_id(struct peer_table *t)
 {
 	uint32_t id;
 
 	do {
 		id = t->next_id++;
-	} while (id == 0 || peer_find(t, id));
+	} while (id == 0 || id >= PEER_ID_RESERVED || peer_find(t, id));
 	return id;
 }
 

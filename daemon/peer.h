@@ -42,6 +42,9 @@ struct peer_table;
 /* how often a peer without a pidfd is looked for (kill(pid, 0)) */
 #define PEER_PID_POLL_MS 250
 
+/* client ids from here up are the bus's own (the bridges, bridge.h) */
+#define PEER_ID_RESERVED 0xffffff00u
+
 /* a peer sending this many bad messages is disconnected */
 #define PEER_MAX_BAD 64
 

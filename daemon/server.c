@@ -25,6 +25,7 @@
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
 
+#include "daemon/bridge.h"
 #include "daemon/deliver.h"
 #include "daemon/introspect.h"
 #include "daemon/log.h"
@@ -584,6 +585,9 @@ int server_init(struct server *s, const struct server_options *opt,
 	r = state_open(s, opt->state_dir, ret_error);
 	if (r < 0)
 		return r;
+	r = bridge_start(s, ret_error);
+	if (r < 0)
+		return r;
 	s->tick_ev = event_new(s->base, -1, EV_PERSIST, server_tick, s);
 	if (!s->tick_ev || event_add(s->tick_ev, &one_second) < 0 ||
 	    server_setup_watchdog(s) < 0)
@@ -639,6 +643,7 @@ static void server_reload(struct server *s)
 		s->cfg = loaded;
 		server_apply_config(s);
 		sub_reapply(s);
+		bridge_reload(s);
 		if (stats_reconfigure(s) < 0)
 			log_warnx("reload: cannot set the stats interval");
 		log_reloaded(s->config_path, (unsigned)s->cfg.n_rules);
@@ -706,6 +711,7 @@ int server_run(struct server *s)
 
 void server_deinit(struct server *s)
 {
+	bridge_stop(s);
 	s->state = state_free(s->state);
 	if (s->peers.reap_ev)
 		server_drop_all(s);

@@ -58,6 +58,7 @@
 #include "daemon/timer.h"
 #include "daemon/wake.h"
 
+struct bridge_set;
 struct event;
 struct event_base;
 struct router;
@@ -109,6 +110,7 @@ struct server {
 	struct retain_store retained;
 	struct restart restart; /* the previous daemon's clients */
 	struct state *state; /* the state file's writer, NULL: none */
+	struct bridge_set *bridges; /* MQTT bridges, NULL: none (bridge.c) */
 	size_t pending_bytes; /* message bytes in all pending lists */
 	size_t pending_mem;   /* what they really take: each buffer once,
 				 and the list entries */

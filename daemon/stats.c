@@ -14,6 +14,7 @@
 #include <event2/event.h>
 #include <systemd/sd-daemon.h>
 
+#include "daemon/bridge.h"
 #include "daemon/deliver.h"
 #include "daemon/msgbuf.h"
 #include "daemon/peer.h"
@@ -518,14 +519,16 @@ int stats_text(struct server *s, char *buf, size_t cap)
 		text_add(buf, cap, &len, "%s=%llu\n", stat_fields[i].name,
 			 (unsigned long long)v);
 	}
+	bridge_stats_text(s, buf, cap, &len);
 	return (int)len;
 }
 
 void stats_handle(struct peer *p, struct msgbuf *m,
 		  const struct proto_msg *pm)
 {
-	unsigned char buf[4096];
-	char text[2048];
+	/* room for the bus's lines and a few dozen bridges' (bridge.c) */
+	unsigned char buf[8192];
+	char text[8192 - PROTO_HEADER_SIZE - 1];
 	struct proto_header h;
 	int len, n;
 

@@ -19,10 +19,14 @@ PACKAGES=(
 	debhelper lintian dpkg-dev # the Debian packages (tests/debian.sh)
 	python3      # JSON checks in the tests
 	python3-pytest  # tests/python.sh
-	util-linux   # unshare, setpriv, flock, prlimit
+	util-linux   # unshare, nsenter, setpriv, flock, prlimit
+	iproute2     # ip: veth pairs of tests/bridge-hosts.sh
 	passwd       # useradd, for tests/multiuser.sh
 	procps       # /bin/kill, used by the unit's ExecReload
 	coreutils gzip tar
+	libmosquitto-dev # the MQTT bridge of mqbusd (configure --with-mqtt)
+	mosquitto mosquitto-clients # tests/bridge.sh: a real broker,
+	             # mosquitto_sub/mosquitto_pub
 	clang libclang-rt-14-dev # the libFuzzer targets (tests/fuzz); the
 	             # fuzzer runtime is only a Recommends of clang-14
 	dbus-broker mosquitto libmosquitto-dev # the peers of mqbus-bench

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "daemon/bridge_conf.h"
 #include "daemon/config_file.h"
 #include "daemon/router.h"
 
@@ -397,9 +398,9 @@ static const struct bad_conf bad_confs[] = {
 	  "pending_budget: 'x' is not a number (allowed 1..2147483647)" },
 	/* sections */
 	{ "[bus]\nmax_clients = 5\n\n[queue]\nx = 1\n", 4,
-	  "unknown section 'queue' (expected [bus], [topic \"PATTERN\"] or [policy])" },
+	  "unknown section 'queue' (expected [bus], [topic \"PATTERN\"], [policy] or [bridge NAME])" },
 	{ "[Bus]\n", 1,
-	  "unknown section 'Bus' (expected [bus], [topic \"PATTERN\"] or [policy])" },
+	  "unknown section 'Bus' (expected [bus], [topic \"PATTERN\"], [policy] or [bridge NAME])" },
 	{ "[bus\n", 1, "expected '[bus]'" },
 	{ "[bus] junk\n", 1, "expected '[bus]'" },
 	{ "[bus \"x\"]\n", 1, "expected '[bus]'" },
@@ -489,6 +490,50 @@ static const struct bad_conf bad_confs[] = {
 	/* the first error is the one reported */
 	{ "[bus]\nmax_clients = 0\nbogus\n[queue]\n", 2,
 	  "max_clients: '0' is below 1 (allowed 1..65535)" },
+#ifdef HAVE_MQTT
+	/* bridges */
+	{ "[bridge]\n", 1, "expected '[bridge NAME]'" },
+	{ "[bridge a b]\n", 1, "expected '[bridge NAME]'" },
+	{ "[bridge a/b]\n", 1,
+	  "'a/b' is not a valid bridge name (1 to 32 of A-Z a-z 0-9 . _ -)" },
+	{ "[bridge x]\nhost = h\nout = a\n[bridge x]\n", 4,
+	  "[bridge x] given twice (first at line 1)" },
+	{ "[bridge x]\nout = a\n", 1, "[bridge x]: no host" },
+	{ "[bridge x]\nhost = h\n", 1, "[bridge x]: no out or in mapping" },
+	{ "[bridge x]\nhost = h\nhost = i\n", 3,
+	  "host: given twice in this section (first at line 2)" },
+	{ "[bridge x]\nhost = h\nport = 0\n", 3,
+	  "port: '0' is not a number in 1..65535" },
+	{ "[bridge x]\nhost = h\nclean_session = maybe\n", 3,
+	  "clean_session: 'maybe' is not yes or no" },
+	{ "[bridge x]\nhost = h\nmqtt_version = 3\n", 3,
+	  "mqtt_version: '3' is not 3.1.1 or 5" },
+	{ "[bridge x]\nhost = h\nout = a/#/b\n", 3,
+	  "'a/#/b' is not a valid topic pattern" },
+	{ "[bridge x]\nhost = h\nout = a/# b/+\n", 3,
+	  "'b/+' is not a valid topic prefix (no wildcards, no empty level)" },
+	{ "[bridge x]\nhost = h\nout = a/# b c\n", 3,
+	  "'c': one pattern and one prefix at most" },
+	{ "[bridge x]\nhost = h\nout = a/# priority=3\n", 3,
+	  "'priority=3': expected qos=0|1" },
+	{ "[bridge x]\nhost = h\nin = a/# priority=40000\n", 3,
+	  "'priority=40000': a priority is 0..32767" },
+	{ "[bridge x]\nhost = h\nin = qos=1\n", 3,
+	  "in: expected PATTERN [PREFIX] [qos=0|1] [priority=N]" },
+	{ "[bridge x]\nhost = h\nin = a/#\nin = a/# p\n", 4,
+	  "in = a/#: given twice (first at line 3)" },
+	{ "[bridge x]\nhost = h\nout = a\ncertfile = c\n", 1,
+	  "[bridge x]: certfile and keyfile go together" },
+	{ "[bridge x]\nhost = h\nout = a\nreconnect_min_ms = 900\n"
+	  "reconnect_max_ms = 800\n", 1,
+	  "[bridge x]: reconnect_min_ms 900 is above reconnect_max_ms 800" },
+	{ "[bridge x]\nhost = h\nmqtt_version = 3.1.1\nout = s/# p\n"
+	  "in = q/#\nin = +/s/x\n", 6,
+	  "[bridge x]: in = +/s/x takes back what out = s/# (line 4) sends as "
+	  "p/s/#: MQTT 3.1.1 cannot tell the broker not to echo a client's "
+	  "own messages; use mqtt_version = 5 or prefixes that keep them "
+	  "apart" },
+#endif
 };
 
 START_TEST(test_bad)
@@ -803,6 +848,106 @@ START_TEST(test_policy)
 }
 END_TEST
 
+#ifdef HAVE_MQTT
+START_TEST(test_bridge)
+{
+	struct config cfg = { 0 };
+	const struct bridge_conf *b;
+
+	conf_load_ok(&cfg, "[bridge one]\n"
+			   "host = 127.0.0.1\n"
+			   "out = s/# site1/ qos=1\n"
+			   "out = t\n"
+			   "in = c/+/x loc priority=7\n"
+			   "[bridge two]\n"
+			   "host = b\n"
+			   "port = 1884\n"
+			   "clean_session = no\n"
+			   "mqtt_version = 3.1.1\n"
+			   "queue = 9\n"
+			   "in = x/#\n");
+	ck_assert_uint_eq(cfg.n_bridges, 2);
+	b = &cfg.bridges[0];
+	ck_assert_str_eq(b->name, "one");
+	ck_assert_str_eq(b->host, "127.0.0.1");
+	ck_assert_uint_eq(b->port, 1883);
+	ck_assert(b->clean_session);
+	ck_assert_uint_eq(b->mqtt_version, 5);
+	ck_assert_uint_eq(b->queue, 1000);
+	ck_assert_uint_eq(b->n_out, 2);
+	ck_assert_str_eq(b->out[0].pattern, "s/#");
+	ck_assert_str_eq(b->out[0].prefix, "site1");
+	ck_assert_uint_eq(b->out[0].qos, 1);
+	ck_assert_ptr_null(b->out[1].prefix);
+	ck_assert_uint_eq(b->out[1].qos, 0);
+	ck_assert_uint_eq(b->n_in, 1);
+	ck_assert_str_eq(b->in[0].prefix, "loc");
+	ck_assert_int_eq(b->in[0].priority, 7);
+	b = &cfg.bridges[1];
+	ck_assert_uint_eq(b->port, 1884);
+	ck_assert(!b->clean_session);
+	ck_assert_uint_eq(b->mqtt_version, 4);
+	ck_assert_uint_eq(b->queue, 9);
+	ck_assert_int_eq(b->in[0].priority, -1);
+	config_deinit(&cfg);
+}
+END_TEST
+
+START_TEST(test_bridge_overlap)
+{
+	ck_assert(bridge_patterns_overlap("a/b", "a/b"));
+	ck_assert(!bridge_patterns_overlap("a/b", "a/c"));
+	ck_assert(bridge_patterns_overlap("a/+", "a/c"));
+	ck_assert(bridge_patterns_overlap("+/b", "a/+"));
+	ck_assert(bridge_patterns_overlap("a/#", "a"));
+	ck_assert(bridge_patterns_overlap("a", "a/#"));
+	ck_assert(bridge_patterns_overlap("#", "x/y/z"));
+	ck_assert(bridge_patterns_overlap("p/s/#", "+/s/x"));
+	ck_assert(!bridge_patterns_overlap("p/s/#", "q/#"));
+	ck_assert(!bridge_patterns_overlap("a/b", "a/b/c"));
+	ck_assert(!bridge_patterns_overlap("a/+", "a"));
+	ck_assert(!bridge_patterns_overlap("a/+/c", "a/b/d"));
+}
+END_TEST
+
+START_TEST(test_bridge_copy_equal)
+{
+	struct config cfg = { 0 };
+	struct bridge_conf copy;
+
+	conf_load_ok(&cfg, "[bridge one]\nhost = h\nusername = u\n"
+			   "out = s/# p qos=1\nin = c/#\n");
+	ck_assert_int_eq(bridge_conf_copy(&copy, &cfg.bridges[0]), 0);
+	ck_assert(bridge_conf_equal(&copy, &cfg.bridges[0]));
+	ck_assert_ptr_ne(copy.host, cfg.bridges[0].host);
+	copy.out[0].qos = 0;
+	ck_assert(!bridge_conf_equal(&copy, &cfg.bridges[0]));
+	copy.out[0].qos = 1;
+	free(copy.username);
+	copy.username = strdup("v");
+	ck_assert(!bridge_conf_equal(&copy, &cfg.bridges[0]));
+	bridge_conf_deinit(&copy);
+	config_deinit(&cfg);
+}
+END_TEST
+#else
+/* Without libmosquitto a [bridge] section is refused, saying why. */
+START_TEST(test_bridge_unsupported)
+{
+	struct config cfg = { 0 };
+	char *error = NULL;
+
+	ck_assert_int_eq(config_init(&cfg), 0);
+	ck_assert_int_eq(conf_load(&cfg, "[bridge x]\nhost = h\n", &error,
+				   NULL),
+			 -EINVAL);
+	ck_assert_ptr_nonnull(strstr(error, "built without MQTT support"));
+	free(error);
+	config_deinit(&cfg);
+}
+END_TEST
+#endif
+
 static Suite *config_suite(void)
 {
 	Suite *s = suite_create("config");
@@ -835,6 +980,16 @@ static Suite *config_suite(void)
 	tcase_add_test(tc, test_priority);
 	tcase_add_test(tc, test_most_specific);
 	tcase_add_test(tc, test_policy);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("bridge");
+#ifdef HAVE_MQTT
+	tcase_add_test(tc, test_bridge);
+	tcase_add_test(tc, test_bridge_overlap);
+	tcase_add_test(tc, test_bridge_copy_equal);
+#else
+	tcase_add_test(tc, test_bridge_unsupported);
+#endif
 	suite_add_tcase(s, tc);
 
 	return s;

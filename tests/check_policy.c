@@ -995,7 +995,7 @@ static const struct bad_policy bad_policies[] = {
 	  "[policy] given twice (first at line 1)" },
 	{ "[policy] x\n", 1, "expected '[policy]'" },
 	{ "[policies]\n", 1,
-	  "unknown section 'policies' (expected [bus], [topic \"PATTERN\"] or [policy])" },
+	  "unknown section 'policies' (expected [bus], [topic \"PATTERN\"], [policy] or [bridge NAME])" },
 };
 
 START_TEST(test_bad)

@@ -173,6 +173,9 @@ IDS = {
     "STATS_TOPIC": "990a879b1b944b9688ff00aa31a8b2c2",
     "POLICY_REFUSED": "8881371cad3a41039b0ee8f7ab482d91",
     "QUOTA_REFUSED": "46127e903089437097702c2648c27b7b",
+    "BRIDGE_CONNECTED": "18f290728d764b9fa694fb66af563bb8",
+    "BRIDGE_DISCONNECTED": "7a08f3fcc5924201ab786c45926f82a0",
+    "BRIDGE_DROPPED": "cf15973270c2411bb42a3d3edbd63fc9",
 }
 
 alice = {"MQBUS_CLIENT_ID": "7", "MQBUS_CLIENT_UID": "1001",
@@ -674,10 +677,10 @@ for id in $(sed -n 's/^#define LOG_ID_[A-Z_]* "\([0-9a-f]*\)"$/\1/p' \
 		mqb_diag "no catalog text for $id"
 	fi
 done
-mqb_is "the database explains all 15 ids" "$n" 15
-mqb_is "--list-catalog shows 15 entries defined by mqbus" \
+mqb_is "the database explains all 18 ids" "$n" 18
+mqb_is "--list-catalog shows 18 entries defined by mqbus" \
 	"$(journalctl --root "$ROOT" --list-catalog 2>/dev/null |
-		grep -c ' mqbus: ')" 15
+		grep -c ' mqbus: ')" 18
 
 # journalctl -x reads the database at its fixed place: put ours there,
 # in this namespace only.

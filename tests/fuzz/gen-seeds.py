@@ -234,6 +234,15 @@ CONFIG = {
     'bad-syntax': b'[bus]\nmax_priority\n',
     'bad-outside': b'max_priority = 1\n',
     'dup-topic': b'[topic "a"]\n[topic "a"]\n',
+    'bridge': b'[bridge site]\nhost = 127.0.0.1\nport = 1883\n'
+              b'client_id = x\nkeepalive = 30\nclean_session = no\n'
+              b'mqtt_version = 5\nqueue = 10\nreconnect_min_ms = 100\n'
+              b'reconnect_max_ms = 1000\nout = sensors/# site1 qos=1\n'
+              b'out = loop/#\nin = cmd/+/x remote priority=3 qos=1\n'
+              b'[bridge old]\nhost = h\nmqtt_version = 3.1.1\n'
+              b'out = a/# p\nin = q/#\n',
+    'bad-bridge': b'[bridge x]\nhost = h\nmqtt_version = 3.1.1\n'
+                  b'out = a/#\nin = +/b\n',
 }
 
 
