@@ -67,6 +67,8 @@
 #define MQBUS_EXPORT __attribute__((visibility("default")))
 
 _Static_assert(MQBUS_KEY_MAX == PROTO_KEY_MAX, "mqbus.h and proto.h agree");
+_Static_assert(MQBUS_TOPIC_MAX == PROTO_TOPIC_MAX,
+	       "mqbus.h and proto.h agree");
 
 #define DEFAULT_BUS "mqbus"
 #define DEFAULT_MAXMSG 10
@@ -136,8 +138,42 @@ struct replay {
 	uint32_t token;
 	bool monitor;
 	char *group; /* NULL: none */
+	/* mqbus_subscribe_cb(): the subscription's handler (else NULL), and
+	 * the number of the last message offered to it (handlers_offer()) */
+	mqbus_handler fn;
+	void *fn_userdata;
+	unsigned offered;
 	char pattern[];
 };
+
+/*
+ * The environment variables mqbus_new() reads, in the order a sentence
+ * names the ones it could not use, each with what it should be.
+ */
+enum {
+	ENV_BUS,
+	ENV_MAXMSG,
+	ENV_MSGSIZE,
+	ENV_RECONNECT,
+	ENV_BATCH,
+	ENV_PUBLISH_BATCH,
+	ENV_MAX_MESSAGE,
+	ENV_N
+};
+static const struct {
+	const char *name, *rule;
+} env_vars[ENV_N] = {
+	[ENV_BUS] = { "MQBUS_BUS", "a bus name, 1 to 200 of A-Z a-z 0-9 . _ -" },
+	[ENV_MAXMSG] = { "MQBUS_QUEUE_MAXMSG", "a positive number" },
+	[ENV_MSGSIZE] = { "MQBUS_QUEUE_MSGSIZE", "a positive number" },
+	[ENV_RECONNECT] = { "MQBUS_RECONNECT", "0 or 1" },
+	[ENV_BATCH] = { "MQBUS_BATCH", "0 or 1" },
+	[ENV_PUBLISH_BATCH] = { "MQBUS_PUBLISH_BATCH", "0 or 1" },
+	[ENV_MAX_MESSAGE] = { "MQBUS_MAX_MESSAGE",
+			      "a number of bytes up to 268435456" },
+};
+#define ENV_BIT(i) (1u << (i))
+#define ENV_QUEUE (ENV_BIT(ENV_MAXMSG) | ENV_BIT(ENV_MSGSIZE))
 
 struct mqbus {
 	char bus[BUS_NAME_MAX + 1];
@@ -161,10 +197,13 @@ struct mqbus {
 	int epfd;  /* mqbus_get_fd(): rx and pidfd */
 	int pidfd; /* of the daemon, -1 while disconnected */
 	struct replay *replay;
+	unsigned replay_removed; /* counts removals, for handlers_offer() */
+	unsigned offer_seq;      /* numbers the messages handlers_offer() */
 	mqbus_connection_handler conn_fn;
 	void *conn_userdata;
 	bool serving; /* mqbus_receive() last returned a request */
-	const char *bad_env; /* an environment variable we could not use */
+	unsigned bad_env; /* ENV_* bits: variables set but not valid */
+	char bad_env_value[ENV_N][64]; /* their values then, cut */
 	mqd_t tx;
 	mqd_t rx;      /* O_NONBLOCK */
 	mqd_t rx_wait; /* the same queue, blocking */
@@ -261,6 +300,28 @@ static bool parse_env_long(const char *name, long *ret)
 	return true;
 }
 
+/*
+ * The sentence for an environment variable of mqbus_new() whose value is
+ * not valid, saying what it should be; mqbus_connect() fails with it.
+ */
+static void bad_env_error(mqbus *b)
+{
+	int i = 0;
+
+	while (i < ENV_N - 1 && !(b->bad_env & ENV_BIT(i)))
+		i++;
+	set_error(b, -EINVAL, "invalid %s='%s' in the environment: use %s",
+		  env_vars[i].name, b->bad_env_value[i], env_vars[i].rule);
+}
+
+/* Notes that variable i of env_vars is set but not valid. */
+static void bad_env_note(mqbus *b, int i)
+{
+	b->bad_env |= ENV_BIT(i);
+	snprintf(b->bad_env_value[i], sizeof(b->bad_env_value[i]), "%s",
+		 getenv(env_vars[i].name));
+}
+
 static bool bus_valid(const char *bus)
 {
 	char name[BUS_NAME_MAX + 2];
@@ -302,59 +363,65 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 	b->msgsize = DEFAULT_MSGSIZE;
 	b->timeout_ms = DEFAULT_TIMEOUT_MS;
 	if (!parse_env_long("MQBUS_QUEUE_MAXMSG", &b->maxmsg))
-		b->bad_env = "MQBUS_QUEUE_MAXMSG";
+		bad_env_note(b, ENV_MAXMSG);
 	if (!parse_env_long("MQBUS_QUEUE_MSGSIZE", &b->msgsize))
-		b->bad_env = "MQBUS_QUEUE_MSGSIZE";
+		bad_env_note(b, ENV_MSGSIZE);
 	{
 		long max = 0;
 
 		if (!parse_env_long("MQBUS_MAX_MESSAGE", &max) ||
 		    (unsigned long)max > FRAG_TOTAL_MAX)
-			b->bad_env = "MQBUS_MAX_MESSAGE";
+			bad_env_note(b, ENV_MAX_MESSAGE);
 		else
 			b->max_message = (size_t)max;
 	}
 	if (bus && *bus && !bus_valid(bus))
-		b->bad_env = "MQBUS_BUS";
+		bad_env_note(b, ENV_BUS);
 	if (rc && *rc) {
 		if (strcmp(rc, "0") == 0)
 			b->reconnect = false;
 		else if (strcmp(rc, "1") != 0)
-			b->bad_env = "MQBUS_RECONNECT";
+			bad_env_note(b, ENV_RECONNECT);
 	}
 	b->batch = true;
 	if (batch && *batch) {
 		if (strcmp(batch, "0") == 0)
 			b->batch = false;
 		else if (strcmp(batch, "1") != 0)
-			b->bad_env = "MQBUS_BATCH";
+			bad_env_note(b, ENV_BATCH);
 	}
 	if (pbatch && *pbatch) {
 		if (strcmp(pbatch, "1") == 0)
 			b->publish_batch = true;
 		else if (strcmp(pbatch, "0") != 0)
-			b->bad_env = "MQBUS_PUBLISH_BATCH";
+			bad_env_note(b, ENV_PUBLISH_BATCH);
 	}
 	snprintf(b->bus, sizeof(b->bus), "%s",
 		 bus && bus_valid(bus) ? bus : DEFAULT_BUS);
+	/* said now too, for a program that asks before connecting */
+	if (b->bad_env)
+		bad_env_error(b);
 	*ret = b;
 	return 0;
 }
 
 MQBUS_EXPORT int mqbus_set_bus(mqbus *b, const char *bus)
 {
-	if (!b || !bus)
+	if (!b)
 		return -EINVAL;
+	b->error[0] = '\0';
+	if (!bus)
+		return set_error(b, -EINVAL, "no bus name");
 	if (b->connected)
-		return -EISCONN;
+		return set_error(b, -EISCONN,
+				 "cannot change the bus of a connected handle");
 	if (!bus_valid(bus))
 		return set_error(b, -EINVAL,
 				 "invalid bus name '%s': use 1 to %d of "
 				 "A-Z a-z 0-9 . _ -",
 				 bus, BUS_NAME_MAX);
 	snprintf(b->bus, sizeof(b->bus), "%s", bus);
-	if (b->bad_env && strcmp(b->bad_env, "MQBUS_BUS") == 0)
-		b->bad_env = NULL;
+	b->bad_env &= ~ENV_BIT(ENV_BUS);
 	return 0;
 }
 
@@ -362,8 +429,11 @@ MQBUS_EXPORT int mqbus_set_queue_size(mqbus *b, long maxmsg, long msgsize)
 {
 	if (!b)
 		return -EINVAL;
+	b->error[0] = '\0';
 	if (b->connected)
-		return -EISCONN;
+		return set_error(b, -EISCONN,
+				 "cannot change the queue size of a connected "
+				 "handle");
 	if (maxmsg <= 0 || msgsize <= 0)
 		return set_error(b, -EINVAL,
 				 "invalid queue size %ld x %ld: both must be "
@@ -371,8 +441,7 @@ MQBUS_EXPORT int mqbus_set_queue_size(mqbus *b, long maxmsg, long msgsize)
 				 maxmsg, msgsize);
 	b->maxmsg = maxmsg;
 	b->msgsize = msgsize;
-	if (b->bad_env && strncmp(b->bad_env, "MQBUS_QUEUE_", 12) == 0)
-		b->bad_env = NULL;
+	b->bad_env &= ~ENV_QUEUE;
 	return 0;
 }
 
@@ -381,6 +450,9 @@ MQBUS_EXPORT int mqbus_get_queue_size(const mqbus *b, long *ret_maxmsg,
 {
 	if (!b)
 		return -EINVAL;
+	/* the size would be the default, which connecting refuses */
+	if (b->bad_env & ENV_QUEUE)
+		return -EINVAL;
 	if (ret_maxmsg)
 		*ret_maxmsg = b->maxmsg;
 	if (ret_msgsize)
@@ -388,10 +460,17 @@ MQBUS_EXPORT int mqbus_get_queue_size(const mqbus *b, long *ret_maxmsg,
 	return 0;
 }
 
+/* At any time: it applies to the blocking calls made after it. */
 MQBUS_EXPORT int mqbus_set_timeout(mqbus *b, int timeout_ms)
 {
-	if (!b || timeout_ms < -1)
+	if (!b)
 		return -EINVAL;
+	b->error[0] = '\0';
+	if (timeout_ms < -1)
+		return set_error(b, -EINVAL,
+				 "invalid timeout %d ms: -1 (for ever) or "
+				 "more",
+				 timeout_ms);
 	b->timeout_ms = timeout_ms;
 	return 0;
 }
@@ -1450,13 +1529,14 @@ MQBUS_EXPORT int mqbus_connect(mqbus *b)
 
 	if (!b)
 		return -EINVAL;
-	if (b->connected)
-		return -EISCONN;
 	b->error[0] = '\0';
-	if (b->bad_env)
-		return set_error(b, -EINVAL,
-				 "invalid %s='%s' in the environment",
-				 b->bad_env, getenv(b->bad_env));
+	if (b->connected)
+		return set_error(b, -EISCONN, "already connected to bus %s",
+				 b->bus);
+	if (b->bad_env) {
+		bad_env_error(b);
+		return -EINVAL;
+	}
 	deadline = deadline_of(b->timeout_ms);
 	free(b->buf);
 	b->buf = malloc((size_t)b->msgsize);
@@ -1645,6 +1725,7 @@ static void replay_remove(mqbus *b, struct replay *e)
 	*p = e->next;
 	free(e->group);
 	free(e);
+	b->replay_removed++;
 }
 
 /*
@@ -1993,12 +2074,12 @@ MQBUS_EXPORT int mqbus_set_reconnect(mqbus *b, int on)
 {
 	if (!b)
 		return -EINVAL;
+	b->error[0] = '\0';
 	if (on != 0 && on != 1)
 		return set_error(b, -EINVAL,
 				 "invalid reconnect setting %d: 0 or 1", on);
 	b->reconnect = on;
-	if (b->bad_env && strcmp(b->bad_env, "MQBUS_RECONNECT") == 0)
-		b->bad_env = NULL;
+	b->bad_env &= ~ENV_BIT(ENV_RECONNECT);
 	if (!on)
 		b->reconnecting = false;
 	return 0;
@@ -2028,9 +2109,11 @@ static bool topic_ok(mqbus *b, const char *topic)
 	if (topic && proto_topic_valid(topic, strlen(topic), false))
 		return true;
 	set_error(b, -EINVAL,
-		  "invalid topic '%s': '/'-separated levels of printable "
-		  "ASCII, no '+' or '#'",
-		  topic ? topic : "(null)");
+		  "invalid topic '%.*s%s': 1 to %d bytes of printable ASCII "
+		  "in '/'-separated levels, no '+' or '#'",
+		  PROTO_TOPIC_MAX, topic ? topic : "(null)",
+		  topic && strlen(topic) > PROTO_TOPIC_MAX ? "..." : "",
+		  PROTO_TOPIC_MAX);
 	return false;
 }
 
@@ -2252,8 +2335,11 @@ MQBUS_EXPORT int mqbus_publish_opts(mqbus *b, const char *topic,
 
 MQBUS_EXPORT void mqbus_set_publish_batch(mqbus *b, int on)
 {
-	if (b)
-		b->publish_batch = on != 0;
+	if (!b)
+		return;
+	b->publish_batch = on != 0;
+	/* the program's word replaces a bad MQBUS_PUBLISH_BATCH */
+	b->bad_env &= ~ENV_BIT(ENV_PUBLISH_BATCH);
 }
 
 MQBUS_EXPORT int mqbus_flush(mqbus *b)
@@ -2383,10 +2469,15 @@ static int check_pattern(mqbus *b, const char *pattern)
 {
 	if (!pattern || !proto_topic_valid(pattern, strlen(pattern), true))
 		return set_error(b, -EINVAL,
-				 "invalid pattern '%s': '/'-separated "
-				 "levels, '+' for one whole level, '#' as "
-				 "the whole last level",
-				 pattern ? pattern : "(null)");
+				 "invalid pattern '%.*s%s': 1 to %d bytes "
+				 "in '/'-separated levels, '+' for one whole "
+				 "level, '#' as the whole last level",
+				 PROTO_TOPIC_MAX,
+				 pattern ? pattern : "(null)",
+				 pattern && strlen(pattern) > PROTO_TOPIC_MAX
+					 ? "..."
+					 : "",
+				 PROTO_TOPIC_MAX);
 	return 0;
 }
 
@@ -2453,6 +2544,76 @@ MQBUS_EXPORT int mqbus_unsubscribe_group(mqbus *b, const char *pattern,
 	if (!group)
 		return -EINVAL;
 	return subscription(b, PROTO_UNSUBSCRIBE, pattern, group);
+}
+
+/*
+ * Whether the concrete topic matches pattern, both valid: level by level,
+ * '+' taking any one level and '#' the rest, none included ("a/#"
+ * matches "a"), as the daemon routes.
+ */
+static bool topic_match(const char *pattern, const char *topic)
+{
+	for (;;) {
+		size_t pl = strcspn(pattern, "/"), tl = strcspn(topic, "/");
+
+		if (pl == 1 && pattern[0] == '#')
+			return true;
+		if (!(pl == 1 && pattern[0] == '+') &&
+		    (pl != tl || memcmp(pattern, topic, pl) != 0))
+			return false;
+		pattern += pl;
+		topic += tl;
+		if (!*topic)
+			return !*pattern || strcmp(pattern, "/#") == 0;
+		if (!*pattern)
+			return false;
+		pattern++;
+		topic++;
+	}
+}
+
+MQBUS_EXPORT int mqbus_topic_match(const char *pattern, const char *topic)
+{
+	if (!pattern || !topic ||
+	    !proto_topic_valid(pattern, strlen(pattern), true) ||
+	    !proto_topic_valid(topic, strlen(topic), false))
+		return -EINVAL;
+	return topic_match(pattern, topic);
+}
+
+/*
+ * A subscription with its own handler: the entry the reconnection keeps
+ * of it carries the handler, so the two live and die together (an
+ * unsubscription, a refusal after reconnecting).  -ECONNRESET leaves it
+ * in place like any subscription, to be made again.
+ */
+MQBUS_EXPORT int mqbus_subscribe_cb(mqbus *b, const char *pattern,
+				    mqbus_handler fn, void *userdata)
+{
+	struct replay *e;
+	int r;
+
+	if (!b)
+		return -EINVAL;
+	b->error[0] = '\0';
+	if (!fn)
+		return set_error(b, -EINVAL,
+				 "mqbus_subscribe_cb: no handler for %s",
+				 pattern ? pattern : "(null)");
+	r = subscription(b, PROTO_SUBSCRIBE, pattern, NULL);
+	if (r < 0 && r != -ECONNRESET)
+		return r;
+	e = replay_find(b, pattern, NULL, false);
+	if (!e) {
+		/* replay_note() ran out of memory: no handler, so none */
+		mqbus_unsubscribe(b, pattern);
+		return set_error(b, -ENOMEM, "out of memory");
+	}
+	e->fn = fn;
+	e->fn_userdata = userdata;
+	/* not offered the message being handled now, if any */
+	e->offered = b->offer_seq;
+	return r;
 }
 
 /* -------------------------------------------------------------------- */
@@ -3034,6 +3195,81 @@ fail:
 /* -------------------------------------------------------------------- */
 /* receive and the caller's loop                                         */
 
+/*
+ * Offers m to the handlers of mqbus_subscribe_cb() whose pattern matches
+ * its topic, in the order the subscriptions were made, each once; returns
+ * whether one took it.  A monitor's copy is for the program's other
+ * handler.  A handler may subscribe and unsubscribe: after a call that
+ * removed an entry the walk starts again from the head, skipping the
+ * entries already offered this message, and an entry made during the
+ * walk counts as offered (mqbus_subscribe_cb()).
+ */
+static bool handlers_offer(mqbus *b, const struct mqbus_msg *m)
+{
+	struct replay *e = b->replay;
+	bool taken = false;
+	unsigned seq;
+
+	if (mqbus_msg_is_monitored(m))
+		return false;
+	if (++b->offer_seq == 0)
+		b->offer_seq = 1;
+	seq = b->offer_seq;
+	while (e) {
+		unsigned removed = b->replay_removed;
+
+		if (!e->fn || e->offered == seq ||
+		    !topic_match(e->pattern, m->topic)) {
+			e = e->next;
+			continue;
+		}
+		e->offered = seq;
+		taken = true;
+		e->fn(b, m, e->fn_userdata);
+		e = removed == b->replay_removed ? e->next : b->replay;
+	}
+	return taken;
+}
+
+/*
+ * Hands the waiting messages to the program, for mqbus_process(): each to
+ * the matching handlers of mqbus_subscribe_cb(), else to the handler of
+ * mqbus_set_handler(), else onto the keep list, which the caller
+ * puts back (queue_unkeep()) for mqbus_receive().  Returns the number
+ * handled.
+ */
+static int hand_over(mqbus *b, struct mqbus_msg **keep_head,
+		     struct mqbus_msg **keep_tail)
+{
+	struct mqbus_msg *m;
+	int handled = 0;
+
+	while ((m = queue_pop(b))) {
+		if (!handlers_offer(b, m)) {
+			if (!b->handler) {
+				fifo_push(keep_head, keep_tail, m);
+				continue;
+			}
+			b->handler(b, m, b->userdata);
+		}
+		msg_put(m);
+		handled++;
+	}
+	return handled;
+}
+
+/* Puts messages hand_over() kept back at the head of the queue. */
+static void queue_unkeep(mqbus *b, struct mqbus_msg *head,
+			 struct mqbus_msg *tail)
+{
+	if (!head)
+		return;
+	tail->next = b->head;
+	if (!b->head)
+		b->tail = tail;
+	b->head = head;
+}
+
 MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 {
 	int64_t deadline = deadline_of(timeout_ms);
@@ -3050,8 +3286,23 @@ MQBUS_EXPORT int mqbus_receive(mqbus *b, mqbus_msg **ret, int timeout_ms)
 
 		conn_dispatch(b);
 		if (b->head) {
-			*ret = queue_pop(b);
+			struct mqbus_msg *m = queue_pop(b);
+
+			if (handlers_offer(b, m)) {
+				msg_put(m);
+				/* handlers taking a flood do not make the
+				 * call outlive its timeout */
+				if (!b->head && deadline >= 0 &&
+				    now_ms() >= deadline)
+					return set_error(b, -ETIMEDOUT,
+							 "no message within "
+							 "%d ms",
+							 timeout_ms);
+				continue;
+			}
+			*ret = m;
 			b->serving = mqbus_msg_is_request(*ret);
+			b->error[0] = '\0';
 			return 0;
 		}
 		if (b->bye && !b->reconnecting)
@@ -3125,6 +3376,7 @@ MQBUS_EXPORT void mqbus_set_handler(mqbus *b, mqbus_handler fn,
 
 MQBUS_EXPORT int mqbus_process(mqbus *b)
 {
+	struct mqbus_msg *keep_head = NULL, *keep_tail = NULL;
 	bool got = false;
 	int handled = 0;
 
@@ -3136,17 +3388,14 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 	held_send(b, false);
 	conn_dispatch(b);
 	for (;;) {
-		struct mqbus_msg *m;
 		int r;
 
-		while (b->handler && (m = queue_pop(b))) {
-			b->handler(b, m, b->userdata);
-			msg_put(m);
-			handled++;
-		}
+		handled += hand_over(b, &keep_head, &keep_tail);
 		r = read_one(b, 0, 0, NULL, NULL);
-		if (r < 0)
+		if (r < 0) {
+			queue_unkeep(b, keep_head, keep_tail);
 			return r;
+		}
 		if (r > 0) {
 			got = true;
 			continue;
@@ -3161,12 +3410,14 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 			break;
 		reconnect_step(b);
 	}
+	queue_unkeep(b, keep_head, keep_tail);
 	reconnect_step(b);
 	handled += dispatch_async(b);
 	conn_dispatch(b);
 	if (b->bye)
 		return set_error(b, -ENOTCONN, "%s%s", b->lost_why,
 				 b->reconnecting ? "; reconnecting" : "");
+	b->error[0] = '\0';
 	return handled;
 }
 

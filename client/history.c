@@ -26,6 +26,7 @@
 #include <systemd/sd-journal.h>
 
 #include "client/history.h"
+#include "client/mqbus.h"
 #include "daemon/log-ids.h"
 
 #define EXIT_OK 0
@@ -534,9 +535,12 @@ int history_main(const char *bus, int argc, char **argv)
 				    "cannot read the time '%s'", optarg);
 			break;
 		case OPT_TOPIC:
-			if (!*optarg)
+			if (mqbus_topic_match("#", optarg) < 0)
 				return history_usage_error(
-				    "the topic must not be empty");
+				    "invalid topic '%s': 1 to %d bytes of "
+				    "printable ASCII in '/'-separated levels, "
+				    "no '+' or '#'",
+				    optarg, MQBUS_TOPIC_MAX);
 			h.topic = optarg;
 			break;
 		case OPT_JSON:

@@ -8,9 +8,10 @@
  * own event loop: poll mqbus_get_fd() for readability, then call
  * mqbus_process(), which runs the message handler for each message.
  *
- * Errors are negative errno values.  After a failed call,
- * mqbus_last_error() gives a sentence saying what went wrong, naming the
- * kernel limit and how to raise it where one was hit.  The library installs
+ * Errors are negative errno values.  Every call that takes a (non-const)
+ * handle and returns an error code sets mqbus_last_error(): to a sentence
+ * saying what went wrong when it fails (naming the kernel limit and how
+ * to raise it where one was hit), to "" when it succeeds.  The library installs
  * no signal handlers, starts no threads and does not log.  A handle is not
  * thread-safe: use one per thread.
  */
@@ -37,16 +38,29 @@ typedef struct mqbus_msg mqbus_msg;
 #define MQBUS_PRIORITY_DEFAULT (-1)
 
 /*
+ * The longest topic or pattern, in bytes (without the NUL).  A topic is
+ * 1 to MQBUS_TOPIC_MAX bytes of printable ASCII (no space), levels
+ * separated by '/', none of them empty; a longer one is -EINVAL wherever
+ * a topic or pattern is taken.
+ */
+#define MQBUS_TOPIC_MAX 255
+
+/*
  * A new, unconnected handle with the defaults: bus from $MQBUS_BUS or
  * "mqbus", queue sizes from $MQBUS_QUEUE_MAXMSG / $MQBUS_QUEUE_MSGSIZE or
- * 10 x 2048 bytes, timeout 5000 ms.  Returns 0 or -ENOMEM.
+ * 10 x 2048 bytes, timeout 5000 ms.  Returns 0 or -ENOMEM.  A variable
+ * that is set but not valid is refused, not ignored: mqbus_last_error()
+ * names it at once and mqbus_connect() fails with -EINVAL, unless a
+ * setter replaced the value first.
  */
 int mqbus_new(mqbus **ret);
 
-/* Settings, before mqbus_connect() only (-EISCONN after). */
+/* What the connection is made of: before mqbus_connect() only (-EISCONN
+ * after, changing nothing). */
 int mqbus_set_bus(mqbus *b, const char *bus);
 int mqbus_set_queue_size(mqbus *b, long maxmsg, long msgsize);
-/* The queue size this handle uses (or will use, before connect). */
+/* The queue size this handle uses (or will use, before connect); -EINVAL
+ * while it would come from an invalid $MQBUS_QUEUE_* value. */
 int mqbus_get_queue_size(const mqbus *b, long *ret_maxmsg, long *ret_msgsize);
 /*
  * Bytes of RLIMIT_MSGQUEUE one queue of these attributes is charged (the
@@ -54,7 +68,8 @@ int mqbus_get_queue_size(const mqbus *b, long *ret_maxmsg, long *ret_msgsize);
  */
 size_t mqbus_queue_bytes(long maxmsg, long msgsize);
 /* Timeout of blocking calls (connect, subscribe, publish into a full tx
- * queue) in milliseconds; -1 waits forever. */
+ * queue) in milliseconds; -1 waits forever.  At any time, also while
+ * connected: it applies to the blocking calls made after it. */
 int mqbus_set_timeout(mqbus *b, int timeout_ms);
 
 /*
@@ -72,7 +87,8 @@ int mqbus_open(mqbus **ret, const char *bus);
  * NULL. */
 mqbus *mqbus_free(mqbus *b);
 
-/* The last error's sentence ("" if none).  Valid until the next call. */
+/* The sentence of the last call's failure, "" after a success (see the
+ * top of this file).  Valid until the next call. */
 const char *mqbus_last_error(const mqbus *b);
 
 /* This client's id on the bus (0 before connect). */
@@ -401,8 +417,40 @@ typedef void (*mqbus_handler)(mqbus *b, const mqbus_msg *msg,
  * stays the same fd for the handle's life, across reconnections.
  */
 int mqbus_get_fd(const mqbus *b);
-/* The handler mqbus_process() calls for each message. */
+/* The handler mqbus_process() calls for each message that no handler of
+ * mqbus_subscribe_cb() takes. */
 void mqbus_set_handler(mqbus *b, mqbus_handler fn, void *userdata);
+
+/*
+ * Per-subscription handlers (since LIBMQBUS_1.6).  mqbus_subscribe_cb()
+ * subscribes to pattern as mqbus_subscribe() does and gives the
+ * subscription its own handler fn (not NULL), called with userdata.
+ * Each message is handed to the program once, where mqbus_process() or
+ * mqbus_receive() reads it: every handler of mqbus_subscribe_cb() whose
+ * pattern matches its topic is called with it, once each, in the order
+ * the subscriptions were made; a message that matches none goes to the
+ * handler of mqbus_set_handler() (mqbus_process()) or is returned
+ * (mqbus_receive()), as before; mqbus_process() without such a handler
+ * keeps it for mqbus_receive().  Matching is by topic, whichever
+ * subscription brought the message; a monitor's copy goes to no
+ * subscription's handler.  The message is valid during the call only.
+ * A handler may subscribe, unsubscribe and publish; one made during a
+ * call is not offered the message of that call.  mqbus_unsubscribe() of
+ * the pattern removes the handler with the subscription; a reconnection
+ * keeps both (a subscription refused then loses its handler).
+ * -EEXIST: the pattern is already subscribed (its handler, if any, is
+ * kept); -EINVAL: bad pattern or no handler; other errors as for
+ * mqbus_subscribe().
+ */
+int mqbus_subscribe_cb(mqbus *b, const char *pattern, mqbus_handler fn,
+		       void *userdata);
+
+/*
+ * 1 if the concrete topic matches pattern by the daemon's rules ('+' one
+ * level, '#' as the last level the rest, none included: "a/#" matches
+ * "a"), 0 if not, -EINVAL if either is not valid (since LIBMQBUS_1.6).
+ */
+int mqbus_topic_match(const char *pattern, const char *topic);
 /*
  * Reads every message waiting, without blocking, and passes each to the
  * handler (messages are freed after it returns); runs the callbacks of

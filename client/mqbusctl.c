@@ -18,6 +18,7 @@
 #include <limits.h>
 #include <mqueue.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -214,6 +215,55 @@ static int check_group(const char *cmd, const char *name)
 	return usage_error(cmd);
 }
 
+/*
+ * Topics, patterns and keys given on the command line are checked here
+ * too, before anything is connected, by the library's rules: a bad one is
+ * a usage error (exit 2) in every command, like a bad group, priority or
+ * bus name (mqbusctl(1), EXIT STATUS).
+ */
+static int check_topic(const char *cmd, const char *topic)
+{
+	/* every valid topic matches "#"; -EINVAL says it is none */
+	if (mqbus_topic_match("#", topic) >= 0)
+		return 0;
+	fprintf(stderr,
+		"mqbusctl: %s: invalid topic '%s': 1 to %d bytes of printable "
+		"ASCII in '/'-separated levels, no '+' or '#'\n",
+		cmd, topic, MQBUS_TOPIC_MAX);
+	return usage_error(cmd);
+}
+
+static int check_patterns(const char *cmd, char **patterns, int n)
+{
+	for (int i = 0; i < n; i++) {
+		if (mqbus_topic_match(patterns[i], "x") >= 0)
+			continue;
+		fprintf(stderr,
+			"mqbusctl: %s: invalid pattern '%s': 1 to %d bytes in "
+			"'/'-separated levels, '+' for one whole level, '#' "
+			"as the whole last level\n",
+			cmd, patterns[i], MQBUS_TOPIC_MAX);
+		return usage_error(cmd);
+	}
+	return 0;
+}
+
+static int check_key(const char *cmd, const char *key)
+{
+	size_t len = strlen(key);
+	bool ok = len >= 1 && len <= MQBUS_KEY_MAX;
+
+	for (size_t i = 0; ok && i < len; i++)
+		ok = key[i] > ' ' && key[i] < 0x7f;
+	if (ok)
+		return 0;
+	fprintf(stderr,
+		"mqbusctl: %s: invalid key '%s': 1 to %d bytes of printable "
+		"ASCII, no space\n",
+		cmd, key, MQBUS_KEY_MAX);
+	return usage_error(cmd);
+}
+
 static const char *bus_name(const struct ctl *ctl)
 {
 	const char *env;
@@ -239,9 +289,16 @@ static void print_error(const mqbus *b, int r, const char *what)
 		fprintf(stderr, "mqbusctl: %s: %s\n", what, strerror(-r));
 }
 
-/* A new handle on the chosen bus, not connected. Returns an exit status. */
+/*
+ * A new handle on the chosen bus, not connected. Returns an exit status.
+ * A value of MQBUS_BUS, MQBUS_QUEUE_MAXMSG, MQBUS_QUEUE_MSGSIZE or
+ * MQBUS_RECONNECT that the library cannot use is a usage error, as a bad
+ * -b is, in every command (the library names it after mqbus_new()); -b
+ * wins over a bad MQBUS_BUS.
+ */
 static int ctl_new(const struct ctl *ctl, mqbus **ret)
 {
+	const char *env_error;
 	mqbus *b = NULL;
 	int r;
 
@@ -250,6 +307,12 @@ static int ctl_new(const struct ctl *ctl, mqbus **ret)
 		fprintf(stderr, "mqbusctl: %s\n", strerror(-r));
 		return EXIT_ERROR;
 	}
+	env_error = mqbus_last_error(b);
+	if (*env_error && !(ctl->bus && strstr(env_error, "MQBUS_BUS="))) {
+		fprintf(stderr, "mqbusctl: %s\n", env_error);
+		mqbus_free(b);
+		return EXIT_USAGE;
+	}
 	if (ctl->bus) {
 		r = mqbus_set_bus(b, ctl->bus);
 		if (r < 0) {
@@ -257,9 +320,32 @@ static int ctl_new(const struct ctl *ctl, mqbus **ret)
 			mqbus_free(b);
 			return r == -EINVAL ? EXIT_USAGE : EXIT_ERROR;
 		}
+		/* -b replaced a bad MQBUS_BUS: the queue size may be bad
+		 * as well */
+		if (mqbus_get_queue_size(b, NULL, NULL) < 0) {
+			fprintf(stderr,
+				"mqbusctl: invalid MQBUS_QUEUE_MAXMSG='%s' or "
+				"MQBUS_QUEUE_MSGSIZE='%s' in the environment: "
+				"use a positive number\n",
+				getenv("MQBUS_QUEUE_MAXMSG") ?: "",
+				getenv("MQBUS_QUEUE_MSGSIZE") ?: "");
+			mqbus_free(b);
+			return EXIT_USAGE;
+		}
 	}
 	*ret = b;
 	return EXIT_OK;
+}
+
+/* What ctl_new() checks, for commands that make their own handle. */
+static int ctl_check(const struct ctl *ctl)
+{
+	mqbus *b;
+	int r = ctl_new(ctl, &b);
+
+	if (r == EXIT_OK)
+		mqbus_free(b);
+	return r;
 }
 
 /* A handle connected to the chosen bus.  Returns an exit status. */
@@ -350,6 +436,7 @@ struct pub_opts {
 	int priority;
 	const char *key; /* NULL: none */
 	bool retain;
+	bool lines; /* -l: one message per line of stdin */
 	bool has_delay, has_at, has_every;
 	unsigned long long delay, at, every; /* milliseconds */
 };
@@ -367,13 +454,15 @@ static int pub_parse(int argc, char **argv, struct pub_opts *o)
 		{ "delay", required_argument, NULL, OPT_DELAY },
 		{ "at", required_argument, NULL, OPT_AT },
 		{ "every", required_argument, NULL, OPT_EVERY },
+		{ "lines", no_argument, NULL, 'l' },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	unsigned long long v;
 	int c;
 
-	while ((c = getopt_long(argc, argv, "p:k:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "p:k:lh", longopts, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'p':
 			if (parse_number(optarg, 32767, &v) < 0)
@@ -382,10 +471,15 @@ static int pub_parse(int argc, char **argv, struct pub_opts *o)
 			o->priority = (int)v;
 			break;
 		case 'k':
+			if (check_key("pub", optarg) != 0)
+				return EXIT_USAGE;
 			o->key = optarg;
 			break;
 		case OPT_RETAIN:
 			o->retain = true;
+			break;
+		case 'l':
+			o->lines = true;
 			break;
 		case OPT_DELAY:
 			if (parse_number(optarg, TIMER_MS_MAX, &o->delay) < 0)
@@ -426,6 +520,12 @@ static int pub_parse(int argc, char **argv, struct pub_opts *o)
 	if (o->has_every && !o->has_delay && !o->has_at) {
 		fprintf(stderr,
 			"mqbusctl: pub: --every needs --delay or --at\n");
+		return usage_error("pub");
+	}
+	if (o->lines && (o->has_delay || o->has_at)) {
+		fprintf(stderr,
+			"mqbusctl: pub: -l does not go with --delay or --at: "
+			"a timer sends one message\n");
 		return usage_error("pub");
 	}
 	if (o->retain && (o->has_delay || o->has_at)) {
@@ -493,6 +593,8 @@ static int topic_and_data(const char *cmd, int argc, char **argv,
 		return usage_error(cmd);
 	}
 	*ret_topic = argv[optind++];
+	if (check_topic(cmd, *ret_topic) != 0)
+		return EXIT_USAGE;
 	if (optind < argc)
 		data = argv[optind++];
 	if (optind < argc) {
@@ -515,6 +617,68 @@ static int topic_and_data(const char *cmd, int argc, char **argv,
 	return EXIT_OK;
 }
 
+/*
+ * pub -l: each line of stdin is one message on topic, published as soon
+ * as it is read, so that a stream (tail -f) flows through; the newline is
+ * not sent and empty lines are skipped, as mosquitto_pub -l does.  Runs
+ * to the end of stdin or a stop signal; the first message that cannot be
+ * published ends it with exit 1.  Frees b.
+ */
+static int pub_lines(mqbus *b, const struct mqbus_publish_opts *p,
+		     const char *topic)
+{
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t n;
+	int r = 0;
+
+	while (!stop_signal && (n = getline(&line, &cap, stdin)) >= 0) {
+		if (n > 0 && line[n - 1] == '\n')
+			n--;
+		if (n == 0)
+			continue;
+		r = mqbus_publish_opts(b, topic, line, (size_t)n, p);
+		if (r < 0) {
+			print_error(b, r, "publish");
+			break;
+		}
+	}
+	if (r == 0 && !stop_signal && ferror(stdin)) {
+		fprintf(stderr, "mqbusctl: pub: reading stdin: %s\n",
+			strerror(errno));
+		r = -EIO;
+	}
+	free(line);
+	/* as for one message: did the daemon refuse one? */
+	if (r == 0 && (r = mqbus_sync(b)) == -ETIMEDOUT)
+		r = 0;
+	if (r < 0 && r != -EIO)
+		print_error(b, r, "publish");
+	mqbus_free(b);
+	return r < 0 ? EXIT_ERROR : EXIT_OK;
+}
+
+/* The TOPIC operand of pub -l, which reads its data from stdin. */
+static int topic_only(const char *cmd, int argc, char **argv,
+		      const char **ret_topic)
+{
+	if (optind >= argc) {
+		fprintf(stderr, "mqbusctl: %s: no topic given\n", cmd);
+		return usage_error(cmd);
+	}
+	*ret_topic = argv[optind++];
+	if (check_topic(cmd, *ret_topic) != 0)
+		return EXIT_USAGE;
+	if (optind < argc) {
+		fprintf(stderr,
+			"mqbusctl: %s: unexpected argument '%s' (-l reads "
+			"the messages from stdin)\n",
+			cmd, argv[optind]);
+		return usage_error(cmd);
+	}
+	return EXIT_OK;
+}
+
 static int cmd_pub(const struct ctl *ctl, int argc, char **argv)
 {
 	struct pub_opts o = { .priority = MQBUS_PRIORITY_DEFAULT };
@@ -530,6 +694,24 @@ static int cmd_pub(const struct ctl *ctl, int argc, char **argv)
 	r = pub_parse(argc, argv, &o);
 	if (r >= 0)
 		return r;
+	if (o.lines) {
+		r = topic_only("pub", argc, argv, &topic);
+		if (r != EXIT_OK)
+			return r;
+		r = install_stop_handlers();
+		if (r < 0) {
+			fprintf(stderr, "mqbusctl: pub: sigaction: %s\n",
+				strerror(-r));
+			return EXIT_ERROR;
+		}
+		r = ctl_connect(ctl, &b);
+		if (r != EXIT_OK)
+			return stop_signal ? EXIT_OK : r;
+		p.priority = o.priority;
+		p.key = o.key;
+		p.flags = o.retain ? MQBUS_PUBLISH_RETAIN : 0;
+		return pub_lines(b, &p, topic);
+	}
 	r = topic_and_data("pub", argc, argv, &topic, &data, &input, &len);
 	if (r != EXIT_OK)
 		return r;
@@ -942,6 +1124,8 @@ static int cmd_sub(const struct ctl *ctl, int argc, char **argv)
 		fprintf(stderr, "mqbusctl: sub: no pattern given\n");
 		return usage_error("sub");
 	}
+	if (check_patterns("sub", argv + optind, argc - optind) != 0)
+		return EXIT_USAGE;
 
 	r = listen_start(ctl, "sub", argv + optind, argc - optind, group, &b);
 	if (!b)
@@ -1109,6 +1293,8 @@ static int cmd_monitor(const struct ctl *ctl, int argc, char **argv)
 		patterns = argv + optind;
 		n = argc - optind;
 	}
+	if (check_patterns("monitor", patterns, n) != 0)
+		return EXIT_USAGE;
 
 	r = install_stop_handlers();
 	if (r < 0) {
@@ -1168,11 +1354,51 @@ static int put_reply(const mqbus_msg *m)
 	return 0;
 }
 
+/*
+ * call --json: one JSON object with the request's topic, the reply's
+ * payload (as sub --json writes payloads) and who answered: the
+ * responder's uid, user name (null when the uid has none), pid and client
+ * id, as the daemon stamped them, and how long the answer took.
+ */
+static int put_reply_json(const char *topic, const mqbus_msg *m,
+			  uint64_t took_ns)
+{
+	uid_t uid = mqbus_msg_sender_uid(m);
+	struct passwd pw, *found = NULL;
+	const unsigned char *p;
+	char buf[1024];
+	size_t len = 0;
+
+	p = mqbus_msg_payload(m, &len);
+	if (!p)
+		len = 0;
+	fputs("{\"topic\":", stdout);
+	put_json_string(stdout, (const unsigned char *)topic, strlen(topic));
+	fputs(",\"payload\":", stdout);
+	put_json_string(stdout, p, len);
+	fprintf(stdout, ",\"sender_uid\":%lu,\"sender_user\":",
+		(unsigned long)uid);
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found)
+		put_json_string(stdout, (const unsigned char *)pw.pw_name,
+				strlen(pw.pw_name));
+	else
+		fputs("null", stdout);
+	fprintf(stdout,
+		",\"sender_pid\":%ld,\"client_id\":%" PRIu32
+		",\"latency_us\":%" PRIu64 "}\n",
+		(long)mqbus_msg_sender_pid(m), mqbus_msg_client_id(m),
+		took_ns / 1000u);
+	if (fflush(stdout) == EOF || ferror(stdout))
+		return -EIO;
+	return 0;
+}
+
 static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "timeout", required_argument, NULL, 't' },
 		{ "priority", required_argument, NULL, 'p' },
+		{ "json", no_argument, NULL, OPT_JSON },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
@@ -1183,6 +1409,8 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 	const char *topic, *data = NULL;
 	char *input = NULL;
 	mqbus_msg *reply = NULL;
+	bool json = false;
+	uint64_t t0;
 	size_t len = 0;
 	mqbus *b;
 	int c, r, status;
@@ -1207,6 +1435,9 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 			}
 			ro.timeout_ms = (int)v;
 			break;
+		case OPT_JSON:
+			json = true;
+			break;
 		case 'h':
 			usage_command(stdout, command_find("call"));
 			return EXIT_OK;
@@ -1223,7 +1454,9 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 		free(input);
 		return r;
 	}
+	t0 = now_ns();
 	r = mqbus_request_opts(b, topic, data ? data : "", len, &ro, &reply);
+	t0 = now_ns() - t0;
 	free(input);
 	if (r < 0) {
 		print_error(b, r, "call");
@@ -1238,7 +1471,7 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 	mqbus_free(b);
 
 	status = EXIT_OK;
-	if (put_reply(reply) < 0) {
+	if ((json ? put_reply_json(topic, reply, t0) : put_reply(reply)) < 0) {
 		if (errno != EPIPE)
 			fprintf(stderr, "mqbusctl: call: stdout: %s\n",
 				strerror(errno));
@@ -1251,11 +1484,61 @@ static int cmd_call(const struct ctl *ctl, int argc, char **argv)
 /* --- serve ------------------------------------------------------------ */
 
 struct serve_opts {
+	const char *bus;   /* for the --exec command's MQBUS_BUS */
 	const char *exec;  /* the command of --exec, NULL for --echo */
 	const char *group; /* --group, or NULL */
 	unsigned long long count;
 	bool has_count;
 };
+
+/*
+ * What the --exec command is told about the request it answers, in its
+ * environment (mqbusctl(1), serve): the bus, the topic, the key (unset
+ * without one) and the sender's uid, pid, user name (the uid when it has
+ * none) and client id.  Numbers are kept as text, made before the fork.
+ */
+struct exec_env {
+	const char *bus;
+	const char *topic;
+	const char *key;
+	char uid[16], pid[16], client_id[16];
+	char user[64];
+};
+
+static void exec_env_of(struct exec_env *e, const char *bus,
+			const mqbus_msg *m)
+{
+	uid_t uid = mqbus_msg_sender_uid(m);
+	struct passwd pw, *found = NULL;
+	char buf[1024];
+
+	e->bus = bus;
+	e->topic = mqbus_msg_topic(m);
+	e->key = mqbus_msg_key(m);
+	snprintf(e->uid, sizeof(e->uid), "%lu", (unsigned long)uid);
+	snprintf(e->pid, sizeof(e->pid), "%ld", (long)mqbus_msg_sender_pid(m));
+	snprintf(e->client_id, sizeof(e->client_id), "%" PRIu32,
+		 mqbus_msg_client_id(m));
+	if (getpwuid_r(uid, &pw, buf, sizeof(buf), &found) == 0 && found)
+		snprintf(e->user, sizeof(e->user), "%s", pw.pw_name);
+	else
+		snprintf(e->user, sizeof(e->user), "%lu", (unsigned long)uid);
+}
+
+/* In the child, before exec: false if the environment cannot be set. */
+static bool exec_env_set(const struct exec_env *e)
+{
+	bool ok = setenv("MQBUS_BUS", e->bus, 1) == 0 &&
+		  setenv("MQBUS_TOPIC", e->topic, 1) == 0 &&
+		  setenv("MQBUS_SENDER_UID", e->uid, 1) == 0 &&
+		  setenv("MQBUS_SENDER_PID", e->pid, 1) == 0 &&
+		  setenv("MQBUS_SENDER_USER", e->user, 1) == 0 &&
+		  setenv("MQBUS_SENDER_CLIENT_ID", e->client_id, 1) == 0;
+
+	if (e->key)
+		return ok && setenv("MQBUS_KEY", e->key, 1) == 0;
+	return ok && unsetenv("MQBUS_KEY") == 0;
+}
 
 /* The output of one run of the --exec command, and how it ended. */
 struct exec_result {
@@ -1281,8 +1564,9 @@ static int set_nonblock(int fd)
  * descriptors in particular would keep the queues' memory charged after
  * serve is gone, for as long as the command ran.
  */
-static __attribute__((noreturn)) void exec_child(const char *cmd, int in_fd,
-						 int out_fd)
+static __attribute__((noreturn)) void exec_child(const char *cmd,
+						 const struct exec_env *env,
+						 int in_fd, int out_fd)
 {
 	struct sigaction dfl = { .sa_handler = SIG_DFL };
 	unsigned long max_fd;
@@ -1313,6 +1597,13 @@ static __attribute__((noreturn)) void exec_child(const char *cmd, int in_fd,
 #ifdef SYS_close_range
 run:
 #endif
+	if (!exec_env_set(env)) {
+		fprintf(stderr,
+			"mqbusctl: serve: cannot set the environment of '%s': "
+			"%s\n",
+			cmd, strerror(errno));
+		_exit(127);
+	}
 	execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 	fprintf(stderr, "mqbusctl: serve: cannot run /bin/sh: %s\n",
 		strerror(errno));
@@ -1337,8 +1628,9 @@ static void exec_abandon(pid_t pid)
  * so that it still runs to its end.  Returns 0, -EINTR when a stop signal
  * came first (the command is then ended), or -errno.
  */
-static int exec_run(const char *cmd, const void *in, size_t in_len,
-		    size_t max, struct exec_result *res)
+static int exec_run(const char *cmd, const struct exec_env *env,
+		    const void *in, size_t in_len, size_t max,
+		    struct exec_result *res)
 {
 	int in_pipe[2] = { -1, -1 }, out_pipe[2] = { -1, -1 };
 	const unsigned char *inp = in;
@@ -1369,7 +1661,7 @@ static int exec_run(const char *cmd, const void *in, size_t in_len,
 		return r;
 	}
 	if (pid == 0)
-		exec_child(cmd, in_pipe[0], out_pipe[1]);
+		exec_child(cmd, env, in_pipe[0], out_pipe[1]);
 	close(in_pipe[0]);
 	close(out_pipe[1]);
 	if (set_nonblock(in_pipe[1]) < 0 || set_nonblock(out_pipe[0]) < 0) {
@@ -1538,7 +1830,10 @@ static int serve_loop(mqbus *b, const struct serve_opts *o)
 
 		data = mqbus_msg_payload(m, &len);
 		if (o->exec) {
-			r = exec_run(o->exec, data, len, max, &res);
+			struct exec_env env;
+
+			exec_env_of(&env, o->bus, m);
+			r = exec_run(o->exec, &env, data, len, max, &res);
 			if (r == -EINTR) {
 				mqbus_msg_free(m);
 				break;
@@ -1639,6 +1934,8 @@ static int cmd_serve(const struct ctl *ctl, int argc, char **argv)
 		fprintf(stderr, "mqbusctl: serve: no pattern given\n");
 		return usage_error("serve");
 	}
+	if (check_patterns("serve", argv + optind, argc - optind) != 0)
+		return EXIT_USAGE;
 
 	/* waitpid() needs SIGCHLD not ignored, whatever our parent set. */
 	if (o.exec) {
@@ -1647,6 +1944,7 @@ static int cmd_serve(const struct ctl *ctl, int argc, char **argv)
 		sigemptyset(&dfl.sa_mask);
 		sigaction(SIGCHLD, &dfl, NULL);
 	}
+	o.bus = bus_name(ctl);
 	r = listen_start(ctl, "serve", argv + optind, argc - optind, o.group,
 			 &b);
 	if (!b)
@@ -1703,7 +2001,11 @@ static int help_only(int argc, char **argv, const char *cmd)
 static int cmd_inspect(const struct ctl *ctl, int argc, char **argv)
 {
 	const char *cmd = argv[0];
-	int r = inspect_main(bus_name(ctl), argc, argv);
+	int r = ctl_check(ctl);
+
+	if (r != EXIT_OK)
+		return r;
+	r = inspect_main(bus_name(ctl), argc, argv);
 
 	if (r == INSPECT_HELP) {
 		usage_command(stdout, command_find(cmd));
@@ -2136,7 +2438,11 @@ static int cmd_limits(const struct ctl *ctl, int argc, char **argv)
 /* "history" lives in client/history.c. */
 static int cmd_history(const struct ctl *ctl, int argc, char **argv)
 {
-	int r = history_main(bus_name(ctl), argc, argv);
+	int r = ctl_check(ctl);
+
+	if (r != EXIT_OK)
+		return r;
+	r = history_main(bus_name(ctl), argc, argv);
 
 	if (r == HISTORY_HELP) {
 		usage_command(stdout, command_find("history"));
@@ -2178,7 +2484,7 @@ static const struct command commands[] = {
 	{
 		.name = "pub",
 		.run = cmd_pub,
-		.args = "TOPIC [DATA|-] [-p PRIO] [-k KEY] [--retain] "
+		.args = "TOPIC [DATA|-|-l] [-p PRIO] [-k KEY] [--retain] "
 			"[(--delay|--at) MS [--every MS]]",
 		.summary = "Publish DATA ('-': stdin; none: empty) on TOPIC, "
 			   "now or by a timer.",
@@ -2202,7 +2508,11 @@ static const struct command commands[] = {
 			   "                        (milliseconds since the "
 			   "epoch); print the timer's id\n"
 			   "      --every=MS        then again every MS "
-			   "milliseconds, until cancelled\n",
+			   "milliseconds, until cancelled\n"
+			   "  -l, --lines           publish each line of stdin "
+			   "as a message, as it\n"
+			   "                        comes (no DATA; empty lines "
+			   "are skipped)\n",
 	},
 	{
 		.name = "sub",
@@ -2226,7 +2536,7 @@ static const struct command commands[] = {
 	{
 		.name = "call",
 		.run = cmd_call,
-		.args = "TOPIC [DATA|-] [-t MS] [-p PRIO]",
+		.args = "TOPIC [DATA|-] [-t MS] [-p PRIO] [--json]",
 		.summary = "Send DATA as a request on TOPIC and print the "
 			   "reply.",
 		.options = "  -t, --timeout=MS      wait at most MS "
@@ -2235,7 +2545,11 @@ static const struct command commands[] = {
 			   "came, 4 if nobody takes\n"
 			   "                        requests on TOPIC\n"
 			   "  -p, --priority=PRIO   ask for priority PRIO "
-			   "(0..32767), as pub does\n",
+			   "(0..32767), as pub does\n"
+			   "      --json            print the reply and who "
+			   "answered (uid, user, pid,\n"
+			   "                        client id) as one JSON "
+			   "object\n",
 	},
 	{
 		.name = "serve",
@@ -2247,8 +2561,11 @@ static const struct command commands[] = {
 		.options = "      --echo            reply with the request's "
 			   "payload\n"
 			   "      --exec=CMD        run CMD with /bin/sh -c, "
-			   "the request on its stdin;\n"
-			   "                        reply with its stdout\n"
+			   "the request on its stdin and\n"
+			   "                        MQBUS_TOPIC, MQBUS_KEY, "
+			   "MQBUS_SENDER_UID, _PID, _USER\n"
+			   "                        in its environment; reply "
+			   "with its stdout\n"
 			   "  -n, --count=COUNT     exit 0 after answering "
 			   "COUNT requests\n"
 			   "      --group=NAME      share the requests with "

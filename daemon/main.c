@@ -6,9 +6,11 @@
  *        [--log=auto|journal|stderr] [-v]
  *
  * Runs in the foreground (systemd Type=notify).  Start-up failures are the
- * only fatal errors: one line on stderr and exit 1.  Usage errors exit 2.
+ * only fatal errors: one line on stderr and exit 1.  Usage errors, a bad
+ * bus name among them, exit 2.
  */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,20 @@ static void usage(FILE *out)
 		"      --version        show the version\n");
 }
 
+/*
+ * The bus name server_init() takes (1 to 200 of A-Z a-z 0-9 . _ -),
+ * checked here so that a bad -b or MQBUS_BUS is a usage error (exit 2),
+ * as it is for mqbusctl (mqbusd(8), EXIT STATUS).
+ */
+static bool bus_name_ok(const char *bus)
+{
+	size_t len = strlen(bus);
+
+	return len >= 1 && len <= 200 &&
+	       strspn(bus, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+			   "abcdefghijklmnopqrstuvwxyz0123456789._-") == len;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
@@ -56,17 +72,19 @@ int main(int argc, char **argv)
 	struct server s;
 	enum log_target log_target = LOG_TARGET_AUTO;
 	char *error = NULL, *state_env = NULL;
-	bool verbose = false;
+	bool verbose = false, bus_from_env;
 	int c, r;
 
 	opt.bus = getenv("MQBUS_BUS");
 	if (!opt.bus || !*opt.bus)
 		opt.bus = "mqbus";
+	bus_from_env = opt.bus != NULL && strcmp(opt.bus, "mqbus") != 0;
 	while ((c = getopt_long(argc, argv, "b:c:s:w:vh", longopts, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'b':
 			opt.bus = optarg;
+			bus_from_env = false;
 			break;
 		case 'c':
 			opt.config_path = optarg;
@@ -114,6 +132,13 @@ int main(int argc, char **argv)
 	if (optind < argc) {
 		fprintf(stderr, "mqbusd: unexpected argument '%s'\n",
 			argv[optind]);
+		return 2;
+	}
+	if (!bus_name_ok(opt.bus)) {
+		fprintf(stderr,
+			"mqbusd: invalid bus name '%s'%s: use 1 to 200 of A-Z "
+			"a-z 0-9 . _ -\n",
+			opt.bus, bus_from_env ? " in MQBUS_BUS" : "");
 		return 2;
 	}
 

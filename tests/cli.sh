@@ -535,10 +535,10 @@ print(" ".join("%s=%r" % (m["payload"], m["key"])
                for m in map(json.loads, open(sys.argv[1]))))
 ' "$OUT" 2>&1)" "one='k1' two=None"
 
-mqb_check_status "pub -k with a space in the key exits 1" 1 \
+mqb_check_status "pub -k with a space in the key is a usage error (2)" 2 \
 	"$MQBUSCTL" pub key/x v -k 'a b'
 mqb_like "... saying the key is invalid" "$MQB_ERR" 'invalid key'
-mqb_check_status "pub -k '' exits 1" 1 "$MQBUSCTL" pub key/x v -k ''
+mqb_check_status "pub -k '' is a usage error (2)" 2 "$MQBUSCTL" pub key/x v -k ''
 mqb_check_status "pub without an argument to -k is a usage error (2)" 2 \
 	"$MQBUSCTL" pub key/x v -k
 
@@ -699,6 +699,96 @@ mqb_is "stats names the wake-up back-end" \
 mqb_is "stats gives the daemon's pid" \
 	"$(printf '%s\n' "$STATS" | sed -n 's/^pid=//p')" "$DPID"
 
+# ------------------------------------------------------------ pub -l
+
+# one message per line of stdin; empty lines skipped, the last line
+# without a newline still sent
+mqb_sub_start "$OUT" lines/x -n 3 -t 10000 ||
+	mqb_notok "subscriber of lines/x" "$(cat "$OUT.err")"
+mqb_check_status "pub -l exits 0" 0 sh -c \
+	'printf "one\n\ntwo words\nthree" | "$1" pub -l lines/x' sh "$MQBUSCTL"
+sub_finish "pub -l"
+mqb_is "pub -l: one message per line, empty lines skipped" "$(cat "$OUT")" \
+	"lines/x one
+lines/x two words
+lines/x three"
+
+# each line is sent as it is read: the subscriber has the first while
+# pub -l still waits for the second
+FIFO=$MQB_TMP/lines.fifo
+mkfifo "$FIFO"
+mqb_sub_start "$OUT" lines/s -n 2 -t 10000 --json ||
+	mqb_notok "subscriber of lines/s" "$(cat "$OUT.err")"
+"$MQBUSCTL" pub -l lines/s -k k7 <"$FIFO" 2>"$MQB_TMP/lines.err" &
+LPID=$!
+mqb_track "$LPID"
+exec 7>"$FIFO"
+echo first >&7
+mqb_wait_line 10000 "$OUT" '"payload":"first"'
+mqb_true "pub -l sends a line before stdin ends" $? "$(cat "$OUT")"
+mqb_alive "$LPID"
+mqb_true "... and is still reading" $?
+echo second >&7
+exec 7>&-
+mqb_wait_pid "$LPID" 10000
+mqb_is "pub -l exits 0 at the end of stdin" $? 0
+sub_finish "pub -l, streamed"
+mqb_is "pub -l -k: every line carries the key" "$(python3 -c '
+import json, sys
+print(" ".join("%s=%s" % (m["payload"], m["key"])
+               for m in map(json.loads, open(sys.argv[1]))))' "$OUT")" \
+	"first=k7 second=k7"
+mqb_check_status "pub -l with DATA: exit 2" 2 "$MQBUSCTL" pub -l lines/x data
+mqb_check_status "pub -l --delay: exit 2" 2 \
+	"$MQBUSCTL" pub -l lines/x --delay 100 </dev/null
+mqb_check_status "pub -l on a bus nobody serves: exit 1" 1 \
+	env MQBUS_BUS="$(mqb_new_bus nolines)" "$MQBUSCTL" pub -l a/b </dev/null
+printf -v LONG_LINE '%*s' 3000 ''
+LONG_LINE=${LONG_LINE// /x}
+mqb_check_status "pub -l: a line too big for the queues: exit 1" 1 sh -c \
+	'printf "ok\n%s\n" "$2" | MQBUS_QUEUE_MSGSIZE=1024 "$1" pub -l lines/x' \
+	sh "$MQBUSCTL" "$LONG_LINE"
+
+# ------------------------------------------------------------ serve --exec
+# environment, call --json
+
+# what the command is told about the request it answers; a stale
+# MQBUS_KEY of serve's own environment does not leak into it
+MQBUS_KEY=stale "$MQBUSCTL" serve env/x --exec \
+	'printf "%s|%s|%s|%s|%s|%s|%s" "$MQBUS_TOPIC" "${MQBUS_KEY-unset}" \
+	"$MQBUS_SENDER_UID" "$MQBUS_SENDER_PID" "$MQBUS_SENDER_USER" \
+	"$MQBUS_SENDER_CLIENT_ID" "$MQBUS_BUS"' -n 2 \
+	>"$MQB_TMP/env.out" 2>"$MQB_TMP/env.err" &
+EPID=$!
+mqb_track "$EPID"
+MQB_SPID=$EPID
+mqb_wait_subscribed "$(mqb_stat subscriptions)" 1
+"$MQBUSCTL" call env/x q >"$MQB_TMP/call.out" 2>&1 &
+CPID=$!
+wait "$CPID"
+mqb_is "call to serve --exec exits 0" $? 0
+ME_USER=$(id -un)
+mqb_like "serve --exec: MQBUS_TOPIC, no MQBUS_KEY, the caller's uid, pid, user" \
+	"$(cat "$MQB_TMP/call.out")" \
+	"^env/x\\|unset\\|$ME\\|$CPID\\|$ME_USER\\|[1-9][0-9]*\\|$BUS\$"
+
+# call --json: the reply and who answered (serve's pid, its client id)
+mqb_check_status "call --json exits 0" 0 "$MQBUSCTL" call env/x q --json
+printf '%s\n' "$MQB_OUT" >"$MQB_TMP/call.json"
+mqb_is "call --json: topic, the reply, the responder's uid, user and pid" \
+	"$(json_field "$MQB_TMP/call.json" topic sender_uid sender_user \
+		sender_pid)" "'env/x' $ME '$ME_USER' $EPID"
+mqb_like "... its client id and the time the answer took" \
+	"$(json_field "$MQB_TMP/call.json" client_id latency_us)" \
+	'^[1-9][0-9]* [0-9]+$'
+mqb_like "... and the payload the command wrote" \
+	"$(json_field "$MQB_TMP/call.json" payload)" "^'env/x\\|unset\\|$ME\\|"
+mqb_wait_pid "$EPID" 10000
+mqb_is "serve --exec -n 2 exits 0 after two requests" $? 0
+mqb_check_status "call --json with nobody serving: exit 4, no JSON" 4 \
+	"$MQBUSCTL" call env/none q --json
+mqb_is "... nothing on stdout" "$MQB_OUT" ""
+
 # ------------------------------------------------------------ usage errors
 
 mqb_check_status "no command: exit 2" 2 "$MQBUSCTL"
@@ -719,9 +809,9 @@ mqb_check_status "sub with an unknown option: exit 2" 2 \
 	"$MQBUSCTL" sub a/b --frob
 mqb_check_status "stats with an argument: exit 2" 2 "$MQBUSCTL" stats x
 mqb_check_status "limits with an argument: exit 2" 2 "$MQBUSCTL" limits x
-mqb_check_status "pub on a wildcard topic fails (exit 1)" 1 \
+mqb_check_status "pub on a wildcard topic: exit 2" 2 \
 	"$MQBUSCTL" pub 'a/+/b' x
-mqb_check_status "sub to a bad pattern fails (exit 1)" 1 \
+mqb_check_status "sub to a bad pattern: exit 2" 2 \
 	"$MQBUSCTL" sub 'a/#/b' -t 1000
 mqb_check_status "call without topic: exit 2" 2 "$MQBUSCTL" call
 mqb_check_status "call with an extra argument: exit 2" 2 \
@@ -737,7 +827,7 @@ mqb_check_status "sub with a bad group name: exit 2" 2 \
 	"$MQBUSCTL" sub a/b --group 'two words'
 mqb_check_status "serve with an empty group name: exit 2" 2 \
 	"$MQBUSCTL" serve a/b --echo --group ''
-mqb_check_status "call on a wildcard topic fails (exit 1)" 1 \
+mqb_check_status "call on a wildcard topic: exit 2" 2 \
 	"$MQBUSCTL" call 'a/#' x
 mqb_check_status "pub --every without --delay or --at: exit 2" 2 \
 	"$MQBUSCTL" pub a/b x --every 100
@@ -775,6 +865,67 @@ mqb_check_status "timer cancel with two ids: exit 2" 2 \
 mqb_check_status "after the usage errors, timer list exits 0" 0 \
 	"$MQBUSCTL" timer list
 mqb_is "... and shows that none of them set a timer" "$MQB_OUT" ""
+# ------------------------------------------------------------ one rule for
+# exit statuses (mqbusctl(1) and mqbusd(8), EXIT STATUS): a value that is
+# not valid is a usage error, 2, in every command and in the daemon,
+# whether on the command line or in the environment, and it is refused
+# before anything is connected
+
+LONG_TOPIC=$(printf 'x%.0s' $(seq 256))
+NOBUS=$(mqb_new_bus nobus)
+# NAME|STATUS|COMMAND...: one line each, "|"-separated
+while IFS='|' read -r what want args; do
+	[ -n "$what" ] || continue
+	eval "set -- $args"
+	mqb_check_status "exit rule: $what: exit $want" "$want" "$@"
+	[ "$want" = 2 ] || continue
+	mqb_like "exit rule: $what: says what is wrong" "$MQB_ERR" \
+		'invalid|must be|use '
+done <<EOF_RULES
+pub, bad topic|2|"$MQBUSCTL" pub 'a/+' x
+pub, topic of 256 bytes|2|"$MQBUSCTL" pub "$LONG_TOPIC" x
+pub, bad key|2|"$MQBUSCTL" pub a/b x -k 'a b'
+pub, bad priority|2|"$MQBUSCTL" pub a/b x -p 32768
+pub --delay, bad topic|2|"$MQBUSCTL" pub 'a/#' x --delay 100
+pub --delay, bad key|2|"$MQBUSCTL" pub a/b x --delay 100 -k ''
+pub, bad -b|2|"$MQBUSCTL" -b 'a/b' pub a/b x
+pub, bad MQBUS_BUS|2|env MQBUS_BUS=a/b "$MQBUSCTL" pub a/b x
+pub, MQBUS_QUEUE_MAXMSG=-3|2|env MQBUS_QUEUE_MAXMSG=-3 "$MQBUSCTL" pub a/b x
+pub, MQBUS_QUEUE_MSGSIZE=x|2|env MQBUS_QUEUE_MSGSIZE=x "$MQBUSCTL" pub a/b x
+pub, MQBUS_RECONNECT=2|2|env MQBUS_RECONNECT=2 "$MQBUSCTL" pub a/b x
+pub, MQBUS_BATCH=yes|2|env MQBUS_BATCH=yes "$MQBUSCTL" pub a/b x
+sub, bad pattern|2|"$MQBUSCTL" sub 'a/#/b' -t 100
+sub, bad second pattern|2|"$MQBUSCTL" sub a/b 'a+' -t 100
+sub, bad group|2|"$MQBUSCTL" sub a/b --group 'a b' -t 100
+sub, bad -b|2|"$MQBUSCTL" -b 'x y' sub a -t 100
+call, bad topic|2|"$MQBUSCTL" call 'a/+' x
+call, bad priority|2|"$MQBUSCTL" call a/b x -p 99999
+serve, bad pattern|2|"$MQBUSCTL" serve 'a/#/b' --echo -n 1
+serve, bad group|2|"$MQBUSCTL" serve a/b --echo --group '!'
+monitor, bad pattern|2|"$MQBUSCTL" monitor '#/a' -t 100
+stats, bad MQBUS_BUS|2|env MQBUS_BUS=a/b "$MQBUSCTL" stats
+history, bad topic|2|"$MQBUSCTL" history --topic 'a/+'
+limits, bad -b|2|"$MQBUSCTL" -b 'a/b' limits
+limits, bad MQBUS_BUS|2|env MQBUS_BUS=a/b "$MQBUSCTL" limits
+limits, MQBUS_QUEUE_MAXMSG=-3|2|env MQBUS_QUEUE_MAXMSG=-3 "$MQBUSCTL" limits
+limits, MQBUS_QUEUE_MSGSIZE=0|2|env MQBUS_QUEUE_MSGSIZE=0 "$MQBUSCTL" limits
+mqbusd, bad -b|2|"$MQBUSD" -b 'a/b'
+mqbusd, empty -b|2|"$MQBUSD" -b ''
+mqbusd, bad MQBUS_BUS|2|env MQBUS_BUS='a b' "$MQBUSD"
+-b wins over a bad MQBUS_BUS|0|env MQBUS_BUS=a/b "$MQBUSCTL" -b "$BUS" pub a/b x
+-b and a bad MQBUS_BUS and queue size|2|env MQBUS_BUS=a/b MQBUS_QUEUE_MAXMSG=0 "$MQBUSCTL" -b "$BUS" pub a/b x
+a valid operation that fails is 1|1|env MQBUS_BUS="$NOBUS" "$MQBUSCTL" pub a/b x
+EOF_RULES
+# limits and pub refuse an invalid queue size with the same sentence
+mqb_check_status "limits refuses MQBUS_QUEUE_MAXMSG=-3" 2 \
+	env MQBUS_QUEUE_MAXMSG=-3 "$MQBUSCTL" limits
+LIMITS_ERR=$MQB_ERR
+mqb_is "... printing nothing on stdout" "$MQB_OUT" ""
+mqb_check_status "pub refuses MQBUS_QUEUE_MAXMSG=-3" 2 \
+	env MQBUS_QUEUE_MAXMSG=-3 "$MQBUSCTL" pub a/b x
+mqb_is "... with the sentence limits gives" "$MQB_ERR" "$LIMITS_ERR"
+mqb_like "... naming the variable and its value" "$LIMITS_ERR" \
+	"invalid MQBUS_QUEUE_MAXMSG='-3' in the environment"
 mqb_check_status "pub to a bus nobody serves: exit 1" 1 \
 	env MQBUS_BUS="$(mqb_new_bus nobody)" "$MQBUSCTL" pub a/b x
 mqb_like "... saying that no daemon serves it" "$MQB_ERR" 'no (mqbus )?daemon serves'

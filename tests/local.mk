@@ -136,6 +136,15 @@ EXTRA_DIST += tests/manlinks.sh
 EXTRA_DIST += tests/python.sh python/pyproject.toml python/README.md \
 	python/mqbus/__init__.py python/mqbus/_ffi.py \
 	python/tests/conftest.py python/tests/test_bus.py
+# tests/client.sh: libmqbus's contract (tests/check_client.c):
+# per-subscription handlers, mqbus_topic_match() and the rules of every call
+check_PROGRAMS += tests/check_client
+tests_check_client_SOURCES = tests/check_client.c tests/testbus.c \
+	tests/testbus.h
+tests_check_client_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_client_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
+TESTS += tests/client.sh
+EXTRA_DIST += tests/client.sh
 # mqbus-bench's peer rows (dbus-broker, mosquitto): they run, and check
 # every message
 TESTS += tests/bench-peers.sh

@@ -368,7 +368,7 @@ mqb_is "sub --json: \"request\" marks, request_id, exact timestamp_ns/_us" \
 
 # ------------------------------------------------------------ usage
 
-mqb_check_status "monitor with a bad pattern: exit 1" 1 \
+mqb_check_status "monitor with a bad pattern: exit 2" 2 \
 	"$MQBUSCTL" monitor 'a/#/b' -t 1000
 mqb_like "... saying why" "$MQB_ERR" "invalid pattern 'a/#/b'"
 mqb_check_status "monitor -n x: exit 2" 2 "$MQBUSCTL" monitor -n x
