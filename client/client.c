@@ -106,6 +106,7 @@ struct msg_pool {
 struct mqbus_msg {
 	struct mqbus_msg *next;
 	struct msg_pool *pool; /* NULL: malloc'ed alone */
+	unsigned refs;	       /* holders: mqbus_msg_ref(), 1 at first */
 	struct proto_header h;
 	const char *topic;
 	const char *key; /* NULL: none */
@@ -1135,12 +1136,15 @@ static struct mqbus_msg *msg_get(mqbus *b, size_t bytes)
 				return NULL;
 		}
 		m->pool = pool;
+		m->refs = 1;
 		pool->refs++;
 		return m;
 	}
 	m = malloc(sizeof(*m) + bytes);
-	if (m)
+	if (m) {
 		m->pool = NULL;
+		m->refs = 1;
+	}
 	return m;
 }
 
@@ -1157,11 +1161,13 @@ static void msg_pool_unref(struct msg_pool *pool)
 	free(pool);
 }
 
-/* Returns m to its pool, or frees it. */
+/* Drops a holder of m; the last returns it to its pool, or frees it. */
 static void msg_put(struct mqbus_msg *m)
 {
 	struct msg_pool *pool = m ? m->pool : NULL;
 
+	if (m && --m->refs > 0)
+		return;
 	if (!pool) {
 		free(m);
 		return;
@@ -1254,6 +1260,7 @@ static struct mqbus_msg *msg_whole(mqbus *b, const struct proto_msg *pm)
 	m = reasm_steal(&b->reasm);
 	m->next = NULL;
 	m->pool = NULL; /* its own buffer: freed alone */
+	m->refs = 1;
 	m->h = pm->h;
 	m->topic = pm->topic;
 	m->key = pm->h.key_len ? pm->key : NULL;
@@ -3423,6 +3430,16 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 
 /* -------------------------------------------------------------------- */
 /* messages                                                              */
+
+MQBUS_EXPORT mqbus_msg *mqbus_msg_ref(const mqbus_msg *m)
+{
+	/* the count is the library's: a const message may gain a holder */
+	mqbus_msg *held = (mqbus_msg *)m;
+
+	if (held)
+		held->refs++;
+	return held;
+}
 
 MQBUS_EXPORT mqbus_msg *mqbus_msg_free(mqbus_msg *m)
 {

@@ -514,6 +514,13 @@ int mqbus_reconnecting(const mqbus *b);
 
 /* A received message. */
 mqbus_msg *mqbus_msg_free(mqbus_msg *m);
+/*
+ * Another holder of m (LIBMQBUS_1.6): a handler that keeps the message it
+ * was given takes a reference, and each holder calls mqbus_msg_free()
+ * once; the last one frees it.  Returns m.  Not thread-safe: the holders
+ * are of one thread, as the handle is.
+ */
+mqbus_msg *mqbus_msg_ref(const mqbus_msg *m);
 const char *mqbus_msg_topic(const mqbus_msg *m);
 const void *mqbus_msg_payload(const mqbus_msg *m, size_t *ret_len);
 unsigned mqbus_msg_priority(const mqbus_msg *m);

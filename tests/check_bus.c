@@ -1097,6 +1097,58 @@ START_TEST(test_query_budget)
 }
 END_TEST
 
+/* mqbus_msg_ref(): what a handler keeps is its own; mqbus_msg_free() by each
+ * holder, and the message outlives the handle. */
+static mqbus_msg *ref_kept;
+
+static void ref_handler(mqbus *b, const mqbus_msg *m, void *userdata)
+{
+	int *n = userdata;
+
+	if ((*n)++ == 0)
+		ref_kept = mqbus_msg_ref(m);
+}
+
+START_TEST(test_msg_ref)
+{
+	enum { N = 40 };
+	struct testbus tb = { 0 };
+	uint64_t deadline;
+	mqbus *sub, *pub;
+	uint32_t i;
+	int n = 0;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	mqbus_set_handler(sub, ref_handler, &n);
+	testbus_subscribe(sub, "ref/x");
+	for (i = 0; i < N; i++) {
+		testbus_publish_index(pub, "ref/x", i, MQBUS_PRIORITY_DEFAULT);
+		/* each handled before the next: the pool hands the freed
+		 * ones out again at once */
+		deadline = testbus_now_ms() + 5000;
+		while (n <= (int)i && testbus_now_ms() < deadline) {
+			struct pollfd pfd = { .fd = mqbus_get_fd(sub),
+					      .events = POLLIN };
+
+			poll(&pfd, 1, 100);
+			ck_assert_int_ge(mqbus_process(sub), 0);
+		}
+	}
+	ck_assert_int_eq(n, N);
+	ck_assert_ptr_nonnull(ref_kept);
+	ck_assert_uint_eq(testbus_msg_index(ref_kept), 0);
+	mqbus_free(sub);
+	/* the handle is gone, the message it gave away is not */
+	ck_assert_str_eq(mqbus_msg_topic(ref_kept), "ref/x");
+	ck_assert_uint_eq(testbus_msg_index(ref_kept), 0);
+	ck_assert_ptr_null(mqbus_msg_free(ref_kept));
+	mqbus_free(pub);
+	testbus_finish(&tb);
+}
+END_TEST
+
 START_TEST(test_pending)
 {
 	struct testbus tb = { 0 };
@@ -4199,6 +4251,7 @@ int main(void)
 	add_case(s, "batch_priority", test_batch_priority);
 	add_case(s, "drop_notice", test_drop_notice);
 	add_case(s, "query_budget", test_query_budget);
+	add_case(s, "msg_ref", test_msg_ref);
 	add_case(s, "group_full", test_group_full);
 	add_case(s, "group_unsubscribe", test_group_unsubscribe);
 	add_case(s, "group_request", test_group_request);
