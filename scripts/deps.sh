@@ -28,9 +28,10 @@ PACKAGES=(
 	libmosquitto-dev # the MQTT bridge of mqbusd (configure --with-mqtt)
 	mosquitto mosquitto-clients # tests/bridge.sh: a real broker,
 	             # mosquitto_sub/mosquitto_pub
+	openssl      # tests/bridge.sh: a CA and a certificate for the TLS case
 	clang libclang-rt-14-dev # the libFuzzer targets (tests/fuzz); the
 	             # fuzzer runtime is only a Recommends of clang-14
-	dbus-broker mosquitto libmosquitto-dev # the peers of mqbus-bench
+	dbus-broker  # with mosquitto above: the peers of mqbus-bench
 	             # --peers (tests/bench-peers.sh)
 )
 
