@@ -24,7 +24,7 @@ PACKAGES=(
 	iproute2     # ip: veth pairs of tests/bridge-hosts.sh
 	passwd       # useradd, for tests/multiuser.sh
 	procps       # /bin/kill, used by the unit's ExecReload
-	coreutils gzip tar git # git: tests/debian.sh builds from a clean copy
+	coreutils gzip tar git # git: tests/debian.sh copies the files git knows
 	libmosquitto-dev # the MQTT bridge of mqbusd (configure --with-mqtt)
 	mosquitto mosquitto-clients # tests/bridge.sh: a real broker,
 	             # mosquitto_sub/mosquitto_pub
