@@ -108,14 +108,16 @@ class Message:
 
     topic (str), payload (bytes), priority, key (str or None), sender_uid,
     sender_pid, client_id, seq, timestamp_ns, dropped, retained (bool),
-    is_request (bool), request_id.  A request (is_request) is answered
-    with msg.reply(payload), once.
+    is_request (bool), request_id, drop_notice (bool).  A request
+    (is_request) is answered with msg.reply(payload), once.  A drop notice
+    is no message: `dropped` messages were lost on the way here and none
+    followed to say so; its topic is the last one's, its payload empty.
     """
 
     __slots__ = ("topic", "payload", "priority", "key", "sender_uid",
                  "sender_pid", "client_id", "seq", "timestamp_ns",
                  "dropped", "retained", "is_request", "request_id",
-                 "_bus", "_req")
+                 "drop_notice", "_bus", "_req")
 
     def __init__(self, bus, cmsg, keep):
         lib = _ffi.lib()
@@ -135,6 +137,7 @@ class Message:
         self.retained = lib.mqbus_msg_retained(cmsg) == 1
         self.is_request = lib.mqbus_msg_is_request(cmsg) == 1
         self.request_id = lib.mqbus_msg_request_id(cmsg)
+        self.drop_notice = lib.mqbus_msg_is_drop_notice(cmsg) == 1
         self._bus = bus
         # a request keeps the library's message until it is answered
         self._req = cmsg if keep and self.is_request else None

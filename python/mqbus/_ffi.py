@@ -131,6 +131,7 @@ FUNCTIONS = {
     "mqbus_msg_is_monitored": (c_int, [msg_p]),
     "mqbus_msg_is_reply": (c_int, [msg_p]),
     "mqbus_msg_request_id": (c_uint32, [msg_p]),
+    "mqbus_msg_is_drop_notice": (c_int, [msg_p]),
 }
 
 # Calls of later library versions: declared when the library has them.

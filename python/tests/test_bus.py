@@ -67,6 +67,32 @@ def test_iteration_and_unsubscribe(bus, other, prefix):
     assert e.value.errno == errno.ENOENT
 
 
+def test_drop_notice(other, prefix, monkeypatch):
+    # one message per queue slot, 2 slots: of 300, the queue and the
+    # daemon's backlog (pending_max) keep some, the rest is told by a
+    # drop notice since no message follows
+    monkeypatch.setenv("MQBUS_BATCH", "0")
+    monkeypatch.setenv("MQBUS_QUEUE_MAXMSG", "2")
+    with mqbus.Bus() as slow:
+        sub = slow.subscribe(prefix + "/x")
+        slow.sync()
+        for i in range(300):
+            other.publish(prefix + "/x", str(i))
+        other.sync()
+        got, notices = [], []
+        while True:
+            msg = sub.get(timeout=1.0)
+            if msg is None:
+                break
+            (notices if msg.drop_notice else got).append(msg)
+        assert [m.payload for m in got] == [str(i).encode()
+                                            for i in range(len(got))]
+        assert len(notices) == 1 and notices[0].payload == b""
+        assert notices[0].topic == prefix + "/x"
+        assert len(got) + notices[0].dropped == 300
+        assert not any(m.drop_notice for m in got)
+
+
 def test_two_patterns_each_get_the_message(bus, other, prefix):
     wide = bus.subscribe(prefix + "/#")
     narrow = bus.subscribe(prefix + "/t")
