@@ -139,7 +139,7 @@ static void wait_stat_ge(mqbus *mon, const char *key, long long value)
  */
 START_TEST(test_roundtrip_1m)
 {
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *pub, *sub, *sub2, *mon;
 
 	testbus_start(&tb, NULL);
@@ -174,7 +174,7 @@ END_TEST
 /* 16 MiB with max_message raised, through the largest queues. */
 START_TEST(test_roundtrip_16m)
 {
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *pub, *sub, *mon;
 
 	testbus_start(&tb, "[bus]\nmax_message = 16777216\n"
@@ -203,7 +203,7 @@ START_TEST(test_boundaries)
 {
 	const char *topic = "b/x";
 	size_t one, chunk, sizes[6];
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *pub, *sub, *mon;
 	unsigned char *p;
 	int r;
@@ -254,7 +254,7 @@ END_TEST
  */
 START_TEST(test_priority_between_whole)
 {
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *a, *b, *c, *sub, *mon;
 
 	testbus_start(&tb, "[bus]\nmax_priority = 20\n");
@@ -327,7 +327,7 @@ static pid_t spawn_publisher(const char *bus, unsigned who, bool small)
 START_TEST(test_two_publishers)
 {
 	unsigned next[2] = { 0, 0 }, small = 0;
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *sub, *mon;
 	pid_t p1, p2;
 
@@ -479,7 +479,7 @@ static int raw_answer(struct raw *r, uint32_t token)
 START_TEST(test_killed_halfway)
 {
 	int ready[2];
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *sub, *mon;
 	pid_t child;
 	char c;
@@ -525,7 +525,7 @@ END_TEST
  */
 START_TEST(test_flood_refused)
 {
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	struct raw r;
 	mqbus *other, *sub, *mon;
 
@@ -574,7 +574,7 @@ END_TEST
  */
 START_TEST(test_uid_quota)
 {
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	struct raw r;
 	mqbus *mon;
 
@@ -609,7 +609,7 @@ START_TEST(test_client_bad_pieces)
 	size_t chunk = frag_chunk(2048), total;
 	const size_t order[3] = { 0, 2, 1 };
 	struct proto_header h;
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *sub, *pub;
 	mqd_t q;
 
@@ -665,7 +665,7 @@ END_TEST
  */
 START_TEST(test_receiver_limit)
 {
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *pub, *small, *big, *mon;
 	mqbus_msg *m;
 	int r;
@@ -730,7 +730,7 @@ static void slow_large(const char *overflow, bool keyed)
 {
 	enum { N = 5, LEN = 64 * 1024 };
 	char config[128];
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *pub, *sub, *mon;
 	mqbus_msg *m;
 
@@ -786,7 +786,7 @@ END_TEST
 START_TEST(test_slow_drop_new)
 {
 	enum { N = 4, LEN = 64 * 1024 };
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *pub, *sub, *mon;
 	mqbus_msg *m;
 
@@ -819,7 +819,7 @@ END_TEST
 
 START_TEST(test_request_reply)
 {
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *req, *srv;
 	pid_t child;
 
@@ -877,7 +877,7 @@ END_TEST
 /* A retained 1 MiB value, to a subscriber that comes later. */
 START_TEST(test_retained)
 {
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *pub, *sub, *mon;
 	unsigned char *p;
 	mqbus_msg *m;
@@ -909,7 +909,7 @@ END_TEST
 START_TEST(test_other_user)
 {
 	int ready[2], result[2];
-	struct testbus tb;
+	struct testbus tb = { 0 };
 	mqbus *pub;
 	pid_t child;
 	char c;

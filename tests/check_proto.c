@@ -1658,10 +1658,13 @@ START_TEST(check_proto_fragment_rules)
 	{
 		struct proto_header h;
 
+		static const unsigned char piece[100];
+
 		proto_header_init(&h, PROTO_FRAGMENT);
 		h.token = 7;
 		h.timestamp = 5000;
-		n = proto_encode(buf, sizeof(buf), &h, "a/b", "x", 100);
+		n = proto_encode(buf, sizeof(buf), &h, "a/b", piece,
+				 sizeof(piece));
 		ck_assert_int_eq(proto_decode(buf, (size_t)n, NULL),
 				 -PROTO_E_TOPIC);
 	}
