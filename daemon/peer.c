@@ -346,6 +346,10 @@ static int peer_read(struct wake_src *src, unsigned budget)
 		m->stat = NULL; /* a reused buffer: no topic until routed */
 		m->measured = false;
 		p->table->on_message(p, m);
+		/* a frame of many costs as many: one client's frames
+		 * cannot take the turns of the others */
+		i += p->read_extra;
+		p->read_extra = 0;
 	}
 	msgbuf_unref(m);
 	return p->closing ? -1 : 1;

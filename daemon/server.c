@@ -286,6 +286,8 @@ static void server_batch(struct peer *p, struct msgbuf *m,
 	int r;
 
 	p->server->stats.frames_received++;
+	/* its parts count against the read budget (peer_read()) */
+	p->read_extra = pm->h.status - 1;
 	while (!p->closing && (r = proto_batch_next(pm, &off, &part)) != 0) {
 		const unsigned char *bytes = (const unsigned char *)part.topic -
 					     PROTO_HEADER_SIZE;
