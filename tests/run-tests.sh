@@ -164,6 +164,13 @@ count_log() {
 	fi
 }
 
+# show_failures FILE: the failed cases of a log and what they said, so
+# that a failure seen only in CI can be told from the summary alone
+show_failures() {
+	grep -E -A3 ':[0-9]+:[FE]:|^not ok [0-9]+' "$1" |
+		head -n 24 | sed 's/^/    | /'
+}
+
 echo
 echo "== results"
 for run in plain sanitizers distcheck fuzz; do
@@ -181,6 +188,7 @@ for run in plain sanitizers distcheck fuzz; do
 			TOTAL_FAIL=$((TOTAL_FAIL + F))
 			TOTAL_SKIP=$((TOTAL_SKIP + S))
 			run_fail=$((run_fail + F))
+			[ "$F" -gt 0 ] && show_failures "$log"
 		done
 	fi
 	# a failed step of a run whose tests show no failure (the build,
