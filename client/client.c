@@ -220,9 +220,10 @@ struct mqbus {
 	struct msg_pool *pool; /* received messages (msg_from()) */
 	bool batch;	 /* frames both ways, unless MQBUS_BATCH=0 */
 	bool daemon_batch; /* the daemon reads frames (its WELCOME) */
-	bool publish_batch; /* hold publishes into a full tx: asked for
-			       with mqbus_set_publish_batch() or
-			       MQBUS_PUBLISH_BATCH=1 */
+	int publish_batch; /* MQBUS_PUBLISH_BATCH_*: hold publishes into
+			      a full tx, or fill frames; asked for with
+			      mqbus_set_publish_batch() or
+			      MQBUS_PUBLISH_BATCH=1|2 */
 	/* publishing into a full tx: messages held in one BATCH frame
 	 * until tx has room (held_send()) */
 	unsigned char *held;
@@ -393,7 +394,9 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 	}
 	if (pbatch && *pbatch) {
 		if (strcmp(pbatch, "1") == 0)
-			b->publish_batch = true;
+			b->publish_batch = MQBUS_PUBLISH_BATCH_FULL;
+		else if (strcmp(pbatch, "2") == 0)
+			b->publish_batch = MQBUS_PUBLISH_BATCH_FILL;
 		else if (strcmp(pbatch, "0") != 0)
 			bad_env_note(b, ENV_PUBLISH_BATCH);
 	}
@@ -843,7 +846,10 @@ static int send_nonblock(mqbus *b, const void *buf, size_t len,
 /*
  * While a frame is held, tx is in the epoll set of mqbus_get_fd(): a
  * program's own loop wakes when tx has room, and mqbus_process() sends
- * the frame.
+ * the frame.  It leaves the set only in mqbus_process() with nothing
+ * held, not each time a frame goes (two system calls per frame, for a
+ * publisher that holds one frame after another): a loop wakes once
+ * more after a burst.
  */
 static void held_watch(mqbus *b, bool on)
 {
@@ -910,7 +916,6 @@ static int held_send(mqbus *b, bool wait)
 	if (r == 0) {
 		b->held_n = 0;
 		b->held_len = 0;
-		held_watch(b, false);
 	}
 	return r;
 }
@@ -936,6 +941,16 @@ static int publish_out(mqbus *b, const void *buf, size_t len, unsigned prio)
 	if (!b->publish_batch || !b->daemon_batch || b->bye ||
 	    b->tx == (mqd_t)-1)
 		return send_tx(b, buf, len, prio);
+	if (b->publish_batch == MQBUS_PUBLISH_BATCH_FILL) {
+		/* into the frame while it takes it; a full one goes first,
+		 * waiting for room as a publish does */
+		if (held_add(b, buf, len, prio))
+			return 0;
+		r = held_send(b, true);
+		if (r == 0 && held_add(b, buf, len, prio))
+			return 0;
+		return r < 0 ? r : send_tx(b, buf, len, prio);
+	}
 	r = held_send(b, false);
 	if (r == 0)
 		r = send_nonblock(b, buf, len, prio);
@@ -2344,7 +2359,7 @@ MQBUS_EXPORT void mqbus_set_publish_batch(mqbus *b, int on)
 {
 	if (!b)
 		return;
-	b->publish_batch = on != 0;
+	b->publish_batch = on == MQBUS_PUBLISH_BATCH_FILL ? on : on != 0;
 	/* the program's word replaces a bad MQBUS_PUBLISH_BATCH */
 	b->bad_env &= ~ENV_BIT(ENV_PUBLISH_BATCH);
 }
@@ -3392,7 +3407,8 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 	b->error[0] = '\0';
 	if (!b->connected)
 		return set_error(b, -ENOTCONN, "not connected");
-	held_send(b, false);
+	if (held_send(b, false) == 0)
+		held_watch(b, false);
 	conn_dispatch(b);
 	for (;;) {
 		int r;

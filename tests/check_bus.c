@@ -938,6 +938,89 @@ START_TEST(test_batch_publish)
 }
 END_TEST
 
+/* Whether the handle's descriptor is readable now. */
+static bool fd_ready(mqbus *b)
+{
+	struct pollfd p = { .fd = mqbus_get_fd(b), .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1;
+}
+
+/* Receives indexes first..last, in order, within RECV_MS each. */
+static void recv_range(mqbus *sub, uint32_t first, uint32_t last)
+{
+	for (uint32_t i = first; i <= last; i++) {
+		mqbus_msg *m = testbus_recv(sub, RECV_MS);
+
+		ck_assert_msg(testbus_msg_index(m) == i, "#%u where #%u was due",
+			      testbus_msg_index(m), i);
+		mqbus_msg_free(m);
+	}
+}
+
+/*
+ * MQBUS_PUBLISH_BATCH_FILL: publishes wait in a frame while tx has room,
+ * until the frame is full, the priority changes or the library is called
+ * (mqbus_process(), mqbus_flush()); the descriptor is readable while one
+ * waits, and not once it went.
+ */
+START_TEST(test_batch_fill)
+{
+	struct testbus tb = { 0 };
+	long long frames;
+	mqbus *sub, *pub, *env_pub, *probe;
+	uint32_t i;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 4, 0);
+	pub = testbus_connect(&tb, 0, 0);
+	probe = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "bf/x");
+	frames = testbus_stat(probe, "frames_received");
+	mqbus_set_publish_batch(pub, MQBUS_PUBLISH_BATCH_FILL);
+
+	/* five wait, the descriptor says so, mqbus_process() sends them
+	 * as one frame */
+	for (i = 0; i < 5; i++)
+		testbus_publish_index(pub, "bf/x", i, 3);
+	ck_assert_msg(fd_ready(pub), "a held frame leaves the fd quiet");
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_int_ge(mqbus_process(pub), 0);
+	recv_range(sub, 0, 4);
+	ck_assert_int_eq(testbus_stat(probe, "frames_received"), frames + 1);
+	ck_assert_msg(!fd_ready(pub), "the fd stays readable once sent");
+
+	/* a full frame goes by itself, the rest at mqbus_flush() */
+	for (i = 10; i < 210; i++)
+		testbus_publish_index(pub, "bf/x", i, 3);
+	recv_range(sub, 10, 20);
+	ck_assert_int_eq(mqbus_flush(pub), 0);
+	recv_range(sub, 21, 209);
+
+	/* another priority sends the frame before it */
+	testbus_publish_index(pub, "bf/x", 300, 1);
+	testbus_publish_index(pub, "bf/x", 301, 5);
+	recv_range(sub, 300, 300);
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_int_eq(mqbus_flush(pub), 0);
+	recv_range(sub, 301, 301);
+
+	/* MQBUS_PUBLISH_BATCH=2 asks for the same */
+	setenv("MQBUS_PUBLISH_BATCH", "2", 1);
+	env_pub = testbus_connect(&tb, 0, 0);
+	unsetenv("MQBUS_PUBLISH_BATCH");
+	testbus_publish_index(env_pub, "bf/x", 400, 3);
+	testbus_expect_nothing(sub, QUIET_MS);
+	mqbus_free(env_pub); /* sends what it held */
+	recv_range(sub, 400, 400);
+	ck_assert_int_eq(testbus_stat(probe, "dropped"), 0);
+	mqbus_free(probe);
+	mqbus_free(pub);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
 /* Priority between frames: a frame holds one priority, and the kernel
  * puts the later, higher one first. */
 START_TEST(test_batch_priority)
@@ -4263,6 +4346,7 @@ int main(void)
 	add_case(s, "batch_drops", test_batch_drops);
 	add_case(s, "batch_publish", test_batch_publish);
 	add_case(s, "batch_priority", test_batch_priority);
+	add_case(s, "batch_fill", test_batch_fill);
 	add_case(s, "drop_notice", test_drop_notice);
 	add_case(s, "query_budget", test_query_budget);
 	add_case(s, "msg_ref", test_msg_ref);
