@@ -1651,6 +1651,102 @@ START_TEST(test_flood_fairness)
 END_TEST
 
 /*
+ * The same fairness for a flooder that publishes in frames: a frame of
+ * FRAME_PARTS publishes costs the read budget what FRAME_PARTS messages
+ * do, not one.  Ten frames fit a tx queue of the default ten slots, so no
+ * deep queue is needed: read as one message each they would all go
+ * before the quiet client's turn (800 flooder messages first); counted by
+ * their parts, one frame's turn is over after the first.  The bound: one
+ * turn under way plus one more, each the budget plus the frame that
+ * crosses it.  The thread back-end's caveat is that of flood_fairness.
+ */
+#define FRAME_PARTS 80
+#define FRAME_COUNT 10
+
+START_TEST(test_frame_fairness)
+{
+	enum { FLOOD = FRAME_PARTS * FRAME_COUNT, TOTAL = FLOOD + QUIET_COUNT };
+	const int bound = 2 * (FAIR_READ_BUDGET + FRAME_PARTS);
+	const char *wake = getenv("MQBUS_TEST_WAKE");
+	struct testbus tb = { 0 };
+	uint32_t next_f = 0, next_q = 0, i;
+	int st, n_f = 0, longest = 0;
+	char who[TOTAL], runs[512];
+	mqbus *sub, *flood, *quiet;
+
+	testbus_start(&tb, "[bus]\npending_max = 2048\n");
+	sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "fairf/#");
+	flood = testbus_connect(&tb, 10, 8192);
+	mqbus_set_publish_batch(flood, MQBUS_PUBLISH_BATCH_FILL);
+	quiet = testbus_connect(&tb, QUIET_COUNT, 0);
+	ck_assert_int_eq(testbus_stat(quiet, "clients"), 3);
+	ck_assert_int_eq(testbus_stat(flood, "clients"), 3);
+	ck_assert_msg(daemon_idle(tb.pid, 2000),
+		      "the daemon did not go idle within 2 s");
+
+	ck_assert_int_eq(kill(tb.pid, SIGSTOP), 0);
+	ck_assert_int_eq(waitpid(tb.pid, &st, WUNTRACED), tb.pid);
+	ck_assert_msg(WIFSTOPPED(st), "the daemon did not stop: status %d",
+		      st);
+	for (i = 0; i < FLOOD; i++) {
+		testbus_publish_index(flood, "fairf/flood", i,
+				      MQBUS_PRIORITY_DEFAULT);
+		if ((i + 1) % FRAME_PARTS == 0)
+			ck_assert_int_eq(mqbus_flush(flood), 0);
+	}
+	for (i = 0; i < QUIET_COUNT; i++)
+		testbus_publish_index(quiet, "fairf/quiet", i,
+				      MQBUS_PRIORITY_DEFAULT);
+	ck_assert_int_eq(kill(tb.pid, SIGCONT), 0);
+
+	for (i = 0; i < TOTAL; i++) {
+		mqbus_msg *m = testbus_recv(sub, RECV_MS);
+		bool f = strcmp(mqbus_msg_topic(m), "fairf/flood") == 0;
+		uint32_t idx = testbus_msg_index(m);
+
+		ck_assert_msg(idx == (f ? next_f : next_q),
+			      "%s #%u after %u of its messages",
+			      mqbus_msg_topic(m), idx, f ? next_f : next_q);
+		mqbus_msg_free(m);
+		who[i] = f ? 'F' : 'Q';
+		if (f) {
+			next_f++;
+			n_f++;
+			continue;
+		}
+		if (n_f > longest)
+			longest = n_f;
+		n_f = 0;
+		next_q++;
+	}
+	fair_runs(who, TOTAL, runs, sizeof(runs));
+	printf("# frame_fairness (%s): order at the subscriber: %s\n",
+	       wake ? wake : "notify", runs);
+	fflush(stdout);
+	ck_assert_msg(testbus_stat(sub, "frames_received") >= FRAME_COUNT,
+		      "the flooder wrote no frames");
+	if (wake && strcmp(wake, "thread") == 0 && longest == FLOOD) {
+		printf("# frame_fairness: the thread back-end's wake-up of "
+		       "the quiet client came after the whole flood; the read "
+		       "budget is not visible in this run\n");
+		fflush(stdout);
+		longest = 0;
+	}
+	ck_assert_msg(longest <= bound,
+		      "a quiet client's message waited behind %d of the "
+		      "flooder's framed messages (at most %d expected): the "
+		      "daemon counted a frame as one message; order at the "
+		      "subscriber (F flooder, Q quiet): %s",
+		      longest, bound, runs);
+	mqbus_free(quiet);
+	mqbus_free(flood);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
  * SIGTERM: exit status 0, STOPPING=1, BYE to every client (a blocked
  * receive of a client that does not reconnect returns -ENOTCONN), and the
  * daemon unlinks /BUS.
@@ -4347,6 +4443,7 @@ int main(void)
 	add_case(s, "batch_publish", test_batch_publish);
 	add_case(s, "batch_priority", test_batch_priority);
 	add_case(s, "batch_fill", test_batch_fill);
+	add_case(s, "frame_fairness", test_frame_fairness);
 	add_case(s, "drop_notice", test_drop_notice);
 	add_case(s, "query_budget", test_query_budget);
 	add_case(s, "msg_ref", test_msg_ref);
