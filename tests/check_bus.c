@@ -1444,6 +1444,43 @@ static void fair_runs(const char *who, int n, char *buf, size_t size)
 	}
 }
 
+/*
+ * Receives total messages, the flooder's (on flood_topic) and the quiet
+ * client's, each in its own order and none dropped; who[] says whose each
+ * was (F, Q).  Returns the longest run of the flooder's before a quiet
+ * one.
+ */
+static int fair_receive(mqbus *sub, const char *flood_topic, int total,
+			char *who)
+{
+	uint32_t next_f = 0, next_q = 0;
+	int i, n_f = 0, longest = 0;
+
+	for (i = 0; i < total; i++) {
+		mqbus_msg *m = testbus_recv(sub, RECV_MS);
+		bool flood = strcmp(mqbus_msg_topic(m), flood_topic) == 0;
+		uint32_t idx = testbus_msg_index(m);
+
+		ck_assert_msg(idx == (flood ? next_f : next_q),
+			      "%s #%u after %u of its messages",
+			      mqbus_msg_topic(m), idx,
+			      flood ? next_f : next_q);
+		ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
+		mqbus_msg_free(m);
+		who[i] = flood ? 'F' : 'Q';
+		if (flood) {
+			next_f++;
+			n_f++;
+			continue;
+		}
+		if (n_f > longest)
+			longest = n_f;
+		n_f = 0;
+		next_q++;
+	}
+	return longest;
+}
+
 /* Whether pid's main thread is asleep, twice a few ms apart, within
  * timeout_ms (a daemon waiting in its loop with nothing to do). */
 static bool daemon_idle(pid_t pid, int timeout_ms)
@@ -1482,8 +1519,8 @@ START_TEST(test_flood_fairness)
 	uid_t flood_uid = getuid();
 	gid_t flood_gid = getgid();
 	struct testbus tb = { 0 };
-	uint32_t next_f = 0, next_q = 0, i;
-	int ready[2], go[2], r, st, n_f = 0;
+	uint32_t i;
+	int ready[2], go[2], r, st;
 	int longest = 0;
 	char who[TOTAL], runs[512];
 	long depth = FLOOD_DEPTH;
@@ -1598,28 +1635,8 @@ START_TEST(test_flood_fairness)
 				      MQBUS_PRIORITY_DEFAULT);
 	ck_assert_int_eq(kill(tb.pid, SIGCONT), 0);
 
-	for (i = 0; i < (uint32_t)depth + QUIET_COUNT; i++) {
-		mqbus_msg *m = testbus_recv(sub, RECV_MS);
-		bool flood = strcmp(mqbus_msg_topic(m), "fair/flood") == 0;
-		uint32_t idx = testbus_msg_index(m);
-
-		ck_assert_msg(idx == (flood ? next_f : next_q),
-			      "%s #%u after %u of its messages",
-			      mqbus_msg_topic(m), idx,
-			      flood ? next_f : next_q);
-		ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
-		mqbus_msg_free(m);
-		who[i] = flood ? 'F' : 'Q';
-		if (flood) {
-			next_f++;
-			n_f++;
-			continue;
-		}
-		if (n_f > longest)
-			longest = n_f;
-		n_f = 0;
-		next_q++;
-	}
+	longest = fair_receive(sub, "fair/flood", (int)depth + QUIET_COUNT,
+			       who);
 	testbus_expect_nothing(sub, QUIET_MS);
 	fair_runs(who, (int)depth + QUIET_COUNT, runs, sizeof(runs));
 	printf("# flood_fairness (%s): order at the subscriber: %s\n",
@@ -1669,8 +1686,8 @@ START_TEST(test_frame_fairness)
 	const int bound = 2 * (FAIR_READ_BUDGET + FRAME_PARTS);
 	const char *wake = getenv("MQBUS_TEST_WAKE");
 	struct testbus tb = { 0 };
-	uint32_t next_f = 0, next_q = 0, i;
-	int st, n_f = 0, longest = 0;
+	uint32_t i;
+	int st, longest = 0;
 	char who[TOTAL], runs[512];
 	mqbus *sub, *flood, *quiet;
 
@@ -1700,26 +1717,7 @@ START_TEST(test_frame_fairness)
 				      MQBUS_PRIORITY_DEFAULT);
 	ck_assert_int_eq(kill(tb.pid, SIGCONT), 0);
 
-	for (i = 0; i < TOTAL; i++) {
-		mqbus_msg *m = testbus_recv(sub, RECV_MS);
-		bool f = strcmp(mqbus_msg_topic(m), "fairf/flood") == 0;
-		uint32_t idx = testbus_msg_index(m);
-
-		ck_assert_msg(idx == (f ? next_f : next_q),
-			      "%s #%u after %u of its messages",
-			      mqbus_msg_topic(m), idx, f ? next_f : next_q);
-		mqbus_msg_free(m);
-		who[i] = f ? 'F' : 'Q';
-		if (f) {
-			next_f++;
-			n_f++;
-			continue;
-		}
-		if (n_f > longest)
-			longest = n_f;
-		n_f = 0;
-		next_q++;
-	}
+	longest = fair_receive(sub, "fairf/flood", TOTAL, who);
 	fair_runs(who, TOTAL, runs, sizeof(runs));
 	printf("# frame_fairness (%s): order at the subscriber: %s\n",
 	       wake ? wake : "notify", runs);
