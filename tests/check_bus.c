@@ -1510,6 +1510,20 @@ static bool daemon_idle(pid_t pid, int timeout_ms)
 	return false;
 }
 
+/* Waits until the daemon sleeps in its loop with everything armed, then
+ * stops it (SIGSTOP): what the clients write now waits in their tx. */
+static void fair_stop_daemon(const struct testbus *tb)
+{
+	int st;
+
+	ck_assert_msg(daemon_idle(tb->pid, 2000),
+		      "the daemon did not go idle within 2 s");
+	ck_assert_int_eq(kill(tb->pid, SIGSTOP), 0);
+	ck_assert_int_eq(waitpid(tb->pid, &st, WUNTRACED), tb->pid);
+	ck_assert_msg(WIFSTOPPED(st), "the daemon did not stop: status %d",
+		      st);
+}
+
 START_TEST(test_flood_fairness)
 {
 	enum { TOTAL = FLOOD_DEPTH + QUIET_COUNT };
@@ -1520,7 +1534,7 @@ START_TEST(test_flood_fairness)
 	gid_t flood_gid = getgid();
 	struct testbus tb = { 0 };
 	uint32_t i;
-	int ready[2], go[2], r, st;
+	int ready[2], go[2], r;
 	int longest = 0;
 	char who[TOTAL], runs[512];
 	long depth = FLOOD_DEPTH;
@@ -1618,14 +1632,9 @@ START_TEST(test_flood_fairness)
 	 * it first whatever came later).  Then wait until the daemon sleeps
 	 * in its loop with everything armed. */
 	ck_assert_int_eq(testbus_stat(quiet, "clients"), 3);
-	ck_assert_msg(daemon_idle(tb.pid, 2000),
-		      "the daemon did not go idle within 2 s");
 
 	/* The daemon stops; both tx queues fill; it goes on. */
-	ck_assert_int_eq(kill(tb.pid, SIGSTOP), 0);
-	ck_assert_int_eq(waitpid(tb.pid, &st, WUNTRACED), tb.pid);
-	ck_assert_msg(WIFSTOPPED(st), "the daemon did not stop: status %d",
-		      st);
+	fair_stop_daemon(&tb);
 	ck_assert_int_eq(testbus_write_all(go[1], "g", 1), 0);
 	ck_assert_int_eq(testbus_read_all(ready[0], &r, sizeof(r), 10000), 0);
 	ck_assert_msg(r == 0, "the flooder's publish failed: %s",
@@ -1687,7 +1696,7 @@ START_TEST(test_frame_fairness)
 	const char *wake = getenv("MQBUS_TEST_WAKE");
 	struct testbus tb = { 0 };
 	uint32_t i;
-	int st, longest = 0;
+	int longest = 0;
 	char who[TOTAL], runs[512];
 	mqbus *sub, *flood, *quiet;
 
@@ -1699,13 +1708,7 @@ START_TEST(test_frame_fairness)
 	quiet = testbus_connect(&tb, QUIET_COUNT, 0);
 	ck_assert_int_eq(testbus_stat(quiet, "clients"), 3);
 	ck_assert_int_eq(testbus_stat(flood, "clients"), 3);
-	ck_assert_msg(daemon_idle(tb.pid, 2000),
-		      "the daemon did not go idle within 2 s");
-
-	ck_assert_int_eq(kill(tb.pid, SIGSTOP), 0);
-	ck_assert_int_eq(waitpid(tb.pid, &st, WUNTRACED), tb.pid);
-	ck_assert_msg(WIFSTOPPED(st), "the daemon did not stop: status %d",
-		      st);
+	fair_stop_daemon(&tb);
 	for (i = 0; i < FLOOD; i++) {
 		testbus_publish_index(flood, "fairf/flood", i,
 				      MQBUS_PRIORITY_DEFAULT);
