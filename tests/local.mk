@@ -157,3 +157,7 @@ EXTRA_DIST += tests/client.sh
 # every message
 TESTS += tests/bench-peers.sh
 EXTRA_DIST += tests/bench-peers.sh
+# large-bench's rows (direct pair, mqbusd, dbus-broker): they run briefly,
+# and check every message
+TESTS += tests/large-bench.sh
+EXTRA_DIST += tests/large-bench.sh
