@@ -3,11 +3,13 @@
  * reassemble.h - libmqbus's side of large messages (private header).
  *
  * Sending: a message that does not fit a queue message is encoded whole
- * into one buffer and sent as FRAGMENT frames (proto/frag.h) written in
- * place, so the payload is copied once.  Receiving: the daemon sends one
- * large message at a time into our rx; its pieces are put together here,
- * bounded by the handle's limit, and the whole message is then handled
- * like one read in one piece.  PROTOCOL.md, "Large messages".
+ * into one buffer, with room in front, and sent as FRAGMENT frames
+ * (proto/frag.h) written in place, so the payload is copied once.
+ * Receiving: the daemon sends one large message at a time into our rx;
+ * its pieces are put together here, each after the first read straight
+ * into its place (reasm_slot()), bounded by the handle's limit, and the
+ * whole message is then handled like one read in one piece.
+ * PROTOCOL.md, "Large messages".
  */
 #ifndef MQBUS_REASSEMBLE_H
 #define MQBUS_REASSEMBLE_H

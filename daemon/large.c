@@ -11,6 +11,13 @@
  * pending_budget_per_uid, like a slow subscriber's backlog.  A client
  * that dies halfway leaves nothing: its unfinished messages are freed
  * with it and counted as incomplete.
+ *
+ * Each byte is copied as little as the queues allow: a piece after the
+ * first is read straight into its place in the message being put
+ * together (large_slot(), from peer_read()), and the pieces sent on are
+ * sent from the whole message, each header written over the bytes in
+ * front of its piece and put back.  tests/bench/README.md, "Large
+ * messages", counts the copies and what they cost.
  */
 #include <errno.h>
 #include <malloc.h>

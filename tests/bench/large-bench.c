@@ -15,14 +15,18 @@
  * For each size: throughput (messages/s and MB/s of payload, N messages
  * from one publisher to one subscriber, about --mbytes MiB in all) through
  * each path (--only: any of direct,mqbus,dbus; all by default), the
- * broker's CPU time per MB carried (mqbusd's, dbus-broker's), and the
- * round trip of the direct pair and of mqbus (a request and a reply of
- * that size, p50 and p99; --no-rtt leaves them out).  The machine's speed
+ * broker's CPU time per MB carried (mqbusd's, dbus-broker's) and that of
+ * every process of the path (publisher, broker, subscriber: what the
+ * path costs the machine), and the round trip of the direct pair and of
+ * mqbus (a request and a reply of that size, p50 and p99; --no-rtt leaves
+ * them out).  The machine's speed
  * drifts between repetitions, so the paths are run in turns: repetition k
  * of every path before repetition k + 1 of any, every other repetition in
  * reverse order; the MB/s shown are medians over the repetitions, and the
- * ratios (xdirect, xdbus of the mqbus row) medians of the ratios of each
- * repetition, with their range.  Queues are 4 (--maxmsg) x 8192 bytes for
+ * ratios of the mqbus row (xdirect, xdbus: of MB/s; wdirect, wdbus: of
+ * the CPU of every process per MB, the other's over mqbus's) medians of
+ * the ratios of each repetition, with their range.  Queues are 4
+ * (--maxmsg) x 8192 bytes for
  * both the direct pair and every mqbus client.
  *
  * It starts its own mqbusd on a bus of its own (overflow = block, so that
@@ -38,7 +42,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <mqueue.h>
 #include <sched.h>
 #include <signal.h>
@@ -945,7 +948,7 @@ static void print_row(const char *size, enum path path,
 		      struct tput t[PATH_COUNT][REPEAT_MAX], unsigned reps,
 		      const struct rtt *rt, const bool have[PATH_COUNT])
 {
-	char f[4][16] = { "-", "-", "-", "-" }, x[4][40];
+	char f[4][16] = { "-", "-", "-", "-" }, x[4][40], mb[16], all[16];
 	struct tput *me = t[path];
 
 	snprintf(f[0], sizeof(f[0]), "%.0f",
@@ -973,11 +976,12 @@ static void print_row(const char *size, enum path path,
 			   offsetof(struct tput, all_ms_per_mb), reps,
 			   have[PATH_DBUS]);
 	}
-	printf("%-5s %-6s %8s %7.1f %6s %6.2f %7s %7s  %-17s %-17s %-17s %s\n",
-	       size, path_names[path], f[0],
-	       median_of(me, reps, offsetof(struct tput, mb_s)), f[1],
-	       median_of(me, reps, offsetof(struct tput, all_ms_per_mb)),
-	       f[2], f[3], x[0], x[1], x[2], x[3]);
+	snprintf(mb, sizeof(mb), "%.1f",
+		 median_of(me, reps, offsetof(struct tput, mb_s)));
+	snprintf(all, sizeof(all), "%.2f",
+		 median_of(me, reps, offsetof(struct tput, all_ms_per_mb)));
+	printf(ROW_FORMAT, size, path_names[path], f[0], mb, f[1], all, f[2],
+	       f[3], x[0], x[1], x[2], x[3]);
 }
 
 int main(int argc, char **argv)
