@@ -1281,9 +1281,8 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		    struct proto_msg *reply, bool *ret_replied)
 {
 	struct proto_msg pm;
-	/* the next piece of a large message: read into its place */
-	unsigned char *into = reasm_slot(&b->reasm, b->msgsize);
 	const unsigned char *whole;
+	unsigned char *into;
 	size_t len;
 	ssize_t n;
 	int r;
@@ -1291,6 +1290,8 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 	/* between losing queues and making new ones */
 	if (b->rx == (mqd_t)-1)
 		return 0;
+	/* the next piece of a large message: read into its place */
+	into = reasm_slot(&b->reasm, b->msgsize);
 	if (!into)
 		into = b->buf;
 	if (wait_ms > 0) {

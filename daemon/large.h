@@ -21,7 +21,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "proto/proto.h"
+#include "proto/frag.h"
 
 struct msgbuf;
 struct peer;
@@ -47,8 +47,7 @@ struct large_peer {
 	struct large_part in[LARGE_PARTS_MAX];
 	struct large_part *next; /* the one whose piece came last, unfinished:
 				    its next piece is read in place */
-	unsigned char save[PROTO_HEADER_SIZE + 1]; /* under that piece's
-						       header (FRAG_OVERHEAD) */
+	unsigned char save[FRAG_OVERHEAD]; /* under that piece's header */
 	size_t limit;		 /* largest payload it takes; 0: max_message */
 	const struct msgbuf *out; /* going out in pieces now, or NULL */
 	size_t out_off;		 /* bytes of it sent */
@@ -91,7 +90,6 @@ typedef void (*large_dispatch_fn)(struct peer *p, struct msgbuf *m);
 void large_fragment(struct peer *p, const struct proto_msg *pm,
 		    large_dispatch_fn dispatch);
 
-/* Drops what p was sending in pieces (it is going): counted incomplete. */
 /*
  * Reading the next piece without a copy.  While a client sends a large
  * message, the next frame read from its tx may go straight to where its
@@ -108,6 +106,7 @@ unsigned char *large_slot(struct peer *p);
 bool large_landed(struct peer *p, unsigned char *at, ssize_t n,
 		  struct msgbuf *m, large_dispatch_fn dispatch);
 
+/* Drops what p was sending in pieces (it is going): counted incomplete. */
 void large_drop_peer(struct peer *p);
 
 /* route.c: a message was routed to accepted subscribers. */
