@@ -1045,7 +1045,8 @@ static int send_large(mqbus *b, const struct proto_header *h,
 	if (b->sbuf_cap < total) {
 		free(b->sbuf);
 		b->sbuf_cap = 0;
-		b->sbuf = malloc(total);
+		/* room in front for the first piece's header */
+		b->sbuf = malloc(FRAG_OVERHEAD + total);
 		if (!b->sbuf)
 			return set_error(b, -ENOMEM,
 					 "out of memory for a message of %zu "
@@ -1053,7 +1054,7 @@ static int send_large(mqbus *b, const struct proto_header *h,
 					 len);
 		b->sbuf_cap = total;
 	}
-	msg = b->sbuf;
+	msg = b->sbuf + FRAG_OVERHEAD;
 	r = proto_encode_key(msg, total, &copy, topic, key, payload, len);
 	if (r >= 0)
 		r = reasm_send(msg, total, new_token(b), b->msgsize, prio,
@@ -1295,20 +1296,36 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		    struct proto_msg *reply, bool *ret_replied)
 {
 	struct proto_msg pm;
+	const unsigned char *whole;
+	unsigned char *into;
+	size_t len;
 	ssize_t n;
 	int r;
 
 	/* between losing queues and making new ones */
 	if (b->rx == (mqd_t)-1)
 		return 0;
+	/* the next piece of a large message: read into its place */
+	into = reasm_slot(&b->reasm, b->msgsize);
+	if (!into)
+		into = b->buf;
 	if (wait_ms > 0) {
 		struct timespec until = realtime_in(wait_ms);
 
-		n = mq_timedreceive(b->rx_wait, (char *)b->buf,
+		n = mq_timedreceive(b->rx_wait, (char *)into,
 				    (size_t)b->msgsize, NULL, &until);
 	} else {
-		n = mq_receive(b->rx, (char *)b->buf, (size_t)b->msgsize,
-			       NULL);
+		n = mq_receive(b->rx, (char *)into, (size_t)b->msgsize, NULL);
+	}
+	if (into != b->buf) {
+		int e = errno;
+
+		r = reasm_landed(&b->reasm, into, n, b->buf, &whole, &len);
+		errno = e;
+		if (r == 0)
+			return 1;
+		if (r > 0)
+			goto whole;
 	}
 	if (n < 0) {
 		if (errno == EAGAIN || errno == ETIMEDOUT)
@@ -1323,14 +1340,15 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		return 1; /* not from our daemon: skip it */
 	if (pm.h.type == PROTO_FRAGMENT) {
 		/* a piece of a large message; the whole goes on below */
-		const unsigned char *whole;
-		size_t len;
-
 		r = reasm_add(&b->reasm, &pm, recv_limit(b),
-			      offsetof(struct mqbus_msg, data), &whole, &len);
+			      offsetof(struct mqbus_msg, data), b->msgsize,
+			      &whole, &len);
 		if (r == -ENOMEM)
 			return set_error(b, -ENOMEM, "out of memory");
-		if (r <= 0 || proto_decode(whole, len, &pm) < 0 ||
+		if (r <= 0)
+			return 1;
+whole:
+		if (proto_decode(whole, len, &pm) < 0 ||
 		    !frag_type_ok(pm.h.type))
 			return 1;
 	}
