@@ -1296,9 +1296,9 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		    struct proto_msg *reply, bool *ret_replied)
 {
 	struct proto_msg pm;
-	const unsigned char *whole;
+	const unsigned char *whole = NULL;
 	unsigned char *into;
-	size_t len;
+	size_t len = 0;
 	ssize_t n;
 	int r;
 
@@ -1324,34 +1324,36 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		errno = e;
 		if (r == 0)
 			return 1;
-		if (r > 0)
-			goto whole;
+		/* r > 0: the last piece landed, whole is the message;
+		 * r < 0: not a piece, moved to b->buf */
 	}
-	if (n < 0) {
-		if (errno == EAGAIN || errno == ETIMEDOUT)
-			return 0;
-		if (errno == EINTR)
-			return 1;
-		return set_error(b, -errno, "cannot read %s: %s", b->rx_name,
-				 strerror(errno));
+	if (!whole) {
+		if (n < 0) {
+			if (errno == EAGAIN || errno == ETIMEDOUT)
+				return 0;
+			if (errno == EINTR)
+				return 1;
+			return set_error(b, -errno, "cannot read %s: %s",
+					 b->rx_name, strerror(errno));
+		}
+		r = proto_decode(b->buf, (size_t)n, &pm);
+		if (r < 0)
+			return 1; /* not from our daemon: skip it */
+		if (pm.h.type == PROTO_FRAGMENT) {
+			/* a piece of a large message */
+			r = reasm_add(&b->reasm, &pm, recv_limit(b),
+				      offsetof(struct mqbus_msg, data),
+				      b->msgsize, &whole, &len);
+			if (r == -ENOMEM)
+				return set_error(b, -ENOMEM, "out of memory");
+			if (r <= 0)
+				return 1;
+		}
 	}
-	r = proto_decode(b->buf, (size_t)n, &pm);
-	if (r < 0)
-		return 1; /* not from our daemon: skip it */
-	if (pm.h.type == PROTO_FRAGMENT) {
-		/* a piece of a large message; the whole goes on below */
-		r = reasm_add(&b->reasm, &pm, recv_limit(b),
-			      offsetof(struct mqbus_msg, data), b->msgsize,
-			      &whole, &len);
-		if (r == -ENOMEM)
-			return set_error(b, -ENOMEM, "out of memory");
-		if (r <= 0)
-			return 1;
-whole:
-		if (proto_decode(whole, len, &pm) < 0 ||
-		    !frag_type_ok(pm.h.type))
-			return 1;
-	}
+	/* a whole large message goes on as any message */
+	if (whole && (proto_decode(whole, len, &pm) < 0 ||
+		      !frag_type_ok(pm.h.type)))
+		return 1;
 	switch (pm.h.type) {
 	case PROTO_DELIVER:
 		r = take_deliver(b, &pm);
