@@ -87,6 +87,8 @@ struct bridge {
 	unsigned failures; /* attempts failed since the last connection */
 	unsigned retry_ms;
 	char refusal[128]; /* the broker's CONNACK reason, until used */
+	char tls_error[160]; /* OpenSSL's reason of this attempt, if any */
+	char error[160];     /* why the last attempt failed; "" connected */
 
 	struct bridge_item *head, *tail;
 	unsigned n_queued;
@@ -145,6 +147,8 @@ static void bridge_drop(struct bridge *b, const char *why, uint64_t n)
 /* socket and events                                                     */
 
 static void bridge_lost(struct bridge *b, const char *why);
+static void bridge_tls_hint(struct bridge *b, int rc, int err,
+			    const char *why);
 
 /* Write interest only while libmosquitto has output. */
 static void bridge_want_write(struct bridge *b)
@@ -161,15 +165,20 @@ static void bridge_want_write(struct bridge *b)
  * connection; otherwise, is there output? */
 static void bridge_after_io(struct bridge *b, int rc)
 {
+	int err = errno;
+	const char *why = rc == MOSQ_ERR_ERRNO ? strerror(err) :
+			  rc		       ? mosquitto_strerror(rc) :
+						 "connection closed";
+
 	if (b->fd >= 0 && mosquitto_socket(b->mosq) != b->fd) {
-		bridge_lost(b, b->refusal[0] ? b->refusal :
-			       rc	     ? mosquitto_strerror(rc) :
-					       "connection closed");
+		bridge_tls_hint(b, rc, err, why);
+		bridge_lost(b, b->refusal[0] ? b->refusal : why);
 		b->refusal[0] = '\0';
 		return;
 	}
 	if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN) {
-		bridge_lost(b, mosquitto_strerror(rc));
+		bridge_tls_hint(b, rc, err, why);
+		bridge_lost(b, why);
 		return;
 	}
 	bridge_want_write(b);
@@ -223,6 +232,12 @@ static void bridge_schedule(struct bridge *b, const char *why)
 	struct timeval tv;
 	bool first = b->failures == 0;
 
+	/* a TLS failure: libmosquitto says "TLS error" or "protocol error",
+	 * OpenSSL said what it was (bridge_on_log()) */
+	snprintf(b->error, sizeof(b->error), "%s",
+		 b->tls_error[0] ? b->tls_error : why);
+	b->tls_error[0] = '\0';
+	why = b->error;
 	b->failures++;
 	b->retry_ms = bridge_backoff(b);
 	/* the journal hears of the first failure, the rest only in the
@@ -236,6 +251,30 @@ static void bridge_schedule(struct bridge *b, const char *why)
 	tv.tv_sec = b->retry_ms / 1000;
 	tv.tv_usec = (b->retry_ms % 1000) * 1000;
 	event_add(b->retry_ev, &tv);
+}
+
+/*
+ * A TLS connection the broker closed before its CONNACK, without a reason
+ * from OpenSSL: under TLS 1.3 a broker that refuses the client certificate
+ * says so after the handshake, and its alert is often lost with the
+ * connection's reset.  Say what it most likely was.
+ */
+static void bridge_tls_hint(struct bridge *b, int rc, int err,
+			    const char *why)
+{
+	if (!b->conf.cafile || b->connected || b->tls_error[0] ||
+	    b->refusal[0] ||
+	    !(rc == MOSQ_ERR_SUCCESS || rc == MOSQ_ERR_PROTOCOL ||
+	      rc == MOSQ_ERR_CONN_LOST ||
+	      (rc == MOSQ_ERR_ERRNO && (err == EPROTO || err == ECONNRESET ||
+					err == EPIPE))))
+		return;
+	snprintf(b->tls_error, sizeof(b->tls_error),
+		 "%s: the broker closed the TLS connection before CONNACK; "
+		 "%s",
+		 why,
+		 b->conf.certfile ? "does it accept the client certificate?" :
+				    "does it require a client certificate?");
 }
 
 static void bridge_lost(struct bridge *b, const char *why)
@@ -260,8 +299,13 @@ static void bridge_connect(struct bridge *b)
 					  (int)b->conf.keepalive, NULL);
 	fd = mosquitto_socket(b->mosq);
 	if (rc != MOSQ_ERR_SUCCESS || fd < 0) {
-		bridge_schedule(b, rc == MOSQ_ERR_ERRNO ? strerror(errno) :
-							  mosquitto_strerror(rc));
+		int err = errno;
+		const char *why = rc == MOSQ_ERR_ERRNO ? strerror(err) :
+							 mosquitto_strerror(rc);
+
+		/* on loopback the handshake may be over before we return */
+		bridge_tls_hint(b, rc, err, why);
+		bridge_schedule(b, why);
 		return;
 	}
 	b->fd = fd;
@@ -660,10 +704,31 @@ static void bridge_on_connect(struct mosquitto *mosq, void *arg, int rc,
 			     b->conf.mqtt_version, b->connects);
 	b->ever_connected = true;
 	b->connected = true;
+	b->error[0] = b->tls_error[0] = '\0';
 	b->failures = 0;
 	b->retry_ms = 0;
 	bridge_subscribe_in(b);
 	bridge_flush(b);
+}
+
+/* libmosquitto's own log: only OpenSSL's reasons are kept (the first of
+ * an attempt), for the entry that says why it failed */
+static void bridge_on_log(struct mosquitto *mosq, void *arg, int level,
+			  const char *str)
+{
+	static const char tag[] = "OpenSSL Error";
+	struct bridge *b = arg;
+	const char *why;
+
+	log_debug("bridge %s: libmosquitto %d: %s", b->conf.name, level, str);
+	if (!(level & MOSQ_LOG_ERR) || b->tls_error[0] ||
+	    strncmp(str, tag, sizeof(tag) - 1))
+		return;
+	/* "OpenSSL Error[0]: error:0A000086:SSL routines::certificate
+	 * verify failed" */
+	why = strstr(str, "]: ");
+	snprintf(b->tls_error, sizeof(b->tls_error), "TLS: %s",
+		 why ? why + 3 : str);
 }
 
 static void bridge_on_disconnect(struct mosquitto *mosq, void *arg, int rc,
@@ -759,6 +824,7 @@ static int bridge_mosquitto(struct bridge *b, char **ret_error)
 	mosquitto_disconnect_v5_callback_set(b->mosq, bridge_on_disconnect);
 	mosquitto_message_v5_callback_set(b->mosq, bridge_on_message);
 	mosquitto_publish_v5_callback_set(b->mosq, bridge_on_publish);
+	mosquitto_log_callback_set(b->mosq, bridge_on_log);
 	if (c->username &&
 	    mosquitto_username_pw_set(b->mosq, c->username, b->password) !=
 		MOSQ_ERR_SUCCESS)
@@ -1000,7 +1066,8 @@ void bridge_stats_text(struct server *s, char *buf, size_t cap, size_t *len)
 			     "bridge.%s.queued=%u\n"
 			     "bridge.%s.dropped=%llu\n"
 			     "bridge.%s.refused=%llu\n"
-			     "bridge.%s.retry_ms=%u\n",
+			     "bridge.%s.retry_ms=%u\n"
+			     "bridge.%s.error=%s\n",
 			     b->conf.name, b->connected, b->conf.name,
 			     (unsigned long long)b->connects, b->conf.name,
 			     (unsigned long long)b->sent, b->conf.name,
@@ -1008,7 +1075,8 @@ void bridge_stats_text(struct server *s, char *buf, size_t cap, size_t *len)
 			     bridge_held(b), b->conf.name,
 			     (unsigned long long)b->dropped, b->conf.name,
 			     (unsigned long long)b->refused, b->conf.name,
-			     b->connected ? 0 : b->retry_ms);
+			     b->connected ? 0 : b->retry_ms, b->conf.name,
+			     b->connected ? "" : b->error);
 		if (n < 0)
 			return;
 		*len = *len + (size_t)n >= cap ? cap - 1 : *len + (size_t)n;
