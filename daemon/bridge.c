@@ -548,51 +548,130 @@ static struct peer *bridge_deliver(struct subscriber *sub,
 /* -------------------------------------------------------------------- */
 /* in: broker messages to the bus                                        */
 
-/* The value of the user property name (malloc'ed into *owned), or NULL. */
-static const char *bridge_user_property(const mosquitto_property *props,
-					const char *name, char **owned)
+_Static_assert(BRIDGE_NAME_MAX <= PROTO_ORIGIN_BRIDGE_MAX,
+	       "a bridge name fits an origin block");
+
+/* the user properties of an incoming message this side reads */
+enum bridge_prop_name {
+	PROP_ORIGIN, /* the client id of the bridge that sent it */
+	PROP_KEY,
+	PROP_PRIORITY,
+	PROP_UID,
+	PROP_PID,
+	PROP_USER,
+	PROP_HOST,
+	PROP_N
+};
+
+static const char *const bridge_prop_names[PROP_N] = {
+	[PROP_ORIGIN] = "mqbus-origin", [PROP_KEY] = "mqbus-key",
+	[PROP_PRIORITY] = "mqbus-priority", [PROP_UID] = "mqbus-uid",
+	[PROP_PID] = "mqbus-pid", [PROP_USER] = "mqbus-user",
+	[PROP_HOST] = "mqbus-host",
+};
+
+/* user properties looked at, at most: what a remote publisher adds
+ * beyond them is not read (ours come first, seven of them) */
+#define BRIDGE_PROPS_READ 64
+
+/*
+ * One pass over the user properties: the first value of each name above
+ * (malloc'ed by libmosquitto, NULL when absent; bridge_props_free()).
+ */
+static void bridge_props_read(const mosquitto_property *props,
+			      char *v[PROP_N])
 {
 	const mosquitto_property *p;
-	char *n = NULL, *v = NULL;
+	char *n = NULL, *val = NULL;
+	unsigned seen = 0;
+	int i;
 
+	memset(v, 0, PROP_N * sizeof(*v));
 	p = mosquitto_property_read_string_pair(props, MQTT_PROP_USER_PROPERTY,
-						&n, &v, false);
-	while (p) {
-		if (n && !strcmp(n, name)) {
-			free(n);
-			*owned = v;
-			return v;
+						&n, &val, false);
+	while (p && seen++ < BRIDGE_PROPS_READ) {
+		for (i = 0; n && i < PROP_N; i++)
+			if (!v[i] && !strcmp(n, bridge_prop_names[i]))
+				break;
+		if (n && i < PROP_N) {
+			v[i] = val;
+			val = NULL;
 		}
 		free(n);
-		free(v);
-		n = v = NULL;
+		free(val);
+		n = val = NULL;
 		p = mosquitto_property_read_string_pair(
-		    p, MQTT_PROP_USER_PROPERTY, &n, &v, true);
+		    p, MQTT_PROP_USER_PROPERTY, &n, &val, true);
 	}
-	return NULL;
+	free(n);
+	free(val);
+}
+
+static void bridge_props_free(char *v[PROP_N])
+{
+	for (int i = 0; i < PROP_N; i++)
+		free(v[i]);
+}
+
+/* A decimal number of 1..10 digits no larger than max, or fallback. */
+static uint32_t bridge_prop_number(const char *v, uint32_t max,
+				   uint32_t fallback)
+{
+	unsigned long long n;
+	size_t len = v ? strlen(v) : 0;
+
+	if (len == 0 || len > 10 || strspn(v, "0123456789") != len)
+		return fallback;
+	n = strtoull(v, NULL, 10);
+	return n <= max ? (uint32_t)n : fallback;
 }
 
 /* The priority asked for: the mapping's, else the sender's (MQTT 5), else
  * none (-1: the topic's default). */
-static int bridge_in_priority(const struct bridge_map *map,
-			      const mosquitto_property *props)
+static int bridge_in_priority(const struct bridge_map *map, const char *v)
 {
-	char *owned = NULL;
-	const char *v;
-	long prio = -1;
+	uint32_t prio;
 
 	if (map->priority >= 0)
 		return map->priority;
-	v = bridge_user_property(props, "mqbus-priority", &owned);
-	if (v && *v && strspn(v, "0123456789") == strlen(v) && strlen(v) < 6)
-		prio = strtol(v, NULL, 10);
-	free(owned);
+	prio = bridge_prop_number(v, UINT32_MAX - 1, UINT32_MAX);
+	if (prio == UINT32_MAX)
+		return -1;
 	return prio > PROTO_PRIO_MAX ? PROTO_PRIO_MAX : (int)prio;
+}
+
+/* A claimed name: kept if it is one an origin block may hold, else not
+ * said (a remote publisher's garbage goes no further). */
+static const char *bridge_prop_name(const char *v, size_t max)
+{
+	return v && proto_origin_string_valid(v, strlen(v), max) ? v : "";
+}
+
+/*
+ * The origin block of an incoming message into buf: what the remote side
+ * claims of its sender, each field checked and dropped when it is not
+ * valid, and this bridge's name.  Returns its length (> 0).
+ */
+static size_t bridge_origin(const struct bridge *b, char *const v[PROP_N],
+			    unsigned char buf[PROTO_ORIGIN_MAX])
+{
+	struct proto_origin o = {
+		.uid = bridge_prop_number(v[PROP_UID], PROTO_ORIGIN_UID_NONE - 1,
+					  PROTO_ORIGIN_UID_NONE),
+		.pid = bridge_prop_number(v[PROP_PID], INT32_MAX, 0),
+		.user = bridge_prop_name(v[PROP_USER], PROTO_ORIGIN_USER_MAX),
+		.host = bridge_prop_name(v[PROP_HOST], PROTO_ORIGIN_HOST_MAX),
+		.bridge = b->conf.name,
+	};
+	int n = proto_origin_encode(buf, PROTO_ORIGIN_MAX, &o);
+
+	/* bridge names are checked by the config: it cannot fail */
+	return n > 0 ? (size_t)n : 0;
 }
 
 static void bridge_inject(struct bridge *b, const char *topic,
 			  const char *key, const void *payload, size_t len,
-			  int prio)
+			  int prio, const void *origin, size_t origin_len)
 {
 	struct server *s = b->set->s;
 	size_t tlen = strlen(topic), klen = key ? strlen(key) : 0;
@@ -611,8 +690,9 @@ static void bridge_inject(struct bridge *b, const char *topic,
 	if (n > 0) {
 		m->len = (size_t)n;
 		b->set->injecting = true;
-		route_message(s, NULL, b->ident.uid, s->pid,
-			      BRIDGE_CLIENT_ID_BASE + b->index, m, topic, prio);
+		route_bridged(s, b->ident.uid, BRIDGE_CLIENT_ID_BASE + b->index,
+			      m, topic, prio, origin_len ? origin : NULL,
+			      origin_len);
 		b->set->injecting = false;
 	}
 	msgbuf_unref(m);
@@ -625,13 +705,14 @@ static void bridge_on_message(struct mosquitto *mosq, void *arg,
 	struct bridge *b = arg;
 	const struct bridge_map *map;
 	char topic[PROTO_TOPIC_MAX + 1];
-	char *origin_owned = NULL, *key_owned = NULL;
-	const char *origin, *key;
+	unsigned char origin[PROTO_ORIGIN_MAX];
+	char *v[PROP_N];
+	const char *key;
 	int n;
 
 	b->received++;
-	origin = bridge_user_property(props, "mqbus-origin", &origin_owned);
-	if (origin && !strcmp(origin, b->client_id)) {
+	bridge_props_read(props, v);
+	if (v[PROP_ORIGIN] && !strcmp(v[PROP_ORIGIN], b->client_id)) {
 		/* our own, echoed: a broker without no-local */
 		b->looped++;
 		goto out;
@@ -655,14 +736,14 @@ static void bridge_on_message(struct mosquitto *mosq, void *arg,
 	}
 	if (!bridge_allowed(b, POLICY_PUBLISH, topic))
 		goto out;
-	key = bridge_user_property(props, "mqbus-key", &key_owned);
+	key = v[PROP_KEY];
 	if (key && !proto_key_valid(key, strlen(key)))
 		key = NULL;
 	bridge_inject(b, topic, key, msg->payload, (size_t)msg->payloadlen,
-		      bridge_in_priority(map, props));
+		      bridge_in_priority(map, v[PROP_PRIORITY]), origin,
+		      bridge_origin(b, v, origin));
 out:
-	free(origin_owned);
-	free(key_owned);
+	bridge_props_free(v);
 }
 
 /* -------------------------------------------------------------------- */

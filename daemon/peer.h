@@ -131,6 +131,9 @@ struct peer {
 
 	/* it reads BATCH frames (PROTO_F_BATCH in its ANNOUNCE) */
 	bool batch;
+	/* it takes the remote origin of bridged messages (PROTO_F_ORIGIN in
+	 * its ANNOUNCE; route_bridged()) */
+	bool origin;
 	/* deliveries routed to it in this turn of the loop, sent at its
 	 * end, several in one frame where they can (deliver.c) */
 	struct pending *stage_head;

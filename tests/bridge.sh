@@ -204,6 +204,61 @@ mqb_is "in: the policy refused one" "$(mqb_stat bridge.b1.refused)" 1
 mqb_true "in: the refusal is logged" "$(grep -q 'remote/cmd/secret/z' "$MQB_DERR"; echo $?)" \
 	"$(cat "$MQB_DERR")"
 
+# ---------------------------------------------------------------- origin
+# the remote sender's identity as the remote side claims it, to the local
+# receivers that asked (sub --origin); the others get the plain message
+O=$MQB_TMP/origin
+mqb_sub_start "$O.json" 'remote/cmd/o/#' --json --origin -n 4
+mqb_sub_start "$O.text" 'remote/cmd/o/#' --origin -n 4
+mqb_sub_start "$O.plain" 'remote/cmd/o/#' --json -n 4
+rpub -t cmd/o/1 -m claimed -D publish user-property mqbus-uid 4321 \
+	-D publish user-property mqbus-pid 987 \
+	-D publish user-property mqbus-user alice \
+	-D publish user-property mqbus-host host-a
+rpub -t cmd/o/2 -m bare
+# a hostile publisher: a 5000-byte user name, a host name with a space,
+# a uid and a pid out of range; then 70 more properties, and after them
+# names that would be valid but are past what the bridge reads
+junk=()
+for i in $(seq 70); do
+	junk+=(-D publish user-property "x$i" "$i")
+done
+rpub -t cmd/o/3 -m garbage \
+	-D publish user-property mqbus-user "$(head -c 5000 /dev/zero | tr '\0' u)" \
+	-D publish user-property mqbus-host "bad host" \
+	-D publish user-property mqbus-uid 4294967295 \
+	-D publish user-property mqbus-pid 99999999999 \
+	"${junk[@]}" \
+	-D publish user-property mqbus-user late \
+	-D publish user-property mqbus-pid 5
+"$MQBUSCTL" pub remote/cmd/o/4 from-here
+for f in json text plain; do
+	mqb_wait_for 5000 grep -q 'remote/cmd/o/4' "$O.$f"
+done
+mqb_like "origin: the claimed uid, pid, user and host, and the bridge" \
+	"$(sed -n 1p "$O.json")" \
+	'"topic":"remote/cmd/o/1",.*"origin":\{"uid":4321,"pid":987,"user":"alice","host":"host-a","bridge":"b1"\}\}$'
+mqb_like "origin: the sender is still the bridge" \
+	"$(sed -n 1p "$O.json")" "\"sender_uid\":$(id -u nobody),\"sender_pid\":$MQB_DPID,\"client_id\":4294967040,"
+mqb_like "origin: a remote publisher that said nothing: the bridge alone" \
+	"$(sed -n 2p "$O.json")" \
+	'"topic":"remote/cmd/o/2",.*"origin":\{"uid":null,"pid":null,"user":null,"host":null,"bridge":"b1"\}\}$'
+mqb_like "origin: garbage and what is past 64 properties are not said" \
+	"$(sed -n 3p "$O.json")" \
+	'"topic":"remote/cmd/o/3","key":null,"payload":"garbage",.*"origin":\{"uid":null,"pid":null,"user":null,"host":null,"bridge":"b1"\}\}$'
+mqb_like "origin: null for a message published on this host" \
+	"$(sed -n 4p "$O.json")" \
+	"\"topic\":\"remote/cmd/o/4\",.*\"sender_uid\":$(id -u),.*\"origin\":null\}\$"
+mqb_is "origin: as text" "$(cat "$O.text")" \
+	"remote/cmd/o/1 claimed (from alice@host-a uid=4321 pid=987 via bridge b1)
+remote/cmd/o/2 bare (from ?@? via bridge b1)
+remote/cmd/o/3 garbage (from ?@? via bridge b1)
+remote/cmd/o/4 from-here"
+mqb_is "origin: a receiver that did not ask gets the plain messages" \
+	"$(grep -c '"origin"' "$O.plain"):$(grep -c '"payload":"claimed","priority":3,"sender_uid":'"$(id -u nobody)"',' "$O.plain"):$(wc -l <"$O.plain")" \
+	"0:1:4"
+mqb_is "origin: mqbusd is still there" "$(mqb_stat bridge.b1.connected)" 1
+
 # ---------------------------------------------------------------- loops
 # in and out of bridge b1 both cover loop/#: a local message goes out once
 # and is not echoed back (no-local); a remote one comes in once and does
