@@ -9,7 +9,10 @@
 # Out and in mappings with their prefixes; what an unmapped topic does
 # (nothing); the MQTT 5 user properties of what goes out and the identity
 # of what comes in (the bridge's user, its client id, the mapping's
-# priority); the access policy on what comes in; loop prevention (nothing
+# priority); the remote origin (what the remote side claims of its
+# sender) to the receivers that asked, and garbage or too many user
+# properties from a hostile publisher left out; the access policy on what
+# comes in; loop prevention (nothing
 # that came in goes out again, nothing that went out comes back); QoS 1
 # across a broker restart, the bounded queue and its overflow while the
 # broker is away, with local delivery going on meanwhile; the capped
