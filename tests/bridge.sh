@@ -262,6 +262,32 @@ mqb_is "origin: a receiver that did not ask gets the plain messages" \
 	"0:1:4"
 mqb_is "origin: mqbusd is still there" "$(mqb_stat bridge.b1.connected)" 1
 
+# the Python package's Bus(origin=True) and Message.origin, the same way
+# (a sanitizer build's libmqbus needs its runtime preloaded, python.sh)
+LIBMQBUS=$top_builddir/client/.libs/libmqbus.so
+PRELOAD=()
+asan=$(ldd "$LIBMQBUS" 2>/dev/null | awk '$1 ~ /^libasan\.so/ { print $3 }')
+[ -n "$asan" ] && PRELOAD=(env "LD_PRELOAD=$asan" ASAN_OPTIONS=detect_leaks=0)
+MQBUS_LIBRARY=$LIBMQBUS PYTHONPATH=$top_srcdir/python \
+	PYTHONDONTWRITEBYTECODE=1 "${PRELOAD[@]}" python3 -c '
+import sys, mqbus
+with mqbus.Bus(origin=True) as b:
+    sub = b.subscribe("remote/cmd/py/#")
+    print("ready", flush=True)
+    m = sub.get(timeout=5)
+    print(m.topic, m.payload.decode(), m.sender_uid, m.origin)
+' >"$O.py" 2>&1 &
+PYPID=$!
+mqb_track "$PYPID"
+mqb_wait_for 5000 grep -q ready "$O.py"
+rpub -t cmd/py/1 -m snake -D publish user-property mqbus-uid 77 \
+	-D publish user-property mqbus-pid 88 \
+	-D publish user-property mqbus-user bob \
+	-D publish user-property mqbus-host host-p
+mqb_wait_pid "$PYPID" 5000
+mqb_is "origin: in Python too" "$(tail -n 1 "$O.py")" \
+	"remote/cmd/py/1 snake $(id -u nobody) Origin(uid=77, pid=88, user='bob', host='host-p', bridge='b1')"
+
 # ---------------------------------------------------------------- loops
 # in and out of bridge b1 both cover loop/#: a local message goes out once
 # and is not echoed back (no-local); a remote one comes in once and does
