@@ -162,7 +162,8 @@ static void route_message_origin(struct server *s, struct peer *from,
 	router_match(s->router, topic, route_one, &ctx);
 	route_monitors(s, &ctx, topic);
 	large_routed(s, ctx.accepted);
-	msgbuf_unref(ctx.d.origin_m);
+	if (ctx.d.origin_m)
+		msgbuf_unref(ctx.d.origin_m);
 }
 
 void route_message(struct server *s, struct peer *from, uid_t uid, pid_t pid,
