@@ -537,6 +537,7 @@ static void admit(struct handshake *hs, struct candidate *c)
 	p->ident = ident; /* the peer owns it now */
 	p->batch = c->batch;
 	p->origin = c->origin;
+	p->table->n_origin += p->origin;
 	p->sub.deliver = deliver_subscriber;
 	p->mon.deliver = deliver_monitor;
 	s->stats.handshakes++;

@@ -194,6 +194,8 @@ struct peer_table {
 	struct hmap by_id;
 	struct hmap by_tx;
 	unsigned count;
+	unsigned n_origin; /* peers with origin set: the bridges copy a
+			      message with its origin only for them */
 	uint32_t next_id;
 	struct pending *pending_pool; /* spare list entries */
 	/* peers with staged output, and the event that sends it at the

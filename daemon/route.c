@@ -155,7 +155,8 @@ static void route_message_origin(struct server *s, struct peer *from,
 	topic_counts = route_policy(s, &ctx, topic, requested_prio);
 	ctx.d.seq = route_stamp(s, uid, pid, id, m, PROTO_DELIVER, 0, 0,
 				ctx.d.prio);
-	if (origin)
+	/* a copy with the origin only if some peer asked for origins */
+	if (origin && s->peers.n_origin)
 		ctx.d.origin_m = route_with_origin(s, m, origin, origin_len);
 	s->stats.c.published++;
 	topic_counts->published++;
