@@ -262,6 +262,17 @@ mqb_is "origin: a receiver that did not ask gets the plain messages" \
 	"0:1:4"
 mqb_is "origin: mqbusd is still there" "$(mqb_stat bridge.b1.connected)" 1
 
+# a message larger than a queue message goes in pieces, its origin with it
+head -c 300000 /dev/zero | tr '\0' x >"$O.big"
+mqb_sub_start "$O.bigout" 'remote/cmd/big' --json --origin -n 1
+rpub -t cmd/big -f "$O.big" -D publish user-property mqbus-user zed
+mqb_wait_pid "$MQB_SPID" 10000
+mqb_is "origin: a 300000-byte message has it too" \
+	"$(python3 -c 'import json, sys
+j = json.load(open(sys.argv[1]))
+print(len(j["payload"]), j["origin"]["user"], j["origin"]["bridge"])' \
+		"$O.bigout" 2>&1)" "300000 zed b1"
+
 # the Python package's Bus(origin=True) and Message.origin, the same way
 # (a sanitizer build's libmqbus needs its runtime preloaded, python.sh)
 LIBMQBUS=$top_builddir/client/.libs/libmqbus.so
