@@ -225,9 +225,10 @@ struct mqbus {
 	bool batch;	 /* frames both ways, unless MQBUS_BATCH=0 */
 	bool daemon_batch; /* the daemon reads frames (its WELCOME) */
 	bool origin;	   /* remote origins asked for (mqbus_set_origin) */
-	bool publish_batch; /* hold publishes into a full tx: asked for
-			       with mqbus_set_publish_batch() or
-			       MQBUS_PUBLISH_BATCH=1 */
+	int publish_batch; /* MQBUS_PUBLISH_BATCH_*: hold publishes into
+			      a full tx, or fill frames; asked for with
+			      mqbus_set_publish_batch() or
+			      MQBUS_PUBLISH_BATCH=1|2 */
 	/* publishing into a full tx: messages held in one BATCH frame
 	 * until tx has room (held_send()) */
 	unsigned char *held;
@@ -398,7 +399,9 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 	}
 	if (pbatch && *pbatch) {
 		if (strcmp(pbatch, "1") == 0)
-			b->publish_batch = true;
+			b->publish_batch = MQBUS_PUBLISH_BATCH_FULL;
+		else if (strcmp(pbatch, "2") == 0)
+			b->publish_batch = MQBUS_PUBLISH_BATCH_FILL;
 		else if (strcmp(pbatch, "0") != 0)
 			bad_env_note(b, ENV_PUBLISH_BATCH);
 	}
@@ -848,7 +851,10 @@ static int send_nonblock(mqbus *b, const void *buf, size_t len,
 /*
  * While a frame is held, tx is in the epoll set of mqbus_get_fd(): a
  * program's own loop wakes when tx has room, and mqbus_process() sends
- * the frame.
+ * the frame.  It leaves the set only in mqbus_process() with nothing
+ * held, not each time a frame goes (two system calls per frame, for a
+ * publisher that holds one frame after another): a loop wakes once
+ * more after a burst.
  */
 static void held_watch(mqbus *b, bool on)
 {
@@ -915,7 +921,6 @@ static int held_send(mqbus *b, bool wait)
 	if (r == 0) {
 		b->held_n = 0;
 		b->held_len = 0;
-		held_watch(b, false);
 	}
 	return r;
 }
@@ -941,6 +946,16 @@ static int publish_out(mqbus *b, const void *buf, size_t len, unsigned prio)
 	if (!b->publish_batch || !b->daemon_batch || b->bye ||
 	    b->tx == (mqd_t)-1)
 		return send_tx(b, buf, len, prio);
+	if (b->publish_batch == MQBUS_PUBLISH_BATCH_FILL) {
+		/* into the frame while it takes it; a full one goes first,
+		 * waiting for room as a publish does */
+		if (held_add(b, buf, len, prio))
+			return 0;
+		r = held_send(b, true);
+		if (r == 0 && held_add(b, buf, len, prio))
+			return 0;
+		return r < 0 ? r : send_tx(b, buf, len, prio);
+	}
 	r = held_send(b, false);
 	if (r == 0)
 		r = send_nonblock(b, buf, len, prio);
@@ -1035,7 +1050,8 @@ static int send_large(mqbus *b, const struct proto_header *h,
 	if (b->sbuf_cap < total) {
 		free(b->sbuf);
 		b->sbuf_cap = 0;
-		b->sbuf = malloc(total);
+		/* room in front for the first piece's header */
+		b->sbuf = malloc(FRAG_OVERHEAD + total);
 		if (!b->sbuf)
 			return set_error(b, -ENOMEM,
 					 "out of memory for a message of %zu "
@@ -1043,7 +1059,7 @@ static int send_large(mqbus *b, const struct proto_header *h,
 					 len);
 		b->sbuf_cap = total;
 	}
-	msg = b->sbuf;
+	msg = b->sbuf + FRAG_OVERHEAD;
 	r = proto_encode_key(msg, total, &copy, topic, key, payload, len);
 	if (r >= 0)
 		r = reasm_send(msg, total, new_token(b), b->msgsize, prio,
@@ -1331,20 +1347,36 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		    struct proto_msg *reply, bool *ret_replied)
 {
 	struct proto_msg pm;
+	const unsigned char *whole;
+	unsigned char *into;
+	size_t len;
 	ssize_t n;
 	int r;
 
 	/* between losing queues and making new ones */
 	if (b->rx == (mqd_t)-1)
 		return 0;
+	/* the next piece of a large message: read into its place */
+	into = reasm_slot(&b->reasm, b->msgsize);
+	if (!into)
+		into = b->buf;
 	if (wait_ms > 0) {
 		struct timespec until = realtime_in(wait_ms);
 
-		n = mq_timedreceive(b->rx_wait, (char *)b->buf,
+		n = mq_timedreceive(b->rx_wait, (char *)into,
 				    (size_t)b->msgsize, NULL, &until);
 	} else {
-		n = mq_receive(b->rx, (char *)b->buf, (size_t)b->msgsize,
-			       NULL);
+		n = mq_receive(b->rx, (char *)into, (size_t)b->msgsize, NULL);
+	}
+	if (into != b->buf) {
+		int e = errno;
+
+		r = reasm_landed(&b->reasm, into, n, b->buf, &whole, &len);
+		errno = e;
+		if (r == 0)
+			return 1;
+		if (r > 0)
+			goto whole;
 	}
 	if (n < 0) {
 		if (errno == EAGAIN || errno == ETIMEDOUT)
@@ -1359,14 +1391,15 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		return 1; /* not from our daemon: skip it */
 	if (pm.h.type == PROTO_FRAGMENT) {
 		/* a piece of a large message; the whole goes on below */
-		const unsigned char *whole;
-		size_t len;
-
 		r = reasm_add(&b->reasm, &pm, recv_limit(b),
-			      offsetof(struct mqbus_msg, data), &whole, &len);
+			      offsetof(struct mqbus_msg, data), b->msgsize,
+			      &whole, &len);
 		if (r == -ENOMEM)
 			return set_error(b, -ENOMEM, "out of memory");
-		if (r <= 0 || proto_decode(whole, len, &pm) < 0 ||
+		if (r <= 0)
+			return 1;
+whole:
+		if (proto_decode(whole, len, &pm) < 0 ||
 		    !frag_type_ok(pm.h.type))
 			return 1;
 	}
@@ -2410,7 +2443,7 @@ MQBUS_EXPORT void mqbus_set_publish_batch(mqbus *b, int on)
 {
 	if (!b)
 		return;
-	b->publish_batch = on != 0;
+	b->publish_batch = on == MQBUS_PUBLISH_BATCH_FILL ? on : on != 0;
 	/* the program's word replaces a bad MQBUS_PUBLISH_BATCH */
 	b->bad_env &= ~ENV_BIT(ENV_PUBLISH_BATCH);
 }
@@ -3458,7 +3491,8 @@ MQBUS_EXPORT int mqbus_process(mqbus *b)
 	b->error[0] = '\0';
 	if (!b->connected)
 		return set_error(b, -ENOTCONN, "not connected");
-	held_send(b, false);
+	if (held_send(b, false) == 0)
+		held_watch(b, false);
 	conn_dispatch(b);
 	for (;;) {
 		int r;

@@ -386,11 +386,20 @@ int mqbus_sync(mqbus *b);
  * for a while calls mqbus_flush() after the burst: a held frame waits
  * for the library, not for a timer.
  *
+ * MQBUS_PUBLISH_BATCH_FILL (2, or MQBUS_PUBLISH_BATCH=2) holds every
+ * publish, also while tx has room: the frame goes when it is full, when
+ * the priority changes or anything else is sent, and in mqbus_process(),
+ * mqbus_receive(), mqbus_free() and mqbus_flush().  A library older than
+ * these three names takes 2 as MQBUS_PUBLISH_BATCH_FULL.
+ *
  * mqbus_flush() writes the held frame, waiting up to the handle's
  * timeout for room.  Returns 0 (also when nothing was held) or -errno as
  * a publish does.  MQBUS_BATCH=0 in the environment turns frames off
  * both ways.
  */
+#define MQBUS_PUBLISH_BATCH_OFF 0
+#define MQBUS_PUBLISH_BATCH_FULL 1 /* hold into a full tx */
+#define MQBUS_PUBLISH_BATCH_FILL 2 /* fill each frame before it goes */
 void mqbus_set_publish_batch(mqbus *b, int on);
 
 /*

@@ -11,6 +11,13 @@
  * pending_budget_per_uid, like a slow subscriber's backlog.  A client
  * that dies halfway leaves nothing: its unfinished messages are freed
  * with it and counted as incomplete.
+ *
+ * Each byte is copied as little as the queues allow: a piece after the
+ * first is read straight into its place in the message being put
+ * together (large_slot(), from peer_read()), and the pieces sent on are
+ * sent from the whole message, each header written over the bytes in
+ * front of its piece and put back.  tests/bench/README.md, "Large
+ * messages", counts the copies and what they cost.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -92,6 +99,8 @@ static void part_free(struct peer *p, struct large_part *part,
 {
 	if (!part->id)
 		return;
+	if (p->large.next == part)
+		p->large.next = NULL;
 	if (why) {
 		p->server->large.incomplete++;
 		log_warnx("client %u (uid %u, pid %d, %s): large message %u "
@@ -165,7 +174,8 @@ static struct large_part *part_start(struct peer *p,
 		refuse(p, inner.token, EBUSY, why);
 		return NULL;
 	}
-	cost = total + sizeof(struct msgbuf);
+	/* room behind it for a piece read in place (large_slot()) */
+	cost = total + (size_t)p->tx_msgsize + sizeof(struct msgbuf);
 	if (s->pending_mem + cost > s->cfg.pending_budget) {
 		snprintf(why, sizeof(why),
 			 "the bus holds its pending_budget (%u bytes): no "
@@ -186,7 +196,7 @@ static struct large_part *part_start(struct peer *p,
 		return NULL;
 	}
 	large_heap_setup(s);
-	part->m = msgbuf_get_exact(&s->pool, total);
+	part->m = msgbuf_get_exact(&s->pool, total + (size_t)p->tx_msgsize);
 	if (!part->m) {
 		refuse(p, inner.token, ENOMEM, "out of memory");
 		return NULL;
@@ -248,11 +258,29 @@ static void set_limit(struct peer *p, size_t limit)
 	log_debug("client %u takes messages up to %zu bytes", p->id, limit);
 }
 
+/* len more bytes of part are in place: once it is whole, it is routed,
+ * and from then on it is an ordinary message, charged as one (in a
+ * backlog) wherever it waits. */
+static void part_added(struct peer *p, struct large_part *part, size_t len,
+		       large_dispatch_fn dispatch)
+{
+	struct msgbuf *m;
+
+	part->m->len += len;
+	if (part->m->len < part->total) {
+		p->large.next = part;
+		return;
+	}
+	m = msgbuf_ref(part->m);
+	part_free(p, part, NULL);
+	large_deliver(p, m, dispatch);
+	msgbuf_unref(m);
+}
+
 void large_fragment(struct peer *p, const struct proto_msg *pm,
 		    large_dispatch_fn dispatch)
 {
 	struct large_part *part;
-	struct msgbuf *m;
 
 	if (pm->h.token == 0) {
 		set_limit(p, pm->h.seq);
@@ -275,15 +303,47 @@ void large_fragment(struct peer *p, const struct proto_msg *pm,
 	if (!part)
 		return;
 	memcpy(part->m->data + part->m->len, pm->payload, pm->h.payload_len);
-	part->m->len += pm->h.payload_len;
-	if (part->m->len < part->total)
-		return;
-	/* whole: from now on it is an ordinary message, charged as one
-	 * (in a backlog) wherever it waits */
-	m = msgbuf_ref(part->m);
-	part_free(p, part, NULL);
-	large_deliver(p, m, dispatch);
-	msgbuf_unref(m);
+	part_added(p, part, pm->h.payload_len, dispatch);
+}
+
+unsigned char *large_slot(struct peer *p)
+{
+	struct large_part *part = p->large.next;
+	unsigned char *at;
+
+	if (!part || part->m->len < FRAG_OVERHEAD ||
+	    part->m->cap - (part->m->len - FRAG_OVERHEAD) <
+		    (size_t)p->tx_msgsize)
+		return NULL;
+	at = part->m->data + part->m->len - FRAG_OVERHEAD;
+	memcpy(p->large.save, at, FRAG_OVERHEAD);
+	return at;
+}
+
+bool large_landed(struct peer *p, unsigned char *at, ssize_t n,
+		  struct msgbuf *m, large_dispatch_fn dispatch)
+{
+	struct large_part *part = p->large.next;
+	struct proto_msg pm;
+	bool ours = n >= (ssize_t)FRAG_OVERHEAD &&
+		    proto_decode(at, (size_t)n, &pm) == 0 &&
+		    pm.h.type == PROTO_FRAGMENT && pm.h.token != 0 &&
+		    pm.h.seq != 0 &&
+		    frag_continues(&pm, part->id, part->total, part->m->len) &&
+		    pm.payload == at + FRAG_OVERHEAD;
+
+	if (!ours) {
+		/* something else: where the usual way reads it, and the
+		 * bytes under it back */
+		m->len = n > 0 ? (size_t)n : 0;
+		if (n > 0)
+			memcpy(m->data, at, (size_t)n);
+		memcpy(at, p->large.save, FRAG_OVERHEAD);
+		return false;
+	}
+	memcpy(at, p->large.save, FRAG_OVERHEAD);
+	part_added(p, part, pm.h.payload_len, dispatch);
+	return true;
 }
 
 void large_drop_peer(struct peer *p)
@@ -335,6 +395,10 @@ void large_unlinked(struct peer *p, const struct msgbuf *m)
 		p->large.out = NULL;
 }
 
+/* the first piece of a large message goes from here: m->data has no
+ * room in front for its header (larger queues: from the heap) */
+static unsigned char first_piece[8192];
+
 /* Sends the piece of m at off, of n bytes.  The first piece goes from a
  * copy; the others from m itself, the fragment header written over the
  * bytes just before the piece (sent already) and put back after. */
@@ -346,7 +410,9 @@ static int send_piece(struct peer *p, struct msgbuf *m, size_t off, size_t n,
 	int r = 0;
 
 	if (off < FRAG_OVERHEAD) {
-		at = malloc(FRAG_OVERHEAD + n);
+		at = FRAG_OVERHEAD + n <= sizeof(first_piece)
+			     ? first_piece
+			     : malloc(FRAG_OVERHEAD + n);
 		if (!at)
 			return -ENOMEM;
 		memcpy(at + FRAG_OVERHEAD, m->data + off, n);
@@ -357,10 +423,10 @@ static int send_piece(struct peer *p, struct msgbuf *m, size_t off, size_t n,
 	frag_header(at, l->out_id, off, m->len, prio, n);
 	if (mq_send(p->rx, (const char *)at, FRAG_OVERHEAD + n, prio) < 0)
 		r = -errno;
-	if (off < FRAG_OVERHEAD)
-		free(at);
-	else
+	if (off >= FRAG_OVERHEAD)
 		memcpy(at, save, FRAG_OVERHEAD);
+	else if (at != first_piece)
+		free(at);
 	return r;
 }
 

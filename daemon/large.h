@@ -19,6 +19,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+
+#include "proto/frag.h"
 
 struct msgbuf;
 struct peer;
@@ -42,6 +45,9 @@ struct large_part {
 /* what a peer has of large messages, both ways */
 struct large_peer {
 	struct large_part in[LARGE_PARTS_MAX];
+	struct large_part *next; /* the one whose piece came last, unfinished:
+				    its next piece is read in place */
+	unsigned char save[FRAG_OVERHEAD]; /* under that piece's header */
 	size_t limit;		 /* largest payload it takes; 0: max_message */
 	const struct msgbuf *out; /* going out in pieces now, or NULL */
 	size_t out_off;		 /* bytes of it sent */
@@ -83,6 +89,22 @@ typedef void (*large_dispatch_fn)(struct peer *p, struct msgbuf *m);
  */
 void large_fragment(struct peer *p, const struct proto_msg *pm,
 		    large_dispatch_fn dispatch);
+
+/*
+ * Reading the next piece without a copy.  While a client sends a large
+ * message, the next frame read from its tx may go straight to where its
+ * piece belongs in the message being put together: large_slot() returns
+ * that place (the queue's message size may be written from it; the
+ * FRAGMENT header lands on the end of the previous piece, whose bytes it
+ * keeps aside), or NULL (read as usual).  After the read of n bytes
+ * there (n < 0: none), large_landed() puts those bytes back and takes
+ * the piece as large_fragment() would (true), or copies the frame into
+ * m (m->len = n) and returns false: it was not the next piece, and goes
+ * the usual way.
+ */
+unsigned char *large_slot(struct peer *p);
+bool large_landed(struct peer *p, unsigned char *at, ssize_t n,
+		  struct msgbuf *m, large_dispatch_fn dispatch);
 
 /* Drops what p was sending in pieces (it is going): counted incomplete. */
 void large_drop_peer(struct peer *p);

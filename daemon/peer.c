@@ -319,6 +319,7 @@ static int peer_read(struct wake_src *src, unsigned budget)
 	unsigned prio;
 
 	for (unsigned i = 0; i < budget && !p->closing; i++) {
+		unsigned char *at;
 		ssize_t n;
 
 		/* held up by a slow subscriber: leave tx to fill */
@@ -335,7 +336,12 @@ static int peer_read(struct wake_src *src, unsigned budget)
 			m = msgbuf_get(p->table->pool, (size_t)p->tx_msgsize);
 		if (!m)
 			return 0; /* out of memory: the rescue timer retries */
-		n = mq_receive(p->tx, (char *)m->data, m->cap, &prio);
+		/* the next piece of a large message: read into its place */
+		at = large_slot(p);
+		n = mq_receive(p->tx, (char *)(at ? at : m->data),
+			       at ? (size_t)p->tx_msgsize : m->cap, &prio);
+		if (at && large_landed(p, at, n, m, p->table->on_message))
+			continue;
 		if (n < 0) {
 			msgbuf_unref(m);
 			if (errno == EAGAIN)

@@ -45,11 +45,19 @@ tests_check_large_SOURCES = tests/check_large.c tests/testbus.c \
 tests_check_large_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_large_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
 # large-bench: large messages through mqbus against a direct queue pair
-# doing the same fragmenting (built by make, not installed; run it under
-# tests/harness.sh: see the head of tests/bench/large-bench.c)
+# doing the same fragmenting and against dbus-broker (built by make, not
+# installed; run it under tests/harness.sh: see the head of
+# tests/bench/large-bench.c).  It starts dbus-broker with peer-dbus.c,
+# which brings the rest of mqbus-bench's workers with it.
 noinst_PROGRAMS += tests/bench/large-bench
-tests_bench_large_bench_SOURCES = tests/bench/large-bench.c
-tests_bench_large_bench_LDADD = client/libmqbus.la proto/libproto.la
+tests_bench_large_bench_SOURCES = tests/bench/large-bench.c \
+	tests/bench/bench-work.c tests/bench/bench-util.c tests/bench/bench.h \
+	tests/bench/peer.c tests/bench/peer.h tests/bench/peer-dbus.c \
+	tests/bench/peer-mqtt.c
+tests_bench_large_bench_CFLAGS = $(AM_CFLAGS) $(LIBSYSTEMD_CFLAGS) \
+	$(LIBMOSQUITTO_CFLAGS)
+tests_bench_large_bench_LDADD = client/libmqbus.la proto/libproto.la \
+	$(LIBSYSTEMD_LIBS) $(LIBMOSQUITTO_LIBS) -lpthread -lm
 tests_bench_large_bench_LDFLAGS = $(AM_LDFLAGS) -no-install
 tests_check_bus_SOURCES = tests/check_bus.c tests/testbus.c tests/testbus.h
 tests_check_bus_CFLAGS = $(TEST_CHECK_CFLAGS)
@@ -150,3 +158,7 @@ EXTRA_DIST += tests/client.sh
 # every message
 TESTS += tests/bench-peers.sh
 EXTRA_DIST += tests/bench-peers.sh
+# large-bench's rows (direct pair, mqbusd, dbus-broker): they run briefly,
+# and check every message
+TESTS += tests/large-bench.sh
+EXTRA_DIST += tests/large-bench.sh

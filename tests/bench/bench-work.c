@@ -814,11 +814,13 @@ static void bus_source(void)
 	mqbus *b = bus_connect();
 	const char *pb = getenv("MQBUS_BENCH_PUBLISH_BATCH");
 
-	/* a flooding publisher lets libmqbus pack what a full tx cannot
-	 * take yet, and flushes before it waits for its window;
-	 * MQBUS_BENCH_PUBLISH_BATCH=0: it waits for room instead */
+	/* a flooding publisher lets libmqbus fill frames, and flushes
+	 * before it waits for its window; MQBUS_BENCH_PUBLISH_BATCH=1: only
+	 * what a full tx cannot take yet; 0: it waits for room instead */
 	if (!pb || strcmp(pb, "0") != 0) {
-		mqbus_set_publish_batch(b, 1);
+		mqbus_set_publish_batch(b, pb && strcmp(pb, "1") == 0
+						   ? MQBUS_PUBLISH_BATCH_FULL
+						   : MQBUS_PUBLISH_BATCH_FILL);
 		bus_flushed = b;
 		window_flush = bus_flush;
 	}

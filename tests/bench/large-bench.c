@@ -3,22 +3,42 @@
  * large-bench.c - what messages larger than a queue message cost: mqbus
  * (publisher -> mqbusd -> subscriber, in pieces both ways) against a
  * direct POSIX queue pair doing the same fragmenting (writer -> reader,
- * FRAGMENT frames of the same size, put together in one buffer), which is
- * the limit of the transport.
+ * FRAGMENT frames of the same size, each received straight into its
+ * place in one buffer, as libmqbus does), which is the limit of the
+ * transport, and against dbus-broker (a broadcast signal with a match
+ * rule, sd-bus clients) where it is installed.
  *
  *   large-bench [--daemon PATH] [--sizes 16k,64k,1m,16m] [--pin CPU]
- *               [--mbytes N] [--maxmsg N] [--quick]
+ *               [--mbytes N] [--maxmsg N] [--repeat N] [--only PATHS]
+ *               [--wake notify|thread|poll] [--no-rtt] [--quick]
  *
  * For each size: throughput (messages/s and MB/s of payload, N messages
- * from one publisher to one subscriber, about --mbytes MiB in all), the
- * daemon's CPU time per MB carried, and the round trip (a request and a
- * reply of that size, p50 and p99); then the same throughput and round
- * trip through the direct pair.  Queues are 4 (--maxmsg) x 8192 bytes
- * everywhere.
+ * from one publisher to one subscriber, about --mbytes MiB in all) through
+ * each path (--only: any of direct,mqbus,dbus; all by default), the
+ * broker's CPU time per MB carried (mqbusd's, dbus-broker's) and that of
+ * every process of the path (publisher, broker, subscriber: what the
+ * path costs the machine), and the round trip of the direct pair and of
+ * mqbus (a request and a reply of that size, p50 and p99; --no-rtt leaves
+ * them out).  The machine's speed
+ * drifts between repetitions, so the paths are run in turns: repetition k
+ * of every path before repetition k + 1 of any, every other repetition in
+ * reverse order; the MB/s shown are medians over the repetitions, and the
+ * ratios of the mqbus row (xdirect, xdbus: of MB/s; wdirect, wdbus: of
+ * the CPU of every process per MB, the other's over mqbus's) medians of
+ * the ratios of each repetition, with their range.  Queues are 4
+ * (--maxmsg) x 8192 bytes for
+ * both the direct pair and every mqbus client.
+ *
  * It starts its own mqbusd on a bus of its own (overflow = block, so that
- * nothing is dropped and the publisher is paced by the subscriber).  Run
- * it under tests/harness.sh or unshare -im for a private mqueue mount.
- * Built by make, not installed (tests/local.mk).
+ * nothing is dropped and the publisher is paced by the subscriber) and
+ * its own dbus-broker (peer-dbus.c: a private bus on a socket of its
+ * own), whose publisher keeps at most a window of messages in flight
+ * towards the subscriber (acknowledged through a pipe, not the bus), so
+ * that the broker never holds more than a few MiB of it.  Every
+ * subscriber checks the sequence number and length of every message.
+ * Run it under tests/harness.sh or unshare -im for a private mqueue
+ * mount.  Built by make, not installed (tests/local.mk); tests/bench/
+ * README.md, "Large messages", says how to read it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -36,18 +56,29 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <systemd/sd-bus.h>
+
 #include "client/mqbus.h"
 #include "proto/frag.h"
 #include "proto/proto.h"
+#include "tests/bench/peer.h"
 
 #define MSGSIZE 8192
 /* RLIMIT_MSGQUEUE (800 KB a uid, shared by every process of the uid on
  * the machine) fits few queues of 10 x 8192: 4 by default (--maxmsg) */
 static long MAXMSG = 4;
 #define MIB (1024.0 * 1024.0)
+#define REPEAT_MAX 64
 
 static char bus[32];
 static pid_t daemon_pid;
+static struct peer_broker dbus_broker;
+static bool dbus_up;
+static pid_t main_pid; /* the brokers are ended by it alone */
+
+enum path { PATH_DIRECT, PATH_MQBUS, PATH_DBUS, PATH_COUNT };
+static const char *const path_names[PATH_COUNT] = { "direct", "mqbus",
+						    "dbus" };
 
 static double now_s(void)
 {
@@ -57,39 +88,72 @@ static double now_s(void)
 	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+static void stop_brokers(void)
+{
+	if (getpid() != main_pid)
+		return;
+	if (daemon_pid > 0) {
+		kill(daemon_pid, SIGTERM);
+		waitpid(daemon_pid, NULL, 0);
+		daemon_pid = 0;
+	}
+	if (dbus_up) {
+		kill(dbus_broker.pid, SIGTERM);
+		waitpid(dbus_broker.pid, NULL, 0);
+		peer_dbus_ops.cleanup(&dbus_broker);
+		dbus_up = false;
+	}
+}
+
 static void die(const char *what, int err)
 {
 	fprintf(stderr, "large-bench: %s: %s\n", what, strerror(err));
-	if (daemon_pid > 0)
-		kill(daemon_pid, SIGTERM);
+	stop_brokers();
 	exit(1);
 }
 
-/* CPU seconds (user + system) process pid has used. */
+/* CPU seconds the (single-threaded) process pid has run, to the
+ * nanosecond (/proc/PID/schedstat), where /proc/PID/stat counts ticks. */
 static double cpu_of(pid_t pid)
 {
-	char path[64], buf[1024], *p;
-	unsigned long ut = 0, st = 0;
+	char path[64];
+	unsigned long long ns = 0;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
 	f = fopen(path, "r");
-	if (!f || !fgets(buf, sizeof(buf), f)) {
-		if (f)
-			fclose(f);
+	if (!f)
 		return 0;
-	}
+	if (fscanf(f, "%llu", &ns) != 1)
+		ns = 0;
 	fclose(f);
-	p = strrchr(buf, ')');
-	/* after the name: state, then fields 4..; utime and stime are 14, 15 */
-	if (p && sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u "
-			       "%lu %lu",
-			&ut, &st) == 2)
-		return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-	return 0;
+	return (double)ns / 1e9;
 }
 
-static void start_daemon(const char *path)
+/* CPU seconds this process has used. */
+static double cpu_self(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+/* Waits for child pid, which must have exited 0; its CPU seconds. */
+static double reap(pid_t pid, const char *what)
+{
+	struct rusage ru;
+	int st;
+
+	if (wait4(pid, &st, 0, &ru) < 0 || !WIFEXITED(st) ||
+	    WEXITSTATUS(st) != 0)
+		die(what, EIO);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
+static void start_daemon(const char *path, const char *wake)
 {
 	char conf[] = "/tmp/large-bench-XXXXXX", qname[80];
 	const char *text = "[bus]\nmax_message = 16777216\n"
@@ -117,7 +181,7 @@ static void start_daemon(const char *path)
 		if (null >= 0)
 			dup2(null, 2);
 		execl(path, path, "-b", bus, "-c", conf, "--log=stderr",
-		      (char *)NULL);
+		      wake, (char *)NULL);
 		_exit(127);
 	}
 	snprintf(qname, sizeof(qname), "/%s", bus);
@@ -133,6 +197,60 @@ static void start_daemon(const char *path)
 	}
 	unlink(conf);
 	die("mqbusd did not start (--daemon PATH?)", ETIMEDOUT);
+}
+
+/*
+ * Starts the private dbus-broker (peer-dbus.c) and waits until it
+ * serves.  False, having said why, if it cannot run here (not
+ * installed); a broker that is there but does not start fails the run.
+ */
+static bool start_dbus(void)
+{
+	struct peer_broker *b = &dbus_broker;
+	char why[300];
+
+	memset(b, 0, sizeof(*b));
+	b->peer = BENCH_PEER_DBUS;
+	if (peer_dbus_ops.prepare(b, why, sizeof(why)) < 0) {
+		peer_dbus_ops.cleanup(b);
+		printf("# dbus-broker: %s\n", why);
+		return false;
+	}
+	fflush(NULL);
+	b->pid = fork();
+	if (b->pid < 0)
+		die("fork", errno);
+	if (b->pid == 0) {
+		int fd = open(b->log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int nul = open("/dev/null", O_RDWR);
+
+		if (fd < 0 || nul < 0 || dup2(nul, 0) < 0 || dup2(nul, 1) < 0 ||
+		    dup2(fd, 2) < 0)
+			_exit(126);
+		unsetenv("NOTIFY_SOCKET");
+		peer_dbus_ops.exec(b);
+	}
+	dbus_up = true;
+	for (int i = 0; i < 2000; i++) {
+		int r = peer_dbus_ops.ready(b, why, sizeof(why));
+
+		if (r == 0) {
+			peer_version(BENCH_PEER_DBUS, why, sizeof(why));
+			printf("# dbus-broker: %s, pid %d, on %s\n", why,
+			       (int)b->cpu_pid, b->addr);
+			return true;
+		}
+		if (r < 0 || waitpid(b->pid, NULL, WNOHANG) == b->pid) {
+			fprintf(stderr, "large-bench: dbus-broker: %s (log "
+					"in %s)\n",
+				r < 0 ? why : "exited at start", b->log);
+			dbus_up = r < 0;
+			die("dbus-broker did not start", EIO);
+		}
+		usleep(5000);
+	}
+	die("dbus-broker did not serve within 10 s", ETIMEDOUT);
+	return false;
 }
 
 /* A client with queues of MAXMSG x MSGSIZE, or (small) the default. */
@@ -178,8 +296,64 @@ static long long bus_stat(mqbus *b, const char *key)
 	return v;
 }
 
-struct row {
-	double msgs_s, mb_s, cpu_ms_per_mb, p50_us, p99_us;
+/*
+ * The test's hook (tests/large-bench.sh): with MQBUS_LARGE_BENCH_SKIP set
+ * to "PATH:SEQ" (PATH mqbus or dbus), that path's publisher leaves out
+ * message SEQ, as a bus that lost it would, so that the test sees the
+ * subscriber's check fail the run.
+ */
+static bool skip_one(enum path path, uint32_t seq)
+{
+	const char *env = getenv("MQBUS_LARGE_BENCH_SKIP");
+	size_t n = strlen(path_names[path]);
+
+	return env && strncmp(env, path_names[path], n) == 0 &&
+	       env[n] == ':' && strtoul(env + n + 1, NULL, 10) == seq;
+}
+
+/* Every payload starts with its sequence number (from 0): a subscriber
+ * sees a message lost, doubled or reordered at once. */
+static void stamp(unsigned char *data, size_t size, uint32_t seq)
+{
+	if (size >= sizeof(seq))
+		memcpy(data, &seq, sizeof(seq));
+}
+
+static void check_one(const char *path, const void *p, size_t len,
+		      size_t size, uint32_t seq)
+{
+	uint32_t got = seq;
+
+	if (len >= sizeof(got))
+		memcpy(&got, p, sizeof(got));
+	if (len != size || got != seq) {
+		fprintf(stderr,
+			"large-bench: %s: message %u: %zu bytes, sequence "
+			"%u (expected %zu bytes, %u)\n",
+			path, seq, len, (unsigned)got, size, seq);
+		die("a message lost, cut or out of order", EIO);
+	}
+}
+
+/* One throughput run of one path: the broker's CPU time per MB, and
+ * that of every process of the path (publisher, broker, subscriber). */
+struct tput {
+	double msgs_s, mb_s, cpu_ms_per_mb, all_ms_per_mb;
+};
+
+static void tput_set(struct tput *r, size_t size, unsigned n, double secs,
+		     double cpu, double all)
+{
+	double mb = (double)n * (double)size / MIB;
+
+	r->msgs_s = n / secs;
+	r->mb_s = mb / secs;
+	r->cpu_ms_per_mb = cpu * 1000.0 / mb;
+	r->all_ms_per_mb = all * 1000.0 / mb;
+}
+
+struct rtt {
+	double p50_us, p99_us;
 };
 
 static int cmp_double(const void *a, const void *b)
@@ -189,22 +363,28 @@ static int cmp_double(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static void percentiles(double *v, unsigned n, struct row *r)
+static void percentiles(double *v, unsigned n, struct rtt *r)
 {
 	qsort(v, n, sizeof(*v), cmp_double);
 	r->p50_us = v[n / 2] * 1e6;
 	r->p99_us = v[(n * 99) / 100 >= n ? n - 1 : (n * 99) / 100] * 1e6;
 }
 
+static double median(double *v, unsigned n)
+{
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 /* ------------------------------------------------------------------ */
 /* through mqbus                                                       */
 
-static void bus_throughput(size_t size, unsigned n, struct row *r)
+static void bus_throughput(size_t size, unsigned n, struct tput *r)
 {
 	unsigned char *data = malloc(size);
 	int go[2];
 	mqbus *sub = connect_bus(), *mon = connect_size(true);
-	double t0, t1, c0, c1;
+	double t0, t1, c0, c1, s0, s1;
 	pid_t pub;
 	char c = 'g';
 
@@ -220,39 +400,45 @@ static void bus_throughput(size_t size, unsigned n, struct row *r)
 
 		if (read(go[0], &c, 1) != 1)
 			_exit(2);
-		for (unsigned i = 0; i < n; i++)
+		for (unsigned i = 0; i < n; i++) {
+			if (skip_one(PATH_MQBUS, i))
+				continue;
+			stamp(data, size, i);
 			if (mqbus_publish(b, "bench/t", data, size, 0) < 0) {
 				fprintf(stderr, "large-bench: publish: %s\n",
 					mqbus_last_error(b));
 				_exit(3);
 			}
+		}
 		mqbus_free(b);
 		_exit(0);
 	}
 	c0 = cpu_of(daemon_pid);
+	s0 = cpu_self();
 	t0 = now_s();
 	if (write(go[1], &c, 1) != 1)
 		die("pipe", errno);
 	for (unsigned i = 0; i < n; i++) {
 		mqbus_msg *m = NULL;
 		size_t len = 0;
+		const void *p;
 		int e = mqbus_receive(sub, &m, 60000);
 
 		if (e < 0 || !m)
 			die("receive", e < 0 ? -e : ETIMEDOUT);
-		mqbus_msg_payload(m, &len);
-		if (len != size || mqbus_msg_dropped(m))
-			die("a message lost or cut", EIO);
+		p = mqbus_msg_payload(m, &len);
+		if (mqbus_msg_dropped(m))
+			die("a message dropped", EIO);
+		check_one("mqbus", p, len, size, i);
 		mqbus_msg_free(m);
 	}
 	t1 = now_s();
+	s1 = cpu_self();
 	c1 = cpu_of(daemon_pid);
-	waitpid(pub, NULL, 0);
+	s1 += reap(pub, "the publisher failed");
 	if (bus_stat(mon, "large_incomplete") > 0)
 		die("incomplete messages", EIO);
-	r->msgs_s = n / (t1 - t0);
-	r->mb_s = (double)n * (double)size / MIB / (t1 - t0);
-	r->cpu_ms_per_mb = (c1 - c0) * 1000.0 / ((double)n * size / MIB);
+	tput_set(r, size, n, t1 - t0, c1 - c0, c1 - c0 + s1 - s0);
 	close(go[0]);
 	close(go[1]);
 	mqbus_free(mon);
@@ -260,7 +446,7 @@ static void bus_throughput(size_t size, unsigned n, struct row *r)
 	free(data);
 }
 
-static void bus_rtt(size_t size, unsigned n, struct row *r)
+static void bus_rtt(size_t size, unsigned n, struct rtt *r)
 {
 	unsigned char *data = malloc(size);
 	double *lat = calloc(n, sizeof(double));
@@ -322,105 +508,149 @@ static mqd_t direct_open(const char *name, int flags)
 	return q;
 }
 
-/* Sends a whole message of size bytes (msg has room for it) in pieces,
- * as libmqbus does: the headers written in place. */
-static void direct_send(mqd_t q, unsigned char *msg, size_t size, uint32_t id)
+/*
+ * Sends a whole message of size bytes in pieces, as libmqbus does: the
+ * whole message is encoded (here: the payload copied behind a header
+ * and a topic, into a buffer with room for a fragment header in
+ * front), and each fragment goes from that buffer, its header written
+ * in place over the bytes before its piece, which are put back after.
+ */
+static void direct_send(mqd_t q, unsigned char *enc, const void *payload,
+			size_t size, uint32_t id)
 {
-	size_t chunk = frag_chunk(MSGSIZE);
-	unsigned char first[MSGSIZE], save[FRAG_OVERHEAD];
+	size_t chunk = frag_chunk(MSGSIZE), total;
+	unsigned char save[FRAG_OVERHEAD], *msg = enc + FRAG_OVERHEAD;
+	struct proto_header h;
+	int n;
 
-	for (size_t off = 0; off < size; off += chunk) {
-		size_t len = size - off < chunk ? size - off : chunk;
-		unsigned char *at;
+	proto_header_init(&h, PROTO_PUBLISH);
+	h.token = id;
+	n = proto_encode(msg, proto_size(7, size), &h, "bench/t", payload,
+			 size);
+	if (n < 0)
+		die("direct encode", EINVAL);
+	total = (size_t)n;
+	for (size_t off = 0; off < total; off += chunk) {
+		size_t len = total - off < chunk ? total - off : chunk;
+		unsigned char *at = msg + off - FRAG_OVERHEAD;
 
-		if (off == 0) {
-			at = first;
-			memcpy(first + FRAG_OVERHEAD, msg, len);
-		} else {
-			at = msg + off - FRAG_OVERHEAD;
-			memcpy(save, at, FRAG_OVERHEAD);
-		}
-		frag_header(at, id, off, size, 0, len);
+		memcpy(save, at, FRAG_OVERHEAD);
+		frag_header(at, id, off, total, 0, len);
 		if (mq_send(q, (char *)at, FRAG_OVERHEAD + len, 0) < 0)
 			die("mq_send", errno);
-		if (off)
-			memcpy(at, save, FRAG_OVERHEAD);
+		memcpy(at, save, FRAG_OVERHEAD);
 	}
 }
 
-/* Receives one whole message into buf (size bytes): each frame decoded
- * and its piece copied into place, as libmqbus does. */
-static void direct_recv(mqd_t q, unsigned char *buf, size_t size)
+/*
+ * Receives one whole message into buf (room for the whole encoded
+ * message and a fragment header in front), as libmqbus does: each
+ * fragment read straight into its place, the bytes its header lands on
+ * saved before and put back after.  Returns the payload.
+ */
+static const unsigned char *direct_recv(mqd_t q, unsigned char *buf,
+					size_t size)
 {
-	unsigned char frame[MSGSIZE];
-	size_t have = 0;
+	unsigned char save[FRAG_OVERHEAD];
+	unsigned char *msg = buf + FRAG_OVERHEAD;
+	size_t have = 0, total = 0;
+	struct proto_msg pm;
 
-	while (have < size) {
-		struct proto_msg pm;
-		ssize_t n = mq_receive(q, (char *)frame, sizeof(frame), NULL);
+	do {
+		unsigned char *at = msg + have - FRAG_OVERHEAD;
+		struct proto_header h;
+		ssize_t n;
 
-		if (n < 0 || proto_decode(frame, (size_t)n, &pm) < 0 ||
-		    pm.h.seq != have)
+		memcpy(save, at, FRAG_OVERHEAD);
+		n = mq_receive(q, (char *)at, MSGSIZE, NULL);
+		if (n < (ssize_t)FRAG_OVERHEAD)
 			die("direct receive", n < 0 ? errno : EPROTO);
-		memcpy(buf + have, pm.payload, pm.h.payload_len);
-		have += pm.h.payload_len;
-	}
+		memcpy(&h, at, sizeof(h));
+		memcpy(at, save, FRAG_OVERHEAD);
+		if (h.type != PROTO_FRAGMENT || h.seq != have ||
+		    (total && h.timestamp != total) ||
+		    h.payload_len != (size_t)n - FRAG_OVERHEAD)
+			die("direct receive: a fragment out of place", EPROTO);
+		total = h.timestamp;
+		have += h.payload_len;
+	} while (have < total);
+	if (proto_decode(msg, total, &pm) < 0 || pm.h.payload_len != size)
+		die("direct receive: not the message sent", EPROTO);
+	return pm.payload;
 }
 
-static void direct_throughput(size_t size, unsigned n, struct row *r)
+/* A buffer for a whole encoded message of size bytes of payload, with
+ * room for a fragment header in front and, behind, for the queue's
+ * message size from the last piece on (mq_receive() wants as much). */
+static unsigned char *direct_buf(size_t size)
+{
+	unsigned char *b =
+		malloc(FRAG_OVERHEAD + proto_size(7, size) + MSGSIZE);
+
+	if (!b)
+		die("malloc", ENOMEM);
+	return b;
+}
+
+static void direct_throughput(size_t size, unsigned n, struct tput *r)
 {
 	char name[48];
-	unsigned char *msg = malloc(size);
+	unsigned char *payload = malloc(size), *enc = direct_buf(size);
 	mqd_t q;
 	pid_t rd;
-	double t0, t1;
+	double t0, t1, s0, s1;
 	int done[2];
 	char c;
 
-	if (!msg || pipe(done) < 0)
+	if (!payload || pipe(done) < 0)
 		die("setup", ENOMEM);
-	memset(msg, 'd', size);
+	memset(payload, 'd', size);
 	snprintf(name, sizeof(name), "/%s.direct", bus);
 	q = direct_open(name, O_RDWR);
 	fflush(stdout);
 	rd = fork();
 	if (rd == 0) {
-		unsigned char *buf = malloc(size);
+		unsigned char *buf = direct_buf(size);
 
 		for (unsigned i = 0; i < n; i++)
-			direct_recv(q, buf, size);
+			check_one("direct", direct_recv(q, buf, size), size,
+				  size, i);
 		if (write(done[1], "d", 1) != 1)
 			_exit(2);
 		_exit(0);
 	}
+	s0 = cpu_self();
 	t0 = now_s();
-	for (unsigned i = 0; i < n; i++)
-		direct_send(q, msg, size, i + 1);
+	for (unsigned i = 0; i < n; i++) {
+		stamp(payload, size, i);
+		direct_send(q, enc, payload, size, i + 1);
+	}
 	if (read(done[0], &c, 1) != 1)
-		die("reader", EIO);
+		die("the direct reader failed", EIO);
 	t1 = now_s();
-	waitpid(rd, NULL, 0);
+	s1 = cpu_self();
+	s1 += reap(rd, "the direct reader failed");
 	mq_close(q);
 	mq_unlink(name);
-	r->msgs_s = n / (t1 - t0);
-	r->mb_s = (double)n * (double)size / MIB / (t1 - t0);
-	r->cpu_ms_per_mb = 0;
+	tput_set(r, size, n, t1 - t0, 0, s1 - s0);
 	close(done[0]);
 	close(done[1]);
-	free(msg);
+	free(enc);
+	free(payload);
 }
 
-static void direct_rtt(size_t size, unsigned n, struct row *r)
+static void direct_rtt(size_t size, unsigned n, struct rtt *r)
 {
 	char ping_name[48], pong_name[48];
-	unsigned char *msg = malloc(size);
+	unsigned char *payload = malloc(size), *enc = direct_buf(size);
+	unsigned char *buf = direct_buf(size);
 	double *lat = calloc(n, sizeof(double));
 	mqd_t ping, pong;
 	pid_t echo;
 
-	if (!msg || !lat)
+	if (!payload || !lat)
 		die("setup", ENOMEM);
-	memset(msg, 'e', size);
+	memset(payload, 'e', size);
 	snprintf(ping_name, sizeof(ping_name), "/%s.ping", bus);
 	snprintf(pong_name, sizeof(pong_name), "/%s.pong", bus);
 	ping = direct_open(ping_name, O_RDWR);
@@ -428,19 +658,18 @@ static void direct_rtt(size_t size, unsigned n, struct row *r)
 	fflush(stdout);
 	echo = fork();
 	if (echo == 0) {
-		unsigned char *buf = malloc(size);
-
 		for (unsigned i = 0; i < n; i++) {
-			direct_recv(ping, buf, size);
-			direct_send(pong, buf, size, i + 1);
+			const unsigned char *p = direct_recv(ping, buf, size);
+
+			direct_send(pong, enc, p, size, i + 1);
 		}
 		_exit(0);
 	}
 	for (unsigned i = 0; i < n; i++) {
 		double t0 = now_s();
 
-		direct_send(ping, msg, size, i + 1);
-		direct_recv(pong, msg, size);
+		direct_send(ping, enc, payload, size, i + 1);
+		direct_recv(pong, buf, size);
 		lat[i] = now_s() - t0;
 	}
 	waitpid(echo, NULL, 0);
@@ -450,7 +679,168 @@ static void direct_rtt(size_t size, unsigned n, struct row *r)
 	mq_unlink(pong_name);
 	percentiles(lat, n, r);
 	free(lat);
-	free(msg);
+	free(buf);
+	free(enc);
+	free(payload);
+}
+
+/* ------------------------------------------------------------------ */
+/* through dbus-broker                                                 */
+
+#define DBUS_PATH "/org/mqbus/large"
+#define DBUS_IFACE "org.mqbus.Large"
+
+static sd_bus *dbus_open(void)
+{
+	const char *unique;
+	sd_bus *b = NULL;
+	int r = sd_bus_new(&b);
+
+	if (r >= 0)
+		r = sd_bus_set_address(b, dbus_broker.addr);
+	if (r >= 0)
+		r = sd_bus_set_bus_client(b, 1);
+	if (r >= 0)
+		r = sd_bus_start(b);
+	if (r >= 0)
+		r = sd_bus_get_unique_name(b, &unique);
+	if (r < 0)
+		die("dbus: connect", -r);
+	return b;
+}
+
+/* Messages of size bytes the dbus publisher may have in flight: about
+ * 8 MiB, at least 2, at most 64. */
+static unsigned dbus_window(size_t size)
+{
+	size_t w = (8u << 20) / size;
+
+	return w < 2 ? 2 : w > 64 ? 64 : (unsigned)w;
+}
+
+/* The publisher: emits the signal Data ("ay") n times, at most a window
+ * of them unacknowledged by the subscriber (one byte on ack each). */
+static void dbus_publisher(size_t size, unsigned n, int go, int ack)
+{
+	unsigned char *data = malloc(size);
+	unsigned window = dbus_window(size), acked = 0;
+	sd_bus *b = dbus_open();
+	char c;
+
+	if (!data || read(go, &c, 1) != 1)
+		_exit(2);
+	memset(data, 'b', size);
+	for (unsigned i = 0; i < n; i++) {
+		sd_bus_message *m = NULL;
+		uint64_t queued = 0;
+		int r;
+
+		while (i - acked >= window) {
+			if (read(ack, &c, 1) != 1)
+				_exit(3);
+			acked++;
+		}
+		if (skip_one(PATH_DBUS, i)) {
+			acked++; /* never to be acknowledged */
+			continue;
+		}
+		stamp(data, size, i);
+		r = sd_bus_message_new_signal(b, &m, DBUS_PATH, DBUS_IFACE,
+					      "Data");
+		if (r >= 0)
+			r = sd_bus_message_append_array(m, 'y', data, size);
+		if (r >= 0)
+			r = sd_bus_send(b, m, NULL);
+		sd_bus_message_unref(m);
+		if (r >= 0 && sd_bus_get_n_queued_write(b, &queued) >= 0 &&
+		    queued > 0)
+			r = sd_bus_flush(b);
+		if (r < 0) {
+			fprintf(stderr, "large-bench: dbus: emit: %s\n",
+				strerror(-r));
+			_exit(4);
+		}
+	}
+	/* every one taken before the connection goes */
+	while (acked < n) {
+		if (read(ack, &c, 1) != 1)
+			_exit(3);
+		acked++;
+	}
+	sd_bus_flush_close_unref(b);
+	free(data);
+	_exit(0);
+}
+
+struct dbus_sink {
+	size_t size;
+	unsigned got;
+	int ack;
+};
+
+static int on_data(sd_bus_message *m, void *userdata, sd_bus_error *err)
+{
+	struct dbus_sink *s = userdata;
+	const void *p = NULL;
+	size_t len = 0;
+	int r = sd_bus_message_read_array(m, 'y', &p, &len);
+
+	if (r < 0)
+		die("dbus: a signal without its bytes", -r);
+	check_one("dbus", p, len, s->size, s->got);
+	s->got++;
+	if (write(s->ack, "a", 1) != 1)
+		die("dbus: ack", errno);
+	return 1;
+}
+
+static void dbus_throughput(size_t size, unsigned n, struct tput *r)
+{
+	struct dbus_sink s = { .size = size };
+	int go[2], ack[2];
+	sd_bus *b = dbus_open();
+	double t0, t1, c0, c1, s0, s1;
+	pid_t pub;
+
+	if (pipe(go) < 0 || pipe(ack) < 0)
+		die("pipe", errno);
+	s.ack = ack[1];
+	/* synchronous: the broker has the rule before the go */
+	if (sd_bus_match_signal(b, NULL, NULL, DBUS_PATH, DBUS_IFACE, "Data",
+				on_data, &s) < 0)
+		die("dbus: AddMatch", EIO);
+	fflush(stdout);
+	pub = fork();
+	if (pub < 0)
+		die("fork", errno);
+	if (pub == 0) {
+		close(go[1]);
+		close(ack[1]);
+		dbus_publisher(size, n, go[0], ack[0]);
+	}
+	close(go[0]);
+	close(ack[0]);
+	c0 = cpu_of(dbus_broker.cpu_pid);
+	s0 = cpu_self();
+	t0 = now_s();
+	if (write(go[1], "g", 1) != 1)
+		die("pipe", errno);
+	while (s.got < n) {
+		int e = sd_bus_process(b, NULL);
+
+		if (e == 0)
+			e = sd_bus_wait(b, 60 * 1000000ull);
+		if (e < 0 && e != -EINTR)
+			die("dbus: subscriber", -e);
+	}
+	t1 = now_s();
+	s1 = cpu_self();
+	c1 = cpu_of(dbus_broker.cpu_pid);
+	s1 += reap(pub, "the dbus publisher failed");
+	tput_set(r, size, n, t1 - t0, c1 - c0, c1 - c0 + s1 - s0);
+	close(go[1]);
+	close(ack[1]);
+	sd_bus_flush_close_unref(b);
 }
 
 /* ------------------------------------------------------------------ */
@@ -467,14 +857,145 @@ static size_t parse_size(const char *s)
 	return v;
 }
 
+static unsigned parse_paths(const char *s)
+{
+	char list[128], *tok, *save;
+	unsigned mask = 0;
+
+	snprintf(list, sizeof(list), "%s", s);
+	for (tok = strtok_r(list, ",", &save); tok;
+	     tok = strtok_r(NULL, ",", &save)) {
+		unsigned i;
+
+		for (i = 0; i < PATH_COUNT; i++)
+			if (strcmp(tok, path_names[i]) == 0)
+				break;
+		if (i == PATH_COUNT) {
+			fprintf(stderr, "large-bench: no path %s (direct, "
+					"mqbus, dbus)\n",
+				tok);
+			exit(2);
+		}
+		mask |= 1u << i;
+	}
+	return mask;
+}
+
+static void run_path(enum path path, size_t size, unsigned n,
+		     struct tput *r)
+{
+	switch (path) {
+	case PATH_DIRECT:
+		direct_throughput(size, n, r);
+		break;
+	case PATH_MQBUS:
+		bus_throughput(size, n, r);
+		break;
+	default:
+		dbus_throughput(size, n, r);
+		break;
+	}
+}
+
+/* The median of a path's figure over the repetitions. */
+static double median_of(struct tput *t, unsigned reps, size_t field)
+{
+	double v[REPEAT_MAX];
+
+	for (unsigned k = 0; k < reps; k++)
+		v[k] = *(double *)((char *)&t[k] + field);
+	return median(v, reps);
+}
+
+/* "0.55 (0.50-0.61)": the median of num's field over den's, paired by
+ * repetition, and its range; "-" without both. */
+static void ratio_cell(char *buf, size_t len, struct tput *num,
+		       struct tput *den, size_t field, unsigned reps,
+		       bool have)
+{
+	double v[REPEAT_MAX];
+
+	if (!have) {
+		snprintf(buf, len, "-");
+		return;
+	}
+	for (unsigned k = 0; k < reps; k++)
+		v[k] = *(double *)((char *)&num[k] + field) /
+		       *(double *)((char *)&den[k] + field);
+	qsort(v, reps, sizeof(*v), cmp_double);
+	if (reps == 1)
+		snprintf(buf, len, "%.2f", v[0]);
+	else
+		snprintf(buf, len, "%.2f (%.2f-%.2f)", median(v, reps), v[0],
+			 v[reps - 1]);
+}
+
+#define ROW_FORMAT "%-5s %-6s %8s %7s %6s %6s %7s %7s  %-17s %-17s %-17s %s\n"
+
+static void print_head(void)
+{
+	printf("# MB/s: median over the repetitions; cpu: the broker's CPU "
+	       "ms per MB, all: every process's (publisher, broker, "
+	       "subscriber)\n# xdirect, xdbus: median (range) of mqbus's "
+	       "MB/s over the other's, paired by repetition; wdirect, "
+	       "wdbus: of the other's CPU per MB (all) over mqbus's\n");
+	printf(ROW_FORMAT, "size", "path", "msgs/s", "MB/s", "cpu", "all",
+	       "p50 us", "p99 us", "xdirect", "xdbus", "wdirect", "wdbus");
+}
+
+/* A path's row; the mqbus row carries the ratios to the others. */
+static void print_row(const char *size, enum path path,
+		      struct tput t[PATH_COUNT][REPEAT_MAX], unsigned reps,
+		      const struct rtt *rt, const bool have[PATH_COUNT])
+{
+	char f[4][16] = { "-", "-", "-", "-" }, x[4][40], mb[16], all[16];
+	struct tput *me = t[path];
+
+	snprintf(f[0], sizeof(f[0]), "%.0f",
+		 median_of(me, reps, offsetof(struct tput, msgs_s)));
+	if (path != PATH_DIRECT)
+		snprintf(f[1], sizeof(f[1]), "%.2f",
+			 median_of(me, reps,
+				   offsetof(struct tput, cpu_ms_per_mb)));
+	if (rt && rt->p50_us > 0) {
+		snprintf(f[2], sizeof(f[2]), "%.0f", rt->p50_us);
+		snprintf(f[3], sizeof(f[3]), "%.0f", rt->p99_us);
+	}
+	for (unsigned i = 0; i < 4; i++)
+		snprintf(x[i], sizeof(x[i]), "-");
+	if (path == PATH_MQBUS) {
+		ratio_cell(x[0], sizeof(x[0]), me, t[PATH_DIRECT],
+			   offsetof(struct tput, mb_s), reps,
+			   have[PATH_DIRECT]);
+		ratio_cell(x[1], sizeof(x[1]), me, t[PATH_DBUS],
+			   offsetof(struct tput, mb_s), reps, have[PATH_DBUS]);
+		ratio_cell(x[2], sizeof(x[2]), t[PATH_DIRECT], me,
+			   offsetof(struct tput, all_ms_per_mb), reps,
+			   have[PATH_DIRECT]);
+		ratio_cell(x[3], sizeof(x[3]), t[PATH_DBUS], me,
+			   offsetof(struct tput, all_ms_per_mb), reps,
+			   have[PATH_DBUS]);
+	}
+	snprintf(mb, sizeof(mb), "%.1f",
+		 median_of(me, reps, offsetof(struct tput, mb_s)));
+	snprintf(all, sizeof(all), "%.2f",
+		 median_of(me, reps, offsetof(struct tput, all_ms_per_mb)));
+	printf(ROW_FORMAT, size, path_names[path], f[0], mb, f[1], all, f[2],
+	       f[3], x[0], x[1], x[2], x[3]);
+}
+
 int main(int argc, char **argv)
 {
 	const char *daemon = getenv("MQBUS_BENCH_DAEMON");
 	const char *sizes = "16k,64k,1m,16m";
+	char wake[32] = "--wake=notify";
 	double mbytes = 64;
+	unsigned reps = 1, paths = (1u << PATH_COUNT) - 1;
+	bool with_rtt = true;
 	int pin = -1;
 	char list[256], *tok, *save;
 
+	main_pid = getpid();
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--daemon") == 0 && i + 1 < argc)
 			daemon = argv[++i];
@@ -486,15 +1007,29 @@ int main(int argc, char **argv)
 			mbytes = atof(argv[++i]);
 		else if (strcmp(argv[i], "--maxmsg") == 0 && i + 1 < argc)
 			MAXMSG = atol(argv[++i]);
+		else if (strcmp(argv[i], "--repeat") == 0 && i + 1 < argc)
+			reps = (unsigned)atoi(argv[++i]);
+		else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+			paths = parse_paths(argv[++i]);
+		else if (strcmp(argv[i], "--wake") == 0 && i + 1 < argc)
+			snprintf(wake, sizeof(wake), "--wake=%s", argv[++i]);
+		else if (strcmp(argv[i], "--no-rtt") == 0)
+			with_rtt = false;
 		else if (strcmp(argv[i], "--quick") == 0)
 			mbytes = 16;
 		else {
 			fprintf(stderr,
 				"usage: large-bench [--daemon PATH] [--sizes "
 				"16k,64k,1m,16m] [--pin CPU] [--mbytes N] "
-				"[--maxmsg N] [--quick]\n");
+				"[--maxmsg N] [--repeat N] [--only "
+				"direct,mqbus,dbus] [--wake METHOD] [--no-rtt] "
+				"[--quick]\n");
 			return 2;
 		}
+	}
+	if (reps < 1 || reps > REPEAT_MAX) {
+		fprintf(stderr, "large-bench: --repeat 1..%d\n", REPEAT_MAX);
+		return 2;
 	}
 	if (!daemon)
 		daemon = "daemon/mqbusd";
@@ -516,12 +1051,15 @@ int main(int argc, char **argv)
 					"raised (%s): some rows may fail\n",
 				strerror(errno));
 	}
-	start_daemon(daemon);
-	printf("# large-bench: queues %ld x %d, %.0f MiB a row, %s\n", MAXMSG,
-	       MSGSIZE, mbytes, pin >= 0 ? "pinned to one CPU" : "unpinned");
-	printf("%-7s %-7s %10s %9s %10s %10s %10s %9s\n", "size", "path",
-	       "msgs/s", "MB/s", "cpu ms/MB", "rtt p50us", "rtt p99us",
-	       "vs_direct");
+	signal(SIGPIPE, SIG_IGN);
+	printf("# large-bench: queues %ld x %d, %.0f MiB a run, %u "
+	       "repetition%s in turns, %s\n",
+	       MAXMSG, MSGSIZE, mbytes, reps, reps == 1 ? "" : "s",
+	       pin >= 0 ? "pinned to one CPU" : "unpinned");
+	start_daemon(daemon, wake);
+	if ((paths & 1u << PATH_DBUS) && !start_dbus())
+		paths &= ~(1u << PATH_DBUS);
+	print_head();
 	fflush(stdout);
 	snprintf(list, sizeof(list), "%s", sizes);
 	for (tok = strtok_r(list, ",", &save); tok;
@@ -529,26 +1067,37 @@ int main(int argc, char **argv)
 		size_t size = parse_size(tok);
 		unsigned n = (unsigned)(mbytes * MIB / (double)size);
 		unsigned rt = n < 20 ? 20 : (n > 400 ? 400 : n);
-		struct row bus_row = { 0 }, dir = { 0 };
+		struct tput t[PATH_COUNT][REPEAT_MAX];
+		struct rtt rtts[PATH_COUNT] = { { 0 } };
+		bool have[PATH_COUNT];
 
+		if (size < 16 || size > 16u << 20)
+			die("--sizes: from 16 bytes to 16m", EINVAL);
 		if (n < 4)
 			n = 4;
 		if (size >= 16 * 1024 * 1024)
 			rt = 10;
-		direct_throughput(size, n, &dir);
-		bus_throughput(size, n, &bus_row);
-		direct_rtt(size, rt, &dir);
-		bus_rtt(size, rt, &bus_row);
-		printf("%-7s %-7s %10.0f %9.1f %10s %10.0f %10.0f %9s\n", tok,
-		       "direct", dir.msgs_s, dir.mb_s, "-", dir.p50_us,
-		       dir.p99_us, "1.00");
-		printf("%-7s %-7s %10.0f %9.1f %10.2f %10.0f %10.0f %9.2f\n",
-		       tok, "mqbus", bus_row.msgs_s, bus_row.mb_s,
-		       bus_row.cpu_ms_per_mb, bus_row.p50_us, bus_row.p99_us,
-		       bus_row.mb_s / dir.mb_s);
+		for (unsigned p = 0; p < PATH_COUNT; p++)
+			have[p] = paths & 1u << p;
+		/* in turns, every other repetition in reverse order */
+		for (unsigned k = 0; k < reps; k++)
+			for (unsigned i = 0; i < PATH_COUNT; i++) {
+				unsigned p = k % 2 ? PATH_COUNT - 1 - i : i;
+
+				if (have[p])
+					run_path((enum path)p, size, n,
+						 &t[p][k]);
+			}
+		if (with_rtt && have[PATH_DIRECT])
+			direct_rtt(size, rt, &rtts[PATH_DIRECT]);
+		if (with_rtt && have[PATH_MQBUS])
+			bus_rtt(size, rt, &rtts[PATH_MQBUS]);
+		for (unsigned p = 0; p < PATH_COUNT; p++)
+			if (have[p])
+				print_row(tok, (enum path)p, t, reps,
+					  with_rtt ? &rtts[p] : NULL, have);
 		fflush(stdout);
 	}
-	kill(daemon_pid, SIGTERM);
-	waitpid(daemon_pid, NULL, 0);
+	stop_brokers();
 	return 0;
 }

@@ -3524,11 +3524,17 @@ static void print_header(void)
 		if (pb && strcmp(pb, "0") == 0)
 			note("mqbus publishers wait for room in a full tx "
 			     "(MQBUS_BENCH_PUBLISH_BATCH=0)");
-		else
+		else if (pb && strcmp(pb, "1") == 0)
 			note("mqbus publishers hold what a full tx cannot "
 			     "take in a batch frame "
-			     "(mqbus_set_publish_batch; "
-			     "MQBUS_BENCH_PUBLISH_BATCH=0: not)");
+			     "(MQBUS_PUBLISH_BATCH_FULL; "
+			     "MQBUS_BENCH_PUBLISH_BATCH=1)");
+		else
+			note("mqbus publishers fill batch frames and flush "
+			     "before they wait for their window "
+			     "(MQBUS_PUBLISH_BATCH_FILL; "
+			     "MQBUS_BENCH_PUBLISH_BATCH=1: only into a full "
+			     "tx, 0: message by message)");
 	}
 	if (opt.raw_poll)
 		note("raw round-trip clients wait as libmqbus does: poll, then "
