@@ -5,7 +5,9 @@
  * Every message on every queue of a bus is one POSIX queue message: a fixed
  * 64-byte header, then the topic (topic_len bytes and a NUL), then the key
  * if there is one (key_len bytes and a NUL), then the payload (payload_len
- * bytes).  Both ends are on the same host, so integers
+ * bytes), and on a DELIVER with PROTO_F_ORIGIN the origin block
+ * (origin_len bytes, struct proto_origin).  Both ends are on the same
+ * host, so integers
  * are in host byte order.  The decoder checks every length against the bytes
  * actually received; nothing a client sends is trusted.  PROTOCOL.md is the
  * written spec of this header.
