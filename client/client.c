@@ -111,7 +111,11 @@ struct mqbus_msg {
 	const char *topic;
 	const char *key; /* NULL: none */
 	const unsigned char *payload;
-	unsigned char data[]; /* topic, NUL, key, NUL, payload, NUL */
+	/* a bridged message's remote origin, when the handle asked for it
+	 * (mqbus_set_origin()): in data[] after the payload's NUL */
+	const struct mqbus_origin *origin;
+	unsigned char data[]; /* topic, NUL, key, NUL, payload, NUL
+				 [, struct mqbus_origin, the block] */
 };
 
 /* an asynchronous request waiting for its reply */
@@ -220,6 +224,7 @@ struct mqbus {
 	struct msg_pool *pool; /* received messages (msg_from()) */
 	bool batch;	 /* frames both ways, unless MQBUS_BATCH=0 */
 	bool daemon_batch; /* the daemon reads frames (its WELCOME) */
+	bool origin;	   /* remote origins asked for (mqbus_set_origin) */
 	int publish_batch; /* MQBUS_PUBLISH_BATCH_*: hold publishes into
 			      a full tx, or fill frames; asked for with
 			      mqbus_set_publish_batch() or
@@ -1199,15 +1204,57 @@ static void msg_put(struct mqbus_msg *m)
 	msg_pool_unref(pool);
 }
 
+/* where the struct mqbus_origin of a message goes in data[], past
+ * used bytes */
+static size_t msg_origin_at(size_t used)
+{
+	size_t a = _Alignof(struct mqbus_origin);
+
+	return (used + a - 1) / a * a;
+}
+
+/*
+ * The remote origin of pm (proto_decode() has checked the block) copied
+ * into m's data[] at off, and decoded there.
+ */
+static void msg_set_origin(struct mqbus_msg *m, const struct proto_msg *pm,
+			   size_t off)
+{
+	struct mqbus_origin *o = (struct mqbus_origin *)(m->data + off);
+	unsigned char *block = m->data + off + sizeof(*o);
+	struct proto_origin po;
+
+	memcpy(block, pm->origin, pm->h.origin_len);
+	if (proto_origin_decode(block, pm->h.origin_len, &po) < 0) {
+		m->origin = NULL;
+		return;
+	}
+	memset(o, 0, sizeof(*o));
+	o->uid = po.uid == PROTO_ORIGIN_UID_NONE ? (uid_t)-1 : (uid_t)po.uid;
+	o->pid = (pid_t)po.pid;
+	o->user = po.user;
+	o->host = po.host;
+	o->bridge = po.bridge;
+	m->origin = o;
+}
+
 static struct mqbus_msg *msg_from(mqbus *b, const struct proto_msg *pm)
 {
 	size_t tlen = pm->h.topic_len, klen = pm->h.key_len;
 	size_t plen = pm->h.payload_len;
-	struct mqbus_msg *m = msg_get(b, tlen + 1 + klen + 1 + plen + 1);
+	size_t used = tlen + 1 + klen + 1 + plen + 1, origin_at = 0;
+	struct mqbus_msg *m;
 	unsigned char *p;
 
+	if (pm->origin) {
+		origin_at = msg_origin_at(used);
+		used = origin_at + sizeof(struct mqbus_origin) +
+		       pm->h.origin_len;
+	}
+	m = msg_get(b, used);
 	if (!m)
 		return NULL;
+	m->origin = NULL;
 	m->next = NULL;
 	m->h = pm->h;
 	p = m->data;
@@ -1220,6 +1267,8 @@ static struct mqbus_msg *msg_from(mqbus *b, const struct proto_msg *pm)
 	m->payload = p;
 	memcpy(p, pm->payload, plen);
 	p[plen] = '\0'; /* text payloads print as-is */
+	if (pm->origin)
+		msg_set_origin(m, pm, origin_at);
 	return m;
 }
 
@@ -1268,7 +1317,8 @@ static struct mqbus_msg *msg_whole(mqbus *b, const struct proto_msg *pm)
 	struct mqbus_msg *m;
 	unsigned char *end;
 
-	if (!b->reasm.done ||
+	/* an origin block lies where the NUL would go: msg_from() */
+	if (!b->reasm.done || pm->origin ||
 	    (const unsigned char *)pm->topic !=
 		    b->reasm.done + offsetof(struct mqbus_msg, data) +
 			    PROTO_HEADER_SIZE)
@@ -1278,6 +1328,7 @@ static struct mqbus_msg *msg_whole(mqbus *b, const struct proto_msg *pm)
 	m->pool = NULL; /* its own buffer: freed alone */
 	m->refs = 1;
 	m->h = pm->h;
+	m->origin = NULL;
 	m->topic = pm->topic;
 	m->key = pm->h.key_len ? pm->key : NULL;
 	m->payload = pm->payload;
@@ -1493,6 +1544,8 @@ static int announce(mqbus *b, int64_t deadline)
 	proto_header_init(&h, PROTO_ANNOUNCE);
 	if (b->batch)
 		h.flags = PROTO_F_BATCH;
+	if (b->origin)
+		h.flags |= PROTO_F_ORIGIN;
 	n = proto_encode(buf, sizeof(buf), &h, b->tx_name, NULL, 0);
 	while (mq_send(a, (const char *)buf, (size_t)n, 0) < 0) {
 		struct pollfd p = { .fd = a, .events = POLLOUT };
@@ -1928,7 +1981,8 @@ static void announce_now(mqbus *b, unsigned flags)
 	if (a == (mqd_t)-1)
 		return;
 	proto_header_init(&h, PROTO_ANNOUNCE);
-	h.flags = (uint16_t)(flags | (b->batch ? PROTO_F_BATCH : 0));
+	h.flags = (uint16_t)(flags | (b->batch ? PROTO_F_BATCH : 0) |
+			     (b->origin ? PROTO_F_ORIGIN : 0));
 	n = proto_encode(buf, sizeof(buf), &h, b->tx_name, NULL, 0);
 	if (n > 0)
 		mq_send(a, (const char *)buf, (size_t)n, 0);
@@ -2373,6 +2427,18 @@ MQBUS_EXPORT int mqbus_publish_opts(mqbus *b, const char *topic,
 		h.flags |= PROTO_F_RETAIN;
 	prio = set_priority(&h, o.priority);
 	return send_msg_key(b, &h, topic, o.key, data, len, prio);
+}
+
+MQBUS_EXPORT int mqbus_set_origin(mqbus *b, int on)
+{
+	if (!b)
+		return -EINVAL;
+	b->error[0] = '\0';
+	if (b->connected)
+		return set_error(b, -EISCONN,
+				 "ask for remote origins before connecting");
+	b->origin = on != 0;
+	return 0;
 }
 
 MQBUS_EXPORT void mqbus_set_publish_batch(mqbus *b, int on)
@@ -3542,6 +3608,14 @@ MQBUS_EXPORT int mqbus_msg_retained(const mqbus_msg *m)
 {
 	return m && m->h.type == PROTO_DELIVER &&
 	       (m->h.flags & PROTO_F_RETAINED) != 0;
+}
+
+MQBUS_EXPORT const struct mqbus_origin *mqbus_msg_origin(const mqbus_msg *m)
+{
+	if (m && m->origin)
+		return m->origin;
+	errno = ENOENT;
+	return NULL;
 }
 
 MQBUS_EXPORT int mqbus_msg_is_request(const mqbus_msg *m)

@@ -577,6 +577,37 @@ int mqbus_msg_is_reply(const mqbus_msg *m);
  * that a monitor can pair them; 0 for other messages. */
 uint32_t mqbus_msg_request_id(const mqbus_msg *m);
 
+/*
+ * Remote origins (since LIBMQBUS_1.7).  A message that came from another
+ * host through an MQTT bridge of the daemon (mqbusd.conf(5), BRIDGES) is
+ * published on this bus by the bridge: its sender uid, pid and client id
+ * are the bridge's, whatever the remote side says.  A program that wants
+ * to know what the remote side says of its sender calls
+ * mqbus_set_origin(b, 1) before mqbus_connect() (0, or -EISCONN once
+ * connected); the daemon then adds the remote origin to every bridged
+ * message it delivers to this handle, and mqbus_msg_origin() returns it
+ * (a struct that lives as long as the message).  It returns NULL with
+ * errno ENOENT for any other message: one published on this host, or on
+ * a handle that did not ask.
+ *
+ * The fields are claims of the remote host (the MQTT 5 user properties
+ * the remote mqbusd wrote, see mqbusd.conf(5)), as trustworthy as the
+ * remote mqbusd, its broker and the network between them: nothing on
+ * this host checks them.  Only bridge is this host's word.  A field the
+ * remote side did not give, or gave in a form that is not valid here
+ * (too long, not printable ASCII, not a number), is "not said".
+ */
+struct mqbus_origin {
+	uid_t uid;	    /* the remote sender's uid; (uid_t)-1: not said */
+	pid_t pid;	    /* its pid; 0: not said */
+	const char *user;   /* its user name (at most 32 bytes); "": not said */
+	const char *host;   /* its host name (at most 64 bytes); "": not said */
+	const char *bridge; /* the [bridge NAME] of this daemon it came
+			       through */
+};
+int mqbus_set_origin(mqbus *b, int on);
+const struct mqbus_origin *mqbus_msg_origin(const mqbus_msg *m);
+
 #ifdef __cplusplus
 }
 #endif

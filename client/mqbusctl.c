@@ -67,6 +67,7 @@ enum {
 	OPT_DELAY,
 	OPT_AT,
 	OPT_EVERY,
+	OPT_ORIGIN,
 };
 
 /* A queue group name: 1 to 64 of [A-Za-z0-9._-] (see PROTOCOL.md). */
@@ -91,6 +92,7 @@ enum {
 /* What the global options decided, handed to every command. */
 struct ctl {
 	const char *bus; /* -b, or NULL for the library's default */
+	bool origin;	 /* sub --origin: ask for remote origins */
 };
 
 struct command {
@@ -333,6 +335,8 @@ static int ctl_new(const struct ctl *ctl, mqbus **ret)
 			return EXIT_USAGE;
 		}
 	}
+	if (ctl->origin)
+		mqbus_set_origin(b, 1); /* not connected yet: cannot fail */
 	*ret = b;
 	return EXIT_OK;
 }
@@ -819,7 +823,67 @@ static void put_json_request(FILE *f, const mqbus_msg *m)
 			mqbus_msg_request_id(m));
 }
 
-static void print_message(FILE *f, const mqbus_msg *m, bool json)
+/*
+ * sub --origin, as JSON: "origin" with what the remote side claims of a
+ * bridged message's sender (null for a field it did not say), or null for
+ * a message that did not come through a bridge.
+ */
+static void put_json_origin(FILE *f, const mqbus_msg *m)
+{
+	const struct mqbus_origin *o = mqbus_msg_origin(m);
+
+	if (!o) {
+		fputs(",\"origin\":null", f);
+		return;
+	}
+	fputs(",\"origin\":{\"uid\":", f);
+	if (o->uid == (uid_t)-1)
+		fputs("null", f);
+	else
+		fprintf(f, "%lu", (unsigned long)o->uid);
+	fputs(",\"pid\":", f);
+	if (o->pid == 0)
+		fputs("null", f);
+	else
+		fprintf(f, "%ld", (long)o->pid);
+	/* printable ASCII without spaces: the library checked them */
+	fputs(",\"user\":", f);
+	if (*o->user)
+		put_json_string(f, (const unsigned char *)o->user,
+				strlen(o->user));
+	else
+		fputs("null", f);
+	fputs(",\"host\":", f);
+	if (*o->host)
+		put_json_string(f, (const unsigned char *)o->host,
+				strlen(o->host));
+	else
+		fputs("null", f);
+	fputs(",\"bridge\":", f);
+	put_json_string(f, (const unsigned char *)o->bridge,
+			strlen(o->bridge));
+	fputc('}', f);
+}
+
+/* sub --origin, as text: " (from USER@HOST uid=U pid=P via bridge B)",
+ * "?" for what the remote side did not say; nothing for a local one. */
+static void put_origin(FILE *f, const mqbus_msg *m)
+{
+	const struct mqbus_origin *o = mqbus_msg_origin(m);
+
+	if (!o)
+		return;
+	fprintf(f, " (from %s@%s", *o->user ? o->user : "?",
+		*o->host ? o->host : "?");
+	if (o->uid != (uid_t)-1)
+		fprintf(f, " uid=%lu", (unsigned long)o->uid);
+	if (o->pid != 0)
+		fprintf(f, " pid=%ld", (long)o->pid);
+	fprintf(f, " via bridge %s)", o->bridge);
+}
+
+static void print_message(FILE *f, const mqbus_msg *m, bool json,
+			  bool origin)
 {
 	const char *topic = mqbus_msg_topic(m);
 	const char *key = mqbus_msg_key(m);
@@ -856,6 +920,10 @@ static void print_message(FILE *f, const mqbus_msg *m, bool json)
 			mqbus_msg_retained(m) ? "true" : "false");
 		put_json_request(f, m);
 		put_json_time(f, m);
+		/* a message has an origin only if we asked: shown when
+		 * there is one, so that one sent unasked shows too */
+		if (origin || mqbus_msg_origin(m))
+			put_json_origin(f, m);
 		fputs("}\n", f);
 		return;
 	}
@@ -868,6 +936,7 @@ static void print_message(FILE *f, const mqbus_msg *m, bool json)
 		fprintf(f, " (dropped %" PRIu32 ")", mqbus_msg_dropped(m));
 	if (mqbus_msg_retained(m))
 		fputs(" (retained)", f);
+	put_origin(f, m); /* nothing unless it has one */
 	putc('\n', f);
 }
 
@@ -900,6 +969,7 @@ struct sub_opts {
 	bool has_count;
 	int timeout_ms; /* total deadline, if >= 0 */
 	bool json;
+	bool origin; /* sub --origin */
 	const char *cmd; /* for messages: "sub" (NULL) or "monitor" */
 	/* prints one message: print_message (NULL) or print_monitored;
 	 * false: it was not one to print or count */
@@ -995,7 +1065,7 @@ static int sub_loop(mqbus *b, const struct sub_opts *o)
 			/* losses no message followed: not a message */
 			print_drop_notice(m, o->json);
 		} else if (!o->print) {
-			print_message(stdout, m, o->json);
+			print_message(stdout, m, o->json, o->origin);
 			seen++;
 		} else if (o->print(stdout, m, o->json)) {
 			seen++;
@@ -1079,10 +1149,12 @@ static int cmd_sub(const struct ctl *ctl, int argc, char **argv)
 		{ "timeout", required_argument, NULL, 't' },
 		{ "json", no_argument, NULL, OPT_JSON },
 		{ "group", required_argument, NULL, OPT_GROUP },
+		{ "origin", no_argument, NULL, OPT_ORIGIN },
 		{ "help", no_argument, NULL, 'h' },
 		{ 0 },
 	};
 	struct sub_opts o = { .timeout_ms = -1 };
+	struct ctl sub_ctl = *ctl;
 	const char *group = NULL;
 	char name[64];
 	unsigned long long v;
@@ -1113,6 +1185,9 @@ static int cmd_sub(const struct ctl *ctl, int argc, char **argv)
 				return EXIT_USAGE;
 			group = optarg;
 			break;
+		case OPT_ORIGIN:
+			o.origin = sub_ctl.origin = true;
+			break;
 		case 'h':
 			usage_command(stdout, command_find("sub"));
 			return EXIT_OK;
@@ -1127,7 +1202,8 @@ static int cmd_sub(const struct ctl *ctl, int argc, char **argv)
 	if (check_patterns("sub", argv + optind, argc - optind) != 0)
 		return EXIT_USAGE;
 
-	r = listen_start(ctl, "sub", argv + optind, argc - optind, group, &b);
+	r = listen_start(&sub_ctl, "sub", argv + optind, argc - optind, group,
+			 &b);
 	if (!b)
 		return r;
 	r = sub_loop(b, &o);
@@ -2517,7 +2593,8 @@ static const struct command commands[] = {
 	{
 		.name = "sub",
 		.run = cmd_sub,
-		.args = "PATTERN... [-n COUNT] [-t MS] [--json] [--group NAME]",
+		.args = "PATTERN... [-n COUNT] [-t MS] [--json] [--group NAME] "
+			"[--origin]",
 		.summary = "Print the messages on topics matching a PATTERN "
 			   "('+', '#' wildcards).",
 		.options = "  -n, --count=COUNT     exit 0 after COUNT "
@@ -2531,7 +2608,11 @@ static const struct command commands[] = {
 			   "      --group=NAME      subscribe in queue group "
 			   "NAME: each message goes to\n"
 			   "                        one subscriber of the "
-			   "group, in turn\n",
+			   "group, in turn\n"
+			   "      --origin          show what the remote host "
+			   "claims of the sender of a\n"
+			   "                        message that came through "
+			   "an MQTT bridge\n",
 	},
 	{
 		.name = "call",

@@ -807,10 +807,17 @@ static void stage_drop(struct peer *p)
 
 int deliver_message(struct peer *p, const struct delivery *d)
 {
+	struct delivery with_origin;
 	int r;
 
 	if (p->closing)
 		return -EPIPE;
+	/* a bridged message, to a peer that asked for its remote origin */
+	if (d->origin_m && p->origin) {
+		with_origin = *d;
+		with_origin.m = d->origin_m;
+		d = &with_origin;
+	}
 	/* a message in pieces waits in the backlog while it goes out;
 	 * one beyond what p takes is refused (large.c) */
 	r = large_admit(p, d->m);

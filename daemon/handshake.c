@@ -229,6 +229,7 @@ struct candidate {
 	int pidfd;
 	bool resume;	 /* PROTO_F_RESUME: no HELLO to read */
 	bool batch;	 /* PROTO_F_BATCH: it reads BATCH frames */
+	bool origin;	 /* PROTO_F_ORIGIN: it takes remote origins */
 	bool out_of_fds; /* the daemon ran out of descriptors on the way */
 };
 
@@ -535,6 +536,8 @@ static void admit(struct handshake *hs, struct candidate *c)
 	}
 	p->ident = ident; /* the peer owns it now */
 	p->batch = c->batch;
+	p->origin = c->origin;
+	p->table->n_origin += p->origin;
 	p->sub.deliver = deliver_subscriber;
 	p->mon.deliver = deliver_monitor;
 	s->stats.handshakes++;
@@ -594,6 +597,7 @@ static void handshake_run(struct handshake *hs, const char *tx_name,
 		.pidfd = -1,
 		.resume = (flags & PROTO_F_RESUME) != 0,
 		.batch = (flags & PROTO_F_BATCH) != 0,
+		.origin = (flags & PROTO_F_ORIGIN) != 0,
 	};
 	const char *why;
 

@@ -223,6 +223,8 @@ void peer_free(struct peer *p, bool unlink)
 	hmap_remove(&t->by_id, &p->id_node);
 	hmap_remove(&t->by_tx, &p->tx_node);
 	t->count--;
+	if (p->origin)
+		t->n_origin--;
 	if (p->rx_ev)
 		event_free(p->rx_ev);
 	if (p->pid_ev)

@@ -131,6 +131,9 @@ struct peer {
 
 	/* it reads BATCH frames (PROTO_F_BATCH in its ANNOUNCE) */
 	bool batch;
+	/* it takes the remote origin of bridged messages (PROTO_F_ORIGIN in
+	 * its ANNOUNCE; route_bridged()) */
+	bool origin;
 	/* deliveries routed to it in this turn of the loop, sent at its
 	 * end, several in one frame where they can (deliver.c) */
 	struct pending *stage_head;
@@ -191,6 +194,8 @@ struct peer_table {
 	struct hmap by_id;
 	struct hmap by_tx;
 	unsigned count;
+	unsigned n_origin; /* peers with origin set: the bridges copy a
+			      message with its origin only for them */
 	uint32_t next_id;
 	struct pending *pending_pool; /* spare list entries */
 	/* peers with staged output, and the event that sends it at the

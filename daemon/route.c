@@ -116,9 +116,37 @@ static void route_monitors(struct server *s, struct route_ctx *ctx,
 		router_match(s->monitors, topic, route_one, ctx);
 }
 
-void route_message(struct server *s, struct peer *from, uid_t uid, pid_t pid,
-		   uint32_t id, struct msgbuf *m, const char *topic,
-		   int requested_prio)
+/*
+ * The stamped DELIVER in m again with the origin block (len bytes at
+ * block) after its payload and PROTO_F_ORIGIN, for the peers that asked
+ * for it; NULL when out of memory (they get m).
+ */
+static struct msgbuf *route_with_origin(struct server *s,
+					const struct msgbuf *m,
+					const void *block, size_t len)
+{
+	struct msgbuf *o = msgbuf_get(&s->pool, m->len + len);
+	struct proto_header h;
+
+	if (!o)
+		return NULL;
+	memcpy(o->data, m->data, m->len);
+	memcpy(o->data + m->len, block, len);
+	o->len = m->len + len;
+	o->stat = m->stat;
+	o->measured = m->measured;
+	memcpy(&h, o->data, sizeof(h));
+	h.flags |= PROTO_F_ORIGIN;
+	h.origin_len = (uint32_t)len;
+	memcpy(o->data, &h, sizeof(h));
+	return o;
+}
+
+static void route_message_origin(struct server *s, struct peer *from,
+				 uid_t uid, pid_t pid, uint32_t id,
+				 struct msgbuf *m, const char *topic,
+				 int requested_prio, const void *origin,
+				 size_t origin_len)
 {
 	struct route_ctx ctx = { .d = { .m = m, .from = from,
 					.topic = topic } };
@@ -127,11 +155,32 @@ void route_message(struct server *s, struct peer *from, uid_t uid, pid_t pid,
 	topic_counts = route_policy(s, &ctx, topic, requested_prio);
 	ctx.d.seq = route_stamp(s, uid, pid, id, m, PROTO_DELIVER, 0, 0,
 				ctx.d.prio);
+	/* a copy with the origin only if some peer asked for origins */
+	if (origin && s->peers.n_origin)
+		ctx.d.origin_m = route_with_origin(s, m, origin, origin_len);
 	s->stats.c.published++;
 	topic_counts->published++;
 	router_match(s->router, topic, route_one, &ctx);
 	route_monitors(s, &ctx, topic);
 	large_routed(s, ctx.accepted);
+	if (ctx.d.origin_m)
+		msgbuf_unref(ctx.d.origin_m);
+}
+
+void route_message(struct server *s, struct peer *from, uid_t uid, pid_t pid,
+		   uint32_t id, struct msgbuf *m, const char *topic,
+		   int requested_prio)
+{
+	route_message_origin(s, from, uid, pid, id, m, topic, requested_prio,
+			     NULL, 0);
+}
+
+void route_bridged(struct server *s, uid_t uid, uint32_t id,
+		   struct msgbuf *m, const char *topic, int requested_prio,
+		   const void *origin, size_t origin_len)
+{
+	route_message_origin(s, NULL, uid, s->pid, id, m, topic,
+			     requested_prio, origin, origin_len);
 }
 
 void route_publish(struct peer *p, struct msgbuf *m,

@@ -31,6 +31,17 @@ void route_message(struct server *s, struct peer *from, uid_t uid, pid_t pid,
 		   uint32_t id, struct msgbuf *m, const char *topic,
 		   int requested_prio);
 
+/*
+ * route_message() for a message an MQTT bridge took from its broker
+ * (from NULL, pid mqbusd's): the peers that asked for the remote origin
+ * (PROTO_F_ORIGIN on their ANNOUNCE) get a copy with the origin block of
+ * origin_len bytes (proto_origin_encode()) after the payload; the others
+ * get m.
+ */
+void route_bridged(struct server *s, uid_t uid, uint32_t id,
+		   struct msgbuf *m, const char *topic, int requested_prio,
+		   const void *origin, size_t origin_len);
+
 /* The PUBLISH, REQUEST and REPLY handlers of a peer's messages. */
 void route_publish(struct peer *p, struct msgbuf *m,
 		   const struct proto_msg *pm);

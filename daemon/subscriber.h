@@ -26,6 +26,9 @@ struct delivery {
 	uint16_t mark;		/* flags added when sent (a monitor's copy) */
 	const char *topic;	/* its topic, for the access policy */
 	bool request;		/* a request: only who may serve takes it */
+	/* a bridged message: the same DELIVER with its remote origin, for
+	 * the peers that asked (route_bridged()); NULL for all others */
+	struct msgbuf *origin_m;
 };
 
 struct subscriber {

@@ -277,8 +277,15 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 	if ((h.type == 0 || h.type > PROTO_TYPE_MAX) &&
 	    h.type != PROTO_FRAGMENT)
 		return -PROTO_E_TYPE;
-	if ((h.flags & ~PROTO_F_ALL) != 0 || h.reserved1 != 0 ||
-	    h.reserved2 != 0)
+	if ((h.flags & ~PROTO_F_ALL) != 0 || h.reserved2 != 0)
+		return -PROTO_E_FLAGS;
+	/* an origin block is a DELIVER's, announced by its flag; the flag
+	 * is a request on an ANNOUNCE */
+	if ((h.flags & PROTO_F_ORIGIN) && h.type != PROTO_DELIVER &&
+	    h.type != PROTO_ANNOUNCE)
+		return -PROTO_E_FLAGS;
+	if ((h.origin_len != 0) !=
+	    (h.type == PROTO_DELIVER && (h.flags & PROTO_F_ORIGIN)))
 		return -PROTO_E_FLAGS;
 	/* the monitor bits mean something on three types only */
 	if ((h.flags & (PROTO_F_MONITOR | PROTO_F_REPLY)) &&
@@ -302,7 +309,7 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 	if (h.type == PROTO_WELCOME && (h.flags & ~PROTO_F_BATCH))
 		return -PROTO_E_FLAGS;
 	if (h.type == PROTO_ANNOUNCE &&
-	    (h.flags & ~(PROTO_F_RESUME | PROTO_F_BATCH)))
+	    (h.flags & ~(PROTO_F_RESUME | PROTO_F_BATCH | PROTO_F_ORIGIN)))
 		return -PROTO_E_FLAGS;
 	if (h.type == PROTO_BATCH && h.flags)
 		return -PROTO_E_FLAGS;
@@ -316,7 +323,8 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 	 */
 	body = len - PROTO_HEADER_SIZE;
 	strings = proto_size_key(h.topic_len, h.key_len, 0) - PROTO_HEADER_SIZE;
-	if (body < strings || body - strings != h.payload_len)
+	if (body < strings || body - strings < h.origin_len ||
+	    body - strings - h.origin_len != h.payload_len)
 		return -PROTO_E_LENGTH;
 	topic = (const char *)p + PROTO_HEADER_SIZE;
 	if (topic[h.topic_len] != '\0')
@@ -335,12 +343,93 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 		r = proto_check_type(&h, topic, payload);
 	if (r < 0)
 		return r;
+	if (h.origin_len != 0 &&
+	    ((h.flags & PROTO_F_DROPS) ||
+	     proto_origin_decode(payload + h.payload_len, h.origin_len,
+				 NULL) < 0))
+		return -PROTO_E_FIELD;
 
 	if (ret) {
 		ret->h = h;
 		ret->topic = topic;
 		ret->key = h.key_len > 0 ? key : "";
 		ret->payload = payload;
+		ret->origin = h.origin_len ? payload + h.payload_len : NULL;
+	}
+	return 0;
+}
+
+bool proto_origin_string_valid(const char *s, size_t len, size_t max)
+{
+	if (len > max)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x21 || (unsigned char)s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+int proto_origin_encode(void *buf, size_t cap, const struct proto_origin *o)
+{
+	const char *user = o->user ? o->user : "";
+	const char *host = o->host ? o->host : "";
+	const char *bridge = o->bridge ? o->bridge : "";
+	size_t ul = strlen(user), hl = strlen(host), bl = strlen(bridge);
+	unsigned char *p = buf;
+	size_t len;
+
+	if (!proto_origin_string_valid(user, ul, PROTO_ORIGIN_USER_MAX) ||
+	    !proto_origin_string_valid(host, hl, PROTO_ORIGIN_HOST_MAX) ||
+	    !proto_origin_string_valid(bridge, bl, PROTO_ORIGIN_BRIDGE_MAX) ||
+	    bl == 0)
+		return -PROTO_E_FIELD;
+	len = PROTO_ORIGIN_HEAD + ul + 1 + hl + 1 + bl + 1;
+	if (cap < len)
+		return -PROTO_E_NOSPACE;
+	memcpy(p, &o->uid, 4);
+	memcpy(p + 4, &o->pid, 4);
+	p[8] = (unsigned char)ul;
+	p[9] = (unsigned char)hl;
+	p[10] = (unsigned char)bl;
+	p[11] = 0;
+	p += PROTO_ORIGIN_HEAD;
+	memcpy(p, user, ul + 1);
+	p += ul + 1;
+	memcpy(p, host, hl + 1);
+	p += hl + 1;
+	memcpy(p, bridge, bl + 1);
+	return (int)len;
+}
+
+int proto_origin_decode(const void *block, size_t len,
+			struct proto_origin *ret)
+{
+	const unsigned char *p = block;
+	const char *user, *host, *bridge;
+	size_t ul, hl, bl;
+
+	if (len < PROTO_ORIGIN_HEAD + 4 || len > PROTO_ORIGIN_MAX)
+		return -PROTO_E_FIELD;
+	ul = p[8];
+	hl = p[9];
+	bl = p[10];
+	if (p[11] != 0 || bl == 0 ||
+	    len != PROTO_ORIGIN_HEAD + ul + 1 + hl + 1 + bl + 1)
+		return -PROTO_E_FIELD;
+	user = (const char *)p + PROTO_ORIGIN_HEAD;
+	host = user + ul + 1;
+	bridge = host + hl + 1;
+	if (user[ul] != '\0' || host[hl] != '\0' || bridge[bl] != '\0' ||
+	    !proto_origin_string_valid(user, ul, PROTO_ORIGIN_USER_MAX) ||
+	    !proto_origin_string_valid(host, hl, PROTO_ORIGIN_HOST_MAX) ||
+	    !proto_origin_string_valid(bridge, bl, PROTO_ORIGIN_BRIDGE_MAX))
+		return -PROTO_E_FIELD;
+	if (ret) {
+		memcpy(&ret->uid, p, 4);
+		memcpy(&ret->pid, p + 4, 4);
+		ret->user = user;
+		ret->host = host;
+		ret->bridge = bridge;
 	}
 	return 0;
 }

@@ -5,7 +5,9 @@
  * Every message on every queue of a bus is one POSIX queue message: a fixed
  * 64-byte header, then the topic (topic_len bytes and a NUL), then the key
  * if there is one (key_len bytes and a NUL), then the payload (payload_len
- * bytes).  Both ends are on the same host, so integers
+ * bytes), and on a DELIVER with PROTO_F_ORIGIN the origin block
+ * (origin_len bytes, struct proto_origin).  Both ends are on the same
+ * host, so integers
  * are in host byte order.  The decoder checks every length against the bytes
  * actually received; nothing a client sends is trusted.  PROTOCOL.md is the
  * written spec of this header.
@@ -100,7 +102,12 @@ enum proto_type {
 				    status = messages dropped since the
 				    last delivery, topic = the last one's,
 				    no payload, no sender */
-#define PROTO_F_ALL 0x0fffu
+#define PROTO_F_ORIGIN 0x1000u   /* ANNOUNCE: this client takes the remote
+				    origin of bridged messages; DELIVER:
+				    an origin block (struct proto_origin)
+				    of origin_len bytes follows the
+				    payload (PROTOCOL.md, Remote origin) */
+#define PROTO_F_ALL 0x1fffu
 
 /*
  * What a QUERY asks for (its status).  Each answer part holds whole
@@ -144,7 +151,9 @@ struct proto_header {
 	uint32_t sender_uid;  /* DELIVER: verified uid of the publisher */
 	uint32_t sender_pid;  /* DELIVER: verified pid; HELLO: claimed pid */
 	uint32_t client_id;   /* DELIVER: publisher's id; WELCOME: yours */
-	uint32_t reserved1;   /* zero */
+	uint32_t origin_len;  /* DELIVER with PROTO_F_ORIGIN: bytes of the
+				 origin block after the payload; else
+				 zero */
 	uint32_t reserved2;   /* zero; keeps seq 8-aligned on every ABI */
 	uint64_t seq;         /* DELIVER: bus sequence number */
 	uint64_t timestamp;   /* DELIVER: CLOCK_REALTIME ns at the daemon */
@@ -176,7 +185,60 @@ struct proto_msg {
 	const char *topic;
 	const char *key;
 	const void *payload;
+	const void *origin; /* the origin block (h.origin_len bytes), or
+			       NULL: none */
 };
+
+/*
+ * The remote origin of a message that came in through an MQTT bridge of
+ * the daemon: what the remote side claims of its sender (the MQTT 5 user
+ * properties mqbus-uid, -pid, -user and -host), and which bridge took it.
+ * Claims, not facts: as true as the remote mqbusd and broker are to be
+ * trusted.  On the wire (PROTOCOL.md, Remote origin):
+ *
+ *   u32 uid, u32 pid, u8 user_len, u8 host_len, u8 bridge_len, u8 zero,
+ *   then user, NUL, host, NUL, bridge, NUL
+ *
+ * Each string is printable ASCII (0x21..0x7e) of at most its maximum; ""
+ * (length 0) when the remote side did not say; the bridge name is never
+ * empty.
+ */
+#define PROTO_ORIGIN_UID_NONE 0xffffffffu /* uid not said */
+#define PROTO_ORIGIN_USER_MAX 32
+#define PROTO_ORIGIN_HOST_MAX 64
+#define PROTO_ORIGIN_BRIDGE_MAX 32
+#define PROTO_ORIGIN_HEAD 12
+#define PROTO_ORIGIN_MAX                                                     \
+	(PROTO_ORIGIN_HEAD + PROTO_ORIGIN_USER_MAX + 1 +                     \
+	 PROTO_ORIGIN_HOST_MAX + 1 + PROTO_ORIGIN_BRIDGE_MAX + 1)
+
+struct proto_origin {
+	uint32_t uid;	    /* PROTO_ORIGIN_UID_NONE: not said */
+	uint32_t pid;	    /* 0: not said */
+	const char *user;   /* "": not said */
+	const char *host;   /* "": not said */
+	const char *bridge; /* never "" */
+};
+
+/*
+ * Encodes o as an origin block into buf (cap bytes).  Returns its length,
+ * -PROTO_E_NOSPACE, or -PROTO_E_FIELD for a string too long or not
+ * printable ASCII, or an empty bridge name (NULL strings are "").
+ */
+int proto_origin_encode(void *buf, size_t cap, const struct proto_origin *o);
+
+/*
+ * Decodes the origin block of len bytes at block into ret, whose strings
+ * then point into block.  Returns 0, or -PROTO_E_FIELD for a block that
+ * breaks a rule above (ret untouched).  proto_decode() has checked the
+ * block of every message it accepted.
+ */
+int proto_origin_decode(const void *block, size_t len,
+			struct proto_origin *ret);
+
+/* Whether len bytes at s may be a string of an origin block: printable
+ * ASCII, at most max. */
+bool proto_origin_string_valid(const char *s, size_t len, size_t max);
 
 /* Decoder errors, returned negated.  proto_strerror() names each. */
 enum proto_error {

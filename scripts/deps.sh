@@ -28,7 +28,7 @@ PACKAGES=(
 	libmosquitto-dev # the MQTT bridge of mqbusd (configure --with-mqtt)
 	mosquitto mosquitto-clients # tests/bridge.sh: a real broker,
 	             # mosquitto_sub/mosquitto_pub
-	openssl      # tests/bridge.sh: a CA and a certificate for the TLS case
+	openssl      # tests/bridge.sh, bridge-tls.sh: test CAs and certificates
 	clang libclang-rt-14-dev # the libFuzzer targets (tests/fuzz); the
 	             # fuzzer runtime is only a Recommends of clang-14
 	dbus-broker  # with mosquitto above: the peers of mqbus-bench

@@ -6,7 +6,10 @@
 #
 # Runs `mqbus-bench --only peers` with a few hundred messages per row and
 # one repetition: pubsub at 64 and 1024 bytes, fanout to 16 and rtt at
-# 64 bytes, each through mqbusd, dbus-broker and mosquitto.  Checks that
+# 64 bytes, each through mqbusd, dbus-broker and mosquitto.  Then
+# `--only bridge` the same way: pubsub with and without an idle MQTT
+# bridge, and through the bridge to a subscriber at mosquitto beside
+# mosquitto's own client to client.  Checks that
 # every peer row ran and accounts for every message (the bench itself
 # fails a row on the first lost, reordered or damaged one; here each
 # subscriber must also have received every message published), that each
@@ -80,8 +83,9 @@ if [ ! -x "$BENCH" ]; then
 fi
 TMP=$(mktemp -d /tmp/mqbus-bench-peers.XXXXXX)
 
-# bench ARGS...: runs the peer rows; JSON rows in $TMP/out, the rest in
-# $TMP/err; returns the bench's exit status.
+# bench ARGS...: runs the peer rows (or with --only bridge the bridge
+# rows); JSON rows in $TMP/out, the rest in $TMP/err; returns the bench's
+# exit status.
 bench() {
 	timeout 600 "$BENCH" --only peers --count "$COUNT" --repeat 1 --json \
 		"$@" >"$TMP/out" 2>"$TMP/err"
@@ -189,5 +193,62 @@ for peer in dbus-broker mosquitto; do
 		diag_file "stderr" "$TMP/err"
 	fi
 done
+
+# 7-8. the bridge rows: pubsub with and without an idle MQTT bridge, and
+# publisher -> mqbusd -> bridge -> mosquitto -> subscriber beside
+# mosquitto's own client to client
+bench --only bridge
+st=$?
+if [ $st -eq 0 ] && ! grep -q 'bridge rows: skipped' "$TMP/err"; then
+	ok "mqbus-bench --only bridge: every message arrived intact and in order"
+else
+	not_ok "mqbus-bench --only bridge: every message arrived intact and in order" \
+		"exit status $st"
+	diag_file "stderr" "$TMP/err"
+	diag_file "stdout" "$TMP/out"
+fi
+python3 - "$TMP/out" "$COUNT" >"$TMP/checks" 2>&1 <<'EOF'
+import json, sys
+
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+count = int(sys.argv[2])
+bad = []
+
+def find(mode, size):
+    m = [r for r in rows if r["mode"] == mode and r["size"] == size]
+    if len(m) != 1:
+        bad.append("%s %d B: %d rows" % (mode, size, len(m)))
+        return None
+    r = m[0]
+    if r["messages"] != count or r["deliveries"] != count:
+        bad.append("%s %d B: %s messages, %s deliveries, expected %d" %
+                   (mode, size, r["messages"], r["deliveries"], count))
+    if not r["msgs_per_s"]:
+        bad.append("%s %d B: nothing measured" % (mode, size))
+    return r
+
+find("br0-pub", 64)
+r = find("br1-pub", 64)
+if r and (not isinstance(r["paired_ratio"], (int, float)) or
+          "tput " not in r["targets"]):
+    bad.append("br1-pub: paired_ratio %r, targets %r" %
+               (r["paired_ratio"], r["targets"]))
+for size in (64, 1024):
+    find("mqtt-pubsub", size)
+    r = find("bridge-mqtt", size)
+    if r and (not isinstance(r["ratio_mosquitto"], (int, float)) or
+              r["ratio_mosquitto"] <= 0):
+        bad.append("bridge-mqtt %d B: ratio_mosquitto %r" %
+                   (size, r["ratio_mosquitto"]))
+print(("bad bridge rows: " + "; ".join(bad)) if bad else "ok bridge rows")
+EOF
+line=$(grep -E "^(ok|bad) bridge rows" "$TMP/checks")
+title="bridge rows: br0-pub, br1-pub (paired ratio, target), mqtt-pubsub and bridge-mqtt, $COUNT messages each, every one delivered"
+if [ "${line%% *}" = ok ]; then
+	ok "$title"
+else
+	not_ok "$title" "${line:-no result}"
+	diag_file "checks" "$TMP/checks"
+fi
 
 finish

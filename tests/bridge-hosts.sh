@@ -11,7 +11,9 @@
 #
 # A message published on a reaches a subscriber on b with its priority,
 # as b's bridge identity; the broker's subscribers see a's sender in the
-# MQTT 5 user properties; both hosts' mappings overlap on shared/#, and a
+# MQTT 5 user properties, and so does a subscriber on b that asked for
+# remote origins (sub --origin: a's publisher's uid, pid, user and host),
+# while one that did not ask gets the plain message; both hosts' mappings overlap on shared/#, and a
 # message published there crosses once and never comes back.
 #
 # Needs root, unshare, nsenter, ip (iproute2) and mosquitto: skipped
@@ -158,14 +160,20 @@ mosquitto_sub -h 10.77.1.1 -V mqttv5 -i observer -t '#' -F '%t|%p|%P' \
 mqb_track $!
 mqb_wait_for 5000 grep -q "Received SUBSCRIBE from observer" "$MOSQ_LOG"
 
-# a subscriber on b, a publisher on a
+# two subscribers on b, one of them asking for remote origins; a
+# publisher on a
 on_bg b "$MQBUSCTL" sub 'remote/#' --json -n 1 >"$MQB_TMP/b.out" 2>&1 &
 SPID=$!
 mqb_track "$SPID"
-mqb_wait_for 5000 host_stat_is b subscriptions 3 # 2 of the bridge, 1
-mqb_true "the subscriber on b subscribed" $?
+on_bg b "$MQBUSCTL" sub 'remote/#' --json --origin -n 1 \
+	>"$MQB_TMP/b-origin.out" 2>&1 &
+OPID=$!
+mqb_track "$OPID"
+mqb_wait_for 5000 host_stat_is b subscriptions 4 # 2 of the bridge, 2
+mqb_true "the subscribers on b subscribed" $?
 on a "$MQBUSCTL" pub sensors/temp 21.5 -p 4
 mqb_wait_pid "$SPID" 5000
+mqb_wait_pid "$OPID" 5000
 out=$(cat "$MQB_TMP/b.out")
 mqb_like "b got a's message under its prefix" "$out" \
 	'"topic":"remote/hosts/a/sensors/temp","key":null,"payload":"21.5","priority":4,'
@@ -175,6 +183,18 @@ mqb_wait_for 3000 grep -q '^hosts/a/sensors/temp' "$MQB_TMP/observer.out"
 mqb_like "the broker saw a's sender and host" \
 	"$(grep '^hosts/a/sensors/temp' "$MQB_TMP/observer.out")" \
 	'^hosts/a/sensors/temp\|21.5\|mqbus-priority:4 mqbus-uid:0 mqbus-pid:[0-9]+ mqbus-user:root mqbus-host:host-a mqbus-origin:bridge-a$'
+# what the broker saw of a's publisher, b's subscriber that asked sees
+claimed=$(grep '^hosts/a/sensors/temp' "$MQB_TMP/observer.out" |
+	sed -n 's/.*mqbus-pid:\([0-9]*\) .*/\1/p')
+origin=$(cat "$MQB_TMP/b-origin.out")
+mqb_like "b's subscriber that asked: a's publisher's uid, pid, user, host" \
+	"$origin" \
+	"\"origin\":\\{\"uid\":0,\"pid\":${claimed:-none},\"user\":\"root\",\"host\":\"host-a\",\"bridge\":\"site\"\\}\\}\$"
+mqb_like "b's subscriber that asked: the sender is still b's bridge" \
+	"$origin" \
+	'"topic":"remote/hosts/a/sensors/temp",.*"priority":4,"sender_uid":0,"sender_pid":[0-9]+,"client_id":4294967040,'
+mqb_is "b's subscriber that did not ask: the plain message" \
+	"$(grep -c '"origin"' "$MQB_TMP/b.out")" 0
 mqb_is "a sent one" "$(host_stat a bridge.site.sent)" 1
 mqb_is "a got none of its own back" "$(host_stat a bridge.site.received)" 0
 

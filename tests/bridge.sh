@@ -9,7 +9,10 @@
 # Out and in mappings with their prefixes; what an unmapped topic does
 # (nothing); the MQTT 5 user properties of what goes out and the identity
 # of what comes in (the bridge's user, its client id, the mapping's
-# priority); the access policy on what comes in; loop prevention (nothing
+# priority); the remote origin (what the remote side claims of its
+# sender) to the receivers that asked, and garbage or too many user
+# properties from a hostile publisher left out; the access policy on what
+# comes in; loop prevention (nothing
 # that came in goes out again, nothing that went out comes back); QoS 1
 # across a broker restart, the bounded queue and its overflow while the
 # broker is away, with local delivery going on meanwhile; the capped
@@ -203,6 +206,98 @@ mqb_like "in: the mapping's priority wins over the sender's" \
 mqb_is "in: the policy refused one" "$(mqb_stat bridge.b1.refused)" 1
 mqb_true "in: the refusal is logged" "$(grep -q 'remote/cmd/secret/z' "$MQB_DERR"; echo $?)" \
 	"$(cat "$MQB_DERR")"
+
+# ---------------------------------------------------------------- origin
+# the remote sender's identity as the remote side claims it, to the local
+# receivers that asked (sub --origin); the others get the plain message
+O=$MQB_TMP/origin
+mqb_sub_start "$O.json" 'remote/cmd/o/#' --json --origin -n 4
+mqb_sub_start "$O.text" 'remote/cmd/o/#' --origin -n 4
+mqb_sub_start "$O.plain" 'remote/cmd/o/#' --json -n 4
+rpub -t cmd/o/1 -m claimed -D publish user-property mqbus-uid 4321 \
+	-D publish user-property mqbus-pid 987 \
+	-D publish user-property mqbus-user alice \
+	-D publish user-property mqbus-host host-a
+rpub -t cmd/o/2 -m bare
+# a hostile publisher: a 5000-byte user name, a host name with a space,
+# a uid and a pid out of range; then 70 more properties, and after them
+# names that would be valid but are past what the bridge reads
+junk=()
+for i in $(seq 70); do
+	junk+=(-D publish user-property "x$i" "$i")
+done
+rpub -t cmd/o/3 -m garbage \
+	-D publish user-property mqbus-user "$(head -c 5000 /dev/zero | tr '\0' u)" \
+	-D publish user-property mqbus-host "bad host" \
+	-D publish user-property mqbus-uid 4294967295 \
+	-D publish user-property mqbus-pid 99999999999 \
+	"${junk[@]}" \
+	-D publish user-property mqbus-user late \
+	-D publish user-property mqbus-pid 5
+"$MQBUSCTL" pub remote/cmd/o/4 from-here
+for f in json text plain; do
+	mqb_wait_for 5000 grep -q 'remote/cmd/o/4' "$O.$f"
+done
+mqb_like "origin: the claimed uid, pid, user and host, and the bridge" \
+	"$(sed -n 1p "$O.json")" \
+	'"topic":"remote/cmd/o/1",.*"origin":\{"uid":4321,"pid":987,"user":"alice","host":"host-a","bridge":"b1"\}\}$'
+mqb_like "origin: the sender is still the bridge" \
+	"$(sed -n 1p "$O.json")" "\"sender_uid\":$(id -u nobody),\"sender_pid\":$MQB_DPID,\"client_id\":4294967040,"
+mqb_like "origin: a remote publisher that said nothing: the bridge alone" \
+	"$(sed -n 2p "$O.json")" \
+	'"topic":"remote/cmd/o/2",.*"origin":\{"uid":null,"pid":null,"user":null,"host":null,"bridge":"b1"\}\}$'
+mqb_like "origin: garbage and what is past 64 properties are not said" \
+	"$(sed -n 3p "$O.json")" \
+	'"topic":"remote/cmd/o/3","key":null,"payload":"garbage",.*"origin":\{"uid":null,"pid":null,"user":null,"host":null,"bridge":"b1"\}\}$'
+mqb_like "origin: null for a message published on this host" \
+	"$(sed -n 4p "$O.json")" \
+	"\"topic\":\"remote/cmd/o/4\",.*\"sender_uid\":$(id -u),.*\"origin\":null\}\$"
+mqb_is "origin: as text" "$(cat "$O.text")" \
+	"remote/cmd/o/1 claimed (from alice@host-a uid=4321 pid=987 via bridge b1)
+remote/cmd/o/2 bare (from ?@? via bridge b1)
+remote/cmd/o/3 garbage (from ?@? via bridge b1)
+remote/cmd/o/4 from-here"
+mqb_is "origin: a receiver that did not ask gets the plain messages" \
+	"$(grep -c '"origin"' "$O.plain"):$(grep -c '"payload":"claimed","priority":3,"sender_uid":'"$(id -u nobody)"',' "$O.plain"):$(wc -l <"$O.plain")" \
+	"0:1:4"
+mqb_is "origin: mqbusd is still there" "$(mqb_stat bridge.b1.connected)" 1
+
+# a message larger than a queue message goes in pieces, its origin with it
+head -c 300000 /dev/zero | tr '\0' x >"$O.big"
+mqb_sub_start "$O.bigout" 'remote/cmd/big' --json --origin -n 1
+rpub -t cmd/big -f "$O.big" -D publish user-property mqbus-user zed
+mqb_wait_pid "$MQB_SPID" 10000
+mqb_is "origin: a 300000-byte message has it too" \
+	"$(python3 -c 'import json, sys
+j = json.load(open(sys.argv[1]))
+print(len(j["payload"]), j["origin"]["user"], j["origin"]["bridge"])' \
+		"$O.bigout" 2>&1)" "300000 zed b1"
+
+# the Python package's Bus(origin=True) and Message.origin, the same way
+# (a sanitizer build's libmqbus needs its runtime preloaded, python.sh)
+LIBMQBUS=$top_builddir/client/.libs/libmqbus.so
+PRELOAD=()
+asan=$(ldd "$LIBMQBUS" 2>/dev/null | awk '$1 ~ /^libasan\.so/ { print $3 }')
+[ -n "$asan" ] && PRELOAD=(env "LD_PRELOAD=$asan" ASAN_OPTIONS=detect_leaks=0)
+MQBUS_LIBRARY=$LIBMQBUS PYTHONPATH=$top_srcdir/python \
+	PYTHONDONTWRITEBYTECODE=1 "${PRELOAD[@]}" python3 -c '
+import sys, mqbus
+with mqbus.Bus(origin=True) as b:
+    sub = b.subscribe("remote/cmd/py/#")
+    print("ready", flush=True)
+    m = sub.get(timeout=5)
+    print(m.topic, m.payload.decode(), m.sender_uid, m.origin)
+' >"$O.py" 2>&1 &
+PYPID=$!
+mqb_track "$PYPID"
+mqb_wait_for 5000 grep -q ready "$O.py"
+rpub -t cmd/py/1 -m snake -D publish user-property mqbus-uid 77 \
+	-D publish user-property mqbus-pid 88 \
+	-D publish user-property mqbus-user bob \
+	-D publish user-property mqbus-host host-p
+mqb_wait_pid "$PYPID" 5000
+mqb_is "origin: in Python too" "$(tail -n 1 "$O.py")" \
+	"remote/cmd/py/1 snake $(id -u nobody) Origin(uid=77, pid=88, user='bob', host='host-p', bridge='b1')"
 
 # ---------------------------------------------------------------- loops
 # in and out of bridge b1 both cover loop/#: a local message goes out once

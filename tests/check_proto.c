@@ -32,7 +32,7 @@
 		       &v_, sizeof(v_));                                     \
 	} while (0)
 
-/* Offset of reserved2, the 4 bytes between reserved1 and seq. */
+/* Offset of reserved2, the 4 bytes between origin_len and seq. */
 #define CHECK_PROTO_PAD offsetof(struct proto_header, reserved2)
 
 /* A valid message of one type, with every field its type uses set. */
@@ -359,7 +359,7 @@ START_TEST(check_proto_roundtrip)
 	ck_assert_uint_eq(m.h.sender_uid, s.h.sender_uid);
 	ck_assert_uint_eq(m.h.sender_pid, s.h.sender_pid);
 	ck_assert_uint_eq(m.h.client_id, s.h.client_id);
-	ck_assert_uint_eq(m.h.reserved1, 0);
+	ck_assert_uint_eq(m.h.origin_len, 0);
 	ck_assert_uint_eq(m.h.reserved2, 0);
 	ck_assert_uint_eq(m.h.seq, s.h.seq);
 	ck_assert_uint_eq(m.h.timestamp, s.h.timestamp);
@@ -475,7 +475,7 @@ START_TEST(check_proto_encode_fields)
 	h.version = PROTO_VERSION;
 	h.type = PROTO_BYE;
 	h.flags = 0;
-	h.reserved1 = 0;
+	h.origin_len = 0;
 	h.reserved2 = 0;
 	copy = h;
 	n = proto_encode(buf, sizeof(buf), &h, NULL, NULL, 0);
@@ -766,9 +766,9 @@ START_TEST(check_proto_reserved)
 
 	check_proto_sample_get(PROTO_DELIVER, &s);
 	n = check_proto_encode(buf, sizeof(buf), &s);
-	CHECK_PROTO_SET(buf, reserved1, 0x80000000u);
+	CHECK_PROTO_SET(buf, origin_len, 0x80000000u);
 	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FLAGS);
-	CHECK_PROTO_SET(buf, reserved1, 0);
+	CHECK_PROTO_SET(buf, origin_len, 0);
 	ck_assert_int_eq(check_proto_decode(buf, n), 0);
 	/* reserved2 before seq is reserved too. */
 	for (i = 0; i < 4; i++) {
@@ -893,7 +893,7 @@ START_TEST(check_proto_error_order)
 	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_LENGTH);
 	CHECK_PROTO_SET(buf, topic_len, 300);
 	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_TOOBIG);
-	CHECK_PROTO_SET(buf, reserved1, 1);
+	CHECK_PROTO_SET(buf, origin_len, 1);
 	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FLAGS);
 	CHECK_PROTO_SET(buf, type, 0);
 	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_TYPE);
@@ -1478,6 +1478,171 @@ END_TEST
 
 /* What a frame must not be: counted wrong, lengths that do not add up,
  * flags, nested frames, parts of the wrong type. */
+/* A DELIVER of topic "a/b", payload "xyz" (and key "k" if keyed), with
+ * the origin block o after it, into buf; returns its length. */
+static size_t check_proto_origin_msg(unsigned char *buf, size_t cap,
+				     const struct proto_origin *o, bool keyed)
+{
+	struct proto_header h;
+	int n, k;
+
+	proto_header_init(&h, PROTO_DELIVER);
+	h.flags = PROTO_F_ORIGIN;
+	h.sender_uid = 65534;
+	h.client_id = 0xffffff00u;
+	n = proto_encode_key(buf, cap, &h, "a/b", keyed ? "k" : NULL, "xyz",
+			     3);
+	ck_assert_int_gt(n, 0);
+	k = proto_origin_encode(buf + n, cap - (size_t)n, o);
+	ck_assert_int_gt(k, 0);
+	CHECK_PROTO_SET(buf, origin_len, (uint32_t)k);
+	return (size_t)n + (size_t)k;
+}
+
+START_TEST(check_proto_origin)
+{
+	static const char user64[] = "0123456789012345678901234567890123456789"
+				     "012345678901234567890123";
+	unsigned char buf[CHECK_PROTO_BUF], block[PROTO_ORIGIN_MAX + 8];
+	struct proto_origin o = { .uid = 1000, .pid = 4242, .user = "alice",
+				  .host = "host-a", .bridge = "b1" };
+	struct proto_origin got, none = { .uid = PROTO_ORIGIN_UID_NONE,
+					  .bridge = "x" };
+	struct proto_msg m;
+	size_t n, off;
+	int k;
+
+	/* a whole DELIVER with an origin, with and without a key */
+	for (int keyed = 0; keyed < 2; keyed++) {
+		n = check_proto_origin_msg(buf, sizeof(buf), &o, keyed);
+		ck_assert_int_eq(proto_decode(buf, n, &m), 0);
+		ck_assert_uint_eq(m.h.payload_len, 3);
+		ck_assert_mem_eq(m.payload, "xyz", 3);
+		ck_assert_str_eq(m.key, keyed ? "k" : "");
+		ck_assert_ptr_nonnull(m.origin);
+		ck_assert_uint_eq(m.h.origin_len, 12 + 6 + 7 + 3);
+		ck_assert_int_eq(proto_origin_decode(m.origin, m.h.origin_len,
+						     &got),
+				 0);
+		ck_assert_uint_eq(got.uid, 1000);
+		ck_assert_uint_eq(got.pid, 4242);
+		ck_assert_str_eq(got.user, "alice");
+		ck_assert_str_eq(got.host, "host-a");
+		ck_assert_str_eq(got.bridge, "b1");
+	}
+	/* a plain DELIVER has none */
+	n = check_proto_origin_msg(buf, sizeof(buf), &o, false);
+	CHECK_PROTO_SET(buf, flags, 0);
+	CHECK_PROTO_SET(buf, origin_len, 0);
+	ck_assert_int_eq(check_proto_decode(buf, n - 28), 0);
+	ck_assert_int_eq(proto_decode(buf, n - 28, &m), 0);
+	ck_assert_ptr_null(m.origin);
+
+	/* nothing said but the bridge: the smallest block */
+	k = proto_origin_encode(block, sizeof(block), &none);
+	ck_assert_int_eq(k, 16);
+	ck_assert_int_eq(proto_origin_decode(block, 16, &got), 0);
+	ck_assert_uint_eq(got.uid, PROTO_ORIGIN_UID_NONE);
+	ck_assert_str_eq(got.user, "");
+	ck_assert_str_eq(got.host, "");
+	/* the largest */
+	o.user = "u2345678901234567890123456789012";
+	o.host = user64;
+	o.bridge = "b2345678901234567890123456789012";
+	k = proto_origin_encode(block, sizeof(block), &o);
+	ck_assert_int_eq(k, PROTO_ORIGIN_MAX);
+	ck_assert_int_eq(proto_origin_decode(block, (size_t)k, NULL), 0);
+	ck_assert_int_eq(proto_origin_encode(block, PROTO_ORIGIN_MAX - 1, &o),
+			 -PROTO_E_NOSPACE);
+
+	/* the encoder refuses what the decoder would */
+	o.user = "u23456789012345678901234567890123"; /* 33 */
+	ck_assert_int_eq(proto_origin_encode(block, sizeof(block), &o),
+			 -PROTO_E_FIELD);
+	o.user = "al ice";
+	ck_assert_int_eq(proto_origin_encode(block, sizeof(block), &o),
+			 -PROTO_E_FIELD);
+	o.user = "alice";
+	o.bridge = "";
+	ck_assert_int_eq(proto_origin_encode(block, sizeof(block), &o),
+			 -PROTO_E_FIELD);
+	o.bridge = "b1";
+	o.host = "host-a";
+
+	/* broken blocks inside a DELIVER: each refused, nothing filled */
+	n = check_proto_origin_msg(buf, sizeof(buf), &o, false);
+	off = n - (12 + 6 + 7 + 3);
+	ck_assert_int_eq(check_proto_decode(buf, n), 0);
+	buf[off + 8] = 6; /* user_len disagrees with origin_len */
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FIELD);
+	buf[off + 8] = 5;
+	buf[off + 11] = 1; /* the zero byte */
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FIELD);
+	buf[off + 11] = 0;
+	buf[off + 12 + 5] = 'x'; /* the user's NUL */
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FIELD);
+	buf[off + 12 + 5] = 0;
+	buf[off + 12 + 1] = '\n'; /* not printable */
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FIELD);
+	buf[off + 12 + 1] = 0x80;
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FIELD);
+	buf[off + 12 + 1] = 'l';
+	ck_assert_int_eq(check_proto_decode(buf, n), 0);
+	/* a bridge_len of 0 and lengths that add up differently */
+	buf[off + 10] = 0;
+	buf[off + 9] = 9;
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FIELD);
+	buf[off + 10] = 2;
+	buf[off + 9] = 6;
+	ck_assert_int_eq(check_proto_decode(buf, n), 0);
+	/* origin_len past the message, or beyond the maximum */
+	CHECK_PROTO_SET(buf, origin_len, 29);
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_LENGTH);
+	CHECK_PROTO_SET(buf, origin_len, 0xffffffffu);
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_LENGTH);
+	CHECK_PROTO_SET(buf, origin_len, 27);
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_LENGTH);
+	CHECK_PROTO_SET(buf, origin_len, 28);
+	/* the flag without a block, a block without the flag */
+	CHECK_PROTO_SET(buf, flags, 0);
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FLAGS);
+	CHECK_PROTO_SET(buf, flags, PROTO_F_ORIGIN);
+	CHECK_PROTO_SET(buf, origin_len, 0);
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FLAGS);
+	CHECK_PROTO_SET(buf, origin_len, 28);
+	/* on a PUBLISH: refused (only a DELIVER carries one) */
+	CHECK_PROTO_SET(buf, type, PROTO_PUBLISH);
+	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FLAGS);
+	CHECK_PROTO_SET(buf, type, PROTO_DELIVER);
+	/* not on a drop notice */
+	CHECK_PROTO_SET(buf, flags, PROTO_F_ORIGIN | PROTO_F_DROPS);
+	CHECK_PROTO_SET(buf, payload_len, 0);
+	CHECK_PROTO_SET(buf, status, 3);
+	memmove(buf + off - 3, buf + off, 28);
+	ck_assert_int_eq(check_proto_decode(buf, n - 3), -PROTO_E_FIELD);
+	CHECK_PROTO_SET(buf, flags, PROTO_F_ORIGIN);
+	ck_assert_int_eq(check_proto_decode(buf, n - 3), 0);
+
+	/* the request bit on an ANNOUNCE, and nowhere else */
+	ck_assert_int_eq(proto_origin_decode(block, 14, NULL), -PROTO_E_FIELD);
+	ck_assert_int_eq(proto_origin_decode(block, PROTO_ORIGIN_MAX + 1, NULL),
+			 -PROTO_E_FIELD);
+	{
+		struct proto_header h;
+		unsigned char a[PROTO_HEADER_SIZE + 16];
+		int len;
+
+		proto_header_init(&h, PROTO_ANNOUNCE);
+		h.flags = PROTO_F_ORIGIN | PROTO_F_BATCH;
+		len = proto_encode(a, sizeof(a), &h, "/b.1.tx", NULL, 0);
+		ck_assert_int_eq(check_proto_decode(a, (size_t)len), 0);
+		CHECK_PROTO_SET(a, type, PROTO_SUBSCRIBE);
+		ck_assert_int_eq(check_proto_decode(a, (size_t)len),
+				 -PROTO_E_FLAGS);
+	}
+}
+END_TEST
+
 START_TEST(check_proto_batch_rules)
 {
 	unsigned char buf[1024], part[256];
@@ -1783,6 +1948,7 @@ static Suite *check_proto_suite(void)
 	tcase_add_test(tc, check_proto_type_names);
 	tcase_add_test(tc, check_proto_batch_parts);
 	tcase_add_test(tc, check_proto_batch_rules);
+	tcase_add_test(tc, check_proto_origin);
 	/* The fuzz loop is slow under valgrind and the sanitizers. */
 	tcase_set_timeout(tc, 120);
 	suite_add_tcase(s, tc);

@@ -23,7 +23,7 @@ mqb_is "commands starting with s" "$(complete_words mqbusctl s)" \
 	"serve stats sub"
 mqb_is "after -b BUS too" "$(complete_words mqbusctl -b x to)" "top topics"
 mqb_is "the options of sub" "$(complete_words mqbusctl sub 'a/#' --)" \
-	"--count --group --help --json --timeout"
+	"--count --group --help --json --origin --timeout"
 mqb_is "the options of pub" "$(complete_words mqbusctl pub t --r)" \
 	"--retain"
 mqb_is "timer's subcommands" "$(complete_words mqbusctl timer '')" \

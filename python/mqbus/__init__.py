@@ -103,12 +103,38 @@ def topic_match(pattern, topic):
     return len(p) == len(t)
 
 
+class Origin(collections.namedtuple("Origin",
+                                    "uid pid user host bridge")):
+    """What the remote host claims of the sender of a message that came
+    through an MQTT bridge of the daemon (mqbus_msg_origin(3)): uid, pid
+    (None: not said), user, host (None: not said), and the name of the
+    local bridge.  Claims, as trustworthy as the remote mqbusd and its
+    broker; the verified sender (sender_uid ...) stays the bridge."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def _of(lib, cmsg):
+        if not hasattr(lib, "mqbus_msg_origin"):
+            return None
+        p = lib.mqbus_msg_origin(cmsg)
+        if not p:
+            return None
+        o = p.contents
+        return Origin(None if o.uid == 0xffffffff else o.uid,
+                      o.pid or None,
+                      o.user.decode() if o.user else None,
+                      o.host.decode() if o.host else None,
+                      o.bridge.decode())
+
+
 class Message:
     """A received message, copied out of the library's.
 
     topic (str), payload (bytes), priority, key (str or None), sender_uid,
     sender_pid, client_id, seq, timestamp_ns, dropped, retained (bool),
-    is_request (bool), request_id, drop_notice (bool).  A request
+    is_request (bool), request_id, drop_notice (bool), origin (an Origin,
+    or None: see Bus(origin=True)).  A request
     (is_request) is answered with msg.reply(payload), once.  A drop notice
     is no message: `dropped` messages were lost on the way here and none
     followed to say so; its topic is the last one's, its payload empty.
@@ -117,7 +143,7 @@ class Message:
     __slots__ = ("topic", "payload", "priority", "key", "sender_uid",
                  "sender_pid", "client_id", "seq", "timestamp_ns",
                  "dropped", "retained", "is_request", "request_id",
-                 "drop_notice", "_bus", "_req")
+                 "drop_notice", "origin", "_bus", "_req")
 
     def __init__(self, bus, cmsg, keep):
         lib = _ffi.lib()
@@ -138,6 +164,7 @@ class Message:
         self.is_request = lib.mqbus_msg_is_request(cmsg) == 1
         self.request_id = lib.mqbus_msg_request_id(cmsg)
         self.drop_notice = lib.mqbus_msg_is_drop_notice(cmsg) == 1
+        self.origin = Origin._of(lib, cmsg)
         self._bus = bus
         # a request keeps the library's message until it is answered
         self._req = cmsg if keep and self.is_request else None
@@ -293,11 +320,13 @@ class Bus:
     timeout: seconds that blocking calls wait (connect, subscribe,
     publish into a full queue, the default of requests); None: the
     library's 5 s.  queue_size: (maxmsg, msgsize) of this client's queues;
-    None: the library's default.  Use it as a context manager, or call
-    close().
+    None: the library's default.  origin: ask for the remote origin of
+    messages that came through an MQTT bridge (Message.origin).  Use it as
+    a context manager, or call close().
     """
 
-    def __init__(self, name=None, timeout=None, queue_size=None):
+    def __init__(self, name=None, timeout=None, queue_size=None,
+                 origin=False):
         lib = _ffi.lib()
         self._b = None
         self._subs = {}
@@ -323,6 +352,11 @@ class Bus:
             if queue_size is not None:
                 maxmsg, msgsize = queue_size
                 self._check(lib.mqbus_set_queue_size(h, maxmsg, msgsize))
+            if origin:
+                if not hasattr(lib, "mqbus_set_origin"):
+                    raise Error(errno.ENOSYS, "this libmqbus has no remote "
+                                "origins (LIBMQBUS_1.7)")
+                self._check(lib.mqbus_set_origin(h, 1))
             self._check(lib.mqbus_connect(h))
         except BaseException:
             lib.mqbus_free(h)

@@ -54,6 +54,12 @@ class timer_add_opts(Structure):
                 ("period_ms", c_uint64)]
 
 
+class origin(Structure):
+    """struct mqbus_origin (LIBMQBUS_1.7)."""
+    _fields_ = [("uid", c_uid_t), ("pid", c_pid_t), ("user", c_char_p),
+                ("host", c_char_p), ("bridge", c_char_p)]
+
+
 def publish_opts_init():
     """MQBUS_PUBLISH_OPTS_INIT."""
     return publish_opts(ctypes.sizeof(publish_opts), PRIORITY_DEFAULT, 0,
@@ -137,6 +143,8 @@ FUNCTIONS = {
 # Calls of later library versions: declared when the library has them.
 OPTIONAL = {
     "mqbus_topic_match": (c_int, [c_char_p, c_char_p]),
+    "mqbus_set_origin": (c_int, [bus_p, c_int]),
+    "mqbus_msg_origin": (POINTER(origin), [msg_p]),
 }
 
 _lib = None

@@ -378,3 +378,16 @@ def test_asyncio_messages_kept_aside(bus, other, prefix):
         msg = await sub.aget(timeout=5)
         assert msg is not None and msg.payload == b"during"
     asyncio.run(asyncio.wait_for(main(), 20))
+
+
+def test_origin_none_for_local_messages(other, prefix):
+    # a handle that asked for remote origins (LIBMQBUS_1.7) still gets
+    # None for a message published on this host: only bridged messages
+    # have one (tests/bridge.sh shows them end to end)
+    with mqbus.Bus(origin=True) as asking, mqbus.Bus() as plain:
+        subs = [b.subscribe(prefix + "/#") for b in (asking, plain)]
+        other.publish(prefix + "/x", b"here")
+        for sub in subs:
+            msg = sub.get(timeout=5)
+            assert msg is not None and msg.payload == b"here"
+            assert msg.origin is None

@@ -44,8 +44,9 @@ bench: tests/bench/mqbus-bench daemon/mqbusd
 	$(SHELL) $(top_srcdir)/tests/harness.sh \
 		$(abs_top_builddir)/tests/bench/mqbus-bench --pin 0 $(BENCH_FLAGS)
 
-# The peer rows alone (tests/bench/README.md): mqbus next to dbus-broker
-# and mosquitto, pinned to CPU 0, where they are installed; five
+# The peer rows and the bridge rows alone (tests/bench/README.md): mqbus
+# next to dbus-broker and mosquitto, and its MQTT bridge next to
+# mosquitto's own clients, pinned to CPU 0, where they are installed; five
 # interleaved repetitions (BENCH_FLAGS='--repeat N' overrides), since their
 # ratios are medians of pairs.
 bench-peers: tests/bench/mqbus-bench daemon/mqbusd
@@ -53,5 +54,5 @@ bench-peers: tests/bench/mqbus-bench daemon/mqbusd
 	top_srcdir='$(abs_top_srcdir)' MQBUS_TEST_TIMEOUT=3600 \
 	$(SHELL) $(top_srcdir)/tests/harness.sh \
 		$(abs_top_builddir)/tests/bench/mqbus-bench --pin 0 \
-		--only peers --repeat 5 $(BENCH_FLAGS)
+		--only peers,bridge --repeat 5 $(BENCH_FLAGS)
 .PHONY: bench bench-peers

@@ -110,6 +110,10 @@ enum mode {
 	MODE_MQTT_FANOUT,
 	MODE_DBUS_RTT,
 	MODE_MQTT_RTT, /* ... through dbus-broker and mosquitto */
+	MODE_BR0_PUB,	 /* pubsub, no bridge: the reference of ... */
+	MODE_BR1_PUB,	 /* ... pubsub with one idle MQTT bridge */
+	MODE_BRIDGE_MQTT, /* mqbus publisher -> mqbusd -> bridge ->
+			     mosquitto -> libmosquitto subscriber */
 	MODE_COUNT,
 };
 
@@ -137,14 +141,18 @@ static const char *const mode_names[] = {
 	[MODE_MQTT_FANOUT] = "mqtt-fanout",
 	[MODE_DBUS_RTT] = "dbus-rtt",
 	[MODE_MQTT_RTT] = "mqtt-rtt",
+	[MODE_BR0_PUB] = "br0-pub",
+	[MODE_BR1_PUB] = "br1-pub",
+	[MODE_BRIDGE_MQTT] = "bridge-mqtt",
 };
 
 /* --only names a group: "rtt" selects the three round-trip modes */
 static const char *const group_names[] = {
 	"direct", "relay", "pubsub", "rtt", "fanout", "topics", "clients",
-	"memory", "scale", "policy", "peers",
+	"memory", "scale", "policy", "peers", "bridge",
 };
 #define GROUP_PEERS 10 /* only with --peers or --only peers */
+#define GROUP_BRIDGE 11 /* only with --bridge or --only bridge */
 
 #define N_GROUPS (sizeof(group_names) / sizeof(group_names[0]))
 
@@ -164,6 +172,7 @@ static struct {
 	bool raw_poll; /* --raw-wait=poll */
 	uint64_t scale_clients, scale_retained; /* 0: by --quick */
 	bool peers; /* --peers */
+	bool bridge; /* --bridge */
 } opt = { .pin = -1, .repeat = DEFAULT_REPEAT };
 
 /* One line of the report. */
@@ -707,6 +716,9 @@ struct spec {
 				   clients - 2 and clients - 1 */
 	const struct peer_broker *peer; /* peer rows */
 	bool vs_peers; /* a bus row measured next to peer rows */
+	/* bridge-mqtt: the broker the daemon's bridge forwards to, whose
+	 * client the subscriber is */
+	const struct peer_broker *remote;
 };
 
 struct plan {
@@ -1004,10 +1016,15 @@ static bool group_on(enum mode m)
 		[MODE_MQTT_FANOUT] = GROUP_PEERS,
 		[MODE_DBUS_RTT] = GROUP_PEERS,
 		[MODE_MQTT_RTT] = GROUP_PEERS,
+		[MODE_BR0_PUB] = GROUP_BRIDGE,
+		[MODE_BR1_PUB] = GROUP_BRIDGE,
+		[MODE_BRIDGE_MQTT] = GROUP_BRIDGE,
 	};
 
 	if (group_of[m] == GROUP_PEERS)
 		return opt.peers || (opt.only & 1u << GROUP_PEERS);
+	if (group_of[m] == GROUP_BRIDGE)
+		return opt.bridge || (opt.only & 1u << GROUP_BRIDGE);
 	return opt.only == 0 || (opt.only & 1u << group_of[m]);
 }
 
@@ -1171,8 +1188,10 @@ static void row_judge(struct row *r)
 		/* a pubsub round trip with small queues: no raw counterpart */
 		r->ratio_direct = r->ratio_relay = NAN;
 	}
-	if (r->mode >= MODE_DBUS_PUBSUB && r->mode <= MODE_MQTT_RTT) {
-		/* a peer row: compared with the mqbus row of its set only */
+	if ((r->mode >= MODE_DBUS_PUBSUB && r->mode <= MODE_MQTT_RTT) ||
+	    r->mode == MODE_BRIDGE_MQTT) {
+		/* a peer row: compared with the mqbus row of its set only;
+		 * bridge-mqtt with mosquitto's own row (xmqtt), no target */
 		r->ratio_direct = r->ratio_relay = NAN;
 		return;
 	}
@@ -1288,6 +1307,21 @@ static void row_judge(struct row *r)
 				   "us/msg); target <= 1.05x",
 				   POLICY_RULES, x, r->repeats, r->p50_us,
 				   ref->p50_us, r->cpu_us_per_msg,
+				   ref->cpu_us_per_msg);
+		}
+		break;
+	case MODE_BR1_PUB:
+		ref = row_find(MODE_BR0_PUB, r->wake, r->size, 1, 0);
+		if (ref) {
+			double x = r->pair_ratio;
+
+			target_add(r, "tput", x >= 0.97,
+				   "one idle MQTT bridge: throughput %.3fx "
+				   "without (median of %u paired runs; medians "
+				   "%.0f and %.0f msgs/s; daemon CPU %.2f and "
+				   "%.2f us/msg); target >= 0.97x",
+				   x, r->repeats, r->msgs_per_s,
+				   ref->msgs_per_s, r->cpu_us_per_msg,
 				   ref->cpu_us_per_msg);
 		}
 		break;
@@ -1868,10 +1902,17 @@ static void run_peer(const struct spec *sp, struct row *r)
 	row_fill(r, sp->mode, -1, sp->size, 1, sp->subs, 0, &m);
 }
 
+static void run_bridge_mqtt(const struct spec *sp, struct row *r);
+
 static void spec_run(const struct spec *sp, struct row *r)
 {
 	if (sp->peer) {
 		run_peer(sp, r);
+		return;
+	}
+	if (sp->mode == MODE_BRIDGE_MQTT) {
+		run_bridge_mqtt(sp, r);
+		r->vs_peers = sp->vs_peers;
 		return;
 	}
 	switch (sp->mode) {
@@ -1963,7 +2004,8 @@ static void measure(const struct spec *specs, unsigned n)
 		}
 	for (unsigned i = 0; i < n_run; i++) {
 		if (i > 0 && (run[i]->mode == MODE_POL200_PUB ||
-			      run[i]->mode == MODE_POL200_RTT))
+			      run[i]->mode == MODE_POL200_RTT ||
+			      run[i]->mode == MODE_BR1_PUB))
 			samples[i][0].pair_ratio =
 			    paired_ratio(samples[i], samples[i - 1], opt.repeat);
 		/* a bus row against every peer row of the set */
@@ -2877,6 +2919,169 @@ static void run_peers(enum bench_wake wake)
 			peer_stop(&peer_brokers[i]);
 }
 
+/* ---------------------------------------------------------------- bridge */
+
+#define BRIDGE_NAME "bench"
+
+/*
+ * A config with one [bridge] to the broker b: out maps the local pattern
+ * out (no prefix, QoS 0), in takes in_pattern; the bridge's queue holds
+ * more than a publisher's window.
+ */
+static void bridge_write(const char *path, const struct peer_broker *b,
+			 const char *out_pattern, const char *in_pattern)
+{
+	FILE *f = fopen(path, "we");
+
+	if (!f || fprintf(f,
+			  "[bus]\nmax_subscriptions = 200000\n\n"
+			  "[bridge " BRIDGE_NAME "]\n"
+			  "host = %s\nport = %u\nclient_id = mqbench-%d-%u\n"
+			  "keepalive = 600\nqueue = 1000\n"
+			  "out = %s qos=0\nin = %s qos=0\n",
+			  b->addr, b->port, (int)self_pid, n_made + 1,
+			  out_pattern, in_pattern) < 0 ||
+	    fclose(f) != 0)
+		fatal("cannot write %s", path);
+}
+
+/* Waits until daemon d's bridge is connected: its stats say so, within
+ * 10 s. */
+static void bridge_wait(const struct daemon *d)
+{
+	uint64_t end = now_ns() + 10000000000ull;
+	mqbus *b = NULL;
+	char *text = NULL;
+	int r = mqbus_new(&b);
+
+	if (r < 0 || mqbus_set_bus(b, d->bus) < 0 ||
+	    mqbus_set_queue_size(b, BENCH_MAXMSG, BENCH_MSGSIZE) < 0 ||
+	    mqbus_connect(b) < 0)
+		fatal("bridge: cannot connect to %s: %s", d->bus,
+		      b ? mqbus_last_error(b) : strerror(-r));
+	for (;;) {
+		free(text);
+		text = NULL;
+		if (mqbus_stats(b, &text) < 0)
+			fatal("bridge: no stats from %s: %s", d->bus,
+			      mqbus_last_error(b));
+		if (strstr(text, "bridge." BRIDGE_NAME ".connected=1\n"))
+			break;
+		if (now_ns() > end) {
+			daemon_print_log(d);
+			fatal("bridge: mqbusd's bridge did not connect within "
+			      "10 s");
+		}
+		check_interrupted();
+		usleep(20000);
+	}
+	free(text);
+	mqbus_free(b);
+}
+
+/*
+ * bridge-mqtt: the bench's mqbus publisher on bench/data, to mqbusd,
+ * whose bridge forwards it (QoS 0) to mosquitto, to a libmosquitto
+ * subscriber of bench/data (peer-mqtt.c), which checks every message and
+ * acknowledges it to the publisher's window as every subscriber does.
+ * The CPU time is mqbusd's.
+ */
+static void run_bridge_mqtt(const struct spec *sp, struct row *r)
+{
+	struct bench_job *j;
+	struct plan p;
+	struct meas m;
+
+	plan_init(&p, sp);
+	p.daemon = sp->d->pid;
+	j = plan_add(&p, JOB_PEER_SINK, opt.uid_base + p.n);
+	j->which_peer = BENCH_PEER_MQTT;
+	snprintf(j->peer_addr, sizeof(j->peer_addr), "%s", sp->remote->addr);
+	j->peer_port = sp->remote->port;
+	j->size = sp->size;
+	j->index = 0;
+	j->n_streams = 1;
+	j = plan_add(&p, JOB_BUS_SOURCE, opt.uid_base + p.n);
+	snprintf(j->bus, sizeof(j->bus), "%s", sp->d->bus);
+	j->size = sp->size;
+	j->n_sinks = 1;
+	j->window = BENCH_WINDOW;
+	j->count = row_count(1);
+	p.n_streams = p.n_sinks = 1;
+	plan_run(&p, &m);
+	row_fill(r, MODE_BRIDGE_MQTT, (int)sp->d->wake, sp->size, 1, 1, 0,
+		 &m);
+}
+
+/*
+ * The bridge rows, beside a private mosquitto (peer-mqtt.c):
+ *   br0-pub, br1-pub  pubsub 64 B on a daemon without a bridge and on one
+ *                     whose bridge is connected and idle (its out and in
+ *                     patterns share bench/ with what is published but
+ *                     match none of it), measured in turns; br1-pub's
+ *                     target is on the median of the paired ratios;
+ *   bridge-mqtt       throughput through the bridge to a remote
+ *                     subscriber, next to mqtt-pubsub (mosquitto's own
+ *                     client to client), 64 and 1024 B: xmqtt.
+ */
+static void run_bridge(enum bench_wake wake)
+{
+	static const size_t bridge_sizes[] = { 64, 1024 };
+	struct peer_broker *mq = &peer_brokers[BENCH_PEER_MQTT];
+	struct daemon plain, idle, fwd;
+	struct spec set[2];
+	char cfg[2][192];
+
+	if (!group_on(MODE_BR0_PUB))
+		return;
+#ifndef HAVE_MQTT
+	note("bridge rows: skipped: mqbusd was built without the MQTT bridge "
+	     "(libmosquitto-dev was not installed when configure ran)");
+	return;
+#endif
+	if (!peer_start(mq, BENCH_PEER_MQTT)) {
+		note("bridge rows: skipped: they need mosquitto");
+		return;
+	}
+	snprintf(cfg[0], sizeof(cfg[0]), "%s/mqbusd-bridge-idle.conf",
+		 tmp_dir);
+	snprintf(cfg[1], sizeof(cfg[1]), "%s/mqbusd-bridge-out.conf", tmp_dir);
+	bridge_write(cfg[0], mq, "bench/idle/#", "bench/remote/#");
+	note("bridge: br1-pub's daemon has one bridge to mosquitto port %u, "
+	     "connected, out = bench/idle/#, in = bench/remote/# (%s); "
+	     "br0-pub's none",
+	     mq->port, cfg[0]);
+	daemon_start(&plain, wake);
+	daemon_start_cfg(&idle, wake, cfg[0]);
+	bridge_wait(&idle);
+	set[0] = spec_of(MODE_BR0_PUB, (int)wake, 64, 1, 1, 0, &plain);
+	set[1] = spec_of(MODE_BR1_PUB, (int)wake, 64, 1, 1, 0, &idle);
+	measure(set, 2);
+	daemon_stop(&idle);
+	daemon_stop(&plain);
+
+	bridge_write(cfg[1], mq, BENCH_TOPIC, "bench/remote/#");
+	note("bridge: bridge-mqtt's daemon forwards " BENCH_TOPIC " (QoS 0, "
+	     "MQTT 5 with its 7 user properties) to mosquitto (%s); us/msg "
+	     "is mqbusd's CPU; xmqtt: over mqtt-pubsub, paired",
+	     cfg[1]);
+	daemon_start_cfg(&fwd, wake, cfg[1]);
+	bridge_wait(&fwd);
+	for (size_t i = 0; i < sizeof(bridge_sizes) / sizeof(bridge_sizes[0]);
+	     i++) {
+		set[0] = spec_of(MODE_MQTT_PUBSUB, -1, bridge_sizes[i], 1, 1,
+				 0, NULL);
+		set[0].peer = mq;
+		set[1] = spec_of(MODE_BRIDGE_MQTT, (int)wake, bridge_sizes[i],
+				 1, 1, 0, &fwd);
+		set[1].remote = mq;
+		set[1].vs_peers = true;
+		measure(set, 2);
+	}
+	daemon_stop(&fwd);
+	peer_stop(mq);
+}
+
 static void run_all(void)
 {
 	run_raw();
@@ -2887,6 +3092,7 @@ static void run_all(void)
 	run_policy(opt.wakes[0]);
 	run_scale(opt.wakes[0]);
 	run_peers(opt.wakes[0]);
+	run_bridge(opt.wakes[0]);
 }
 
 /* ---------------------------------------------------------------- start */
@@ -2921,18 +3127,31 @@ static void usage(FILE *f)
 		"rows)\n"
 		"      --only=LIST        rows: direct,relay,pubsub,rtt,fanout,"
 		"topics,\n"
-		"                         clients,memory,policy,scale,peers "
-		"(default\n"
-		"                         all but peers; scale needs root and "
-		"makes\n"
-		"                         users mqbench1-8 with useradd if "
-		"missing)\n"
+		"                         clients,memory,policy,scale,peers,"
+		"bridge\n"
+		"                         (default all but peers and bridge; "
+		"scale\n"
+		"                         needs root and makes users mqbench1-8"
+		" with\n"
+		"                         useradd if missing)\n"
 		"      --peers            also the peer rows: pubsub, fanout "
 		"and rtt\n"
 		"                         next to dbus-broker and mosquitto, "
 		"where\n"
 		"                         installed (--only peers: those "
 		"alone)\n"
+		"      --bridge           also the bridge rows, beside a "
+		"private\n"
+		"                         mosquitto: pubsub 64 B with one idle "
+		"MQTT\n"
+		"                         bridge against none (br1-pub, br0-pub,"
+		" paired),\n"
+		"                         and publisher -> mqbusd -> bridge -> "
+		"mosquitto\n"
+		"                         -> subscriber (bridge-mqtt) beside "
+		"mosquitto's\n"
+		"                         own mqtt-pubsub (--only bridge: "
+		"those alone)\n"
 		"      --uid-base=UID     as root, run the processes of a row "
 		"as UID,\n"
 		"                         UID+1, ... (default %u)\n"
@@ -3029,6 +3248,7 @@ static void parse_options(int argc, char **argv)
 		OPT_SCALE_CLIENTS,
 		OPT_SCALE_RETAINED,
 		OPT_PEERS,
+		OPT_BRIDGE,
 	};
 	static const struct option longopts[] = {
 	    {"quick", no_argument, NULL, 'q'},
@@ -3046,6 +3266,7 @@ static void parse_options(int argc, char **argv)
 	    {"scale-clients", required_argument, NULL, OPT_SCALE_CLIENTS},
 	    {"scale-retained", required_argument, NULL, OPT_SCALE_RETAINED},
 	    {"peers", no_argument, NULL, OPT_PEERS},
+	    {"bridge", no_argument, NULL, OPT_BRIDGE},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -3127,6 +3348,9 @@ static void parse_options(int argc, char **argv)
 			break;
 		case OPT_PEERS:
 			opt.peers = true;
+			break;
+		case OPT_BRIDGE:
+			opt.bridge = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -3320,6 +3544,11 @@ static void print_header(void)
 	note("us/msg, us/dlv: CPU time of mqbusd or the relay per message and "
 	     "per delivery; xdirect, xrelay: speed relative to the reference "
 	     "row (>1 faster)");
+	if (group_on(MODE_BR0_PUB))
+		note("bridge rows: br1-pub (one idle MQTT bridge) against "
+		     "br0-pub (none), paired; bridge-mqtt: an mqbus publisher "
+		     "through mqbusd and its bridge to a libmosquitto "
+		     "subscriber at mosquitto, QoS 0, xmqtt over mqtt-pubsub");
 	if (group_on(MODE_DBUS_PUBSUB))
 		note("peer rows: dbus-* through dbus-broker (sd-bus clients), "
 		     "mqtt-* through mosquitto (libmosquitto, QoS 0); us/msg is "

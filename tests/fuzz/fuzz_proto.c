@@ -45,6 +45,24 @@ static void fuzz_roundtrip(const uint8_t *data, size_t size,
 	n = proto_encode_key(out, sizeof(out), &m->h, m->topic, m->key,
 			     m->payload, m->h.payload_len);
 	FUZZ_CHECK(n >= 0);
+	/* an origin block after the payload encodes on its own */
+	if (m->origin) {
+		struct proto_origin o;
+		int k;
+
+		FUZZ_CHECK(m->h.type == PROTO_DELIVER &&
+			   (m->h.flags & PROTO_F_ORIGIN));
+		FUZZ_CHECK(proto_origin_decode(m->origin, m->h.origin_len,
+					       &o) == 0);
+		FUZZ_CHECK(*o.bridge && strlen(o.user) <= PROTO_ORIGIN_USER_MAX &&
+			   strlen(o.host) <= PROTO_ORIGIN_HOST_MAX &&
+			   strlen(o.bridge) <= PROTO_ORIGIN_BRIDGE_MAX);
+		k = proto_origin_encode(out + n, sizeof(out) - (size_t)n, &o);
+		FUZZ_CHECK(k > 0 && (uint32_t)k == m->h.origin_len);
+		n += k;
+	} else {
+		FUZZ_CHECK(m->h.origin_len == 0);
+	}
 	FUZZ_CHECK((size_t)n == size);
 	FUZZ_CHECK(memcmp(out, data, size) == 0);
 }
@@ -61,9 +79,23 @@ static void fuzz_accepted(const uint8_t *data, size_t size,
 	FUZZ_CHECK(strlen(m->topic) == m->h.topic_len);
 	FUZZ_CHECK(strlen(m->key) == m->h.key_len);
 	FUZZ_CHECK(size == proto_size_key(m->h.topic_len, m->h.key_len,
-					  m->h.payload_len));
-	FUZZ_CHECK((const uint8_t *)m->payload + m->h.payload_len ==
+					  m->h.payload_len) +
+			       m->h.origin_len);
+	FUZZ_CHECK((const uint8_t *)m->payload + m->h.payload_len +
+			   m->h.origin_len ==
 		   data + size);
+	/* an origin block only on a DELIVER with its flag, and then right
+	 * after the payload, 16..PROTO_ORIGIN_MAX bytes */
+	FUZZ_CHECK(!m->origin == !m->h.origin_len);
+	if (m->origin)
+		FUZZ_CHECK(m->h.type == PROTO_DELIVER &&
+			   (m->h.flags & PROTO_F_ORIGIN) &&
+			   !(m->h.flags & PROTO_F_DROPS) &&
+			   (const uint8_t *)m->origin ==
+				   (const uint8_t *)m->payload +
+					   m->h.payload_len &&
+			   m->h.origin_len >= 16 &&
+			   m->h.origin_len <= PROTO_ORIGIN_MAX);
 	if (m->h.key_len)
 		FUZZ_CHECK(proto_key_valid(m->key, m->h.key_len));
 	switch (m->h.type) {

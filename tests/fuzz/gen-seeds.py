@@ -29,14 +29,23 @@ F_PRIORITY, F_REQUEST, F_DETACHED, F_ABSOLUTE = 0x1, 0x2, 0x4, 0x8
 F_RETAIN, F_RETAINED, F_MONITOR, F_REPLY, F_MORE, F_RESUME = (
     0x10, 0x20, 0x40, 0x80, 0x100, 0x200)
 F_BATCH = 0x400
+F_ORIGIN = 0x1000
+
+
+def origin(uid, pid, user, host, bridge):
+    """An origin block (PROTOCOL.md, Remote origin)."""
+    return (struct.pack('<IIBBBB', uid, pid, len(user), len(host),
+                        len(bridge), 0) +
+            user + b'\0' + host + b'\0' + bridge + b'\0')
 
 
 def msg(mtype, topic=b'', payload=b'', key=b'', flags=0, priority=0,
-        token=0, status=0, uid=0, pid=0, client_id=0, seq=0, ts=0):
-    body = topic + b'\0' + (key + b'\0' if key else b'') + payload
+        token=0, status=0, uid=0, pid=0, client_id=0, seq=0, ts=0,
+        block=b''):
+    body = topic + b'\0' + (key + b'\0' if key else b'') + payload + block
     return HDR.pack(MAGIC, 1, mtype, flags, len(topic), len(key),
                     len(payload), priority, token, status, uid, pid,
-                    client_id, 0, 0, seq, ts) + body
+                    client_id, len(block), 0, seq, ts) + body
 
 
 def batch(priority, *parts):
@@ -75,6 +84,15 @@ PROTO = {
     'publish-retain-clear': msg(PUBLISH, b'config/x', flags=F_RETAIN),
     'deliver': msg(DELIVER, b'a/b', b'hello', uid=1000, pid=4321,
                    client_id=3, seq=17, ts=1700000000000000000),
+    'deliver-origin': msg(DELIVER, b'remote/a', b'21.5', flags=F_ORIGIN,
+                          uid=65534, pid=77, client_id=0xffffff00,
+                          block=origin(1000, 4711, b'alice', b'host-a',
+                                       b'site')),
+    'deliver-origin-bare': msg(DELIVER, b'remote/b', b'x', key=b'k',
+                               flags=F_ORIGIN,
+                               block=origin(0xffffffff, 0, b'', b'',
+                                            b'b1')),
+    'announce-origin': msg(ANNOUNCE, b'/bus.1.tx', flags=F_BATCH | F_ORIGIN),
     'deliver-request': msg(DELIVER, b'svc/time', b'?', flags=F_REQUEST,
                            token=9, seq=2),
     'deliver-monitor-reply': msg(DELIVER, b'svc/time', b'12:00',
