@@ -36,40 +36,8 @@ fi
 BENCH=$top_builddir/tests/bench/mqbus-bench
 COUNT=400
 
-N=0
-PASS=0
-FAIL=0
+. "$top_srcdir/tests/tap.sh"
 TMP=
-
-ok() {
-	N=$((N + 1))
-	PASS=$((PASS + 1))
-	echo "ok $N - $1"
-}
-
-not_ok() {
-	local line
-	N=$((N + 1))
-	FAIL=$((FAIL + 1))
-	echo "not ok $N - $1"
-	shift
-	for line in "$@"; do
-		printf '#   %s\n' "$line"
-	done
-}
-
-diag_file() {
-	[ -s "$2" ] || return 0
-	printf '#   --- %s:\n' "$1"
-	tail -n 20 "$2" | sed 's/^/#   | /'
-}
-
-finish() {
-	echo "1..$N"
-	echo "# passed $PASS failed $FAIL"
-	[ "$FAIL" -eq 0 ]
-	exit $?
-}
 
 cleanup() {
 	trap - EXIT
