@@ -2654,39 +2654,13 @@ MQBUS_EXPORT int mqbus_unsubscribe_group(mqbus *b, const char *pattern,
 	return subscription(b, PROTO_UNSUBSCRIBE, pattern, group);
 }
 
-/*
- * Whether the concrete topic matches pattern, both valid: level by level,
- * '+' taking any one level and '#' the rest, none included ("a/#"
- * matches "a"), as the daemon routes.
- */
-static bool topic_match(const char *pattern, const char *topic)
-{
-	for (;;) {
-		size_t pl = strcspn(pattern, "/"), tl = strcspn(topic, "/");
-
-		if (pl == 1 && pattern[0] == '#')
-			return true;
-		if (!(pl == 1 && pattern[0] == '+') &&
-		    (pl != tl || memcmp(pattern, topic, pl) != 0))
-			return false;
-		pattern += pl;
-		topic += tl;
-		if (!*topic)
-			return !*pattern || strcmp(pattern, "/#") == 0;
-		if (!*pattern)
-			return false;
-		pattern++;
-		topic++;
-	}
-}
-
 MQBUS_EXPORT int mqbus_topic_match(const char *pattern, const char *topic)
 {
 	if (!pattern || !topic ||
 	    !proto_topic_valid(pattern, strlen(pattern), true) ||
 	    !proto_topic_valid(topic, strlen(topic), false))
 		return -EINVAL;
-	return topic_match(pattern, topic);
+	return proto_topic_match(pattern, topic);
 }
 
 /*
@@ -3327,7 +3301,7 @@ static bool handlers_offer(mqbus *b, const struct mqbus_msg *m)
 		unsigned removed = b->replay_removed;
 
 		if (!e->fn || e->offered == seq ||
-		    !topic_match(e->pattern, m->topic)) {
+		    !proto_topic_match(e->pattern, m->topic)) {
 			e = e->next;
 			continue;
 		}

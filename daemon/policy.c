@@ -148,32 +148,6 @@ static bool policy_level_is(const char *s, size_t len, char c)
 	return len == 1 && *s == c;
 }
 
-/* Whether concrete topic matches pattern (both valid). */
-static bool policy_match(const char *pattern, const char *topic)
-{
-	for (;;) {
-		size_t pl = policy_level_len(pattern);
-		size_t tl = policy_level_len(topic);
-
-		if (policy_level_is(pattern, pl, '#'))
-			return true;
-		if (!policy_level_is(pattern, pl, '+') &&
-		    (pl != tl || memcmp(pattern, topic, pl) != 0))
-			return false;
-		pattern += pl;
-		topic += tl;
-		if (!*pattern && !*topic)
-			return true;
-		if (!*topic)
-			/* "a/#" matches "a" too. */
-			return strcmp(pattern, "/#") == 0;
-		if (!*pattern)
-			return false;
-		pattern++;
-		topic++;
-	}
-}
-
 /* Whether every topic that p matches, q matches too. */
 static bool policy_covers(const char *q, const char *p)
 {
@@ -1073,7 +1047,7 @@ static void policy_consider(void *subscriber, void *userdata)
 	 * match too. */
 	if (e->rule.subst) {
 		if (!policy_subst(e->rule.pattern, w->id, buf) ||
-		    !policy_match(buf, w->topic))
+		    !proto_topic_match(buf, w->topic))
 			return;
 	}
 	w->best = &e->rule;

@@ -523,6 +523,27 @@ bool proto_topic_valid(const char *topic, size_t len, bool pattern)
 	return true;
 }
 
+bool proto_topic_match(const char *pattern, const char *topic)
+{
+	for (;;) {
+		size_t pl = strcspn(pattern, "/"), tl = strcspn(topic, "/");
+
+		if (pl == 1 && pattern[0] == '#')
+			return true;
+		if (!(pl == 1 && pattern[0] == '+') &&
+		    (pl != tl || memcmp(pattern, topic, pl) != 0))
+			return false;
+		pattern += pl;
+		topic += tl;
+		if (!*topic)
+			return !*pattern || strcmp(pattern, "/#") == 0;
+		if (!*pattern)
+			return false;
+		pattern++;
+		topic++;
+	}
+}
+
 bool proto_key_valid(const char *key, size_t len)
 {
 	if (!key || len == 0 || len > PROTO_KEY_MAX)

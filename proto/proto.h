@@ -315,6 +315,14 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret);
 bool proto_topic_valid(const char *topic, size_t len, bool pattern);
 
 /*
+ * Whether the concrete topic matches pattern, both valid: level by level,
+ * '+' taking any one level and '#' the rest, none included ("a/#" matches
+ * "a").  The daemon's router matches the same way through its trie; the
+ * access policy and the library's mqbus_topic_match() use this.
+ */
+bool proto_topic_match(const char *pattern, const char *topic);
+
+/*
  * A message key: 1..PROTO_KEY_MAX bytes of printable ASCII (0x21..0x7e),
  * with no other rule.  It names the object a message is about, so that on
  * a coalescing topic a newer message replaces a waiting older one of the
