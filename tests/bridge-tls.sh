@@ -23,28 +23,10 @@
 
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 
-missing=
-for c in mosquitto mosquitto_sub mosquitto_pub openssl python3; do
-	command -v "$c" >/dev/null 2>&1 || missing="$missing $c"
-done
-if [ -n "$missing" ]; then
-	if [ "${CI:-}" = true ]; then
-		echo "not ok 1 - mosquitto and openssl are installed (missing:$missing)"
-		echo "1..1"
-		exit 1
-	fi
-	echo "# SKIP: needs mosquitto, mosquitto-clients, openssl (missing:$missing)"
-	exit 77
-fi
+mqb_need_commands "mosquitto, mosquitto-clients and openssl" \
+	mosquitto mosquitto_sub mosquitto_pub openssl python3
 
 mqb_init
-
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
 
 # ---------------------------------------------------------------- certificates
 T=$MQB_TMP/pki
@@ -83,7 +65,7 @@ cert() {
 mqb_ok "openssl made two CAs, a server and three client certificates"
 
 # ---------------------------------------------------------------- broker
-PORT=$(free_port)
+PORT=$(mqb_free_port)
 MOSQ_LOG=$MQB_TMP/mosquitto.log
 cat >"$MQB_TMP/mosquitto.conf" <<EOF
 user $(id -un)

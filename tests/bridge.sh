@@ -24,31 +24,12 @@
 
 . "${top_srcdir:-$(dirname "$0")/..}/tests/lib.sh"
 
-missing=
-for c in mosquitto mosquitto_sub mosquitto_pub; do
-	command -v "$c" >/dev/null 2>&1 || missing="$missing $c"
-done
-if [ -n "$missing" ]; then
-	if [ "${CI:-}" = true ]; then
-		echo "not ok 1 - mosquitto is installed (missing:$missing)"
-		echo "1..1"
-		exit 1
-	fi
-	echo "# SKIP: needs mosquitto and mosquitto-clients (missing:$missing)"
-	exit 77
-fi
+mqb_need_commands "mosquitto and mosquitto-clients" \
+	mosquitto mosquitto_sub mosquitto_pub python3
 
 mqb_init
 
-# a free TCP port on loopback
-free_port() {
-	python3 -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
-PORT=$(free_port)
+PORT=$(mqb_free_port)
 MOSQ_LOG=$MQB_TMP/mosquitto.log
 MOSQ_PID=
 cat >"$MQB_TMP/mosquitto.conf" <<EOF
@@ -421,9 +402,9 @@ mqb_is "mqbusd stops cleanly with its broker gone" "$MQB_DSTATUS" 0
 
 # ---------------------------------------------------------------- auth, TLS
 # a second broker: anonymous on P1, a password on P2, TLS on P3
-P1=$(free_port)
-P2=$(free_port)
-P3=$(free_port)
+P1=$(mqb_free_port)
+P2=$(mqb_free_port)
+P3=$(mqb_free_port)
 T=$MQB_TMP/tls
 mkdir -p "$T"
 (

@@ -191,6 +191,33 @@ mqb_bail() {
 	mqb_done
 }
 
+# mqb_need_commands WHAT CMD...: the test cannot run without these
+# commands; when one is missing it is skipped (exit 77), or under CI=true,
+# where scripts/deps.sh installs them all, fails.
+mqb_need_commands() {
+	local what=$1 c missing=
+	shift
+	for c in "$@"; do
+		command -v "$c" >/dev/null 2>&1 || missing="$missing $c"
+	done
+	[ -z "$missing" ] && return 0
+	if [ "${CI:-}" = true ]; then
+		echo "not ok 1 - $what installed (missing:$missing)"
+		echo "1..1"
+		exit 1
+	fi
+	echo "# SKIP: needs $what (missing:$missing)"
+	exit 77
+}
+
+# mqb_free_port: prints a free TCP port on loopback
+mqb_free_port() {
+	python3 -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
 # ---------------------------------------------------------------- users
 
 # mqb_test_user: makes sure the dedicated unprivileged test user exists
