@@ -54,6 +54,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -61,6 +62,7 @@
 
 #include "client/mqbus.h"
 #include "client/reassemble.h"
+#include "client/shmio.h"
 #include "proto/frag.h"
 #include "proto/proto.h"
 
@@ -114,6 +116,10 @@ struct mqbus_msg {
 	/* a bridged message's remote origin, when the handle asked for it
 	 * (mqbus_set_origin()): in data[] after the payload's NUL */
 	const struct mqbus_origin *origin;
+	/* a payload mapped from a memory file (shmio.h): the mapping,
+	 * unmapped with the message; NULL: the payload is in data[] */
+	void *map_base;
+	size_t map_size;
 	unsigned char data[]; /* topic, NUL, key, NUL, payload, NUL
 				 [, struct mqbus_origin, the block] */
 };
@@ -163,6 +169,7 @@ enum {
 	ENV_BATCH,
 	ENV_PUBLISH_BATCH,
 	ENV_MAX_MESSAGE,
+	ENV_SHM,
 	ENV_N
 };
 static const struct {
@@ -176,6 +183,7 @@ static const struct {
 	[ENV_PUBLISH_BATCH] = { "MQBUS_PUBLISH_BATCH", "0 or 1" },
 	[ENV_MAX_MESSAGE] = { "MQBUS_MAX_MESSAGE",
 			      "a number of bytes up to 268435456" },
+	[ENV_SHM] = { "MQBUS_SHM", "0 or 1" },
 };
 #define ENV_BIT(i) (1u << (i))
 #define ENV_QUEUE (ENV_BIT(ENV_MAXMSG) | ENV_BIT(ENV_MSGSIZE))
@@ -257,6 +265,9 @@ struct mqbus {
 	 * are in place already */
 	unsigned char *sbuf;
 	size_t sbuf_cap;
+	/* large payloads in memory files, unless MQBUS_SHM=0 */
+	bool shm_wanted;
+	struct shmio shm;
 };
 
 static unsigned queue_counter;
@@ -329,6 +340,18 @@ static void bad_env_note(mqbus *b, int i)
 		 getenv(env_vars[i].name));
 }
 
+/* A variable of "0 or 1", on unless it is 0 (noted if it is neither). */
+static bool env_switch(mqbus *b, int i)
+{
+	const char *v = getenv(env_vars[i].name);
+
+	if (!v || !*v || strcmp(v, "1") == 0)
+		return true;
+	if (strcmp(v, "0") != 0)
+		bad_env_note(b, i);
+	return strcmp(v, "0") != 0;
+}
+
 static bool bus_valid(const char *bus)
 {
 	char name[BUS_NAME_MAX + 2];
@@ -353,8 +376,6 @@ MQBUS_EXPORT size_t mqbus_queue_bytes(long maxmsg, long msgsize)
 MQBUS_EXPORT int mqbus_new(mqbus **ret)
 {
 	const char *bus = getenv("MQBUS_BUS");
-	const char *rc = getenv("MQBUS_RECONNECT");
-	const char *batch = getenv("MQBUS_BATCH");
 	const char *pbatch = getenv("MQBUS_PUBLISH_BATCH");
 	mqbus *b;
 
@@ -365,7 +386,6 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 		return -ENOMEM;
 	b->tx = b->rx = b->rx_wait = b->tx_nb = (mqd_t)-1;
 	b->epfd = b->pidfd = -1;
-	b->reconnect = true;
 	b->maxmsg = DEFAULT_MAXMSG;
 	b->msgsize = DEFAULT_MSGSIZE;
 	b->timeout_ms = DEFAULT_TIMEOUT_MS;
@@ -384,19 +404,10 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 	}
 	if (bus && *bus && !bus_valid(bus))
 		bad_env_note(b, ENV_BUS);
-	if (rc && *rc) {
-		if (strcmp(rc, "0") == 0)
-			b->reconnect = false;
-		else if (strcmp(rc, "1") != 0)
-			bad_env_note(b, ENV_RECONNECT);
-	}
-	b->batch = true;
-	if (batch && *batch) {
-		if (strcmp(batch, "0") == 0)
-			b->batch = false;
-		else if (strcmp(batch, "1") != 0)
-			bad_env_note(b, ENV_BATCH);
-	}
+	b->reconnect = env_switch(b, ENV_RECONNECT);
+	b->batch = env_switch(b, ENV_BATCH);
+	b->shm_wanted = env_switch(b, ENV_SHM);
+	shmio_init(&b->shm);
 	if (pbatch && *pbatch) {
 		if (strcmp(pbatch, "1") == 0)
 			b->publish_batch = MQBUS_PUBLISH_BATCH_FULL;
@@ -977,6 +988,11 @@ static size_t msg_size(const char *topic, const char *key, size_t len)
 static int send_large(mqbus *b, const struct proto_header *h,
 		      const char *topic, const char *key, const void *payload,
 		      size_t len, unsigned prio);
+static bool shm_fits(mqbus *b, const char *topic, const char *key,
+		     size_t len);
+static int send_shm(mqbus *b, const struct proto_header *h,
+		    const char *topic, const char *key, const void *payload,
+		    size_t len, unsigned prio);
 
 static int send_msg_key(mqbus *b, const struct proto_header *h,
 			const char *topic, const char *key,
@@ -985,10 +1001,14 @@ static int send_msg_key(mqbus *b, const struct proto_header *h,
 	int n = proto_encode_key(b->buf, (size_t)b->msgsize, h, topic, key,
 				 payload, len);
 
-	/* too large for one queue message: in pieces, if the daemon
-	 * takes them and the message is one that may go so */
-	if (n == -PROTO_E_NOSPACE && b->bus_max && frag_type_ok(h->type))
+	/* too large for one queue message: in a memory file or in
+	 * pieces, if the daemon takes them and the message is one that
+	 * may go so */
+	if (n == -PROTO_E_NOSPACE && b->bus_max && frag_type_ok(h->type)) {
+		if (shm_fits(b, topic, key, len))
+			return send_shm(b, h, topic, key, payload, len, prio);
 		return send_large(b, h, topic, key, payload, len, prio);
+	}
 	if (n < 0)
 		return set_error(b, -EMSGSIZE,
 				 "message of %zu bytes does not fit the "
@@ -1024,6 +1044,22 @@ static int send_piece(void *ctx, const void *buf, size_t len, unsigned prio)
 	return send_tx(ctx, buf, len, prio);
 }
 
+/* The daemon's answer to a large PUBLISH of token: whether it got
+ * through the bus's limits and whether any subscriber could take it. */
+static int publish_answer(mqbus *b, uint32_t token)
+{
+	struct proto_msg reply;
+	int r = wait_reply(b, token, b->timeout_ms, &reply);
+
+	if (r < 0)
+		return r;
+	if (reply.h.type == PROTO_ERROR)
+		return set_error(b, -(int)reply.h.status, "%.*s",
+				 (int)reply.h.payload_len,
+				 (const char *)reply.payload);
+	return 0;
+}
+
 /*
  * Sends a message larger than a queue message as fragments.  A PUBLISH
  * is given a token and waits for the daemon's answer: whether the
@@ -1036,7 +1072,6 @@ static int send_large(mqbus *b, const struct proto_header *h,
 {
 	size_t total = msg_size(topic, key, len);
 	struct proto_header copy = *h;
-	struct proto_msg reply;
 	unsigned char *msg;
 	int r;
 
@@ -1069,16 +1104,57 @@ static int send_large(mqbus *b, const struct proto_header *h,
 				   : set_error(b, r, "cannot send in pieces: "
 						     "%s",
 					       proto_strerror(r));
-	if (copy.type != PROTO_PUBLISH)
-		return 0;
-	r = wait_reply(b, copy.token, b->timeout_ms, &reply);
+	return copy.type == PROTO_PUBLISH ? publish_answer(b, copy.token)
+					   : 0;
+}
+
+/* Whether a payload of len bytes goes in a memory file: one the daemon
+ * takes so (PROTO_SHM_MIN up to its max_message), with a head that fits
+ * a queue message, once our connection is attached. */
+static bool shm_fits(mqbus *b, const char *topic, const char *key,
+		     size_t len)
+{
+	return b->shm_wanted && len >= PROTO_SHM_MIN && len <= b->bus_max &&
+	       msg_size(topic, key, 0) <= (size_t)b->msgsize &&
+	       shmio_ready(&b->shm, b->timeout_ms);
+}
+
+/*
+ * Sends a message whose payload goes in a memory file: the file first,
+ * then the head through tx, which the daemon reads after it.  A PUBLISH
+ * waits for the daemon's answer, as one in pieces does.
+ */
+static int send_shm(mqbus *b, const struct proto_header *h,
+		    const char *topic, const char *key, const void *payload,
+		    size_t len, unsigned prio)
+{
+	struct proto_header copy = *h;
+	int64_t tag;
+	int n, r;
+
+	if (copy.type == PROTO_PUBLISH)
+		copy.token = new_token(b);
+	tag = shmio_send(&b->shm, payload, len, b->timeout_ms);
+	/* the connection broke: the pieces still go */
+	if (tag < 0 && b->shm.state == SHMIO_OFF)
+		return send_large(b, h, topic, key, payload, len, prio);
+	if (tag < 0)
+		return set_error(b, (int)tag,
+				 "cannot pass a memory file of %zu bytes to "
+				 "the daemon: %s",
+				 len, strerror((int)-tag));
+	copy.flags |= PROTO_F_SHM;
+	copy.shm_tag = (uint32_t)tag;
+	n = proto_encode_head(b->buf, (size_t)b->msgsize, &copy, topic, key,
+			      len);
+	if (n < 0)
+		return set_error(b, -EMSGSIZE, "cannot encode a message: %s",
+				 proto_strerror(n));
+	r = send_tx(b, b->buf, (size_t)n, prio);
 	if (r < 0)
 		return r;
-	if (reply.h.type == PROTO_ERROR)
-		return set_error(b, -(int)reply.h.status, "%.*s",
-				 (int)reply.h.payload_len,
-				 (const char *)reply.payload);
-	return 0;
+	return copy.type == PROTO_PUBLISH ? publish_answer(b, copy.token)
+					   : 0;
 }
 
 /* -------------------------------------------------------------------- */
@@ -1158,6 +1234,7 @@ static struct mqbus_msg *msg_get(mqbus *b, size_t bytes)
 		}
 		m->pool = pool;
 		m->refs = 1;
+		m->map_base = NULL;
 		pool->refs++;
 		return m;
 	}
@@ -1165,6 +1242,7 @@ static struct mqbus_msg *msg_get(mqbus *b, size_t bytes)
 	if (m) {
 		m->pool = NULL;
 		m->refs = 1;
+		m->map_base = NULL;
 	}
 	return m;
 }
@@ -1189,6 +1267,10 @@ static void msg_put(struct mqbus_msg *m)
 
 	if (m && --m->refs > 0)
 		return;
+	if (m && m->map_base) {
+		munmap(m->map_base, m->map_size);
+		m->map_base = NULL;
+	}
 	if (!pool) {
 		free(m);
 		return;
@@ -1274,6 +1356,35 @@ static struct mqbus_msg *msg_from(mqbus *b, const struct proto_msg *pm)
 
 static struct mqbus_msg *msg_whole(mqbus *b, const struct proto_msg *pm);
 
+/*
+ * A DELIVER whose payload was mapped from a memory file becomes a
+ * message that holds the mapping, without a copy; NULL for any other.
+ */
+static struct mqbus_msg *msg_mapped(mqbus *b, const struct proto_msg *pm)
+{
+	size_t tlen = pm->h.topic_len, klen = pm->h.key_len;
+	struct mqbus_msg *m;
+	unsigned char *p;
+
+	if (!b->shm.last_base || pm->payload != b->shm.last_payload)
+		return NULL;
+	m = msg_get(b, tlen + 1 + klen + 1);
+	if (!m)
+		return NULL;
+	shmio_steal(&b->shm, pm->payload, &m->map_base, &m->map_size);
+	m->origin = NULL;
+	m->next = NULL;
+	m->h = pm->h;
+	p = m->data;
+	m->topic = (const char *)p;
+	memcpy(p, pm->topic, tlen + 1);
+	p += tlen + 1;
+	m->key = klen ? (const char *)p : NULL;
+	memcpy(p, pm->key, klen + 1);
+	m->payload = pm->payload; /* a NUL follows it (shm_map()) */
+	return m;
+}
+
 /* A DELIVER read, alone, from a frame or put together from pieces:
  * queued for the program. */
 static int take_deliver(mqbus *b, struct proto_msg *pm)
@@ -1284,6 +1395,8 @@ static int take_deliver(mqbus *b, struct proto_msg *pm)
 	pm->h.status += b->reasm.refused;
 	b->reasm.refused = 0;
 	m = msg_whole(b, pm);
+	if (!m)
+		m = msg_mapped(b, pm);
 	if (!m)
 		m = msg_from(b, pm);
 	if (!m)
@@ -1302,6 +1415,7 @@ static int take_batch(mqbus *b, const struct proto_msg *f)
 
 	while ((r = proto_batch_next(f, &off, &part)) != 0)
 		if (r > 0 && part.h.type == PROTO_DELIVER &&
+		    !part.h.shm_tag &&
 		    (r = take_deliver(b, &part)) < 0)
 			return r;
 	return 0;
@@ -1327,6 +1441,7 @@ static struct mqbus_msg *msg_whole(mqbus *b, const struct proto_msg *pm)
 	m->next = NULL;
 	m->pool = NULL; /* its own buffer: freed alone */
 	m->refs = 1;
+	m->map_base = NULL;
 	m->h = pm->h;
 	m->origin = NULL;
 	m->topic = pm->topic;
@@ -1356,6 +1471,8 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 	/* between losing queues and making new ones */
 	if (b->rx == (mqd_t)-1)
 		return 0;
+	/* the last payload mapped and not taken (a reply's) goes */
+	shmio_release(&b->shm);
 	/* the next piece of a large message: read into its place */
 	into = reasm_slot(&b->reasm, b->msgsize);
 	if (!into)
@@ -1390,6 +1507,13 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		r = proto_decode(b->buf, (size_t)n, &pm);
 		if (r < 0)
 			return 1; /* not from our daemon: skip it */
+		/* a payload in a memory file: mapped; if lost, a delivery
+		 * counts as dropped */
+		if (pm.h.shm_tag && shmio_take(&b->shm, &pm) < 0) {
+			if (pm.h.type == PROTO_DELIVER)
+				b->reasm.refused++;
+			return 1;
+		}
 		if (pm.h.type == PROTO_FRAGMENT) {
 			/* a piece of a large message */
 			r = reasm_add(&b->reasm, &pm, recv_limit(b),
@@ -1403,7 +1527,7 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 	}
 	/* a whole large message goes on as any message */
 	if (whole && (proto_decode(whole, len, &pm) < 0 ||
-		      !frag_type_ok(pm.h.type)))
+		      !frag_type_ok(pm.h.type) || pm.h.shm_tag))
 		return 1;
 	switch (pm.h.type) {
 	case PROTO_DELIVER:
@@ -1546,6 +1670,8 @@ static int announce(mqbus *b, int64_t deadline)
 		h.flags = PROTO_F_BATCH;
 	if (b->origin)
 		h.flags |= PROTO_F_ORIGIN;
+	if (b->shm_wanted)
+		h.flags |= PROTO_F_SHM;
 	n = proto_encode(buf, sizeof(buf), &h, b->tx_name, NULL, 0);
 	while (mq_send(a, (const char *)buf, (size_t)n, 0) < 0) {
 		struct pollfd p = { .fd = a, .events = POLLOUT };
@@ -1603,6 +1729,9 @@ static void session_begin(mqbus *b, const struct proto_msg *welcome)
 						      : (size_t)welcome->h.seq;
 	reasm_reset(&b->reasm);
 	declare_limit(b);
+	if (b->shm_wanted)
+		shmio_begin(&b->shm, welcome, b->client_id,
+			    (pid_t)b->welcome.daemon_pid);
 	if (b->pidfd >= 0)
 		close(b->pidfd);
 	b->pidfd = (int)syscall(SYS_pidfd_open, (pid_t)b->welcome.daemon_pid,
@@ -1764,6 +1893,7 @@ MQBUS_EXPORT mqbus *mqbus_free(mqbus *b)
 	if (b->epfd >= 0)
 		close(b->epfd);
 	reasm_reset(&b->reasm);
+	shmio_reset(&b->shm);
 	free(b->sbuf);
 	free(b->buf);
 	free(b->obuf);
@@ -1957,6 +2087,7 @@ static void lose(mqbus *b, bool daemon_left, bool queues_gone, int err,
 	if (b->pidfd >= 0)
 		close(b->pidfd); /* leaves the epoll set with it */
 	b->pidfd = -1;
+	shmio_reset(&b->shm);
 	for (a = b->async; a; a = a->next)
 		a->reset = true;
 	for (e = b->replay; e; e = e->next)
@@ -1982,7 +2113,8 @@ static void announce_now(mqbus *b, unsigned flags)
 		return;
 	proto_header_init(&h, PROTO_ANNOUNCE);
 	h.flags = (uint16_t)(flags | (b->batch ? PROTO_F_BATCH : 0) |
-			     (b->origin ? PROTO_F_ORIGIN : 0));
+			     (b->origin ? PROTO_F_ORIGIN : 0) |
+			     (b->shm_wanted ? PROTO_F_SHM : 0));
 	n = proto_encode(buf, sizeof(buf), &h, b->tx_name, NULL, 0);
 	if (n > 0)
 		mq_send(a, (const char *)buf, (size_t)n, 0);

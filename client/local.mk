@@ -3,7 +3,8 @@ lib_LTLIBRARIES += client/libmqbus.la
 include_HEADERS = client/mqbus.h
 nodist_include_HEADERS = client/mqbus-version.h
 client_libmqbus_la_SOURCES = client/client.c client/mqbus.h \
-	client/reassemble.c client/reassemble.h
+	client/reassemble.c client/reassemble.h \
+	client/shmio.c client/shmio.h
 client_libmqbus_la_CFLAGS = $(AM_CFLAGS) -fvisibility=hidden
 client_libmqbus_la_LIBADD = proto/libproto.la
 client_libmqbus_la_LDFLAGS = $(AM_LDFLAGS) -version-info $(LIBMQBUS_LT_VERSION) \

@@ -86,6 +86,7 @@ static const struct config_key config_bus_keys[] = {
 	CONFIG_BUS_KEY(stats_interval, 0, 86400),
 	CONFIG_BUS_KEY(stats_topics, 0, 10000),
 	CONFIG_BUS_KEY(max_message, 1024, 256 * 1024 * 1024),
+	CONFIG_BUS_KEY(memory_files, 0, 1),
 	CONFIG_OVERFLOW_KEY(struct config, overflow),
 };
 #define CONFIG_N_BUS_KEYS (sizeof(config_bus_keys) / sizeof(config_bus_keys[0]))
@@ -185,6 +186,7 @@ int config_init(struct config *cfg)
 	cfg->stats_interval = 60;
 	cfg->stats_topics = 20;
 	cfg->max_message = 1024 * 1024;
+	cfg->memory_files = 1;
 	cfg->rule_index = index;
 	return 0;
 }

@@ -108,6 +108,10 @@ struct config {
 	unsigned max_message;       /* largest payload, default 1 MiB; what
 				       does not fit a queue message goes in
 				       pieces (large.c) */
+	unsigned memory_files;      /* 1 (default): large payloads may come
+				       and go in sealed memory files
+				       (shm.c); 0: in pieces only.  Read
+				       at start */
 	struct topic_rule *rules;
 	size_t n_rules;
 	struct router *rule_index; /* pattern -> struct topic_rule * */

@@ -94,7 +94,9 @@ static int send_now(struct peer *p, struct msgbuf *m, unsigned prio,
 			memcpy(m->data + flags_off, &marked, sizeof(marked));
 		}
 	}
-	if (large_for(p, m))
+	if (shm_for(p, m))
+		r = shm_send_to(p, m, prio); /* as its memory file (shm.c) */
+	else if (large_for(p, m))
 		r = large_send(p, m, prio); /* in pieces (large.c) */
 	else
 		r = mq_send(p->rx, (const char *)m->data, m->len, prio) < 0
@@ -414,7 +416,7 @@ static bool backlog_full(const struct peer *p, const struct msgbuf *m,
 	/* one large message always fits an empty backlog by its bytes:
 	 * it must wait in the daemon while it goes out in pieces */
 	bool bytes = p->pending_bytes + m->len > pol->backlog_bytes &&
-		     !(p->n_pending == 0 && large_for(p, m));
+		     !(p->n_pending == 0 && m->len > (size_t)p->rx_msgsize);
 
 	return p->n_pending >= pol->backlog || bytes ||
 	       s->pending_mem + cost > s->cfg.pending_budget ||
@@ -826,7 +828,8 @@ int deliver_message(struct peer *p, const struct delivery *d)
 	 * message in pieces go at once unless something routed before
 	 * them waits for that end */
 	if (r == 0 && p->batch && p->n_pending == 0 &&
-	    !large_for(p, d->m) && (!d->request || p->n_staged)) {
+	    !large_for(p, d->m) && !shm_for(p, d->m) &&
+	    (!d->request || p->n_staged)) {
 		if (!stage_fits(p, d))
 			stage_flush(p);
 		if (p->closing)
@@ -1043,7 +1046,10 @@ void deliver_flush(struct peer *p)
 		int r = send_run(p, e, true, &sent);
 
 		if (r == -EAGAIN) {
-			if (!event_pending(p->rx_ev, EV_WRITE, NULL))
+			/* rx full, or the memory-file connection (shm.c,
+			 * which watches that) */
+			if (!event_pending(p->rx_ev, EV_WRITE, NULL) &&
+			    !shm_out_waits(p))
 				watch_rx(p);
 			break;
 		}

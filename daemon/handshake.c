@@ -230,6 +230,7 @@ struct candidate {
 	bool resume;	 /* PROTO_F_RESUME: no HELLO to read */
 	bool batch;	 /* PROTO_F_BATCH: it reads BATCH frames */
 	bool origin;	 /* PROTO_F_ORIGIN: it takes remote origins */
+	bool shm;	 /* PROTO_F_SHM: it can attach for memory files */
 	bool out_of_fds; /* the daemon ran out of descriptors on the way */
 };
 
@@ -449,9 +450,11 @@ static void refuse(struct handshake *hs, const struct candidate *c,
 
 static void welcome(struct server *s, struct peer *p)
 {
-	unsigned char buf[PROTO_HEADER_SIZE + 1 + sizeof(struct proto_welcome)];
+	unsigned char buf[PROTO_HEADER_SIZE + SHM_ADDR_MAX + 1 +
+			  sizeof(struct proto_welcome)];
 	struct proto_welcome w = { 0 };
 	struct proto_header h;
+	const char *shm_addr = NULL;
 	struct mq_attr a;
 	int n;
 
@@ -473,7 +476,10 @@ static void welcome(struct server *s, struct peer *p)
 	/* the largest payload the bus carries (PROTOCOL.md, Large
 	 * messages); 0 from a daemon without them */
 	h.seq = p->server->cfg.max_message;
-	n = proto_encode(buf, sizeof(buf), &h, NULL, &w, sizeof(w));
+	/* where to attach for memory files, and the nonce to say (shm.c) */
+	if (shm_offer(p, &shm_addr, &h.timestamp))
+		h.flags |= PROTO_F_SHM;
+	n = proto_encode(buf, sizeof(buf), &h, shm_addr, &w, sizeof(w));
 	if (n > 0)
 		deliver_control(p, buf, (size_t)n);
 }
@@ -537,6 +543,7 @@ static void admit(struct handshake *hs, struct candidate *c)
 	p->ident = ident; /* the peer owns it now */
 	p->batch = c->batch;
 	p->origin = c->origin;
+	p->shm.wants = c->shm;
 	p->table->n_origin += p->origin;
 	p->sub.deliver = deliver_subscriber;
 	p->mon.deliver = deliver_monitor;
@@ -598,6 +605,7 @@ static void handshake_run(struct handshake *hs, const char *tx_name,
 		.resume = (flags & PROTO_F_RESUME) != 0,
 		.batch = (flags & PROTO_F_BATCH) != 0,
 		.origin = (flags & PROTO_F_ORIGIN) != 0,
+		.shm = (flags & PROTO_F_SHM) != 0,
 	};
 	const char *why;
 

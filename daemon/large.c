@@ -210,20 +210,15 @@ static struct large_part *part_start(struct peer *p,
 	return part;
 }
 
-/*
- * Routes a whole message, and answers a PUBLISH that asked for an
- * answer (its token): the publisher learns whether anybody could take
- * it.
- */
-static void large_deliver(struct peer *p, struct msgbuf *m,
-			  large_dispatch_fn dispatch)
+/* the publisher of a PUBLISH with a token learns whether anybody could
+ * take it */
+void large_route(struct peer *p, struct msgbuf *m, large_dispatch_fn dispatch)
 {
 	struct server *s = p->server;
 	struct proto_header inner;
 	char why[200];
 
 	memcpy(&inner, m->data, sizeof(inner));
-	s->large.reassembled++;
 	s->large.routing = true;
 	s->large.routed = false;
 	s->large.accepted = 0;
@@ -273,7 +268,8 @@ static void part_added(struct peer *p, struct large_part *part, size_t len,
 	}
 	m = msgbuf_ref(part->m);
 	part_free(p, part, NULL);
-	large_deliver(p, m, dispatch);
+	p->server->large.reassembled++;
+	large_route(p, m, dispatch);
 	msgbuf_unref(m);
 }
 
@@ -363,7 +359,7 @@ void large_routed(struct server *s, unsigned accepted)
 
 bool large_for(const struct peer *p, const struct msgbuf *m)
 {
-	return m->len > (size_t)p->rx_msgsize;
+	return m->len > (size_t)p->rx_msgsize && !shm_for(p, m);
 }
 
 int large_admit(struct peer *p, const struct msgbuf *m)
@@ -371,17 +367,21 @@ int large_admit(struct peer *p, const struct msgbuf *m)
 	struct server *s = p->server;
 	size_t limit = p->large.limit ? p->large.limit : large_limit(s);
 	struct proto_header h;
+	bool shm;
 
-	if (!large_for(p, m))
+	if (m->len <= (size_t)p->rx_msgsize)
 		return 0;
+	/* as its memory file: at once, as any message (shm.c) */
+	shm = shm_for(p, m);
 	memcpy(&h, m->data, sizeof(h));
-	if (frag_chunk(p->rx_msgsize) == 0 || h.payload_len > limit) {
+	if ((!shm && frag_chunk(p->rx_msgsize) == 0) ||
+	    h.payload_len > limit) {
 		s->large.too_large++;
 		if (s->large.routing)
 			s->large.refused_now++;
 		return -EMSGSIZE;
 	}
-	return -EAGAIN;
+	return shm ? 0 : -EAGAIN;
 }
 
 bool large_in_flight(const struct peer *p, const struct msgbuf *m)

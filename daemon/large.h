@@ -106,6 +106,14 @@ unsigned char *large_slot(struct peer *p);
 bool large_landed(struct peer *p, unsigned char *at, ssize_t n,
 		  struct msgbuf *m, large_dispatch_fn dispatch);
 
+/*
+ * Routes whole large message m of p (put together from pieces, or come
+ * in a memory file, shm.c) through dispatch, and answers a PUBLISH that
+ * asked for an answer (its token): ACK, or ERROR EMSGSIZE when every
+ * subscriber refused it for its size.
+ */
+void large_route(struct peer *p, struct msgbuf *m, large_dispatch_fn dispatch);
+
 /* Drops what p was sending in pieces (it is going): counted incomplete. */
 void large_drop_peer(struct peer *p);
 

@@ -15,6 +15,7 @@ daemon_libmqbusd_la_SOURCES = \
 	daemon/peer.c daemon/peer.h \
 	daemon/deliver.c daemon/deliver.h \
 	daemon/large.c daemon/large.h \
+	daemon/shm.c daemon/shm.h \
 	daemon/handshake.c daemon/handshake.h \
 	daemon/route.c daemon/route.h \
 	daemon/sub.c daemon/sub.h \

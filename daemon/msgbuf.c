@@ -2,9 +2,14 @@
 /*
  * msgbuf.c - pooled, reference-counted message buffers.
  */
+#include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "daemon/msgbuf.h"
+#include "proto/shm.h"
 
 void msgbuf_pool_init(struct msgbuf_pool *pool)
 {
@@ -38,6 +43,10 @@ static struct msgbuf *msgbuf_alloc(struct msgbuf_pool *pool, size_t cap)
 		return NULL;
 	m->cap = cap;
 	m->pool = pool;
+	m->data = m->inline_data;
+	m->shm_fd = -1;
+	m->map_base = NULL;
+	m->map_size = 0;
 	return m;
 }
 
@@ -78,6 +87,31 @@ struct msgbuf *msgbuf_get_exact(struct msgbuf_pool *pool, size_t cap)
 	return m ? msgbuf_take(pool, m) : NULL;
 }
 
+struct msgbuf *msgbuf_get_shm(struct msgbuf_pool *pool, const void *head,
+			      size_t head_len, int fd, size_t len)
+{
+	struct msgbuf *m = msgbuf_alloc(pool, 0);
+	unsigned char *payload;
+	int e;
+
+	if (!m)
+		return NULL;
+	/* the daemon reads a payload only for what it keeps (a retained
+	 * value, the state file) or sends in pieces: no faulting in */
+	payload = shm_map(fd, len, head_len, 0, &m->map_base, &m->map_size);
+	if (!payload) {
+		e = errno;
+		free(m);
+		errno = e;
+		return NULL;
+	}
+	m->data = payload - head_len;
+	memcpy(m->data, head, head_len);
+	m->cap = head_len + len;
+	m->shm_fd = fd;
+	return msgbuf_take(pool, m);
+}
+
 struct msgbuf *msgbuf_ref(struct msgbuf *m)
 {
 	m->refs++;
@@ -93,6 +127,12 @@ void msgbuf_unref(struct msgbuf *m)
 	pool = m->pool;
 	pool->live--;
 	pool->bytes -= msgbuf_size(m);
+	if (m->shm_fd >= 0) {
+		munmap(m->map_base, m->map_size);
+		close(m->shm_fd);
+		free(m);
+		return;
+	}
 	if (m->cap == MSGBUF_POOL_CAP && pool->n_free < MSGBUF_POOL_KEEP) {
 		m->next_free = pool->free;
 		pool->free = m;

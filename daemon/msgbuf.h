@@ -22,8 +22,9 @@ struct topic_stat;
 
 struct msgbuf {
 	unsigned refs;
-	size_t cap; /* bytes of data[] */
+	size_t cap; /* bytes at data */
 	size_t len; /* bytes used */
+	unsigned char *data; /* the message: inline[], or a mapping */
 	struct msgbuf_pool *pool;
 	/* a routed message's topic, for the delivery stats (stats.h), and
 	 * whether its latency was taken */
@@ -31,7 +32,12 @@ struct msgbuf {
 	bool measured;
 	unsigned waiting; /* pending lists that hold it (deliver.c) */
 	struct msgbuf *next_free;
-	unsigned char data[];
+	/* a message whose payload is a memory file (shm.c): the file, to
+	 * pass on, and the mapping data lies in; else -1 */
+	int shm_fd;
+	void *map_base;
+	size_t map_size;
+	unsigned char inline_data[];
 };
 
 struct msgbuf_pool {
@@ -55,6 +61,15 @@ struct msgbuf *msgbuf_get(struct msgbuf_pool *pool, size_t cap);
 /* A buffer of exactly cap bytes, for what is kept long (a retained
  * value): it is not pooled, so it costs what it holds. */
 struct msgbuf *msgbuf_get_exact(struct msgbuf_pool *pool, size_t cap);
+/*
+ * A message of head_len bytes of header and strings followed by the
+ * len-byte payload in memory file fd, which it takes (closed with the
+ * last reference): the payload is mapped read-only right behind the
+ * head, so data holds the whole message as any buffer does.  NULL with
+ * errno, fd left open.
+ */
+struct msgbuf *msgbuf_get_shm(struct msgbuf_pool *pool, const void *head,
+			      size_t head_len, int fd, size_t len);
 struct msgbuf *msgbuf_ref(struct msgbuf *m);
 /* Drops a reference; the last one returns the buffer.  Accepts NULL. */
 void msgbuf_unref(struct msgbuf *m);

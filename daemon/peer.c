@@ -152,6 +152,7 @@ int peer_new(struct peer_table *t, struct server *s, uid_t uid, pid_t pid,
 	p->tx = tx;
 	p->rx = rx;
 	p->pidfd = pidfd;
+	p->shm.sock = -1;
 	log_read_comm(pid, p->comm, sizeof(p->comm));
 	{
 		struct timespec now;

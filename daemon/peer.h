@@ -29,6 +29,7 @@
 #include "daemon/log.h"
 #include "daemon/policy.h"
 #include "daemon/request.h"
+#include "daemon/shm.h"
 #include "daemon/stats.h"
 #include "daemon/subscriber.h"
 #include "daemon/timer.h"
@@ -165,6 +166,8 @@ struct peer {
 
 	/* messages in pieces, coming in and going out (large.c) */
 	struct large_peer large;
+	/* its connection for memory files (shm.c) */
+	struct shm_peer shm;
 
 	/* counters: what it published and sent, and what was delivered
 	 * to it and dropped on its way to it (stats.c) */

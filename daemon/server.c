@@ -295,6 +295,9 @@ static void server_batch(struct peer *p, struct msgbuf *m,
 					    part.h.payload_len);
 		struct msgbuf *one;
 
+		/* a part has its payload in the frame, never in a file */
+		if (r >= 0 && part.h.shm_tag)
+			r = -PROTO_E_FLAGS;
 		if (r < 0 || part.h.type != PROTO_PUBLISH) {
 			deliver_bad(p, 0, r < 0 ? r : -PROTO_E_TYPE,
 				    "batch part rejected");
@@ -351,6 +354,11 @@ static void server_message(struct peer *p, struct msgbuf *m)
 		large_fragment(p, &pm, server_message);
 		return;
 	}
+	/* a payload in a memory file; the whole comes back here too */
+	if (pm.h.shm_tag) {
+		shm_message(p, m, &pm, server_message);
+		return;
+	}
 	if (p->held && restart_stash(p, m, pm.h.type))
 		return;
 	handler = pm.h.type <= PROTO_TYPE_MAX ? server_handlers[pm.h.type]
@@ -385,6 +393,7 @@ static void server_reap_peer(struct peer *p, void *arg)
 	timer_drop_peer(p);
 	deliver_drop_peer(p);
 	large_drop_peer(p);
+	shm_drop_peer(p);
 	log_client_left(&who, p->close_reason ? p->close_reason : "closed",
 			monotonic_usec() - p->connected_usec, &p->counts);
 	account_credit(&s->accounts, p->uid, ACCOUNT_PEERS);
@@ -507,6 +516,7 @@ static void server_zero(struct server *s)
 	TAILQ_INIT(&s->timers.all);
 	TAILQ_INIT(&s->retained.values);
 	msgbuf_pool_init(&s->pool);
+	shm_zero(&s->shm);
 	account_table_init(&s->accounts);
 	group_table_init(&s->groups);
 	s->uid = getuid();
@@ -603,6 +613,7 @@ int server_init(struct server *s, const struct server_options *opt,
 	if (!s->tick_ev || event_add(s->tick_ev, &one_second) < 0 ||
 	    server_setup_watchdog(s) < 0)
 		return log_error_text(ret_error, -ENOMEM, "out of memory");
+	shm_init(s);
 
 	r = sweep_stale(SWEEP_MQUEUE_DIR, s->bus);
 	if (r == -ENOTSUP || r == -ENOENT)
@@ -733,6 +744,7 @@ void server_deinit(struct server *s)
 		retain_deinit(&s->retained);
 	restart_deinit(&s->restart);
 	handshake_close(&s->handshake);
+	shm_deinit(s);
 	peer_table_deinit(&s->peers);
 	group_table_deinit(&s->groups);
 	account_table_deinit(&s->accounts);

@@ -54,6 +54,7 @@
 #include "daemon/retain.h"
 #include "daemon/stats.h"
 #include "daemon/restart.h"
+#include "daemon/shm.h"
 #include "daemon/sub.h"
 #include "daemon/timer.h"
 #include "daemon/wake.h"
@@ -124,6 +125,7 @@ struct server {
 	uint64_t status_sum; /* figures in the last STATUS= */
 	struct bus_stats stats;
 	struct large_stats large; /* messages in pieces (large.c) */
+	struct shm_listener shm;  /* payloads in memory files (shm.c) */
 };
 
 /*

@@ -505,6 +505,7 @@ int stats_text(struct server *s, char *buf, size_t cap)
 	/* "dropped" counts every message a subscriber lost, coalesced ones
 	 * too: the gaps its sequence numbers show */
 	large_stats_text(s, buf, cap, &len);
+	shm_stats_text(s, buf, cap, &len);
 	text_add(buf, cap, &len, "dropped=%llu\n",
 		 (unsigned long long)dropped_sum(c));
 #define TEXT(field, member, label) \

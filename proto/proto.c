@@ -11,6 +11,8 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <string.h>
 
 #include "proto/frag.h"
@@ -92,6 +94,27 @@ static bool proto_type_keyed(unsigned type)
 	       type == PROTO_TIMER_ADD;
 }
 
+int proto_encode_head(void *buf, size_t cap, const struct proto_header *h,
+		      const char *topic, const char *key, size_t payload_len)
+{
+	const size_t at = offsetof(struct proto_header, payload_len);
+	uint32_t len = (uint32_t)payload_len;
+	int n;
+
+	if (payload_len > UINT32_MAX)
+		return -EMSGSIZE;
+	n = proto_encode_key(buf, cap, h, topic, key, NULL, 0);
+	if (n > 0)
+		memcpy((unsigned char *)buf + at, &len, sizeof(len));
+	return n;
+}
+
+bool proto_type_shm(unsigned type)
+{
+	return type == PROTO_PUBLISH || type == PROTO_REQUEST ||
+	       type == PROTO_REPLY || type == PROTO_DELIVER;
+}
+
 /*
  * A frame's framing: status parts, each a length and at least a header,
  * filling payload_len exactly.  The parts themselves are decoded one by
@@ -143,7 +166,10 @@ static int proto_check_type(const struct proto_header *h, const char *topic,
 			return -PROTO_E_FIELD;
 		return 0;
 	case PROTO_WELCOME:
-		if (h->topic_len != 0)
+		/* the topic is the address to attach to for memory files */
+		if ((h->topic_len != 0) != ((h->flags & PROTO_F_SHM) != 0) ||
+		    !proto_origin_string_valid(topic, h->topic_len,
+					       PROTO_SHM_ADDR_MAX - 1))
 			return -PROTO_E_TOPIC;
 		if (h->payload_len != sizeof(struct proto_welcome) ||
 		    h->client_id == 0)
@@ -263,6 +289,7 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 	const char *topic, *key, *payload;
 	struct proto_header h;
 	size_t body, strings;
+	bool shm;
 	int r;
 
 	if (!buf || len < PROTO_HEADER_SIZE)
@@ -277,7 +304,15 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 	if ((h.type == 0 || h.type > PROTO_TYPE_MAX) &&
 	    h.type != PROTO_FRAGMENT)
 		return -PROTO_E_TYPE;
-	if ((h.flags & ~PROTO_F_ALL) != 0 || h.reserved2 != 0)
+	if ((h.flags & ~PROTO_F_ALL) != 0)
+		return -PROTO_E_FLAGS;
+	/* a payload in a memory file: a message's, with the file's tag;
+	 * the flag is an offer on an ANNOUNCE and a WELCOME */
+	shm = (h.flags & PROTO_F_SHM) && proto_type_shm(h.type);
+	if ((h.flags & PROTO_F_SHM) && !shm && h.type != PROTO_ANNOUNCE &&
+	    h.type != PROTO_WELCOME)
+		return -PROTO_E_FLAGS;
+	if ((h.shm_tag != 0) != shm)
 		return -PROTO_E_FLAGS;
 	/* an origin block is a DELIVER's, announced by its flag; the flag
 	 * is a request on an ANNOUNCE */
@@ -306,10 +341,12 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 	if ((h.flags & PROTO_F_BATCH) && h.type != PROTO_ANNOUNCE &&
 	    h.type != PROTO_WELCOME)
 		return -PROTO_E_FLAGS;
-	if (h.type == PROTO_WELCOME && (h.flags & ~PROTO_F_BATCH))
+	if (h.type == PROTO_WELCOME &&
+	    (h.flags & ~(PROTO_F_BATCH | PROTO_F_SHM)))
 		return -PROTO_E_FLAGS;
 	if (h.type == PROTO_ANNOUNCE &&
-	    (h.flags & ~(PROTO_F_RESUME | PROTO_F_BATCH | PROTO_F_ORIGIN)))
+	    (h.flags & ~(PROTO_F_RESUME | PROTO_F_BATCH | PROTO_F_ORIGIN |
+			 PROTO_F_SHM)))
 		return -PROTO_E_FLAGS;
 	if (h.type == PROTO_BATCH && h.flags)
 		return -PROTO_E_FLAGS;
@@ -323,9 +360,16 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 	 */
 	body = len - PROTO_HEADER_SIZE;
 	strings = proto_size_key(h.topic_len, h.key_len, 0) - PROTO_HEADER_SIZE;
-	if (body < strings || body - strings < h.origin_len ||
-	    body - strings - h.origin_len != h.payload_len)
+	if (shm) {
+		/* nothing after the strings: the payload is in the file */
+		if (body != strings || h.origin_len != 0)
+			return -PROTO_E_LENGTH;
+		if (h.payload_len < PROTO_SHM_MIN)
+			return -PROTO_E_FIELD;
+	} else if (body < strings || body - strings < h.origin_len ||
+		   body - strings - h.origin_len != h.payload_len) {
 		return -PROTO_E_LENGTH;
+	}
 	topic = (const char *)p + PROTO_HEADER_SIZE;
 	if (topic[h.topic_len] != '\0')
 		return -PROTO_E_LENGTH;
@@ -353,7 +397,7 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 		ret->h = h;
 		ret->topic = topic;
 		ret->key = h.key_len > 0 ? key : "";
-		ret->payload = payload;
+		ret->payload = shm ? NULL : payload;
 		ret->origin = h.origin_len ? payload + h.payload_len : NULL;
 	}
 	return 0;

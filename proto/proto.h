@@ -107,7 +107,15 @@ enum proto_type {
 				    an origin block (struct proto_origin)
 				    of origin_len bytes follows the
 				    payload (PROTOCOL.md, Remote origin) */
-#define PROTO_F_ALL 0x1fffu
+#define PROTO_F_SHM 0x2000u      /* ANNOUNCE: this client can attach a
+				    socket for memory files; WELCOME: this
+				    daemon takes one (topic = its address,
+				    timestamp = the nonce to say); PUBLISH,
+				    REQUEST, REPLY, DELIVER: the payload is
+				    not in the frame but in the memory file
+				    of tag shm_tag (PROTOCOL.md, Memory
+				    files) */
+#define PROTO_F_ALL 0x3fffu
 
 /*
  * What a QUERY asks for (its status).  Each answer part holds whole
@@ -123,6 +131,17 @@ enum proto_query {
 	PROTO_QUERY_TIMERS,      /* per timer */
 	PROTO_QUERY_MAX = PROTO_QUERY_TIMERS,
 };
+
+/* the smallest payload a message may carry in a memory file
+ * (PROTO_F_SHM): smaller ones go in the queue, and what a file costs the
+ * daemon to hold is bounded by the bytes it is charged for */
+#define PROTO_SHM_MIN 4096
+/* bytes of the address of the daemon's socket for them, with its NUL */
+#define PROTO_SHM_ADDR_MAX 100
+
+/* Whether a message of this type may carry its payload in a memory file:
+ * PUBLISH, REQUEST, REPLY, DELIVER. */
+bool proto_type_shm(unsigned type);
 
 /* a queue group name: 1..PROTO_GROUP_MAX of [A-Za-z0-9._-] */
 #define PROTO_GROUP_MAX 64
@@ -154,7 +173,10 @@ struct proto_header {
 	uint32_t origin_len;  /* DELIVER with PROTO_F_ORIGIN: bytes of the
 				 origin block after the payload; else
 				 zero */
-	uint32_t reserved2;   /* zero; keeps seq 8-aligned on every ABI */
+	uint32_t shm_tag;     /* with PROTO_F_SHM on a message: the tag of
+				 the memory file holding its payload;
+				 else zero (it also keeps seq 8-aligned on
+				 every ABI) */
 	uint64_t seq;         /* DELIVER: bus sequence number */
 	uint64_t timestamp;   /* DELIVER: CLOCK_REALTIME ns at the daemon */
 };
@@ -295,6 +317,14 @@ int proto_encode(void *buf, size_t cap, const struct proto_header *h,
 int proto_encode_key(void *buf, size_t cap, const struct proto_header *h,
 		     const char *topic, const char *key, const void *payload,
 		     size_t payload_len);
+
+/*
+ * Encodes the head of a message whose payload_len bytes of payload are
+ * in a memory file (h has PROTO_F_SHM and the file's shm_tag): header,
+ * topic and key, as proto_encode_key() would without the payload.
+ */
+int proto_encode_head(void *buf, size_t cap, const struct proto_header *h,
+		      const char *topic, const char *key, size_t payload_len);
 
 /*
  * Decode and validate len bytes at buf into ret.  Every length is checked

@@ -32,8 +32,8 @@
 		       &v_, sizeof(v_));                                     \
 	} while (0)
 
-/* Offset of reserved2, the 4 bytes between origin_len and seq. */
-#define CHECK_PROTO_PAD offsetof(struct proto_header, reserved2)
+/* Offset of shm_tag, the 4 bytes between origin_len and seq. */
+#define CHECK_PROTO_PAD offsetof(struct proto_header, shm_tag)
 
 /* A valid message of one type, with every field its type uses set. */
 struct check_proto_sample {
@@ -360,7 +360,7 @@ START_TEST(check_proto_roundtrip)
 	ck_assert_uint_eq(m.h.sender_pid, s.h.sender_pid);
 	ck_assert_uint_eq(m.h.client_id, s.h.client_id);
 	ck_assert_uint_eq(m.h.origin_len, 0);
-	ck_assert_uint_eq(m.h.reserved2, 0);
+	ck_assert_uint_eq(m.h.shm_tag, 0);
 	ck_assert_uint_eq(m.h.seq, s.h.seq);
 	ck_assert_uint_eq(m.h.timestamp, s.h.timestamp);
 
@@ -476,7 +476,7 @@ START_TEST(check_proto_encode_fields)
 	h.type = PROTO_BYE;
 	h.flags = 0;
 	h.origin_len = 0;
-	h.reserved2 = 0;
+	h.shm_tag = 0;
 	copy = h;
 	n = proto_encode(buf, sizeof(buf), &h, NULL, NULL, 0);
 	ck_assert_int_eq(n, PROTO_HEADER_SIZE + 1);
@@ -770,7 +770,7 @@ START_TEST(check_proto_reserved)
 	ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FLAGS);
 	CHECK_PROTO_SET(buf, origin_len, 0);
 	ck_assert_int_eq(check_proto_decode(buf, n), 0);
-	/* reserved2 before seq is reserved too. */
+	/* shm_tag before seq is zero without PROTO_F_SHM. */
 	for (i = 0; i < 4; i++) {
 		buf[CHECK_PROTO_PAD + i] = 1;
 		ck_assert_int_eq(check_proto_decode(buf, n), -PROTO_E_FLAGS);

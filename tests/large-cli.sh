@@ -64,8 +64,12 @@ mqb_is "pub over max_message fails" "$?" 1
 mqb_like "and says why" "$(cat "$MQB_TMP/over.err")" \
 	"larger than the bus's max_message \\(2000000 bytes\\)"
 
-mqb_is "the daemon put 3 large messages together (pub, call, reply)" \
-	"$(mqb_stat large_reassembled)" 3
+# memory files are on by default: each came as one, none in pieces
+mqb_is "the daemon took 3 large messages as memory files (pub, call, reply)" \
+	"$(mqb_stat shm_received)" 3
+mqb_is "and passed 3 on as memory files (sub, serve, call)" \
+	"$(mqb_stat shm_sent)" 3
+mqb_is "none came in pieces" "$(mqb_stat large_reassembled)" 0
 mqb_is "and holds nothing for them now" "$(mqb_stat large_held)" 0
 
 mqb_daemon_stop

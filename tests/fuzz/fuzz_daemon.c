@@ -353,7 +353,7 @@ static void fuzz_repair(unsigned char *msg, size_t n)
 	memcpy(&h, msg, sizeof(h));
 	h.magic = PROTO_MAGIC;
 	h.version = PROTO_VERSION;
-	h.origin_len = h.reserved2 = 0;
+	h.origin_len = h.shm_tag = 0;
 	/* into 1..PROTO_TYPE_MAX, or a FRAGMENT (proto/frag.h) */
 	if ((h.type == 0 || h.type > PROTO_TYPE_MAX) &&
 	    h.type != PROTO_FRAGMENT) {

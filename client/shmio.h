@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shmio.h - libmqbus's side of memory files (private header).
+ *
+ * A daemon that offers memory files (PROTO_F_SHM on its WELCOME, with
+ * the address of its socket and a nonce) gets one connection from the
+ * handle: shmio_begin() connects, checks that the other end is that
+ * daemon's process, and says our client id and the nonce; the daemon's
+ * answer is awaited the first time it matters (shmio_ready()).  A
+ * message too large for a queue message then sends its payload as a new
+ * sealed memory file (shmio_send()), and a message that comes flagged
+ * PROTO_F_SHM has its payload mapped read-only from the file of its tag
+ * (shmio_take()).  proto/shm.h has what both ends share; PROTOCOL.md,
+ * "Memory files", is the spec.
+ */
+#ifndef MQBUS_SHMIO_H
+#define MQBUS_SHMIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "proto/shm.h"
+
+struct proto_msg;
+
+enum shmio_state {
+	SHMIO_OFF,	 /* no connection: large payloads go in pieces */
+	SHMIO_ATTACHING, /* connected, the daemon's answer not read yet */
+	SHMIO_ON,
+};
+
+struct shmio {
+	int sock;
+	enum shmio_state state;
+	uint32_t tag; /* of the last file sent */
+	struct shm_stash stash; /* files come before their heads' turn */
+	/* the mapping of the last payload taken, until it is handed on
+	 * (shmio_steal()) or the next read (shmio_release()) */
+	void *last_base;
+	size_t last_size;
+	const void *last_payload;
+};
+
+void shmio_init(struct shmio *s);
+
+/* Closes the connection and frees the last mapping. */
+void shmio_reset(struct shmio *s);
+
+/*
+ * A WELCOME offering memory files: connects to its address, checks that
+ * the process at the other end is daemon_pid, and sends the attach
+ * message of client_id.  Without an offer, or on any failure, s stays
+ * off (payloads go in pieces).
+ */
+void shmio_begin(struct shmio *s, const struct proto_msg *welcome,
+		 uint32_t client_id, pid_t daemon_pid);
+
+/* Whether payloads may go in memory files now; while attaching, waits
+ * up to wait_ms for the daemon's answer. */
+bool shmio_ready(struct shmio *s, int wait_ms);
+
+/*
+ * Sends the len bytes at payload as a new sealed memory file, waiting
+ * up to wait_ms for room in the connection.  Returns the file's tag for
+ * shm_tag, or -errno.
+ */
+int64_t shmio_send(struct shmio *s, const void *payload, size_t len,
+		   int wait_ms);
+
+/*
+ * pm, read from rx, has its payload in a memory file: takes the file of
+ * its tag, checks it and maps it; pm then points at the payload (with a
+ * NUL after it) and is flagged no more.  0, or -errno (the message is
+ * lost: -EPROTO no such file, -EBADMSG not a sealed file of its size).
+ */
+int shmio_take(struct shmio *s, struct proto_msg *pm);
+
+/* The mapping of the last payload taken, now the caller's (munmap() its
+ * *ret_base, *ret_size); false if payload is not its start. */
+bool shmio_steal(struct shmio *s, const void *payload, void **ret_base,
+		 size_t *ret_size);
+
+/* Frees the mapping of the last payload taken, if still here. */
+void shmio_release(struct shmio *s);
+
+#endif

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shm.h - large payloads in sealed memory files, in the daemon.
+ *
+ * The bus listens on a unix socket with an unguessable abstract address,
+ * given with a nonce in the WELCOME of each client that asks
+ * (PROTO_F_SHM on its ANNOUNCE).  A client attaches one connection: its
+ * first message names its id and echoes the nonce, and the kernel's
+ * credentials of the connection must be the client's own verified pid
+ * and uid.  From then on a message of that client flagged PROTO_F_SHM
+ * has its payload in the memory file of its tag on that connection: the
+ * file is checked (sealed, of the payload's size), mapped read-only
+ * behind the message's head, and routed like any message.  To a receiver
+ * that attached, a message that came in a file and is larger than its rx
+ * messages goes on as that same file; to any other, in pieces (large.c).
+ * PROTOCOL.md, "Memory files", is the spec; proto/shm.h has the helpers
+ * both ends share.
+ */
+#ifndef MQBUS_DAEMON_SHM_H
+#define MQBUS_DAEMON_SHM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "proto/shm.h"
+
+struct event;
+struct msgbuf;
+struct peer;
+struct proto_msg;
+struct server;
+
+/* connections that have not said who they are yet, and how long they
+ * may take to */
+#define SHM_WAITING_MAX 16
+#define SHM_ATTACH_MS 2000
+
+/* what a peer has of memory files */
+struct shm_peer {
+	int sock;	      /* its attached connection, -1: none */
+	bool wants;	      /* it asked (PROTO_F_SHM on its ANNOUNCE) */
+	uint64_t nonce;	      /* given in its WELCOME */
+	uint32_t out_tag;     /* the tag of the last file sent to it */
+	struct shm_stash in;  /* its files come before their heads' turn */
+	struct event *out_ev; /* the connection writable, while output
+				 waits for room in it */
+};
+
+struct shm_waiting {
+	int fd; /* -1: slot free */
+	struct event *ev;
+	struct server *server;
+};
+
+/* the bus's listening socket and counters */
+struct shm_listener {
+	int fd; /* -1: memory files are off */
+	char addr[SHM_ADDR_MAX];
+	struct event *ev;
+	struct shm_waiting waiting[SHM_WAITING_MAX];
+	unsigned evict; /* the slot given up when all are taken */
+	uint64_t attached;	/* connections attached */
+	uint64_t attach_refused;
+	uint64_t received;	/* messages that came in a file */
+	uint64_t sent;		/* files passed on to receivers */
+	uint64_t refused;	/* messages refused: no file, a bad one */
+};
+
+/* Sets l up empty, before shm_init() (shm_deinit() may come first). */
+void shm_zero(struct shm_listener *l);
+
+/* Opens the listening socket (a failure only turns memory files off,
+ * logged). */
+void shm_init(struct server *s);
+void shm_deinit(struct server *s);
+
+/* handshake.c: what p's WELCOME says of memory files: the flag, the
+ * address (topic) and the nonce; false when p does not get them. */
+bool shm_offer(struct peer *p, const char **ret_addr, uint64_t *ret_nonce);
+
+/*
+ * server.c: a message of p flagged PROTO_F_SHM (pm, read into m): its
+ * file is taken and checked, and the whole message goes to dispatch as
+ * a large message does (large_route()); refused with an ERROR to its
+ * token otherwise.
+ */
+void shm_message(struct peer *p, struct msgbuf *m, const struct proto_msg *pm,
+		 void (*dispatch)(struct peer *p, struct msgbuf *m));
+
+/* deliver.c: whether m goes to p as its memory file. */
+bool shm_for(const struct peer *p, const struct msgbuf *m);
+
+/*
+ * deliver.c: passes m's file to p and sends its head at prio.  0;
+ * -EAGAIN when rx or the connection is full (a wake-up is set for the
+ * connection); another -errno.
+ */
+int shm_send_to(struct peer *p, struct msgbuf *m, unsigned prio);
+
+/* Whether p's output waits for room in its connection. */
+bool shm_out_waits(const struct peer *p);
+
+/* p is going: its connection closes. */
+void shm_drop_peer(struct peer *p);
+
+/* The "shm_*" lines of STATS, appended to buf at *len. */
+void shm_stats_text(const struct server *s, char *buf, size_t cap,
+		    size_t *len);
+
+#endif

@@ -1,0 +1,219 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * shm.c - sealed memory files and the socket that carries them.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "proto/shm.h"
+
+#define SHM_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+int shm_create(const void *data, size_t len)
+{
+	const unsigned char *p = data;
+	size_t done = 0;
+	int fd, e;
+
+	fd = memfd_create("mqbus", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	while (done < len) {
+		ssize_t n = write(fd, p + done, len - done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			e = n < 0 ? errno : EIO;
+			goto fail;
+		}
+		done += (size_t)n;
+	}
+	if (fcntl(fd, F_ADD_SEALS, SHM_SEALS | F_SEAL_SEAL) < 0) {
+		e = errno;
+		goto fail;
+	}
+	return fd;
+fail:
+	close(fd);
+	return -e;
+}
+
+int shm_check(int fd, size_t len)
+{
+	struct stat st;
+	int seals;
+
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+		return -EBADF;
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & SHM_SEALS) != SHM_SEALS)
+		return -EPERM;
+	if (st.st_size < 0 || (size_t)st.st_size != len)
+		return -EMSGSIZE;
+	return 0;
+}
+
+int shm_send(int sock, uint32_t tag, int fd)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { .iov_base = &tag, .iov_len = sizeof(tag) };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = ctl.buf,
+		.msg_controllen = sizeof(ctl.buf),
+	};
+	struct cmsghdr *c;
+
+	memset(&ctl, 0, sizeof(ctl));
+	c = CMSG_FIRSTHDR(&msg);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &fd, sizeof(fd));
+	while (sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		if (errno != EINTR)
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return 0;
+}
+
+/* One message of sock: its tag and descriptor (-1 if it had none or
+ * more than one).  Returns 1, 0 at the end of the stream, or -errno. */
+static int shm_recv_one(int sock, uint32_t *ret_tag, int *ret_fd)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { .iov_base = ret_tag, .iov_len = sizeof(*ret_tag) };
+	struct msghdr msg = {
+		.msg_iov = &iov,
+		.msg_iovlen = 1,
+		.msg_control = ctl.buf,
+		.msg_controllen = sizeof(ctl.buf),
+	};
+	struct cmsghdr *c;
+	ssize_t n;
+
+	*ret_fd = -1;
+	do
+		n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	if (n == 0)
+		return 0;
+	for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int)))
+			memcpy(ret_fd, CMSG_DATA(c), sizeof(int));
+	/* more than one descriptor (the rest were closed by the kernel),
+	 * or a message that is not a tag */
+	if (*ret_fd >= 0 &&
+	    ((msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) ||
+	     n != sizeof(*ret_tag))) {
+		close(*ret_fd);
+		*ret_fd = -1;
+	}
+	if (n != sizeof(*ret_tag))
+		*ret_tag = 0;
+	return 1;
+}
+
+void shm_stash_clear(struct shm_stash *st)
+{
+	for (unsigned i = 0; i < st->n; i++)
+		close(st->fd[i]);
+	st->n = 0;
+}
+
+/* Removes entry i of st, returning its descriptor. */
+static int stash_remove(struct shm_stash *st, unsigned i)
+{
+	int fd = st->fd[i];
+
+	st->n--;
+	st->tag[i] = st->tag[st->n];
+	st->fd[i] = st->fd[st->n];
+	return fd;
+}
+
+/* Keeps fd of tag; when st is full, the oldest tag's file goes. */
+static void stash_add(struct shm_stash *st, uint32_t tag, int fd)
+{
+	if (st->n == SHM_STASH_MAX) {
+		unsigned old = 0;
+
+		for (unsigned i = 1; i < st->n; i++)
+			if ((int32_t)(st->tag[i] - st->tag[old]) < 0)
+				old = i;
+		close(stash_remove(st, old));
+	}
+	st->tag[st->n] = tag;
+	st->fd[st->n] = fd;
+	st->n++;
+}
+
+int shm_take(int sock, struct shm_stash *st, uint32_t tag)
+{
+	for (unsigned i = 0; i < st->n; i++)
+		if (st->tag[i] == tag)
+			return stash_remove(st, i);
+	for (;;) {
+		uint32_t got;
+		int fd, r = shm_recv_one(sock, &got, &fd);
+
+		if (r <= 0)
+			return r == 0 ? -ECONNRESET : r;
+		if (fd < 0 || got == 0)
+			return -EPROTO;
+		if (got == tag)
+			return fd;
+		stash_add(st, got, fd);
+	}
+}
+
+void *shm_map(int fd, size_t len, size_t front, int populate,
+	      void **ret_base, size_t *ret_size)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t head = (front + page - 1) / page * page;
+	size_t body = (len + page - 1) / page * page;
+	/* a page of zeros behind a payload that ends on a page boundary */
+	size_t size = head + body + page;
+	unsigned char *base, *at;
+	int e;
+
+	base = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		return NULL;
+	at = mmap(base + head, len, PROT_READ,
+		  MAP_PRIVATE | MAP_FIXED | (populate ? MAP_POPULATE : 0), fd,
+		  0);
+	if (at == MAP_FAILED) {
+		e = errno;
+		munmap(base, size);
+		errno = e;
+		return NULL;
+	}
+	*ret_base = base;
+	*ret_size = size;
+	return at;
+}
+
+uint32_t shm_next_tag(uint32_t *counter)
+{
+	if (++*counter == 0)
+		*counter = 1;
+	return *counter;
+}
