@@ -663,7 +663,8 @@ static void pair_check(void)
 			_exit(1); /* the main process is gone */
 		return;
 	}
-	if (pair_other > 0 && waitpid(pair_other, NULL, WNOHANG) == pair_other) {
+	if (pair_other > 0 &&
+	    waitpid(pair_other, NULL, WNOHANG) == pair_other) {
 		pair_other = 0;
 		die("the other process of the pair failed", EIO);
 	}
