@@ -4,14 +4,17 @@
 # large-bench.sh - tests/bench/large-bench runs briefly, every row of it.
 #
 # Runs `large-bench` at 16 KiB and 1 MiB with a few MiB a run and one
-# repetition: through the direct queue pair, through mqbusd and through
-# dbus-broker (a broadcast signal with a match rule).  The bench checks
-# the sequence number and length of every message itself and fails on
-# the first one lost, cut or out of order; here every row must be there
-# with figures, and the mqbus row must carry its ratios to the direct
-# pair and to dbus-broker (xdirect, xdbus, wdirect, wdbus).  Then, with
-# MQBUS_LARGE_BENCH_SKIP making one path's publisher leave a message out,
-# the bench must notice and fail, for mqbus and for dbus-broker.
+# repetition: through the direct queue pair, through the sealed-memfd
+# pair, through mqbusd and through dbus-broker (a broadcast signal with a
+# match rule).  Every receiver of the bench reads every byte of every
+# message and fails the run on the first one lost, cut, out of order or
+# with a byte wrong; here every row must be there with figures (and the
+# round trips of the direct pair, the memfd pair and mqbus), and the
+# mqbus row must carry its ratios to the direct pair, the memfd pair and
+# dbus-broker (xdirect, xmemfd, xdbus, wdirect, wmemfd, wdbus).  Then,
+# with MQBUS_LARGE_BENCH_SKIP making one path's publisher leave a message
+# out, and with MQBUS_LARGE_BENCH_CORRUPT making it flip one byte in the
+# middle of a message, the bench must notice and fail, for every path.
 #
 # dbus-broker must be installed (scripts/deps.sh installs it): if it is
 # not, the test fails under CI=true and is skipped (77) elsewhere.
@@ -68,9 +71,9 @@ if grep -q '^# dbus-broker: skipped' "$TMP/out"; then
 	exit 77
 fi
 if [ $st -eq 0 ]; then
-	ok "large-bench: every message arrived whole and in order"
+	ok "large-bench: every message arrived whole, in order and unchanged"
 else
-	not_ok "large-bench: every message arrived whole and in order" \
+	not_ok "large-bench: every message arrived whole, in order and unchanged" \
 		"exit status $st"
 	diag_file "stdout" "$TMP/out"
 	diag_file "stderr" "$TMP/err"
@@ -84,7 +87,7 @@ import sys
 rows = {}
 for line in open(sys.argv[1]):
     f = line.split()
-    if line.startswith("#") or len(f) < 12 or f[0] == "size":
+    if line.startswith("#") or len(f) < 14 or f[0] == "size":
         continue
     rows[(f[0], f[1])] = f
 
@@ -96,7 +99,7 @@ def number(s):
 
 bad = []
 for size in ("16k", "1m"):
-    for path in ("direct", "dbus", "mqbus"):
+    for path in ("direct", "memfd", "dbus", "mqbus"):
         r = rows.get((size, path))
         if r is None:
             bad.append("%s %s: no row" % (size, path))
@@ -107,8 +110,15 @@ for size in ("16k", "1m"):
             if v is None or v <= 0:
                 bad.append("%s %s: %s is %r" % (size, path, what, r[i]))
         # the brokers' CPU per MB
-        if path != "direct" and (number(r[4]) or 0) <= 0:
+        if path in ("mqbus", "dbus") and (number(r[4]) or 0) <= 0:
             bad.append("%s %s: broker CPU is %r" % (size, path, r[4]))
+        # the round trip, p50 and p99 (not measured through dbus-broker)
+        if path != "dbus":
+            for i, what in ((6, "rtt p50"), (7, "rtt p99")):
+                v = number(r[i])
+                if v is None or v <= 0:
+                    bad.append("%s %s: %s is %r" % (size, path, what,
+                                                    r[i]))
 print(("bad rows: " + "; ".join(bad)) if bad else "ok rows")
 
 bad = []
@@ -117,8 +127,8 @@ for size in ("16k", "1m"):
     if r is None:
         bad.append("%s: no mqbus row" % size)
         continue
-    for i, what in ((8, "xdirect"), (9, "xdbus"), (10, "wdirect"),
-                    (11, "wdbus")):
+    for i, what in ((8, "xdirect"), (9, "xmemfd"), (10, "xdbus"),
+                    (11, "wdirect"), (12, "wmemfd"), (13, "wdbus")):
         v = number(r[i])
         if v is None or v <= 0:
             bad.append("%s mqbus: %s is %r" % (size, what, r[i]))
@@ -127,8 +137,8 @@ EOF
 for name in rows ratios; do
 	line=$(grep -E "^(ok|bad) $name" "$TMP/checks")
 	case $name in
-	rows) title="direct, dbus and mqbus rows at 16 KiB and 1 MiB, with figures" ;;
-	*) title="mqbus rows carry xdirect, xdbus, wdirect and wdbus" ;;
+	rows) title="direct, memfd, dbus and mqbus rows at 16 KiB and 1 MiB, with figures" ;;
+	*) title="mqbus rows carry xdirect, xmemfd, xdbus, wdirect, wmemfd and wdbus" ;;
 	esac
 	if [ "${line%% *}" = ok ]; then
 		ok "$title"
@@ -139,8 +149,8 @@ for name in rows ratios; do
 	fi
 done
 
-# 4-5. a message a publisher leaves out fails the run
-for path in mqbus dbus; do
+# 4-7. a message a publisher leaves out fails the run
+for path in direct memfd mqbus dbus; do
 	MQBUS_LARGE_BENCH_SKIP=$path:2 bench --only $path --no-rtt
 	st=$?
 	if [ $st -eq 1 ] &&
@@ -149,6 +159,22 @@ for path in mqbus dbus; do
 		ok "$path: a lost message fails the run"
 	else
 		not_ok "$path: a lost message fails the run" "exit status $st"
+		diag_file "stderr" "$TMP/err"
+	fi
+done
+
+# 8-11. a byte flipped in the middle of a message (byte 8205 of 16 KiB)
+# fails the run: the receiver reads every byte
+for path in direct memfd mqbus dbus; do
+	MQBUS_LARGE_BENCH_CORRUPT=$path:2 bench --only $path --no-rtt
+	st=$?
+	if [ $st -eq 1 ] &&
+		grep -q "$path: message 2: byte 8205 is " "$TMP/err" &&
+		grep -q 'a message corrupted' "$TMP/err"; then
+		ok "$path: a corrupted byte fails the run"
+	else
+		not_ok "$path: a corrupted byte fails the run" \
+			"exit status $st"
 		diag_file "stderr" "$TMP/err"
 	fi
 done

@@ -5,8 +5,12 @@
  * direct POSIX queue pair doing the same fragmenting (writer -> reader,
  * FRAGMENT frames of the same size, each received straight into its
  * place in one buffer, as libmqbus does), which is the limit of the
- * transport, and against dbus-broker (a broadcast signal with a match
- * rule, sd-bus clients) where it is installed.
+ * transport; against a direct sealed-memfd pair (the payload written into
+ * a memfd, sealed, its fd passed over a unix SOCK_SEQPACKET socket, a
+ * small header through a POSIX queue, the reader mapping it read-only),
+ * which is the limit of a transport of large messages by memfd; and
+ * against dbus-broker (a broadcast signal with a match rule, sd-bus
+ * clients) where it is installed.
  *
  *   large-bench [--daemon PATH] [--sizes 16k,64k,1m,16m] [--pin CPU]
  *               [--mbytes N] [--maxmsg N] [--repeat N] [--only PATHS]
@@ -14,28 +18,36 @@
  *
  * For each size: throughput (messages/s and MB/s of payload, N messages
  * from one publisher to one subscriber, about --mbytes MiB in all) through
- * each path (--only: any of direct,mqbus,dbus; all by default), the
+ * each path (--only: any of direct,memfd,mqbus,dbus; all by default), the
  * broker's CPU time per MB carried (mqbusd's, dbus-broker's) and that of
  * every process of the path (publisher, broker, subscriber: what the
- * path costs the machine), and the round trip of the direct pair and of
- * mqbus (a request and a reply of that size, p50 and p99; --no-rtt leaves
- * them out).  The machine's speed
+ * path costs the machine), and the round trip of the direct pair, of the
+ * memfd pair and of mqbus (a request and a reply of that size, p50 and
+ * p99; --no-rtt leaves them out).  The machine's speed
  * drifts between repetitions, so the paths are run in turns: repetition k
  * of every path before repetition k + 1 of any, every other repetition in
  * reverse order; the MB/s shown are medians over the repetitions, and the
- * ratios of the mqbus row (xdirect, xdbus: of MB/s; wdirect, wdbus: of
- * the CPU of every process per MB, the other's over mqbus's) medians of
- * the ratios of each repetition, with their range.  Queues are 4
- * (--maxmsg) x 8192 bytes for
- * both the direct pair and every mqbus client.
+ * ratios of the mqbus row (xdirect, xmemfd, xdbus: of MB/s; wdirect,
+ * wmemfd, wdbus: of the CPU of every process per MB, the other's over
+ * mqbus's) medians of the ratios of each repetition, with their range.
+ * Queues are 4 (--maxmsg) x 8192 bytes for the direct pair, the memfd
+ * pair's headers and every mqbus client; so the memfd pair, like the
+ * direct one, has at most a queue's depth of messages in flight.
  *
  * It starts its own mqbusd on a bus of its own (overflow = block, so that
  * nothing is dropped and the publisher is paced by the subscriber) and
  * its own dbus-broker (peer-dbus.c: a private bus on a socket of its
  * own), whose publisher keeps at most a window of messages in flight
  * towards the subscriber (acknowledged through a pipe, not the bus), so
- * that the broker never holds more than a few MiB of it.  Every
- * subscriber checks the sequence number and length of every message.
+ * that the broker never holds more than a few MiB of it.
+ *
+ * Every receiver of every path reads every byte of every payload, in
+ * throughput and round trip alike (a receiver that maps the payload must
+ * not win by leaving it unread): each payload is a fixed pattern with a
+ * stamp at the head of each 4 KiB page (the sequence number and the
+ * page's index, so that the sender's cost is one store a page), and the
+ * receiver compares all of it, a word at a time, failing the run on the
+ * first message lost, cut, out of order or with any byte wrong.
  * Run it under tests/harness.sh or unshare -im for a private mqueue
  * mount.  Built by make, not installed (tests/local.mk); tests/bench/
  * README.md, "Large messages", says how to read it.
@@ -50,7 +62,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -76,9 +90,9 @@ static struct peer_broker dbus_broker;
 static bool dbus_up;
 static pid_t main_pid; /* the brokers are ended by it alone */
 
-enum path { PATH_DIRECT, PATH_MQBUS, PATH_DBUS, PATH_COUNT };
-static const char *const path_names[PATH_COUNT] = { "direct", "mqbus",
-						    "dbus" };
+enum path { PATH_DIRECT, PATH_MEMFD, PATH_MQBUS, PATH_DBUS, PATH_COUNT };
+static const char *const path_names[PATH_COUNT] = { "direct", "memfd",
+						    "mqbus", "dbus" };
 
 static double now_s(void)
 {
@@ -296,33 +310,145 @@ static long long bus_stat(mqbus *b, const char *key)
 	return v;
 }
 
-/*
- * The test's hook (tests/large-bench.sh): with MQBUS_LARGE_BENCH_SKIP set
- * to "PATH:SEQ" (PATH mqbus or dbus), that path's publisher leaves out
- * message SEQ, as a bus that lost it would, so that the test sees the
- * subscriber's check fail the run.
- */
-static bool skip_one(enum path path, uint32_t seq)
+/* "PATH:SEQ" in the environment variable var names path's message seq. */
+static bool hook_names(const char *var, enum path path, uint32_t seq)
 {
-	const char *env = getenv("MQBUS_LARGE_BENCH_SKIP");
+	const char *env = getenv(var);
 	size_t n = strlen(path_names[path]);
 
 	return env && strncmp(env, path_names[path], n) == 0 &&
 	       env[n] == ':' && strtoul(env + n + 1, NULL, 10) == seq;
 }
 
-/* Every payload starts with its sequence number (from 0): a subscriber
- * sees a message lost, doubled or reordered at once. */
-static void stamp(unsigned char *data, size_t size, uint32_t seq)
+/*
+ * The test's hooks (tests/large-bench.sh), for the publisher of a
+ * path's throughput run (PATH direct, memfd, mqbus or dbus): with
+ * MQBUS_LARGE_BENCH_SKIP set to "PATH:SEQ" it leaves out message SEQ, as
+ * a bus that lost it would; with MQBUS_LARGE_BENCH_CORRUPT set to
+ * "PATH:SEQ" it sends message SEQ with one byte (corrupt_at()) flipped,
+ * as a transport that damaged it would.  Either way the test sees the
+ * subscriber's check fail the run.
+ */
+static bool skip_one(enum path path, uint32_t seq)
 {
-	if (size >= sizeof(seq))
-		memcpy(data, &seq, sizeof(seq));
+	return hook_names("MQBUS_LARGE_BENCH_SKIP", path, seq);
 }
 
+static bool corrupt_one(enum path path, uint32_t seq)
+{
+	return hook_names("MQBUS_LARGE_BENCH_CORRUPT", path, seq);
+}
+
+/* The byte MQBUS_LARGE_BENCH_CORRUPT flips: in the middle of the
+ * payload, off the stamp of its page (8205 of 16 KiB). */
+static size_t corrupt_at(size_t size)
+{
+	return size >= 64 ? size / 2 + 13 : size / 2;
+}
+
+/* Flips (and, called again, restores) the byte corrupt_at() of the
+ * payload if the hook names this message. */
+static void corrupt_flip(enum path path, unsigned char *data, size_t size,
+			 uint32_t seq)
+{
+	if (corrupt_one(path, seq))
+		data[corrupt_at(size)] ^= 0xff;
+}
+
+/*
+ * The payloads.  Each 4 KiB page of a payload holds the same pattern
+ * (fill()), but for its first 8 bytes: its stamp (stamp()), the message's
+ * sequence number (from 0: the first 4 bytes of the payload) and the
+ * page's index.  A publisher fills its buffer once and stamps it for
+ * each message, one store a page; a subscriber compares every byte
+ * (check_one()), so that a message lost, doubled, reordered, cut, or
+ * with any byte wrong fails the run, and so that every path's receiver
+ * pays for reading the whole payload.
+ */
+#define PAGE 4096
+#define PAGE_WORDS (PAGE / sizeof(uint64_t))
+
+static uint64_t pattern[PAGE_WORDS];
+
+static void pattern_init(void)
+{
+	for (size_t j = 0; j < PAGE_WORDS; j++)
+		pattern[j] = (j + 1) * 0x9e3779b97f4a7c15ull ^
+			     0x6c617267652d6265ull;
+}
+
+static uint64_t stamp_word(uint32_t seq, size_t page)
+{
+	return (uint64_t)page << 32 | seq;
+}
+
+static void fill(unsigned char *data, size_t size)
+{
+	for (size_t off = 0; off < size; off += PAGE)
+		memcpy(data + off, pattern,
+		       size - off < PAGE ? size - off : PAGE);
+}
+
+static void stamp(unsigned char *data, size_t size, uint32_t seq)
+{
+	for (size_t off = 0, k = 0; off + sizeof(uint64_t) <= size;
+	     off += PAGE, k++) {
+		uint64_t w = stamp_word(seq, k);
+
+		memcpy(data + off, &w, sizeof(w));
+	}
+}
+
+/* Nonzero if the whole page pg differs from want anywhere: one pass of
+ * 8-byte words, without a branch (the compiler makes it vector code). */
+static uint64_t page_diff(const unsigned char *pg, const uint64_t *want)
+{
+	uint64_t d = 0;
+
+	for (size_t j = 0; j < PAGE_WORDS; j++) {
+		uint64_t w;
+
+		memcpy(&w, pg + j * sizeof(w), sizeof(w));
+		d |= w ^ want[j];
+	}
+	return d;
+}
+
+/* The offset of the first byte of payload p (size bytes, message seq)
+ * that is not what the publisher put there, and (ret_want) what was;
+ * size if none. */
+static size_t first_bad(const unsigned char *p, size_t size, uint32_t seq,
+			unsigned char *ret_want)
+{
+	uint64_t want[PAGE_WORDS];
+	const unsigned char *wb = (const unsigned char *)want;
+
+	memcpy(want, pattern, sizeof(want));
+	for (size_t off = 0, k = 0; off < size; off += PAGE, k++) {
+		size_t len = size - off < PAGE ? size - off : PAGE;
+
+		want[0] = len >= sizeof(uint64_t) ? stamp_word(seq, k)
+						  : pattern[0];
+		if (len == PAGE ? page_diff(p + off, want) == 0
+				: memcmp(p + off, want, len) == 0)
+			continue;
+		for (size_t i = 0; i < len; i++)
+			if (p[off + i] != wb[i]) {
+				*ret_want = wb[i];
+				return off + i;
+			}
+	}
+	return size;
+}
+
+/* Fails the run unless p is message seq, whole (len == size) and with
+ * every byte as sent. */
 static void check_one(const char *path, const void *p, size_t len,
 		      size_t size, uint32_t seq)
 {
 	uint32_t got = seq;
+	unsigned char want = 0;
+	size_t bad;
 
 	if (len >= sizeof(got))
 		memcpy(&got, p, sizeof(got));
@@ -332,6 +458,15 @@ static void check_one(const char *path, const void *p, size_t len,
 			"%u (expected %zu bytes, %u)\n",
 			path, seq, len, (unsigned)got, size, seq);
 		die("a message lost, cut or out of order", EIO);
+	}
+	bad = first_bad(p, size, seq, &want);
+	if (bad < size) {
+		fprintf(stderr,
+			"large-bench: %s: message %u: byte %zu is 0x%02x "
+			"(expected 0x%02x)\n",
+			path, seq, bad, ((const unsigned char *)p)[bad],
+			want);
+		die("a message corrupted", EIO);
 	}
 }
 
@@ -390,7 +525,7 @@ static void bus_throughput(size_t size, unsigned n, struct tput *r)
 
 	if (!data || pipe(go) < 0)
 		die("setup", ENOMEM);
-	memset(data, 'x', size);
+	fill(data, size);
 	if (mqbus_subscribe(sub, "bench/t") < 0)
 		die(mqbus_last_error(sub), EIO);
 	fflush(stdout);
@@ -404,11 +539,13 @@ static void bus_throughput(size_t size, unsigned n, struct tput *r)
 			if (skip_one(PATH_MQBUS, i))
 				continue;
 			stamp(data, size, i);
+			corrupt_flip(PATH_MQBUS, data, size, i);
 			if (mqbus_publish(b, "bench/t", data, size, 0) < 0) {
 				fprintf(stderr, "large-bench: publish: %s\n",
 					mqbus_last_error(b));
 				_exit(3);
 			}
+			corrupt_flip(PATH_MQBUS, data, size, i);
 		}
 		mqbus_free(b);
 		_exit(0);
@@ -455,7 +592,7 @@ static void bus_rtt(size_t size, unsigned n, struct rtt *r)
 
 	if (!data || !lat)
 		die("setup", ENOMEM);
-	memset(data, 'q', size);
+	fill(data, size);
 	fflush(stdout);
 	srv = fork();
 	if (srv == 0) {
@@ -463,12 +600,17 @@ static void bus_rtt(size_t size, unsigned n, struct rtt *r)
 
 		if (mqbus_subscribe(b, "bench/rtt") < 0)
 			_exit(2);
+		/* each request checked and sent back as the reply */
 		for (unsigned i = 0; i < n; i++) {
 			mqbus_msg *m = NULL;
+			const void *p;
+			size_t len = 0;
 
 			if (mqbus_receive(b, &m, 60000) < 0 || !m)
 				_exit(3);
-			if (mqbus_reply(b, m, data, size) < 0)
+			p = mqbus_msg_payload(m, &len);
+			check_one("mqbus", p, len, size, i);
+			if (mqbus_reply(b, m, p, len) < 0)
 				_exit(4);
 			mqbus_msg_free(m);
 		}
@@ -479,13 +621,20 @@ static void bus_rtt(size_t size, unsigned n, struct rtt *r)
 		usleep(1000);
 	for (unsigned i = 0; i < n; i++) {
 		mqbus_msg *m = NULL;
-		double t0 = now_s();
-		int e = mqbus_request(req, "bench/rtt", data, size, 60000, &m);
+		const void *p;
+		size_t len = 0;
+		double t0;
+		int e;
 
+		stamp(data, size, i);
+		t0 = now_s();
+		e = mqbus_request(req, "bench/rtt", data, size, 60000, &m);
 		if (e < 0 || !m)
 			die(mqbus_last_error(req), -e);
-		lat[i] = now_s() - t0;
+		p = mqbus_msg_payload(m, &len);
+		check_one("mqbus", p, len, size, i);
 		mqbus_msg_free(m);
+		lat[i] = now_s() - t0;
 	}
 	waitpid(srv, NULL, 0);
 	percentiles(lat, n, r);
@@ -496,7 +645,71 @@ static void bus_rtt(size_t size, unsigned n, struct rtt *r)
 }
 
 /* ------------------------------------------------------------------ */
-/* the direct pair                                                     */
+/* the pairs' queues                                                   */
+
+/*
+ * The other process of a pair (a child of the main process; 0 in the
+ * child itself, whose other is its parent).  A process of a pair blocked
+ * on a queue looks every second whether the other is still there: one
+ * that failed a check must fail the run, not leave the other waiting
+ * forever on a queue that nobody reads or fills.
+ */
+static pid_t pair_other;
+
+static void pair_check(void)
+{
+	if (getpid() != main_pid) {
+		if (getppid() != main_pid)
+			_exit(1); /* the main process is gone */
+		return;
+	}
+	if (pair_other > 0 &&
+	    waitpid(pair_other, NULL, WNOHANG) == pair_other) {
+		pair_other = 0;
+		die("the other process of the pair failed", EIO);
+	}
+}
+
+/* The CLOCK_REALTIME time a second from now, for mq_timed*(): taken
+ * once a message, not once a piece. */
+static struct timespec pair_deadline(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_REALTIME, &t);
+	t.tv_sec += 1;
+	return t;
+}
+
+/* mq_send(), and mq_receive() (its length), watching the other process
+ * of the pair while blocked. */
+static void pair_send(mqd_t q, const void *buf, size_t len,
+		      struct timespec *until)
+{
+	while (mq_timedsend(q, buf, len, 0, until) < 0) {
+		if (errno == ETIMEDOUT) {
+			pair_check();
+			*until = pair_deadline();
+		} else if (errno != EINTR) {
+			die("mq_send", errno);
+		}
+	}
+}
+
+static size_t pair_receive(mqd_t q, void *buf, struct timespec *until)
+{
+	ssize_t n;
+
+	while ((n = mq_timedreceive(q, buf, MSGSIZE, NULL, until)) < 0) {
+		if (errno == ETIMEDOUT) {
+			pair_check();
+			*until = pair_deadline();
+		} else if (errno != EINTR) {
+			die("mq_receive", errno);
+		}
+	}
+	return (size_t)n;
+}
 
 static mqd_t direct_open(const char *name, int flags)
 {
@@ -507,6 +720,25 @@ static mqd_t direct_open(const char *name, int flags)
 		die(name, errno);
 	return q;
 }
+
+/* The reader of a throughput run: forked with done's write end, it
+ * writes a byte there when it has taken every message; the writer reads
+ * it, or end of file if the reader failed. */
+static void pair_done(int done[2], pid_t reader)
+{
+	char c;
+
+	if (read(done[0], &c, 1) != 1) {
+		pair_other = 0;
+		waitpid(reader, NULL, 0);
+		die("the reader of the pair failed", EIO);
+	}
+	pair_other = 0;
+	close(done[0]);
+}
+
+/* ------------------------------------------------------------------ */
+/* the direct pair                                                     */
 
 /*
  * Sends a whole message of size bytes in pieces, as libmqbus does: the
@@ -520,6 +752,7 @@ static void direct_send(mqd_t q, unsigned char *enc, const void *payload,
 {
 	size_t chunk = frag_chunk(MSGSIZE), total;
 	unsigned char save[FRAG_OVERHEAD], *msg = enc + FRAG_OVERHEAD;
+	struct timespec until = pair_deadline();
 	struct proto_header h;
 	int n;
 
@@ -536,8 +769,7 @@ static void direct_send(mqd_t q, unsigned char *enc, const void *payload,
 
 		memcpy(save, at, FRAG_OVERHEAD);
 		frag_header(at, id, off, total, 0, len);
-		if (mq_send(q, (char *)at, FRAG_OVERHEAD + len, 0) < 0)
-			die("mq_send", errno);
+		pair_send(q, at, FRAG_OVERHEAD + len, &until);
 		memcpy(at, save, FRAG_OVERHEAD);
 	}
 }
@@ -554,22 +786,23 @@ static const unsigned char *direct_recv(mqd_t q, unsigned char *buf,
 	unsigned char save[FRAG_OVERHEAD];
 	unsigned char *msg = buf + FRAG_OVERHEAD;
 	size_t have = 0, total = 0;
+	struct timespec until = pair_deadline();
 	struct proto_msg pm;
 
 	do {
 		unsigned char *at = msg + have - FRAG_OVERHEAD;
 		struct proto_header h;
-		ssize_t n;
+		size_t n;
 
 		memcpy(save, at, FRAG_OVERHEAD);
-		n = mq_receive(q, (char *)at, MSGSIZE, NULL);
-		if (n < (ssize_t)FRAG_OVERHEAD)
-			die("direct receive", n < 0 ? errno : EPROTO);
+		n = pair_receive(q, at, &until);
+		if (n < FRAG_OVERHEAD)
+			die("direct receive", EPROTO);
 		memcpy(&h, at, sizeof(h));
 		memcpy(at, save, FRAG_OVERHEAD);
 		if (h.type != PROTO_FRAGMENT || h.seq != have ||
 		    (total && h.timestamp != total) ||
-		    h.payload_len != (size_t)n - FRAG_OVERHEAD)
+		    h.payload_len != n - FRAG_OVERHEAD)
 			die("direct receive: a fragment out of place", EPROTO);
 		total = h.timestamp;
 		have += h.payload_len;
@@ -600,18 +833,20 @@ static void direct_throughput(size_t size, unsigned n, struct tput *r)
 	pid_t rd;
 	double t0, t1, s0, s1;
 	int done[2];
-	char c;
 
 	if (!payload || pipe(done) < 0)
 		die("setup", ENOMEM);
-	memset(payload, 'd', size);
+	fill(payload, size);
 	snprintf(name, sizeof(name), "/%s.direct", bus);
 	q = direct_open(name, O_RDWR);
 	fflush(stdout);
 	rd = fork();
+	if (rd < 0)
+		die("fork", errno);
 	if (rd == 0) {
 		unsigned char *buf = direct_buf(size);
 
+		close(done[0]);
 		for (unsigned i = 0; i < n; i++)
 			check_one("direct", direct_recv(q, buf, size), size,
 				  size, i);
@@ -619,26 +854,31 @@ static void direct_throughput(size_t size, unsigned n, struct tput *r)
 			_exit(2);
 		_exit(0);
 	}
+	close(done[1]);
+	pair_other = rd;
 	s0 = cpu_self();
 	t0 = now_s();
 	for (unsigned i = 0; i < n; i++) {
+		if (skip_one(PATH_DIRECT, i))
+			continue;
 		stamp(payload, size, i);
+		corrupt_flip(PATH_DIRECT, payload, size, i);
 		direct_send(q, enc, payload, size, i + 1);
+		corrupt_flip(PATH_DIRECT, payload, size, i);
 	}
-	if (read(done[0], &c, 1) != 1)
-		die("the direct reader failed", EIO);
+	pair_done(done, rd);
 	t1 = now_s();
 	s1 = cpu_self();
 	s1 += reap(rd, "the direct reader failed");
 	mq_close(q);
 	mq_unlink(name);
 	tput_set(r, size, n, t1 - t0, 0, s1 - s0);
-	close(done[0]);
-	close(done[1]);
 	free(enc);
 	free(payload);
 }
 
+/* A request and a reply of size bytes, n times: the echo checks each
+ * request and sends it back, the requester checks the reply. */
 static void direct_rtt(size_t size, unsigned n, struct rtt *r)
 {
 	char ping_name[48], pong_name[48];
@@ -650,29 +890,37 @@ static void direct_rtt(size_t size, unsigned n, struct rtt *r)
 
 	if (!payload || !lat)
 		die("setup", ENOMEM);
-	memset(payload, 'e', size);
+	fill(payload, size);
 	snprintf(ping_name, sizeof(ping_name), "/%s.ping", bus);
 	snprintf(pong_name, sizeof(pong_name), "/%s.pong", bus);
 	ping = direct_open(ping_name, O_RDWR);
 	pong = direct_open(pong_name, O_RDWR);
 	fflush(stdout);
 	echo = fork();
+	if (echo < 0)
+		die("fork", errno);
 	if (echo == 0) {
 		for (unsigned i = 0; i < n; i++) {
 			const unsigned char *p = direct_recv(ping, buf, size);
 
+			check_one("direct", p, size, size, i);
 			direct_send(pong, enc, p, size, i + 1);
 		}
 		_exit(0);
 	}
+	pair_other = echo;
 	for (unsigned i = 0; i < n; i++) {
-		double t0 = now_s();
+		double t0;
 
+		stamp(payload, size, i);
+		t0 = now_s();
 		direct_send(ping, enc, payload, size, i + 1);
-		direct_recv(pong, buf, size);
+		check_one("direct", direct_recv(pong, buf, size), size, size,
+			  i);
 		lat[i] = now_s() - t0;
 	}
-	waitpid(echo, NULL, 0);
+	pair_other = 0;
+	reap(echo, "the direct echo failed");
 	mq_close(ping);
 	mq_close(pong);
 	mq_unlink(ping_name);
@@ -681,6 +929,300 @@ static void direct_rtt(size_t size, unsigned n, struct rtt *r)
 	free(lat);
 	free(buf);
 	free(enc);
+	free(payload);
+}
+
+/* ------------------------------------------------------------------ */
+/* the memfd pair                                                      */
+
+/*
+ * What the transport of large messages by sealed memfd does, with
+ * nothing around it: the sender writes the payload into a new memfd (its
+ * one copy), seals it against any change of size or content, sends its
+ * fd over a unix SOCK_SEQPACKET socket (SCM_RIGHTS, a 4-byte tag), closes
+ * it, and sends a small header (struct memfd_note) through a POSIX
+ * queue, which bounds the messages in flight as the direct pair's queue
+ * does.  The receiver takes the header from its queue, the fd from its
+ * socket (the tags must agree), checks the memfd's size and seals, maps
+ * it read-only (populated: one fault, not one a page), reads the payload
+ * where it lies, unmaps it and closes the fd.
+ */
+struct memfd_note {
+	uint32_t tag;
+	uint32_t flags;
+	uint64_t size;
+};
+
+#define MEMFD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
+
+static void memfd_write_all(int fd, const unsigned char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			die("memfd: write", n < 0 ? errno : EIO);
+		p += n;
+		len -= (size_t)n;
+	}
+}
+
+/* Sends fd with tag over the socket; the other end gone fails the run. */
+static void memfd_send_fd(int sock, int fd, uint32_t tag)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	struct iovec iov = { .iov_base = &tag, .iov_len = sizeof(tag) };
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = ctl.buf,
+			     .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+	ssize_t n;
+
+	memset(&ctl, 0, sizeof(ctl));
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
+	while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+		;
+	if (n != (ssize_t)sizeof(tag))
+		die("memfd: sendmsg", n < 0 ? errno : EPROTO);
+}
+
+/* The fd of the next packet on the socket, which must carry tag. */
+static int memfd_recv_fd(int sock, uint32_t tag)
+{
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} ctl;
+	uint32_t got = 0;
+	struct iovec iov = { .iov_base = &got, .iov_len = sizeof(got) };
+	struct msghdr mh = { .msg_iov = &iov,
+			     .msg_iovlen = 1,
+			     .msg_control = ctl.buf,
+			     .msg_controllen = sizeof(ctl.buf) };
+	struct cmsghdr *cm;
+	ssize_t n;
+	int fd = -1;
+
+	while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 &&
+	       errno == EINTR)
+		;
+	if (n < 0)
+		die("memfd: recvmsg", errno);
+	cm = CMSG_FIRSTHDR(&mh);
+	if (cm && cm->cmsg_level == SOL_SOCKET &&
+	    cm->cmsg_type == SCM_RIGHTS &&
+	    cm->cmsg_len == CMSG_LEN(sizeof(int)))
+		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
+	if (n != (ssize_t)sizeof(got) || got != tag || fd < 0 ||
+	    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
+		fprintf(stderr,
+			"large-bench: memfd: a packet of %zd bytes, tag %u, "
+			"%s (expected tag %u with an fd)\n",
+			n, (unsigned)got, fd < 0 ? "no fd" : "an fd",
+			(unsigned)tag);
+		die("memfd: not the fd of the header", EPROTO);
+	}
+	return fd;
+}
+
+/* Sends size bytes of payload as message tag: memfd, write, seals, the
+ * fd over sock, the header through q. */
+static void memfd_send(mqd_t q, int sock, const void *payload, size_t size,
+		       uint32_t tag)
+{
+	struct memfd_note note = { .tag = tag, .size = size };
+	struct timespec until;
+	int fd = memfd_create("large-bench", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0)
+		die("memfd_create", errno);
+	memfd_write_all(fd, payload, size);
+	if (fcntl(fd, F_ADD_SEALS, MEMFD_SEALS) < 0)
+		die("memfd: F_ADD_SEALS", errno);
+	memfd_send_fd(sock, fd, tag);
+	close(fd);
+	until = pair_deadline();
+	pair_send(q, &note, sizeof(note), &until);
+}
+
+/* A message received: its payload mapped read-only, and the memfd. */
+struct memfd_in {
+	const unsigned char *p;
+	size_t len;
+	int fd;
+};
+
+/* Receives the next message into *ret: its header, the fd of the same
+ * tag, the memfd checked (size, seals) and mapped.  Which message it is,
+ * the caller's check_one() sees from the payload. */
+static void memfd_recv(mqd_t q, int sock, struct memfd_in *ret)
+{
+	char buf[MSGSIZE];
+	struct memfd_note note;
+	struct timespec until = pair_deadline();
+	struct stat st;
+	void *p;
+	int fd, seals;
+
+	if (pair_receive(q, buf, &until) != sizeof(note))
+		die("memfd: a header of another size", EPROTO);
+	memcpy(&note, buf, sizeof(note));
+	fd = memfd_recv_fd(sock, note.tag);
+	if (fstat(fd, &st) < 0)
+		die("memfd: fstat", errno);
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & MEMFD_SEALS) != MEMFD_SEALS)
+		die("memfd: not sealed against changes",
+		    seals < 0 ? errno : EPERM);
+	if (note.size == 0 || (uint64_t)st.st_size != note.size)
+		die("memfd: not the size of its header", EPROTO);
+	p = mmap(NULL, note.size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd,
+		 0);
+	if (p == MAP_FAILED)
+		die("memfd: mmap", errno);
+	ret->p = p;
+	ret->len = note.size;
+	ret->fd = fd;
+}
+
+static void memfd_release(struct memfd_in *in)
+{
+	munmap((void *)in->p, in->len);
+	close(in->fd);
+}
+
+/* The socket pair that carries a memfd pair's fds. */
+static void memfd_socketpair(int sv[2])
+{
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		die("socketpair", errno);
+}
+
+static void memfd_throughput(size_t size, unsigned n, struct tput *r)
+{
+	char name[48];
+	unsigned char *payload = malloc(size);
+	mqd_t q;
+	pid_t rd;
+	double t0, t1, s0, s1;
+	int done[2], sv[2];
+
+	if (!payload || pipe(done) < 0)
+		die("setup", ENOMEM);
+	fill(payload, size);
+	memfd_socketpair(sv);
+	snprintf(name, sizeof(name), "/%s.memfd", bus);
+	q = direct_open(name, O_RDWR);
+	fflush(stdout);
+	rd = fork();
+	if (rd < 0)
+		die("fork", errno);
+	if (rd == 0) {
+		close(done[0]);
+		close(sv[0]);
+		for (unsigned i = 0; i < n; i++) {
+			struct memfd_in in;
+
+			memfd_recv(q, sv[1], &in);
+			check_one("memfd", in.p, in.len, size, i);
+			memfd_release(&in);
+		}
+		if (write(done[1], "d", 1) != 1)
+			_exit(2);
+		_exit(0);
+	}
+	close(done[1]);
+	close(sv[1]);
+	pair_other = rd;
+	s0 = cpu_self();
+	t0 = now_s();
+	for (unsigned i = 0; i < n; i++) {
+		if (skip_one(PATH_MEMFD, i))
+			continue;
+		stamp(payload, size, i);
+		corrupt_flip(PATH_MEMFD, payload, size, i);
+		memfd_send(q, sv[0], payload, size, i);
+		corrupt_flip(PATH_MEMFD, payload, size, i);
+	}
+	pair_done(done, rd);
+	t1 = now_s();
+	s1 = cpu_self();
+	s1 += reap(rd, "the memfd reader failed");
+	close(sv[0]);
+	mq_close(q);
+	mq_unlink(name);
+	tput_set(r, size, n, t1 - t0, 0, s1 - s0);
+	free(payload);
+}
+
+/* A request and a reply of size bytes, n times, each through a memfd of
+ * its own: the echo checks each request and writes it from its mapping
+ * into the reply's memfd, the requester checks the reply. */
+static void memfd_rtt(size_t size, unsigned n, struct rtt *r)
+{
+	char ping_name[48], pong_name[48];
+	unsigned char *payload = malloc(size);
+	double *lat = calloc(n, sizeof(double));
+	mqd_t ping, pong;
+	pid_t echo;
+	int sv[2];
+
+	if (!payload || !lat)
+		die("setup", ENOMEM);
+	fill(payload, size);
+	memfd_socketpair(sv);
+	snprintf(ping_name, sizeof(ping_name), "/%s.mping", bus);
+	snprintf(pong_name, sizeof(pong_name), "/%s.mpong", bus);
+	ping = direct_open(ping_name, O_RDWR);
+	pong = direct_open(pong_name, O_RDWR);
+	fflush(stdout);
+	echo = fork();
+	if (echo < 0)
+		die("fork", errno);
+	if (echo == 0) {
+		close(sv[0]);
+		for (unsigned i = 0; i < n; i++) {
+			struct memfd_in in;
+
+			memfd_recv(ping, sv[1], &in);
+			check_one("memfd", in.p, in.len, size, i);
+			memfd_send(pong, sv[1], in.p, in.len, i);
+			memfd_release(&in);
+		}
+		_exit(0);
+	}
+	close(sv[1]);
+	pair_other = echo;
+	for (unsigned i = 0; i < n; i++) {
+		struct memfd_in in;
+		double t0;
+
+		stamp(payload, size, i);
+		t0 = now_s();
+		memfd_send(ping, sv[0], payload, size, i);
+		memfd_recv(pong, sv[0], &in);
+		check_one("memfd", in.p, in.len, size, i);
+		memfd_release(&in);
+		lat[i] = now_s() - t0;
+	}
+	pair_other = 0;
+	reap(echo, "the memfd echo failed");
+	close(sv[0]);
+	mq_close(ping);
+	mq_close(pong);
+	mq_unlink(ping_name);
+	mq_unlink(pong_name);
+	percentiles(lat, n, r);
+	free(lat);
 	free(payload);
 }
 
@@ -729,7 +1271,7 @@ static void dbus_publisher(size_t size, unsigned n, int go, int ack)
 
 	if (!data || read(go, &c, 1) != 1)
 		_exit(2);
-	memset(data, 'b', size);
+	fill(data, size);
 	for (unsigned i = 0; i < n; i++) {
 		sd_bus_message *m = NULL;
 		uint64_t queued = 0;
@@ -745,10 +1287,12 @@ static void dbus_publisher(size_t size, unsigned n, int go, int ack)
 			continue;
 		}
 		stamp(data, size, i);
+		corrupt_flip(PATH_DBUS, data, size, i);
 		r = sd_bus_message_new_signal(b, &m, DBUS_PATH, DBUS_IFACE,
 					      "Data");
 		if (r >= 0)
 			r = sd_bus_message_append_array(m, 'y', data, size);
+		corrupt_flip(PATH_DBUS, data, size, i);
 		if (r >= 0)
 			r = sd_bus_send(b, m, NULL);
 		sd_bus_message_unref(m);
@@ -872,7 +1416,7 @@ static unsigned parse_paths(const char *s)
 				break;
 		if (i == PATH_COUNT) {
 			fprintf(stderr, "large-bench: no path %s (direct, "
-					"mqbus, dbus)\n",
+					"memfd, mqbus, dbus)\n",
 				tok);
 			exit(2);
 		}
@@ -887,6 +1431,9 @@ static void run_path(enum path path, size_t size, unsigned n,
 	switch (path) {
 	case PATH_DIRECT:
 		direct_throughput(size, n, r);
+		break;
+	case PATH_MEMFD:
+		memfd_throughput(size, n, r);
 		break;
 	case PATH_MQBUS:
 		bus_throughput(size, n, r);
@@ -930,17 +1477,34 @@ static void ratio_cell(char *buf, size_t len, struct tput *num,
 			 v[reps - 1]);
 }
 
-#define ROW_FORMAT "%-5s %-6s %8s %7s %6s %6s %7s %7s  %-17s %-17s %-17s %s\n"
+#define ROW_FORMAT                                                      \
+	"%-5s %-6s %8s %7s %6s %6s %7s %7s  %-17s %-17s %-17s %-17s %-17s " \
+	"%s\n"
+
+/* The ratios of the mqbus row: to which path, of which figure. */
+static const struct {
+	const char *name;
+	enum path other;
+	bool work; /* of CPU per MB (the other's over mqbus's), not MB/s */
+} ratios[] = {
+	{ "xdirect", PATH_DIRECT, false }, { "xmemfd", PATH_MEMFD, false },
+	{ "xdbus", PATH_DBUS, false },	   { "wdirect", PATH_DIRECT, true },
+	{ "wmemfd", PATH_MEMFD, true },	   { "wdbus", PATH_DBUS, true },
+};
+#define RATIOS (sizeof(ratios) / sizeof(ratios[0]))
 
 static void print_head(void)
 {
 	printf("# MB/s: median over the repetitions; cpu: the broker's CPU "
 	       "ms per MB, all: every process's (publisher, broker, "
-	       "subscriber)\n# xdirect, xdbus: median (range) of mqbus's "
-	       "MB/s over the other's, paired by repetition; wdirect, "
-	       "wdbus: of the other's CPU per MB (all) over mqbus's\n");
+	       "subscriber); every receiver reads every byte\n# xdirect, "
+	       "xmemfd, xdbus: median (range) of mqbus's MB/s over the "
+	       "other's, paired by repetition; wdirect, wmemfd, wdbus: of "
+	       "the other's CPU per MB (all) over mqbus's\n");
 	printf(ROW_FORMAT, "size", "path", "msgs/s", "MB/s", "cpu", "all",
-	       "p50 us", "p99 us", "xdirect", "xdbus", "wdirect", "wdbus");
+	       "p50 us", "p99 us", ratios[0].name, ratios[1].name,
+	       ratios[2].name, ratios[3].name, ratios[4].name,
+	       ratios[5].name);
 }
 
 /* A path's row; the mqbus row carries the ratios to the others. */
@@ -948,12 +1512,12 @@ static void print_row(const char *size, enum path path,
 		      struct tput t[PATH_COUNT][REPEAT_MAX], unsigned reps,
 		      const struct rtt *rt, const bool have[PATH_COUNT])
 {
-	char f[4][16] = { "-", "-", "-", "-" }, x[4][40], mb[16], all[16];
+	char f[4][16] = { "-", "-", "-", "-" }, x[RATIOS][40], mb[16], all[16];
 	struct tput *me = t[path];
 
 	snprintf(f[0], sizeof(f[0]), "%.0f",
 		 median_of(me, reps, offsetof(struct tput, msgs_s)));
-	if (path != PATH_DIRECT)
+	if (path == PATH_MQBUS || path == PATH_DBUS)
 		snprintf(f[1], sizeof(f[1]), "%.2f",
 			 median_of(me, reps,
 				   offsetof(struct tput, cpu_ms_per_mb)));
@@ -961,27 +1525,26 @@ static void print_row(const char *size, enum path path,
 		snprintf(f[2], sizeof(f[2]), "%.0f", rt->p50_us);
 		snprintf(f[3], sizeof(f[3]), "%.0f", rt->p99_us);
 	}
-	for (unsigned i = 0; i < 4; i++)
-		snprintf(x[i], sizeof(x[i]), "-");
-	if (path == PATH_MQBUS) {
-		ratio_cell(x[0], sizeof(x[0]), me, t[PATH_DIRECT],
-			   offsetof(struct tput, mb_s), reps,
-			   have[PATH_DIRECT]);
-		ratio_cell(x[1], sizeof(x[1]), me, t[PATH_DBUS],
-			   offsetof(struct tput, mb_s), reps, have[PATH_DBUS]);
-		ratio_cell(x[2], sizeof(x[2]), t[PATH_DIRECT], me,
-			   offsetof(struct tput, all_ms_per_mb), reps,
-			   have[PATH_DIRECT]);
-		ratio_cell(x[3], sizeof(x[3]), t[PATH_DBUS], me,
-			   offsetof(struct tput, all_ms_per_mb), reps,
-			   have[PATH_DBUS]);
+	for (unsigned i = 0; i < RATIOS; i++) {
+		struct tput *o = t[ratios[i].other];
+
+		if (path != PATH_MQBUS)
+			snprintf(x[i], sizeof(x[i]), "-");
+		else if (ratios[i].work)
+			ratio_cell(x[i], sizeof(x[i]), o, me,
+				   offsetof(struct tput, all_ms_per_mb), reps,
+				   have[ratios[i].other]);
+		else
+			ratio_cell(x[i], sizeof(x[i]), me, o,
+				   offsetof(struct tput, mb_s), reps,
+				   have[ratios[i].other]);
 	}
 	snprintf(mb, sizeof(mb), "%.1f",
 		 median_of(me, reps, offsetof(struct tput, mb_s)));
 	snprintf(all, sizeof(all), "%.2f",
 		 median_of(me, reps, offsetof(struct tput, all_ms_per_mb)));
 	printf(ROW_FORMAT, size, path_names[path], f[0], mb, f[1], all, f[2],
-	       f[3], x[0], x[1], x[2], x[3]);
+	       f[3], x[0], x[1], x[2], x[3], x[4], x[5]);
 }
 
 int main(int argc, char **argv)
@@ -996,6 +1559,7 @@ int main(int argc, char **argv)
 	char list[256], *tok, *save;
 
 	main_pid = getpid();
+	pattern_init();
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--daemon") == 0 && i + 1 < argc)
 			daemon = argv[++i];
@@ -1022,7 +1586,8 @@ int main(int argc, char **argv)
 				"usage: large-bench [--daemon PATH] [--sizes "
 				"16k,64k,1m,16m] [--pin CPU] [--mbytes N] "
 				"[--maxmsg N] [--repeat N] [--only "
-				"direct,mqbus,dbus] [--wake METHOD] [--no-rtt] "
+				"direct,memfd,mqbus,dbus] [--wake METHOD] "
+				"[--no-rtt] "
 				"[--quick]\n");
 			return 2;
 		}
@@ -1090,6 +1655,8 @@ int main(int argc, char **argv)
 			}
 		if (with_rtt && have[PATH_DIRECT])
 			direct_rtt(size, rt, &rtts[PATH_DIRECT]);
+		if (with_rtt && have[PATH_MEMFD])
+			memfd_rtt(size, rt, &rtts[PATH_MEMFD]);
 		if (with_rtt && have[PATH_MQBUS])
 			bus_rtt(size, rt, &rtts[PATH_MQBUS]);
 		for (unsigned p = 0; p < PATH_COUNT; p++)
