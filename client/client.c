@@ -54,7 +54,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -76,6 +75,9 @@ _Static_assert(MQBUS_TOPIC_MAX == PROTO_TOPIC_MAX,
 #define DEFAULT_MAXMSG 10
 #define DEFAULT_MSGSIZE 2048
 #define DEFAULT_TIMEOUT_MS 5000
+/* payloads from here up go in memory files: below, a file's own cost
+ * (creating, sealing, passing, its pages) is more than the pieces' */
+#define DEFAULT_SHM_MIN 65536
 #define BUS_NAME_MAX 200
 /* kernel bookkeeping per queued message on 64-bit Linux: struct msg_msg
  * (48 bytes) and struct posix_msg_tree_node (48 bytes) */
@@ -116,10 +118,6 @@ struct mqbus_msg {
 	/* a bridged message's remote origin, when the handle asked for it
 	 * (mqbus_set_origin()): in data[] after the payload's NUL */
 	const struct mqbus_origin *origin;
-	/* a payload mapped from a memory file (shmio.h): the mapping,
-	 * unmapped with the message; NULL: the payload is in data[] */
-	void *map_base;
-	size_t map_size;
 	unsigned char data[]; /* topic, NUL, key, NUL, payload, NUL
 				 [, struct mqbus_origin, the block] */
 };
@@ -170,6 +168,7 @@ enum {
 	ENV_PUBLISH_BATCH,
 	ENV_MAX_MESSAGE,
 	ENV_SHM,
+	ENV_SHM_MIN,
 	ENV_N
 };
 static const struct {
@@ -184,6 +183,8 @@ static const struct {
 	[ENV_MAX_MESSAGE] = { "MQBUS_MAX_MESSAGE",
 			      "a number of bytes up to 268435456" },
 	[ENV_SHM] = { "MQBUS_SHM", "0 or 1" },
+	[ENV_SHM_MIN] = { "MQBUS_SHM_MIN",
+			  "a number of bytes from 4096 up to 268435456" },
 };
 #define ENV_BIT(i) (1u << (i))
 #define ENV_QUEUE (ENV_BIT(ENV_MAXMSG) | ENV_BIT(ENV_MSGSIZE))
@@ -267,7 +268,10 @@ struct mqbus {
 	size_t sbuf_cap;
 	/* large payloads in memory files, unless MQBUS_SHM=0 */
 	bool shm_wanted;
+	size_t shm_min; /* the smallest payload that goes so */
 	struct shmio shm;
+	unsigned char *shm_buf; /* a reply's payload from a memory file */
+	size_t shm_cap;
 };
 
 static unsigned queue_counter;
@@ -407,6 +411,15 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 	b->reconnect = env_switch(b, ENV_RECONNECT);
 	b->batch = env_switch(b, ENV_BATCH);
 	b->shm_wanted = env_switch(b, ENV_SHM);
+	{
+		long min = DEFAULT_SHM_MIN;
+
+		if (!parse_env_long("MQBUS_SHM_MIN", &min) ||
+		    min < PROTO_SHM_MIN || (unsigned long)min > FRAG_TOTAL_MAX)
+			bad_env_note(b, ENV_SHM_MIN);
+		else
+			b->shm_min = (size_t)min;
+	}
 	shmio_init(&b->shm);
 	if (pbatch && *pbatch) {
 		if (strcmp(pbatch, "1") == 0)
@@ -1108,13 +1121,14 @@ static int send_large(mqbus *b, const struct proto_header *h,
 					   : 0;
 }
 
-/* Whether a payload of len bytes goes in a memory file: one the daemon
- * takes so (PROTO_SHM_MIN up to its max_message), with a head that fits
- * a queue message, once our connection is attached. */
+/* Whether a payload of len bytes goes in a memory file: from shm_min
+ * (MQBUS_SHM_MIN, at least the daemon's PROTO_SHM_MIN) up to the bus's
+ * max_message, with a head that fits a queue message, once our
+ * connection is attached. */
 static bool shm_fits(mqbus *b, const char *topic, const char *key,
 		     size_t len)
 {
-	return b->shm_wanted && len >= PROTO_SHM_MIN && len <= b->bus_max &&
+	return b->shm_wanted && len >= b->shm_min && len <= b->bus_max &&
 	       msg_size(topic, key, 0) <= (size_t)b->msgsize &&
 	       shmio_ready(&b->shm, b->timeout_ms);
 }
@@ -1234,7 +1248,6 @@ static struct mqbus_msg *msg_get(mqbus *b, size_t bytes)
 		}
 		m->pool = pool;
 		m->refs = 1;
-		m->map_base = NULL;
 		pool->refs++;
 		return m;
 	}
@@ -1242,7 +1255,6 @@ static struct mqbus_msg *msg_get(mqbus *b, size_t bytes)
 	if (m) {
 		m->pool = NULL;
 		m->refs = 1;
-		m->map_base = NULL;
 	}
 	return m;
 }
@@ -1267,10 +1279,6 @@ static void msg_put(struct mqbus_msg *m)
 
 	if (m && --m->refs > 0)
 		return;
-	if (m && m->map_base) {
-		munmap(m->map_base, m->map_size);
-		m->map_base = NULL;
-	}
 	if (!pool) {
 		free(m);
 		return;
@@ -1357,31 +1365,40 @@ static struct mqbus_msg *msg_from(mqbus *b, const struct proto_msg *pm)
 static struct mqbus_msg *msg_whole(mqbus *b, const struct proto_msg *pm);
 
 /*
- * A DELIVER whose payload was mapped from a memory file becomes a
- * message that holds the mapping, without a copy; NULL for any other.
+ * A DELIVER whose payload is in a memory file: read straight into the
+ * message made for it.  NULL with *lost set when the file is missing or
+ * bad (counted as dropped), or without it when out of memory.
  */
-static struct mqbus_msg *msg_mapped(mqbus *b, const struct proto_msg *pm)
+static struct mqbus_msg *msg_shm(mqbus *b, const struct proto_msg *pm,
+				 bool *lost)
 {
 	size_t tlen = pm->h.topic_len, klen = pm->h.key_len;
-	struct mqbus_msg *m;
+	size_t plen = pm->h.payload_len;
+	struct mqbus_msg *m = msg_get(b, tlen + 1 + klen + 1 + plen + 1);
 	unsigned char *p;
 
-	if (!b->shm.last_base || pm->payload != b->shm.last_payload)
-		return NULL;
-	m = msg_get(b, tlen + 1 + klen + 1);
+	*lost = false;
 	if (!m)
 		return NULL;
-	shmio_steal(&b->shm, pm->payload, &m->map_base, &m->map_size);
 	m->origin = NULL;
 	m->next = NULL;
 	m->h = pm->h;
+	m->h.flags &= (uint16_t)~PROTO_F_SHM;
+	m->h.shm_tag = 0;
 	p = m->data;
 	m->topic = (const char *)p;
 	memcpy(p, pm->topic, tlen + 1);
 	p += tlen + 1;
 	m->key = klen ? (const char *)p : NULL;
 	memcpy(p, pm->key, klen + 1);
-	m->payload = pm->payload; /* a NUL follows it (shm_map()) */
+	p += klen + 1;
+	m->payload = p;
+	if (shmio_read(&b->shm, pm, p) < 0) {
+		msg_put(m);
+		*lost = true;
+		return NULL;
+	}
+	p[plen] = '\0'; /* text payloads print as-is */
 	return m;
 }
 
@@ -1395,10 +1412,17 @@ static int take_deliver(mqbus *b, struct proto_msg *pm)
 	pm->h.status += b->reasm.refused;
 	b->reasm.refused = 0;
 	m = msg_whole(b, pm);
-	if (!m)
-		m = msg_mapped(b, pm);
-	if (!m)
+	if (!m && pm->h.shm_tag) {
+		bool lost;
+
+		m = msg_shm(b, pm, &lost);
+		if (lost) {
+			b->reasm.refused++; /* in the next one's count */
+			return 0;
+		}
+	} else if (!m) {
 		m = msg_from(b, pm);
+	}
 	if (!m)
 		return set_error(b, -ENOMEM, "out of memory");
 	queue_push(b, m);
@@ -1441,7 +1465,6 @@ static struct mqbus_msg *msg_whole(mqbus *b, const struct proto_msg *pm)
 	m->next = NULL;
 	m->pool = NULL; /* its own buffer: freed alone */
 	m->refs = 1;
-	m->map_base = NULL;
 	m->h = pm->h;
 	m->origin = NULL;
 	m->topic = pm->topic;
@@ -1450,6 +1473,32 @@ static struct mqbus_msg *msg_whole(mqbus *b, const struct proto_msg *pm)
 	end = (unsigned char *)m->payload + pm->h.payload_len;
 	*end = '\0'; /* text payloads print as-is */
 	return m;
+}
+
+/*
+ * The payload of a message other than a DELIVER (a reply) that is in a
+ * memory file, read into b->shm_buf, valid until the next one: 0, 1
+ * when it is lost (the message is skipped), -ENOMEM.
+ */
+static int shm_payload(mqbus *b, struct proto_msg *pm)
+{
+	size_t len = pm->h.payload_len;
+
+	if (b->shm_cap < len + 1) {
+		unsigned char *buf = realloc(b->shm_buf, len + 1);
+
+		if (!buf)
+			return set_error(b, -ENOMEM, "out of memory");
+		b->shm_buf = buf;
+		b->shm_cap = len + 1;
+	}
+	if (shmio_read(&b->shm, pm, b->shm_buf) < 0)
+		return 1;
+	b->shm_buf[len] = '\0';
+	pm->payload = b->shm_buf;
+	pm->h.flags &= (uint16_t)~PROTO_F_SHM;
+	pm->h.shm_tag = 0;
+	return 0;
 }
 
 /*
@@ -1471,8 +1520,6 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 	/* between losing queues and making new ones */
 	if (b->rx == (mqd_t)-1)
 		return 0;
-	/* the last payload mapped and not taken (a reply's) goes */
-	shmio_release(&b->shm);
 	/* the next piece of a large message: read into its place */
 	into = reasm_slot(&b->reasm, b->msgsize);
 	if (!into)
@@ -1507,13 +1554,11 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		r = proto_decode(b->buf, (size_t)n, &pm);
 		if (r < 0)
 			return 1; /* not from our daemon: skip it */
-		/* a payload in a memory file: mapped; if lost, a delivery
-		 * counts as dropped */
-		if (pm.h.shm_tag && shmio_take(&b->shm, &pm) < 0) {
-			if (pm.h.type == PROTO_DELIVER)
-				b->reasm.refused++;
-			return 1;
-		}
+		/* a payload in a memory file: a DELIVER's is read into
+		 * its message; another's (a reply) into shm_buf */
+		if (pm.h.shm_tag && pm.h.type != PROTO_DELIVER &&
+		    (r = shm_payload(b, &pm)) != 0)
+			return r;
 		if (pm.h.type == PROTO_FRAGMENT) {
 			/* a piece of a large message */
 			r = reasm_add(&b->reasm, &pm, recv_limit(b),
@@ -1894,6 +1939,7 @@ MQBUS_EXPORT mqbus *mqbus_free(mqbus *b)
 		close(b->epfd);
 	reasm_reset(&b->reasm);
 	shmio_reset(&b->shm);
+	free(b->shm_buf);
 	free(b->sbuf);
 	free(b->buf);
 	free(b->obuf);

@@ -6,7 +6,6 @@
 #include <poll.h>
 #include <stddef.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -24,17 +23,8 @@ void shmio_init(struct shmio *s)
 	s->sock = -1;
 }
 
-void shmio_release(struct shmio *s)
-{
-	if (s->last_base)
-		munmap(s->last_base, s->last_size);
-	s->last_base = NULL;
-	s->last_payload = NULL;
-}
-
 void shmio_reset(struct shmio *s)
 {
-	shmio_release(s);
 	if (s->sock >= 0)
 		close(s->sock);
 	s->sock = -1;
@@ -130,44 +120,29 @@ int64_t shmio_send(struct shmio *s, const void *payload, size_t len,
 	return r < 0 ? r : (int64_t)tag;
 }
 
-int shmio_take(struct shmio *s, struct proto_msg *pm)
+int shmio_read(struct shmio *s, const struct proto_msg *pm, void *dst)
 {
-	size_t len = pm->h.payload_len;
-	void *payload;
+	size_t len = pm->h.payload_len, done = 0;
 	int fd, r;
 
-	shmio_release(s);
 	/* the daemon's answer to our attach comes before any file */
 	if (!shmio_ready(s, SHMIO_ANSWER_MS))
 		return -EPROTO;
 	fd = shm_take(s->sock, &s->stash, pm->h.shm_tag);
 	if (fd < 0)
 		return fd == -EAGAIN ? -EPROTO : fd;
-	r = shm_check(fd, len);
-	if (r < 0) {
-		close(fd);
-		return -EBADMSG;
-	}
-	payload = shm_map(fd, len, 0, 1, &s->last_base, &s->last_size);
-	r = payload ? 0 : -errno;
-	close(fd);
-	if (r < 0)
-		return r;
-	s->last_payload = payload;
-	pm->payload = payload;
-	pm->h.flags &= (uint16_t)~PROTO_F_SHM;
-	pm->h.shm_tag = 0;
-	return 0;
-}
+	r = shm_check(fd, len) < 0 ? -EBADMSG : 0;
+	while (r == 0 && done < len) {
+		ssize_t n = pread(fd, (unsigned char *)dst + done, len - done,
+				  (off_t)done);
 
-bool shmio_steal(struct shmio *s, const void *payload, void **ret_base,
-		 size_t *ret_size)
-{
-	if (!s->last_base || payload != s->last_payload)
-		return false;
-	*ret_base = s->last_base;
-	*ret_size = s->last_size;
-	s->last_base = NULL;
-	s->last_payload = NULL;
-	return true;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			r = n < 0 ? -errno : -EBADMSG;
+		else
+			done += (size_t)n;
+	}
+	close(fd);
+	return r;
 }

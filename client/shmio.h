@@ -9,8 +9,9 @@
  * answer is awaited the first time it matters (shmio_ready()).  A
  * message too large for a queue message then sends its payload as a new
  * sealed memory file (shmio_send()), and a message that comes flagged
- * PROTO_F_SHM has its payload mapped read-only from the file of its tag
- * (shmio_take()).  proto/shm.h has what both ends share; PROTOCOL.md,
+ * PROTO_F_SHM has its payload read from the file of its tag
+ * (shmio_read()): one copy, into the message handed to the program, and
+ * the file's pages go back to the system as soon as it is closed.  proto/shm.h has what both ends share; PROTOCOL.md,
  * "Memory files", is the spec.
  */
 #ifndef MQBUS_SHMIO_H
@@ -36,11 +37,6 @@ struct shmio {
 	enum shmio_state state;
 	uint32_t tag; /* of the last file sent */
 	struct shm_stash stash; /* files come before their heads' turn */
-	/* the mapping of the last payload taken, until it is handed on
-	 * (shmio_steal()) or the next read (shmio_release()) */
-	void *last_base;
-	size_t last_size;
-	const void *last_payload;
 };
 
 void shmio_init(struct shmio *s);
@@ -71,18 +67,10 @@ int64_t shmio_send(struct shmio *s, const void *payload, size_t len,
 
 /*
  * pm, read from rx, has its payload in a memory file: takes the file of
- * its tag, checks it and maps it; pm then points at the payload (with a
- * NUL after it) and is flagged no more.  0, or -errno (the message is
- * lost: -EPROTO no such file, -EBADMSG not a sealed file of its size).
+ * its tag, checks it, and reads its payload_len bytes into dst.  0, or
+ * -errno (the payload is lost: -EPROTO no such file, -EBADMSG not a
+ * sealed file of its size).
  */
-int shmio_take(struct shmio *s, struct proto_msg *pm);
-
-/* The mapping of the last payload taken, now the caller's (munmap() its
- * *ret_base, *ret_size); false if payload is not its start. */
-bool shmio_steal(struct shmio *s, const void *payload, void **ret_base,
-		 size_t *ret_size);
-
-/* Frees the mapping of the last payload taken, if still here. */
-void shmio_release(struct shmio *s);
+int shmio_read(struct shmio *s, const struct proto_msg *pm, void *dst);
 
 #endif
