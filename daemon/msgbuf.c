@@ -9,7 +9,6 @@
 #include <unistd.h>
 
 #include "daemon/msgbuf.h"
-#include "proto/shm.h"
 
 void msgbuf_pool_init(struct msgbuf_pool *pool)
 {
@@ -87,6 +86,39 @@ struct msgbuf *msgbuf_get_exact(struct msgbuf_pool *pool, size_t cap)
 	return m ? msgbuf_take(pool, m) : NULL;
 }
 
+/*
+ * Maps the len bytes of memory file fd behind front bytes of anonymous
+ * memory (whole pages), privately: the daemon writes a fragment header
+ * over a piece's first bytes when it sends the message in pieces, and
+ * such a write copies that page only, never reaching the file.  Returns
+ * where the payload starts, or NULL with errno.
+ */
+static unsigned char *map_file(int fd, size_t len, size_t front,
+			       void **ret_base, size_t *ret_size)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t head = (front + page - 1) / page * page;
+	size_t size = head + (len + page - 1) / page * page;
+	unsigned char *base, *at;
+	int e;
+
+	base = mmap(NULL, size, PROT_READ | PROT_WRITE,
+		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (base == MAP_FAILED)
+		return NULL;
+	at = mmap(base + head, len, PROT_READ | PROT_WRITE,
+		  MAP_PRIVATE | MAP_FIXED, fd, 0);
+	if (at == MAP_FAILED) {
+		e = errno;
+		munmap(base, size);
+		errno = e;
+		return NULL;
+	}
+	*ret_base = base;
+	*ret_size = size;
+	return at;
+}
+
 struct msgbuf *msgbuf_get_shm(struct msgbuf_pool *pool, const void *head,
 			      size_t head_len, int fd, size_t len)
 {
@@ -98,7 +130,7 @@ struct msgbuf *msgbuf_get_shm(struct msgbuf_pool *pool, const void *head,
 		return NULL;
 	/* the daemon reads a payload only for what it keeps (a retained
 	 * value, the state file) or sends in pieces: no faulting in */
-	payload = shm_map(fd, len, head_len, 0, &m->map_base, &m->map_size);
+	payload = map_file(fd, len, head_len, &m->map_base, &m->map_size);
 	if (!payload) {
 		e = errno;
 		free(m);

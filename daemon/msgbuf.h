@@ -64,8 +64,9 @@ struct msgbuf *msgbuf_get_exact(struct msgbuf_pool *pool, size_t cap);
 /*
  * A message of head_len bytes of header and strings followed by the
  * len-byte payload in memory file fd, which it takes (closed with the
- * last reference): the payload is mapped read-only right behind the
- * head, so data holds the whole message as any buffer does.  NULL with
+ * last reference): the payload is mapped privately right behind the
+ * head, so data holds the whole message as any buffer does (what is
+ * written there stays the daemon's; the file is sealed anyway).  NULL with
  * errno, fd left open.
  */
 struct msgbuf *msgbuf_get_shm(struct msgbuf_pool *pool, const void *head,

@@ -86,13 +86,45 @@ int shm_send(int sock, uint32_t tag, int fd)
 	return 0;
 }
 
+/* Closes every descriptor of msg but the first one alone: *ret_fd is
+ * that one, or -1 when there was none or more than one. */
+static void take_fds(struct msghdr *msg, int *ret_fd)
+{
+	struct cmsghdr *c;
+	unsigned total = 0;
+
+	*ret_fd = -1;
+	for (c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
+		size_t n;
+
+		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+			continue;
+		n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+		for (size_t i = 0; i < n; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(c) + i * sizeof(int),
+			       sizeof(fd));
+			if (total++ == 0)
+				*ret_fd = fd;
+			else
+				close(fd);
+		}
+	}
+	if (total > 1 && *ret_fd >= 0) {
+		close(*ret_fd);
+		*ret_fd = -1;
+	}
+}
+
 /* One message of sock: its tag and descriptor (-1 if it had none or
  * more than one).  Returns 1, 0 at the end of the stream, or -errno. */
 static int shm_recv_one(int sock, uint32_t *ret_tag, int *ret_fd)
 {
+	/* room for a few, so that extra ones are seen (and closed) */
 	union {
 		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(4 * sizeof(int))];
 	} ctl;
 	struct iovec iov = { .iov_base = ret_tag, .iov_len = sizeof(*ret_tag) };
 	struct msghdr msg = {
@@ -101,7 +133,6 @@ static int shm_recv_one(int sock, uint32_t *ret_tag, int *ret_fd)
 		.msg_control = ctl.buf,
 		.msg_controllen = sizeof(ctl.buf),
 	};
-	struct cmsghdr *c;
 	ssize_t n;
 
 	*ret_fd = -1;
@@ -112,11 +143,8 @@ static int shm_recv_one(int sock, uint32_t *ret_tag, int *ret_fd)
 		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	if (n == 0)
 		return 0;
-	for (c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
-		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
-		    c->cmsg_len == CMSG_LEN(sizeof(int)))
-			memcpy(ret_fd, CMSG_DATA(c), sizeof(int));
-	/* more than one descriptor (the rest were closed by the kernel),
+	take_fds(&msg, ret_fd);
+	/* more descriptors than fit (the rest were closed by the kernel),
 	 * or a message that is not a tag */
 	if (*ret_fd >= 0 &&
 	    ((msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) ||
@@ -180,35 +208,6 @@ int shm_take(int sock, struct shm_stash *st, uint32_t tag)
 			return fd;
 		stash_add(st, got, fd);
 	}
-}
-
-void *shm_map(int fd, size_t len, size_t front, int populate,
-	      void **ret_base, size_t *ret_size)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-	size_t head = (front + page - 1) / page * page;
-	size_t body = (len + page - 1) / page * page;
-	/* a page of zeros behind a payload that ends on a page boundary */
-	size_t size = head + body + page;
-	unsigned char *base, *at;
-	int e;
-
-	base = mmap(NULL, size, PROT_READ | PROT_WRITE,
-		    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (base == MAP_FAILED)
-		return NULL;
-	at = mmap(base + head, len, PROT_READ,
-		  MAP_PRIVATE | MAP_FIXED | (populate ? MAP_POPULATE : 0), fd,
-		  0);
-	if (at == MAP_FAILED) {
-		e = errno;
-		munmap(base, size);
-		errno = e;
-		return NULL;
-	}
-	*ret_base = base;
-	*ret_size = size;
-	return at;
 }
 
 uint32_t shm_next_tag(uint32_t *counter)

@@ -83,16 +83,6 @@ void shm_stash_clear(struct shm_stash *st);
  */
 int shm_take(int sock, struct shm_stash *st, uint32_t tag);
 
-/*
- * Maps the len bytes of memory file fd read-only behind front bytes of
- * private, writable memory (rounded up to whole pages, 0 for none), with
- * a zero byte right after the payload.  Returns where the payload starts
- * (*ret_base and *ret_size are what to munmap()), or NULL with errno.
- * populate: fault every page in now.
- */
-void *shm_map(int fd, size_t len, size_t front, int populate,
-	      void **ret_base, size_t *ret_size);
-
 /* The next tag after *counter (never 0). */
 uint32_t shm_next_tag(uint32_t *counter);
 

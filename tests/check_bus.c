@@ -1872,20 +1872,6 @@ START_TEST(test_second_daemon)
 }
 END_TEST
 
-static mqd_t create_queue(const char *name, mode_t mode, long maxmsg,
-			  long msgsize)
-{
-	struct mq_attr attr = { .mq_maxmsg = maxmsg, .mq_msgsize = msgsize };
-	mode_t old = umask(0);
-	mqd_t q;
-
-	q = mq_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode, &attr);
-	umask(old);
-	ck_assert_msg(q != (mqd_t)-1, "mq_open %s: %s", name,
-		      strerror(errno));
-	return q;
-}
-
 /*
  * At start-up the daemon removes queues of its bus whose owner is dead and
  * keeps those of live processes; and after a crash (SIGKILL, /BUS left
@@ -1908,9 +1894,9 @@ START_TEST(test_restart_sweep)
 	snprintf(dead_tx, sizeof(dead_tx), "/%s.%d.0.tx", bus, (int)dead);
 	snprintf(dead_rx, sizeof(dead_rx), "/%s.%d.0.rx", bus, (int)dead);
 	snprintf(live, sizeof(live), "/%s.%d.200.tx", bus, (int)getpid());
-	mq_close(create_queue(dead_tx, 0600, 4, 256));
-	mq_close(create_queue(dead_rx, 0600, 4, 256));
-	mq_close(create_queue(live, 0600, 4, 256));
+	mq_close(testbus_create_queue(dead_tx, 0600, 4, 256));
+	mq_close(testbus_create_queue(dead_rx, 0600, 4, 256));
+	mq_close(testbus_create_queue(live, 0600, 4, 256));
 
 	r = testbus_spawn(&tb, bus, NULL, -1, &status);
 	ck_assert_msg(r == 0, "daemon not ready: %s (status %d)",
@@ -1979,81 +1965,6 @@ START_TEST(test_no_daemon)
 }
 END_TEST
 
-/* A queue pair made by hand, as the library makes it, and its HELLO. */
-struct forged {
-	char tx[96], rx[96];
-	mqd_t txq, rxq;
-};
-
-static void forge_pair(struct forged *f, const char *bus, unsigned n,
-		       mode_t mode)
-{
-	struct proto_header h;
-	char buf[512];
-	int len;
-
-	snprintf(f->tx, sizeof(f->tx), "/%s.%d.%u.tx", bus, (int)getpid(), n);
-	snprintf(f->rx, sizeof(f->rx), "/%s.%d.%u.rx", bus, (int)getpid(), n);
-	f->txq = create_queue(f->tx, mode, 10, 2048);
-	f->rxq = create_queue(f->rx, mode, 10, 2048);
-	proto_header_init(&h, PROTO_HELLO);
-	h.sender_pid = (uint32_t)getpid();
-	len = proto_encode(buf, sizeof(buf), &h, f->rx, NULL, 0);
-	ck_assert_int_gt(len, 0);
-	ck_assert_int_eq(mq_send(f->txq, buf, (size_t)len, 0), 0);
-}
-
-static void forged_free(struct forged *f)
-{
-	mq_close(f->txq);
-	mq_close(f->rxq);
-	mq_unlink(f->tx);
-	mq_unlink(f->rx);
-}
-
-static void send_raw(mqd_t q, const void *buf, size_t len)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 5;
-	ck_assert_msg(mq_timedsend(q, buf, len, 0, &ts) == 0,
-		      "mq_timedsend of %zu bytes: %s", len, strerror(errno));
-}
-
-static void send_announce(mqd_t busq, const char *txname)
-{
-	struct proto_header h;
-	char buf[512];
-	int len;
-
-	proto_header_init(&h, PROTO_ANNOUNCE);
-	len = proto_encode(buf, sizeof(buf), &h, txname, NULL, 0);
-	ck_assert_int_gt(len, 0);
-	send_raw(busq, buf, (size_t)len);
-}
-
-/* Whether a WELCOME arrives in f's rx within timeout_ms. */
-static bool got_welcome(struct forged *f, int timeout_ms)
-{
-	struct proto_msg msg;
-	struct timespec ts;
-	char buf[2048];
-	ssize_t n;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += timeout_ms / 1000;
-	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
-	if (ts.tv_nsec >= 1000000000) {
-		ts.tv_sec++;
-		ts.tv_nsec -= 1000000000;
-	}
-	n = mq_timedreceive(f->rxq, buf, sizeof(buf), NULL, &ts);
-	if (n < 0)
-		return false;
-	return proto_decode(buf, (size_t)n, &msg) == 0 &&
-	       msg.h.type == PROTO_WELCOME;
-}
 
 /* How many messages send_garbage() sends, each of them bad in a tx queue. */
 #define GARBAGE_MESSAGES 12
@@ -2069,51 +1980,51 @@ static void send_garbage(mqd_t q, long msgsize, const char *txname)
 	len = msgsize < (long)sizeof(buf) ? (size_t)msgsize : sizeof(buf);
 	for (i = 0; i < (int)len; i++)
 		buf[i] = (unsigned char)random();
-	send_raw(q, buf, len);
-	send_raw(q, buf, 1);
-	send_raw(q, buf, 0);
-	send_raw(q, buf, PROTO_HEADER_SIZE - 1);
+	testbus_send_raw(q, buf, len);
+	testbus_send_raw(q, buf, 1);
+	testbus_send_raw(q, buf, 0);
+	testbus_send_raw(q, buf, PROTO_HEADER_SIZE - 1);
 
 	proto_header_init(&h, PROTO_ANNOUNCE);
 	h.magic ^= 0x01010101u;
 	n = proto_encode(buf, sizeof(buf), &h, txname, NULL, 0);
 	ck_assert_int_gt(n, 0);
-	send_raw(q, buf, (size_t)n);
+	testbus_send_raw(q, buf, (size_t)n);
 
 	proto_header_init(&h, PROTO_ANNOUNCE);
 	h.version = PROTO_VERSION + 1;
 	n = proto_encode(buf, sizeof(buf), &h, txname, NULL, 0);
-	send_raw(q, buf, (size_t)n);
+	testbus_send_raw(q, buf, (size_t)n);
 
 	/* Lengths that disagree with the bytes: one short, one long. */
 	proto_header_init(&h, PROTO_PUBLISH);
 	n = proto_encode(buf, sizeof(buf), &h, "f/x", "abcdef", 6);
-	send_raw(q, buf, (size_t)n - 3);
+	testbus_send_raw(q, buf, (size_t)n - 3);
 	memcpy(buf + n, "zzz", 3);
-	send_raw(q, buf, (size_t)n + 3);
+	testbus_send_raw(q, buf, (size_t)n + 3);
 
 	/* Keys: one with a space, and one on a type that has none; both
 	 * would reach the subscriber of f/# if the daemon let them through. */
 	proto_header_init(&h, PROTO_PUBLISH);
 	n = proto_encode_key(buf, sizeof(buf), &h, "f/x", "bad key", "k1", 2);
 	ck_assert_int_gt(n, 0);
-	send_raw(q, buf, (size_t)n);
+	testbus_send_raw(q, buf, (size_t)n);
 	proto_header_init(&h, PROTO_SUBSCRIBE);
 	h.token = 7;
 	n = proto_encode_key(buf, sizeof(buf), &h, "f/#", "k", NULL, 0);
 	ck_assert_int_gt(n, 0);
-	send_raw(q, buf, (size_t)n);
+	testbus_send_raw(q, buf, (size_t)n);
 
 	/* Well formed, but not what this queue carries. */
 	proto_header_init(&h, PROTO_DELIVER);
 	h.sender_pid = 1;
 	n = proto_encode(buf, sizeof(buf), &h, "f/x", "forged", 6);
-	send_raw(q, buf, (size_t)n);
+	testbus_send_raw(q, buf, (size_t)n);
 	proto_header_init(&h, PROTO_WELCOME);
 	h.client_id = 1;
 	n = proto_encode(buf, sizeof(buf), &h, NULL, buf + 256,
 			 sizeof(struct proto_welcome));
-	send_raw(q, buf, (size_t)n);
+	testbus_send_raw(q, buf, (size_t)n);
 }
 
 /* pub -> sub works, with pub's verified identity. */
@@ -2146,7 +2057,7 @@ START_TEST(test_forged_input)
 	struct testbus tb = { 0 };
 	char victim_tx[96], busq_name[64], other_bus[TESTBUS_NAME_MAX + 2];
 	char tx_names[512], *name, *save = NULL, missing[96];
-	struct forged good, open_mode, other;
+	struct testbus_forged good, open_mode, other;
 	mqbus *victim, *sub, *pub, *late;
 	struct mq_attr attr;
 	uint64_t t0;
@@ -2180,17 +2091,17 @@ START_TEST(test_forged_input)
 	send_garbage(busq, attr.mq_msgsize, victim_tx);
 	snprintf(missing, sizeof(missing), "/%s.%d.999.tx", tb.bus,
 		 (int)getpid());
-	send_announce(busq, missing);
-	send_announce(busq, "/not-a-bus-queue");
+	testbus_send_announce(busq, missing, 0);
+	testbus_send_announce(busq, "/not-a-bus-queue", 0);
 
 	/* Queues others may write, and queues of another bus whose name
 	 * only starts like this one. */
-	forge_pair(&open_mode, tb.bus, 901, 0666);
-	send_announce(busq, open_mode.tx);
+	testbus_forge(&open_mode, tb.bus, 901, 0666);
+	testbus_send_announce(busq, open_mode.tx, 0);
 	snprintf(other_bus, sizeof(other_bus), "%sx", tb.bus);
 	testbus_record_bus(other_bus);
-	forge_pair(&other, other_bus, 902, 0600);
-	send_announce(busq, other.tx);
+	testbus_forge(&other, other_bus, 902, 0600);
+	testbus_send_announce(busq, other.tx, 0);
 
 	/* Connected clients' tx queues announced again. */
 	for (name = strtok_r(tx_names, " ", &save); name;
@@ -2198,22 +2109,22 @@ START_TEST(test_forged_input)
 		char path[128];
 
 		snprintf(path, sizeof(path), "/%s", name);
-		send_announce(busq, path);
+		testbus_send_announce(busq, path, 0);
 	}
 
 	/* A proper handshake made by hand is welcomed: the refusals below
 	 * are the daemon's choice, not a broken test. */
-	forge_pair(&good, tb.bus, 903, 0600);
+	testbus_forge(&good, tb.bus, 903, 0600);
 	t0 = testbus_now_ms();
-	send_announce(busq, good.tx);
-	ck_assert_msg(got_welcome(&good, 5000),
+	testbus_send_announce(busq, good.tx, 0);
+	ck_assert_msg(testbus_welcome(&good, 5000, NULL),
 		      "no WELCOME for a correct hand-made handshake");
 	/* The refused ones were announced first: waiting as long again as
 	 * the welcome took, and more, gives them every chance. */
 	quiet = 500 + (int)(testbus_now_ms() - t0);
-	ck_assert_msg(!got_welcome(&open_mode, quiet),
+	ck_assert_msg(!testbus_welcome(&open_mode, quiet, NULL),
 		      "the daemon welcomed a client with mode 0666 queues");
-	ck_assert_msg(!got_welcome(&other, QUIET_MS),
+	ck_assert_msg(!testbus_welcome(&other, QUIET_MS, NULL),
 		      "the daemon welcomed a client of bus %s", other_bus);
 	ck_assert_int_eq(testbus_stat(pub, "clients"), 4);
 	{
@@ -2223,12 +2134,12 @@ START_TEST(test_forged_input)
 
 		proto_header_init(&h, PROTO_BYE);
 		len = proto_encode(buf, sizeof(buf), &h, NULL, NULL, 0);
-		send_raw(good.txq, buf, (size_t)len);
+		testbus_send_raw(good.txq, buf, (size_t)len);
 	}
 	testbus_wait_stat(pub, "clients", 3, 5000);
-	forged_free(&good);
-	forged_free(&open_mode);
-	forged_free(&other);
+	testbus_forged_free(&good);
+	testbus_forged_free(&open_mode);
+	testbus_forged_free(&other);
 
 	/* The legitimate clients are unaffected. */
 	check_pubsub(pub, sub, "f/a", 0, 5);
@@ -3308,7 +3219,7 @@ START_TEST(test_request_forged_reply)
 		h.client_id = mqbus_client_id(resp);
 		n = proto_encode(buf, sizeof(buf), &h, NULL, "forged", 6);
 		ck_assert_int_gt(n, 0);
-		send_raw(q, buf, (size_t)n);
+		testbus_send_raw(q, buf, (size_t)n);
 	}
 	testbus_wait_stat(req, "replies_refused", refused + 50, 5000);
 	/* Exactly one of the ids was in flight: that one is a forgery. */
@@ -3324,7 +3235,7 @@ START_TEST(test_request_forged_reply)
 	h.token = 1;
 	n = proto_encode(buf, sizeof(buf), &h, "rpc/f", "fake", 4);
 	ck_assert_int_gt(n, 0);
-	send_raw(q, buf, (size_t)n);
+	testbus_send_raw(q, buf, (size_t)n);
 	testbus_wait_stat(req, "bad_messages", bad + 2, 5000);
 	testbus_expect_nothing(resp, QUIET_MS);
 	mq_close(q);

@@ -9,7 +9,7 @@ TEST_CHECK_LIBS = daemon/libmqbusd.la $(CHECK_LIBS)
 check_PROGRAMS += tests/check_proto tests/check_router tests/check_config \
 	tests/check_retain tests/check_delivery \
 	tests/check_bus tests/check_server tests/check_policy \
-	tests/check_adopt tests/check_crash tests/check_large
+	tests/check_adopt tests/check_crash tests/check_large tests/check_shm
 tests_check_proto_SOURCES = tests/check_proto.c
 tests_check_proto_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_proto_LDADD = proto/libproto.la $(CHECK_LIBS)
@@ -44,6 +44,9 @@ tests_check_large_SOURCES = tests/check_large.c tests/testbus.c \
 	tests/testbus.h
 tests_check_large_CFLAGS = $(TEST_CHECK_CFLAGS)
 tests_check_large_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
+tests_check_shm_SOURCES = tests/check_shm.c tests/testbus.c tests/testbus.h
+tests_check_shm_CFLAGS = $(TEST_CHECK_CFLAGS)
+tests_check_shm_LDADD = client/libmqbus.la proto/libproto.la $(CHECK_LIBS)
 # large-bench: large messages through mqbus against a direct queue pair
 # doing the same fragmenting and against dbus-broker (built by make, not
 # installed; run it under tests/harness.sh: see the head of
@@ -82,8 +85,9 @@ TESTS += tests/check_proto tests/check_router tests/check_config \
 	tests/bus-notify.sh tests/bus-thread.sh tests/bus-poll.sh \
 	tests/delivery.sh tests/adopt.sh tests/completion.sh tests/crash.sh \
 	tests/cli.sh tests/multiuser.sh tests/systemd.sh tests/policy.sh \
-	tests/quota.sh tests/large.sh tests/large-shm.sh tests/large-cli.sh
-EXTRA_DIST += tests/harness.sh tests/large.sh tests/large-shm.sh tests/large-cli.sh tests/lib.sh tests/tap.sh tests/bus-notify.sh \
+	tests/quota.sh tests/large.sh tests/large-shm.sh tests/large-cli.sh \
+	tests/shm.sh
+EXTRA_DIST += tests/harness.sh tests/large.sh tests/large-shm.sh tests/shm.sh tests/large-cli.sh tests/lib.sh tests/tap.sh tests/bus-notify.sh \
 	tests/adopt.sh tests/soak.sh tests/completion.sh tests/crash.sh \
 	tests/valgrind.supp \
 	tests/policy.sh tests/quota.sh \

@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "proto/proto.h"
 #include "tests/testbus.h"
 
 #define MQUEUE_DIR "/dev/mqueue"
@@ -1296,4 +1297,101 @@ void testbus_need_mq_bytes(long need, const char *what)
 		      "MQBUS_TEST_USER or mqbus-test)",
 		      what, need, (unsigned)getuid(), free_bytes,
 		      (unsigned long long)rl.rlim_cur);
+}
+
+/* -------------------------------------------------------------------- */
+/* clients made by hand                                                  */
+
+mqd_t testbus_create_queue(const char *name, mode_t mode, long maxmsg,
+			   long msgsize)
+{
+	struct mq_attr attr = { .mq_maxmsg = maxmsg, .mq_msgsize = msgsize };
+	mode_t old = umask(0);
+	mqd_t q;
+
+	q = mq_open(name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode, &attr);
+	umask(old);
+	ck_assert_msg(q != (mqd_t)-1, "mq_open %s: %s", name,
+		      strerror(errno));
+	return q;
+}
+
+void testbus_forge(struct testbus_forged *f, const char *bus, unsigned n,
+		   mode_t mode)
+{
+	struct proto_header h;
+	char buf[512];
+	int len;
+
+	snprintf(f->tx, sizeof(f->tx), "/%s.%d.%u.tx", bus, (int)getpid(), n);
+	snprintf(f->rx, sizeof(f->rx), "/%s.%d.%u.rx", bus, (int)getpid(), n);
+	f->txq = testbus_create_queue(f->tx, mode, 10, 2048);
+	f->rxq = testbus_create_queue(f->rx, mode, 10, 2048);
+	proto_header_init(&h, PROTO_HELLO);
+	h.sender_pid = (uint32_t)getpid();
+	len = proto_encode(buf, sizeof(buf), &h, f->rx, NULL, 0);
+	ck_assert_int_gt(len, 0);
+	ck_assert_int_eq(mq_send(f->txq, buf, (size_t)len, 0), 0);
+}
+
+void testbus_forged_free(struct testbus_forged *f)
+{
+	mq_close(f->txq);
+	mq_close(f->rxq);
+	mq_unlink(f->tx);
+	mq_unlink(f->rx);
+}
+
+void testbus_send_raw(mqd_t q, const void *buf, size_t len)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += 5;
+	ck_assert_msg(mq_timedsend(q, buf, len, 0, &ts) == 0,
+		      "mq_timedsend of %zu bytes: %s", len, strerror(errno));
+}
+
+void testbus_send_announce(mqd_t busq, const char *txname, unsigned flags)
+{
+	struct proto_header h;
+	char buf[512];
+	int len;
+
+	proto_header_init(&h, PROTO_ANNOUNCE);
+	h.flags = (uint16_t)flags;
+	len = proto_encode(buf, sizeof(buf), &h, txname, NULL, 0);
+	ck_assert_int_gt(len, 0);
+	testbus_send_raw(busq, buf, (size_t)len);
+}
+
+bool testbus_welcome(struct testbus_forged *f, int timeout_ms,
+		     struct testbus_welcome *ret)
+{
+	struct proto_welcome w;
+	struct proto_msg msg;
+	struct timespec ts;
+	char buf[2048];
+	ssize_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += timeout_ms / 1000;
+	ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	n = mq_timedreceive(f->rxq, buf, sizeof(buf), NULL, &ts);
+	if (n < 0 || proto_decode(buf, (size_t)n, &msg) != 0 ||
+	    msg.h.type != PROTO_WELCOME)
+		return false;
+	if (ret) {
+		memcpy(&w, msg.payload, sizeof(w));
+		ret->client_id = msg.h.client_id;
+		ret->flags = msg.h.flags;
+		snprintf(ret->topic, sizeof(ret->topic), "%s", msg.topic);
+		ret->timestamp = msg.h.timestamp;
+		ret->daemon_pid = w.daemon_pid;
+	}
+	return true;
 }

@@ -23,6 +23,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <mqueue.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -136,6 +137,40 @@ int testbus_queues(const char *bus, pid_t pid, char *names, size_t size);
 /* Like testbus_queues(), only the names ending in suffix (".tx"). */
 int testbus_queues_suffix(const char *bus, pid_t pid, const char *suffix,
 			  char *names, size_t size);
+
+/*
+ * Clients made by hand, for untrusted-input tests: a queue created with
+ * mode, maxmsg x msgsize (failing the test if it cannot be); a pair of
+ * queues named as the library names them (n instead of its counter), a
+ * HELLO in tx; an ANNOUNCE of it with flags (PROTO_F_*) into the bus's
+ * announce queue; a message into a queue within 5 s (failing the test
+ * otherwise).
+ */
+struct testbus_forged {
+	char tx[96], rx[96];
+	mqd_t txq, rxq;
+};
+mqd_t testbus_create_queue(const char *name, mode_t mode, long maxmsg,
+			   long msgsize);
+void testbus_forge(struct testbus_forged *f, const char *bus, unsigned n,
+		   mode_t mode);
+void testbus_forged_free(struct testbus_forged *f);
+void testbus_send_announce(mqd_t busq, const char *txname, unsigned flags);
+void testbus_send_raw(mqd_t q, const void *buf, size_t len);
+
+/* What a WELCOME said. */
+struct testbus_welcome {
+	uint32_t client_id;
+	uint16_t flags;
+	char topic[256];    /* the address for memory files, or "" */
+	uint64_t timestamp; /* the nonce to say there */
+	uint32_t daemon_pid;
+};
+
+/* Whether a WELCOME arrives in f's rx within timeout_ms; what it said in
+ * *ret if ret is not NULL. */
+bool testbus_welcome(struct testbus_forged *f, int timeout_ms,
+		     struct testbus_welcome *ret);
 
 /* Whether the announce queue "/BUS" exists. */
 bool testbus_announce_exists(const char *bus);
