@@ -1572,7 +1572,8 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 	}
 	/* a whole large message goes on as any message */
 	if (whole && (proto_decode(whole, len, &pm) < 0 ||
-		      !frag_type_ok(pm.h.type) || pm.h.shm_tag))
+		      (!frag_type_ok(pm.h.type) && pm.h.type != PROTO_STATS) ||
+		      pm.h.shm_tag))
 		return 1;
 	switch (pm.h.type) {
 	case PROTO_DELIVER:

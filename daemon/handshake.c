@@ -384,6 +384,7 @@ static const char *check_rx_name(struct handshake *hs, struct candidate *c)
 static const char *check_process(struct candidate *c)
 {
 	uid_t fsuid = (uid_t)-1;
+	int r;
 
 	c->pidfd = pidfd_open_compat(c->pid);
 	if (c->pidfd < 0 && (errno == EMFILE || errno == ENFILE))
@@ -396,7 +397,10 @@ static const char *check_process(struct candidate *c)
 	} else if (c->pidfd < 0 || !pidfd_alive(c->pidfd)) {
 		return "process gone or of another uid";
 	}
-	if (proc_fsuid(c->pid, &fsuid) < 0 || fsuid != c->uid)
+	r = proc_fsuid(c->pid, &fsuid);
+	if (r == -EMFILE || r == -ENFILE)
+		return out_of_fds(c, "open /proc/PID/status");
+	if (r < 0 || fsuid != c->uid)
 		return "process gone or of another uid";
 	return NULL;
 }

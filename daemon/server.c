@@ -425,6 +425,7 @@ static void server_tick(evutil_socket_t fd, short what, void *arg)
 	account_clear_all(&s->accounts, ACCOUNT_QUERY_COST);
 	restart_tick(&s->restart);
 	large_tick(s);
+	shm_tick(s);
 	stats_notify_status(s);
 }
 

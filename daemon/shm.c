@@ -137,7 +137,11 @@ static void wait_for_attach(struct server *s, int fd)
 		waiting_free(w);
 }
 
-/* Takes every connection waiting to be accepted. */
+/*
+ * Takes every connection waiting to be accepted.  Out of descriptors,
+ * the listener rests until the next tick (shm_tick()): its connections
+ * wait in the backlog, and the loop does not spin on them.
+ */
 static void accept_all(struct server *s)
 {
 	int fd;
@@ -146,6 +150,18 @@ static void accept_all(struct server *s)
 			     SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0)
 		if (attach(s, fd) == 0)
 			wait_for_attach(s, fd);
+	if ((errno == EMFILE || errno == ENFILE) && !s->shm.resting) {
+		log_warnx("memory files: no descriptor left for a "
+			  "connection; accepting again in a second");
+		event_del(s->shm.ev);
+		s->shm.resting = true;
+	}
+}
+
+void shm_tick(struct server *s)
+{
+	if (s->shm.resting && event_add(s->shm.ev, NULL) == 0)
+		s->shm.resting = false;
 }
 
 static void listener_ready(evutil_socket_t fd, short what, void *arg)

@@ -60,6 +60,8 @@ struct shm_listener {
 	struct event *ev;
 	struct shm_waiting waiting[SHM_WAITING_MAX];
 	unsigned evict; /* the slot given up when all are taken */
+	bool resting;	/* out of descriptors: not accepting until the
+			   next tick */
 	uint64_t attached;	/* connections attached */
 	uint64_t attach_refused;
 	uint64_t received;	/* messages that came in a file */
@@ -74,6 +76,9 @@ void shm_zero(struct shm_listener *l);
  * logged). */
 void shm_init(struct server *s);
 void shm_deinit(struct server *s);
+
+/* Once a second (server.c): a resting listener accepts again. */
+void shm_tick(struct server *s);
 
 /* handshake.c: what p's WELCOME says of memory files: the flag, the
  * address (topic) and the nonce; false when p does not get them. */

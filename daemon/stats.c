@@ -530,18 +530,16 @@ void stats_handle(struct peer *p, struct msgbuf *m,
 		  const struct proto_msg *pm)
 {
 	/* room for the bus's lines and a few dozen bridges' (bridge.c) */
-	unsigned char buf[8192];
-	char text[8192 - PROTO_HEADER_SIZE - 1];
+	char text[8192];
+	unsigned char buf[PROTO_HEADER_SIZE + 1 + sizeof(text)];
 	struct proto_header h;
 	int len, n;
 
 	len = stats_text(p->server, text, sizeof(text));
 	proto_header_init(&h, PROTO_STATS);
 	h.token = pm->h.token;
-	/* never more than rx can take */
-	if ((long)proto_size(0, len) > p->rx_msgsize)
-		len = (int)(p->rx_msgsize - (long)proto_size(0, 0));
-	n = proto_encode(buf, sizeof(buf), &h, NULL, text, len < 0 ? 0 : len);
+	n = proto_encode(buf, sizeof(buf), &h, NULL, text, (size_t)len);
+	/* larger than rx: in pieces, as a large message goes */
 	if (n > 0)
 		deliver_control(p, buf, (size_t)n);
 }

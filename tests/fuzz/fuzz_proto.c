@@ -42,8 +42,13 @@ static void fuzz_roundtrip(const uint8_t *data, size_t size,
 
 	if (size > sizeof(out))
 		return;
-	n = proto_encode_key(out, sizeof(out), &m->h, m->topic, m->key,
-			     m->payload, m->h.payload_len);
+	/* a head whose payload is in a memory file: no payload here */
+	if (m->h.shm_tag)
+		n = proto_encode_head(out, sizeof(out), &m->h, m->topic,
+				      m->key, m->h.payload_len);
+	else
+		n = proto_encode_key(out, sizeof(out), &m->h, m->topic,
+				     m->key, m->payload, m->h.payload_len);
 	FUZZ_CHECK(n >= 0);
 	/* an origin block after the payload encodes on its own */
 	if (m->origin) {
@@ -78,12 +83,24 @@ static void fuzz_accepted(const uint8_t *data, size_t size,
 	FUZZ_CHECK((m->h.flags & ~PROTO_F_ALL) == 0);
 	FUZZ_CHECK(strlen(m->topic) == m->h.topic_len);
 	FUZZ_CHECK(strlen(m->key) == m->h.key_len);
-	FUZZ_CHECK(size == proto_size_key(m->h.topic_len, m->h.key_len,
-					  m->h.payload_len) +
-			       m->h.origin_len);
-	FUZZ_CHECK((const uint8_t *)m->payload + m->h.payload_len +
-			   m->h.origin_len ==
-		   data + size);
+	/* a payload in a memory file: only the head is here, of a type
+	 * that may have one, at least PROTO_SHM_MIN bytes, no origin */
+	FUZZ_CHECK(!m->h.shm_tag == !(m->h.flags & PROTO_F_SHM &&
+				       proto_type_shm(m->h.type)));
+	if (m->h.shm_tag) {
+		FUZZ_CHECK(m->payload == NULL && m->origin == NULL &&
+			   m->h.payload_len >= PROTO_SHM_MIN);
+		FUZZ_CHECK(size == proto_size_key(m->h.topic_len,
+						  m->h.key_len, 0));
+	} else {
+		FUZZ_CHECK(size == proto_size_key(m->h.topic_len,
+						  m->h.key_len,
+						  m->h.payload_len) +
+				       m->h.origin_len);
+		FUZZ_CHECK((const uint8_t *)m->payload + m->h.payload_len +
+				   m->h.origin_len ==
+			   data + size);
+	}
 	/* an origin block only on a DELIVER with its flag, and then right
 	 * after the payload, 16..PROTO_ORIGIN_MAX bytes */
 	FUZZ_CHECK(!m->origin == !m->h.origin_len);

@@ -30,6 +30,7 @@ F_RETAIN, F_RETAINED, F_MONITOR, F_REPLY, F_MORE, F_RESUME = (
     0x10, 0x20, 0x40, 0x80, 0x100, 0x200)
 F_BATCH = 0x400
 F_ORIGIN = 0x1000
+F_SHM = 0x2000
 
 
 def origin(uid, pid, user, host, bridge):
@@ -41,11 +42,15 @@ def origin(uid, pid, user, host, bridge):
 
 def msg(mtype, topic=b'', payload=b'', key=b'', flags=0, priority=0,
         token=0, status=0, uid=0, pid=0, client_id=0, seq=0, ts=0,
-        block=b''):
+        block=b'', shm=None):
+    """shm: the payload's length in a memory file (PROTOCOL.md, Memory
+    files) with its tag, (length, tag): the frame then ends after the
+    key."""
     body = topic + b'\0' + (key + b'\0' if key else b'') + payload + block
+    plen, tag = shm if shm else (len(payload), 0)
     return HDR.pack(MAGIC, 1, mtype, flags, len(topic), len(key),
-                    len(payload), priority, token, status, uid, pid,
-                    client_id, len(block), 0, seq, ts) + body
+                    plen, priority, token, status, uid, pid,
+                    client_id, len(block), tag, seq, ts) + body
 
 
 def batch(priority, *parts):
@@ -93,6 +98,16 @@ PROTO = {
                                block=origin(0xffffffff, 0, b'', b'',
                                             b'b1')),
     'announce-origin': msg(ANNOUNCE, b'/bus.1.tx', flags=F_BATCH | F_ORIGIN),
+    'announce-shm': msg(ANNOUNCE, b'/bus.1.tx', flags=F_BATCH | F_SHM),
+    'welcome-shm': msg(WELCOME, b'mqbus-shm-77-0123456789abcdef',
+                       WELCOME_PAYLOAD, flags=F_BATCH | F_SHM, client_id=7,
+                       seq=1048576, ts=0x1122334455667788),
+    'publish-shm': msg(PUBLISH, b'big/one', flags=F_SHM, token=5,
+                       shm=(1048576, 1)),
+    'deliver-shm': msg(DELIVER, b'big/one', key=b'k', flags=F_SHM,
+                       uid=1000, pid=4321, client_id=3, seq=18,
+                       shm=(65536, 0xffffffff)),
+    'reply-shm': msg(REPLY, flags=F_SHM, token=9, shm=(200000, 2)),
     'deliver-request': msg(DELIVER, b'svc/time', b'?', flags=F_REQUEST,
                            token=9, seq=2),
     'deliver-monitor-reply': msg(DELIVER, b'svc/time', b'12:00',
