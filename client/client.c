@@ -1328,6 +1328,27 @@ static void msg_set_origin(struct mqbus_msg *m, const struct proto_msg *pm,
 	m->origin = o;
 }
 
+/* m takes pm's header, topic and key (into data[]); returns where its
+ * payload goes, right after them. */
+static unsigned char *msg_strings(struct mqbus_msg *m,
+				  const struct proto_msg *pm)
+{
+	size_t tlen = pm->h.topic_len, klen = pm->h.key_len;
+	unsigned char *p = m->data;
+
+	m->origin = NULL;
+	m->next = NULL;
+	m->h = pm->h;
+	m->topic = (const char *)p;
+	memcpy(p, pm->topic, tlen + 1);
+	p += tlen + 1;
+	m->key = klen ? (const char *)p : NULL;
+	memcpy(p, pm->key, klen + 1);
+	p += klen + 1;
+	m->payload = p;
+	return p;
+}
+
 static struct mqbus_msg *msg_from(mqbus *b, const struct proto_msg *pm)
 {
 	size_t tlen = pm->h.topic_len, klen = pm->h.key_len;
@@ -1344,17 +1365,7 @@ static struct mqbus_msg *msg_from(mqbus *b, const struct proto_msg *pm)
 	m = msg_get(b, used);
 	if (!m)
 		return NULL;
-	m->origin = NULL;
-	m->next = NULL;
-	m->h = pm->h;
-	p = m->data;
-	m->topic = (const char *)p;
-	memcpy(p, pm->topic, tlen + 1);
-	p += tlen + 1;
-	m->key = klen ? (const char *)p : NULL;
-	memcpy(p, pm->key, klen + 1);
-	p += klen + 1;
-	m->payload = p;
+	p = msg_strings(m, pm);
 	memcpy(p, pm->payload, plen);
 	p[plen] = '\0'; /* text payloads print as-is */
 	if (pm->origin)
@@ -1380,19 +1391,9 @@ static struct mqbus_msg *msg_shm(mqbus *b, const struct proto_msg *pm,
 	*lost = false;
 	if (!m)
 		return NULL;
-	m->origin = NULL;
-	m->next = NULL;
-	m->h = pm->h;
+	p = msg_strings(m, pm);
 	m->h.flags &= (uint16_t)~PROTO_F_SHM;
 	m->h.shm_tag = 0;
-	p = m->data;
-	m->topic = (const char *)p;
-	memcpy(p, pm->topic, tlen + 1);
-	p += tlen + 1;
-	m->key = klen ? (const char *)p : NULL;
-	memcpy(p, pm->key, klen + 1);
-	p += klen + 1;
-	m->payload = p;
 	if (shmio_read(&b->shm, pm, p) < 0) {
 		msg_put(m);
 		*lost = true;

@@ -28,14 +28,20 @@
 /* -------------------------------------------------------------------- */
 /* attaching                                                             */
 
+/* Frees *ev and closes *fd, if there are. */
+static void close_watched(struct event **ev, int *fd)
+{
+	if (*ev)
+		event_free(*ev);
+	*ev = NULL;
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
 static void waiting_free(struct shm_waiting *w)
 {
-	if (w->ev)
-		event_free(w->ev);
-	w->ev = NULL;
-	if (w->fd >= 0)
-		close(w->fd);
-	w->fd = -1;
+	close_watched(&w->ev, &w->fd);
 }
 
 /* The answer to an attach: 0 or why it was refused. */
@@ -212,12 +218,7 @@ void shm_init(struct server *s)
 	}
 	return;
 fail:
-	if (l->ev)
-		event_free(l->ev);
-	l->ev = NULL;
-	if (l->fd >= 0)
-		close(l->fd);
-	l->fd = -1;
+	close_watched(&l->ev, &l->fd);
 }
 
 void shm_deinit(struct server *s)
@@ -226,12 +227,7 @@ void shm_deinit(struct server *s)
 
 	for (size_t i = 0; i < SHM_WAITING_MAX; i++)
 		waiting_free(&l->waiting[i]);
-	if (l->ev)
-		event_free(l->ev);
-	l->ev = NULL;
-	if (l->fd >= 0)
-		close(l->fd);
-	l->fd = -1;
+	close_watched(&l->ev, &l->fd);
 }
 
 bool shm_offer(struct peer *p, const char **ret_addr, uint64_t *ret_nonce)
@@ -401,12 +397,7 @@ bool shm_out_waits(const struct peer *p)
 
 void shm_drop_peer(struct peer *p)
 {
-	if (p->shm.out_ev)
-		event_free(p->shm.out_ev);
-	p->shm.out_ev = NULL;
-	if (p->shm.sock >= 0)
-		close(p->shm.sock);
-	p->shm.sock = -1;
+	close_watched(&p->shm.out_ev, &p->shm.sock);
 	shm_stash_clear(&p->shm.in);
 }
 
