@@ -153,6 +153,7 @@ int peer_new(struct peer_table *t, struct server *s, uid_t uid, pid_t pid,
 	p->rx = rx;
 	p->pidfd = pidfd;
 	p->shm.sock = -1;
+	p->shm.in.max = SHM_PEER_STASH;
 	log_read_comm(pid, p->comm, sizeof(p->comm));
 	{
 		struct timespec now;

@@ -31,6 +31,11 @@ struct peer;
 struct proto_msg;
 struct server;
 
+/* files of a client kept before their heads' turn: its large messages
+ * reordered by priority in its tx (a PUBLISH waits for its answer, so
+ * only requests and replies can be), each a descriptor of the daemon's */
+#define SHM_PEER_STASH 4
+
 /* connections that have not said who they are yet, and how long they
  * may take to */
 #define SHM_WAITING_MAX 16

@@ -178,7 +178,8 @@ static int stash_remove(struct shm_stash *st, unsigned i)
 /* Keeps fd of tag; when st is full, the oldest tag's file goes. */
 static void stash_add(struct shm_stash *st, uint32_t tag, int fd)
 {
-	if (st->n == SHM_STASH_MAX) {
+	if (st->n == (st->max && st->max < SHM_STASH_MAX ? st->max
+							  : SHM_STASH_MAX)) {
 		unsigned old = 0;
 
 		for (unsigned i = 1; i < st->n; i++)

@@ -62,12 +62,14 @@ int shm_send(int sock, uint32_t tag, int fd);
  * Files that came before their messages' turn.  A queue hands out
  * messages by priority, so the heads of messages sent as 1, 2, 3 may be
  * read as 3, 1, 2 while their files come in the order sent: the files
- * read on the way to another are kept here, at most SHM_STASH_MAX (the
- * oldest goes when it is full: its message, if it ever comes, is lost).
+ * read on the way to another are kept here, at most max of them, or
+ * SHM_STASH_MAX if max is 0 (the oldest goes when it is full: its
+ * message, if it ever comes, is lost).
  */
 #define SHM_STASH_MAX 32
 struct shm_stash {
 	unsigned n;
+	unsigned max;
 	uint32_t tag[SHM_STASH_MAX];
 	int fd[SHM_STASH_MAX];
 };

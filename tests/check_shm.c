@@ -7,7 +7,8 @@
  * a memory file, two at once, over max_message), a head from a client
  * that never attached, a receiver whose connection broke (pieces from
  * then on), and receivers of both kinds getting the same message.  Each
- * refusal is answered, counted, and leaves every other client served.
+ * refusal is answered, counted, and leaves every other client served;
+ * after a crash, clients attach again to the next daemon.
  * Clients made by hand are testbus_forge()'s; tests/shm.sh runs it.
  */
 #include <errno.h>
@@ -458,6 +459,56 @@ START_TEST(test_receiver_gone)
 }
 END_TEST
 
+/*
+ * After the daemon is killed and another takes the bus, the clients
+ * attach again (the new daemon's address and nonce, in its WELCOME),
+ * and large payloads go in memory files again.
+ */
+START_TEST(test_restart)
+{
+	const char *config = "[bus]\nrestart_grace_ms = 200\n";
+	struct testbus tb = { 0 };
+	unsigned char *p = payload(BIG, 1);
+	mqbus *pub, *sub, *mon;
+	long long files;
+
+	testbus_start(&tb, config);
+	pub = testbus_connect(&tb, 0, 0);
+	sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "r/#");
+	ck_assert_int_eq(mqbus_publish(pub, "r/x", p, BIG,
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+	expect_whole(sub, "r/x", BIG);
+
+	testbus_kill(&tb);
+	testbus_restart(&tb, config);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
+	/* the subscriber comes back, its subscription with it */
+	testbus_expect_nothing(sub, QUIET_MS);
+	testbus_wait_stat(mon, "subscriptions", 1, RECV_MS);
+	/* the publisher may find the daemon gone in this publish (then
+	 * it goes in pieces while it reconnects); the next is a file */
+	ck_assert_int_eq(mqbus_publish(pub, "r/y", p, BIG,
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+	expect_whole(sub, "r/y", BIG);
+	files = testbus_stat(mon, "shm_received");
+	ck_assert_int_eq(mqbus_publish(pub, "r/z", p, BIG,
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+	expect_whole(sub, "r/z", BIG);
+	ck_assert_int_eq(testbus_stat(mon, "shm_attached"), 3);
+	ck_assert_int_eq(testbus_stat(mon, "shm_received"), files + 1);
+	ck_assert_int_eq(testbus_stat(mon, "shm_sent"), files + 1);
+	free(p);
+	mqbus_free(mon);
+	mqbus_free(sub);
+	mqbus_free(pub);
+	testbus_finish(&tb);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("shm");
@@ -468,5 +519,6 @@ int main(void)
 	testbus_add_case(s, "not_attached", test_not_attached, 1);
 	testbus_add_case(s, "mixed_receivers", test_mixed_receivers, 1);
 	testbus_add_case(s, "receiver_gone", test_receiver_gone, 1);
+	testbus_add_case(s, "restart", test_restart, 1);
 	return testbus_run(s, "check_shm");
 }
