@@ -333,9 +333,11 @@ static size_t head_len(const struct msgbuf *m)
 
 bool shm_for(const struct peer *p, const struct msgbuf *m)
 {
+	/* one going out in pieces (p attached meanwhile) goes on so */
 	return m->shm_fd >= 0 && p->shm.sock >= 0 &&
 	       m->len > (size_t)p->rx_msgsize &&
-	       head_len(m) <= (size_t)p->rx_msgsize;
+	       head_len(m) <= (size_t)p->rx_msgsize &&
+	       !large_in_flight(p, m);
 }
 
 static void out_writable(evutil_socket_t fd, short what, void *arg)
