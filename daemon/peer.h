@@ -166,14 +166,16 @@ struct peer {
 
 	/* messages in pieces, coming in and going out (large.c) */
 	struct large_peer large;
-	/* its connection for memory files (shm.c) */
-	struct shm_peer shm;
 
 	/* counters: what it published and sent, and what was delivered
 	 * to it and dropped on its way to it (stats.c) */
 	struct log_counters counts;
 	uint64_t bad_messages;
 	struct topic_hint last_topic; /* stats.c: its last topic's entry */
+
+	/* its connection for memory files (shm.c), last: the fields above
+	 * are read for every message, and keep their places */
+	struct shm_peer shm;
 };
 
 TAILQ_HEAD(peer_list, peer);

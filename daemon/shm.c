@@ -331,10 +331,10 @@ static size_t head_len(const struct msgbuf *m)
 	return proto_size_key(h.topic_len, h.key_len, 0);
 }
 
-bool shm_for(const struct peer *p, const struct msgbuf *m)
+bool shm_for_file(const struct peer *p, const struct msgbuf *m)
 {
 	/* one going out in pieces (p attached meanwhile) goes on so */
-	return m->shm_fd >= 0 && p->shm.sock >= 0 &&
+	return p->shm.sock >= 0 &&
 	       m->len > (size_t)p->rx_msgsize &&
 	       head_len(m) <= (size_t)p->rx_msgsize &&
 	       !large_in_flight(p, m);

@@ -23,10 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "daemon/msgbuf.h"
 #include "proto/shm.h"
 
 struct event;
-struct msgbuf;
 struct peer;
 struct proto_msg;
 struct server;
@@ -98,8 +98,13 @@ bool shm_offer(struct peer *p, const char **ret_addr, uint64_t *ret_nonce);
 void shm_message(struct peer *p, struct msgbuf *m, const struct proto_msg *pm,
 		 void (*dispatch)(struct peer *p, struct msgbuf *m));
 
-/* deliver.c: whether m goes to p as its memory file. */
-bool shm_for(const struct peer *p, const struct msgbuf *m);
+/* deliver.c: whether m goes to p as its memory file (inline: asked for
+ * every delivery, and the answer is nearly always that m has none). */
+bool shm_for_file(const struct peer *p, const struct msgbuf *m);
+static inline bool shm_for(const struct peer *p, const struct msgbuf *m)
+{
+	return m->shm_fd >= 0 && shm_for_file(p, m);
+}
 
 /*
  * deliver.c: passes m's file to p and sends its head at prio.  0;
