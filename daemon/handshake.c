@@ -296,14 +296,15 @@ static const char *check_name(struct handshake *hs, struct candidate *c)
 
 #define OUT_OF_FDS "the bus's daemon has no file descriptor left"
 
-/* The daemon ran out of file descriptors opening a client's queue. */
-static const char *out_of_fds(struct candidate *c, const char *queue)
+/* The daemon ran out of file descriptors at what (on queue, if any). */
+static const char *out_of_fds(struct candidate *c, const char *what,
+			      const char *queue)
 {
-	char op[PROTO_QNAME_MAX + 16];
+	char op[PROTO_QNAME_MAX + 32];
 	struct rlimit rl = { 0 };
 
 	getrlimit(RLIMIT_NOFILE, &rl);
-	snprintf(op, sizeof(op), "mq_open %s", queue);
+	snprintf(op, sizeof(op), "%s%s%s", what, *queue ? " " : "", queue);
 	log_kernel_limit("RLIMIT_NOFILE", (uint64_t)rl.rlim_cur, op, errno,
 			 (uid_t)-1, "LimitNOFILE= in the unit, or ulimit -n");
 	c->out_of_fds = true;
@@ -319,7 +320,7 @@ static const char *check_tx(struct candidate *c)
 	c->tx = mq_open(c->tx_name, O_RDONLY | O_NONBLOCK);
 	if (c->tx == (mqd_t)-1)
 		return errno == EMFILE || errno == ENFILE
-			       ? out_of_fds(c, c->tx_name)
+			       ? out_of_fds(c, "mq_open", c->tx_name)
 			       : strerror(errno);
 	if (fstat(c->tx, &st) < 0 || (st.st_mode & (S_IWGRP | S_IWOTH)))
 		return "tx queue writable by others";
@@ -388,7 +389,7 @@ static const char *check_process(struct candidate *c)
 
 	c->pidfd = pidfd_open_compat(c->pid);
 	if (c->pidfd < 0 && (errno == EMFILE || errno == ENFILE))
-		return out_of_fds(c, "pidfd_open");
+		return out_of_fds(c, "pidfd_open", "");
 	/* no pidfds (before Linux 5.3, or under valgrind): the peer's
 	 * process is then looked for every PEER_PID_POLL_MS */
 	if (c->pidfd < 0 && errno == ENOSYS) {
@@ -399,7 +400,7 @@ static const char *check_process(struct candidate *c)
 	}
 	r = proc_fsuid(c->pid, &fsuid);
 	if (r == -EMFILE || r == -ENFILE)
-		return out_of_fds(c, "open /proc/PID/status");
+		return out_of_fds(c, "open /proc/PID/status", "");
 	if (r < 0 || fsuid != c->uid)
 		return "process gone or of another uid";
 	return NULL;
@@ -413,7 +414,7 @@ static const char *check_rx(struct candidate *c)
 	c->rx = mq_open(c->rx_name, O_WRONLY | O_NONBLOCK);
 	if (c->rx == (mqd_t)-1)
 		return errno == EMFILE || errno == ENFILE
-			       ? out_of_fds(c, c->rx_name)
+			       ? out_of_fds(c, "mq_open", c->rx_name)
 			       : "cannot open rx queue";
 	if (fstat(c->rx, &st) < 0 || st.st_uid != c->uid ||
 	    (st.st_mode & (S_IRGRP | S_IROTH)))

@@ -33,6 +33,7 @@
 #include "daemon/msgbuf.h"
 #include "daemon/peer.h"
 #include "daemon/server.h"
+#include "daemon/stats.h"
 #include "proto/frag.h"
 #include "proto/proto.h"
 
@@ -483,24 +484,18 @@ int large_send(struct peer *p, struct msgbuf *m, unsigned prio)
 void large_stats_text(const struct server *s, char *buf, size_t cap,
 		      size_t *len)
 {
-	int n;
-
-	if (*len >= cap)
-		return;
-	n = snprintf(buf + *len, cap - *len,
-		     "max_message=%u\n"
-		     "large_reassembled=%llu\n"
-		     "large_incomplete=%llu\n"
-		     "large_refused=%llu\n"
-		     "large_sent=%llu\n"
-		     "large_too_large=%llu\n"
-		     "large_held=%zu\n",
-		     s->cfg.max_message,
-		     (unsigned long long)s->large.reassembled,
-		     (unsigned long long)s->large.incomplete,
-		     (unsigned long long)s->large.refused,
-		     (unsigned long long)s->large.sent,
-		     (unsigned long long)s->large.too_large, s->large.held);
-	if (n > 0)
-		*len = *len + (size_t)n >= cap ? cap - 1 : *len + (size_t)n;
+	stats_text_add(buf, cap, len,
+		       "max_message=%u\n"
+		       "large_reassembled=%llu\n"
+		       "large_incomplete=%llu\n"
+		       "large_refused=%llu\n"
+		       "large_sent=%llu\n"
+		       "large_too_large=%llu\n"
+		       "large_held=%zu\n",
+		       s->cfg.max_message,
+		       (unsigned long long)s->large.reassembled,
+		       (unsigned long long)s->large.incomplete,
+		       (unsigned long long)s->large.refused,
+		       (unsigned long long)s->large.sent,
+		       (unsigned long long)s->large.too_large, s->large.held);
 }

@@ -22,6 +22,7 @@
 #include "daemon/peer.h"
 #include "daemon/server.h"
 #include "daemon/shm.h"
+#include "daemon/stats.h"
 #include "proto/proto.h"
 #include "proto/shm.h"
 
@@ -407,22 +408,17 @@ void shm_stats_text(const struct server *s, char *buf, size_t cap,
 		    size_t *len)
 {
 	const struct shm_listener *l = &s->shm;
-	int n;
 
-	if (*len >= cap)
-		return;
-	n = snprintf(buf + *len, cap - *len,
-		     "shm_enabled=%d\n"
-		     "shm_attached=%llu\n"
-		     "shm_attach_refused=%llu\n"
-		     "shm_received=%llu\n"
-		     "shm_sent=%llu\n"
-		     "shm_refused=%llu\n",
-		     l->fd >= 0, (unsigned long long)l->attached,
-		     (unsigned long long)l->attach_refused,
-		     (unsigned long long)l->received,
-		     (unsigned long long)l->sent,
-		     (unsigned long long)l->refused);
-	if (n > 0)
-		*len = *len + (size_t)n >= cap ? cap - 1 : *len + (size_t)n;
+	stats_text_add(buf, cap, len,
+		       "shm_enabled=%d\n"
+		       "shm_attached=%llu\n"
+		       "shm_attach_refused=%llu\n"
+		       "shm_received=%llu\n"
+		       "shm_sent=%llu\n"
+		       "shm_refused=%llu\n",
+		       l->fd >= 0, (unsigned long long)l->attached,
+		       (unsigned long long)l->attach_refused,
+		       (unsigned long long)l->received,
+		       (unsigned long long)l->sent,
+		       (unsigned long long)l->refused);
 }

@@ -456,12 +456,8 @@ static const struct {
 };
 #undef STAT
 
-/* snprintf into buf at *len, keeping *len at most cap - 1 */
-static void text_add(char *buf, size_t cap, size_t *len, const char *fmt,
-		     ...) __attribute__((format(printf, 4, 5)));
-
-static void text_add(char *buf, size_t cap, size_t *len, const char *fmt,
-		     ...)
+void stats_text_add(char *buf, size_t cap, size_t *len, const char *fmt,
+		    ...)
 {
 	va_list ap;
 	int n;
@@ -483,7 +479,7 @@ int stats_text(struct server *s, char *buf, size_t cap)
 
 	clock_gettime(CLOCK_MONOTONIC, &now);
 	buf[0] = '\0';
-	text_add(buf, cap, &len,
+	stats_text_add(buf, cap, &len,
 		 "bus=%s\n"
 		 "pid=%d\n"
 		 "wake=%s\n"
@@ -506,10 +502,10 @@ int stats_text(struct server *s, char *buf, size_t cap)
 	 * too: the gaps its sequence numbers show */
 	large_stats_text(s, buf, cap, &len);
 	shm_stats_text(s, buf, cap, &len);
-	text_add(buf, cap, &len, "dropped=%llu\n",
+	stats_text_add(buf, cap, &len, "dropped=%llu\n",
 		 (unsigned long long)dropped_sum(c));
 #define TEXT(field, member, label) \
-	text_add(buf, cap, &len, #member "=%llu\n", \
+	stats_text_add(buf, cap, &len, #member "=%llu\n", \
 		 (unsigned long long)c->member);
 	LOG_COUNTERS(TEXT)
 #undef TEXT
@@ -519,7 +515,7 @@ int stats_text(struct server *s, char *buf, size_t cap)
 
 		memcpy(&v, (const char *)&s->stats + stat_fields[i].offset,
 		       sizeof(v));
-		text_add(buf, cap, &len, "%s=%llu\n", stat_fields[i].name,
+		stats_text_add(buf, cap, &len, "%s=%llu\n", stat_fields[i].name,
 			 (unsigned long long)v);
 	}
 	bridge_stats_text(s, buf, cap, &len);

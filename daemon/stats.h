@@ -137,6 +137,11 @@ void stats_delivered(struct peer *p, const struct msgbuf *m, bool waited);
 /* The STATS text of s into buf; returns its length (cut at cap - 1). */
 int stats_text(struct server *s, char *buf, size_t cap);
 
+/* snprintf into buf at *len, keeping *len at most cap - 1: how every
+ * module adds its lines to stats_text() */
+void stats_text_add(char *buf, size_t cap, size_t *len, const char *fmt,
+		    ...) __attribute__((format(printf, 4, 5)));
+
 /* STATUS= for systemd, when a figure changed since the last one. */
 void stats_notify_status(struct server *s);
 
