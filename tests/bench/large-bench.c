@@ -55,6 +55,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <mqueue.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -75,6 +76,7 @@
 #include "client/mqbus.h"
 #include "proto/frag.h"
 #include "proto/proto.h"
+#include "proto/shm.h"
 #include "tests/bench/peer.h"
 
 #define MSGSIZE 8192
@@ -943,9 +945,10 @@ static void direct_rtt(size_t size, unsigned n, struct rtt *r)
  * it, and sends a small header (struct memfd_note) through a POSIX
  * queue, which bounds the messages in flight as the direct pair's queue
  * does.  The receiver takes the header from its queue, the fd from its
- * socket (the tags must agree), checks the memfd's size and seals, maps
- * it read-only (populated: one fault, not one a page), reads the payload
- * where it lies, unmaps it and closes the fd.
+ * socket (the tags must agree), checks the memfd's size and seals, reads
+ * the payload into its buffer with pread() and closes the fd.  Both ends
+ * use libmqbus's own helpers (proto/shm.c), so the pair does exactly what
+ * mqbus's publisher and subscriber do, without mqbusd between them.
  */
 struct memfd_note {
 	uint32_t tag;
@@ -953,151 +956,90 @@ struct memfd_note {
 	uint64_t size;
 };
 
-#define MEMFD_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE)
-
-static void memfd_write_all(int fd, const unsigned char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			die("memfd: write", n < 0 ? errno : EIO);
-		p += n;
-		len -= (size_t)n;
-	}
-}
-
-/* Sends fd with tag over the socket; the other end gone fails the run. */
-static void memfd_send_fd(int sock, int fd, uint32_t tag)
-{
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	struct iovec iov = { .iov_base = &tag, .iov_len = sizeof(tag) };
-	struct msghdr mh = { .msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = ctl.buf,
-			     .msg_controllen = sizeof(ctl.buf) };
-	struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-	ssize_t n;
-
-	memset(&ctl, 0, sizeof(ctl));
-	cm->cmsg_level = SOL_SOCKET;
-	cm->cmsg_type = SCM_RIGHTS;
-	cm->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(cm), &fd, sizeof(int));
-	while ((n = sendmsg(sock, &mh, MSG_NOSIGNAL)) < 0 && errno == EINTR)
-		;
-	if (n != (ssize_t)sizeof(tag))
-		die("memfd: sendmsg", n < 0 ? errno : EPROTO);
-}
-
-/* The fd of the next packet on the socket, which must carry tag. */
-static int memfd_recv_fd(int sock, uint32_t tag)
-{
-	union {
-		struct cmsghdr h;
-		char buf[CMSG_SPACE(sizeof(int))];
-	} ctl;
-	uint32_t got = 0;
-	struct iovec iov = { .iov_base = &got, .iov_len = sizeof(got) };
-	struct msghdr mh = { .msg_iov = &iov,
-			     .msg_iovlen = 1,
-			     .msg_control = ctl.buf,
-			     .msg_controllen = sizeof(ctl.buf) };
-	struct cmsghdr *cm;
-	ssize_t n;
-	int fd = -1;
-
-	while ((n = recvmsg(sock, &mh, MSG_CMSG_CLOEXEC)) < 0 &&
-	       errno == EINTR)
-		;
-	if (n < 0)
-		die("memfd: recvmsg", errno);
-	cm = CMSG_FIRSTHDR(&mh);
-	if (cm && cm->cmsg_level == SOL_SOCKET &&
-	    cm->cmsg_type == SCM_RIGHTS &&
-	    cm->cmsg_len == CMSG_LEN(sizeof(int)))
-		memcpy(&fd, CMSG_DATA(cm), sizeof(int));
-	if (n != (ssize_t)sizeof(got) || got != tag || fd < 0 ||
-	    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC))) {
-		fprintf(stderr,
-			"large-bench: memfd: a packet of %zd bytes, tag %u, "
-			"%s (expected tag %u with an fd)\n",
-			n, (unsigned)got, fd < 0 ? "no fd" : "an fd",
-			(unsigned)tag);
-		die("memfd: not the fd of the header", EPROTO);
-	}
-	return fd;
-}
-
-/* Sends size bytes of payload as message tag: memfd, write, seals, the
- * fd over sock, the header through q. */
+/*
+ * Sends size bytes of payload as message tag (not 0) the way libmqbus
+ * does (proto/shm.c): a sealed memfd with the payload, its fd over sock
+ * (waiting while the socket is full), the header through q.
+ */
 static void memfd_send(mqd_t q, int sock, const void *payload, size_t size,
 		       uint32_t tag)
 {
 	struct memfd_note note = { .tag = tag, .size = size };
 	struct timespec until;
-	int fd = memfd_create("large-bench", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	int fd = shm_create(payload, size), r;
 
 	if (fd < 0)
-		die("memfd_create", errno);
-	memfd_write_all(fd, payload, size);
-	if (fcntl(fd, F_ADD_SEALS, MEMFD_SEALS) < 0)
-		die("memfd: F_ADD_SEALS", errno);
-	memfd_send_fd(sock, fd, tag);
+		die("memfd: a sealed memfd", -fd);
+	while ((r = shm_send(sock, tag, fd)) == -EAGAIN) {
+		struct pollfd pfd = { .fd = sock, .events = POLLOUT };
+
+		pair_check();
+		poll(&pfd, 1, 1000);
+	}
+	if (r < 0)
+		die("memfd: sendmsg", -r);
 	close(fd);
 	until = pair_deadline();
 	pair_send(q, &note, sizeof(note), &until);
 }
 
-/* A message received: its payload mapped read-only, and the memfd. */
+/* A message received: its payload, read into the receiver's buffer
+ * (valid until the next memfd_recv()). */
 struct memfd_in {
 	const unsigned char *p;
 	size_t len;
-	int fd;
 };
 
-/* Receives the next message into *ret: its header, the fd of the same
- * tag, the memfd checked (size, seals) and mapped.  Which message it is,
- * the caller's check_one() sees from the payload. */
+/*
+ * Receives the next message into *ret the way libmqbus does: its
+ * header, the fd of the same tag, the memfd checked (seals, size) and
+ * read with pread() into a buffer, the fd closed.  Which message it is,
+ * the caller's check_one() sees from the payload.
+ */
 static void memfd_recv(mqd_t q, int sock, struct memfd_in *ret)
 {
+	static unsigned char *in;
+	static size_t cap;
+	static struct shm_stash stash;
 	char buf[MSGSIZE];
 	struct memfd_note note;
 	struct timespec until = pair_deadline();
-	struct stat st;
-	void *p;
-	int fd, seals;
+	size_t done = 0;
+	int fd, r;
 
 	if (pair_receive(q, buf, &until) != sizeof(note))
 		die("memfd: a header of another size", EPROTO);
 	memcpy(&note, buf, sizeof(note));
-	fd = memfd_recv_fd(sock, note.tag);
-	if (fstat(fd, &st) < 0)
-		die("memfd: fstat", errno);
-	seals = fcntl(fd, F_GET_SEALS);
-	if (seals < 0 || (seals & MEMFD_SEALS) != MEMFD_SEALS)
-		die("memfd: not sealed against changes",
-		    seals < 0 ? errno : EPERM);
-	if (note.size == 0 || (uint64_t)st.st_size != note.size)
-		die("memfd: not the size of its header", EPROTO);
-	p = mmap(NULL, note.size, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd,
-		 0);
-	if (p == MAP_FAILED)
-		die("memfd: mmap", errno);
-	ret->p = p;
-	ret->len = note.size;
-	ret->fd = fd;
-}
+	if (note.size == 0 || note.size > SIZE_MAX)
+		die("memfd: a header without a size", EPROTO);
+	fd = shm_take(sock, &stash, note.tag);
+	if (fd < 0)
+		die("memfd: not the fd of the header", -fd);
+	r = shm_check(fd, (size_t)note.size);
+	if (r < 0)
+		die(r == -EPERM ? "memfd: not sealed against changes"
+				: "memfd: not the size of its header",
+		    -r);
+	if (cap < note.size) {
+		free(in);
+		cap = (size_t)note.size;
+		in = malloc(cap);
+		if (!in)
+			die("memfd: a receive buffer", ENOMEM);
+	}
+	while (done < note.size) {
+		ssize_t n = pread(fd, in + done, (size_t)note.size - done,
+				  (off_t)done);
 
-static void memfd_release(struct memfd_in *in)
-{
-	munmap((void *)in->p, in->len);
-	close(in->fd);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			die("memfd: pread", n < 0 ? errno : EIO);
+		done += (size_t)n;
+	}
+	close(fd);
+	ret->p = in;
+	ret->len = (size_t)note.size;
 }
 
 /* The socket pair that carries a memfd pair's fds. */
@@ -1134,7 +1076,6 @@ static void memfd_throughput(size_t size, unsigned n, struct tput *r)
 
 			memfd_recv(q, sv[1], &in);
 			check_one("memfd", in.p, in.len, size, i);
-			memfd_release(&in);
 		}
 		if (write(done[1], "d", 1) != 1)
 			_exit(2);
@@ -1150,7 +1091,7 @@ static void memfd_throughput(size_t size, unsigned n, struct tput *r)
 			continue;
 		stamp(payload, size, i);
 		corrupt_flip(PATH_MEMFD, payload, size, i);
-		memfd_send(q, sv[0], payload, size, i);
+		memfd_send(q, sv[0], payload, size, i + 1);
 		corrupt_flip(PATH_MEMFD, payload, size, i);
 	}
 	pair_done(done, rd);
@@ -1195,8 +1136,7 @@ static void memfd_rtt(size_t size, unsigned n, struct rtt *r)
 
 			memfd_recv(ping, sv[1], &in);
 			check_one("memfd", in.p, in.len, size, i);
-			memfd_send(pong, sv[1], in.p, in.len, i);
-			memfd_release(&in);
+			memfd_send(pong, sv[1], in.p, in.len, i + 1);
 		}
 		_exit(0);
 	}
@@ -1208,10 +1148,9 @@ static void memfd_rtt(size_t size, unsigned n, struct rtt *r)
 
 		stamp(payload, size, i);
 		t0 = now_s();
-		memfd_send(ping, sv[0], payload, size, i);
+		memfd_send(ping, sv[0], payload, size, i + 1);
 		memfd_recv(pong, sv[0], &in);
 		check_one("memfd", in.p, in.len, size, i);
-		memfd_release(&in);
 		lat[i] = now_s() - t0;
 	}
 	pair_other = 0;
