@@ -1128,9 +1128,13 @@ static int send_large(mqbus *b, const struct proto_header *h,
 static bool shm_fits(mqbus *b, const char *topic, const char *key,
 		     size_t len)
 {
+	int wait = b->timeout_ms >= 0 && b->timeout_ms < SHMIO_ANSWER_MS
+			   ? b->timeout_ms
+			   : SHMIO_ANSWER_MS;
+
 	return b->shm_wanted && len >= b->shm_min && len <= b->bus_max &&
 	       msg_size(topic, key, 0) <= (size_t)b->msgsize &&
-	       shmio_ready(&b->shm, b->timeout_ms);
+	       shmio_ready(&b->shm, wait);
 }
 
 /*

@@ -14,9 +14,6 @@
 #include "proto/proto.h"
 #include "proto/shm.h"
 
-/* how long a file that came waits for the attach answer before it */
-#define SHMIO_ANSWER_MS 1000
-
 void shmio_init(struct shmio *s)
 {
 	memset(s, 0, sizeof(*s));
@@ -87,8 +84,13 @@ bool shmio_ready(struct shmio *s, int wait_ms)
 
 	if (s->state != SHMIO_ATTACHING)
 		return s->state == SHMIO_ON;
-	if (poll(&p, 1, wait_ms) <= 0)
-		return false; /* not yet: pieces this time */
+	/* a daemon that does not answer in that time (out of descriptors,
+	 * say) gets pieces for the rest of the session, without a wait on
+	 * every large message */
+	if (poll(&p, 1, wait_ms) <= 0) {
+		shmio_reset(s);
+		return false;
+	}
 	n = recv(s->sock, &a, sizeof(a), MSG_DONTWAIT);
 	if (n != (ssize_t)sizeof(a) || a.magic != SHM_ATTACH_MAGIC ||
 	    a.status != 0) {

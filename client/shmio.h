@@ -53,8 +53,12 @@ void shmio_reset(struct shmio *s);
 void shmio_begin(struct shmio *s, const struct proto_msg *welcome,
 		 uint32_t client_id, pid_t daemon_pid);
 
+/* the longest wait for the daemon's answer to an attach */
+#define SHMIO_ANSWER_MS 1000
+
 /* Whether payloads may go in memory files now; while attaching, waits
- * up to wait_ms for the daemon's answer. */
+ * up to wait_ms for the daemon's answer (none by then: off for the rest
+ * of the session). */
 bool shmio_ready(struct shmio *s, int wait_ms);
 
 /*

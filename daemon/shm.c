@@ -108,6 +108,8 @@ static int attach(struct server *s, int fd)
 static void waiting_ready(evutil_socket_t fd, short what, void *arg)
 {
 	struct shm_waiting *w = arg;
+	struct timeval tv = { SHM_ATTACH_MS / 1000,
+			      (SHM_ATTACH_MS % 1000) * 1000 };
 
 	if (what & EV_TIMEOUT) {
 		w->server->shm.attach_refused++;
@@ -116,6 +118,9 @@ static void waiting_ready(evutil_socket_t fd, short what, void *arg)
 	}
 	if (attach(w->server, w->fd) == 1) {
 		w->fd = -1; /* attached or closed */
+		waiting_free(w);
+	} else if (event_add(w->ev, &tv) < 0) {
+		/* woken with nothing to read: wait again */
 		waiting_free(w);
 	}
 }
