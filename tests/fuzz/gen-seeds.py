@@ -313,6 +313,10 @@ CONFIG = {
 
 def main():
     here = os.path.dirname(os.path.abspath(__file__))
+    if len(sys.argv) > 2 or (len(sys.argv) == 2 and
+                             sys.argv[1].startswith('-')):
+        sys.exit('usage: gen-seeds.py [OUTDIR]  (default: %s)' %
+                 os.path.join(here, 'corpus'))
     outdir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(here,
                                                                  'corpus')
     for name, data in PROTO.items():
