@@ -510,7 +510,10 @@ static int overflow(struct peer *p, const struct delivery *d)
 		 * publisher can be held up for (a timer, a client sending to
 		 * itself) is dropped, or the backlog would have no bound. */
 		slow_consumer(p, m, OVERFLOW_BLOCK, 1);
-		if (!block_publisher(p, d->from))
+		/* the last of what a publisher that exited sent waits
+		 * too: its tx bounds it, and held up it would be lost */
+		if (!(d->from && d->from->exited) &&
+		    !block_publisher(p, d->from))
 			return -ENOBUFS;
 		return enqueue(p, m, d->prio, p->dropped, d->mark) ? 0 : -ENOMEM;
 	case OVERFLOW_DISCONNECT:

@@ -305,7 +305,9 @@ static void peer_pid_exited(evutil_socket_t fd, short what, void *arg)
 {
 	struct peer *p = arg;
 
-	/* even if a slow subscriber held it up: nothing more will come */
+	/* even if a slow subscriber held it up: nothing more will come,
+	 * and none may hold it up again before tx is empty (deliver.c) */
+	p->exited = true;
 	p->blocked_by = 0;
 	p->src.held = false;
 	while (peer_read(&p->src, UINT32_MAX) > 0)

@@ -158,6 +158,8 @@ struct peer {
 	unsigned release_at; /* let them go when the backlog is this low */
 	uint64_t blocking_since; /* CLOCK_MONOTONIC us it began holding */
 	unsigned blocked_by;
+	bool exited; /* its process is gone: what its tx still holds is
+			read to the end, never held up (peer.c) */
 
 	uint32_t dropped; /* dropped since the last message taken */
 	/* the last message dropped on its way here, whose topic a drop

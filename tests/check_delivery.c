@@ -1636,6 +1636,70 @@ START_TEST(test_slow_block_idle)
 END_TEST
 
 /*
+ * block: a publisher held up by one slow subscriber dies with its tx full
+ * of messages for a second one.  After its exit mqbusd reads tx to the
+ * end, and what is there waits for that subscriber beyond the backlog
+ * (nothing more can come): every message arrives.  The drain used to let
+ * the second subscriber hold the dead publisher up again and lost the
+ * rest of tx (a rare stall of check_bus's batch_publish).
+ */
+START_TEST(test_slow_block_exit)
+{
+	enum { BACKLOG = 4, HELD = 2 + BACKLOG + 1 };
+	long maxmsg = 0, msgsize = 0;
+	struct slow s;
+	mqbus *sub2;
+	pid_t child;
+	int go[2];
+	uint32_t i;
+
+	setenv("MQBUS_TEST_WAKE", block_wakes[_i], 1);
+	slow_start(&s, "[topic \"be/#\"]\nbacklog = 4\noverflow = block\n",
+		   "be/a");
+	setenv("MQBUS_BATCH", "0", 1);
+	sub2 = testbus_connect(&s.tb, 2, 0);
+	unsetenv("MQBUS_BATCH");
+	testbus_subscribe(sub2, "be/b");
+	ck_assert_int_eq(mqbus_get_queue_size(s.pub, &maxmsg, &msgsize), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	child = testbus_fork();
+	ck_assert_int_ge(child, 0);
+	if (child == 0) {
+		mqbus *b = NULL;
+		char c;
+		int r = testbus_try_connect(s.tb.bus, 0, 0, &b, NULL, 0);
+
+		close(go[1]);
+		for (i = 0; r == 0 && i < HELD; i++)
+			r = mqbus_publish(b, "be/a", &i, sizeof(i),
+					  MQBUS_PRIORITY_DEFAULT);
+		/* held up now: what follows stays in tx */
+		if (r == 0 && read(go[0], &c, 1) != 1)
+			r = -EIO;
+		for (i = 0; r == 0 && i < (uint32_t)maxmsg; i++)
+			r = mqbus_publish(b, "be/b", &i, sizeof(i),
+					  MQBUS_PRIORITY_DEFAULT);
+		_exit(r == 0 ? 0 : 1); /* no goodbye: the pidfd tells */
+	}
+	close(go[0]);
+	testbus_wait_stat(s.mon, "publishers_blocked", 1, 5000);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	close(go[1]);
+	ck_assert_int_eq(testbus_wait(child, 10000), 0);
+
+	for (i = 0; i < (uint32_t)maxmsg; i++)
+		expect_msg(sub2, "be/b", i, 0);
+	testbus_expect_nothing(sub2, QUIET_MS);
+	for (i = 0; i < HELD; i++)
+		expect_msg(s.sub, "be/a", i, 0);
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), 0);
+	mqbus_free(sub2);
+	slow_finish(&s);
+}
+END_TEST
+
+/*
  * block with nobody to hold up: a timer's firings, and a client's own
  * messages to a topic it is a slow subscriber of, are dropped beyond the
  * backlog (and counted) instead of piling up in the daemon.
@@ -2549,6 +2613,8 @@ int main(void)
 	add_case(s, "slow_block", test_slow_block);
 	testbus_add_case(s, "slow_block_idle", test_slow_block_idle,
 		      sizeof(block_wakes) / sizeof(block_wakes[0]));
+	testbus_add_case(s, "slow_block_exit", test_slow_block_exit,
+			 sizeof(block_wakes) / sizeof(block_wakes[0]));
 	add_case(s, "slow_block_unheld", test_slow_block_unheld);
 	add_case(s, "slow_disconnect", test_slow_disconnect);
 	add_case(s, "slow_others_unaffected", test_slow_others_unaffected);
