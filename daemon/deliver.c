@@ -402,26 +402,30 @@ static struct pending *pending_same_key(struct peer *p,
 }
 
 /*
- * The topic's backlog (messages and their bytes), the bus's budget and
- * the subscriber's uid's share of it, both in real memory: one user's
- * subscribers that never read cannot take the memory every other user's
- * briefly slow subscriber needs.
+ * The bus's budget and the subscriber's uid's share of it, both in real
+ * memory: one user's subscribers that never read cannot take the memory
+ * every other user's briefly slow subscriber needs.
  */
-static bool backlog_full(const struct peer *p, const struct msgbuf *m,
-			 const struct delivery_policy *pol)
+static bool budget_full(const struct peer *p, const struct msgbuf *m)
 {
 	const struct server *s = p->server;
 	size_t cost = pending_cost(m);
 
+	return s->pending_mem + cost > s->cfg.pending_budget ||
+	       account_held(&s->accounts, p->uid, ACCOUNT_PENDING_MEM) + cost >
+		       s->cfg.pending_budget_per_uid;
+}
+
+/* The topic's backlog (messages and their bytes), and the budgets. */
+static bool backlog_full(const struct peer *p, const struct msgbuf *m,
+			 const struct delivery_policy *pol)
+{
 	/* one large message always fits an empty backlog by its bytes:
 	 * it must wait in the daemon while it goes out in pieces */
 	bool bytes = p->pending_bytes + m->len > pol->backlog_bytes &&
 		     !(p->n_pending == 0 && m->len > (size_t)p->rx_msgsize);
 
-	return p->n_pending >= pol->backlog || bytes ||
-	       s->pending_mem + cost > s->cfg.pending_budget ||
-	       account_held(&s->accounts, p->uid, ACCOUNT_PENDING_MEM) + cost >
-		       s->cfg.pending_budget_per_uid;
+	return p->n_pending >= pol->backlog || bytes || budget_full(p, m);
 }
 
 /*
@@ -511,9 +515,10 @@ static int overflow(struct peer *p, const struct delivery *d)
 		 * itself) is dropped, or the backlog would have no bound. */
 		slow_consumer(p, m, OVERFLOW_BLOCK, 1);
 		/* the last of what a publisher that exited sent waits
-		 * too: its tx bounds it, and held up it would be lost */
-		if (!(d->from && d->from->exited) &&
-		    !block_publisher(p, d->from))
+		 * too, within the memory budgets: held up it would be
+		 * lost, and nothing more can come */
+		if (d->from && d->from->exited ? budget_full(p, m)
+					       : !block_publisher(p, d->from))
 			return -ENOBUFS;
 		return enqueue(p, m, d->prio, p->dropped, d->mark) ? 0 : -ENOMEM;
 	case OVERFLOW_DISCONNECT:

@@ -1636,6 +1636,50 @@ START_TEST(test_slow_block_idle)
 END_TEST
 
 /*
+ * A publisher in a child that sends held messages on held_topic (enough
+ * to be held up), waits for a byte on go, fills its tx with n messages
+ * on topic (nobody reads a held-up publisher's tx) and dies without a
+ * goodbye: its pidfd tells mqbusd.  Returns the child's pid.
+ */
+static pid_t publish_and_die(const struct testbus *tb, const char *held_topic,
+			     uint32_t held, int go[2], const char *topic,
+			     uint32_t n)
+{
+	pid_t child = testbus_fork();
+	mqbus *b = NULL;
+	uint32_t i;
+	char c;
+	int r;
+
+	ck_assert_int_ge(child, 0);
+	if (child > 0) {
+		close(go[0]);
+		return child;
+	}
+	close(go[1]);
+	r = testbus_try_connect(tb->bus, 0, 0, &b, NULL, 0);
+	for (i = 0; r == 0 && i < held; i++)
+		r = mqbus_publish(b, held_topic, &i, sizeof(i),
+				  MQBUS_PRIORITY_DEFAULT);
+	if (r == 0 && read(go[0], &c, 1) != 1)
+		r = -EIO;
+	for (i = 0; r == 0 && i < n; i++)
+		r = mqbus_publish(b, topic, &i, sizeof(i),
+				  MQBUS_PRIORITY_DEFAULT);
+	_exit(r == 0 ? 0 : 1);
+}
+
+/* Once the publisher is held up, lets publish_and_die() go on, and waits
+ * for it to die. */
+static void let_die(mqbus *mon, pid_t child, int go[2])
+{
+	testbus_wait_stat(mon, "publishers_blocked", 1, 5000);
+	ck_assert_int_eq(write(go[1], "g", 1), 1);
+	close(go[1]);
+	ck_assert_int_eq(testbus_wait(child, 10000), 0);
+}
+
+/*
  * block: a publisher held up by one slow subscriber dies with its tx full
  * of messages for a second one.  After its exit mqbusd reads tx to the
  * end, and what is there waits for that subscriber beyond the backlog
@@ -1662,30 +1706,9 @@ START_TEST(test_slow_block_exit)
 	testbus_subscribe(sub2, "be/b");
 	ck_assert_int_eq(mqbus_get_queue_size(s.pub, &maxmsg, &msgsize), 0);
 	ck_assert_int_eq(pipe(go), 0);
-	child = testbus_fork();
-	ck_assert_int_ge(child, 0);
-	if (child == 0) {
-		mqbus *b = NULL;
-		char c;
-		int r = testbus_try_connect(s.tb.bus, 0, 0, &b, NULL, 0);
-
-		close(go[1]);
-		for (i = 0; r == 0 && i < HELD; i++)
-			r = mqbus_publish(b, "be/a", &i, sizeof(i),
-					  MQBUS_PRIORITY_DEFAULT);
-		/* held up now: what follows stays in tx */
-		if (r == 0 && read(go[0], &c, 1) != 1)
-			r = -EIO;
-		for (i = 0; r == 0 && i < (uint32_t)maxmsg; i++)
-			r = mqbus_publish(b, "be/b", &i, sizeof(i),
-					  MQBUS_PRIORITY_DEFAULT);
-		_exit(r == 0 ? 0 : 1); /* no goodbye: the pidfd tells */
-	}
-	close(go[0]);
-	testbus_wait_stat(s.mon, "publishers_blocked", 1, 5000);
-	ck_assert_int_eq(write(go[1], "g", 1), 1);
-	close(go[1]);
-	ck_assert_int_eq(testbus_wait(child, 10000), 0);
+	child = publish_and_die(&s.tb, "be/a", HELD, go, "be/b",
+				(uint32_t)maxmsg);
+	let_die(s.mon, child, go);
 
 	for (i = 0; i < (uint32_t)maxmsg; i++)
 		expect_msg(sub2, "be/b", i, 0);
@@ -1695,6 +1718,54 @@ START_TEST(test_slow_block_exit)
 	testbus_expect_nothing(s.sub, QUIET_MS);
 	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), 0);
 	mqbus_free(sub2);
+	slow_finish(&s);
+}
+END_TEST
+
+/*
+ * What waits beyond the backlog for a dead publisher stays within the
+ * memory budgets: here the subscriber's uid's share takes two more of
+ * what was in its tx, and the rest are dropped and told in a drop notice.
+ */
+START_TEST(test_slow_block_exit_budget)
+{
+	enum { BACKLOG = 4, HELD = 2 + BACKLOG + 1, MORE = 2 };
+	long maxmsg = 0, msgsize = 0;
+	long long cost, budget;
+	char config[256];
+	uint32_t i;
+	struct slow s;
+	pid_t child;
+	int go[2];
+
+	/* what a waiting message costs (its buffer, its list entry) */
+	slow_start(&s, "[topic \"bb/#\"]\nbacklog = 4\n", "bb/#");
+	publish_range(s.pub, "bb/x", 0, 3, MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(s.mon, "published", 3, 5000);
+	cost = testbus_stat(s.mon, "pending_mem"); /* 2 in rx, 1 waits */
+	slow_finish(&s);
+	ck_assert_int_gt(cost, 0);
+
+	/* room for the backlog, the one over it and two more */
+	budget = cost * (BACKLOG + 1 + MORE) + cost / 2;
+	snprintf(config, sizeof(config),
+		 "[bus]\npending_budget_per_uid = %lld\n"
+		 "[topic \"bb/#\"]\nbacklog = 4\noverflow = block\n",
+		 budget);
+	slow_start(&s, config, "bb/#");
+	ck_assert_int_eq(mqbus_get_queue_size(s.pub, &maxmsg, &msgsize), 0);
+	ck_assert_int_eq(pipe(go), 0);
+	child = publish_and_die(&s.tb, "bb/x", HELD, go, "bb/x",
+				(uint32_t)maxmsg);
+	let_die(s.mon, child, go);
+
+	for (i = 0; i < HELD; i++)
+		expect_msg(s.sub, "bb/x", i, 0);
+	for (i = 0; i < MORE; i++)
+		expect_msg(s.sub, "bb/x", i, 0);
+	expect_notice(s.sub, "bb/x", (uint32_t)maxmsg - MORE);
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), maxmsg - MORE);
 	slow_finish(&s);
 }
 END_TEST
@@ -2615,6 +2686,7 @@ int main(void)
 		      sizeof(block_wakes) / sizeof(block_wakes[0]));
 	testbus_add_case(s, "slow_block_exit", test_slow_block_exit,
 			 sizeof(block_wakes) / sizeof(block_wakes[0]));
+	add_case(s, "slow_block_exit_budget", test_slow_block_exit_budget);
 	add_case(s, "slow_block_unheld", test_slow_block_unheld);
 	add_case(s, "slow_disconnect", test_slow_disconnect);
 	add_case(s, "slow_others_unaffected", test_slow_others_unaffected);
