@@ -509,16 +509,18 @@ static int overflow(struct peer *p, const struct delivery *d)
 		return enqueue(p, m, d->prio, p->dropped, d->mark) ? 0 : -ENOMEM;
 	}
 	case OVERFLOW_BLOCK:
-		/* nothing is lost: m waits beyond the bound, one message per
-		 * publisher at most, and the publisher stops.  What no
-		 * publisher can be held up for (a timer, a client sending to
-		 * itself) is dropped, or the backlog would have no bound. */
+		/* the publisher stops and m waits beyond the bound: what
+		 * it had sent already (the rest of a frame; all its tx, if
+		 * it exited, as held up it would be lost) waits too.  Only
+		 * within the memory budgets, though, lest another user's
+		 * subscribers pay for it.  What no publisher can be held up
+		 * for (a timer, a client sending to itself) is dropped, or
+		 * the backlog would have no bound. */
 		slow_consumer(p, m, OVERFLOW_BLOCK, 1);
-		/* the last of what a publisher that exited sent waits
-		 * too, within the memory budgets: held up it would be
-		 * lost, and nothing more can come */
-		if (d->from && d->from->exited ? budget_full(p, m)
-					       : !block_publisher(p, d->from))
+		if (!(d->from && d->from->exited) &&
+		    !block_publisher(p, d->from))
+			return -ENOBUFS;
+		if (budget_full(p, m))
 			return -ENOBUFS;
 		return enqueue(p, m, d->prio, p->dropped, d->mark) ? 0 : -ENOMEM;
 	case OVERFLOW_DISCONNECT:
@@ -742,15 +744,19 @@ static void stage_overflow(struct peer *p, struct pending *e)
 	/* a publisher that went between routing and this end of the turn
 	 * (its BYE came in the same turn) cannot be held up any more; what
 	 * it sent before was taken when it could have been, so it waits,
-	 * beyond the bound as a held-up publisher's message would */
+	 * beyond the bound (within the budgets) as a held-up publisher's
+	 * message would */
 	if (p->closing)
 		r = -EPIPE;
-	else if (e->pol.overflow == OVERFLOW_BLOCK && e->from &&
-		 (!d.from || d.from->closing) && backlog_full(p, e->m, &e->pol))
+	else if (!(e->pol.overflow == OVERFLOW_BLOCK && e->from &&
+		   (!d.from || d.from->closing) &&
+		   backlog_full(p, e->m, &e->pol)))
+		r = overflow(p, &d);
+	else if (budget_full(p, e->m))
+		r = -ENOBUFS;
+	else
 		r = enqueue(p, e->m, e->prio, p->dropped, e->mark) ? 0
 								  : -ENOMEM;
-	else
-		r = overflow(p, &d);
 	if (r == 0)
 		p->dropped = 0;
 	else

@@ -1723,6 +1723,29 @@ START_TEST(test_slow_block_exit)
 END_TEST
 
 /*
+ * A block topic bb/# of backlog 4 under a per-uid budget of room for
+ * the backlog, the message over it and "more" messages (what one
+ * waiting message costs measured first: its buffer, its list entry).
+ */
+static void slow_start_budget(struct slow *s, int more)
+{
+	char config[256];
+	long long cost;
+
+	slow_start(s, "[topic \"bb/#\"]\nbacklog = 4\n", "bb/#");
+	publish_range(s->pub, "bb/x", 0, 3, MQBUS_PRIORITY_DEFAULT);
+	testbus_wait_stat(s->mon, "published", 3, 5000);
+	cost = testbus_stat(s->mon, "pending_mem"); /* 2 in rx, 1 waits */
+	slow_finish(s);
+	ck_assert_int_gt(cost, 0);
+	snprintf(config, sizeof(config),
+		 "[bus]\npending_budget_per_uid = %lld\n"
+		 "[topic \"bb/#\"]\nbacklog = 4\noverflow = block\n",
+		 cost * (4 + 1 + more) + cost / 2);
+	slow_start(s, config, "bb/#");
+}
+
+/*
  * What waits beyond the backlog for a dead publisher stays within the
  * memory budgets: here the subscriber's uid's share takes two more of
  * what was in its tx, and the rest are dropped and told in a drop notice.
@@ -1731,41 +1754,56 @@ START_TEST(test_slow_block_exit_budget)
 {
 	enum { BACKLOG = 4, HELD = 2 + BACKLOG + 1, MORE = 2 };
 	long maxmsg = 0, msgsize = 0;
-	long long cost, budget;
-	char config[256];
-	uint32_t i;
 	struct slow s;
 	pid_t child;
 	int go[2];
+	uint32_t i;
 
-	/* what a waiting message costs (its buffer, its list entry) */
-	slow_start(&s, "[topic \"bb/#\"]\nbacklog = 4\n", "bb/#");
-	publish_range(s.pub, "bb/x", 0, 3, MQBUS_PRIORITY_DEFAULT);
-	testbus_wait_stat(s.mon, "published", 3, 5000);
-	cost = testbus_stat(s.mon, "pending_mem"); /* 2 in rx, 1 waits */
-	slow_finish(&s);
-	ck_assert_int_gt(cost, 0);
-
-	/* room for the backlog, the one over it and two more */
-	budget = cost * (BACKLOG + 1 + MORE) + cost / 2;
-	snprintf(config, sizeof(config),
-		 "[bus]\npending_budget_per_uid = %lld\n"
-		 "[topic \"bb/#\"]\nbacklog = 4\noverflow = block\n",
-		 budget);
-	slow_start(&s, config, "bb/#");
+	slow_start_budget(&s, MORE);
 	ck_assert_int_eq(mqbus_get_queue_size(s.pub, &maxmsg, &msgsize), 0);
 	ck_assert_int_eq(pipe(go), 0);
-	child = publish_and_die(&s.tb, "bb/x", HELD, go, "bb/x",
+	child = publish_and_die(&s.tb, "bb/x", HELD, go, "bb/y",
 				(uint32_t)maxmsg);
 	let_die(s.mon, child, go);
 
 	for (i = 0; i < HELD; i++)
 		expect_msg(s.sub, "bb/x", i, 0);
 	for (i = 0; i < MORE; i++)
-		expect_msg(s.sub, "bb/x", i, 0);
-	expect_notice(s.sub, "bb/x", (uint32_t)maxmsg - MORE);
+		expect_msg(s.sub, "bb/y", i, 0);
+	expect_notice(s.sub, "bb/y", (uint32_t)maxmsg - MORE);
 	testbus_expect_nothing(s.sub, QUIET_MS);
 	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), maxmsg - MORE);
+	slow_finish(&s);
+}
+END_TEST
+
+/*
+ * The same bound on a live publisher's frame: the parts after the one
+ * that held it up were read with it and wait beyond the backlog, but
+ * only within the budget (each part has a buffer of its own, so one
+ * frame of small messages could make mqbusd hold a hundred times its
+ * size, charged to the subscriber's uid).
+ */
+START_TEST(test_slow_block_frame_budget)
+{
+	/* N small messages fit one frame of the default queue size */
+	enum { BACKLOG = 4, N = 20, MORE = 2, KEPT = 2 + BACKLOG + 1 + MORE };
+	struct slow s;
+	uint32_t i;
+
+	slow_start_budget(&s, MORE);
+	mqbus_set_publish_batch(s.pub, MQBUS_PUBLISH_BATCH_FILL);
+	publish_range(s.pub, "bb/x", 0, N, MQBUS_PRIORITY_DEFAULT);
+	ck_assert_int_eq(mqbus_flush(s.pub), 0);
+	testbus_wait_stat(s.mon, "published", N, 5000);
+	ck_assert_int_eq(testbus_stat(s.mon, "frames_received"), 1);
+	ck_assert_int_eq(testbus_stat(s.mon, "publishers_blocked"), 1);
+
+	for (i = 0; i < KEPT; i++)
+		expect_msg(s.sub, "bb/x", i, 0);
+	expect_notice(s.sub, "bb/x", N - KEPT);
+	testbus_expect_nothing(s.sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(s.mon, "dropped"), N - KEPT);
 	slow_finish(&s);
 }
 END_TEST
@@ -2687,6 +2725,7 @@ int main(void)
 	testbus_add_case(s, "slow_block_exit", test_slow_block_exit,
 			 sizeof(block_wakes) / sizeof(block_wakes[0]));
 	add_case(s, "slow_block_exit_budget", test_slow_block_exit_budget);
+	add_case(s, "slow_block_frame_budget", test_slow_block_frame_budget);
 	add_case(s, "slow_block_unheld", test_slow_block_unheld);
 	add_case(s, "slow_disconnect", test_slow_disconnect);
 	add_case(s, "slow_others_unaffected", test_slow_others_unaffected);
