@@ -509,6 +509,7 @@ static struct msgbuf *area_in(struct peer *p, struct msgbuf *m,
 		refuse(p, pm, EPROTO, "no such slot of a memory area");
 		return NULL;
 	}
+	large_heap_setup(p->server); /* no fresh pages every time */
 	whole = msgbuf_get(&p->server->pool, m->len + len);
 	if (!whole) {
 		refuse(p, pm, ENOMEM, "out of memory");
