@@ -9,6 +9,8 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "proto/shm.h"
@@ -81,10 +83,14 @@ fail:
 
 int shm_area_check(int fd, size_t size)
 {
+	struct statfs fs;
 	struct stat st;
 	int seals;
 
-	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+	/* an ordinary memory file: one of huge pages could leave its
+	 * writer without a page for a hole (SIGBUS) */
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    fstatfs(fd, &fs) < 0 || fs.f_type != TMPFS_MAGIC)
 		return -EBADF;
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals < 0 || (seals & AREA_SEALS) != AREA_SEALS)

@@ -80,7 +80,8 @@ struct shm_record {
 int shm_area_create(size_t size, void **ret_map);
 
 /* Whether fd is an area of exactly size bytes, all allocated, that can
- * neither shrink nor grow: 0 or -errno (-EBADF not a regular file,
+ * neither shrink nor grow: 0 or -errno (-EBADF not a regular file of
+ * ordinary pages (tmpfs: no huge pages),
  * -EPERM not sealed so, -EMSGSIZE its size, -ENOSPC holes). */
 int shm_area_check(int fd, size_t size);
 

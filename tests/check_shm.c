@@ -610,7 +610,7 @@ START_TEST(test_area_refused)
 	struct testbus tb = { 0 };
 	struct raw a;
 	mqbus *mon;
-	int fd, pipefd[2];
+	int fd, pipefd[2], huge = 0;
 
 	testbus_start(&tb, NULL);
 	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
@@ -631,6 +631,16 @@ START_TEST(test_area_refused)
 	close(pipefd[0]);
 	close(pipefd[1]);
 	ck_assert_int_eq(refused_with(&tb, 916, 2, -1), EBADF);
+	/* a file of huge pages, where the system has them */
+	fd = memfd_create("check_shm", MFD_CLOEXEC | MFD_ALLOW_SEALING |
+					       MFD_HUGETLB);
+	if (fd >= 0 && ftruncate(fd, 2 * 1024 * 1024) == 0 &&
+	    fcntl(fd, F_ADD_SEALS, seals) == 0) {
+		ck_assert_int_eq(refused_with(&tb, 918, 2, fd), EBADF);
+		huge = 1;
+	}
+	if (fd >= 0)
+		close(fd);
 	/* a good one, then a second of the same kind */
 	raw_attached(&a, &tb, 917, NULL);
 	fd = area_file(2 * SLOT, true, seals);
@@ -643,7 +653,7 @@ START_TEST(test_area_refused)
 				       fd),
 			 EINVAL);
 	close(fd);
-	ck_assert_int_eq(testbus_stat(mon, "shm_area_refused"), 8);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_refused"), 8 + huge);
 	ck_assert_int_eq(testbus_stat(mon, "shm_areas"), 1);
 	ck_assert_int_eq(testbus_stat(mon, "shm_area_bytes"), 2 * SLOT);
 	raw_free(&a);
