@@ -703,6 +703,41 @@ static void raw_nothing(struct raw *r)
 			 0);
 }
 
+/* A drop notice of n losses in r's rx. */
+static void expect_drops(struct raw *r, uint32_t n_lost)
+{
+	unsigned char buf[2048];
+	struct proto_msg m;
+	struct timespec ts;
+	ssize_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += RECV_MS / 1000;
+	n = mq_timedreceive(r->f.rxq, (char *)buf, sizeof(buf), NULL, &ts);
+	ck_assert_msg(n > 0, "no drop notice: %s", strerror(errno));
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
+	ck_assert_int_eq(m.h.type, PROTO_DELIVER);
+	ck_assert(m.h.flags & PROTO_F_DROPS);
+	ck_assert_uint_eq(m.h.status, n_lost);
+}
+
+/* The first piece of a message of total bytes in r's rx. */
+static void expect_piece(struct raw *r, size_t total)
+{
+	unsigned char buf[2048];
+	struct proto_msg m;
+	struct timespec ts;
+	ssize_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += RECV_MS / 1000;
+	n = mq_timedreceive(r->f.rxq, (char *)buf, sizeof(buf), NULL, &ts);
+	ck_assert_msg(n > 0, "no piece: %s", strerror(errno));
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
+	ck_assert_int_eq(m.h.type, PROTO_FRAGMENT);
+	ck_assert_uint_eq(m.h.timestamp, total);
+}
+
 /* The payload of seed in slot of the area at map, len bytes. */
 static void expect_slot(const unsigned char *map, unsigned slot, size_t len,
 			unsigned seed)
@@ -796,9 +831,28 @@ START_TEST(test_area_never_released)
 	s3 = area_head(&r, 42, "w/3", LEN, NULL);
 	ck_assert_uint_eq(s3, s0);
 	expect_slot(map, s3, LEN, 13);
+	/* w/4, lost behind them, with nothing after it to say so */
+	ck_assert_uint_eq(dropped, 0);
+	expect_drops(&r, 1);
 	ck_assert_int_eq(testbus_stat(mon, "shm_area_sent"), 4);
 	ck_assert_int_eq(testbus_stat(mon, "shm_area_released"), 2);
 	ck_assert_int_eq(testbus_stat(mon, "shm_area_bad"), 0);
+	/* both slots in use again: the next waits; the connection closed,
+	 * the area goes and what waited goes in pieces */
+	{
+		unsigned char *p = payload(LEN, 30);
+
+		ck_assert_int_eq(mqbus_publish(pub, "w/late", p, LEN,
+					       MQBUS_PRIORITY_DEFAULT),
+				 0);
+		free(p);
+	}
+	mqbus_msg_free(testbus_recv(other, RECV_MS));
+	raw_nothing(&r);
+	close(r.sock);
+	r.sock = -1;
+	expect_piece(&r, proto_size(6, LEN));
+	testbus_wait_stat(mon, "shm_areas", 1, RECV_MS); /* pub's tx area */
 	munmap(map, 2 * SLOT);
 	raw_free(&r);
 	mqbus_free(mon);
@@ -819,13 +873,14 @@ START_TEST(test_area_bad_release)
 	struct testbus tb = { 0 };
 	struct shm_record st;
 	struct raw r;
-	mqbus *mon;
+	mqbus *pub, *mon;
 	int fd;
 	void *map;
 
 	testbus_start(&tb, NULL);
+	pub = testbus_connect(&tb, 0, 0);
 	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
-	raw_attached(&r, &tb, 931, NULL);
+	raw_attached(&r, &tb, 931, "b/#");
 	fd = shm_area_create(2 * SLOT, &map);
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(register_area(&r, SHM_REC_AREA_RX, 3, 2, SLOT, fd),
@@ -846,8 +901,19 @@ START_TEST(test_area_bad_release)
 	testbus_wait_stat(mon, "shm_areas", 0, RECV_MS);
 	ck_assert_int_eq(testbus_stat(mon, "shm_area_bad"),
 			 SHM_BAD_RECORDS_MAX + 1);
+	/* and it gets pieces from then on */
+	{
+		unsigned char *p = payload(BIG, 1);
+
+		ck_assert_int_eq(mqbus_publish(pub, "b/x", p, BIG,
+					       MQBUS_PRIORITY_DEFAULT),
+				 0);
+		free(p);
+	}
+	expect_piece(&r, proto_size(3, BIG));
 	munmap(map, 2 * SLOT);
 	raw_free(&r);
+	mqbus_free(pub);
 	mqbus_free(mon);
 	testbus_finish(&tb);
 }
