@@ -1219,6 +1219,16 @@ static int send_shm(mqbus *b, const struct proto_header *h,
 		shmio_area_tx_lost(&b->shm);
 	if (r < 0)
 		return r;
+	/* the daemon knows no tx area of ours (it dropped our connection,
+	 * say): nothing was published; again, without it */
+	if ((copy.flags & PROTO_F_AREA) && reply.h.type == PROTO_ERROR &&
+	    reply.h.status == EPROTO) {
+		shmio_area_tx_lost(&b->shm);
+		shmio_check(&b->shm);
+		if (shm_fits(b, topic, key, len))
+			return send_shm(b, h, topic, key, payload, len, prio);
+		return send_large(b, h, topic, key, payload, len, prio);
+	}
 	return copy.type == PROTO_PUBLISH ? answer_status(b, &reply) : 0;
 }
 

@@ -261,6 +261,15 @@ int64_t shmio_send_area(struct shmio *s, const void *payload, size_t len,
 	return SHM_AREA_TAG(a->id, 0);
 }
 
+void shmio_check(struct shmio *s)
+{
+	struct pollfd p = { .fd = s->sock, .events = POLLRDHUP };
+
+	if (s->sock >= 0 && poll(&p, 1, 0) > 0 &&
+	    (p.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+		shmio_reset(s);
+}
+
 void shmio_area_tx_lost(struct shmio *s)
 {
 	area_free(&s->tx);

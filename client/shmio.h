@@ -122,6 +122,10 @@ void shmio_large_seen(struct shmio *s);
 int64_t shmio_send_area(struct shmio *s, const void *payload, size_t len,
 			int wait_ms);
 
+/* Whether the daemon closed our connection (it dropped it): if so it is
+ * closed here too, and payloads go in pieces. */
+void shmio_check(struct shmio *s);
+
 /* A message sent in the tx slot got no answer: the daemon may read the
  * slot yet, so it is never written again on this connection. */
 void shmio_area_tx_lost(struct shmio *s);

@@ -1049,6 +1049,68 @@ START_TEST(test_area_restart)
 }
 END_TEST
 
+/* The descriptor of the one connection this process has to the
+ * daemon's memory-file address, -1 if none. */
+static int daemon_conn(void)
+{
+	int found = -1;
+
+	for (int fd = 3; fd < 1024; fd++) {
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa);
+
+		if (getpeername(fd, (struct sockaddr *)&sa, &len) == 0 &&
+		    sa.sun_family == AF_UNIX && sa.sun_path[0] == '\0' &&
+		    strncmp(sa.sun_path + 1, "mqbus-shm-", 10) == 0) {
+			ck_assert_int_eq(found, -1);
+			found = fd;
+		}
+	}
+	return found;
+}
+
+/*
+ * A publisher whose connection is gone from under its tx area: its next
+ * PUBLISH, refused for it by the daemon, goes again in pieces, and
+ * arrives; the program sees no error.
+ */
+START_TEST(test_area_tx_lost)
+{
+	struct testbus tb = { 0 };
+	unsigned char *p = payload(BIG, 1);
+	mqbus *pub, *sub, *mon;
+	int fd;
+
+	testbus_start(&tb, NULL);
+	setenv("MQBUS_SHM_AREA", "1", 1);
+	pub = testbus_connect(&tb, 0, 0);
+	fd = daemon_conn();
+	ck_assert_int_ge(fd, 0);
+	sub = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
+	testbus_subscribe(sub, "t/#");
+	ck_assert_int_eq(mqbus_publish(pub, "t/x", p, BIG,
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+	expect_whole(sub, "t/x", BIG);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_received"), 1);
+	/* the daemon sees the end of it: the tx area goes */
+	ck_assert_int_eq(shutdown(fd, SHUT_RDWR), 0);
+	testbus_wait_stat(mon, "shm_areas", 1, RECV_MS); /* sub's rx */
+	ck_assert_int_eq(mqbus_publish(pub, "t/y", p, BIG,
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+	expect_whole(sub, "t/y", BIG);
+	ck_assert_int_eq(testbus_stat(mon, "shm_refused"), 1);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_received"), 1);
+	free(p);
+	mqbus_free(mon);
+	mqbus_free(sub);
+	mqbus_free(pub);
+	testbus_finish(&tb);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("shm");
@@ -1069,5 +1131,6 @@ int main(void)
 	testbus_add_case(s, "area_bad_release", test_area_bad_release, 1);
 	testbus_add_case(s, "area_integrity", test_area_integrity, 1);
 	testbus_add_case(s, "area_restart", test_area_restart, 1);
+	testbus_add_case(s, "area_tx_lost", test_area_tx_lost, 1);
 	return testbus_run(s, "check_shm");
 }
