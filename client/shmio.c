@@ -240,6 +240,8 @@ int64_t shmio_send_area(struct shmio *s, const void *payload, size_t len,
 	struct shmio_area *a = &s->tx;
 	int r;
 
+	if (wait_ms < 0 || wait_ms > SHMIO_ANSWER_MS)
+		wait_ms = SHMIO_ANSWER_MS;
 	if (!a->tried) {
 		r = area_register(s, a, SHM_REC_AREA_TX, 1);
 		/* its slot is used only once the daemon said yes */

@@ -114,7 +114,8 @@ void shmio_large_seen(struct shmio *s);
 
 /*
  * Writes the len bytes at payload into the slot of our tx area (made,
- * registered and its answer awaited up to wait_ms the first time) for a
+ * registered and its answer awaited up to wait_ms, at most
+ * SHMIO_ANSWER_MS, the first time) for a
  * message that waits for the daemon's answer before the next one.
  * Returns the tag for shm_tag (the head flagged PROTO_F_AREA too), or
  * -errno (-ENOTSUP: no area; a memory file may still go).

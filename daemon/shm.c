@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shm.c - large payloads in sealed memory files: the listening socket,
- * attaching clients, taking files in and passing them on.
+ * attaching clients, taking files in and passing them on; and the
+ * clients' reused memory areas: registering them, copying payloads into
+ * free slots of a receiver's rx area and out of a publisher's tx area,
+ * the slots given back.
  */
 #include <errno.h>
 #include <mqueue.h>

@@ -13,8 +13,13 @@
  * behind the message's head, and routed like any message.  To a receiver
  * that attached, a message that came in a file and is larger than its rx
  * messages goes on as that same file; to any other, in pieces (large.c).
- * PROTOCOL.md, "Memory files", is the spec; proto/shm.h has the helpers
- * both ends share.
+ * An attached client may also register reused memory areas (its own
+ * pages, mapped once): a receiver's large payloads are then copied into
+ * free slots of its rx area (a slot is busy until it gives it back), a
+ * publisher's out of the one slot of its tx area; a receiver without
+ * an area gets a file, written once per message if none came with it.
+ * PROTOCOL.md, "Memory files" and "Memory areas", is the spec;
+ * proto/shm.h has the helpers both ends share.
  */
 #ifndef MQBUS_DAEMON_SHM_H
 #define MQBUS_DAEMON_SHM_H

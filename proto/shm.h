@@ -13,7 +13,8 @@
  * socket, checks the seals and the size, and maps the file read-only.
  * The daemon passes on the very file it received to each receiver, so
  * the payload is never copied between processes, and a receiver holds
- * only files of messages routed to it.  PROTOCOL.md, "Memory files", is
+ * only files of messages routed to it.  Reused areas (below) spare a
+ * file per message.  PROTOCOL.md, "Memory files" and "Memory areas", is
  * the spec.
  */
 #ifndef MQBUS_SHM_H
