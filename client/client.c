@@ -169,6 +169,9 @@ enum {
 	ENV_MAX_MESSAGE,
 	ENV_SHM,
 	ENV_SHM_MIN,
+	ENV_SHM_AREA,
+	ENV_SHM_SLOTS,
+	ENV_SHM_SLOT_SIZE,
 	ENV_N
 };
 static const struct {
@@ -185,6 +188,11 @@ static const struct {
 	[ENV_SHM] = { "MQBUS_SHM", "0 or 1" },
 	[ENV_SHM_MIN] = { "MQBUS_SHM_MIN",
 			  "a number of bytes from 4096 up to 268435456" },
+	[ENV_SHM_AREA] = { "MQBUS_SHM_AREA", "0 or 1" },
+	[ENV_SHM_SLOTS] = { "MQBUS_SHM_SLOTS", "a number from 2 to 8" },
+	[ENV_SHM_SLOT_SIZE] = { "MQBUS_SHM_SLOT_SIZE",
+				"a number of bytes from 4096 up to "
+				"268435456" },
 };
 #define ENV_BIT(i) (1u << (i))
 #define ENV_QUEUE (ENV_BIT(ENV_MAXMSG) | ENV_BIT(ENV_MSGSIZE))
@@ -421,6 +429,24 @@ MQBUS_EXPORT int mqbus_new(mqbus **ret)
 			b->shm_min = (size_t)min;
 	}
 	shmio_init(&b->shm);
+	/* reused areas for large messages (shmio.h) */
+	b->shm.area_wanted = env_switch(b, ENV_SHM_AREA);
+	{
+		long slots = SHMIO_AREA_SLOTS, size = SHMIO_AREA_SLOT_SIZE;
+
+		if (!parse_env_long("MQBUS_SHM_SLOTS", &slots) || slots < 2 ||
+		    slots > SHM_AREA_SLOTS_MAX) {
+			bad_env_note(b, ENV_SHM_SLOTS);
+			slots = SHMIO_AREA_SLOTS;
+		}
+		if (!parse_env_long("MQBUS_SHM_SLOT_SIZE", &size) ||
+		    size < PROTO_SHM_MIN || (unsigned long)size > FRAG_TOTAL_MAX) {
+			bad_env_note(b, ENV_SHM_SLOT_SIZE);
+			size = SHMIO_AREA_SLOT_SIZE;
+		}
+		b->shm.area_slots = (uint32_t)slots;
+		b->shm.area_slot_size = (size_t)size;
+	}
 	if (pbatch && *pbatch) {
 		if (strcmp(pbatch, "1") == 0)
 			b->publish_batch = MQBUS_PUBLISH_BATCH_FULL;
@@ -1059,6 +1085,16 @@ static int send_piece(void *ctx, const void *buf, size_t len, unsigned prio)
 
 /* The daemon's answer to a large PUBLISH of token: whether it got
  * through the bus's limits and whether any subscriber could take it. */
+/* What the daemon answered: 0, or its error. */
+static int answer_status(mqbus *b, const struct proto_msg *reply)
+{
+	if (reply->h.type == PROTO_ERROR)
+		return set_error(b, -(int)reply->h.status, "%.*s",
+				 (int)reply->h.payload_len,
+				 (const char *)reply->payload);
+	return 0;
+}
+
 static int publish_answer(mqbus *b, uint32_t token)
 {
 	struct proto_msg reply;
@@ -1066,11 +1102,7 @@ static int publish_answer(mqbus *b, uint32_t token)
 
 	if (r < 0)
 		return r;
-	if (reply.h.type == PROTO_ERROR)
-		return set_error(b, -(int)reply.h.status, "%.*s",
-				 (int)reply.h.payload_len,
-				 (const char *)reply.payload);
-	return 0;
+	return answer_status(b, &reply);
 }
 
 /*
@@ -1150,9 +1182,19 @@ static int send_shm(mqbus *b, const struct proto_header *h,
 	int64_t tag;
 	int n, r;
 
+	struct proto_msg reply;
+
 	if (copy.type == PROTO_PUBLISH)
 		copy.token = new_token(b);
-	tag = shmio_send(&b->shm, payload, len, b->timeout_ms);
+	/* a PUBLISH, which waits for its answer, goes through the one
+	 * slot of our tx area; anything else in a new file */
+	tag = copy.type == PROTO_PUBLISH
+		      ? shmio_send_area(&b->shm, payload, len, b->timeout_ms)
+		      : -ENOTSUP;
+	if (tag >= 0)
+		copy.flags |= PROTO_F_AREA;
+	else if (b->shm.state == SHMIO_ON)
+		tag = shmio_send(&b->shm, payload, len, b->timeout_ms);
 	/* the connection broke: the pieces still go */
 	if (tag < 0 && b->shm.state == SHMIO_OFF)
 		return send_large(b, h, topic, key, payload, len, prio);
@@ -1169,10 +1211,25 @@ static int send_shm(mqbus *b, const struct proto_header *h,
 		return set_error(b, -EMSGSIZE, "cannot encode a message: %s",
 				 proto_strerror(n));
 	r = send_tx(b, b->buf, (size_t)n, prio);
+	if (r >= 0 && copy.type == PROTO_PUBLISH)
+		r = wait_reply(b, copy.token, b->timeout_ms, &reply);
+	/* unanswered, the slot may not have been read yet: it is never
+	 * written again (files from now on) */
+	if (r < 0 && (copy.flags & PROTO_F_AREA))
+		shmio_area_tx_lost(&b->shm);
 	if (r < 0)
 		return r;
-	return copy.type == PROTO_PUBLISH ? publish_answer(b, copy.token)
-					   : 0;
+	/* the daemon knows no tx area of ours (it dropped our connection,
+	 * say): nothing was published; again, without it */
+	if ((copy.flags & PROTO_F_AREA) && reply.h.type == PROTO_ERROR &&
+	    reply.h.status == EPROTO) {
+		shmio_area_tx_lost(&b->shm);
+		shmio_check(&b->shm);
+		if (shm_fits(b, topic, key, len))
+			return send_shm(b, h, topic, key, payload, len, prio);
+		return send_large(b, h, topic, key, payload, len, prio);
+	}
+	return copy.type == PROTO_PUBLISH ? answer_status(b, &reply) : 0;
 }
 
 /* -------------------------------------------------------------------- */
@@ -1396,7 +1453,7 @@ static struct mqbus_msg *msg_shm(mqbus *b, const struct proto_msg *pm,
 	if (!m)
 		return NULL;
 	p = msg_strings(m, pm);
-	m->h.flags &= (uint16_t)~PROTO_F_SHM;
+	m->h.flags &= (uint16_t)~(PROTO_F_SHM | PROTO_F_AREA);
 	m->h.shm_tag = 0;
 	if (shmio_read(&b->shm, pm, p) < 0) {
 		msg_put(m);
@@ -1501,7 +1558,7 @@ static int shm_payload(mqbus *b, struct proto_msg *pm)
 		return 1;
 	b->shm_buf[len] = '\0';
 	pm->payload = b->shm_buf;
-	pm->h.flags &= (uint16_t)~PROTO_F_SHM;
+	pm->h.flags &= (uint16_t)~(PROTO_F_SHM | PROTO_F_AREA);
 	pm->h.shm_tag = 0;
 	return 0;
 }
@@ -1580,6 +1637,9 @@ static int read_one(mqbus *b, int wait_ms, uint32_t token,
 		      (!frag_type_ok(pm.h.type) && pm.h.type != PROTO_STATS) ||
 		      pm.h.shm_tag))
 		return 1;
+	/* the next large ones may come in slots of an rx area */
+	if (whole && b->shm_wanted && pm.h.type == PROTO_DELIVER)
+		shmio_large_seen(&b->shm);
 	switch (pm.h.type) {
 	case PROTO_DELIVER:
 		r = take_deliver(b, &pm);
@@ -1780,6 +1840,7 @@ static void session_begin(mqbus *b, const struct proto_msg *welcome)
 						      : (size_t)welcome->h.seq;
 	reasm_reset(&b->reasm);
 	declare_limit(b);
+	b->shm.max_message = b->bus_max;
 	if (b->shm_wanted)
 		shmio_begin(&b->shm, welcome, b->client_id,
 			    (pid_t)b->welcome.daemon_pid);

@@ -52,11 +52,12 @@ static size_t large_limit(const struct server *s)
  * they stay in the heap while large messages flow, and large_tick()
  * gives the memory back once they stop.
  */
-static void large_heap_setup(struct server *s)
+void large_heap_setup(struct server *s)
 {
 	static bool done;
 
 	s->large.untrimmed = true;
+	s->large.busy = true;
 	if (done)
 		return;
 	done = true;
@@ -66,12 +67,13 @@ static void large_heap_setup(struct server *s)
 
 void large_tick(struct server *s)
 {
-	if (s->large.reassembled == s->large.ticked && s->large.untrimmed &&
-	    s->large.held == 0) {
+	if (s->large.reassembled == s->large.ticked && !s->large.busy &&
+	    s->large.untrimmed && s->large.held == 0) {
 		malloc_trim(0);
 		s->large.untrimmed = false;
 	}
 	s->large.ticked = s->large.reassembled;
+	s->large.busy = false;
 }
 
 static void part_charge(struct peer *p, struct large_part *part, bool on)

@@ -69,6 +69,7 @@ struct large_stats {
 	size_t held;	      /* bytes held by unfinished messages */
 	uint64_t ticked;      /* reassembled at the last large_tick() */
 	bool untrimmed;	      /* large buffers freed since the last trim */
+	bool busy;	      /* one taken since the last large_tick() */
 	/* while a whole large message is routed (route.c, deliver.c) */
 	bool routing;
 	bool routed;
@@ -143,6 +144,10 @@ bool large_in_flight(const struct peer *p, const struct msgbuf *m);
 
 /* deliver.c: m left p's pending list; if it was going out, it stops. */
 void large_unlinked(struct peer *p, const struct msgbuf *m);
+
+/* A large buffer is about to be taken from the heap (here, and for a
+ * payload copied out of a memory area, shm.c): the heap keeps them. */
+void large_heap_setup(struct server *s);
 
 /*
  * Once a second (server.c): after a quiet second, the memory large

@@ -160,7 +160,9 @@ void msgbuf_unref(struct msgbuf *m)
 	pool->live--;
 	pool->bytes -= msgbuf_size(m);
 	if (m->shm_fd >= 0) {
-		munmap(m->map_base, m->map_size);
+		/* a heap buffer may have a file written for it (shm.c) */
+		if (m->map_base)
+			munmap(m->map_base, m->map_size);
 		close(m->shm_fd);
 		free(m);
 		return;

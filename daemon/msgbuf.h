@@ -33,7 +33,8 @@ struct msgbuf {
 	unsigned waiting; /* pending lists that hold it (deliver.c) */
 	struct msgbuf *next_free;
 	/* a message whose payload is a memory file (shm.c): the file, to
-	 * pass on, and the mapping data lies in; else -1 */
+	 * pass on, and the mapping data lies in (none, NULL, for a heap
+	 * buffer the daemon wrote a file for); else -1 */
 	int shm_fd;
 	void *map_base;
 	size_t map_size;

@@ -182,6 +182,15 @@ struct peer {
 
 TAILQ_HEAD(peer_list, peer);
 
+/* deliver.c: whether m goes to p as its memory file or in a slot of its
+ * rx area (shm.c; inline: asked for every delivery, and the answer is
+ * nearly always that m is small and has no file). */
+static inline bool shm_for(const struct peer *p, const struct msgbuf *m)
+{
+	return (m->shm_fd >= 0 || m->len > (size_t)p->rx_msgsize) &&
+	       shm_for_file(p, m);
+}
+
 /* Called with each message read from a peer's tx queue; m is the peer's
  * until the call returns (keep a reference to hold it longer). */
 typedef void (*peer_message_fn)(struct peer *p, struct msgbuf *m);

@@ -1,13 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * shm.c - large payloads in sealed memory files: the listening socket,
- * attaching clients, taking files in and passing them on.
+ * attaching clients, taking files in and passing them on; and the
+ * clients' reused memory areas: registering them, copying payloads into
+ * free slots of a receiver's rx area and out of a publisher's tx area,
+ * the slots given back.
  */
 #include <errno.h>
 #include <mqueue.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -52,6 +56,10 @@ static void answer(int fd, int status)
 
 	(void)!send(fd, &a, sizeof(a), MSG_DONTWAIT | MSG_NOSIGNAL);
 }
+
+static void watch_in(struct peer *p);
+static void refuse(struct peer *p, const struct proto_msg *pm, int err,
+		   const char *why);
 
 /* Whose connection fd is, by what it says and by its credentials: the
  * peer, or NULL. */
@@ -101,6 +109,7 @@ static int attach(struct server *s, int fd)
 	p->shm.sock = fd;
 	s->shm.attached++;
 	answer(fd, 0);
+	watch_in(p);
 	log_debug("client %u: memory files attached", p->id);
 	return 1;
 }
@@ -252,6 +261,272 @@ bool shm_offer(struct peer *p, const char **ret_addr, uint64_t *ret_nonce)
 }
 
 /* -------------------------------------------------------------------- */
+/* memory areas                                                          */
+
+static size_t page_round(size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (n + page - 1) / page * page;
+}
+
+static void area_unmap(struct server *s, struct shm_area *a)
+{
+	size_t size = (size_t)a->slots * a->slot_size;
+
+	if (a->map) {
+		munmap(a->map, size);
+		s->shm.areas--;
+		s->shm.area_bytes -= size;
+	}
+	memset(a, 0, sizeof(*a));
+}
+
+/* A record of p's that is wrong: counted; too many drop the connection
+ * (its areas go with it, and p gets pieces). */
+static void bad_record(struct peer *p, const char *why)
+{
+	p->server->shm.area_bad++;
+	log_debug("client %u: memory areas: %s", p->id, why);
+	if (++p->shm.bad_records > SHM_BAD_RECORDS_MAX) {
+		log_warnx("client %u: memory files off: %u bad records",
+			  p->id, p->shm.bad_records);
+		shm_drop_peer(p);
+		p->shm.flush = true;
+	}
+}
+
+/* Checks and maps the area fd that rec registers: 0 or an errno. */
+static int area_map(struct peer *p, const struct shm_record *rec, int fd)
+{
+	struct server *s = p->server;
+	bool rx = rec->kind == SHM_REC_AREA_RX;
+	struct shm_area *a = rx ? &p->shm.rx_area : &p->shm.tx_area;
+	uint8_t bit = rx ? 1 : 2;
+	size_t size;
+	void *map;
+	int r;
+
+	/* one of each kind, once per connection */
+	if (p->shm.registered & bit)
+		return EEXIST;
+	p->shm.registered |= bit;
+	if (fd < 0)
+		return EBADF;
+	if (rec->id == 0 || rec->id > SHM_AREA_ID_MAX ||
+	    rec->a < (rx ? 2u : 1u) ||
+	    rec->a > (rx ? SHM_AREA_SLOTS_MAX : 1u) ||
+	    rec->b < PROTO_SHM_MIN || rec->b != page_round(rec->b) ||
+	    rec->b > page_round(s->cfg.max_message))
+		return EINVAL;
+	size = (size_t)rec->a * rec->b;
+	r = shm_area_check(fd, size);
+	if (r < 0)
+		return -r;
+	map = mmap(NULL, size, rx ? PROT_WRITE | PROT_READ : PROT_READ,
+		   MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return errno;
+	a->map = map;
+	a->id = rec->id;
+	a->slots = rec->a;
+	a->slot_size = rec->b;
+	a->busy = 0;
+	s->shm.areas++;
+	s->shm.area_bytes += size;
+	return 0;
+}
+
+/* A registration: mapped or refused, and answered. */
+static void area_register(struct peer *p, const struct shm_record *rec,
+			  int fd)
+{
+	struct shm_record st = { .magic = SHM_AREA_MAGIC,
+				 .kind = SHM_REC_STATUS,
+				 .id = rec->id,
+				 .a = rec->kind };
+	int err = area_map(p, rec, fd);
+
+	if (fd >= 0)
+		close(fd); /* the mapping stays */
+	st.b = (uint32_t)err;
+	if (err) {
+		p->server->shm.area_refused++;
+		log_debug("client %u: memory area refused: %s", p->id,
+			  strerror(err));
+	} else {
+		log_debug("client %u: %s area of %u slots of %u bytes", p->id,
+			  rec->kind == SHM_REC_AREA_RX ? "rx" : "tx",
+			  rec->a, rec->b);
+	}
+	(void)!shm_send_buf(p->shm.sock, &st, sizeof(st), -1);
+	if (err)
+		bad_record(p, "a registration refused");
+}
+
+/* A slot of p's rx area read: free again, and what waited for one
+ * goes (at once or after the message being routed). */
+static void area_release(struct peer *p, const struct shm_record *rec)
+{
+	struct shm_area *a = &p->shm.rx_area;
+
+	if (!a->map || rec->id != a->id || rec->a >= a->slots ||
+	    !(a->busy & (1u << rec->a))) {
+		bad_record(p, "a release of no slot in use");
+		return;
+	}
+	a->busy &= ~(1u << rec->a);
+	p->server->shm.area_released++;
+	if (p->shm.slot_wait)
+		p->shm.flush = true;
+}
+
+/* shm_record_fn: a record of p's connection. */
+static void on_record(void *arg, const struct shm_record *rec, int fd)
+{
+	struct peer *p = arg;
+
+	if (p->shm.sock < 0) { /* dropped by an earlier one */
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	switch (rec->kind) {
+	case SHM_REC_AREA_RX:
+	case SHM_REC_AREA_TX:
+		area_register(p, rec, fd);
+		return;
+	case SHM_REC_RELEASE:
+		area_release(p, rec);
+		break;
+	default:
+		bad_record(p, "a record not understood");
+		break;
+	}
+	if (fd >= 0)
+		close(fd);
+}
+
+/* What a release or a dropped connection left to do: the waiting
+ * output goes (in a slot, or now in pieces). */
+static void flush_later(struct peer *p)
+{
+	if (!p->shm.flush)
+		return;
+	p->shm.flush = false;
+	p->shm.slot_wait = false;
+	if (!p->closing)
+		deliver_flush(p);
+}
+
+/*
+ * p closed its end (or it broke): its areas go, and nothing more is
+ * read but the files its heads still name (shm_message() takes them
+ * until its connection is dropped on a failed send or with p).
+ */
+static void closed_in(struct peer *p)
+{
+	log_debug("client %u: memory files connection closed", p->id);
+	event_free(p->shm.in_ev);
+	p->shm.in_ev = NULL;
+	p->shm.in_held = false;
+	area_unmap(p->server, &p->shm.rx_area);
+	area_unmap(p->server, &p->shm.tx_area);
+	p->shm.registered = 3;
+	p->shm.flush = true;
+}
+
+/*
+ * Reads p's connection: records are handled, files kept for their heads
+ * (the stash full, reading waits until a head takes one).
+ */
+static void pump(struct peer *p)
+{
+	while (p->shm.sock >= 0) {
+		struct shm_record rec;
+		uint32_t tag;
+		int fd, r;
+
+		if (shm_stash_full(&p->shm.in)) {
+			event_del(p->shm.in_ev);
+			p->shm.in_held = true;
+			break;
+		}
+		r = shm_recv(p->shm.sock, &tag, &rec, &fd);
+		if (r == -EAGAIN)
+			break;
+		if (r <= 0) {
+			closed_in(p);
+			break;
+		}
+		if (r == 2)
+			on_record(p, &rec, fd);
+		else if (fd >= 0 && tag != 0)
+			shm_stash_put(&p->shm.in, tag, fd);
+		else
+			bad_record(p, "neither a file nor a record");
+	}
+	flush_later(p);
+}
+
+static void in_readable(evutil_socket_t fd, short what, void *arg)
+{
+	pump(arg);
+}
+
+static void watch_in(struct peer *p)
+{
+	p->shm.in_ev = event_new(p->table->base, p->shm.sock,
+				 EV_READ | EV_PERSIST, in_readable, p);
+	if (!p->shm.in_ev || event_add(p->shm.in_ev, NULL) < 0) {
+		/* no records without it: no areas, files only */
+		log_warnx("client %u: cannot watch its memory files "
+			  "connection", p->id);
+		p->shm.registered = 3;
+	}
+}
+
+/* A head took a file: reading goes on if it was held. */
+static void resume_in(struct peer *p)
+{
+	if (p->shm.in_held && p->shm.sock >= 0 && p->shm.in_ev &&
+	    !shm_stash_full(&p->shm.in) && event_add(p->shm.in_ev, NULL) == 0)
+		p->shm.in_held = false;
+}
+
+/*
+ * A message of p flagged PROTO_F_AREA: its payload is copied out of p's
+ * tx area (the daemon never keeps pointing at memory p may change) into
+ * a whole message of its own.  NULL when refused.
+ */
+static struct msgbuf *area_in(struct peer *p, struct msgbuf *m,
+			      const struct proto_msg *pm)
+{
+	struct shm_area *a = &p->shm.tx_area;
+	uint32_t tag = pm->h.shm_tag, slot = SHM_AREA_TAG_SLOT(tag);
+	size_t len = pm->h.payload_len;
+	struct msgbuf *whole;
+
+	if (!a->map || SHM_AREA_TAG_ID(tag) != a->id || slot >= a->slots ||
+	    len > a->slot_size) {
+		refuse(p, pm, EPROTO, "no such slot of a memory area");
+		return NULL;
+	}
+	large_heap_setup(p->server); /* no fresh pages every time */
+	whole = msgbuf_get(&p->server->pool, m->len + len);
+	if (!whole) {
+		refuse(p, pm, ENOMEM, "out of memory");
+		return NULL;
+	}
+	memcpy(whole->data, m->data, m->len);
+	memcpy(whole->data + m->len, a->map + (size_t)slot * a->slot_size,
+	       len);
+	whole->len = m->len + len;
+	p->server->shm.area_received++;
+	return whole;
+}
+
+/* -------------------------------------------------------------------- */
 /* files in                                                              */
 
 /* A message of p refused: counted, and answered to its sender. */
@@ -294,35 +569,47 @@ void shm_message(struct peer *p, struct msgbuf *m, const struct proto_msg *pm,
 			      EMSGSIZE, why);
 		return;
 	}
-	fd = shm_take(p->shm.sock, &p->shm.in, pm->h.shm_tag);
-	if (fd < 0) {
-		refuse(p, pm, fd == -EAGAIN ? EPROTO : -fd,
-		       "no memory file came with the message");
-		return;
+	if (pm->h.flags & PROTO_F_AREA) {
+		whole = area_in(p, m, pm);
+	} else {
+		fd = shm_take_rec(p->shm.sock, &p->shm.in, pm->h.shm_tag,
+				  on_record, p);
+		resume_in(p);
+		if (fd < 0) {
+			refuse(p, pm, fd == -EAGAIN ? EPROTO : -fd,
+			       "no memory file came with the message");
+			goto out;
+		}
+		r = shm_check(fd, len);
+		if (r < 0) {
+			close(fd);
+			refuse(p, pm, -r,
+			       r == -EPERM
+				       ? "memory file not sealed"
+				       : "not a memory file of the payload's size");
+			goto out;
+		}
+		whole = msgbuf_get_shm(&s->pool, m->data, m->len, fd, len);
+		if (!whole) {
+			close(fd);
+			refuse(p, pm, ENOMEM, "cannot map the memory file");
+			goto out;
+		}
+		whole->len = whole->cap;
+		s->shm.received++;
 	}
-	r = shm_check(fd, len);
-	if (r < 0) {
-		close(fd);
-		refuse(p, pm, -r,
-		       r == -EPERM ? "memory file not sealed"
-				   : "not a memory file of the payload's size");
-		return;
+	if (whole) {
+		/* from here on an ordinary message with its payload */
+		memcpy(&h, whole->data, sizeof(h));
+		h.flags &= (uint16_t)~(PROTO_F_SHM | PROTO_F_AREA);
+		h.shm_tag = 0;
+		memcpy(whole->data, &h, sizeof(h));
+		large_route(p, whole, dispatch);
+		msgbuf_unref(whole);
 	}
-	whole = msgbuf_get_shm(&s->pool, m->data, m->len, fd, len);
-	if (!whole) {
-		close(fd);
-		refuse(p, pm, ENOMEM, "cannot map the memory file");
-		return;
-	}
-	/* from here on an ordinary message whose payload is mapped */
-	memcpy(&h, whole->data, sizeof(h));
-	h.flags &= (uint16_t)~PROTO_F_SHM;
-	h.shm_tag = 0;
-	memcpy(whole->data, &h, sizeof(h));
-	whole->len = whole->cap;
-	s->shm.received++;
-	large_route(p, whole, dispatch);
-	msgbuf_unref(whole);
+out:
+	/* slots released on the way: what waited for them goes */
+	flush_later(p);
 }
 
 /* -------------------------------------------------------------------- */
@@ -337,13 +624,40 @@ static size_t head_len(const struct msgbuf *m)
 	return proto_size_key(h.topic_len, h.key_len, 0);
 }
 
+/* Whether m's payload may go apart from its head (head bytes): a
+ * message of a type that may, its payload right after its head (no
+ * origin block), of PROTO_SHM_MIN bytes or more. */
+static bool payload_apart(const struct msgbuf *m, size_t head,
+			  struct proto_header *h)
+{
+	memcpy(h, m->data, sizeof(*h));
+	return h->origin_len == 0 && h->payload_len >= PROTO_SHM_MIN &&
+	       head + h->payload_len == m->len && proto_type_shm(h->type);
+}
+
+/* Whether m goes in a slot of p's rx area. */
+static bool area_fits(const struct peer *p, const struct msgbuf *m,
+		      size_t head)
+{
+	struct proto_header h;
+
+	return p->shm.rx_area.map && payload_apart(m, head, &h) &&
+	       h.payload_len <= p->shm.rx_area.slot_size;
+}
+
 bool shm_for_file(const struct peer *p, const struct msgbuf *m)
 {
+	struct proto_header h;
+	size_t head;
+
+	if (p->shm.sock < 0 || m->len <= (size_t)p->rx_msgsize)
+		return false;
+	head = head_len(m);
 	/* one going out in pieces (p attached meanwhile) goes on so */
-	return p->shm.sock >= 0 &&
-	       m->len > (size_t)p->rx_msgsize &&
-	       head_len(m) <= (size_t)p->rx_msgsize &&
-	       !large_in_flight(p, m);
+	if (head > (size_t)p->rx_msgsize || large_in_flight(p, m))
+		return false;
+	/* in a slot, its own file, or one written for it (shm_send_to()) */
+	return m->shm_fd >= 0 || payload_apart(m, head, &h);
 }
 
 static void out_writable(evutil_socket_t fd, short what, void *arg)
@@ -361,11 +675,78 @@ static void watch_out(struct peer *p)
 		peer_close(p, false, "out of memory");
 }
 
-int shm_send_to(struct peer *p, struct msgbuf *m, unsigned prio)
+/* Sends m's head, flagged for its payload elsewhere (flags, tag). */
+static int send_head(struct peer *p, const struct msgbuf *m, unsigned prio,
+		     uint16_t flags, uint32_t tag)
 {
 	unsigned char head[PROTO_HEADER_SIZE + 2 * (PROTO_TOPIC_MAX + 1)];
 	size_t len = head_len(m);
 	struct proto_header h;
+
+	memcpy(head, m->data, len);
+	memcpy(&h, head, sizeof(h));
+	h.flags |= flags;
+	h.shm_tag = tag;
+	memcpy(head, &h, sizeof(h));
+	if (mq_send(p->rx, (const char *)head, len, prio) < 0)
+		return -errno;
+	return 0;
+}
+
+/* m in a free slot of p's rx area: -EAGAIN when none is free (the next
+ * release flushes p). */
+static int send_area(struct peer *p, const struct msgbuf *m, unsigned prio)
+{
+	struct shm_area *a = &p->shm.rx_area;
+	uint32_t free_slots = ~a->busy & ((1u << a->slots) - 1);
+	size_t head = head_len(m);
+	unsigned slot;
+	int r;
+
+	if (!free_slots) {
+		p->shm.slot_wait = true;
+		return -EAGAIN;
+	}
+	p->shm.slot_wait = false;
+	slot = (unsigned)__builtin_ctz(free_slots);
+	memcpy(a->map + (size_t)slot * a->slot_size, m->data + head,
+	       m->len - head);
+	r = send_head(p, m, prio, PROTO_F_SHM | PROTO_F_AREA,
+		      SHM_AREA_TAG(a->id, slot));
+	if (r < 0)
+		return r;
+	a->busy |= 1u << slot;
+	p->server->shm.area_sent++;
+	return 0;
+}
+
+/*
+ * m, which came whole or in pieces, to a receiver that has no rx area
+ * (yet: it registers one after its first large message): its payload
+ * is written once into a memory file kept with m for every such
+ * receiver.  0 or -errno.
+ */
+static int own_file(struct peer *p, struct msgbuf *m)
+{
+	size_t head;
+	int fd;
+
+	if (m->shm_fd >= 0)
+		return 0;
+	head = head_len(m);
+	fd = shm_create(m->data + head, m->len - head);
+	if (fd < 0) {
+		log_debug("client %u: no memory file for a message: %s",
+			  p->id, strerror(-fd));
+		return fd;
+	}
+	m->shm_fd = fd; /* closed with m's last reference */
+	p->server->shm.files_made++;
+	return 0;
+}
+
+int shm_send_to(struct peer *p, struct msgbuf *m, unsigned prio)
+{
 	struct mq_attr a;
 	uint32_t tag;
 	int r;
@@ -373,6 +754,11 @@ int shm_send_to(struct peer *p, struct msgbuf *m, unsigned prio)
 	/* a file sent with no room for its head would wait for nothing */
 	if (mq_getattr(p->rx, &a) == 0 && a.mq_curmsgs >= a.mq_maxmsg)
 		return -EAGAIN;
+	if (area_fits(p, m, head_len(m)))
+		return send_area(p, m, prio);
+	r = own_file(p, m);
+	if (r < 0)
+		return r;
 	tag = shm_next_tag(&p->shm.out_tag);
 	r = shm_send(p->shm.sock, tag, m->shm_fd);
 	if (r == -EAGAIN) {
@@ -386,27 +772,33 @@ int shm_send_to(struct peer *p, struct msgbuf *m, unsigned prio)
 		shm_drop_peer(p);
 		return -EAGAIN;
 	}
-	memcpy(head, m->data, len);
-	memcpy(&h, head, sizeof(h));
-	h.flags |= PROTO_F_SHM;
-	h.shm_tag = tag;
-	memcpy(head, &h, sizeof(h));
 	/* the file sent is skipped by the receiver if its head is not */
-	if (mq_send(p->rx, (const char *)head, len, prio) < 0)
-		return -errno;
+	r = send_head(p, m, prio, PROTO_F_SHM, tag);
+	if (r < 0)
+		return r;
 	p->server->shm.sent++;
 	return 0;
 }
 
 bool shm_out_waits(const struct peer *p)
 {
-	return p->shm.out_ev && event_pending(p->shm.out_ev, EV_WRITE, NULL);
+	return p->shm.slot_wait ||
+	       (p->shm.out_ev && event_pending(p->shm.out_ev, EV_WRITE, NULL));
 }
 
 void shm_drop_peer(struct peer *p)
 {
+	if (p->shm.in_ev)
+		event_free(p->shm.in_ev);
+	p->shm.in_ev = NULL;
 	close_watched(&p->shm.out_ev, &p->shm.sock);
 	shm_stash_clear(&p->shm.in);
+	area_unmap(p->server, &p->shm.rx_area);
+	area_unmap(p->server, &p->shm.tx_area);
+	p->shm.in_held = false;
+	p->shm.slot_wait = false;
+	p->shm.registered = 0;
+	p->shm.bad_records = 0;
 }
 
 void shm_stats_text(const struct server *s, char *buf, size_t cap,
@@ -420,10 +812,26 @@ void shm_stats_text(const struct server *s, char *buf, size_t cap,
 		       "shm_attach_refused=%llu\n"
 		       "shm_received=%llu\n"
 		       "shm_sent=%llu\n"
-		       "shm_refused=%llu\n",
+		       "shm_refused=%llu\n"
+		       "shm_areas=%llu\n"
+		       "shm_area_bytes=%llu\n"
+		       "shm_area_refused=%llu\n"
+		       "shm_area_sent=%llu\n"
+		       "shm_area_received=%llu\n"
+		       "shm_area_released=%llu\n"
+		       "shm_area_bad=%llu\n"
+		       "shm_files_made=%llu\n",
 		       l->fd >= 0, (unsigned long long)l->attached,
 		       (unsigned long long)l->attach_refused,
 		       (unsigned long long)l->received,
 		       (unsigned long long)l->sent,
-		       (unsigned long long)l->refused);
+		       (unsigned long long)l->refused,
+		       (unsigned long long)l->areas,
+		       (unsigned long long)l->area_bytes,
+		       (unsigned long long)l->area_refused,
+		       (unsigned long long)l->area_sent,
+		       (unsigned long long)l->area_received,
+		       (unsigned long long)l->area_released,
+		       (unsigned long long)l->area_bad,
+		       (unsigned long long)l->files_made);
 }

@@ -13,8 +13,13 @@
  * behind the message's head, and routed like any message.  To a receiver
  * that attached, a message that came in a file and is larger than its rx
  * messages goes on as that same file; to any other, in pieces (large.c).
- * PROTOCOL.md, "Memory files", is the spec; proto/shm.h has the helpers
- * both ends share.
+ * An attached client may also register reused memory areas (its own
+ * pages, mapped once): a receiver's large payloads are then copied into
+ * free slots of its rx area (a slot is busy until it gives it back), a
+ * publisher's out of the one slot of its tx area; a receiver without
+ * an area gets a file, written once per message if none came with it.
+ * PROTOCOL.md, "Memory files" and "Memory areas", is the spec;
+ * proto/shm.h has the helpers both ends share.
  */
 #ifndef MQBUS_DAEMON_SHM_H
 #define MQBUS_DAEMON_SHM_H
@@ -41,6 +46,17 @@ struct server;
 #define SHM_WAITING_MAX 16
 #define SHM_ATTACH_MS 2000
 
+/* a reused memory area of a client (PROTOCOL.md, Memory areas): the
+ * client's pages, mapped shared; which slots hold a message not yet
+ * released is the daemon's own count, the area is never read for it */
+struct shm_area {
+	unsigned char *map; /* NULL: none */
+	uint32_t id;	    /* the client's name for it */
+	uint32_t slots;
+	uint32_t slot_size;
+	uint32_t busy; /* rx: a bit per slot sent, not yet released */
+};
+
 /* what a peer has of memory files */
 struct shm_peer {
 	int sock;	      /* its attached connection, -1: none */
@@ -50,6 +66,14 @@ struct shm_peer {
 	struct shm_stash in;  /* its files come before their heads' turn */
 	struct event *out_ev; /* the connection writable, while output
 				 waits for room in it */
+	struct event *in_ev;  /* the connection readable: records */
+	bool in_held;	      /* not read while its stash is full */
+	bool slot_wait;	      /* output waits for a slot of rx_area */
+	bool flush;	      /* a slot freed while routing: flush after */
+	uint8_t registered;   /* the kinds of area it tried (a bit each) */
+	unsigned bad_records;
+	struct shm_area rx_area; /* daemon -> it */
+	struct shm_area tx_area; /* it -> daemon */
 };
 
 struct shm_waiting {
@@ -72,6 +96,15 @@ struct shm_listener {
 	uint64_t received;	/* messages that came in a file */
 	uint64_t sent;		/* files passed on to receivers */
 	uint64_t refused;	/* messages refused: no file, a bad one */
+	uint64_t areas;		/* areas mapped now */
+	uint64_t area_bytes;	/* their bytes */
+	uint64_t area_refused;	/* registrations refused */
+	uint64_t area_sent;	/* messages sent in a slot */
+	uint64_t area_received; /* messages that came in a slot */
+	uint64_t area_released; /* slots given back */
+	uint64_t area_bad;	/* releases refused, records not understood */
+	uint64_t files_made;	/* files written by the daemon for messages
+				   that came whole or in pieces */
 };
 
 /* Sets l up empty, before shm_init() (shm_deinit() may come first). */
@@ -98,22 +131,19 @@ bool shm_offer(struct peer *p, const char **ret_addr, uint64_t *ret_nonce);
 void shm_message(struct peer *p, struct msgbuf *m, const struct proto_msg *pm,
 		 void (*dispatch)(struct peer *p, struct msgbuf *m));
 
-/* deliver.c: whether m goes to p as its memory file (inline: asked for
- * every delivery, and the answer is nearly always that m has none). */
+/* deliver.c: whether m goes to p as its memory file or in a slot of its
+ * rx area; shm_for() in peer.h asks this of the few large ones. */
 bool shm_for_file(const struct peer *p, const struct msgbuf *m);
-static inline bool shm_for(const struct peer *p, const struct msgbuf *m)
-{
-	return m->shm_fd >= 0 && shm_for_file(p, m);
-}
 
 /*
- * deliver.c: passes m's file to p and sends its head at prio.  0;
- * -EAGAIN when rx or the connection is full (a wake-up is set for the
- * connection); another -errno.
+ * deliver.c: copies m's payload into a free slot of p's rx area, or
+ * passes m's file to p, and sends its head at prio.  0; -EAGAIN when rx
+ * or the connection is full (a wake-up is set for the connection) or no
+ * slot is free (its release flushes p); another -errno.
  */
 int shm_send_to(struct peer *p, struct msgbuf *m, unsigned prio);
 
-/* Whether p's output waits for room in its connection. */
+/* Whether p's output waits for room in its connection or for a slot. */
 bool shm_out_waits(const struct peer *p);
 
 /* p is going: its connection closes. */

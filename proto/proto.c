@@ -314,6 +314,9 @@ int proto_decode(const void *buf, size_t len, struct proto_msg *ret)
 		return -PROTO_E_FLAGS;
 	if ((h.shm_tag != 0) != shm)
 		return -PROTO_E_FLAGS;
+	/* a slot of an area is a kind of memory file */
+	if ((h.flags & PROTO_F_AREA) && !shm)
+		return -PROTO_E_FLAGS;
 	/* an origin block is a DELIVER's, announced by its flag; the flag
 	 * is a request on an ANNOUNCE */
 	if ((h.flags & PROTO_F_ORIGIN) && h.type != PROTO_DELIVER &&

@@ -115,7 +115,11 @@ enum proto_type {
 				    not in the frame but in the memory file
 				    of tag shm_tag (PROTOCOL.md, Memory
 				    files) */
-#define PROTO_F_ALL 0x3fffu
+#define PROTO_F_AREA 0x4000u     /* with PROTO_F_SHM on a message: the
+				    payload is in a slot of a reused memory
+				    area, shm_tag names area and slot
+				    (PROTOCOL.md, Memory areas) */
+#define PROTO_F_ALL 0x7fffu
 
 /*
  * What a QUERY asks for (its status).  Each answer part holds whole

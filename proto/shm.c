@@ -3,11 +3,14 @@
  * shm.c - sealed memory files and the socket that carries them.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include "proto/shm.h"
@@ -44,6 +47,62 @@ fail:
 	return -e;
 }
 
+#define AREA_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
+
+int shm_area_create(size_t size, void **ret_map)
+{
+	void *map;
+	int fd, e;
+
+	fd = memfd_create("mqbus-area", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return -errno;
+	/* the pages are ours, allocated once, never again per message */
+	if (ftruncate(fd, (off_t)size) < 0) {
+		e = errno;
+		goto fail;
+	}
+	e = posix_fallocate(fd, 0, (off_t)size);
+	if (e != 0)
+		goto fail;
+	if (fcntl(fd, F_ADD_SEALS, AREA_SEALS | F_SEAL_SEAL) < 0) {
+		e = errno;
+		goto fail;
+	}
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		e = errno;
+		goto fail;
+	}
+	*ret_map = map;
+	return fd;
+fail:
+	close(fd);
+	return -e;
+}
+
+int shm_area_check(int fd, size_t size)
+{
+	struct statfs fs;
+	struct stat st;
+	int seals;
+
+	/* an ordinary memory file: one of huge pages could leave its
+	 * writer without a page for a hole (SIGBUS) */
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+	    fstatfs(fd, &fs) < 0 || fs.f_type != TMPFS_MAGIC)
+		return -EBADF;
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || (seals & AREA_SEALS) != AREA_SEALS)
+		return -EPERM;
+	if (st.st_size < 0 || (size_t)st.st_size != size)
+		return -EMSGSIZE;
+	/* writing it must not allocate pages (charged to the writer) */
+	if ((size_t)st.st_blocks * 512u < size)
+		return -ENOSPC;
+	return 0;
+}
+
 int shm_check(int fd, size_t len)
 {
 	struct stat st;
@@ -59,31 +118,38 @@ int shm_check(int fd, size_t len)
 	return 0;
 }
 
-int shm_send(int sock, uint32_t tag, int fd)
+int shm_send_buf(int sock, const void *buf, size_t len, int fd)
 {
 	union {
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(sizeof(int))];
 	} ctl;
-	struct iovec iov = { .iov_base = &tag, .iov_len = sizeof(tag) };
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
 	struct msghdr msg = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
-		.msg_control = ctl.buf,
-		.msg_controllen = sizeof(ctl.buf),
 	};
 	struct cmsghdr *c;
 
-	memset(&ctl, 0, sizeof(ctl));
-	c = CMSG_FIRSTHDR(&msg);
-	c->cmsg_level = SOL_SOCKET;
-	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
-	memcpy(CMSG_DATA(c), &fd, sizeof(fd));
+	if (fd >= 0) {
+		memset(&ctl, 0, sizeof(ctl));
+		msg.msg_control = ctl.buf;
+		msg.msg_controllen = sizeof(ctl.buf);
+		c = CMSG_FIRSTHDR(&msg);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(fd));
+	}
 	while (sendmsg(sock, &msg, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
 		if (errno != EINTR)
 			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
 	return 0;
+}
+
+int shm_send(int sock, uint32_t tag, int fd)
+{
+	return shm_send_buf(sock, &tag, sizeof(tag), fd);
 }
 
 /* Closes every descriptor of msg but the first one alone: *ret_fd is
@@ -117,25 +183,31 @@ static void take_fds(struct msghdr *msg, int *ret_fd)
 	}
 }
 
-/* One message of sock: its tag and descriptor (-1 if it had none or
- * more than one).  Returns 1, 0 at the end of the stream, or -errno. */
-static int shm_recv_one(int sock, uint32_t *ret_tag, int *ret_fd)
+int shm_recv(int sock, uint32_t *ret_tag, struct shm_record *rec,
+	     int *ret_fd)
 {
 	/* room for a few, so that extra ones are seen (and closed) */
 	union {
 		struct cmsghdr h;
 		char buf[CMSG_SPACE(4 * sizeof(int))];
 	} ctl;
-	struct iovec iov = { .iov_base = ret_tag, .iov_len = sizeof(*ret_tag) };
+	union {
+		uint32_t tag;
+		struct shm_record rec;
+		unsigned char extra[sizeof(struct shm_record) + 1];
+	} in;
+	struct iovec iov = { .iov_base = &in, .iov_len = sizeof(in) };
 	struct msghdr msg = {
 		.msg_iov = &iov,
 		.msg_iovlen = 1,
 		.msg_control = ctl.buf,
 		.msg_controllen = sizeof(ctl.buf),
 	};
+	bool is_rec;
 	ssize_t n;
 
 	*ret_fd = -1;
+	*ret_tag = 0;
 	do
 		n = recvmsg(sock, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	while (n < 0 && errno == EINTR);
@@ -144,16 +216,20 @@ static int shm_recv_one(int sock, uint32_t *ret_tag, int *ret_fd)
 	if (n == 0)
 		return 0;
 	take_fds(&msg, ret_fd);
+	is_rec = n == (ssize_t)sizeof(*rec) && in.rec.magic == SHM_AREA_MAGIC;
 	/* more descriptors than fit (the rest were closed by the kernel),
-	 * or a message that is not a tag */
-	if (*ret_fd >= 0 &&
-	    ((msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) ||
-	     n != sizeof(*ret_tag))) {
+	 * or a message that is neither a tag nor a record */
+	if (*ret_fd >= 0 && ((msg.msg_flags & (MSG_CTRUNC | MSG_TRUNC)) ||
+			     (n != sizeof(*ret_tag) && !is_rec))) {
 		close(*ret_fd);
 		*ret_fd = -1;
 	}
-	if (n != sizeof(*ret_tag))
-		*ret_tag = 0;
+	if (is_rec && !(msg.msg_flags & MSG_TRUNC)) {
+		*rec = in.rec;
+		return 2;
+	}
+	if (n == sizeof(*ret_tag))
+		*ret_tag = in.tag;
 	return 1;
 }
 
@@ -175,11 +251,9 @@ static int stash_remove(struct shm_stash *st, unsigned i)
 	return fd;
 }
 
-/* Keeps fd of tag; when st is full, the oldest tag's file goes. */
-static void stash_add(struct shm_stash *st, uint32_t tag, int fd)
+void shm_stash_put(struct shm_stash *st, uint32_t tag, int fd)
 {
-	if (st->n == (st->max && st->max < SHM_STASH_MAX ? st->max
-							  : SHM_STASH_MAX)) {
+	if (shm_stash_full(st)) {
 		unsigned old = 0;
 
 		for (unsigned i = 1; i < st->n; i++)
@@ -192,23 +266,37 @@ static void stash_add(struct shm_stash *st, uint32_t tag, int fd)
 	st->n++;
 }
 
-int shm_take(int sock, struct shm_stash *st, uint32_t tag)
+int shm_take_rec(int sock, struct shm_stash *st, uint32_t tag,
+		 shm_record_fn on_record, void *arg)
 {
 	for (unsigned i = 0; i < st->n; i++)
 		if (st->tag[i] == tag)
 			return stash_remove(st, i);
 	for (;;) {
+		struct shm_record rec;
 		uint32_t got;
-		int fd, r = shm_recv_one(sock, &got, &fd);
+		int fd, r = shm_recv(sock, &got, &rec, &fd);
 
 		if (r <= 0)
 			return r == 0 ? -ECONNRESET : r;
-		if (fd < 0 || got == 0)
+		if (r == 2 && on_record) {
+			on_record(arg, &rec, fd);
+			continue;
+		}
+		if (r == 2 || fd < 0 || got == 0) {
+			if (fd >= 0)
+				close(fd);
 			return -EPROTO;
+		}
 		if (got == tag)
 			return fd;
-		stash_add(st, got, fd);
+		shm_stash_put(st, got, fd);
 	}
+}
+
+int shm_take(int sock, struct shm_stash *st, uint32_t tag)
+{
+	return shm_take_rec(sock, st, tag, NULL, NULL);
 }
 
 uint32_t shm_next_tag(uint32_t *counter)

@@ -13,7 +13,8 @@
  * socket, checks the seals and the size, and maps the file read-only.
  * The daemon passes on the very file it received to each receiver, so
  * the payload is never copied between processes, and a receiver holds
- * only files of messages routed to it.  PROTOCOL.md, "Memory files", is
+ * only files of messages routed to it.  Reused areas (below) spare a
+ * file per message.  PROTOCOL.md, "Memory files" and "Memory areas", is
  * the spec.
  */
 #ifndef MQBUS_SHM_H
@@ -37,6 +38,61 @@ struct shm_attached {
 	uint32_t magic;
 	uint32_t status;
 };
+
+/*
+ * Reused memory areas.  Besides tags (4 bytes, with a file) the
+ * connection carries records of this size, told apart by their length:
+ * a client registers an area (SHM_REC_AREA_RX or _TX, with the area's
+ * descriptor), the daemon answers SHM_REC_STATUS, and a receiver gives a
+ * slot of its rx area back with SHM_REC_RELEASE.  A message whose payload
+ * lies in a slot is flagged PROTO_F_SHM | PROTO_F_AREA, its shm_tag
+ * SHM_AREA_TAG(area id, slot).  PROTOCOL.md, "Memory areas".
+ */
+#define SHM_AREA_MAGIC 0x4152514du /* "MQRA" read as little-endian */
+enum shm_rec_kind {
+	SHM_REC_AREA_RX = 1, /* client: daemon -> us; id, slots, slot_size */
+	SHM_REC_AREA_TX = 2, /* client: us -> daemon; id, 1 slot, slot_size */
+	SHM_REC_RELEASE = 3, /* client: slot of area id read; id, slot */
+	SHM_REC_STATUS = 4,  /* daemon: id, kind, 0 or the errno refused */
+};
+struct shm_record {
+	uint32_t magic;
+	uint32_t kind;
+	uint32_t id;	/* the area's, chosen by the client: 1..0xffffff */
+	uint32_t a;	/* AREA: slots; RELEASE: the slot; STATUS: kind */
+	uint32_t b;	/* AREA: slot_size; STATUS: 0 or an errno */
+	uint32_t pad;
+};
+#define SHM_AREA_ID_MAX 0xffffffu
+/* records a connection may get wrong (refused) before the daemon drops
+ * it */
+#define SHM_BAD_RECORDS_MAX 16
+#define SHM_AREA_SLOTS_MAX 8
+#define SHM_AREA_TAG(id, slot) (((uint32_t)(id) << 8) | (uint32_t)(slot))
+#define SHM_AREA_TAG_ID(tag) ((uint32_t)(tag) >> 8)
+#define SHM_AREA_TAG_SLOT(tag) ((uint32_t)(tag) & 0xffu)
+
+/*
+ * A new area of size bytes for reuse: a memory file, its pages allocated
+ * now (charged to the caller), sealed against shrinking and growing
+ * only (the other end may write it), mapped shared read/write at
+ * *ret_map.  The descriptor (close-on-exec) or -errno.
+ */
+int shm_area_create(size_t size, void **ret_map);
+
+/* Whether fd is an area of exactly size bytes, all allocated, that can
+ * neither shrink nor grow: 0 or -errno (-EBADF not a regular file of
+ * ordinary pages (tmpfs: no huge pages),
+ * -EPERM not sealed so, -EMSGSIZE its size, -ENOSPC holes). */
+int shm_area_check(int fd, size_t size);
+
+/* Sends the len bytes at buf, with fd if fd >= 0, without waiting: 0,
+ * -EAGAIN or another -errno. */
+int shm_send_buf(int sock, const void *buf, size_t len, int fd);
+
+/* Called with a record read on the way to a file (fd: its descriptor,
+ * the callee's to close, or -1). */
+typedef void (*shm_record_fn)(void *arg, const struct shm_record *r, int fd);
 
 /* the socket's address, without the leading NUL of the abstract name */
 #define SHM_ADDR_MAX PROTO_SHM_ADDR_MAX
@@ -84,6 +140,29 @@ void shm_stash_clear(struct shm_stash *st);
  * end is gone, -EPROTO for anything not sent as shm_send() does.
  */
 int shm_take(int sock, struct shm_stash *st, uint32_t tag);
+
+/* shm_take(), handing each record read on the way to on_record (NULL:
+ * a record is -EPROTO as any message that is not a tag). */
+int shm_take_rec(int sock, struct shm_stash *st, uint32_t tag,
+		 shm_record_fn on_record, void *arg);
+
+/*
+ * Reads one message of sock without waiting: 1 a tag (*ret_tag, 0 if
+ * garbage, and its descriptor or -1), 2 a record (*rec, and its
+ * descriptor or -1), 0 the end of the stream, or -errno (-EAGAIN).
+ */
+int shm_recv(int sock, uint32_t *ret_tag, struct shm_record *rec,
+	     int *ret_fd);
+
+/* Keeps fd of tag in st (its oldest goes when st is full). */
+void shm_stash_put(struct shm_stash *st, uint32_t tag, int fd);
+
+/* Whether st is full. */
+static inline int shm_stash_full(const struct shm_stash *st)
+{
+	return st->n >= (st->max && st->max < SHM_STASH_MAX ? st->max
+							    : SHM_STASH_MAX);
+}
 
 /* The next tag after *counter (never 0). */
 uint32_t shm_next_tag(uint32_t *counter);

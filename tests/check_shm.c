@@ -8,7 +8,14 @@
  * that never attached, a receiver whose connection broke (pieces from
  * then on), and receivers of both kinds getting the same message.  Each
  * refusal is answered, counted, and leaves every other client served;
- * after a crash, clients attach again to the next daemon.
+ * after a crash, clients attach again to the next daemon.  Reused memory
+ * areas ("Memory areas"): registrations refused (unsealed, holes, of
+ * another size, too many slots, not a memory file, a second one), a
+ * receiver that never gives its slots back (its messages wait and
+ * overflow by policy, another receiver gets everything), releases of no
+ * slot in use (refused, counted, the connection dropped after too many),
+ * areas registered again after a restart, and 1 MiB payloads through
+ * slots used out of order by priority.
  * Clients made by hand are testbus_forge()'s; tests/shm.sh runs it.
  */
 #include <errno.h>
@@ -500,7 +507,602 @@ START_TEST(test_restart)
 	expect_whole(sub, "r/z", BIG);
 	ck_assert_int_eq(testbus_stat(mon, "shm_attached"), 3);
 	ck_assert_int_eq(testbus_stat(mon, "shm_received"), files + 1);
-	ck_assert_int_eq(testbus_stat(mon, "shm_sent"), files + 1);
+	/* the one in pieces went on as a file the daemon wrote */
+	ck_assert_int_eq(testbus_stat(mon, "shm_sent") -
+				 testbus_stat(mon, "shm_files_made"),
+			 files + 1);
+	free(p);
+	mqbus_free(mon);
+	mqbus_free(sub);
+	mqbus_free(pub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* -------------------------------------------------------------------- */
+/* reused memory areas                                                   */
+
+/* A raw client, attached, subscribed to pattern (0: not). */
+static void raw_attached(struct raw *r, const struct testbus *tb, unsigned n,
+			 const char *pattern)
+{
+	raw_connect(r, tb, n, PROTO_F_SHM);
+	ck_assert_int_eq(attach(r->w.topic, r->w.client_id, r->w.timestamp,
+				&r->sock),
+			 0);
+	if (pattern) {
+		unsigned char buf[512];
+		struct proto_header h;
+		int len;
+
+		proto_header_init(&h, PROTO_SUBSCRIBE);
+		h.token = 77;
+		len = proto_encode(buf, sizeof(buf), &h, pattern, NULL, 0);
+		testbus_send_raw(r->f.txq, buf, (size_t)len);
+		ck_assert_int_eq(answer(r, 77), 0);
+	}
+}
+
+/* Sends a record on r's connection, with fd if >= 0. */
+static void send_record(struct raw *r, uint32_t kind, uint32_t id,
+			uint32_t a, uint32_t b, int fd)
+{
+	struct shm_record rec = { SHM_AREA_MAGIC, kind, id, a, b, 0 };
+
+	ck_assert_int_eq(shm_send_buf(r->sock, &rec, sizeof(rec), fd), 0);
+}
+
+/* Registers an area of kind on r's connection: the daemon's status (0,
+ * or the errno it refused with). */
+static int register_area(struct raw *r, uint32_t kind, uint32_t id,
+			 uint32_t slots, uint32_t slot_size, int fd)
+{
+	struct shm_record st;
+
+	send_record(r, kind, id, slots, slot_size, fd);
+	ck_assert_int_eq(testbus_read_all(r->sock, &st, sizeof(st), RECV_MS),
+			 0);
+	ck_assert_uint_eq(st.magic, SHM_AREA_MAGIC);
+	ck_assert_uint_eq(st.kind, SHM_REC_STATUS);
+	ck_assert_uint_eq(st.id, id);
+	ck_assert_uint_eq(st.a, kind);
+	return (int)st.b;
+}
+
+/* A memory file of size bytes: allocated or not, sealed with seals. */
+static int area_file(size_t size, bool allocate, int seals)
+{
+	int fd = memfd_create("check_shm", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ftruncate(fd, (off_t)size), 0);
+	if (allocate)
+		ck_assert_int_eq(posix_fallocate(fd, 0, (off_t)size), 0);
+	if (seals)
+		ck_assert_int_eq(fcntl(fd, F_ADD_SEALS, seals), 0);
+	return fd;
+}
+
+/* One refused registration of an rx area of slots x SLOT on a client
+ * of its own: the errno. */
+#define SLOT (128 * 1024)
+static int refused_with(const struct testbus *tb, unsigned n, uint32_t slots,
+			int fd)
+{
+	struct raw r;
+	int err;
+
+	raw_attached(&r, tb, n, NULL);
+	err = register_area(&r, SHM_REC_AREA_RX, 1, slots, SLOT, fd);
+	raw_free(&r);
+	return err;
+}
+
+/*
+ * Registrations refused: unsealed, sealed but with holes (writing it
+ * would allocate), of another size, too many slots, a slot size that is
+ * not whole pages, not a memory file, and a second area of a kind; one
+ * good one is mapped and counted.
+ */
+START_TEST(test_area_refused)
+{
+	const int seals = F_SEAL_SHRINK | F_SEAL_GROW;
+	struct testbus tb = { 0 };
+	struct raw a;
+	mqbus *mon;
+	int fd, pipefd[2], huge = 0;
+
+	testbus_start(&tb, NULL);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
+	fd = area_file(2 * SLOT, true, 0);
+	ck_assert_int_eq(refused_with(&tb, 911, 2, fd), EPERM);
+	close(fd);
+	fd = area_file(2 * SLOT, false, seals);
+	ck_assert_int_eq(refused_with(&tb, 912, 2, fd), ENOSPC);
+	close(fd);
+	fd = area_file(3 * SLOT, true, seals);
+	ck_assert_int_eq(refused_with(&tb, 913, 2, fd), EMSGSIZE);
+	close(fd);
+	fd = area_file(9 * SLOT, true, seals);
+	ck_assert_int_eq(refused_with(&tb, 914, 9, fd), EINVAL);
+	close(fd);
+	ck_assert_int_eq(pipe(pipefd), 0);
+	ck_assert_int_eq(refused_with(&tb, 915, 2, pipefd[0]), EBADF);
+	close(pipefd[0]);
+	close(pipefd[1]);
+	ck_assert_int_eq(refused_with(&tb, 916, 2, -1), EBADF);
+	/* a file of huge pages, where the system has them */
+	fd = memfd_create("check_shm", MFD_CLOEXEC | MFD_ALLOW_SEALING |
+					       MFD_HUGETLB);
+	if (fd >= 0 && ftruncate(fd, 2 * 1024 * 1024) == 0 &&
+	    fcntl(fd, F_ADD_SEALS, seals) == 0) {
+		ck_assert_int_eq(refused_with(&tb, 918, 2, fd), EBADF);
+		huge = 1;
+	}
+	if (fd >= 0)
+		close(fd);
+	/* a good one, then a second of the same kind */
+	raw_attached(&a, &tb, 917, NULL);
+	fd = area_file(2 * SLOT, true, seals);
+	ck_assert_int_eq(register_area(&a, SHM_REC_AREA_RX, 5, 2, SLOT, fd),
+			 0);
+	ck_assert_int_eq(register_area(&a, SHM_REC_AREA_RX, 6, 2, SLOT, fd),
+			 EEXIST);
+	/* a slot that is not whole pages, as a tx area */
+	ck_assert_int_eq(register_area(&a, SHM_REC_AREA_TX, 7, 1, SLOT + 1,
+				       fd),
+			 EINVAL);
+	close(fd);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_refused"), 8 + huge);
+	ck_assert_int_eq(testbus_stat(mon, "shm_areas"), 1);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_bytes"), 2 * SLOT);
+	raw_free(&a);
+	testbus_wait_stat(mon, "shm_areas", 0, RECV_MS);
+	mqbus_free(mon);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* A head in r's rx flagged for a slot of area id: the slot. */
+static unsigned area_head(struct raw *r, uint32_t id, const char *topic,
+			  size_t len, uint32_t *ret_dropped)
+{
+	unsigned char buf[2048];
+	struct proto_msg m;
+	struct timespec ts;
+	ssize_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += RECV_MS / 1000;
+	n = mq_timedreceive(r->f.rxq, (char *)buf, sizeof(buf), NULL, &ts);
+	ck_assert_msg(n > 0, "no head of %s: %s", topic, strerror(errno));
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
+	ck_assert_int_eq(m.h.type, PROTO_DELIVER);
+	ck_assert_str_eq(m.topic, topic);
+	ck_assert(m.h.flags & PROTO_F_SHM);
+	ck_assert(m.h.flags & PROTO_F_AREA);
+	ck_assert_uint_eq(m.h.payload_len, len);
+	ck_assert_uint_eq(SHM_AREA_TAG_ID(m.h.shm_tag), id);
+	if (ret_dropped)
+		*ret_dropped = m.h.status;
+	return SHM_AREA_TAG_SLOT(m.h.shm_tag);
+}
+
+/* Nothing in r's rx for QUIET_MS. */
+static void raw_nothing(struct raw *r)
+{
+	unsigned char buf[2048];
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += QUIET_MS * 1000000L;
+	ts.tv_sec += ts.tv_nsec / 1000000000L;
+	ts.tv_nsec %= 1000000000L;
+	ck_assert_int_lt(mq_timedreceive(r->f.rxq, (char *)buf, sizeof(buf),
+					 NULL, &ts),
+			 0);
+}
+
+/* A drop notice of n losses in r's rx. */
+static void expect_drops(struct raw *r, uint32_t n_lost)
+{
+	unsigned char buf[2048];
+	struct proto_msg m;
+	struct timespec ts;
+	ssize_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += RECV_MS / 1000;
+	n = mq_timedreceive(r->f.rxq, (char *)buf, sizeof(buf), NULL, &ts);
+	ck_assert_msg(n > 0, "no drop notice: %s", strerror(errno));
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
+	ck_assert_int_eq(m.h.type, PROTO_DELIVER);
+	ck_assert(m.h.flags & PROTO_F_DROPS);
+	ck_assert_uint_eq(m.h.status, n_lost);
+}
+
+/* The first piece of a message of total bytes in r's rx. */
+static void expect_piece(struct raw *r, size_t total)
+{
+	unsigned char buf[2048];
+	struct proto_msg m;
+	struct timespec ts;
+	ssize_t n;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += RECV_MS / 1000;
+	n = mq_timedreceive(r->f.rxq, (char *)buf, sizeof(buf), NULL, &ts);
+	ck_assert_msg(n > 0, "no piece: %s", strerror(errno));
+	ck_assert_int_eq(proto_decode(buf, (size_t)n, &m), 0);
+	ck_assert_int_eq(m.h.type, PROTO_FRAGMENT);
+	ck_assert_uint_eq(m.h.timestamp, total);
+}
+
+/* The payload of seed in slot of the area at map, len bytes. */
+static void expect_slot(const unsigned char *map, unsigned slot, size_t len,
+			unsigned seed)
+{
+	unsigned char *want = payload(len, seed);
+
+	ck_assert_msg(memcmp(map + (size_t)slot * SLOT, want, len) == 0,
+		      "slot %u: not the payload of seed %u", slot, seed);
+	free(want);
+}
+
+/* Publishes n large payloads on w/0.. (seeds 10, 11, ...). */
+static void publish_n(mqbus *pub, unsigned n, size_t len)
+{
+	for (unsigned i = 0; i < n; i++) {
+		unsigned char *p = payload(len, 10 + i);
+		char topic[32];
+
+		snprintf(topic, sizeof(topic), "w/%u", i);
+		ck_assert_int_eq(mqbus_publish(pub, topic, p, len,
+					       MQBUS_PRIORITY_DEFAULT),
+				 0);
+		free(p);
+	}
+}
+
+/*
+ * A receiver that never releases: its two slots fill, its next messages
+ * wait in its backlog (of 2) and the one after is dropped by the
+ * topic's policy; another receiver gets every one meanwhile.  Released,
+ * the waiting ones come in the freed slots, the loss counted before
+ * nothing (no message after it).
+ */
+START_TEST(test_area_never_released)
+{
+	enum { LEN = 100000 };
+	struct testbus tb = { 0 };
+	unsigned char *map;
+	mqbus *pub, *other, *mon;
+	unsigned s0, s1, s2, s3;
+	uint32_t dropped;
+	struct raw r;
+	int fd;
+
+	testbus_start(&tb, "[topic \"w/#\"]\nbacklog = 2\n");
+	setenv("MQBUS_SHM_AREA", "1", 1);
+	pub = testbus_connect(&tb, 0, 0);
+	setenv("MQBUS_SHM_AREA", "0", 1);
+	other = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
+	testbus_subscribe(other, "w/#");
+	raw_attached(&r, &tb, 921, "w/#");
+	fd = shm_area_create(2 * SLOT, (void **)&map);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(register_area(&r, SHM_REC_AREA_RX, 42, 2, SLOT, fd),
+			 0);
+	close(fd);
+
+	publish_n(pub, 5, LEN);
+	for (unsigned i = 0; i < 5; i++) {
+		mqbus_msg *m = testbus_recv(other, RECV_MS);
+		char topic[32];
+		unsigned char *want = payload(LEN, 10 + i);
+		const void *got;
+		size_t n = 0;
+
+		snprintf(topic, sizeof(topic), "w/%u", i);
+		ck_assert_str_eq(mqbus_msg_topic(m), topic);
+		got = mqbus_msg_payload(m, &n);
+		ck_assert_uint_eq(n, LEN);
+		ck_assert(memcmp(got, want, LEN) == 0);
+		free(want);
+		mqbus_msg_free(m);
+	}
+	/* two in the slots, and no more until one is given back */
+	s0 = area_head(&r, 42, "w/0", LEN, NULL);
+	s1 = area_head(&r, 42, "w/1", LEN, NULL);
+	ck_assert_uint_ne(s0, s1);
+	expect_slot(map, s0, LEN, 10);
+	expect_slot(map, s1, LEN, 11);
+	raw_nothing(&r);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_sent"), 2);
+	ck_assert_int_eq(testbus_stat(mon, "dropped"), 1);
+	/* released, the two that waited come in them */
+	send_record(&r, SHM_REC_RELEASE, 42, s1, 0, -1);
+	s2 = area_head(&r, 42, "w/2", LEN, &dropped);
+	ck_assert_uint_eq(s2, s1);
+	expect_slot(map, s2, LEN, 12);
+	raw_nothing(&r);
+	send_record(&r, SHM_REC_RELEASE, 42, s0, 0, -1);
+	s3 = area_head(&r, 42, "w/3", LEN, NULL);
+	ck_assert_uint_eq(s3, s0);
+	expect_slot(map, s3, LEN, 13);
+	/* w/4, lost behind them, with nothing after it to say so */
+	ck_assert_uint_eq(dropped, 0);
+	expect_drops(&r, 1);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_sent"), 4);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_released"), 2);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_bad"), 0);
+	/* both slots in use again: the next waits; the connection closed,
+	 * the area goes and what waited goes in pieces */
+	{
+		unsigned char *p = payload(LEN, 30);
+
+		ck_assert_int_eq(mqbus_publish(pub, "w/late", p, LEN,
+					       MQBUS_PRIORITY_DEFAULT),
+				 0);
+		free(p);
+	}
+	mqbus_msg_free(testbus_recv(other, RECV_MS));
+	raw_nothing(&r);
+	close(r.sock);
+	r.sock = -1;
+	expect_piece(&r, proto_size(6, LEN));
+	testbus_wait_stat(mon, "shm_areas", 1, RECV_MS); /* pub's tx area */
+	munmap(map, 2 * SLOT);
+	raw_free(&r);
+	mqbus_free(mon);
+	mqbus_free(other);
+	mqbus_free(pub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * Releases of no slot in use (free, out of range, of another area) and
+ * records not understood are refused and counted; after
+ * SHM_BAD_RECORDS_MAX of them the connection is dropped, its area with
+ * it.
+ */
+START_TEST(test_area_bad_release)
+{
+	struct testbus tb = { 0 };
+	struct shm_record st;
+	struct raw r;
+	mqbus *pub, *mon;
+	int fd;
+	void *map;
+
+	testbus_start(&tb, NULL);
+	pub = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
+	raw_attached(&r, &tb, 931, "b/#");
+	fd = shm_area_create(2 * SLOT, &map);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(register_area(&r, SHM_REC_AREA_RX, 3, 2, SLOT, fd),
+			 0);
+	close(fd);
+	send_record(&r, SHM_REC_RELEASE, 3, 0, 0, -1);	/* not in use */
+	send_record(&r, SHM_REC_RELEASE, 3, 7, 0, -1);	/* out of range */
+	send_record(&r, SHM_REC_RELEASE, 4, 1, 0, -1);	/* another area */
+	send_record(&r, 99, 3, 0, 0, -1);		/* no such record */
+	testbus_wait_stat(mon, "shm_area_bad", 4, RECV_MS);
+	ck_assert_int_eq(testbus_stat(mon, "shm_areas"), 1);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_released"), 0);
+	for (unsigned i = 4; i <= SHM_BAD_RECORDS_MAX; i++)
+		send_record(&r, SHM_REC_RELEASE, 3, 1, 0, -1);
+	/* the connection is closed: the end of the stream */
+	ck_assert_int_eq(testbus_read_all(r.sock, &st, sizeof(st), RECV_MS),
+			 -EPIPE);
+	testbus_wait_stat(mon, "shm_areas", 0, RECV_MS);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_bad"),
+			 SHM_BAD_RECORDS_MAX + 1);
+	/* and it gets pieces from then on */
+	{
+		unsigned char *p = payload(BIG, 1);
+
+		ck_assert_int_eq(mqbus_publish(pub, "b/x", p, BIG,
+					       MQBUS_PRIORITY_DEFAULT),
+				 0);
+		free(p);
+	}
+	expect_piece(&r, proto_size(3, BIG));
+	munmap(map, 2 * SLOT);
+	raw_free(&r);
+	mqbus_free(pub);
+	mqbus_free(mon);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* sub receives n messages of len bytes, i/<k> with seed k each once. */
+static void expect_set(mqbus *sub, unsigned n, size_t len)
+{
+	bool seen[64] = { false };
+
+	ck_assert_uint_le(n, 64);
+	for (unsigned i = 0; i < n; i++) {
+		mqbus_msg *m = testbus_recv(sub, RECV_MS);
+		unsigned k;
+		unsigned char *want;
+		const void *got;
+		size_t got_len = 0;
+
+		ck_assert_int_eq(sscanf(mqbus_msg_topic(m), "i/%u", &k), 1);
+		ck_assert_uint_lt(k, n);
+		ck_assert_msg(!seen[k], "i/%u twice", k);
+		seen[k] = true;
+		got = mqbus_msg_payload(m, &got_len);
+		ck_assert_uint_eq(got_len, len);
+		want = payload(len, 20 + k);
+		ck_assert_msg(memcmp(got, want, len) == 0,
+			      "i/%u: payload differs", k);
+		free(want);
+		ck_assert_uint_eq(mqbus_msg_dropped(m), 0);
+		mqbus_msg_free(m);
+	}
+}
+
+/* Publishes n payloads of len on i/<k>, priorities mixed. */
+static void publish_mixed(mqbus *pub, unsigned n, size_t len)
+{
+	for (unsigned k = 0; k < n; k++) {
+		unsigned char *p = payload(len, 20 + k);
+		char topic[32];
+
+		snprintf(topic, sizeof(topic), "i/%u", k);
+		ck_assert_int_eq(mqbus_publish(pub, topic, p, len,
+					       (int)((k * 7) % 10)),
+				 0);
+		free(p);
+	}
+}
+
+/*
+ * 1 MiB payloads through areas: the publisher's tx slot, the receiver's
+ * three rx slots, used out of order as the heads are read by priority;
+ * every payload whole, none lost.
+ */
+START_TEST(test_area_integrity)
+{
+	enum { N = 12, MIB = 1024 * 1024 };
+	struct testbus tb = { 0 };
+	mqbus *pub, *sub, *mon;
+
+	testbus_start(&tb, "[bus]\nmax_priority = 20\n"
+			   "pending_bytes = 33554432\n"
+			   "pending_budget_per_uid = 67108864\n");
+	setenv("MQBUS_SHM_AREA", "1", 1);
+	setenv("MQBUS_SHM_SLOTS", "3", 1);
+	pub = testbus_connect(&tb, 0, 0);
+	sub = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
+	testbus_subscribe(sub, "i/#");
+	/* the first makes sub register its area */
+	publish_mixed(pub, 1, MIB);
+	expect_set(sub, 1, MIB);
+	testbus_wait_stat(mon, "shm_areas", 2, RECV_MS);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_bytes"), 4 * MIB);
+	/* all waiting before sub reads any */
+	publish_mixed(pub, N, MIB);
+	expect_set(sub, N, MIB);
+	testbus_expect_nothing(sub, QUIET_MS);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_received"), N + 1);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_sent"), N);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_released"), N);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_bad"), 0);
+	ck_assert_int_eq(testbus_stat(mon, "dropped"), 0);
+	mqbus_free(mon);
+	mqbus_free(sub);
+	mqbus_free(pub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
+ * After the daemon is killed and another takes the bus, both clients
+ * register their areas again with the next daemon, and large payloads
+ * go through them.
+ */
+START_TEST(test_area_restart)
+{
+	const char *config = "[bus]\nrestart_grace_ms = 200\n";
+	struct testbus tb = { 0 };
+	unsigned char *p = payload(BIG, 1);
+	mqbus *pub, *sub, *mon;
+
+	testbus_start(&tb, config);
+	setenv("MQBUS_SHM_AREA", "1", 1);
+	pub = testbus_connect(&tb, 0, 0);
+	sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "r/#");
+	for (unsigned i = 0; i < 2; i++) {
+		ck_assert_int_eq(mqbus_publish(pub, "r/x", p, BIG,
+					       MQBUS_PRIORITY_DEFAULT),
+				 0);
+		expect_whole(sub, "r/x", BIG);
+	}
+
+	testbus_kill(&tb);
+	testbus_restart(&tb, config);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
+	testbus_expect_nothing(sub, QUIET_MS);
+	testbus_wait_stat(mon, "subscriptions", 1, RECV_MS);
+	for (unsigned i = 0; i < 3; i++) {
+		ck_assert_int_eq(mqbus_publish(pub, "r/y", p, BIG,
+					       MQBUS_PRIORITY_DEFAULT),
+				 0);
+		expect_whole(sub, "r/y", BIG);
+	}
+	ck_assert_int_eq(testbus_stat(mon, "shm_areas"), 2);
+	ck_assert_int_ge(testbus_stat(mon, "shm_area_received"), 2);
+	ck_assert_int_ge(testbus_stat(mon, "shm_area_sent"), 1);
+	free(p);
+	mqbus_free(mon);
+	mqbus_free(sub);
+	mqbus_free(pub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/* The descriptor of the one connection this process has to the
+ * daemon's memory-file address, -1 if none. */
+static int daemon_conn(void)
+{
+	int found = -1;
+
+	for (int fd = 3; fd < 1024; fd++) {
+		struct sockaddr_un sa;
+		socklen_t len = sizeof(sa);
+
+		if (getpeername(fd, (struct sockaddr *)&sa, &len) == 0 &&
+		    sa.sun_family == AF_UNIX && sa.sun_path[0] == '\0' &&
+		    strncmp(sa.sun_path + 1, "mqbus-shm-", 10) == 0) {
+			ck_assert_int_eq(found, -1);
+			found = fd;
+		}
+	}
+	return found;
+}
+
+/*
+ * A publisher whose connection is gone from under its tx area: its next
+ * PUBLISH, refused for it by the daemon, goes again in pieces, and
+ * arrives; the program sees no error.
+ */
+START_TEST(test_area_tx_lost)
+{
+	struct testbus tb = { 0 };
+	unsigned char *p = payload(BIG, 1);
+	mqbus *pub, *sub, *mon;
+	int fd;
+
+	testbus_start(&tb, NULL);
+	setenv("MQBUS_SHM_AREA", "1", 1);
+	pub = testbus_connect(&tb, 0, 0);
+	fd = daemon_conn();
+	ck_assert_int_ge(fd, 0);
+	sub = testbus_connect(&tb, 0, 0);
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
+	testbus_subscribe(sub, "t/#");
+	ck_assert_int_eq(mqbus_publish(pub, "t/x", p, BIG,
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+	expect_whole(sub, "t/x", BIG);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_received"), 1);
+	/* the daemon sees the end of it: the tx area goes */
+	ck_assert_int_eq(shutdown(fd, SHUT_RDWR), 0);
+	testbus_wait_stat(mon, "shm_areas", 1, RECV_MS); /* sub's rx */
+	ck_assert_int_eq(mqbus_publish(pub, "t/y", p, BIG,
+				       MQBUS_PRIORITY_DEFAULT),
+			 0);
+	expect_whole(sub, "t/y", BIG);
+	ck_assert_int_eq(testbus_stat(mon, "shm_refused"), 1);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_received"), 1);
 	free(p);
 	mqbus_free(mon);
 	mqbus_free(sub);
@@ -513,6 +1115,9 @@ int main(void)
 {
 	Suite *s = suite_create("shm");
 
+	/* the cases of memory files: a new file for each message; those
+	 * of areas turn them on */
+	setenv("MQBUS_SHM_AREA", "0", 1);
 	testbus_init();
 	testbus_add_case(s, "attach", test_attach, 1);
 	testbus_add_case(s, "bad_files", test_bad_files, 1);
@@ -520,5 +1125,12 @@ int main(void)
 	testbus_add_case(s, "mixed_receivers", test_mixed_receivers, 1);
 	testbus_add_case(s, "receiver_gone", test_receiver_gone, 1);
 	testbus_add_case(s, "restart", test_restart, 1);
+	testbus_add_case(s, "area_refused", test_area_refused, 1);
+	testbus_add_case(s, "area_never_released", test_area_never_released,
+			 1);
+	testbus_add_case(s, "area_bad_release", test_area_bad_release, 1);
+	testbus_add_case(s, "area_integrity", test_area_integrity, 1);
+	testbus_add_case(s, "area_restart", test_area_restart, 1);
+	testbus_add_case(s, "area_tx_lost", test_area_tx_lost, 1);
 	return testbus_run(s, "check_shm");
 }

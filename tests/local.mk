@@ -85,9 +85,10 @@ TESTS += tests/check_proto tests/check_router tests/check_config \
 	tests/bus-notify.sh tests/bus-thread.sh tests/bus-poll.sh \
 	tests/delivery.sh tests/adopt.sh tests/completion.sh tests/crash.sh \
 	tests/cli.sh tests/multiuser.sh tests/systemd.sh tests/policy.sh \
-	tests/quota.sh tests/large.sh tests/large-shm.sh tests/large-cli.sh \
+	tests/quota.sh tests/large.sh tests/large-shm.sh tests/large-area.sh \
+	tests/large-cli.sh \
 	tests/shm.sh
-EXTRA_DIST += tests/harness.sh tests/large.sh tests/large-shm.sh tests/shm.sh tests/large-cli.sh tests/lib.sh tests/tap.sh tests/bus-notify.sh \
+EXTRA_DIST += tests/harness.sh tests/large.sh tests/large-shm.sh tests/large-area.sh tests/shm.sh tests/large-cli.sh tests/lib.sh tests/tap.sh tests/bus-notify.sh \
 	tests/adopt.sh tests/soak.sh tests/completion.sh tests/crash.sh \
 	tests/valgrind.supp \
 	tests/policy.sh tests/quota.sh \
