@@ -229,7 +229,10 @@ static int area_register(struct shmio *s, struct shmio_area *a,
 
 void shmio_large_seen(struct shmio *s)
 {
-	if (s->rx.tried || !s->area_wanted || s->state != SHMIO_ON)
+	/* a client that only receives has not seen its attach answered
+	 * yet when its first large message came in pieces */
+	if (s->rx.tried || !s->area_wanted ||
+	    !shmio_ready(s, SHMIO_ANSWER_MS))
 		return;
 	(void)area_register(s, &s->rx, SHM_REC_AREA_RX, s->area_slots);
 }

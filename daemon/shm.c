@@ -647,7 +647,6 @@ static bool area_fits(const struct peer *p, const struct msgbuf *m,
 
 bool shm_for_file(const struct peer *p, const struct msgbuf *m)
 {
-	struct proto_header h;
 	size_t head;
 
 	if (p->shm.sock < 0 || m->len <= (size_t)p->rx_msgsize)
@@ -656,8 +655,14 @@ bool shm_for_file(const struct peer *p, const struct msgbuf *m)
 	/* one going out in pieces (p attached meanwhile) goes on so */
 	if (head > (size_t)p->rx_msgsize || large_in_flight(p, m))
 		return false;
-	/* in a slot, its own file, or one written for it (shm_send_to()) */
-	return m->shm_fd >= 0 || payload_apart(m, head, &h);
+	/*
+	 * In a slot, or as the file it came in.  Never a file of the
+	 * daemon's own: its pages would be the daemon's, and a receiver
+	 * could keep them as long as it likes.  So one that came in pieces
+	 * or through a tx area goes to a receiver without a slot for it
+	 * (without an rx area yet, or one of smaller slots) in pieces.
+	 */
+	return m->shm_fd >= 0 || area_fits(p, m, head);
 }
 
 static void out_writable(evutil_socket_t fd, short what, void *arg)
@@ -720,31 +725,6 @@ static int send_area(struct peer *p, const struct msgbuf *m, unsigned prio)
 	return 0;
 }
 
-/*
- * m, which came whole or in pieces, to a receiver that has no rx area
- * (yet: it registers one after its first large message): its payload
- * is written once into a memory file kept with m for every such
- * receiver.  0 or -errno.
- */
-static int own_file(struct peer *p, struct msgbuf *m)
-{
-	size_t head;
-	int fd;
-
-	if (m->shm_fd >= 0)
-		return 0;
-	head = head_len(m);
-	fd = shm_create(m->data + head, m->len - head);
-	if (fd < 0) {
-		log_debug("client %u: no memory file for a message: %s",
-			  p->id, strerror(-fd));
-		return fd;
-	}
-	m->shm_fd = fd; /* closed with m's last reference */
-	p->server->shm.files_made++;
-	return 0;
-}
-
 int shm_send_to(struct peer *p, struct msgbuf *m, unsigned prio)
 {
 	struct mq_attr a;
@@ -756,9 +736,6 @@ int shm_send_to(struct peer *p, struct msgbuf *m, unsigned prio)
 		return -EAGAIN;
 	if (area_fits(p, m, head_len(m)))
 		return send_area(p, m, prio);
-	r = own_file(p, m);
-	if (r < 0)
-		return r;
 	tag = shm_next_tag(&p->shm.out_tag);
 	r = shm_send(p->shm.sock, tag, m->shm_fd);
 	if (r == -EAGAIN) {
@@ -819,8 +796,7 @@ void shm_stats_text(const struct server *s, char *buf, size_t cap,
 		       "shm_area_sent=%llu\n"
 		       "shm_area_received=%llu\n"
 		       "shm_area_released=%llu\n"
-		       "shm_area_bad=%llu\n"
-		       "shm_files_made=%llu\n",
+		       "shm_area_bad=%llu\n",
 		       l->fd >= 0, (unsigned long long)l->attached,
 		       (unsigned long long)l->attach_refused,
 		       (unsigned long long)l->received,
@@ -832,6 +808,5 @@ void shm_stats_text(const struct server *s, char *buf, size_t cap,
 		       (unsigned long long)l->area_sent,
 		       (unsigned long long)l->area_received,
 		       (unsigned long long)l->area_released,
-		       (unsigned long long)l->area_bad,
-		       (unsigned long long)l->files_made);
+		       (unsigned long long)l->area_bad);
 }

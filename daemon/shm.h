@@ -103,8 +103,6 @@ struct shm_listener {
 	uint64_t area_received; /* messages that came in a slot */
 	uint64_t area_released; /* slots given back */
 	uint64_t area_bad;	/* releases refused, records not understood */
-	uint64_t files_made;	/* files written by the daemon for messages
-				   that came whole or in pieces */
 };
 
 /* Sets l up empty, before shm_init() (shm_deinit() may come first). */

@@ -202,9 +202,12 @@ START_TEST(test_roundtrip_1m)
 	recv_payload(sub2, "big/two", 10, 2);
 	mqbus_free(sub2);
 	ck_assert_int_eq(testbus_stat(mon, taken_stat()), 1);
-	/* the head of a memory file's message fits even sub2's rx */
-	ck_assert_int_eq(testbus_stat(mon, "large_sent"), shm_on() ? 0 : 2);
-	ck_assert_int_eq(shm_out(mon), shm_on() ? 2 : 0);
+	/* the head of a memory file's message fits even sub2's rx; with
+	 * areas, a receiver's first large message goes in pieces (the
+	 * daemon has no file of a tx area's payload to pass on) */
+	ck_assert_int_eq(testbus_stat(mon, "large_sent"),
+			 shm_on() && !area_on() ? 0 : 2);
+	ck_assert_int_eq(shm_out(mon), shm_on() && !area_on() ? 2 : 0);
 	ck_assert_int_eq(testbus_stat(mon, "dropped"), 0);
 	expect_nothing_held(mon);
 	mqbus_free(mon);
@@ -318,12 +321,13 @@ START_TEST(test_priority_between_whole)
 	testbus_wait_stat(mon, "published", 4, 5000);
 
 	recv_payload(sub, "p/s", 100, 3);
-	if (shm_on()) {
+	if (shm_on() && !area_on()) {
 		/* each whole in rx at once: by priority alone */
 		recv_payload(sub, "p/l3", 250000, 4);
 		recv_payload(sub, "p/l1", 300000, 1);
 	} else {
-		/* l1 was going out in pieces: it stays first */
+		/* l1 was going out in pieces (with areas too: sub's first
+		 * large message): it stays first */
 		recv_payload(sub, "p/l1", 300000, 1);
 		recv_payload(sub, "p/l3", 250000, 4);
 	}

@@ -507,10 +507,7 @@ START_TEST(test_restart)
 	expect_whole(sub, "r/z", BIG);
 	ck_assert_int_eq(testbus_stat(mon, "shm_attached"), 3);
 	ck_assert_int_eq(testbus_stat(mon, "shm_received"), files + 1);
-	/* the one in pieces went on as a file the daemon wrote */
-	ck_assert_int_eq(testbus_stat(mon, "shm_sent") -
-				 testbus_stat(mon, "shm_files_made"),
-			 files + 1);
+	ck_assert_int_eq(testbus_stat(mon, "shm_sent"), files + 1);
 	free(p);
 	mqbus_free(mon);
 	mqbus_free(sub);
@@ -767,7 +764,8 @@ static void publish_n(mqbus *pub, unsigned n, size_t len)
 /*
  * A receiver that never releases: its two slots fill, its next messages
  * wait in its backlog (of 2) and the one after is dropped by the
- * topic's policy; another receiver gets every one meanwhile.  Released,
+ * topic's policy; another receiver, with slots enough, gets every one
+ * meanwhile.  Released,
  * the waiting ones come in the freed slots, the loss counted before
  * nothing (no message after it).
  */
@@ -785,10 +783,16 @@ START_TEST(test_area_never_released)
 	testbus_start(&tb, "[topic \"w/#\"]\nbacklog = 2\n");
 	setenv("MQBUS_SHM_AREA", "1", 1);
 	pub = testbus_connect(&tb, 0, 0);
-	setenv("MQBUS_SHM_AREA", "0", 1);
+	setenv("MQBUS_SHM_SLOTS", "8", 1);
 	other = testbus_connect(&tb, 0, 0);
+	unsetenv("MQBUS_SHM_SLOTS");
 	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
 	testbus_subscribe(other, "w/#");
+	/* its first large message comes in pieces, the rest in slots */
+	publish_n(pub, 1, LEN);
+	mqbus_msg_free(testbus_recv(other, RECV_MS));
+	testbus_wait_stat(mon, "shm_areas", 2, RECV_MS);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_sent"), 0);
 	raw_attached(&r, &tb, 921, "w/#");
 	fd = shm_area_create(2 * SLOT, (void **)&map);
 	ck_assert_int_ge(fd, 0);
@@ -819,7 +823,8 @@ START_TEST(test_area_never_released)
 	expect_slot(map, s0, LEN, 10);
 	expect_slot(map, s1, LEN, 11);
 	raw_nothing(&r);
-	ck_assert_int_eq(testbus_stat(mon, "shm_area_sent"), 2);
+	/* the other's five, and two in the slots */
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_sent"), 5 + 2);
 	ck_assert_int_eq(testbus_stat(mon, "dropped"), 1);
 	/* released, the two that waited come in them */
 	send_record(&r, SHM_REC_RELEASE, 42, s1, 0, -1);
@@ -834,8 +839,8 @@ START_TEST(test_area_never_released)
 	/* w/4, lost behind them, with nothing after it to say so */
 	ck_assert_uint_eq(dropped, 0);
 	expect_drops(&r, 1);
-	ck_assert_int_eq(testbus_stat(mon, "shm_area_sent"), 4);
-	ck_assert_int_eq(testbus_stat(mon, "shm_area_released"), 2);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_sent"), 5 + 4);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_released"), 5 + 2);
 	ck_assert_int_eq(testbus_stat(mon, "shm_area_bad"), 0);
 	/* both slots in use again: the next waits; the connection closed,
 	 * the area goes and what waited goes in pieces */
@@ -852,7 +857,8 @@ START_TEST(test_area_never_released)
 	close(r.sock);
 	r.sock = -1;
 	expect_piece(&r, proto_size(6, LEN));
-	testbus_wait_stat(mon, "shm_areas", 1, RECV_MS); /* pub's tx area */
+	/* the publisher's tx area, the other's rx area */
+	testbus_wait_stat(mon, "shm_areas", 2, RECV_MS);
 	munmap(map, 2 * SLOT);
 	raw_free(&r);
 	mqbus_free(mon);
@@ -1111,6 +1117,52 @@ START_TEST(test_area_tx_lost)
 }
 END_TEST
 
+/*
+ * mqbusd never makes a memory file of its own (its pages would be its
+ * own, kept as long as a receiver holds the descriptor): a payload that
+ * came in a tx area goes to an attached receiver without an rx area in
+ * pieces, every time; to one with an area, the first in pieces and the
+ * next in a slot.
+ */
+START_TEST(test_area_no_own_file)
+{
+	struct testbus tb = { 0 };
+	unsigned char *p = payload(BIG, 1);
+	mqbus *pub, *plain, *sub, *mon;
+
+	testbus_start(&tb, NULL);
+	setenv("MQBUS_SHM_AREA", "1", 1);
+	pub = testbus_connect(&tb, 0, 0);
+	sub = testbus_connect(&tb, 0, 0);
+	setenv("MQBUS_SHM_AREA", "0", 1);
+	plain = testbus_connect(&tb, 0, 0);
+	unsetenv("MQBUS_SHM_AREA");
+	mon = testbus_connect(&tb, 2, 0); /* asks for stats only */
+	testbus_subscribe(sub, "n/#");
+	testbus_subscribe(plain, "n/#");
+	for (unsigned i = 0; i < 2; i++) {
+		ck_assert_int_eq(mqbus_publish(pub, "n/x", p, BIG,
+					       MQBUS_PRIORITY_DEFAULT),
+				 0);
+		expect_whole(sub, "n/x", BIG);
+		expect_whole(plain, "n/x", BIG);
+		/* sub registers its rx area after its first one */
+		if (i == 0)
+			testbus_wait_stat(mon, "shm_areas", 2, RECV_MS);
+	}
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_received"), 2);
+	ck_assert_int_eq(testbus_stat(mon, "shm_sent"), 0);
+	ck_assert_int_eq(testbus_stat(mon, "large_sent"), 1 + 2);
+	ck_assert_int_eq(testbus_stat(mon, "shm_area_sent"), 1);
+	free(p);
+	mqbus_free(mon);
+	mqbus_free(plain);
+	mqbus_free(sub);
+	mqbus_free(pub);
+	testbus_finish(&tb);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("shm");
@@ -1132,5 +1184,6 @@ int main(void)
 	testbus_add_case(s, "area_integrity", test_area_integrity, 1);
 	testbus_add_case(s, "area_restart", test_area_restart, 1);
 	testbus_add_case(s, "area_tx_lost", test_area_tx_lost, 1);
+	testbus_add_case(s, "area_no_own_file", test_area_no_own_file, 1);
 	return testbus_run(s, "check_shm");
 }
