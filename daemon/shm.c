@@ -7,6 +7,7 @@
  * the slots given back.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <mqueue.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -14,6 +15,7 @@
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -263,6 +265,10 @@ bool shm_offer(struct peer *p, const char **ret_addr, uint64_t *ret_nonce)
 /* -------------------------------------------------------------------- */
 /* memory areas                                                          */
 
+#ifndef F_SEAL_FUTURE_WRITE
+#define F_SEAL_FUTURE_WRITE 0x0010 /* Linux 5.1 */
+#endif
+
 static size_t page_round(size_t n)
 {
 	size_t page = (size_t)sysconf(_SC_PAGESIZE);
@@ -274,12 +280,42 @@ static void area_unmap(struct server *s, struct shm_area *a)
 {
 	size_t size = (size_t)a->slots * a->slot_size;
 
-	if (a->map) {
-		munmap(a->map, size);
+	if (a->slots) {
+		if (a->map)
+			munmap(a->map, size);
+		else
+			close(a->fd);
 		s->shm.areas--;
 		s->shm.area_bytes -= size;
 	}
 	memset(a, 0, sizeof(*a));
+}
+
+/*
+ * Maps rx area fd for the daemon's writes, and seals it against every
+ * other (F_SEAL_FUTURE_WRITE: no write(), no new writable mapping, no
+ * hole punched), then checks that no page is missing: once the check
+ * passed, a write of the daemon's can never allocate a page (charged to
+ * the daemon) or fail for want of one (SIGBUS).  0 or an errno.
+ */
+static int area_map_rx(struct shm_area *a, int fd, size_t size)
+{
+	struct stat st;
+	void *map;
+
+	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED)
+		return errno; /* EPERM: sealed against it already */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
+		munmap(map, size);
+		return EPERM;
+	}
+	if (fstat(fd, &st) < 0 || (size_t)st.st_blocks * 512u < size) {
+		munmap(map, size);
+		return ENOSPC;
+	}
+	a->map = map;
+	return 0;
 }
 
 /* A record of p's that is wrong: counted; too many drop the connection
@@ -296,22 +332,22 @@ static void bad_record(struct peer *p, const char *why)
 	}
 }
 
-/* Checks and maps the area fd that rec registers: 0 or an errno. */
-static int area_map(struct peer *p, const struct shm_record *rec, int fd)
+/* Checks and takes the area *fd that rec registers (an rx area mapped,
+ * a tx area's descriptor kept: *fd becomes -1): 0 or an errno. */
+static int area_map(struct peer *p, const struct shm_record *rec, int *fd)
 {
 	struct server *s = p->server;
 	bool rx = rec->kind == SHM_REC_AREA_RX;
 	struct shm_area *a = rx ? &p->shm.rx_area : &p->shm.tx_area;
 	uint8_t bit = rx ? 1 : 2;
 	size_t size;
-	void *map;
 	int r;
 
 	/* one of each kind, once per connection */
 	if (p->shm.registered & bit)
 		return EEXIST;
 	p->shm.registered |= bit;
-	if (fd < 0)
+	if (*fd < 0)
 		return EBADF;
 	if (rec->id == 0 || rec->id > SHM_AREA_ID_MAX ||
 	    rec->a < (rx ? 2u : 1u) ||
@@ -320,14 +356,17 @@ static int area_map(struct peer *p, const struct shm_record *rec, int fd)
 	    rec->b > page_round(s->cfg.max_message))
 		return EINVAL;
 	size = (size_t)rec->a * rec->b;
-	r = shm_area_check(fd, size);
+	r = shm_area_check(*fd, size);
 	if (r < 0)
 		return -r;
-	map = mmap(NULL, size, rx ? PROT_WRITE | PROT_READ : PROT_READ,
-		   MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED)
-		return errno;
-	a->map = map;
+	if (rx) {
+		r = area_map_rx(a, *fd, size);
+		if (r)
+			return r;
+	} else {
+		a->fd = *fd;
+		*fd = -1;
+	}
 	a->id = rec->id;
 	a->slots = rec->a;
 	a->slot_size = rec->b;
@@ -345,10 +384,10 @@ static void area_register(struct peer *p, const struct shm_record *rec,
 				 .kind = SHM_REC_STATUS,
 				 .id = rec->id,
 				 .a = rec->kind };
-	int err = area_map(p, rec, fd);
+	int err = area_map(p, rec, &fd);
 
 	if (fd >= 0)
-		close(fd); /* the mapping stays */
+		close(fd); /* an rx area's mapping stays */
 	st.b = (uint32_t)err;
 	if (err) {
 		p->server->shm.area_refused++;
@@ -370,7 +409,7 @@ static void area_release(struct peer *p, const struct shm_record *rec)
 {
 	struct shm_area *a = &p->shm.rx_area;
 
-	if (!a->map || rec->id != a->id || rec->a >= a->slots ||
+	if (!a->slots || rec->id != a->id || rec->a >= a->slots ||
 	    !(a->busy & (1u << rec->a))) {
 		bad_record(p, "a release of no slot in use");
 		return;
@@ -506,8 +545,9 @@ static struct msgbuf *area_in(struct peer *p, struct msgbuf *m,
 	uint32_t tag = pm->h.shm_tag, slot = SHM_AREA_TAG_SLOT(tag);
 	size_t len = pm->h.payload_len;
 	struct msgbuf *whole;
+	ssize_t n;
 
-	if (!a->map || SHM_AREA_TAG_ID(tag) != a->id || slot >= a->slots ||
+	if (!a->slots || SHM_AREA_TAG_ID(tag) != a->id || slot >= a->slots ||
 	    len > a->slot_size) {
 		refuse(p, pm, EPROTO, "no such slot of a memory area");
 		return NULL;
@@ -519,8 +559,14 @@ static struct msgbuf *area_in(struct peer *p, struct msgbuf *m,
 		return NULL;
 	}
 	memcpy(whole->data, m->data, m->len);
-	memcpy(whole->data + m->len, a->map + (size_t)slot * a->slot_size,
-	       len);
+	n = pread(a->fd, whole->data + m->len, len,
+		  (off_t)slot * a->slot_size);
+	if (n != (ssize_t)len) {
+		msgbuf_unref(whole);
+		refuse(p, pm, n < 0 ? errno : EIO,
+		       "cannot read the slot of a memory area");
+		return NULL;
+	}
 	whole->len = m->len + len;
 	p->server->shm.area_received++;
 	return whole;

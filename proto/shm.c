@@ -65,7 +65,9 @@ int shm_area_create(size_t size, void **ret_map)
 	e = posix_fallocate(fd, 0, (off_t)size);
 	if (e != 0)
 		goto fail;
-	if (fcntl(fd, F_ADD_SEALS, AREA_SEALS | F_SEAL_SEAL) < 0) {
+	/* not F_SEAL_SEAL: the daemon seals an rx area against writes
+	 * once it has mapped it for its own */
+	if (fcntl(fd, F_ADD_SEALS, AREA_SEALS) < 0) {
 		e = errno;
 		goto fail;
 	}

@@ -75,8 +75,9 @@ struct shm_record {
 /*
  * A new area of size bytes for reuse: a memory file, its pages allocated
  * now (charged to the caller), sealed against shrinking and growing
- * only (the other end may write it), mapped shared read/write at
- * *ret_map.  The descriptor (close-on-exec) or -errno.
+ * only (the daemon maps an rx area to write it, then seals it against
+ * every other write), mapped shared read/write at *ret_map.  The
+ * descriptor (close-on-exec) or -errno.
  */
 int shm_area_create(size_t size, void **ret_map);
 

@@ -20,12 +20,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/falloc.h>
 #include <mqueue.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -134,6 +136,24 @@ static void send_head(struct raw *r, const char *topic, uint32_t tag,
 
 	proto_header_init(&h, PROTO_PUBLISH);
 	h.flags = PROTO_F_SHM;
+	h.shm_tag = tag;
+	h.token = token;
+	n = proto_encode_head(buf, sizeof(buf), &h, topic, NULL, len);
+	ck_assert_int_gt(n, 0);
+	testbus_send_raw(r->f.txq, buf, (size_t)n);
+}
+
+/* A PUBLISH of topic whose len-byte payload is in the slot of tag of
+ * r's tx area. */
+static void send_area_head(struct raw *r, const char *topic, uint32_t tag,
+			   size_t len, uint32_t token)
+{
+	unsigned char buf[512];
+	struct proto_header h;
+	int n;
+
+	proto_header_init(&h, PROTO_PUBLISH);
+	h.flags = PROTO_F_SHM | PROTO_F_AREA;
 	h.shm_tag = tag;
 	h.token = token;
 	n = proto_encode_head(buf, sizeof(buf), &h, topic, NULL, len);
@@ -1118,6 +1138,79 @@ START_TEST(test_area_tx_lost)
 END_TEST
 
 /*
+ * Neither area can make mqbusd allocate a page (charged to it, or a
+ * SIGBUS when none can be had).  An rx area is sealed by mqbusd against
+ * every write but its own once mapped, so its pages stay: a client that
+ * keeps mqbusd from sealing it (F_SEAL_SEAL) is refused, and one that
+ * then punches a hole cannot.  A tx area is read, not mapped: a hole
+ * the client punched in its slot reads as zeros, and the file has no
+ * more pages after the read than before it.
+ */
+START_TEST(test_area_pages)
+{
+	enum { LEN = 8192 };
+	struct testbus tb = { 0 };
+	unsigned char *map, zeros[LEN] = { 0 };
+	const void *got;
+	struct stat st;
+	blkcnt_t blocks;
+	struct raw r;
+	mqbus *sub;
+	mqbus_msg *m;
+	size_t n = 0;
+	int fd;
+
+	testbus_start(&tb, NULL);
+	sub = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "pg/#");
+	fd = area_file(2 * SLOT, true, F_SEAL_SHRINK | F_SEAL_GROW |
+						F_SEAL_SEAL);
+	ck_assert_int_eq(refused_with(&tb, 941, 2, fd), EPERM);
+	close(fd);
+
+	raw_attached(&r, &tb, 942, NULL);
+	fd = shm_area_create(2 * SLOT, (void **)&map);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(register_area(&r, SHM_REC_AREA_RX, 1, 2, SLOT, fd),
+			 0);
+	ck_assert_int_eq(fallocate(fd, FALLOC_FL_PUNCH_HOLE |
+					       FALLOC_FL_KEEP_SIZE,
+				   0, SLOT),
+			 -1);
+	ck_assert_int_eq(errno, EPERM);
+	ck_assert_int_eq(write(fd, "x", 1), -1);
+	munmap(map, 2 * SLOT);
+	close(fd);
+
+	fd = shm_area_create(SLOT, (void **)&map);
+	ck_assert_int_ge(fd, 0);
+	memset(map, 0xa5, SLOT);
+	ck_assert_int_eq(register_area(&r, SHM_REC_AREA_TX, 2, 1, SLOT, fd),
+			 0);
+	ck_assert_int_eq(fallocate(fd, FALLOC_FL_PUNCH_HOLE |
+					       FALLOC_FL_KEEP_SIZE,
+				   0, LEN),
+			 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	blocks = st.st_blocks;
+	send_area_head(&r, "pg/x", SHM_AREA_TAG(2, 0), LEN, 51);
+	ck_assert_int_eq(answer(&r, 51), 0);
+	m = testbus_recv(sub, RECV_MS);
+	got = mqbus_msg_payload(m, &n);
+	ck_assert_uint_eq(n, LEN);
+	ck_assert(memcmp(got, zeros, LEN) == 0);
+	mqbus_msg_free(m);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	ck_assert_int_eq(st.st_blocks, blocks);
+	munmap(map, SLOT);
+	close(fd);
+	raw_free(&r);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
  * mqbusd never makes a memory file of its own (its pages would be its
  * own, kept as long as a receiver holds the descriptor): a payload that
  * came in a tx area goes to an attached receiver without an rx area in
@@ -1185,5 +1278,6 @@ int main(void)
 	testbus_add_case(s, "area_restart", test_area_restart, 1);
 	testbus_add_case(s, "area_tx_lost", test_area_tx_lost, 1);
 	testbus_add_case(s, "area_no_own_file", test_area_no_own_file, 1);
+	testbus_add_case(s, "area_pages", test_area_pages, 1);
 	return testbus_run(s, "check_shm");
 }
