@@ -280,11 +280,8 @@ static void area_unmap(struct server *s, struct shm_area *a)
 {
 	size_t size = (size_t)a->slots * a->slot_size;
 
-	if (a->slots) {
-		if (a->map)
-			munmap(a->map, size);
-		else
-			close(a->fd);
+	if (a->map) {
+		munmap(a->map, size);
 		s->shm.areas--;
 		s->shm.area_bytes -= size;
 	}
@@ -292,30 +289,34 @@ static void area_unmap(struct server *s, struct shm_area *a)
 }
 
 /*
- * Maps rx area fd for the daemon's writes, and seals it against every
- * other (F_SEAL_FUTURE_WRITE: no write(), no new writable mapping, no
- * hole punched), then checks that no page is missing: once the check
- * passed, a write of the daemon's can never allocate a page (charged to
- * the daemon) or fail for want of one (SIGBUS).  0 or an errno.
+ * Maps area fd (prot: an rx area for writing, a tx area for reading)
+ * and seals it against every new writer (F_SEAL_FUTURE_WRITE: no
+ * write(), no new writable mapping, no hole punched; the client writes
+ * a tx area through the mapping it made before), then checks that no
+ * page is missing.  Once that passed, a touch of the daemon's never
+ * allocates a page (charged to the daemon) or fails for want of one
+ * (SIGBUS).  The mapping, or NULL with an errno in *err.
  */
-static int area_map_rx(struct shm_area *a, int fd, size_t size)
+static unsigned char *area_seal_map(int fd, size_t size, int prot, int *err)
 {
 	struct stat st;
 	void *map;
 
-	map = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (map == MAP_FAILED)
-		return errno; /* EPERM: sealed against it already */
-	if (fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0) {
-		munmap(map, size);
-		return EPERM;
+	map = mmap(NULL, size, prot, MAP_SHARED, fd, 0);
+	if (map == MAP_FAILED) {
+		*err = errno; /* EPERM: sealed against it already */
+		return NULL;
 	}
-	if (fstat(fd, &st) < 0 || (size_t)st.st_blocks * 512u < size) {
+	*err = 0;
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_FUTURE_WRITE | F_SEAL_SEAL) < 0)
+		*err = EPERM;
+	else if (fstat(fd, &st) < 0 || (size_t)st.st_blocks * 512u < size)
+		*err = ENOSPC;
+	if (*err) {
 		munmap(map, size);
-		return ENOSPC;
+		return NULL;
 	}
-	a->map = map;
-	return 0;
+	return map;
 }
 
 /* A record of p's that is wrong: counted; too many drop the connection
@@ -332,9 +333,8 @@ static void bad_record(struct peer *p, const char *why)
 	}
 }
 
-/* Checks and takes the area *fd that rec registers (an rx area mapped,
- * a tx area's descriptor kept: *fd becomes -1): 0 or an errno. */
-static int area_map(struct peer *p, const struct shm_record *rec, int *fd)
+/* Checks and maps the area fd that rec registers: 0 or an errno. */
+static int area_map(struct peer *p, const struct shm_record *rec, int fd)
 {
 	struct server *s = p->server;
 	bool rx = rec->kind == SHM_REC_AREA_RX;
@@ -347,7 +347,7 @@ static int area_map(struct peer *p, const struct shm_record *rec, int *fd)
 	if (p->shm.registered & bit)
 		return EEXIST;
 	p->shm.registered |= bit;
-	if (*fd < 0)
+	if (fd < 0)
 		return EBADF;
 	if (rec->id == 0 || rec->id > SHM_AREA_ID_MAX ||
 	    rec->a < (rx ? 2u : 1u) ||
@@ -356,17 +356,13 @@ static int area_map(struct peer *p, const struct shm_record *rec, int *fd)
 	    rec->b > page_round(s->cfg.max_message))
 		return EINVAL;
 	size = (size_t)rec->a * rec->b;
-	r = shm_area_check(*fd, size);
+	r = shm_area_check(fd, size);
 	if (r < 0)
 		return -r;
-	if (rx) {
-		r = area_map_rx(a, *fd, size);
-		if (r)
-			return r;
-	} else {
-		a->fd = *fd;
-		*fd = -1;
-	}
+	a->map = area_seal_map(fd, size, rx ? PROT_READ | PROT_WRITE : PROT_READ,
+			       &r);
+	if (!a->map)
+		return r;
 	a->id = rec->id;
 	a->slots = rec->a;
 	a->slot_size = rec->b;
@@ -384,10 +380,10 @@ static void area_register(struct peer *p, const struct shm_record *rec,
 				 .kind = SHM_REC_STATUS,
 				 .id = rec->id,
 				 .a = rec->kind };
-	int err = area_map(p, rec, &fd);
+	int err = area_map(p, rec, fd);
 
 	if (fd >= 0)
-		close(fd); /* an rx area's mapping stays */
+		close(fd); /* the mapping stays */
 	st.b = (uint32_t)err;
 	if (err) {
 		p->server->shm.area_refused++;
@@ -409,7 +405,7 @@ static void area_release(struct peer *p, const struct shm_record *rec)
 {
 	struct shm_area *a = &p->shm.rx_area;
 
-	if (!a->slots || rec->id != a->id || rec->a >= a->slots ||
+	if (!a->map || rec->id != a->id || rec->a >= a->slots ||
 	    !(a->busy & (1u << rec->a))) {
 		bad_record(p, "a release of no slot in use");
 		return;
@@ -545,9 +541,8 @@ static struct msgbuf *area_in(struct peer *p, struct msgbuf *m,
 	uint32_t tag = pm->h.shm_tag, slot = SHM_AREA_TAG_SLOT(tag);
 	size_t len = pm->h.payload_len;
 	struct msgbuf *whole;
-	ssize_t n;
 
-	if (!a->slots || SHM_AREA_TAG_ID(tag) != a->id || slot >= a->slots ||
+	if (!a->map || SHM_AREA_TAG_ID(tag) != a->id || slot >= a->slots ||
 	    len > a->slot_size) {
 		refuse(p, pm, EPROTO, "no such slot of a memory area");
 		return NULL;
@@ -559,14 +554,8 @@ static struct msgbuf *area_in(struct peer *p, struct msgbuf *m,
 		return NULL;
 	}
 	memcpy(whole->data, m->data, m->len);
-	n = pread(a->fd, whole->data + m->len, len,
-		  (off_t)slot * a->slot_size);
-	if (n != (ssize_t)len) {
-		msgbuf_unref(whole);
-		refuse(p, pm, n < 0 ? errno : EIO,
-		       "cannot read the slot of a memory area");
-		return NULL;
-	}
+	memcpy(whole->data + m->len, a->map + (size_t)slot * a->slot_size,
+	       len);
 	whole->len = m->len + len;
 	p->server->shm.area_received++;
 	return whole;

@@ -48,18 +48,16 @@ struct server;
 
 /*
  * A reused memory area of a client (PROTOCOL.md, Memory areas): the
- * client's pages.  An rx area is mapped shared and sealed by the daemon
- * against any other write, so its pages stay (the daemon's writes never
- * allocate one); which slots hold a message not yet released is the
- * daemon's own count, the area is never read for it.  A tx area is read
- * with pread(), which reads a hole the client punched as zeros without
- * allocating a page.
+ * client's pages, mapped shared (rx for writing) and then sealed by the
+ * daemon against new writers, so that no page can go from under the
+ * mapping (a touch of the daemon's never allocates one); which slots of
+ * an rx area hold a message not yet released is the daemon's own count,
+ * the area is never read for it.
  */
 struct shm_area {
-	uint32_t slots;	    /* 0: none */
-	unsigned char *map; /* rx */
-	int fd;		    /* tx */
+	unsigned char *map; /* NULL: none */
 	uint32_t id;	    /* the client's name for it */
+	uint32_t slots;
 	uint32_t slot_size;
 	uint32_t busy; /* rx: a bit per slot sent, not yet released */
 };
@@ -103,7 +101,7 @@ struct shm_listener {
 	uint64_t received;	/* messages that came in a file */
 	uint64_t sent;		/* files passed on to receivers */
 	uint64_t refused;	/* messages refused: no file, a bad one */
-	uint64_t areas;		/* areas held now (rx mapped, tx open) */
+	uint64_t areas;		/* areas mapped now */
 	uint64_t area_bytes;	/* their bytes */
 	uint64_t area_refused;	/* registrations refused */
 	uint64_t area_sent;	/* messages sent in a slot */

@@ -17,7 +17,12 @@
  *               [--wake notify|thread|poll] [--no-rtt] [--quick]
  *
  * For each size: throughput (messages/s and MB/s of payload, N messages
- * from one publisher to one subscriber, about --mbytes MiB in all) through
+ * from one publisher to one subscriber, about --mbytes MiB in all, 1024
+ * by default: a run long enough to measure each path's steady state,
+ * not its start, such as mqbus's first message to a receiver, which goes
+ * in pieces before the receiver registers its memory area, or the first
+ * touch of each broker's buffers; 64 MiB made mqbus's 1 MiB row 1.8x
+ * dbus-broker's where 1 GiB makes it 2.3x) through
  * each path (--only: any of direct,memfd,mqbus,dbus; all by default), the
  * broker's CPU time per MB carried (mqbusd's, dbus-broker's) and that of
  * every process of the path (publisher, broker, subscriber: what the
@@ -39,7 +44,9 @@
  * its own dbus-broker (peer-dbus.c: a private bus on a socket of its
  * own), whose publisher keeps at most a window of messages in flight
  * towards the subscriber (acknowledged through a pipe, not the bus), so
- * that the broker never holds more than a few MiB of it.
+ * that the broker never holds more than a few MiB of it.  mqbusd's
+ * backlog has the same bound (pending_bytes, 8 MiB: DBUS_WINDOW), so
+ * that both brokers keep as much of the stream in their memory.
  *
  * Every receiver of every path reads every byte of every payload, in
  * throughput and round trip alike (a receiver that maps the payload must
@@ -172,8 +179,10 @@ static double reap(pid_t pid, const char *what)
 static void start_daemon(const char *path, const char *wake)
 {
 	char conf[] = "/tmp/large-bench-XXXXXX", qname[80];
+	/* the backlog bounded as the dbus publisher's window is (one
+	 * larger message still always fits an empty backlog) */
 	const char *text = "[bus]\nmax_message = 16777216\n"
-			   "pending_bytes = 268435456\n"
+			   "pending_bytes = 8388608\n"
 			   "pending_budget = 1073741824\n"
 			   "pending_budget_per_uid = 1073741824\n"
 			   "overflow = block\nblock_timeout = 0\n"
@@ -1191,7 +1200,8 @@ static sd_bus *dbus_open(void)
 }
 
 /* Messages of size bytes the dbus publisher may have in flight: about
- * 8 MiB, at least 2, at most 64. */
+ * 8 MiB (mqbusd's pending_bytes in start_daemon()), at least 2, at most
+ * 64. */
 static unsigned dbus_window(size_t size)
 {
 	size_t w = (8u << 20) / size;
@@ -1491,7 +1501,7 @@ int main(int argc, char **argv)
 	const char *daemon = getenv("MQBUS_BENCH_DAEMON");
 	const char *sizes = "16k,64k,1m,16m";
 	char wake[32] = "--wake=notify";
-	double mbytes = 64;
+	double mbytes = 1024;
 	unsigned reps = 1, paths = (1u << PATH_COUNT) - 1;
 	bool with_rtt = true;
 	int pin = -1;
