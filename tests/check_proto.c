@@ -462,6 +462,73 @@ START_TEST(check_proto_roundtrip_limits)
 }
 END_TEST
 
+/*
+ * Heads whose payload is elsewhere (PROTOCOL.md, Memory files and Memory
+ * areas): a tag exactly with PROTO_F_SHM on the four types that may
+ * carry one, at least PROTO_SHM_MIN bytes of payload, the frame ending
+ * after the topic; PROTO_F_AREA only with PROTO_F_SHM.
+ */
+START_TEST(check_proto_shm_heads)
+{
+	static const struct {
+		uint8_t type;
+		uint16_t flags;
+		uint32_t tag, len;
+		int want;
+	} cases[] = {
+		{ PROTO_PUBLISH, PROTO_F_SHM, 1, PROTO_SHM_MIN, 0 },
+		{ PROTO_DELIVER, PROTO_F_SHM, 7, 1u << 20, 0 },
+		{ PROTO_REPLY, PROTO_F_SHM, 2, 200000, 0 },
+		{ PROTO_PUBLISH, PROTO_F_SHM | PROTO_F_AREA, 5 << 8, 1u << 20,
+		  0 },
+		{ PROTO_DELIVER, PROTO_F_SHM | PROTO_F_AREA, (5 << 8) | 3,
+		  65536, 0 },
+		{ PROTO_PUBLISH, PROTO_F_SHM, 1, PROTO_SHM_MIN - 1,
+		  -PROTO_E_FIELD },
+		{ PROTO_PUBLISH, PROTO_F_SHM, 0, PROTO_SHM_MIN,
+		  -PROTO_E_FLAGS },
+		{ PROTO_PUBLISH, 0, 1, PROTO_SHM_MIN, -PROTO_E_FLAGS },
+		{ PROTO_PUBLISH, PROTO_F_AREA, 0, 0, -PROTO_E_FLAGS },
+		{ PROTO_PUBLISH, PROTO_F_AREA, 1, PROTO_SHM_MIN,
+		  -PROTO_E_FLAGS },
+		{ PROTO_SUBSCRIBE, PROTO_F_SHM | PROTO_F_AREA, 1,
+		  PROTO_SHM_MIN, -PROTO_E_FLAGS },
+		{ PROTO_ANNOUNCE, PROTO_F_SHM | PROTO_F_AREA, 0, 0,
+		  -PROTO_E_FLAGS },
+	};
+	unsigned char buf[CHECK_PROTO_BUF];
+	struct proto_header h;
+	struct proto_msg m;
+	size_t i;
+	int n;
+
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *topic = cases[i].type == PROTO_REPLY ? ""
+								 : "big/one";
+
+		proto_header_init(&h, cases[i].type);
+		h.token = 9; /* a REPLY's */
+		n = proto_encode(buf, sizeof(buf), &h, topic, NULL, 0);
+		ck_assert_int_gt(n, 0);
+		/* the fields a head of a payload elsewhere has */
+		memcpy(&h, buf, sizeof(h));
+		h.flags = cases[i].flags;
+		h.shm_tag = cases[i].tag;
+		h.payload_len = cases[i].len;
+		memcpy(buf, &h, sizeof(h));
+		ck_assert_msg(proto_decode(buf, (size_t)n, &m) ==
+				      cases[i].want,
+			      "case %zu: %d, expected %d", i,
+			      proto_decode(buf, (size_t)n, &m),
+			      cases[i].want);
+		if (cases[i].want == 0) {
+			ck_assert_uint_eq(m.h.shm_tag, cases[i].tag);
+			ck_assert_uint_eq(m.h.payload_len, cases[i].len);
+		}
+	}
+}
+END_TEST
+
 START_TEST(check_proto_encode_fields)
 {
 	unsigned char buf[CHECK_PROTO_BUF];
@@ -1909,6 +1976,7 @@ static Suite *check_proto_suite(void)
 	tcase_add_test(tc, check_proto_roundtrip_unaligned);
 	tcase_add_test(tc, check_proto_roundtrip_limits);
 	tcase_add_test(tc, check_proto_encode_fields);
+	tcase_add_test(tc, check_proto_shm_heads);
 	tcase_add_test(tc, check_proto_encode_nospace);
 	tcase_add_test(tc, check_proto_encode_toobig);
 	suite_add_tcase(s, tc);

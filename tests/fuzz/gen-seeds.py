@@ -31,6 +31,7 @@ F_RETAIN, F_RETAINED, F_MONITOR, F_REPLY, F_MORE, F_RESUME = (
 F_BATCH = 0x400
 F_ORIGIN = 0x1000
 F_SHM = 0x2000
+F_AREA = 0x4000  # with F_SHM: the payload in a slot of a memory area
 
 
 def origin(uid, pid, user, host, bridge):
@@ -108,6 +109,12 @@ PROTO = {
                        uid=1000, pid=4321, client_id=3, seq=18,
                        shm=(65536, 0xffffffff)),
     'reply-shm': msg(REPLY, flags=F_SHM, token=9, shm=(200000, 2)),
+    # shm_tag of a slot: the area's id times 256 plus the slot
+    'publish-area': msg(PUBLISH, b'big/one', flags=F_SHM | F_AREA, token=6,
+                        shm=(1048576, 5 << 8)),
+    'deliver-area': msg(DELIVER, b'big/one', flags=F_SHM | F_AREA,
+                        uid=1000, pid=4321, client_id=3, seq=19,
+                        shm=(65536, (5 << 8) | 1)),
     'deliver-request': msg(DELIVER, b'svc/time', b'?', flags=F_REQUEST,
                            token=9, seq=2),
     'deliver-monitor-reply': msg(DELIVER, b'svc/time', b'12:00',
