@@ -65,8 +65,8 @@ int shm_area_create(size_t size, void **ret_map)
 	e = posix_fallocate(fd, 0, (off_t)size);
 	if (e != 0)
 		goto fail;
-	/* not F_SEAL_SEAL: the daemon seals an rx area against writes
-	 * once it has mapped it for its own */
+	/* not F_SEAL_SEAL: the daemon seals the area against new writers
+	 * once it has mapped it (we write and read through our mapping) */
 	if (fcntl(fd, F_ADD_SEALS, AREA_SEALS) < 0) {
 		e = errno;
 		goto fail;
