@@ -179,27 +179,20 @@ static int send_waiting(struct shmio *s, const void *buf, size_t len, int fd,
 	return r;
 }
 
-static size_t page_round(size_t n)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-
-	return (n + page - 1) / page * page;
-}
-
 /* Makes area a of slots slots and registers it as kind: 0 or -errno
  * (the area stays tried: not made again on this connection). */
 static int area_register(struct shmio *s, struct shmio_area *a,
 			 uint32_t kind, uint32_t slots)
 {
-	size_t slot_size = page_round(s->area_slot_size);
+	size_t slot_size = shm_page_round(s->area_slot_size);
 	struct shm_record rec = { .magic = SHM_AREA_MAGIC, .kind = kind };
 	void *map;
 	int fd, r;
 
 	a->tried = true;
 	/* the daemon takes slots up to its max_message */
-	if (slot_size > page_round(s->max_message))
-		slot_size = page_round(s->max_message);
+	if (slot_size > shm_page_round(s->max_message))
+		slot_size = shm_page_round(s->max_message);
 	if (!s->area_wanted || s->state != SHMIO_ON ||
 	    slot_size < PROTO_SHM_MIN || slot_size > UINT32_MAX / slots)
 		return -ENOTSUP;

@@ -269,13 +269,6 @@ bool shm_offer(struct peer *p, const char **ret_addr, uint64_t *ret_nonce)
 #define F_SEAL_FUTURE_WRITE 0x0010 /* Linux 5.1 */
 #endif
 
-static size_t page_round(size_t n)
-{
-	size_t page = (size_t)sysconf(_SC_PAGESIZE);
-
-	return (n + page - 1) / page * page;
-}
-
 static void area_unmap(struct server *s, struct shm_area *a)
 {
 	size_t size = (size_t)a->slots * a->slot_size;
@@ -352,8 +345,8 @@ static int area_map(struct peer *p, const struct shm_record *rec, int fd)
 	if (rec->id == 0 || rec->id > SHM_AREA_ID_MAX ||
 	    rec->a < (rx ? 2u : 1u) ||
 	    rec->a > (rx ? SHM_AREA_SLOTS_MAX : 1u) ||
-	    rec->b < PROTO_SHM_MIN || rec->b != page_round(rec->b) ||
-	    rec->b > page_round(s->cfg.max_message))
+	    rec->b < PROTO_SHM_MIN || rec->b != shm_page_round(rec->b) ||
+	    rec->b > shm_page_round(s->cfg.max_message))
 		return EINVAL;
 	size = (size_t)rec->a * rec->b;
 	r = shm_area_check(fd, size);

@@ -49,6 +49,13 @@ fail:
 
 #define AREA_SEALS (F_SEAL_SHRINK | F_SEAL_GROW)
 
+size_t shm_page_round(size_t n)
+{
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+
+	return (n + page - 1) / page * page;
+}
+
 int shm_area_create(size_t size, void **ret_map)
 {
 	void *map;

@@ -81,6 +81,9 @@ struct shm_record {
  */
 int shm_area_create(size_t size, void **ret_map);
 
+/* n rounded up to whole pages: an area's slots are of whole pages. */
+size_t shm_page_round(size_t n);
+
 /* Whether fd is an area of exactly size bytes, all allocated, that can
  * neither shrink nor grow: 0 or -errno (-EBADF not a regular file of
  * ordinary pages (tmpfs: no huge pages),
