@@ -95,8 +95,10 @@ struct peer {
 	long rx_msgsize;
 	struct wake_src src; /* tx readable */
 	unsigned read_extra; /* messages beyond the first in what was just
-				read (a BATCH frame, server.c): they count
-				against the read budget too */
+				read (a BATCH frame, server.c; the pieces a
+				payload copied out of a tx area would have
+				taken, shm.c): they count against the read
+				budget too */
 	struct event *rx_ev; /* rx writable, while output waits; made by
 				deliver.c when first needed */
 	int pidfd;

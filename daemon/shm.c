@@ -551,6 +551,10 @@ static struct msgbuf *area_in(struct peer *p, struct msgbuf *m,
 	       len);
 	whole->len = m->len + len;
 	p->server->shm.area_received++;
+	/* a head of a few bytes makes the daemon copy up to a slot: it
+	 * takes the turns its pieces would have, so that a client sending
+	 * heads back to back cannot take the loop from the others */
+	p->read_extra = (unsigned)(len / (size_t)p->tx_msgsize);
 	return whole;
 }
 

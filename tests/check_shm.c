@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <linux/falloc.h>
 #include <mqueue.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1205,6 +1206,61 @@ START_TEST(test_area_pages)
 END_TEST
 
 /*
+ * A head of a few bytes makes mqbusd copy a whole slot out of a tx
+ * area, so it costs its sender the turns of the daemon's loop that its
+ * pieces would have: with the daemon stopped, one client queues ten
+ * heads of 128 KiB and another one small message; the small one is
+ * routed after the first head, not after all ten (a turn reads up to 32
+ * queue messages of a client; a head counts as its 64 pieces).
+ */
+START_TEST(test_area_turns)
+{
+	enum { HEADS = 10 };
+	struct testbus tb = { 0 };
+	unsigned small_at = HEADS + 1;
+	unsigned char *map;
+	mqbus *other, *sub;
+	struct raw r;
+	int fd;
+
+	testbus_start(&tb, "[bus]\npending_bytes = 4194304\n");
+	sub = testbus_connect(&tb, 0, 0);
+	other = testbus_connect(&tb, 0, 0);
+	testbus_subscribe(sub, "turn/#");
+	raw_attached(&r, &tb, 951, NULL);
+	fd = shm_area_create(SLOT, (void **)&map);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(register_area(&r, SHM_REC_AREA_TX, 3, 1, SLOT, fd),
+			 0);
+	close(fd);
+	memset(map, 0x5a, SLOT);
+
+	ck_assert_int_eq(kill(tb.pid, SIGSTOP), 0);
+	for (unsigned i = 0; i < HEADS; i++)
+		send_area_head(&r, "turn/big", SHM_AREA_TAG(3, 0), SLOT,
+			       60 + i);
+	testbus_publish_index(other, "turn/small", 0, MQBUS_PRIORITY_DEFAULT);
+	ck_assert_int_eq(kill(tb.pid, SIGCONT), 0);
+	for (unsigned i = 0; i <= HEADS; i++) {
+		mqbus_msg *m = testbus_recv(sub, RECV_MS);
+
+		if (strcmp(mqbus_msg_topic(m), "turn/small") == 0)
+			small_at = i;
+		mqbus_msg_free(m);
+	}
+	ck_assert_msg(small_at == 1,
+		      "the small message came as #%u, expected #1 (after one "
+		      "head of a tx area)",
+		      small_at);
+	munmap(map, SLOT);
+	raw_free(&r);
+	mqbus_free(other);
+	mqbus_free(sub);
+	testbus_finish(&tb);
+}
+END_TEST
+
+/*
  * mqbusd never makes a memory file of its own (its pages would be its
  * own, kept as long as a receiver holds the descriptor): a payload that
  * came in a tx area goes to an attached receiver without an rx area in
@@ -1273,5 +1329,6 @@ int main(void)
 	testbus_add_case(s, "area_tx_lost", test_area_tx_lost, 1);
 	testbus_add_case(s, "area_no_own_file", test_area_no_own_file, 1);
 	testbus_add_case(s, "area_pages", test_area_pages, 1);
+	testbus_add_case(s, "area_turns", test_area_turns, 1);
 	return testbus_run(s, "check_shm");
 }
